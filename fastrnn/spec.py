@@ -1,0 +1,365 @@
+"""ModelSpec: the one framework-neutral description of a model.
+
+Converters (``fastrnn.converters.torch`` / ``.keras``) translate a framework model into a
+:class:`ModelSpec`; the C++ core only ever sees ``ModelSpec.to_core()``.  Every framework
+quirk (transposes, gate order, bias pairs, mask semantics) is fixed *before* a spec exists.
+
+Canonical layouts (PyTorch/ONNX orientation, one direction; ``G`` gates, ``H`` units):
+
+=========== ============ ===================== ===================================
+cell        gates        w_ih / w_hh            biases
+=========== ============ ===================== ===================================
+simple_rnn  (h)          [H, I] / [H, H]        b_ih [H], b_hh [H]
+lstm        i, f, g, o   [4H, I] / [4H, Hout]   b_ih [4H], b_hh [4H]; w_hr [P, H] if proj_size=P
+gru         r, z, n      [3H, I] / [3H, H]      b_ih [3H], b_hh [3H]
+=========== ============ ===================== ===================================
+
+Cell equations (``act`` = ``activation``, ``ract`` = ``recurrent_activation``)::
+
+    simple_rnn: h' = act(W_ih x + b_ih + W_hh h + b_hh)
+    lstm:       i,f,g,o = split(W_ih x + b_ih + W_hh h + b_hh)
+                i,f,o = ract(i), ract(f), ract(o);  g = act(g)
+                c' = f*c + i*g;  h' = o*act(c')  (then h' = W_hr h' when proj_size > 0)
+    gru, reset_after=True  (PyTorch, Keras reset_after=True):
+                r = ract(W_ir x + b_ir + W_hr h + b_hr);  z = ract(W_iz x + b_iz + W_hz h + b_hz)
+                n = act(W_in x + b_in + r * (W_hn h + b_hn));  h' = (1-z)*n + z*h
+    gru, reset_after=False (Keras reset_after=False; b_hh must be zero):
+                r, z as above;  n = act(W_in x + b_in + W_hn (r*h));  h' = (1-z)*n + z*h
+
+Directions: ``forward``; ``reverse`` = Keras ``go_backwards`` (steps are processed from the
+last to the first and the output sequence stays in *processing* order); ``bidirectional`` =
+forward + a backward pass whose outputs are aligned to input time, merged by ``merge_mode``
+(``concat`` | ``sum`` | ``mul`` | ``ave`` | ``none``; ``none`` returns the two directions as
+separate outputs and must be the last layer).
+
+Masks: a step is *masked* for a row when it lies past ``lengths[b]`` or when an Embedding
+(``mask_zero``) / Masking layer marks it.  A masked step never changes the state.  Its output
+is set by ``mask_mode``: ``"zero"`` (PyTorch packed sequences: zeros) or ``"hold"`` (Keras:
+the last output emitted so far, zeros before the first valid step).  With
+``return_sequences=False`` the layer returns, per direction, the output of its last processed
+step under that rule ("hold": the last valid output; "zero": the final state ``h``).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import ClassVar, Optional, Union
+
+import numpy as np
+
+from .errors import ModelFormatError, UnsupportedLayerError
+
+FORMAT_VERSION = 1
+
+LAYER_KINDS = ("embedding", "masking", "simple_rnn", "lstm", "gru", "dense", "activation", "last_step")
+RECURRENT_KINDS = ("simple_rnn", "lstm", "gru")
+DIRECTIONS = ("forward", "reverse", "bidirectional")
+MERGE_MODES = ("concat", "sum", "mul", "ave", "none")
+MASK_MODES = ("zero", "hold")
+# Element-wise activations usable everywhere (cells, Dense, Activation).
+# hard_sigmoid = Keras 3 relu6(x+3)/6; hard_sigmoid_tf2 = tf.keras 2 clip(0.2x+0.5, 0, 1).
+ACTIVATIONS = (
+    "linear", "tanh", "sigmoid", "relu", "relu6", "hard_sigmoid", "hard_sigmoid_tf2",
+    "elu", "selu", "softplus", "softsign", "silu", "hard_silu", "exponential",
+    "leaky_relu", "gelu", "gelu_tanh", "hard_tanh", "mish", "log_sigmoid",
+)
+# Activations over the last axis (Dense / Activation only).
+AXIS_ACTIVATIONS = ("softmax", "log_softmax")
+GATES = {"simple_rnn": 1, "lstm": 4, "gru": 3}
+
+
+def _f32(name: str, a, shape: tuple) -> np.ndarray:
+    arr = np.ascontiguousarray(np.asarray(a, dtype=np.float32))
+    if arr.shape != tuple(shape):
+        raise ModelFormatError(f"tensor '{name}': expected shape {tuple(shape)}, got {arr.shape}")
+    return arr
+
+
+@dataclass
+class DirectionWeights:
+    """Weights of one direction of a recurrent layer, canonical layout (see module doc)."""
+
+    w_ih: np.ndarray
+    w_hh: np.ndarray
+    b_ih: np.ndarray
+    b_hh: np.ndarray
+    w_hr: Optional[np.ndarray] = None  # LSTM projection [P, H]
+
+    TENSORS: ClassVar[tuple] = ("w_ih", "w_hh", "b_ih", "b_hh", "w_hr")
+
+
+@dataclass
+class EmbeddingSpec:
+    """ids (B, T) int -> (B, T, D).  ``mask_zero``: id 0 masks the step (Keras)."""
+
+    name: str
+    embeddings: np.ndarray  # [V, D]
+    mask_zero: bool = False
+    kind: ClassVar[str] = "embedding"
+
+    def validate(self, features):
+        if features is not None:
+            raise ModelFormatError(f"layer '{self.name}' (embedding): must be the first layer")
+        self.embeddings = _f32(f"{self.name}.embeddings", self.embeddings, np.shape(self.embeddings))
+        if self.embeddings.ndim != 2:
+            raise ModelFormatError(f"layer '{self.name}' (embedding): embeddings must be 2-D, got {self.embeddings.shape}")
+        return int(self.embeddings.shape[1]), True
+
+
+@dataclass
+class MaskingSpec:
+    """Keras Masking: a step whose features all equal ``mask_value`` is masked; values pass through."""
+
+    name: str
+    mask_value: float = 0.0
+    kind: ClassVar[str] = "masking"
+
+    def validate(self, features):
+        return features, True
+
+
+@dataclass
+class RecurrentSpec:
+    """A SimpleRNN / LSTM / GRU layer, one or two directions (see module doc)."""
+
+    kind: str  # "simple_rnn" | "lstm" | "gru"
+    name: str
+    input_size: int
+    units: int
+    weights: list  # [DirectionWeights] (1, or 2 for bidirectional: forward, backward)
+    activation: str = "tanh"
+    recurrent_activation: str = "sigmoid"  # lstm / gru only
+    reset_after: bool = True  # gru only
+    proj_size: int = 0  # lstm only
+    direction: str = "forward"
+    merge_mode: str = "concat"  # bidirectional only
+    return_sequences: bool = True
+    mask_mode: str = "zero"
+
+    @property
+    def num_directions(self) -> int:
+        return 2 if self.direction == "bidirectional" else 1
+
+    @property
+    def hidden_out(self) -> int:
+        """Size of h (and of each direction's output)."""
+        return self.proj_size if self.proj_size else self.units
+
+    @property
+    def output_size(self) -> int:
+        if self.direction == "bidirectional" and self.merge_mode == "concat":
+            return 2 * self.hidden_out
+        return self.hidden_out
+
+    def validate(self, features):
+        where = f"layer '{self.name}' ({self.kind})"
+        problems = []
+        if self.kind not in RECURRENT_KINDS:
+            raise UnsupportedLayerError(f"{where}: unknown recurrent kind")
+        if features is not None and features != self.input_size:
+            problems.append(f"input size {self.input_size} but the previous layer gives {features}")
+        if self.direction not in DIRECTIONS:
+            problems.append(f"direction {self.direction!r} not in {DIRECTIONS}")
+        if self.merge_mode not in MERGE_MODES:
+            problems.append(f"merge_mode {self.merge_mode!r} not in {MERGE_MODES}")
+        if self.mask_mode not in MASK_MODES:
+            problems.append(f"mask_mode {self.mask_mode!r} not in {MASK_MODES}")
+        acts = [self.activation] + ([self.recurrent_activation] if self.kind != "simple_rnn" else [])
+        for a in acts:
+            if a not in ACTIVATIONS:
+                raise UnsupportedLayerError(f"{where}: activation {a!r} is not supported (supported: {', '.join(ACTIVATIONS)})")
+        if self.proj_size and self.kind != "lstm":
+            problems.append("proj_size is only valid for lstm")
+        if self.units < 1 or self.input_size < 1 or self.proj_size < 0:
+            problems.append(f"bad sizes units={self.units} input_size={self.input_size} proj_size={self.proj_size}")
+        if len(self.weights) != self.num_directions:
+            problems.append(f"{len(self.weights)} weight sets for {self.num_directions} direction(s)")
+        if problems:
+            raise ModelFormatError(f"{where}: " + "; ".join(problems))
+        g, h, i, ho = GATES[self.kind], self.units, self.input_size, self.hidden_out
+        for d, w in enumerate(self.weights):
+            p = f"{self.name}.{('forward', 'backward')[d]}"
+            w.w_ih = _f32(f"{p}.w_ih", w.w_ih, (g * h, i))
+            w.w_hh = _f32(f"{p}.w_hh", w.w_hh, (g * h, ho))
+            w.b_ih = _f32(f"{p}.b_ih", w.b_ih, (g * h,))
+            w.b_hh = _f32(f"{p}.b_hh", w.b_hh, (g * h,))
+            if self.proj_size:
+                w.w_hr = _f32(f"{p}.w_hr", w.w_hr, (self.proj_size, h))
+            elif w.w_hr is not None:
+                raise ModelFormatError(f"{where}: w_hr given without proj_size")
+            if self.kind == "gru" and not self.reset_after and np.any(w.b_hh != 0):
+                raise ModelFormatError(f"{where}: reset_after=False takes a single (input) bias; b_hh must be zero")
+        return self.output_size, self.return_sequences
+
+
+@dataclass
+class DenseSpec:
+    """y = act(x W^T + b) over the last axis (Dense, TimeDistributed(Dense), nn.Linear)."""
+
+    name: str
+    weight: np.ndarray  # [O, I]
+    bias: Optional[np.ndarray] = None  # [O]
+    activation: str = "linear"
+    kind: ClassVar[str] = "dense"
+
+    def validate(self, features):
+        w = np.asarray(self.weight)
+        if w.ndim != 2:
+            raise ModelFormatError(f"layer '{self.name}' (dense): weight must be 2-D, got {w.shape}")
+        if features is not None and features != w.shape[1]:
+            raise ModelFormatError(
+                f"layer '{self.name}' (dense): weight {w.shape} takes {w.shape[1]} features but the previous layer gives {features}")
+        self.weight = _f32(f"{self.name}.weight", w, w.shape)
+        self.bias = _f32(f"{self.name}.bias", np.zeros(w.shape[0]) if self.bias is None else self.bias, (w.shape[0],))
+        _check_activation(self.name, self.kind, self.activation, allow_axis=True)
+        return int(w.shape[0]), None
+
+
+@dataclass
+class ActivationSpec:
+    name: str
+    activation: str
+    kind: ClassVar[str] = "activation"
+
+    def validate(self, features):
+        _check_activation(self.name, self.kind, self.activation, allow_axis=True)
+        return features, None
+
+
+@dataclass
+class LastStepSpec:
+    """(B, T, F) -> (B, F): the output at the last time index (``x[:, -1]``)."""
+
+    name: str
+    kind: ClassVar[str] = "last_step"
+
+    def validate(self, features):
+        return features, False
+
+
+LayerSpec = Union[EmbeddingSpec, MaskingSpec, RecurrentSpec, DenseSpec, ActivationSpec, LastStepSpec]
+
+
+def _check_activation(name, kind, act, allow_axis=False):
+    ok = ACTIVATIONS + (AXIS_ACTIVATIONS if allow_axis else ())
+    if act not in ok:
+        raise UnsupportedLayerError(f"layer '{name}' ({kind}): activation {act!r} is not supported (supported: {', '.join(ok)})")
+
+
+@dataclass
+class ModelSpec:
+    """A chain of layers.  ``input_features`` is None for id input (first layer Embedding)."""
+
+    layers: list
+    input_features: Optional[int] = None
+    source: str = ""
+    metadata: dict = field(default_factory=dict)
+
+    @property
+    def takes_ids(self) -> bool:
+        return bool(self.layers) and isinstance(self.layers[0], EmbeddingSpec)
+
+    @property
+    def recurrent_layers(self) -> list:
+        return [l for l in self.layers if isinstance(l, RecurrentSpec)]
+
+    def validate(self) -> "ModelSpec":
+        """Check every layer and the chain of feature sizes; return self (normalized to float32)."""
+        if not self.layers:
+            raise ModelFormatError("model has no layers")
+        names = set()
+        feats = None if self.takes_ids else self.input_features
+        if not self.takes_ids and (not isinstance(feats, int) or feats < 1):
+            raise ModelFormatError(f"model input_features must be a positive int, got {feats!r}")
+        seq = True
+        for i, layer in enumerate(self.layers):
+            if layer.name in names:
+                raise ModelFormatError(f"duplicate layer name '{layer.name}'")
+            names.add(layer.name)
+            if isinstance(layer, (RecurrentSpec, LastStepSpec, MaskingSpec)) and not seq:
+                raise ModelFormatError(f"layer '{layer.name}' ({layer.kind}) needs a sequence input, but the previous layer returns one step")
+            if isinstance(layer, RecurrentSpec) and layer.direction == "bidirectional" and layer.merge_mode == "none" \
+                    and i != len(self.layers) - 1:
+                raise ModelFormatError(f"layer '{layer.name}': merge_mode 'none' must be the last layer")
+            feats, s = layer.validate(feats)
+            if s is not None:
+                seq = s
+        return self
+
+    # ---- the (header, tensors) pair: the payload of a .fastrnn file and the input of _core.Model
+    def to_core(self):
+        """Return ``(header: dict, tensors: {name: float32 C-contiguous ndarray})``."""
+        self.validate()
+        tensors = {}
+        layers = []
+        for i, layer in enumerate(self.layers):
+            d = {"kind": layer.kind}
+            refs = {}
+            for f in dataclasses.fields(layer):
+                v = getattr(layer, f.name)
+                if f.name == "weights":
+                    for di, w in enumerate(v):
+                        dname = ("forward", "backward")[di]
+                        for t in DirectionWeights.TENSORS:
+                            a = getattr(w, t)
+                            if a is not None:
+                                key = f"layers.{i}.{dname}.{t}"
+                                tensors[key] = a
+                                refs[f"{dname}.{t}"] = key
+                elif isinstance(v, np.ndarray):
+                    key = f"layers.{i}.{f.name}"
+                    tensors[key] = v
+                    refs[f.name] = key
+                else:
+                    d[f.name] = v
+            d["tensors"] = refs
+            layers.append(d)
+        header = {"format": FORMAT_VERSION, "input_features": self.input_features, "takes_ids": self.takes_ids,
+                  "source": self.source, "metadata": dict(self.metadata), "layers": layers}
+        return header, tensors
+
+    @classmethod
+    def from_core(cls, header: dict, tensors: dict) -> "ModelSpec":
+        """Inverse of :meth:`to_core` (used by the native file reader)."""
+        if not isinstance(header, dict):
+            raise ModelFormatError("header must be a JSON object")
+        ver = header.get("format")
+        if not isinstance(ver, int) or ver > FORMAT_VERSION or ver < 1:
+            raise ModelFormatError(
+                f"model format version {ver!r} is not supported by this fastrnn (reads versions 1..{FORMAT_VERSION}); "
+                "upgrade fastrnn or re-convert the model with this version")
+        kinds = {c.kind: c for c in (EmbeddingSpec, MaskingSpec, DenseSpec, ActivationSpec, LastStepSpec)}
+        layers = []
+        for i, d in enumerate(header.get("layers") or []):
+            if not isinstance(d, dict) or "kind" not in d:
+                raise ModelFormatError(f"layer {i}: not an object with a 'kind'")
+            d = dict(d)
+            kind = d.pop("kind")
+            refs = d.pop("tensors", {})
+
+            def get(ref):
+                if ref not in refs or refs[ref] not in tensors:
+                    raise ModelFormatError(f"layer {i} ({kind}): missing tensor '{ref}'")
+                return tensors[refs[ref]]
+
+            try:
+                if kind in RECURRENT_KINDS:
+                    ndir = 2 if d.get("direction") == "bidirectional" else 1
+                    ws = []
+                    for dname in ("forward", "backward")[:ndir]:
+                        ws.append(DirectionWeights(
+                            get(f"{dname}.w_ih"), get(f"{dname}.w_hh"), get(f"{dname}.b_ih"), get(f"{dname}.b_hh"),
+                            get(f"{dname}.w_hr") if f"{dname}.w_hr" in refs else None))
+                    layers.append(RecurrentSpec(kind=kind, weights=ws, **d))
+                elif kind in kinds:
+                    c = kinds[kind]
+                    for f in dataclasses.fields(c):
+                        if f.name in refs:
+                            d[f.name] = get(f.name)
+                    layers.append(c(**d))
+                else:
+                    raise UnsupportedLayerError(f"layer {i}: unknown layer kind {kind!r}")
+            except TypeError as e:
+                raise ModelFormatError(f"layer {i} ({kind}): {e}") from None
+        return cls(layers=layers, input_features=header.get("input_features"), source=header.get("source", ""),
+                   metadata=dict(header.get("metadata") or {})).validate()

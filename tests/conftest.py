@@ -1,0 +1,70 @@
+"""Shared test settings: tolerances, seeds, the ISA fixture, and the framework switch.
+
+FASTRNN_REQUIRE_FRAMEWORKS=1 (set by .ci/run) turns a missing framework into a failure:
+a framework comparison that cannot run must not pass CI as "skipped".
+"""
+import importlib
+import os
+
+import numpy as np
+import pytest
+
+# The one tolerance for float32 comparisons against frameworks and the numpy reference.
+ATOL_F32 = 1e-5
+RTOL_F32 = 1e-5
+
+REQUIRE_FRAMEWORKS = os.environ.get("FASTRNN_REQUIRE_FRAMEWORKS") == "1"
+
+
+def require(module_name):
+    """Import a framework, or skip (locally) / fail (CI) when it is missing."""
+    try:
+        return importlib.import_module(module_name)
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        if REQUIRE_FRAMEWORKS:
+            pytest.fail(f"{module_name} is required (FASTRNN_REQUIRE_FRAMEWORKS=1) but cannot be imported: {e}")
+        pytest.skip(f"{module_name} not installed")
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+def _isas():
+    try:
+        from fastrnn import _core
+    except ImportError:
+        return ["default"]
+    return list(_core.available_isas())
+
+
+@pytest.fixture(params=_isas())
+def isa(request):
+    """Run the test once per compiled ISA available on this CPU (generic, avx2, avx512...)."""
+    import fastrnn
+
+    prev = fastrnn.info()["isa"]
+    if request.param != "default":
+        fastrnn.set_isa(request.param)
+    yield request.param
+    fastrnn.set_isa(prev)
+
+
+@pytest.fixture(params=["generic", "best"])
+def isa_ends(request):
+    """The two ends of the dispatch: the portable fallback and the best ISA of this CPU."""
+    import fastrnn
+
+    prev = fastrnn.info()["isa"]
+    fastrnn.set_isa(request.param if request.param == "generic" else fastrnn.info()["available_isas"][-1])
+    yield request.param
+    fastrnn.set_isa(prev)
+
+
+def assert_close(got, expected, atol=ATOL_F32, rtol=RTOL_F32, what=""):
+    got = np.asarray(got)
+    expected = np.asarray(expected)
+    assert got.shape == expected.shape, f"{what}: shape {got.shape} != expected {expected.shape}"
+    assert got.dtype == np.float32, f"{what}: dtype {got.dtype} is not float32"
+    np.testing.assert_allclose(got, expected, atol=atol, rtol=rtol, err_msg=what)
