@@ -108,7 +108,8 @@ class EmbeddingSpec:
 
 @dataclass
 class MaskingSpec:
-    """Keras Masking: a step whose features all equal ``mask_value`` is masked; values pass through."""
+    """Keras Masking: a step whose features all equal ``mask_value`` is masked, and (as Keras does)
+    its values are replaced by zeros.  The mask is ANDed with any mask already present."""
 
     name: str
     mask_value: float = 0.0

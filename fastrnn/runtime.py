@@ -1,0 +1,168 @@
+"""fastrnn.Model: validate inputs, convert once, hand over to the C++ core."""
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import CoreNotBuiltError, ShapeError
+from .spec import ModelSpec, RecurrentSpec
+
+
+def core():
+    """The compiled extension, or a clear error saying how to get it."""
+    try:
+        from . import _core
+    except ImportError as e:
+        raise CoreNotBuiltError(
+            f"fastrnn._core is not built or cannot be loaded ({e}); install fastrnn with `pip install .` "
+            "from a source checkout (a C++17 compiler is needed)") from e
+    return _core
+
+
+def _as_float_array(x, what):
+    if isinstance(x, np.ndarray):
+        arr = x
+    else:
+        try:
+            arr = np.asarray(x)
+        except (ValueError, TypeError) as e:  # ragged nested lists
+            raise ShapeError(f"{what}: cannot be read as a rectangular array ({e})") from None
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
+        raise ShapeError(f"{what}: expected a numeric array, got dtype {arr.dtype}")
+    if np.iscomplexobj(arr):
+        raise ShapeError(f"{what}: complex input is not supported")
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+class Model:
+    """A compiled, immutable RNN model.  Thread-safe: ``predict`` may be called concurrently.
+
+    >>> m = fastrnn.from_torch(torch.nn.LSTM(8, 16, batch_first=True))
+    >>> y = m.predict(np.zeros((4, 10, 8), np.float32))          # (4, 10, 16)
+    >>> y, states = m.predict(x, lengths=[10, 7, 3, 1], return_state=True)
+    """
+
+    def __init__(self, spec: ModelSpec):
+        if not isinstance(spec, ModelSpec):
+            raise TypeError(f"Model() takes a fastrnn.spec.ModelSpec, got {type(spec).__name__}")
+        spec.validate()
+        self.spec = spec
+        header, tensors = spec.to_core()
+        self._core = core().Model(header, tensors)
+        self._rnns = spec.recurrent_layers
+
+    def __repr__(self):
+        kinds = ", ".join(f"{l.name}:{l.kind}" for l in self.spec.layers)
+        return f"<fastrnn.Model [{kinds}] source={self.spec.source or '?'}>"
+
+    # ---- input checks -------------------------------------------------------------------
+    def _input(self, x):
+        spec = self.spec
+        first = spec.layers[0]
+        needs_seq = any(isinstance(l, RecurrentSpec) or l.kind in ("last_step", "masking") for l in spec.layers)
+        if spec.takes_ids:
+            arr = np.asarray(x) if not isinstance(x, np.ndarray) else x
+            if arr.dtype == object or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+                raise ShapeError(f"layer '{first.name}' (embedding): expects integer ids, got dtype {arr.dtype}")
+            if np.issubdtype(arr.dtype, np.floating):
+                if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
+                    raise ShapeError(f"layer '{first.name}' (embedding): ids must be integers, got non-integral floats")
+            if arr.ndim != 2:
+                raise ShapeError(f"layer '{first.name}' (embedding): ids must have shape (batch, time), got {arr.shape}")
+            vocab = first.embeddings.shape[0]
+            if arr.size and (arr.min() < 0 or arr.max() >= vocab):
+                bad = arr[(arr < 0) | (arr >= vocab)].flat[0]
+                raise ShapeError(f"layer '{first.name}' (embedding): id {bad} is outside [0, {vocab})")
+            return np.ascontiguousarray(arr, dtype=np.int64)
+        arr = _as_float_array(x, "x")
+        want = 3 if needs_seq else (2, 3)
+        if (arr.ndim != want) if isinstance(want, int) else (arr.ndim not in want):
+            hint = " (for a single sequence use x[None])" if arr.ndim == 2 else ""
+            raise ShapeError(f"x: expected shape (batch, time, {spec.input_features}), got {arr.shape}{hint}")
+        if arr.shape[-1] != spec.input_features:
+            raise ShapeError(
+                f"x: layer '{first.name}' ({first.kind}) expects {spec.input_features} features, got shape {arr.shape}")
+        return arr
+
+    def _lengths(self, lengths, batch, steps):
+        if lengths is None:
+            return None
+        arr = np.asarray(lengths)
+        if arr.dtype == object or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+            raise ShapeError(f"lengths: expected integers, got dtype {arr.dtype}")
+        if arr.shape != (batch,):
+            raise ShapeError(f"lengths: expected shape ({batch},), got {arr.shape}")
+        if np.issubdtype(arr.dtype, np.floating) and np.any(arr != np.round(arr)):
+            raise ShapeError("lengths: expected integers")
+        if arr.size and (arr.min() < 0 or arr.max() > steps):
+            raise ShapeError(f"lengths: values must be in [0, {steps}] (the time axis), got min {arr.min()} max {arr.max()}")
+        return np.ascontiguousarray(arr, dtype=np.int64)
+
+    def _states(self, initial_state, batch):
+        if initial_state is None:
+            return []
+        rnns = self._rnns
+        if not rnns:
+            raise ShapeError("initial_state given but the model has no recurrent layer")
+        items = initial_state
+        if len(rnns) == 1 and not (isinstance(initial_state, list) and len(initial_state) == 1
+                                   and isinstance(initial_state[0], (tuple, list, np.ndarray))
+                                   and not _is_state_item(initial_state, rnns[0])):
+            items = [initial_state]
+        if not isinstance(items, (list, tuple)) or len(items) != len(rnns):
+            raise ShapeError(f"initial_state: expected a list with one entry per recurrent layer ({len(rnns)}), "
+                             f"each (h, c) for LSTM or h for GRU/SimpleRNN")
+        out = []
+        for layer, item in zip(rnns, items):
+            if item is None:
+                out.append(None)
+                continue
+            lstm = layer.kind == "lstm"
+            parts = tuple(item) if isinstance(item, (tuple, list)) else (item,)
+            if len(parts) != (2 if lstm else 1):
+                raise ShapeError(f"initial_state for layer '{layer.name}' ({layer.kind}): expected "
+                                 f"{'(h, c)' if lstm else 'h'}, got {len(parts)} array(s)")
+            nd = layer.num_directions
+            shapes = [(nd, batch, layer.hidden_out)] + ([(nd, batch, layer.units)] if lstm else [])
+            arrs = []
+            for name, p, shape in zip("hc", parts, shapes):
+                a = _as_float_array(p, f"initial_state['{layer.name}'].{name}")
+                if a.ndim == 2 and nd == 1:
+                    a = a[None]
+                if a.shape != shape:
+                    raise ShapeError(f"initial_state for layer '{layer.name}' ({layer.kind}): {name} must have shape "
+                                     f"{shape} (directions, batch, units), got {np.shape(p)}")
+                arrs.append(a)
+            out.append(tuple(arrs) if lstm else (arrs[0], None))
+        return out
+
+    # ---- the API ------------------------------------------------------------------------
+    def predict(self, x, lengths=None, initial_state=None, return_state=False):
+        """Run the model on a batch.
+
+        x: (batch, time, features) floats (any float/int dtype or nested lists; converted once to
+        float32), or (batch, time) integer ids when the first layer is an Embedding.
+        lengths: (batch,) valid steps per row (steps at or past the length are masked, with the
+        source framework's semantics: PyTorch packed sequences or Keras masking).
+        initial_state: one entry per recurrent layer (the bare entry for a single-layer model):
+        LSTM (h, c) with h (directions, batch, hidden) and c (directions, batch, units); GRU /
+        SimpleRNN h (directions, batch, units).
+        Returns float32 outputs; with return_state=True, (outputs, states) with states in the
+        initial_state format (always a list, one entry per recurrent layer).
+        """
+        xi = self._input(x)
+        batch = xi.shape[0]
+        steps = xi.shape[1] if xi.ndim >= (2 if self.spec.takes_ids else 3) else 1
+        if xi.ndim >= 2 and steps < 1 and (self.spec.takes_ids or xi.ndim == 3):
+            raise ShapeError(f"x: the time axis is empty (shape {xi.shape})")
+        lens = self._lengths(lengths, batch, steps)
+        states = self._states(initial_state, batch)
+        return self._core.predict(xi, lens, states, bool(return_state))
+
+    __call__ = predict
+
+
+def _is_state_item(obj, layer):
+    """True when ``obj`` looks like one layer's state rather than a list of per-layer states."""
+    if layer.kind == "lstm":
+        return len(obj) == 2 and all(np.ndim(p) in (2, 3) for p in obj)
+    return np.ndim(obj) in (2, 3)

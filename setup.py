@@ -1,0 +1,69 @@
+"""Build fastrnn._core: a pybind11 extension linked against scipy-openblas32.
+
+Kernels (src/fastrnn/cpu/kernels_<isa>.cc) are compiled once per ISA with that ISA's flags and
+chosen at run time; the rest is portable (never -march=native).  The BLAS shared library is
+copied next to the extension and found through RPATH=$ORIGIN, so the installed package needs
+numpy only at run time.
+"""
+import glob
+import os
+import platform
+import shutil
+
+import scipy_openblas32
+from pybind11.setup_helpers import Pybind11Extension, build_ext
+from setuptools import find_packages, setup
+
+X86 = platform.machine().lower() in ("x86_64", "amd64", "i686", "x86")
+KERNEL_FLAGS = {"generic": []}
+if X86:
+    KERNEL_FLAGS["avx2"] = ["-mavx2", "-mfma"]
+    KERNEL_FLAGS["avx512"] = ["-mavx2", "-mfma", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq",
+                              "-mprefer-vector-width=512"]
+KERNEL_SOURCES = {isa: f"src/fastrnn/cpu/kernels_{isa}.cc" for isa in KERNEL_FLAGS}
+CORE_SOURCES = sorted(
+    set(glob.glob("src/fastrnn/**/*.cc", recursive=True)) - set(glob.glob("src/fastrnn/cpu/kernels_*.cc"))
+) + sorted(glob.glob("src/bindings/*.cc"))
+BLAS_LIB = scipy_openblas32.get_library(fullname=True)
+
+
+class BuildExt(build_ext):
+    """Compile each ISA's kernels with its own flags, then ship the BLAS library beside _core."""
+
+    def build_extension(self, ext):
+        objects = []
+        for isa, flags in KERNEL_FLAGS.items():
+            objects += self.compiler.compile(
+                [KERNEL_SOURCES[isa]], output_dir=self.build_temp, include_dirs=ext.include_dirs,
+                extra_postargs=["-std=c++17", "-O3", "-fPIC", "-fvisibility=hidden"] + flags)
+        ext.extra_objects = objects
+        super().build_extension(ext)
+        self._copy_blas(os.path.dirname(self.get_ext_fullpath(ext.name)))
+
+    def copy_extensions_to_source(self):  # editable / --inplace builds
+        super().copy_extensions_to_source()
+        self._copy_blas(os.path.join(os.path.dirname(os.path.abspath(__file__)), "fastrnn"))
+
+    @staticmethod
+    def _copy_blas(dest):
+        shutil.copy2(os.path.join(scipy_openblas32.get_lib_dir(), BLAS_LIB), os.path.join(dest, BLAS_LIB))
+
+
+ext = Pybind11Extension(
+    "fastrnn._core",
+    CORE_SOURCES,
+    cxx_std=17,
+    include_dirs=["src", scipy_openblas32.get_include_dir()],
+    define_macros=[("FASTRNN_HAVE_" + isa.upper(), "1") for isa in KERNEL_FLAGS if isa != "generic"],
+    library_dirs=[scipy_openblas32.get_lib_dir()],
+    libraries=[scipy_openblas32.get_library()],
+    runtime_library_dirs=["$ORIGIN"],
+    extra_compile_args=["-O3"],
+)
+
+setup(
+    packages=find_packages(include=["fastrnn", "fastrnn.*"]),
+    package_data={"fastrnn": ["*.pyi", "py.typed", "data/*"]},
+    ext_modules=[ext],
+    cmdclass={"build_ext": BuildExt},
+)

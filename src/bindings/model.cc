@@ -1,0 +1,239 @@
+// py::class_ for fastrnn::Model: the JSON header (a dict, written by fastrnn/spec.py
+// ModelSpec.to_core) becomes plain configs here; every key is required (no silent defaults).
+#include "fastrnn/model.h"
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+namespace py = pybind11;
+using fastrnn::dim_t;
+using fastrnn::FormatError;
+using fastrnn::ShapeError;
+using FloatArray = py::array_t<float, py::array::c_style | py::array::forcecast>;
+using IdArray = py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>;
+
+namespace {
+
+struct Ctx {
+  std::string where;
+  py::dict layer;
+  py::dict tensors, refs;
+  template <typename T>
+  T get(const char* key) const {
+    if (!layer.contains(key)) fastrnn::fail<FormatError>(where, ": missing '", key, "'");
+    try {
+      return layer[key].cast<T>();
+    } catch (const py::cast_error&) {
+      fastrnn::fail<FormatError>(where, ": '", key, "' has the wrong type");
+    }
+  }
+  FloatArray lookup(const std::string& ref, std::string& key) const {
+    if (!refs.contains(ref.c_str())) fastrnn::fail<FormatError>(where, ": missing tensor '", ref, "'");
+    key = py::str(refs[ref.c_str()]);
+    if (!tensors.contains(key.c_str())) fastrnn::fail<FormatError>(where, ": tensor '", key, "' is not in the file");
+    FloatArray a = FloatArray::ensure(tensors[key.c_str()]);
+    if (!a) fastrnn::fail<FormatError>(where, ": tensor '", key, "' is not a float array");
+    return a;
+  }
+  FloatArray tensor2d(const std::string& ref) const {
+    std::string key;
+    FloatArray a = lookup(ref, key);
+    if (a.ndim() != 2) fastrnn::fail<FormatError>(where, ": tensor '", key, "' must be 2-D");
+    return a;
+  }
+  FloatArray tensor(const std::string& ref, std::vector<dim_t> shape) const {
+    std::string key;
+    FloatArray a = lookup(ref, key);
+    bool ok = a.ndim() == static_cast<py::ssize_t>(shape.size());
+    for (std::size_t i = 0; ok && i < shape.size(); ++i) ok = a.shape(i) == shape[i];
+    if (!ok) {
+      std::string want, got;
+      for (auto s : shape) want += std::to_string(s) + ",";
+      for (py::ssize_t i = 0; i < a.ndim(); ++i) got += std::to_string(a.shape(i)) + ",";
+      fastrnn::fail<FormatError>(where, ": tensor '", key, "' has shape (", got, ") but (", want, ") is required");
+    }
+    return a;
+  }
+};
+
+template <typename E>
+E pick(const Ctx& c, const char* key, std::initializer_list<std::pair<const char*, E>> options) {
+  std::string v = c.get<std::string>(key);
+  for (auto& [name, e] : options)
+    if (v == name) return e;
+  fastrnn::fail<FormatError>(c.where, ": unknown ", key, " '", v, "'");
+}
+
+std::shared_ptr<fastrnn::Model> build(const py::dict& header, const py::dict& tensors) {
+  using fastrnn::LayerKind;
+  auto model = std::make_shared<fastrnn::Model>();
+  if (!header.contains("layers")) fastrnn::fail<FormatError>("header: missing 'layers'");
+  py::list layers = header["layers"].cast<py::list>();
+  std::size_t i = 0;
+  for (auto item : layers) {
+    Ctx c;
+    c.layer = item.cast<py::dict>();
+    c.tensors = tensors;
+    if (!c.layer.contains("kind") || !c.layer.contains("name"))
+      fastrnn::fail<FormatError>("layer ", i, ": missing 'kind' or 'name'");
+    std::string kind = c.get<std::string>("kind"), name = c.get<std::string>("name");
+    c.where = "layer '" + name + "' (" + kind + ")";
+    c.refs = c.layer.contains("tensors") ? c.layer["tensors"].cast<py::dict>() : py::dict();
+    if (kind == "embedding") {
+      FloatArray t = c.tensor2d("embeddings");
+      model->add_embedding(name, t.data(), t.shape(0), t.shape(1), c.get<bool>("mask_zero"));
+    } else if (kind == "masking") {
+      model->add_masking(name, c.get<float>("mask_value"));
+    } else if (kind == "simple_rnn" || kind == "lstm" || kind == "gru") {
+      fastrnn::RecurrentConfig cfg;
+      cfg.name = name;
+      cfg.cell = kind == "lstm" ? LayerKind::Lstm : kind == "gru" ? LayerKind::Gru : LayerKind::SimpleRnn;
+      cfg.input_size = c.get<dim_t>("input_size");
+      cfg.units = c.get<dim_t>("units");
+      cfg.proj_size = c.get<dim_t>("proj_size");
+      if (cfg.input_size < 1 || cfg.units < 1 || cfg.proj_size < 0 || (cfg.proj_size && kind != "lstm"))
+        fastrnn::fail<FormatError>(c.where, ": bad sizes");
+      cfg.act = fastrnn::cpu::act_from_name(c.get<std::string>("activation"));
+      cfg.ract = fastrnn::cpu::act_from_name(c.get<std::string>("recurrent_activation"));
+      if (fastrnn::cpu::is_axis_act(cfg.act) || fastrnn::cpu::is_axis_act(cfg.ract))
+        fastrnn::fail<fastrnn::UnsupportedError>(c.where, ": softmax is not a cell activation");
+      cfg.reset_after = c.get<bool>("reset_after");
+      cfg.direction = pick<fastrnn::Direction>(c, "direction", {{"forward", fastrnn::Direction::Forward},
+                                                                {"reverse", fastrnn::Direction::Reverse},
+                                                                {"bidirectional", fastrnn::Direction::Bidirectional}});
+      cfg.merge = pick<fastrnn::Merge>(c, "merge_mode", {{"concat", fastrnn::Merge::Concat},
+                                                         {"sum", fastrnn::Merge::Sum},
+                                                         {"mul", fastrnn::Merge::Mul},
+                                                         {"ave", fastrnn::Merge::Ave},
+                                                         {"none", fastrnn::Merge::None}});
+      cfg.return_sequences = c.get<bool>("return_sequences");
+      cfg.mask_mode = pick<fastrnn::MaskMode>(c, "mask_mode", {{"zero", fastrnn::MaskMode::Zero},
+                                                               {"hold", fastrnn::MaskMode::Hold}});
+      const dim_t GH = cfg.gates() * cfg.units, P = cfg.hidden_out();
+      fastrnn::DirectionTensors dirs[2];
+      std::vector<FloatArray> keep;
+      for (int d = 0; d < cfg.num_directions(); ++d) {
+        const std::string p = d ? "backward." : "forward.";
+        keep.push_back(c.tensor(p + "w_ih", {GH, cfg.input_size}));
+        dirs[d].w_ih = keep.back().data();
+        keep.push_back(c.tensor(p + "w_hh", {GH, P}));
+        dirs[d].w_hh = keep.back().data();
+        keep.push_back(c.tensor(p + "b_ih", {GH}));
+        dirs[d].b_ih = keep.back().data();
+        keep.push_back(c.tensor(p + "b_hh", {GH}));
+        dirs[d].b_hh = keep.back().data();
+        if (cfg.proj_size) {
+          keep.push_back(c.tensor(p + "w_hr", {P, cfg.units}));
+          dirs[d].w_hr = keep.back().data();
+        }
+      }
+      model->add_recurrent(cfg, dirs);
+    } else if (kind == "dense") {
+      FloatArray w = c.tensor2d("weight");
+      FloatArray b = c.tensor("bias", {w.shape(0)});
+      model->add_dense(name, w.data(), b.data(), w.shape(0), w.shape(1),
+                       fastrnn::cpu::act_from_name(c.get<std::string>("activation")));
+    } else if (kind == "activation") {
+      model->add_activation(name, fastrnn::cpu::act_from_name(c.get<std::string>("activation")));
+    } else if (kind == "last_step") {
+      model->add_last_step(name);
+    } else {
+      fastrnn::fail<fastrnn::UnsupportedError>("layer '", name, "': unknown layer kind '", kind, "'");
+    }
+    ++i;
+  }
+  return model;
+}
+
+py::array to_numpy(fastrnn::Activations& a) {
+  std::vector<py::ssize_t> shape = a.seq ? std::vector<py::ssize_t>{a.B, a.T, a.F} : std::vector<py::ssize_t>{a.B, a.F};
+  py::array_t<float> out(shape);
+  if (out.size()) std::memcpy(out.mutable_data(), a.data.data(), out.size() * sizeof(float));
+  return std::move(out);
+}
+
+}  // namespace
+
+void register_model(py::module_& m) {
+  py::class_<fastrnn::Model, std::shared_ptr<fastrnn::Model>>(m, "Model")
+      .def(py::init(&build), py::arg("header"), py::arg("tensors"),
+           "Build from ModelSpec.to_core() = (header dict, {name: float32 array}); weights are copied.")
+      .def_property_readonly("takes_ids", &fastrnn::Model::takes_ids)
+      .def(
+          "predict",
+          [](const fastrnn::Model& self, py::array x, py::object lengths, py::list states, bool want_state) {
+            // x: float32 C-contiguous (B,T,F)/(B,F) or int64 ids (B,T)/(B,).  states: one entry per recurrent
+            // layer: None or (h, c|None) float32 arrays with the exact shapes (checked by runtime.py and here).
+            const bool ids = self.takes_ids();
+            FloatArray xf;
+            IdArray xi;
+            dim_t B, T = 0, F = 0;
+            bool seq;
+            if (ids) {
+              xi = IdArray::ensure(x);
+              if (!xi || xi.ndim() < 1 || xi.ndim() > 2) throw ShapeError("ids must be a (batch, time) integer array");
+              B = xi.shape(0);
+              seq = xi.ndim() == 2;
+              T = seq ? xi.shape(1) : 1;
+            } else {
+              xf = FloatArray::ensure(x);
+              if (!xf || xf.ndim() < 2 || xf.ndim() > 3) throw ShapeError("x must be (batch, time, features)");
+              B = xf.shape(0);
+              seq = xf.ndim() == 3;
+              T = seq ? xf.shape(1) : 1;
+              F = xf.shape(xf.ndim() - 1);
+            }
+            IdArray len;
+            const bool has_len = !lengths.is_none();
+            if (has_len) {
+              len = IdArray::ensure(lengths);
+              if (!len || len.ndim() != 1 || len.shape(0) != B) throw ShapeError("lengths must have shape (batch,)");
+            }
+            auto rnns = self.recurrent_layers();
+            std::vector<fastrnn::StateIO> io(rnns.size());
+            std::vector<FloatArray> keep;
+            py::list finals;
+            for (std::size_t r = 0; r < rnns.size(); ++r) {
+              const auto* c = rnns[r];
+              const py::ssize_t dirs = c->num_directions();
+              const bool lstm = c->cell == fastrnn::LayerKind::Lstm;
+              auto check = [&](py::handle o, dim_t width, const char* what) -> const float* {
+                if (o.is_none()) return nullptr;
+                FloatArray a = FloatArray::ensure(o);
+                if (!a || a.ndim() != 3 || a.shape(0) != dirs || a.shape(1) != B || a.shape(2) != width)
+                  fastrnn::fail<ShapeError>("layer '", c->name, "': initial ", what, " must have shape (", dirs, ", ",
+                                            B, ", ", width, ")");
+                keep.push_back(a);
+                return a.data();
+              };
+              if (r < states.size() && !states[r].is_none()) {
+                py::tuple t = states[r].cast<py::tuple>();
+                io[r].h0 = check(t[0], c->hidden_out(), "h");
+                if (lstm && t.size() > 1) io[r].c0 = check(t[1], c->units, "c");
+              }
+              if (want_state) {
+                py::array_t<float> h({dirs, static_cast<py::ssize_t>(B), static_cast<py::ssize_t>(c->hidden_out())});
+                io[r].h_n = h.mutable_data();
+                if (lstm) {
+                  py::array_t<float> cc({dirs, static_cast<py::ssize_t>(B), static_cast<py::ssize_t>(c->units)});
+                  io[r].c_n = cc.mutable_data();
+                  finals.append(py::make_tuple(h, cc));
+                } else {
+                  finals.append(h);
+                }
+              }
+            }
+            std::vector<fastrnn::Activations> outs;
+            {
+              py::gil_scoped_release nogil;
+              self.predict(ids ? nullptr : xf.data(), ids ? xi.data() : nullptr, B, T, F, seq,
+                           has_len ? len.data() : nullptr, io, outs);
+            }
+            py::object y = outs.size() == 1 ? py::object(to_numpy(outs[0]))
+                                            : py::object(py::make_tuple(to_numpy(outs[0]), to_numpy(outs[1])));
+            if (want_state) return py::object(py::make_tuple(y, finals));
+            return y;
+          },
+          py::arg("x"), py::arg("lengths") = py::none(), py::arg("states") = py::list(), py::arg("return_state") = false);
+}

@@ -1,0 +1,56 @@
+// fastrnn._core: the thin binding layer.  C++ errors map onto fastrnn.errors classes; the
+// GIL is released around every numeric call; inputs are coerced once by runtime.py.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include "fastrnn/blas.h"
+#include "fastrnn/common.h"
+#include "fastrnn/cpu/kernels.h"
+#include "fastrnn/parallel/thread_pool.h"
+
+namespace py = pybind11;
+
+void register_model(py::module_& m);  // model.cc
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "fastrnn compiled core (use the fastrnn package, not this module)";
+  py::module_ errors = py::module_::import("fastrnn.errors");
+  // Keep the classes alive for the translator (module-lifetime references).
+  static py::object shape_error = errors.attr("ShapeError");
+  static py::object format_error = errors.attr("ModelFormatError");
+  static py::object unsupported_error = errors.attr("UnsupportedLayerError");
+  static py::object base_error = errors.attr("FastRNNError");
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const fastrnn::ShapeError& e) {
+      PyErr_SetString(shape_error.ptr(), e.what());
+    } catch (const fastrnn::FormatError& e) {
+      PyErr_SetString(format_error.ptr(), e.what());
+    } catch (const fastrnn::UnsupportedError& e) {
+      PyErr_SetString(unsupported_error.ptr(), e.what());
+    } catch (const fastrnn::Error& e) {
+      PyErr_SetString(base_error.ptr(), e.what());
+    }
+  });
+
+  m.def("available_isas", &fastrnn::cpu::available_isas, "ISAs compiled in and supported by this CPU, worst to best");
+  m.def("compiled_isas", &fastrnn::cpu::compiled_isas);
+  m.def("isa", [] { return std::string(fastrnn::cpu::kernels().isa); }, "The ISA whose kernels are in use");
+  m.def("set_isa", &fastrnn::cpu::set_isa, py::arg("isa"));
+  m.def("activation_names", &fastrnn::cpu::act_names);
+  m.def("layer_kinds", [] {
+    return std::vector<std::string>{"embedding", "masking", "simple_rnn", "lstm", "gru", "dense", "activation",
+                                    "last_step"};
+  });
+  m.def("blas", &fastrnn::blas::name);
+  m.def("num_threads", [] { return fastrnn::ThreadPool::global().num_threads(); });
+  m.def("set_num_threads", [](int n) {
+    py::gil_scoped_release nogil;
+    fastrnn::ThreadPool::global().set_num_threads(n);
+  }, py::arg("n"));
+  // Our own threads split the work; BLAS runs single-threaded inside each of them.
+  fastrnn::blas::set_num_threads(1);
+  register_model(m);
+}

@@ -1,0 +1,105 @@
+// Run-time ISA choice: detect what the CPU has, pick the best compiled kernel table once,
+// allow an override (FASTRNN_FORCE_ISA, set_isa()) so tests can force every path.
+#include <atomic>
+#include <cstdlib>
+
+#include "fastrnn/common.h"
+#include "fastrnn/cpu/kernels.h"
+
+namespace fastrnn::cpu {
+namespace generic { const KernelTable& table(); }
+#if defined(FASTRNN_HAVE_AVX2)
+namespace avx2 { const KernelTable& table(); }
+#endif
+#if defined(FASTRNN_HAVE_AVX512)
+namespace avx512 { const KernelTable& table(); }
+#endif
+
+namespace {
+bool cpu_has(const std::string& isa) {
+  if (isa == "generic") return true;
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_cpu_init();
+  if (isa == "avx2") return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  if (isa == "avx512")
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+#endif
+  return false;
+}
+
+const KernelTable* compiled(const std::string& isa) {
+  if (isa == "generic") return &generic::table();
+#if defined(FASTRNN_HAVE_AVX2)
+  if (isa == "avx2") return &avx2::table();
+#endif
+#if defined(FASTRNN_HAVE_AVX512)
+  if (isa == "avx512") return &avx512::table();
+#endif
+  return nullptr;
+}
+
+const KernelTable* choose_default() {
+  if (const char* env = std::getenv("FASTRNN_FORCE_ISA"); env && *env) {
+    const KernelTable* t = kernels_for(env);
+    if (!t) fail<UnsupportedError>("FASTRNN_FORCE_ISA=", env, " is not available on this CPU/build");
+    return t;
+  }
+  auto isas = available_isas();
+  return kernels_for(isas.back());
+}
+
+std::atomic<const KernelTable*> current{nullptr};
+}  // namespace
+
+std::vector<std::string> compiled_isas() {
+  std::vector<std::string> out;
+  for (const char* i : {"generic", "avx2", "avx512"})
+    if (compiled(i)) out.emplace_back(i);
+  return out;
+}
+
+std::vector<std::string> available_isas() {
+  std::vector<std::string> out;
+  for (auto& i : compiled_isas())
+    if (cpu_has(i)) out.push_back(i);
+  return out;
+}
+
+const KernelTable* kernels_for(const std::string& isa) { return cpu_has(isa) ? compiled(isa) : nullptr; }
+
+const KernelTable& kernels() {
+  const KernelTable* t = current.load(std::memory_order_acquire);
+  if (!t) {
+    t = choose_default();
+    current.store(t, std::memory_order_release);
+  }
+  return *t;
+}
+
+void set_isa(const std::string& isa) {
+  const KernelTable* t = kernels_for(isa);
+  if (!t) fail<UnsupportedError>("ISA '", isa, "' is not available here (available: ", [] {
+    std::string s;
+    for (auto& i : available_isas()) s += (s.empty() ? "" : ", ") + i;
+    return s;
+  }(), ")");
+  current.store(t, std::memory_order_release);
+}
+
+const std::vector<std::string>& act_names() {
+  static const std::vector<std::string> names = {
+      "linear", "tanh", "sigmoid", "relu", "relu6", "hard_sigmoid", "hard_sigmoid_tf2", "elu", "selu", "softplus",
+      "softsign", "silu", "hard_silu", "exponential", "leaky_relu", "gelu", "gelu_tanh", "hard_tanh", "mish",
+      "log_sigmoid", "softmax", "log_softmax"};
+  return names;
+}
+
+Act act_from_name(const std::string& name) {
+  const auto& n = act_names();
+  for (std::size_t i = 0; i < n.size(); ++i)
+    if (n[i] == name) return static_cast<Act>(i);
+  fail<UnsupportedError>("activation '", name, "' is not supported");
+}
+
+}  // namespace fastrnn::cpu

@@ -1,0 +1,224 @@
+// The recurrent sequence runner (every cell, every direction).
+//
+// Canonical weights per direction (fastrnn/spec.py): w_ih [G*H, I], w_hh [G*H, P], b_ih, b_hh [G*H],
+// w_hr [P, H] (LSTM projection, P = proj_size; otherwise P = H).  Gate order: LSTM i,f,g,o;
+// GRU r,z,n; SimpleRNN one gate.
+//
+//   simple_rnn: h' = act(W_ih x + W_hh h + b_ih + b_hh)
+//   lstm:       [i f g o] = W_ih x + W_hh h + b_ih + b_hh
+//               c' = ract(f)*c + ract(i)*act(g);  h' = ract(o)*act(c')  (h' = W_hr h' if projected)
+//   gru (reset_after):  r = ract(W_ir x + b_ir + W_hr h + b_hr),  z likewise,
+//                       n = act(W_in x + b_in + r*(W_hn h + b_hn)),  h' = (1-z)*n + z*h
+//   gru (reset before): r, z as above;  n = act(W_in x + b_in + W_hn (r*h));  h' = (1-z)*n + z*h
+//
+// Plan: (1) xw = x W_ih^T + bias for all B*T rows in one GEMM per direction (biases pre-summed,
+// except GRU b_hn which must stay inside r*(...)); (2) per step, one GEMM of the batch slice's
+// h with W_hh^T accumulated into xw[:, t] (GRU reset_after: into a separate buffer), then the
+// fused gate kernel per row writes h'/c' into the second half of a double buffer.
+// Masked steps (mask[b,t] == 0) keep the state; their output is zero ('zero', PyTorch packed
+// sequences) or the last output emitted so far ('hold', Keras; zeros before the first valid step).
+// Threads: the batch is cut into slices that each run the whole sequence (no per-step barrier);
+// the two directions of a bidirectional layer run side by side.  No allocation in the time loop.
+#include "fastrnn/layers/recurrent.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "fastrnn/blas.h"
+#include "fastrnn/parallel/thread_pool.h"
+
+namespace fastrnn {
+
+namespace {
+void copy_to(Buffer& dst, const float* src, std::size_t n) {
+  dst.resize(n);
+  std::memcpy(dst.data(), src, n * sizeof(float));
+}
+// Work (multiply-adds) below which a layer stays on one thread; measured by benchmarks/.
+constexpr double kMinWorkPerTask = 2e5;
+}  // namespace
+
+Recurrent::Recurrent(RecurrentConfig cfg, const DirectionTensors* dirs) : cfg_(std::move(cfg)) {
+  const dim_t G = cfg_.gates(), H = cfg_.units, I = cfg_.input_size, P = cfg_.hidden_out();
+  const bool gru = cfg_.cell == LayerKind::Gru;
+  for (int d = 0; d < cfg_.num_directions(); ++d) {
+    const DirectionTensors& t = dirs[d];
+    if (!t.w_ih || !t.w_hh || !t.b_ih || !t.b_hh || (cfg_.proj_size && !t.w_hr))
+      fail<FormatError>("layer '", cfg_.name, "': missing weights for direction ", d);
+    Dir& w = dir_[d];
+    copy_to(w.w_ih, t.w_ih, G * H * I);
+    copy_to(w.w_hh, t.w_hh, G * H * P);
+    w.bias.resize(G * H);
+    for (dim_t j = 0; j < G * H; ++j) w.bias[j] = t.b_ih[j] + t.b_hh[j];
+    if (gru && cfg_.reset_after) {  // b_hn stays separate: n = act(x_n + b_in + r*(h_n + b_hn))
+      copy_to(w.b_hn, t.b_hh + 2 * H, H);
+      for (dim_t j = 0; j < H; ++j) w.bias[2 * H + j] = t.b_ih[2 * H + j];
+    }
+    if (cfg_.proj_size) copy_to(w.w_hr, t.w_hr, P * H);
+  }
+}
+
+void Recurrent::forward(const float* x, dim_t B, dim_t T, const std::uint8_t* mask, const StateIO& st, float* y,
+                        float* y2) const {
+  const int ndir = cfg_.num_directions();
+  const dim_t G = cfg_.gates(), H = cfg_.units, I = cfg_.input_size, P = cfg_.hidden_out(), GH = G * H;
+  const dim_t T_out = cfg_.return_sequences ? T : 1;
+  if (B == 0) return;
+  ThreadPool& pool = ThreadPool::global();
+  const int threads = pool.num_threads();
+
+  // (1) input projection for every step and direction.
+  std::vector<Buffer> xw(ndir);
+  for (auto& b : xw) b.resize(static_cast<std::size_t>(B * T * GH));
+  const dim_t rows = B * T;
+  const dim_t row_block = std::max<dim_t>(16, (rows + threads - 1) / threads);
+  const int blocks = static_cast<int>((rows + row_block - 1) / row_block);
+  pool.run(ndir * blocks, [&](int task) {
+    const int d = task / blocks;
+    const dim_t r0 = (task % blocks) * row_block, r1 = std::min(rows, r0 + row_block);
+    float* out = xw[d].data() + r0 * GH;
+    blas::sgemm(true, static_cast<int>(r1 - r0), static_cast<int>(GH), static_cast<int>(I), 1.f, x + r0 * I,
+                static_cast<int>(I), dir_[d].w_ih.data(), static_cast<int>(I), 0.f, out, static_cast<int>(GH));
+    const float* b = dir_[d].bias.data();
+    for (dim_t r = r0; r < r1; ++r, out += GH)
+      for (dim_t j = 0; j < GH; ++j) out[j] += b[j];
+  });
+
+  // (2) the recurrence, over batch slices.
+  const bool split_out = ndir == 2 && cfg_.merge != Merge::Concat;
+  Buffer tmp;
+  float* dst = y;
+  dim_t y_stride = cfg_.output_size();
+  if (split_out) {  // both directions side by side, merged below
+    tmp.resize(static_cast<std::size_t>(B * T_out * 2 * P));
+    dst = tmp.data();
+    y_stride = 2 * P;
+  }
+  const double work = static_cast<double>(T) * GH * (P + (cfg_.proj_size ? H : 0)) * B;
+  int slices = static_cast<int>(std::min<dim_t>(B, std::max(1, threads / ndir + (threads % ndir ? 1 : 0))));
+  slices = std::max(1, std::min(slices, static_cast<int>(work / kMinWorkPerTask)));
+  pool.run(ndir * slices, [&](int task) {
+    const int d = task / slices, s = task % slices;
+    const dim_t b0 = B * s / slices, b1 = B * (s + 1) / slices;
+    run_slice(d, xw[d].data(), B, T, b0, b1, mask, st, dst, y_stride, d * P, T_out);
+  });
+
+  if (split_out) {
+    const dim_t n = B * T_out;
+    for (dim_t r = 0; r < n; ++r) {
+      const float* f = tmp.data() + r * 2 * P;
+      const float* b = f + P;
+      float* o = y + r * P;
+      switch (cfg_.merge) {
+        case Merge::Sum: for (dim_t j = 0; j < P; ++j) o[j] = f[j] + b[j]; break;
+        case Merge::Mul: for (dim_t j = 0; j < P; ++j) o[j] = f[j] * b[j]; break;
+        case Merge::Ave: for (dim_t j = 0; j < P; ++j) o[j] = (f[j] + b[j]) * 0.5f; break;
+        case Merge::None:
+          std::memcpy(o, f, P * sizeof(float));
+          std::memcpy(y2 + r * P, b, P * sizeof(float));
+          break;
+        case Merge::Concat: break;
+      }
+    }
+  }
+}
+
+void Recurrent::run_slice(int d, const float* xw_all, dim_t B, dim_t T, dim_t b0, dim_t b1,
+                          const std::uint8_t* mask, const StateIO& st, float* y, dim_t y_stride, dim_t y_off,
+                          dim_t T_out) const {
+  const cpu::KernelTable& k = cpu::kernels();
+  const Dir& w = dir_[d];
+  const dim_t G = cfg_.gates(), H = cfg_.units, P = cfg_.hidden_out(), GH = G * H;
+  const int nb = static_cast<int>(b1 - b0);
+  const bool lstm = cfg_.cell == LayerKind::Lstm, gru = cfg_.cell == LayerKind::Gru;
+  const bool reverse = cfg_.direction == Direction::Reverse || d == 1;
+  const bool hold = cfg_.mask_mode == MaskMode::Hold;
+  const bool proj = cfg_.proj_size > 0;
+  const int iP = static_cast<int>(P), iH = static_cast<int>(H), iGH = static_cast<int>(GH);
+  const int ldg = static_cast<int>(T * GH);
+
+  // Workspace, allocated once per call (never inside the time loop).
+  Buffer hbuf(2 * nb * P), cbuf(lstm ? 2 * nb * H : 0), rec(gru && cfg_.reset_after ? nb * GH : 0),
+      rh(gru && !cfg_.reset_after ? nb * H : 0), hraw(proj ? nb * H : 0);
+  std::vector<std::uint8_t> started(nb, 0);
+  float* h_prev = hbuf.data();
+  float* h_new = h_prev + nb * P;
+  float* c_prev = lstm ? cbuf.data() : nullptr;
+  float* c_new = lstm ? c_prev + nb * H : nullptr;
+  for (int b = 0; b < nb; ++b) {
+    const dim_t row = d * B + b0 + b;
+    for (dim_t j = 0; j < P; ++j) h_prev[b * P + j] = st.h0 ? st.h0[row * P + j] : 0.f;
+    if (lstm)
+      for (dim_t j = 0; j < H; ++j) c_prev[b * H + j] = st.c0 ? st.c0[row * H + j] : 0.f;
+  }
+
+  for (dim_t s = 0; s < T; ++s) {
+    const dim_t t = reverse ? T - 1 - s : s;
+    float* g = const_cast<float*>(xw_all) + (b0 * T + t) * GH;  // this slice's rows of xw at step t
+    auto valid = [&](int b) { return !mask || mask[(b0 + b) * T + t]; };
+
+    if (gru && cfg_.reset_after) {
+      blas::sgemm(true, nb, iGH, iP, 1.f, h_prev, iP, w.w_hh.data(), iP, 0.f, rec.data(), iGH);
+      for (int b = 0; b < nb; ++b)
+        if (valid(b))
+          k.gru_cell_after(cfg_.act, cfg_.ract, g + b * T * GH, rec.data() + b * GH, w.b_hn.data(), h_prev + b * P,
+                           h_new + b * P, H);
+    } else if (gru) {
+      blas::sgemm(true, nb, 2 * iH, iP, 1.f, h_prev, iP, w.w_hh.data(), iP, 1.f, g, ldg);
+      for (int b = 0; b < nb; ++b) k.gru_before_rz(cfg_.ract, g + b * T * GH, h_prev + b * P, rh.data() + b * H, H);
+      blas::sgemm(true, nb, iH, iH, 1.f, rh.data(), iH, w.w_hh.data() + 2 * H * H, iH, 1.f, g + 2 * H, ldg);
+      for (int b = 0; b < nb; ++b)
+        if (valid(b)) k.gru_before_out(cfg_.act, g + b * T * GH, h_prev + b * P, h_new + b * P, H);
+    } else {
+      blas::sgemm(true, nb, iGH, iP, 1.f, h_prev, iP, w.w_hh.data(), iP, 1.f, g, ldg);
+      for (int b = 0; b < nb; ++b) {
+        if (!valid(b)) continue;
+        float* gb = g + b * T * GH;
+        if (lstm) {
+          k.lstm_cell(cfg_.act, cfg_.ract, gb, c_prev + b * H, c_new + b * H, proj ? hraw.data() + b * H : h_new + b * P,
+                      H);
+        } else {
+          k.activate(cfg_.act, gb, H);
+          std::memcpy(h_new + b * P, gb, H * sizeof(float));
+        }
+      }
+      if (proj) blas::sgemm(true, nb, iP, iH, 1.f, hraw.data(), iH, w.w_hr.data(), iH, 0.f, h_new, iP);
+    }
+
+    // Masked rows keep their state; then write this step's output.
+    for (int b = 0; b < nb; ++b) {
+      const bool v = valid(b);
+      if (!v) {
+        std::memcpy(h_new + b * P, h_prev + b * P, P * sizeof(float));
+        if (lstm) std::memcpy(c_new + b * H, c_prev + b * H, H * sizeof(float));
+      } else {
+        started[b] = 1;
+      }
+      if (cfg_.return_sequences) {
+        const dim_t out_t = cfg_.direction == Direction::Reverse ? s : t;
+        float* o = y + ((b0 + b) * T_out + out_t) * y_stride + y_off;
+        if (v || (hold && started[b]))
+          std::memcpy(o, h_new + b * P, P * sizeof(float));
+        else
+          std::memset(o, 0, P * sizeof(float));
+      }
+    }
+    std::swap(h_prev, h_new);
+    std::swap(c_prev, c_new);
+  }
+
+  for (int b = 0; b < nb; ++b) {
+    const dim_t row = d * B + b0 + b;
+    if (st.h_n) std::memcpy(st.h_n + row * P, h_prev + b * P, P * sizeof(float));
+    if (lstm && st.c_n) std::memcpy(st.c_n + row * H, c_prev + b * H, H * sizeof(float));
+    if (!cfg_.return_sequences) {
+      float* o = y + (b0 + b) * y_stride + y_off;
+      if (!hold || started[b])
+        std::memcpy(o, h_prev + b * P, P * sizeof(float));
+      else
+        std::memset(o, 0, P * sizeof(float));
+    }
+  }
+}
+
+}  // namespace fastrnn

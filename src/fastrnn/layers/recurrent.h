@@ -1,0 +1,38 @@
+// THE sequence runner for every cell: input GEMM for all steps, one recurrent GEMM per step
+// for all gates, fused gate kernel, masks / lengths, reverse by iteration, bidirectional.
+#pragma once
+#include <cstdint>
+
+#include "fastrnn/config.h"
+
+namespace fastrnn {
+
+// Initial / final state of one recurrent layer: h [dirs, B, P], c [dirs, B, H] (LSTM only).
+struct StateIO {
+  const float* h0 = nullptr;
+  const float* c0 = nullptr;
+  float* h_n = nullptr;
+  float* c_n = nullptr;
+};
+
+class Recurrent {
+ public:
+  Recurrent(RecurrentConfig cfg, const DirectionTensors* dirs);  // copies and re-lays the weights
+  const RecurrentConfig& config() const { return cfg_; }
+
+  // x [B, T, I]; mask [B, T] (1 = valid) or null.  y: [B, T, out] or [B, out] (out = output_size);
+  // for merge 'none', y receives the forward and y2 the backward output ([.., P] each).
+  void forward(const float* x, dim_t B, dim_t T, const std::uint8_t* mask, const StateIO& st, float* y,
+               float* y2) const;
+
+ private:
+  struct Dir {
+    Buffer w_ih, w_hh, bias, b_hn, w_hr;
+  };
+  void run_slice(int d, const float* xw, dim_t B, dim_t T, dim_t b0, dim_t b1, const std::uint8_t* mask,
+                 const StateIO& st, float* y, dim_t y_stride, dim_t y_off, dim_t T_out) const;
+  RecurrentConfig cfg_;
+  Dir dir_[2];
+};
+
+}  // namespace fastrnn

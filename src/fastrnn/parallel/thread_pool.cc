@@ -1,0 +1,110 @@
+#include "fastrnn/parallel/thread_pool.h"
+
+#include <cstdlib>
+#include <string>
+
+namespace fastrnn {
+
+namespace {
+thread_local bool in_pool_task = false;
+
+int default_threads() {
+  if (const char* env = std::getenv("FASTRNN_NUM_THREADS")) {
+    int n = std::atoi(env);
+    if (n >= 1) return n;
+  }
+  unsigned hw = std::thread::hardware_concurrency();
+  return hw ? static_cast<int>(hw) : 1;
+}
+}  // namespace
+
+ThreadPool& ThreadPool::global() {
+  static ThreadPool* pool = new ThreadPool();  // leaked on purpose: no join at interpreter exit
+  return *pool;
+}
+
+ThreadPool::ThreadPool() { set_num_threads(default_threads()); }
+ThreadPool::~ThreadPool() { stop_workers(); }
+
+void ThreadPool::stop_workers() {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  for (auto& t : workers_) t.join();
+  workers_.clear();
+  stop_ = false;
+}
+
+void ThreadPool::set_num_threads(int n) {
+  if (n < 1) n = 1;
+  std::lock_guard<std::mutex> call(call_mu_);
+  stop_workers();
+  num_threads_ = n;
+  for (int i = 0; i + 1 < n; ++i) workers_.emplace_back([this] { worker_loop(); });
+}
+
+void ThreadPool::work(const std::function<void(int)>& f) {
+  in_pool_task = true;
+  for (int i; (i = next_.fetch_add(1)) < job_n_;) {
+    try {
+      f(i);
+    } catch (...) {
+      std::lock_guard<std::mutex> lk(mu_);
+      if (!error_) error_ = std::current_exception();
+    }
+  }
+  in_pool_task = false;
+}
+
+void ThreadPool::worker_loop() {
+  unsigned long seen = 0;
+  for (;;) {
+    const std::function<void(int)>* job;
+    {
+      std::unique_lock<std::mutex> lk(mu_);
+      cv_.wait(lk, [&] { return stop_ || generation_ != seen; });
+      if (stop_) return;
+      seen = generation_;
+      job = job_;
+      if (!job) continue;  // woke after that call had already finished
+      ++active_;
+    }
+    work(*job);
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      if (--active_ == 0) done_cv_.notify_all();
+    }
+  }
+}
+
+void ThreadPool::run(int n, const std::function<void(int)>& f) {
+  if (n <= 0) return;
+  std::unique_lock<std::mutex> call(call_mu_, std::defer_lock);
+  if (n == 1 || in_pool_task || workers_.empty() || !call.try_lock()) {
+    for (int i = 0; i < n; ++i) f(i);
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    job_ = &f;
+    job_n_ = n;
+    next_.store(0);
+    error_ = nullptr;
+    ++generation_;
+  }
+  cv_.notify_all();
+  work(f);
+  std::exception_ptr err;
+  {
+    std::unique_lock<std::mutex> lk(mu_);
+    done_cv_.wait(lk, [&] { return active_ == 0 && next_.load() >= job_n_; });
+    job_ = nullptr;
+    err = error_;
+    error_ = nullptr;
+  }
+  if (err) std::rethrow_exception(err);
+}
+
+}  // namespace fastrnn
