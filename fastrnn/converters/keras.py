@@ -109,15 +109,15 @@ class _Ctx:
     def activation(self, layer, fn, what="activation"):
         """The spec name of a Keras activation function, or None (and a problem)."""
         if self._act_by_id is None:
-            self._act_by_id = {}
+            self._act_by_id = {id(None): (None, "linear")}
             for kname, sname in _ACTIVATION_NAMES.items():
                 try:
                     f = self.keras.activations.get(kname)
                 except Exception:  # pragma: no cover - keras version without it
                     continue
-                self._act_by_id.setdefault(id(f), sname)
-            self._act_by_id[id(None)] = "linear"
-        name = self._act_by_id.get(id(fn))
+                self._act_by_id.setdefault(id(f), (f, sname))  # keep f alive: ids stay unique
+        hit = self._act_by_id.get(id(fn))
+        name = hit[1] if hit is not None and hit[0] is fn else None
         if name is None:
             desc = getattr(fn, "__name__", repr(fn))
             self.problem(layer, f"{what} {desc!r} is not supported (custom or unsupported activation; "
@@ -129,10 +129,14 @@ class _Ctx:
 class _Call:
     """One layer call of the chain: the layer and the model inputs given as its initial_state."""
 
-    def __init__(self, layer, initial_state=None, op_args=None):
+    def __init__(self, layer, initial_state=None, op_args=None, gets_mask=True):
         self.layer = layer
         self.initial_state = initial_state  # list of model-input indices, or None
         self.op_args = op_args  # (args, kwargs) for non-Layer operations (keras.ops)
+        # False when Keras does not pass the incoming mask to call(): Layer.__call__ fills `mask=`
+        # only for a call with a single tensor argument, so an RNN called with initial_state
+        # tensors runs unmasked (its output still carries the mask to the next layers).
+        self.gets_mask = gets_mask
 
 
 def _is_model(keras, obj) -> bool:
@@ -217,7 +221,9 @@ def _linearize(ctx, model, top):
         first = False
         seq = args[0] if args else None
         if not isinstance(seq, keras.KerasTensor):
-            ctx.problems.append(f"layer {layer_name}: its first argument is not a tensor of the chain")
+            n = len(node.arguments.keras_tensors)
+            ctx.problems.append(f"layer {layer_name}: takes {n} tensor{'s' if n != 1 else ''} in a structure: the model "
+                                "is not a linear chain (merges and multiple inputs are not supported)")
             return [], None, {}
         init_idx = None
         # Keras records the implicit mask of `seq` as a `mask=` call argument: that one is fine.
@@ -256,7 +262,7 @@ def _linearize(ctx, model, top):
                     ctx.problems.append(f"nested model '{op.name}': state inputs of a nested model are not supported")
                 calls[0:0] = sub
             else:
-                calls.insert(0, _Call(op, init_idx))
+                calls.insert(0, _Call(op, init_idx, gets_mask=mask_arg is not None))
         else:  # a keras.ops operation
             calls.insert(0, _Call(op, None, (args, kwargs)))
         t = seq
@@ -506,6 +512,12 @@ def _convert_chain(ctx, calls, first_shape):
                 spec = None
             else:
                 spec = _convert_rnn(ctx, layer, uname(layer.name), mask_active)
+            if mask_active and not call.gets_mask:
+                ctx.problem(layer, "called with initial_state tensors while a mask (Embedding mask_zero / Masking) "
+                                   "is active: Keras 3 then does not pass the mask to the layer (it runs every "
+                                   "step unmasked, while later layers stay masked), which fastrnn cannot express; "
+                                   "pass mask= explicitly to the layer call to get masked behaviour")
+                spec = None
             rec_calls.append(call)
             if spec is not None:
                 out.append(spec)

@@ -18,6 +18,21 @@ const std::vector<std::string>& act_names();
 Act act_from_name(const std::string& name);  // throws UnsupportedError
 inline bool is_axis_act(Act a) { return a == Act::Softmax || a == Act::LogSoftmax; }
 
+// Column-panel width of packed recurrent weights (same for every ISA, so packing does not
+// depend on the ISA chosen later).
+constexpr long kPanel = 32;
+// W [N, K] row-major -> panels: out[p][k][0:kPanel] = W[p*kPanel + c, k] (zero padded past N).
+// out must hold packed_size(N, K) floats.
+inline long packed_size(long N, long K) { return (N + kPanel - 1) / kPanel * kPanel * K; }
+inline void pack_panels(const float* w, long N, long K, float* out) {
+  for (long p = 0; p * kPanel < N; ++p)
+    for (long k = 0; k < K; ++k)
+      for (long c = 0; c < kPanel; ++c) {
+        const long j = p * kPanel + c;
+        out[(p * K + k) * kPanel + c] = j < N ? w[j * K + k] : 0.f;
+      }
+}
+
 struct KernelTable {
   const char* isa;
   // x[0..n) = act(x), element-wise (softmax family: over the whole row of n).
@@ -36,6 +51,8 @@ struct KernelTable {
   void (*gru_before_rz)(Act ract, float* g, const float* h_prev, float* rh, long H);
   // phase 2: g[2H:3H] holds x-part + b + W_hn(r*h); h_new = (1-z)*act(g_n) + z*h_prev
   void (*gru_before_out)(Act act, float* g, const float* h_prev, float* h_new, long H);
+  // g[b*ldg + j] += sum_k h[b*ldh + k] * W[j, k] for b < nb, j < N; W packed by pack_panels.
+  void (*gemm_packed)(long nb, long N, long K, const float* h, long ldh, const float* packed, float* g, long ldg);
 };
 
 const KernelTable& kernels();                          // the table in use

@@ -22,6 +22,7 @@
 #include "fastrnn/layers/recurrent.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 
 #include "fastrnn/blas.h"
@@ -36,7 +37,34 @@ void copy_to(Buffer& dst, const float* src, std::size_t n) {
 }
 // Work (multiply-adds) below which a layer stays on one thread; measured by benchmarks/.
 constexpr double kMinWorkPerTask = 2e5;
+// Batch slices up to this many rows use the packed small-batch kernel; above, BLAS sgemm.
+int packed_max_rows() {
+  static const int v = [] {
+    const char* e = std::getenv("FASTRNN_PACKED_MAX_ROWS");  // for benchmarking the crossover
+    return e ? std::atoi(e) : 8;
+  }();
+  return v;
+}
 }  // namespace
+
+void Recurrent::Mat::set(const float* src, dim_t n, dim_t k) {
+  N = n;
+  K = k;
+  copy_to(w, src, n * k);
+  packed.resize(cpu::packed_size(n, k));
+  cpu::pack_panels(src, n, k, packed.data());
+}
+
+void Recurrent::Mat::apply(int nb, const float* h, dim_t ldh, float* g, dim_t ldg, bool accumulate) const {
+  if (nb <= packed_max_rows()) {
+    if (!accumulate)
+      for (int b = 0; b < nb; ++b) std::memset(g + b * ldg, 0, N * sizeof(float));
+    cpu::kernels().gemm_packed(nb, N, K, h, ldh, packed.data(), g, ldg);
+  } else {
+    blas::sgemm(true, nb, static_cast<int>(N), static_cast<int>(K), 1.f, h, static_cast<int>(ldh), w.data(),
+                static_cast<int>(K), accumulate ? 1.f : 0.f, g, static_cast<int>(ldg));
+  }
+}
 
 Recurrent::Recurrent(RecurrentConfig cfg, const DirectionTensors* dirs) : cfg_(std::move(cfg)) {
   const dim_t G = cfg_.gates(), H = cfg_.units, I = cfg_.input_size, P = cfg_.hidden_out();
@@ -47,14 +75,19 @@ Recurrent::Recurrent(RecurrentConfig cfg, const DirectionTensors* dirs) : cfg_(s
       fail<FormatError>("layer '", cfg_.name, "': missing weights for direction ", d);
     Dir& w = dir_[d];
     copy_to(w.w_ih, t.w_ih, G * H * I);
-    copy_to(w.w_hh, t.w_hh, G * H * P);
+    if (gru && !cfg_.reset_after) {
+      w.hh_rz.set(t.w_hh, 2 * H, P);
+      w.hh_n.set(t.w_hh + 2 * H * P, H, P);
+    } else {
+      w.hh.set(t.w_hh, G * H, P);
+    }
     w.bias.resize(G * H);
     for (dim_t j = 0; j < G * H; ++j) w.bias[j] = t.b_ih[j] + t.b_hh[j];
     if (gru && cfg_.reset_after) {  // b_hn stays separate: n = act(x_n + b_in + r*(h_n + b_hn))
       copy_to(w.b_hn, t.b_hh + 2 * H, H);
       for (dim_t j = 0; j < H; ++j) w.bias[2 * H + j] = t.b_ih[2 * H + j];
     }
-    if (cfg_.proj_size) copy_to(w.w_hr, t.w_hr, P * H);
+    if (cfg_.proj_size) w.hr.set(t.w_hr, P, H);
   }
 }
 
@@ -67,7 +100,11 @@ void Recurrent::forward(const float* x, dim_t B, dim_t T, const std::uint8_t* ma
   ThreadPool& pool = ThreadPool::global();
   const int threads = pool.num_threads();
 
-  // (1) input projection for every step and direction.
+  // (1) input projection for every step and direction, time-major: xw[t, b, :] = W_ih x[b, t] + bias
+  // (time-major so that each step's batch slice is one contiguous block).
+  Buffer x_tm(static_cast<std::size_t>(T * B * I));
+  for (dim_t b = 0; b < B; ++b)
+    for (dim_t t = 0; t < T; ++t) std::memcpy(x_tm.data() + (t * B + b) * I, x + (b * T + t) * I, I * sizeof(float));
   std::vector<Buffer> xw(ndir);
   for (auto& b : xw) b.resize(static_cast<std::size_t>(B * T * GH));
   const dim_t rows = B * T;
@@ -77,8 +114,9 @@ void Recurrent::forward(const float* x, dim_t B, dim_t T, const std::uint8_t* ma
     const int d = task / blocks;
     const dim_t r0 = (task % blocks) * row_block, r1 = std::min(rows, r0 + row_block);
     float* out = xw[d].data() + r0 * GH;
-    blas::sgemm(true, static_cast<int>(r1 - r0), static_cast<int>(GH), static_cast<int>(I), 1.f, x + r0 * I,
-                static_cast<int>(I), dir_[d].w_ih.data(), static_cast<int>(I), 0.f, out, static_cast<int>(GH));
+    blas::sgemm(true, static_cast<int>(r1 - r0), static_cast<int>(GH), static_cast<int>(I), 1.f,
+                x_tm.data() + r0 * I, static_cast<int>(I), dir_[d].w_ih.data(), static_cast<int>(I), 0.f, out,
+                static_cast<int>(GH));
     const float* b = dir_[d].bias.data();
     for (dim_t r = r0; r < r1; ++r, out += GH)
       for (dim_t j = 0; j < GH; ++j) out[j] += b[j];
@@ -134,8 +172,7 @@ void Recurrent::run_slice(int d, const float* xw_all, dim_t B, dim_t T, dim_t b0
   const bool reverse = cfg_.direction == Direction::Reverse || d == 1;
   const bool hold = cfg_.mask_mode == MaskMode::Hold;
   const bool proj = cfg_.proj_size > 0;
-  const int iP = static_cast<int>(P), iH = static_cast<int>(H), iGH = static_cast<int>(GH);
-  const int ldg = static_cast<int>(T * GH);
+  const dim_t ldg = GH;
 
   // Workspace, allocated once per call (never inside the time loop).
   Buffer hbuf(2 * nb * P), cbuf(lstm ? 2 * nb * H : 0), rec(gru && cfg_.reset_after ? nb * GH : 0),
@@ -154,26 +191,26 @@ void Recurrent::run_slice(int d, const float* xw_all, dim_t B, dim_t T, dim_t b0
 
   for (dim_t s = 0; s < T; ++s) {
     const dim_t t = reverse ? T - 1 - s : s;
-    float* g = const_cast<float*>(xw_all) + (b0 * T + t) * GH;  // this slice's rows of xw at step t
+    float* g = const_cast<float*>(xw_all) + (t * B + b0) * GH;  // this slice's rows of xw at step t
     auto valid = [&](int b) { return !mask || mask[(b0 + b) * T + t]; };
 
     if (gru && cfg_.reset_after) {
-      blas::sgemm(true, nb, iGH, iP, 1.f, h_prev, iP, w.w_hh.data(), iP, 0.f, rec.data(), iGH);
+      w.hh.apply(nb, h_prev, P, rec.data(), GH, false);
       for (int b = 0; b < nb; ++b)
         if (valid(b))
-          k.gru_cell_after(cfg_.act, cfg_.ract, g + b * T * GH, rec.data() + b * GH, w.b_hn.data(), h_prev + b * P,
+          k.gru_cell_after(cfg_.act, cfg_.ract, g + b * GH, rec.data() + b * GH, w.b_hn.data(), h_prev + b * P,
                            h_new + b * P, H);
     } else if (gru) {
-      blas::sgemm(true, nb, 2 * iH, iP, 1.f, h_prev, iP, w.w_hh.data(), iP, 1.f, g, ldg);
-      for (int b = 0; b < nb; ++b) k.gru_before_rz(cfg_.ract, g + b * T * GH, h_prev + b * P, rh.data() + b * H, H);
-      blas::sgemm(true, nb, iH, iH, 1.f, rh.data(), iH, w.w_hh.data() + 2 * H * H, iH, 1.f, g + 2 * H, ldg);
+      w.hh_rz.apply(nb, h_prev, P, g, ldg, true);
+      for (int b = 0; b < nb; ++b) k.gru_before_rz(cfg_.ract, g + b * GH, h_prev + b * P, rh.data() + b * H, H);
+      w.hh_n.apply(nb, rh.data(), H, g + 2 * H, ldg, true);
       for (int b = 0; b < nb; ++b)
-        if (valid(b)) k.gru_before_out(cfg_.act, g + b * T * GH, h_prev + b * P, h_new + b * P, H);
+        if (valid(b)) k.gru_before_out(cfg_.act, g + b * GH, h_prev + b * P, h_new + b * P, H);
     } else {
-      blas::sgemm(true, nb, iGH, iP, 1.f, h_prev, iP, w.w_hh.data(), iP, 1.f, g, ldg);
+      w.hh.apply(nb, h_prev, P, g, ldg, true);
       for (int b = 0; b < nb; ++b) {
         if (!valid(b)) continue;
-        float* gb = g + b * T * GH;
+        float* gb = g + b * GH;
         if (lstm) {
           k.lstm_cell(cfg_.act, cfg_.ract, gb, c_prev + b * H, c_new + b * H, proj ? hraw.data() + b * H : h_new + b * P,
                       H);
@@ -182,7 +219,7 @@ void Recurrent::run_slice(int d, const float* xw_all, dim_t B, dim_t T, dim_t b0
           std::memcpy(h_new + b * P, gb, H * sizeof(float));
         }
       }
-      if (proj) blas::sgemm(true, nb, iP, iH, 1.f, hraw.data(), iH, w.w_hr.data(), iH, 0.f, h_new, iP);
+      if (proj) w.hr.apply(nb, hraw.data(), H, h_new, P, false);
     }
 
     // Masked rows keep their state; then write this step's output.

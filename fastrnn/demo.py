@@ -1,0 +1,84 @@
+"""The demo behind `fastrnn demo`: a small LSTM model, checked against PyTorch when it is
+installed, with time per sequence side by side (same weights, same threads)."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from .spec import DenseSpec, DirectionWeights, ModelSpec, RecurrentSpec
+
+
+def demo_spec(features=16, units=64, outputs=4, seed=0) -> ModelSpec:
+    """LSTM(units) -> last step -> Dense(outputs, softmax), seeded weights (PyTorch-like init)."""
+    rng = np.random.default_rng(seed)
+    k = 1.0 / np.sqrt(units)
+    u = lambda *shape: rng.uniform(-k, k, size=shape).astype(np.float32)  # noqa: E731
+    lstm = RecurrentSpec(kind="lstm", name="lstm", input_size=features, units=units, return_sequences=False,
+                         weights=[DirectionWeights(u(4 * units, features), u(4 * units, units), u(4 * units),
+                                                   u(4 * units))])
+    head = DenseSpec(name="head", weight=u(outputs, units), bias=u(outputs), activation="softmax")
+    return ModelSpec(layers=[lstm, head], input_features=features, source="demo")
+
+
+def _best(fn, repeat):
+    fn()
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def run(steps=50, batches=(1, 32), repeat=20, threads=None, out=print) -> int:
+    import fastrnn
+
+    if threads:
+        fastrnn.set_num_threads(threads)
+    spec = demo_spec()
+    model = fastrnn.Model(spec)
+    inf = fastrnn.info()
+    out(f"fastrnn {inf['version']}  isa={inf['isa']}  threads={inf['num_threads']}  blas={inf['blas']}")
+    out("model: LSTM(16 -> 64), last step, Dense(4, softmax); sequences of %d steps" % steps)
+    try:
+        import torch
+    except ImportError:
+        torch = None
+        out("PyTorch is not installed: showing fastrnn alone (pip install torch to compare)")
+    tmod = None
+    if torch is not None:
+        torch.set_num_threads(inf["num_threads"])
+        lstm_w = spec.layers[0].weights[0]
+        head = spec.layers[1]
+        tl = torch.nn.LSTM(16, 64, batch_first=True)
+        tlin = torch.nn.Linear(64, 4)
+        with torch.no_grad():
+            for name, arr in (("weight_ih_l0", lstm_w.w_ih), ("weight_hh_l0", lstm_w.w_hh),
+                              ("bias_ih_l0", lstm_w.b_ih), ("bias_hh_l0", lstm_w.b_hh)):
+                getattr(tl, name).copy_(torch.from_numpy(arr))
+            tlin.weight.copy_(torch.from_numpy(head.weight))
+            tlin.bias.copy_(torch.from_numpy(head.bias))
+
+        def tmod(x):
+            with torch.inference_mode():
+                y, _ = tl(torch.from_numpy(x))
+                return torch.softmax(tlin(y[:, -1]), dim=-1).numpy()
+
+    rng = np.random.default_rng(1)
+    status = 0
+    out(f"{'batch':>6} {'fastrnn us/seq':>15} {'torch us/seq':>13} {'speedup':>8} {'max |diff|':>11}")
+    for b in batches:
+        x = rng.standard_normal((b, steps, 16)).astype(np.float32)
+        y = model.predict(x)
+        t_f = _best(lambda: model.predict(x), repeat) / b * 1e6
+        if tmod is not None:
+            diff = float(np.abs(y - tmod(x)).max())
+            t_t = _best(lambda: tmod(x), repeat) / b * 1e6
+            out(f"{b:>6} {t_f:>15.1f} {t_t:>13.1f} {t_t / t_f:>7.2f}x {diff:>11.2e}")
+            if diff > 1e-5:
+                out("MISMATCH against PyTorch")
+                status = 1
+        else:
+            out(f"{b:>6} {t_f:>15.1f} {'-':>13} {'-':>8} {'-':>11}")
+    return status
