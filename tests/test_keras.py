@@ -513,6 +513,27 @@ def test_other_unsupported_options(keras):
         assert part in msg, (part, msg)
 
 
+def test_nested_model_drops_the_mask(keras):
+    """Keras masks inside a nested model but its output carries no mask: refused when a later layer
+    would need it, accepted (and exact) otherwise."""
+    L = keras.layers
+    inp = keras.Input((IDS.shape[1],), dtype="int32")
+    x = L.Embedding(VOCAB, 4, mask_zero=True)(inp)
+    sub = keras.Sequential([keras.Input((IDS.shape[1], 4)), L.GRU(3, return_sequences=True), L.Dense(2)], name="sub")
+    y = sub(x)
+    model = randomize(keras.Model(inp, L.Dense(2)(y)), seed=25)
+    check_model(model, IDS, what="nested with mask")
+    msg = _problems(keras, keras.Model(inp, L.LSTM(2, name="after")(y)))
+    assert "after" in msg and "nested model" in msg
+
+
+def test_quantized_dense_is_refused(keras):
+    model = keras.Sequential([keras.Input((5, 2)), keras.layers.LSTM(3), keras.layers.Dense(4, name="qd")])
+    model.quantize("int8")
+    msg = _problems(keras, model)
+    assert "qd" in msg and "quantiz" in msg
+
+
 def test_unbuilt_and_subclassed_models(keras):
     L = keras.layers
     with pytest.raises(ConversionError, match="not built"):

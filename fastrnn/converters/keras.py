@@ -129,14 +129,18 @@ class _Ctx:
 class _Call:
     """One layer call of the chain: the layer and the model inputs given as its initial_state."""
 
-    def __init__(self, layer, initial_state=None, op_args=None, gets_mask=True):
+    def __init__(self, layer, initial_state=None, op_args=None, gets_mask=None, nested_end=False):
         self.layer = layer
         self.initial_state = initial_state  # list of model-input indices, or None
         self.op_args = op_args  # (args, kwargs) for non-Layer operations (keras.ops)
-        # False when Keras does not pass the incoming mask to call(): Layer.__call__ fills `mask=`
-        # only for a call with a single tensor argument, so an RNN called with initial_state
-        # tensors runs unmasked (its output still carries the mask to the next layers).
+        # Whether Keras passes a mask to call() (known for the calls of a top-level functional
+        # model, None = follow the mask of the chain).  Layer.__call__ fills `mask=` only for a call
+        # with a single tensor argument, so an RNN called with initial_state tensors runs unmasked
+        # (its output still carries the mask to the next layers).
         self.gets_mask = gets_mask
+        # A marker after the layers of a nested model: Keras masks inside a nested model but its
+        # output carries no mask ("this layer does not support masking and will destroy the mask").
+        self.nested_end = nested_end
 
 
 def _is_model(keras, obj) -> bool:
@@ -172,8 +176,7 @@ def _linearize(ctx, model, top):
         calls = []
         for layer in model.layers:
             if _is_model(keras, layer):
-                sub, _, _ = _linearize(ctx, layer, top=False)
-                calls.extend(sub)
+                calls.extend(_nested(ctx, layer))
             else:
                 calls.append(_Call(layer))
         return calls, tuple(inputs[0].shape), {}
@@ -257,10 +260,7 @@ def _linearize(ctx, model, top):
                                 "chain (merges, multiple inputs or explicit masks are not supported)")
         if isinstance(op, keras.layers.Layer):
             if _is_model(keras, op):
-                sub, _, sub_states = _linearize(ctx, op, top=False)
-                if sub_states:
-                    ctx.problems.append(f"nested model '{op.name}': state inputs of a nested model are not supported")
-                calls[0:0] = sub
+                calls[0:0] = _nested(ctx, op)
             else:
                 calls.insert(0, _Call(op, init_idx, gets_mask=mask_arg is not None))
         else:  # a keras.ops operation
@@ -274,6 +274,15 @@ def _linearize(ctx, model, top):
     if seq_input is not None and in_index.get(id(seq_input)) in state_inputs:
         ctx.problem(None, "the sequence input is also used as an initial_state")
     return calls, tuple(seq_input.shape), state_inputs
+
+
+def _nested(ctx, model):
+    sub, _, sub_states = _linearize(ctx, model, top=False)
+    if sub_states:
+        ctx.problems.append(f"nested model '{model.name}': state inputs of a nested model are not supported")
+    for c in sub:
+        c.gets_mask = None  # recorded while building the nested model, not where it is called
+    return sub + [_Call(model, nested_end=True)]
 
 
 def _is_rnn_like(keras, layer) -> bool:
@@ -451,7 +460,8 @@ def _convert_chain(ctx, calls, first_shape):
     out = []
     rec_calls = []
     used = set()
-    mask_active = False
+    mask_active = False  # the mask as fastrnn sees it (every mask source until a sequence is reduced)
+    keras_mask = False  # the mask as Keras sees it (also dropped at the end of a nested model)
     rank = len(first_shape) if first_shape is not None else None
 
     def uname(base):
@@ -462,14 +472,33 @@ def _convert_chain(ctx, calls, first_shape):
         used.add(n)
         return n
 
+    def mask_problem(layer, call, receives):
+        if receives == mask_active:
+            return False
+        if mask_active and call.initial_state:
+            ctx.problem(layer, "called with initial_state tensors while a mask (Embedding mask_zero / Masking) is "
+                               "active: Keras 3 then does not pass the mask to the layer (it runs every step "
+                               "unmasked, while later layers stay masked), which fastrnn cannot express; pass "
+                               "mask= explicitly to the layer call to get masked behaviour")
+        elif mask_active:
+            ctx.problem(layer, "Keras gives this layer no mask although one is active upstream (a nested model "
+                               "drops the mask at its output), which fastrnn cannot express")
+        else:
+            ctx.problem(layer, "Keras gives this layer a mask whose source fastrnn does not know")
+        return True
+
     for ci, call in enumerate(calls):
         layer = call.layer
         cls = _cls(layer)
+        receives = keras_mask if call.gets_mask is None else call.gets_mask
+        if call.nested_end:
+            keras_mask = False
+            continue
         if call.op_args is not None:  # keras.ops operation
             args, kwargs = call.op_args
             if cls == "GetItem" and len(args) >= 2 and _last_step_key(args[1]) and rank == 3:
                 out.append(LastStepSpec(name=uname(getattr(layer, "name", "last_step"))))
-                mask_active = False
+                mask_active = keras_mask = False
                 rank = 2
             else:
                 ctx.problems.append(f"operation '{getattr(layer, 'name', '?')}' ({cls}): unsupported keras.ops "
@@ -494,7 +523,7 @@ def _convert_chain(ctx, calls, first_shape):
                 raise ConversionError(f"layer '{layer.name}' (Embedding) is not built (no weights)")
             out.append(EmbeddingSpec(name=uname(layer.name), embeddings=_np(keras, layer.embeddings),
                                      mask_zero=bool(layer.mask_zero)))
-            mask_active = mask_active or bool(layer.mask_zero)
+            mask_active = keras_mask = mask_active or bool(layer.mask_zero)
             rank = 3
             continue
         if _is_keras_class(layer, "Masking", keras):
@@ -502,7 +531,7 @@ def _convert_chain(ctx, calls, first_shape):
                 ctx.problem(layer, "a Masking layer after another mask source (Embedding mask_zero / Masking) is "
                                    "not supported: Keras replaces the incoming mask, fastrnn combines them")
             out.append(MaskingSpec(name=uname(layer.name), mask_value=float(layer.mask_value)))
-            mask_active = True
+            mask_active = keras_mask = True
             continue
         if isinstance(layer, keras.layers.Bidirectional) or isinstance(layer, keras.layers.RNN):
             if _is_keras_class(layer, "Bidirectional", keras):
@@ -512,17 +541,13 @@ def _convert_chain(ctx, calls, first_shape):
                 spec = None
             else:
                 spec = _convert_rnn(ctx, layer, uname(layer.name), mask_active)
-            if mask_active and not call.gets_mask:
-                ctx.problem(layer, "called with initial_state tensors while a mask (Embedding mask_zero / Masking) "
-                                   "is active: Keras 3 then does not pass the mask to the layer (it runs every "
-                                   "step unmasked, while later layers stay masked), which fastrnn cannot express; "
-                                   "pass mask= explicitly to the layer call to get masked behaviour")
+            if mask_problem(layer, call, receives):
                 spec = None
             rec_calls.append(call)
             if spec is not None:
                 out.append(spec)
                 if not spec.return_sequences:
-                    mask_active = False
+                    mask_active = keras_mask = False
                     rank = 2
             continue
         if _is_keras_class(layer, "Dense", keras):
@@ -579,7 +604,7 @@ def _convert_chain(ctx, calls, first_shape):
                 or (rank is not None and axis == rank - 1)
             if not last:
                 ctx.problem(layer, f"axis={axis} is not supported (only the last axis)")
-            elif mask_active:
+            elif mask_active or receives:
                 ctx.problem(layer, "Softmax layer receiving a mask is not supported (Keras applies the mask inside "
                                    "the softmax)")
             else:
@@ -633,6 +658,12 @@ def spec_from_keras(model) -> ModelSpec:
             state_inputs.append({"input": idx, "name": model.inputs[idx].name, "layer": rec_names[ri],
                                  "recurrent_index": ri, "position": pos})
     meta = {"keras_version": keras.__version__, "keras_backend": keras.backend.backend(), "model_name": model.name}
+    # fastrnn computes in float32; a mixed-precision Keras model (float16 / bfloat16 compute) agrees
+    # only to its own precision.  Recorded, not refused.
+    dtypes = sorted({str(getattr(getattr(c.layer, "dtype_policy", None), "compute_dtype", "float32"))
+                     for c in calls if c.op_args is None and c.layer is not None} - {"float32"})
+    if dtypes:
+        meta["keras_compute_dtypes"] = dtypes
     if state_inputs:
         meta["keras_state_inputs"] = state_inputs
     spec = ModelSpec(layers=layers, input_features=input_features, source="keras", metadata=meta)

@@ -1,0 +1,111 @@
+"""Kernels on every compiled ISA this CPU runs, against the independent numpy reference.
+
+Covers: every activation (through Dense / Activation layers), each cell's fused gate kernel,
+the packed small-batch recurrent kernel and the BLAS path (batch slices above and below the
+crossover), SIMD tails (H not a multiple of 4/8/16), NaN/inf propagation, and that the two
+public lists (spec vs core) of layer kinds and activations agree.
+"""
+import numpy as np
+import pytest
+
+import fastrnn
+from fastrnn import spec as S
+from conftest import assert_close
+import reference
+
+ELEMENTWISE = list(S.ACTIVATIONS)
+
+
+def rnn_spec(kind, I, H, *, direction="forward", merge="concat", act="tanh", ract="sigmoid", reset_after=True,
+             proj=0, return_sequences=True, mask_mode="zero", seed=0, scale=0.5):
+    rng = np.random.default_rng(seed)
+    G = S.GATES[kind]
+    P = proj or H
+    dirs = []
+    for _ in range(2 if direction == "bidirectional" else 1):
+        dirs.append(S.DirectionWeights(
+            rng.standard_normal((G * H, I)) * scale, rng.standard_normal((G * H, P)) * scale,
+            rng.standard_normal(G * H) * scale,
+            (rng.standard_normal(G * H) * scale) if (kind != "gru" or reset_after) else np.zeros(G * H),
+            rng.standard_normal((P, H)) * scale if proj else None))
+    layer = S.RecurrentSpec(kind=kind, name=f"{kind}_0", input_size=I, units=H, weights=dirs, activation=act,
+                            recurrent_activation=ract, reset_after=reset_after, proj_size=proj, direction=direction,
+                            merge_mode=merge, return_sequences=return_sequences, mask_mode=mask_mode)
+    return S.ModelSpec(layers=[layer], input_features=I, source="test")
+
+
+def test_core_vocabulary_matches_spec():
+    core = fastrnn._load_core()
+    assert set(core.layer_kinds()) == set(S.LAYER_KINDS)
+    assert list(core.activation_names()) == list(S.ACTIVATIONS + S.AXIS_ACTIVATIONS)
+
+
+def test_generic_isa_is_always_available():
+    assert "generic" in fastrnn.info()["available_isas"]
+
+
+@pytest.mark.parametrize("act", ELEMENTWISE + ["softmax", "log_softmax"])
+@pytest.mark.parametrize("n", [1, 7, 16, 37])
+def test_activation_matches_reference(act, n, isa):
+    rng = np.random.default_rng(1)
+    x = (rng.standard_normal((3, 2, n)) * 4).astype(np.float32)
+    x[0, 0, :2] = [-90.0, 90.0][: min(2, n)]  # exp clamps
+    spec = S.ModelSpec(layers=[S.ActivationSpec(name="a", activation=act)], input_features=n)
+    got = fastrnn.Model(spec).predict(x)
+    with np.errstate(over="ignore"):
+        expected = reference.activation(act, x.astype(np.float64))
+    if act == "exponential":
+        with np.errstate(over="ignore"):
+            np.testing.assert_allclose(got, expected.astype(np.float32), rtol=2e-6)  # libm exp; e^90 overflows to inf
+    else:
+        assert_close(got, expected.astype(np.float32), atol=2e-6, rtol=2e-6, what=act)
+
+
+@pytest.mark.parametrize("act", ["tanh", "sigmoid", "relu", "softmax"])
+def test_nan_and_inf_propagate(act, isa):
+    x = np.array([[[np.nan, 0.5, 1.0], [np.inf, -np.inf, 0.0]]], np.float32)
+    spec = S.ModelSpec(layers=[S.ActivationSpec(name="a", activation=act)], input_features=3)
+    got = fastrnn.Model(spec).predict(x)
+    assert np.isnan(got[0, 0, 0])
+    if act == "softmax":
+        assert np.isnan(got[0]).all()
+    else:
+        with np.errstate(invalid="ignore", over="ignore"):
+            expected = reference.activation(act, x.astype(np.float64))
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+        finite = np.isfinite(expected)
+        np.testing.assert_allclose(got[finite], expected[finite], atol=1e-6)
+
+
+CELLS = [
+    ("simple_rnn", {}), ("simple_rnn", {"act": "relu"}),
+    ("lstm", {}), ("lstm", {"act": "relu", "ract": "hard_sigmoid"}), ("lstm", {"proj": 5}),
+    ("gru", {}), ("gru", {"reset_after": False}), ("gru", {"act": "softsign", "ract": "hard_sigmoid_tf2"}),
+]
+
+
+@pytest.mark.parametrize("kind,kw", CELLS, ids=[f"{k}-{'-'.join(f'{a}={b}' for a, b in kw.items()) or 'default'}"
+                                              for k, kw in CELLS])
+@pytest.mark.parametrize("B,T,I,H", [(1, 1, 1, 1), (2, 9, 3, 13), (3, 5, 4, 33), (11, 4, 6, 17)],
+                         ids=["b1t1h1", "b2h13", "b3h33", "b11-blas-path"])
+def test_cell_matches_reference_on_every_isa(kind, kw, B, T, I, H, isa):
+    spec = rnn_spec(kind, I, H, direction="bidirectional", **kw)
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((B, T, I)).astype(np.float32)
+    lengths = rng.integers(0, T + 1, size=B)
+    for lens in (None, lengths):
+        y, st = fastrnn.Model(spec).predict(x, lengths=lens, return_state=True)
+        ry, rst = reference.run_spec(spec, x, lengths=lens, return_state=True)
+        assert_close(y, ry, what=f"{kind} output lengths={lens}")
+        as_tuple = lambda s: s if isinstance(s, tuple) else (s,)  # noqa: E731
+        assert len(as_tuple(st[0])) == len(as_tuple(rst[0])) == (2 if kind == "lstm" else 1)
+        for a, b in zip(as_tuple(st[0]), as_tuple(rst[0])):
+            assert_close(a, b, what=f"{kind} state")
+
+
+@pytest.mark.parametrize("B", [1, 2, 7, 8, 9, 40])
+def test_packed_kernel_and_blas_path_agree_with_reference(B, isa):
+    """Slices of <= FASTRNN_PACKED_MAX_ROWS rows use the packed kernel, larger ones BLAS."""
+    spec = rnn_spec("lstm", 5, 70, seed=3)
+    x = np.random.default_rng(3).standard_normal((B, 6, 5)).astype(np.float32)
+    assert_close(fastrnn.Model(spec).predict(x), reference.run_spec(spec, x))
