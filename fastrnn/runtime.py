@@ -125,6 +125,9 @@ class Model:
             shapes = [(nd, batch, layer.hidden_out)] + ([(nd, batch, layer.units)] if lstm else [])
             arrs = []
             for name, p, shape in zip("hc", parts, shapes):
+                if p is None:
+                    raise ShapeError(f"initial_state for layer '{layer.name}' ({layer.kind}): {name} is None "
+                                     "(pass None for the whole entry to start from zeros)")
                 a = _as_float_array(p, f"initial_state['{layer.name}'].{name}")
                 if a.ndim == 2 and nd == 1:
                     a = a[None]

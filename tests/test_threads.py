@@ -1,0 +1,68 @@
+"""Threading: every thread count gives the reference result; concurrent predict() calls from
+Python threads are safe (the model is immutable, the GIL is released)."""
+import threading
+
+import numpy as np
+import pytest
+
+import fastrnn
+from conftest import assert_close
+import reference
+from test_kernels import rnn_spec
+
+
+@pytest.fixture
+def restore_threads():
+    n = fastrnn.get_num_threads()
+    yield
+    fastrnn.set_num_threads(n)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3, 8])
+@pytest.mark.parametrize("B", [1, 5, 64], ids=["b1", "b5", "b64"])
+def test_thread_counts_match_reference(threads, B, restore_threads):
+    fastrnn.set_num_threads(threads)
+    assert fastrnn.get_num_threads() == threads
+    spec = rnn_spec("gru", 7, 40, direction="bidirectional", seed=B)
+    rng = np.random.default_rng(B)
+    x = rng.standard_normal((B, 30, 7)).astype(np.float32)
+    lengths = rng.integers(1, 31, size=B)
+    model = fastrnn.Model(spec)
+    assert_close(model.predict(x, lengths=lengths), reference.run_spec(spec, x, lengths=lengths))
+
+
+def test_concurrent_predict_from_python_threads(restore_threads):
+    fastrnn.set_num_threads(2)
+    spec = rnn_spec("lstm", 4, 24, direction="bidirectional")
+    model = fastrnn.Model(spec)
+    rng = np.random.default_rng(0)
+    inputs = [rng.standard_normal((b, 20, 4)).astype(np.float32) for b in (1, 3, 17, 40)] * 3
+    expected = [reference.run_spec(spec, x) for x in inputs[:4]]
+    results, errors = {}, []
+
+    def work(i):
+        try:
+            for _ in range(5):
+                results[i] = model.predict(inputs[i])
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(inputs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for i in range(len(inputs)):
+        assert_close(results[i], expected[i % 4])
+
+
+def test_worker_exception_reaches_caller(restore_threads):
+    """An error raised inside a worker (bad id found during the gather) is rethrown on the caller."""
+    fastrnn.set_num_threads(2)
+    from fastrnn import spec as S
+
+    emb = S.EmbeddingSpec(name="emb", embeddings=np.ones((3, 2)))
+    core = fastrnn._load_core().Model(*S.ModelSpec(layers=[emb, S.LastStepSpec(name="last")]).to_core())
+    with pytest.raises(fastrnn.ShapeError, match="id 7"):
+        core.predict(np.array([[0, 7]]), None, [], False)
