@@ -85,7 +85,7 @@ def test_bad_lengths(lstm, lengths, match):
     ((np.zeros((2, 2, 4)),), r"expected \(h, c\), got 1 array"),
     ((np.zeros((1, 2, 4)), np.zeros((2, 2, 4))), r"h must have shape \(2, 2, 4\)"),
     ((np.zeros((2, 2, 4)), np.zeros((2, 3, 4))), r"c must have shape \(2, 2, 4\)"),
-    ([None, None, None], r"one entry per recurrent layer \(1\)"),
+    ([None, None, None], r"expected \(h, c\), got 3 array"),
     ((None, np.zeros((2, 2, 4))), r"h is None \(pass None for the whole entry"),
 ])
 def test_bad_initial_state(lstm, state, match):
