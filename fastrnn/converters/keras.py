@@ -12,16 +12,23 @@ Everything Keras-specific is fixed here:
   ``z, r, h`` become ``r, z, n``; GRU ``reset_after=True`` bias ``(2, 3H)`` is
   ``(input bias, recurrent bias)``; single biases go to ``b_ih`` with ``b_hh = 0``.
 * ``go_backwards=True`` -> direction ``"reverse"`` (output in processing order, as Keras).
-* mask semantics (measured with the TensorFlow backend, see ``tests/test_keras.py``): a
-  masked step never changes the state; a plain recurrent layer outputs, at a masked step,
-  the last output emitted so far (zeros before the first valid step, never the initial
-  state) -> ``mask_mode="hold"``.  ``Bidirectional`` forces ``zero_output_for_mask =
-  return_sequences`` on both of its layers, so with ``return_sequences=True`` masked steps
-  output zeros -> ``"zero"``; with ``return_sequences=False`` each direction returns its
-  last valid output (zeros if none) -> ``"hold"``.  A plain layer built with
-  ``zero_output_for_mask=True`` maps to ``"zero"`` when it returns sequences; with
-  ``return_sequences=False`` Keras returns zeros when the last processed step is masked,
-  which no ``mask_mode`` expresses, so that is refused when a mask reaches the layer.
+* mask semantics (measured with Keras 3.15 on the TensorFlow backend; pinned by
+  ``tests/test_keras.py``): a masked step never changes the state.  A plain recurrent layer
+  (forward or ``go_backwards``) outputs at a masked step the last output emitted so far, zeros
+  before the first valid step (also with an initial_state) -> ``mask_mode="hold"``;
+  ``go_backwards`` keeps its output in processing order and the mask is passed on unreversed.
+  ``Bidirectional`` forces ``zero_output_for_mask = return_sequences`` on both of its layers, so
+  with ``return_sequences=True`` masked steps output zeros in both directions -> ``"zero"``;
+  with ``return_sequences=False`` each direction returns its last valid output (zeros if none,
+  even with an initial_state) -> ``"hold"``.  A plain layer built with
+  ``zero_output_for_mask=True`` -> ``"zero"`` when it returns sequences; with
+  ``return_sequences=False`` Keras returns zeros when the last processed step is masked, which
+  no ``mask_mode`` expresses: refused when a mask reaches the layer.
+* Keras mask quirks that no spec can express, refused when a mask is active:
+  an RNN called with ``initial_state`` tensors gets *no* mask (``Layer.__call__`` fills
+  ``mask=`` only for single-tensor calls) although later layers stay masked -- pass
+  ``mask=`` explicitly; a nested model masks inside but drops the mask at its output;
+  ``Masking`` after another mask source replaces the mask (fastrnn ANDs them).
 
 Every unsupported layer / option of the model is collected and reported in one
 :class:`~fastrnn.errors.UnsupportedLayerError`.
@@ -33,8 +40,8 @@ import os
 import numpy as np
 
 from ..errors import ConversionError, UnsupportedLayerError
-from ..spec import (ACTIVATIONS, AXIS_ACTIVATIONS, ActivationSpec, DenseSpec, DirectionWeights, EmbeddingSpec,
-                    LastStepSpec, MaskingSpec, ModelSpec, RecurrentSpec)
+from ..spec import (ActivationSpec, DenseSpec, DirectionWeights, EmbeddingSpec, LastStepSpec, MaskingSpec, ModelSpec,
+                    RecurrentSpec)
 
 __all__ = ["spec_from_keras"]
 

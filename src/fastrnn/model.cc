@@ -4,7 +4,6 @@
 #include <cmath>
 #include <cstring>
 
-#include "fastrnn/blas.h"
 #include "fastrnn/parallel/thread_pool.h"
 
 namespace fastrnn {
@@ -41,7 +40,7 @@ void Model::add_recurrent(const RecurrentConfig& cfg, const DirectionTensors* di
 void Model::add_dense(const std::string& name, const float* weight, const float* bias, dim_t out, dim_t in,
                       cpu::Act act) {
   Layer l{LayerKind::Dense, name};
-  copy_to(l.weight, weight, out * in);
+  l.dense.set(weight, out, in);
   copy_to(l.bias, bias, out);
   l.rows = out;
   l.cols = in;
@@ -80,9 +79,7 @@ void Model::dense(const Layer& l, const Activations& in, Activations& out) const
   pool.run(blocks, [&](int i) {
     const dim_t r0 = i * block, r1 = std::min(rows, r0 + block);
     float* o = out.data.data() + r0 * l.rows;
-    blas::sgemm(true, static_cast<int>(r1 - r0), static_cast<int>(l.rows), static_cast<int>(l.cols), 1.f,
-                in.data.data() + r0 * l.cols, static_cast<int>(l.cols), l.weight.data(), static_cast<int>(l.cols), 0.f,
-                o, static_cast<int>(l.rows));
+    l.dense.apply(r1 - r0, in.data.data() + r0 * l.cols, l.cols, o, l.rows, false);
     for (dim_t r = r0; r < r1; ++r, o += l.rows) k.bias_act(l.act, l.bias.data(), o, l.rows);
   });
 }

@@ -8,6 +8,7 @@
 
 #include "fastrnn/config.h"
 #include "fastrnn/layers/recurrent.h"
+#include "fastrnn/matmul.h"
 
 namespace fastrnn {
 
@@ -41,7 +42,8 @@ class Model {
   struct Layer {
     LayerKind kind;
     std::string name;
-    Buffer weight, bias;  // embedding table [V, D] / dense [O, I], [O]
+    Buffer weight, bias;  // embedding table [V, D] / dense bias [O]
+    Mat dense;            // dense weight [O, I]
     dim_t rows = 0, cols = 0;
     bool mask_zero = false;
     float mask_value = 0.f;

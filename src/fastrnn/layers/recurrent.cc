@@ -25,7 +25,6 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "fastrnn/blas.h"
 #include "fastrnn/parallel/thread_pool.h"
 
 namespace fastrnn {
@@ -34,37 +33,10 @@ namespace {
 void copy_to(Buffer& dst, const float* src, std::size_t n) {
   dst.resize(n);
   std::memcpy(dst.data(), src, n * sizeof(float));
-}
-// Work (multiply-adds) below which a layer stays on one thread; measured by benchmarks/.
+}// Work (multiply-adds) below which a layer stays on one thread; measured by benchmarks/.
 constexpr double kMinWorkPerTask = 2e5;
 // Batch slices up to this many rows use the packed small-batch kernel; above, BLAS sgemm.
-int packed_max_rows() {
-  static const int v = [] {
-    const char* e = std::getenv("FASTRNN_PACKED_MAX_ROWS");  // for benchmarking the crossover
-    return e ? std::atoi(e) : 8;
-  }();
-  return v;
-}
 }  // namespace
-
-void Recurrent::Mat::set(const float* src, dim_t n, dim_t k) {
-  N = n;
-  K = k;
-  copy_to(w, src, n * k);
-  packed.resize(cpu::packed_size(n, k));
-  cpu::pack_panels(src, n, k, packed.data());
-}
-
-void Recurrent::Mat::apply(int nb, const float* h, dim_t ldh, float* g, dim_t ldg, bool accumulate) const {
-  if (nb <= packed_max_rows()) {
-    if (!accumulate)
-      for (int b = 0; b < nb; ++b) std::memset(g + b * ldg, 0, N * sizeof(float));
-    cpu::kernels().gemm_packed(nb, N, K, h, ldh, packed.data(), g, ldg);
-  } else {
-    blas::sgemm(true, nb, static_cast<int>(N), static_cast<int>(K), 1.f, h, static_cast<int>(ldh), w.data(),
-                static_cast<int>(K), accumulate ? 1.f : 0.f, g, static_cast<int>(ldg));
-  }
-}
 
 Recurrent::Recurrent(RecurrentConfig cfg, const DirectionTensors* dirs) : cfg_(std::move(cfg)) {
   const dim_t G = cfg_.gates(), H = cfg_.units, I = cfg_.input_size, P = cfg_.hidden_out();
@@ -74,7 +46,7 @@ Recurrent::Recurrent(RecurrentConfig cfg, const DirectionTensors* dirs) : cfg_(s
     if (!t.w_ih || !t.w_hh || !t.b_ih || !t.b_hh || (cfg_.proj_size && !t.w_hr))
       fail<FormatError>("layer '", cfg_.name, "': missing weights for direction ", d);
     Dir& w = dir_[d];
-    copy_to(w.w_ih, t.w_ih, G * H * I);
+    w.ih.set(t.w_ih, G * H, I);
     if (gru && !cfg_.reset_after) {
       w.hh_rz.set(t.w_hh, 2 * H, P);
       w.hh_n.set(t.w_hh + 2 * H * P, H, P);
@@ -114,9 +86,7 @@ void Recurrent::forward(const float* x, dim_t B, dim_t T, const std::uint8_t* ma
     const int d = task / blocks;
     const dim_t r0 = (task % blocks) * row_block, r1 = std::min(rows, r0 + row_block);
     float* out = xw[d].data() + r0 * GH;
-    blas::sgemm(true, static_cast<int>(r1 - r0), static_cast<int>(GH), static_cast<int>(I), 1.f,
-                x_tm.data() + r0 * I, static_cast<int>(I), dir_[d].w_ih.data(), static_cast<int>(I), 0.f, out,
-                static_cast<int>(GH));
+    dir_[d].ih.apply(r1 - r0, x_tm.data() + r0 * I, I, out, GH, false);
     const float* b = dir_[d].bias.data();
     for (dim_t r = r0; r < r1; ++r, out += GH)
       for (dim_t j = 0; j < GH; ++j) out[j] += b[j];

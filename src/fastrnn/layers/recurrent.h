@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "fastrnn/config.h"
+#include "fastrnn/matmul.h"
 
 namespace fastrnn {
 
@@ -26,17 +27,9 @@ class Recurrent {
                float* y2) const;
 
  private:
-  // A weight matrix W [N, K] used as x W^T: row-major for BLAS, panel-packed for small batches.
-  struct Mat {
-    Buffer w, packed;
-    dim_t N = 0, K = 0;
-    void set(const float* src, dim_t n, dim_t k);
-    // g[b, :N] (+)= h[b, :K] W^T for b < nb
-    void apply(int nb, const float* h, dim_t ldh, float* g, dim_t ldg, bool accumulate) const;
-  };
   struct Dir {
-    Buffer w_ih, bias, b_hn;
-    Mat hh, hh_rz, hh_n, hr;  // W_hh; GRU reset-before splits it into [r z] and [n]; LSTM projection
+    Buffer bias, b_hn;
+    Mat ih, hh, hh_rz, hh_n, hr;  // W_hh; GRU reset-before splits it into [r z] and [n]; LSTM projection
   };
   void run_slice(int d, const float* xw, dim_t B, dim_t T, dim_t b0, dim_t b1, const std::uint8_t* mask,
                  const StateIO& st, float* y, dim_t y_stride, dim_t y_off, dim_t T_out) const;

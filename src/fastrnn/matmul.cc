@@ -1,0 +1,40 @@
+#include "fastrnn/matmul.h"
+
+#include <cstdlib>
+#include <cstring>
+
+#include "fastrnn/blas.h"
+#include "fastrnn/cpu/kernels.h"
+
+namespace fastrnn {
+
+int packed_max_rows() {
+  static const int v = [] {
+    const char* e = std::getenv("FASTRNN_PACKED_MAX_ROWS");  // for benchmarking the crossover
+    return e && *e ? std::atoi(e) : 8;
+  }();
+  return v;
+}
+
+void Mat::set(const float* src, dim_t n, dim_t k) {
+  N = n;
+  K = k;
+  w.resize(n * k);
+  std::memcpy(w.data(), src, n * k * sizeof(float));
+  packed.resize(cpu::packed_size(n, k));
+  cpu::pack_panels(src, n, k, packed.data());
+}
+
+void Mat::apply(dim_t rows, const float* x, dim_t ldx, float* y, dim_t ldy, bool accumulate) const {
+  if (rows <= 0) return;
+  if (rows <= packed_max_rows()) {
+    if (!accumulate)
+      for (dim_t r = 0; r < rows; ++r) std::memset(y + r * ldy, 0, N * sizeof(float));
+    cpu::kernels().gemm_packed(rows, N, K, x, ldx, packed.data(), y, ldy);
+  } else {
+    blas::sgemm(true, static_cast<int>(rows), static_cast<int>(N), static_cast<int>(K), 1.f, x, static_cast<int>(ldx),
+                w.data(), static_cast<int>(K), accumulate ? 1.f : 0.f, y, static_cast<int>(ldy));
+  }
+}
+
+}  // namespace fastrnn
