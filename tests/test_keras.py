@@ -314,14 +314,16 @@ def _keras_states_to_fastrnn(cell, nd, svals):
     return np.stack(svals)
 
 
+@pytest.mark.parametrize("return_sequences", [True, False])
 @pytest.mark.parametrize("masked", [False, True])
 @pytest.mark.parametrize("wrap", ["forward", "go_backwards", "bidi_concat"])
 @pytest.mark.parametrize("cell", ["simple_rnn", "lstm", "gru"])
-def test_initial_state_and_return_state(keras, cell, wrap, masked):
+def test_initial_state_and_return_state(keras, cell, wrap, masked, return_sequences):
     """initial_state through keras.Input; return_state against Keras return_state=True.
 
-    Masked: leading masked steps output zeros (not the initial state) and an all-masked row keeps the
-    initial state as its final state.  Keras only masks a layer called with initial_state when mask= is
+    Masked: leading masked steps output zeros (not the initial state); an all-masked row keeps the
+    initial state as its final state and, with return_sequences=False, outputs zeros ("hold", not the
+    final h of "zero").  Keras only masks a layer called with initial_state when mask= is
     passed explicitly (see test_initial_state_with_implicit_mask_is_refused)."""
     L = keras.layers
     rng = np.random.default_rng(14)
@@ -332,7 +334,7 @@ def test_initial_state_and_return_state(keras, cell, wrap, masked):
     states = [keras.Input((units,), name=f"s{i}") for i in range(nd * ns)]
     x = L.Embedding(VOCAB, 4, mask_zero=masked)(inp)
     kw = {"mask": x._keras_mask} if masked else {}
-    rnn = make_recurrent(keras, cell, wrap, units, True, return_state=True)
+    rnn = make_recurrent(keras, cell, wrap, units, return_sequences, return_state=True)
     outs = rnn(x, initial_state=states, **kw)
     y, kstates = outs[0], list(outs[1:])
     full = keras.Model([inp] + states, [y] + kstates)  # Keras with its states (not convertible: 3 outputs)
