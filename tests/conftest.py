@@ -62,9 +62,24 @@ def isa_ends(request):
     fastrnn.set_isa(prev)
 
 
+_LARGEST = {"err": 0.0, "where": ""}
+
+
 def assert_close(got, expected, atol=ATOL_F32, rtol=RTOL_F32, what=""):
     got = np.asarray(got)
     expected = np.asarray(expected)
     assert got.shape == expected.shape, f"{what}: shape {got.shape} != expected {expected.shape}"
     assert got.dtype == np.float32, f"{what}: dtype {got.dtype} is not float32"
     np.testing.assert_allclose(got, expected, atol=atol, rtol=rtol, err_msg=what)
+    finite = np.isfinite(expected) & np.isfinite(got)
+    if finite.any():
+        e = expected[finite].astype(np.float64)
+        err = float(np.max(np.abs(got[finite] - e) / np.maximum(1.0, np.abs(e))))
+        if err > _LARGEST["err"]:
+            _LARGEST.update(err=err, where=os.environ.get("PYTEST_CURRENT_TEST", "?").split(" ")[0])
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _LARGEST["where"]:
+        terminalreporter.write_line(
+            f"fastrnn: largest error in assert_close (absolute; relative where |expected| > 1): {_LARGEST['err']:.3g} ({_LARGEST['where']})")
