@@ -163,6 +163,70 @@ class Model:
 
     __call__ = predict
 
+    def save(self, path) -> None:
+        """Write the model to a ``.fastrnn`` file (atomically; see :mod:`fastrnn.io.native`).
+        Read it back with ``fastrnn.load(path)``."""
+        from .io.native import save_spec
+
+        save_spec(self.spec, path)
+
+    def stream(self, batch_size: int = 1) -> "Stream":
+        """A stateful stream of ``batch_size`` sessions: ``step(x_t)``, ``run(chunk)``, ``reset()``.
+
+        The weights stay shared in this Model; each Stream owns only its state, so many streams
+        of one model may run at once (one thread per stream).  Forward-only models stream;
+        bidirectional and go_backwards layers raise UnsupportedLayerError.
+        """
+        return Stream(self, batch_size)
+
+
+class Stream:
+    """Stateful step-by-step inference.
+
+    ``step(x, out=None)``: x ``(batch, features)`` (or ``(batch,)`` ids) -> the model's output
+    for this step ``(batch, outputs)``; allocation-free in C++ (pass ``out=`` to reuse a buffer).
+    ``run(chunk)``: ``(batch, time, features)`` -> what ``predict`` returns for the chunk,
+    continuing from the current state.  Stepping a sequence through ``step``/``run`` in any
+    split equals ``predict`` on the whole sequence.  ``reset()`` zeroes every row,
+    ``reset(rows)`` only those.  ``state`` gets/sets the state of every recurrent layer in the
+    ``predict(initial_state=...)`` format (LSTM ``(h, c)``, else ``h``; ``(1, batch, units)``).
+    """
+
+    def __init__(self, model: Model, batch_size: int = 1):
+        if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ShapeError(f"stream batch_size must be a positive int, got {batch_size!r}")
+        self.model = model
+        self._s = model._core.stream(int(batch_size))
+        # The hot calls go straight to C++ (no Python frame in between).
+        self.step = self._s.step
+        self.run = self._s.run
+
+    @property
+    def batch_size(self) -> int:
+        return self._s.batch_size
+
+    def reset(self, rows=None) -> None:
+        if rows is not None:
+            rows = np.atleast_1d(np.asarray(rows))
+            if rows.dtype == bool:
+                rows = np.flatnonzero(rows)
+            if not np.issubdtype(rows.dtype, np.integer):
+                raise ShapeError(f"reset: rows must be integer indices, got dtype {rows.dtype}")
+        self._s.reset(rows)
+
+    @property
+    def state(self) -> list:
+        return list(self._s.get_state())
+
+    @state.setter
+    def state(self, value) -> None:
+        checked = self.model._states(value, self.batch_size)
+        if not checked:
+            raise ShapeError("state: expected one entry per recurrent layer")
+        if any(c is None for c in checked):
+            raise ShapeError("state: every recurrent layer needs an entry (None is not allowed here)")
+        self._s.set_state([(h, c) for h, c in checked])
+
 
 def _is_state_item(obj, layer):
     """True when ``obj`` looks like one layer's state rather than a list of per-layer states."""

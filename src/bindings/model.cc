@@ -146,20 +146,24 @@ std::shared_ptr<fastrnn::Model> build(const py::dict& header, const py::dict& te
   return model;
 }
 
-py::array to_numpy(fastrnn::Activations& a) {
+}  // namespace
+
+py::array activations_to_numpy(fastrnn::Activations& a) {
   std::vector<py::ssize_t> shape = a.seq ? std::vector<py::ssize_t>{a.B, a.T, a.F} : std::vector<py::ssize_t>{a.B, a.F};
   py::array_t<float> out(shape);
   if (out.size()) std::memcpy(out.mutable_data(), a.data.data(), out.size() * sizeof(float));
   return std::move(out);
 }
 
-}  // namespace
-
 void register_model(py::module_& m) {
   py::class_<fastrnn::Model, std::shared_ptr<fastrnn::Model>>(m, "Model")
       .def(py::init(&build), py::arg("header"), py::arg("tensors"),
            "Build from ModelSpec.to_core() = (header dict, {name: float32 array}); weights are copied.")
       .def_property_readonly("takes_ids", &fastrnn::Model::takes_ids)
+      .def("stream", [](std::shared_ptr<fastrnn::Model> self, dim_t batch) {
+             py::object cls = py::module_::import("fastrnn._core").attr("Stream");
+             return cls(self, batch);
+           }, py::arg("batch_size"))
       .def(
           "predict",
           [](const fastrnn::Model& self, py::array x, py::object lengths, py::list states, bool want_state) {
@@ -230,8 +234,8 @@ void register_model(py::module_& m) {
               self.predict(ids ? nullptr : xf.data(), ids ? xi.data() : nullptr, B, T, F, seq,
                            has_len ? len.data() : nullptr, io, outs);
             }
-            py::object y = outs.size() == 1 ? py::object(to_numpy(outs[0]))
-                                            : py::object(py::make_tuple(to_numpy(outs[0]), to_numpy(outs[1])));
+            py::object y = outs.size() == 1 ? py::object(activations_to_numpy(outs[0]))
+                                            : py::object(py::make_tuple(activations_to_numpy(outs[0]), activations_to_numpy(outs[1])));
             if (want_state) return py::object(py::make_tuple(y, finals));
             return y;
           },

@@ -11,7 +11,8 @@
 
 namespace py = pybind11;
 
-void register_model(py::module_& m);  // model.cc
+void register_model(py::module_& m);   // model.cc
+void register_stream(py::module_& m);  // stream.cc
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "fastrnn compiled core (use the fastrnn package, not this module)";
@@ -53,4 +54,5 @@ PYBIND11_MODULE(_core, m) {
   // Our own threads split the work; BLAS runs single-threaded inside each of them.
   fastrnn::blas::set_num_threads(1);
   register_model(m);
+  register_stream(m);
 }

@@ -208,4 +208,194 @@ void Model::predict(const float* x, const std::int64_t* ids, dim_t B, dim_t T, d
   outputs.push_back(std::move(cur));
 }
 
+
+dim_t Model::input_size() const {
+  for (const Layer& l : layers_) {
+    if (l.kind == LayerKind::Embedding) return 0;
+    if (l.rnn) return l.rnn->config().input_size;
+    if (l.kind == LayerKind::Dense) return l.cols;
+  }
+  return -1;  // only pass-through layers: any width
+}
+
+dim_t Model::step_output_size() const {
+  dim_t f = input_size();
+  for (const Layer& l : layers_) {
+    if (l.kind == LayerKind::Embedding) f = l.cols;
+    if (l.kind == LayerKind::Dense) f = l.rows;
+    if (l.rnn) f = l.rnn->config().hidden_out();
+  }
+  return f;
+}
+
+std::unique_ptr<StreamState> Model::new_stream(dim_t B) const {
+  if (B < 1) fail<ShapeError>("stream batch_size must be >= 1, got ", B);
+  auto s = std::make_unique<StreamState>();
+  s->B = B;
+  dim_t widest = 1;
+  for (const Layer& l : layers_) {
+    if (l.kind == LayerKind::Embedding) widest = std::max(widest, l.cols);
+    if (l.kind == LayerKind::Dense) widest = std::max(widest, std::max(l.rows, l.cols));
+    if (!l.rnn) continue;
+    const RecurrentConfig& c = l.rnn->config();
+    if (c.direction != Direction::Forward)
+      fail<UnsupportedError>("layer '", c.name, "': a ", c.direction == Direction::Reverse ? "go_backwards" : "bidirectional",
+                             " layer needs the whole sequence and cannot stream; use predict()");
+    widest = std::max({widest, c.input_size, c.hidden_out()});
+    StreamState::Rnn r;
+    const dim_t GH = c.gates() * c.units;
+    for (int i = 0; i < 2; ++i) {
+      r.h[i].resize(B * c.hidden_out(), true);
+      if (c.cell == LayerKind::Lstm) r.c[i].resize(B * c.units, true);
+    }
+    r.started.assign(B, 0);
+    r.xw.resize(B * GH);
+    r.rec.resize(B * GH);
+    r.rh.resize(B * c.units);
+    r.hraw.resize(B * c.units);
+    s->rnn.push_back(std::move(r));
+  }
+  s->act[0].resize(B * widest, true);
+  s->act[1].resize(B * widest, true);
+  s->valid.assign(B, 1);
+  return s;
+}
+
+void Model::reset_stream(StreamState& s, const std::int64_t* rows, dim_t n) const {
+  auto zero_row = [&](dim_t b) {
+    if (b < 0 || b >= s.B) fail<ShapeError>("reset: row ", b, " is outside [0, ", s.B, ")");
+    for (auto& r : s.rnn) {
+      const dim_t P = r.h[0].size() / s.B, H = r.c[0].size() / s.B;
+      for (int i = 0; i < 2; ++i) {
+        std::memset(r.h[i].data() + b * P, 0, P * sizeof(float));
+        if (H) std::memset(r.c[i].data() + b * H, 0, H * sizeof(float));
+      }
+      r.started[b] = 0;
+    }
+  };
+  if (!rows) {
+    for (dim_t b = 0; b < s.B; ++b) zero_row(b);
+  } else {
+    for (dim_t i = 0; i < n; ++i)  // validate all first: nothing half-reset on a bad index
+      if (rows[i] < 0 || rows[i] >= s.B) fail<ShapeError>("reset: row ", rows[i], " is outside [0, ", s.B, ")");
+    for (dim_t i = 0; i < n; ++i) zero_row(rows[i]);
+  }
+}
+
+void Model::step(StreamState& s, const float* x, const std::int64_t* ids, float* out) const {
+  const cpu::KernelTable& k = cpu::kernels();
+  const dim_t B = s.B;
+  std::size_t first = 0, ri = 0;
+  bool masked = false;
+  float* cur = s.act[0].data();
+  float* nxt = s.act[1].data();
+  dim_t F = 0;
+  if (takes_ids()) {
+    const Layer& e = layers_[0];
+    for (dim_t b = 0; b < B; ++b)
+      if (ids[b] < 0 || ids[b] >= e.rows)
+        fail<ShapeError>("layer '", e.name, "' (embedding): id ", ids[b], " at row ", b, " is outside [0, ", e.rows, ")");
+    for (dim_t b = 0; b < B; ++b) {
+      std::memcpy(cur + b * e.cols, e.weight.data() + ids[b] * e.cols, e.cols * sizeof(float));
+      s.valid[b] = !(e.mask_zero && ids[b] == 0);
+      masked |= !s.valid[b];
+    }
+    F = e.cols;
+    first = 1;
+  } else {
+    F = input_size();
+    if (F < 0) fail<FormatError>("stream: the model has no layer that fixes its input size");
+    std::memcpy(cur, x, B * F * sizeof(float));
+    for (dim_t b = 0; b < B; ++b) s.valid[b] = 1;
+  }
+  for (std::size_t li = first; li < layers_.size(); ++li) {
+    const Layer& l = layers_[li];
+    switch (l.kind) {
+      case LayerKind::Embedding: fail<FormatError>("layer '", l.name, "' (embedding): must be the first layer");
+      case LayerKind::Masking:
+        for (dim_t b = 0; b < B; ++b) {
+          float* v = cur + b * F;
+          bool any = false;
+          for (dim_t j = 0; j < F; ++j) any |= v[j] != l.mask_value;
+          if (!any) {
+            s.valid[b] = 0;
+            masked = true;
+            std::memset(v, 0, F * sizeof(float));
+          }
+        }
+        break;
+      case LayerKind::SimpleRnn:
+      case LayerKind::Lstm:
+      case LayerKind::Gru: {
+        const RecurrentConfig& c = l.rnn->config();
+        StreamState::Rnn& r = s.rnn[ri++];
+        const dim_t GH = c.gates() * c.units, P = c.hidden_out();
+        l.rnn->input_projection(0, B, cur, r.xw.data());
+        const int o = 1 - r.cur;
+        const bool lstm = c.cell == LayerKind::Lstm;
+        l.rnn->cell_step(0, static_cast<int>(B), r.xw.data(), GH, r.h[r.cur].data(), r.h[o].data(),
+                         lstm ? r.c[r.cur].data() : nullptr, lstm ? r.c[o].data() : nullptr,
+                         Recurrent::StepScratch{r.rec.data(), r.rh.data(), r.hraw.data()},
+                         masked ? s.valid.data() : nullptr);
+        r.cur = o;
+        const float* h = r.h[o].data();
+        for (dim_t b = 0; b < B; ++b) {
+          const bool v = s.valid[b];
+          if (v) r.started[b] = 1;
+          // the output predict() would give at this step (return_sequences) / for this prefix (last output)
+          const bool emit = v || (c.mask_mode == MaskMode::Hold ? r.started[b] : !c.return_sequences);
+          if (emit)
+            std::memcpy(nxt + b * P, h + b * P, P * sizeof(float));
+          else
+            std::memset(nxt + b * P, 0, P * sizeof(float));
+        }
+        if (!c.return_sequences) {
+          masked = false;
+          for (dim_t b = 0; b < B; ++b) s.valid[b] = 1;
+        }
+        std::swap(cur, nxt);
+        F = P;
+        break;
+      }
+      case LayerKind::Dense:
+        l.dense.apply(B, cur, F, nxt, l.rows, false);
+        for (dim_t b = 0; b < B; ++b) k.bias_act(l.act, l.bias.data(), nxt + b * l.rows, l.rows);
+        std::swap(cur, nxt);
+        F = l.rows;
+        break;
+      case LayerKind::Activation:
+        if (cpu::is_axis_act(l.act))
+          for (dim_t b = 0; b < B; ++b) k.activate(l.act, cur + b * F, F);
+        else
+          k.activate(l.act, cur, B * F);
+        break;
+      case LayerKind::LastStep:  // one step: the last step is this step
+        masked = false;
+        for (dim_t b = 0; b < B; ++b) s.valid[b] = 1;
+        break;
+    }
+  }
+  std::memcpy(out, cur, B * F * sizeof(float));
+}
+
+void Model::run(StreamState& s, const float* x, const std::int64_t* ids, dim_t T,
+                std::vector<Activations>& outputs) const {
+  std::vector<StateIO> io(s.rnn.size());
+  for (std::size_t i = 0; i < s.rnn.size(); ++i) {
+    StreamState::Rnn& r = s.rnn[i];
+    const int o = 1 - r.cur;
+    io[i].h0 = r.h[r.cur].data();
+    io[i].h_n = r.h[o].data();
+    if (r.c[0].size()) {
+      io[i].c0 = r.c[r.cur].data();
+      io[i].c_n = r.c[o].data();
+    }
+    io[i].started = r.started.data();
+  }
+  const dim_t F = input_size();
+  if (F < 0) fail<FormatError>("stream: the model has no layer that fixes its input size");
+  predict(x, ids, s.B, T, F, true, nullptr, io, outputs);
+  for (auto& r : s.rnn) r.cur = 1 - r.cur;
+}
+
 }  // namespace fastrnn

@@ -18,6 +18,22 @@ struct Activations {  // one intermediate / output tensor: [B, T, F] when seq, e
   bool seq = true;
 };
 
+// Mutable state of one stream (batch of B sessions) of a Model: h/c per recurrent layer
+// (double-buffered), 'hold'-mask bookkeeping, and every scratch buffer a step needs, all
+// allocated once by Model::new_stream so that Model::step allocates nothing.
+struct StreamState {
+  dim_t B = 0;
+  struct Rnn {
+    Buffer h[2], c[2];  // [B, P], [B, H]; h[cur] is the current state
+    int cur = 0;
+    std::vector<std::uint8_t> started;  // [B]
+    Buffer xw, rec, rh, hraw;           // step scratch
+  };
+  std::vector<Rnn> rnn;
+  Buffer act[2];                    // layer outputs, ping-pong, [B, max features]
+  std::vector<std::uint8_t> valid;  // [B] per-step mask (Embedding mask_zero / Masking)
+};
+
 class Model {
  public:
   void add_embedding(const std::string& name, const float* table, dim_t vocab, dim_t dim, bool mask_zero);
@@ -28,6 +44,16 @@ class Model {
   void add_last_step(const std::string& name);
 
   std::size_t num_layers() const { return layers_.size(); }
+
+  // Streaming (forward-only models): the per-step output size, a fresh zero state for B rows,
+  // one step (x [B, F] floats or ids [B]; out [B, step_output_size()]), allocation-free.
+  dim_t input_size() const;  // features per step (0: ids; -1: no layer fixes it)
+  dim_t step_output_size() const;
+  std::unique_ptr<StreamState> new_stream(dim_t B) const;
+  void step(StreamState& s, const float* x, const std::int64_t* ids, float* out) const;
+  void reset_stream(StreamState& s, const std::int64_t* rows, dim_t n) const;  // rows null: all
+  // Several steps (x [B, T, F] / ids [B, T]) continuing the stream's state; outputs as predict().
+  void run(StreamState& s, const float* x, const std::int64_t* ids, dim_t T, std::vector<Activations>& outputs) const;
   std::vector<const RecurrentConfig*> recurrent_layers() const;
   bool takes_ids() const { return !layers_.empty() && layers_[0].kind == LayerKind::Embedding; }
 

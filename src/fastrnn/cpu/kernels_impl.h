@@ -64,7 +64,9 @@ FI vf v_exp(vf x) {
   p = p * r + 5.0000001201e-1f;
   p = p * (r * r) + r + 1.0f;
   const vi e = (__builtin_convertvector(n, vi) + 127) << 23;
-  return p * reinterpret_cast<const vf&>(e);
+  vf scale;
+  std::memcpy(&scale, &e, sizeof scale);  // bit cast, no aliasing violation
+  return p * scale;
 }
 FI vf v_sigmoid(vf x) { return 1.0f / (1.0f + v_exp(-x)); }
 FI vf v_tanh(vf x) {
@@ -162,29 +164,34 @@ void bias_act(Act act, const float* b, float* x, long n) {
   activate(act, x, n);
 }
 
-// LSTM: c' = f*c + i*g, h' = o*tanh(c') with sigmoid/tanh fused in one pass (the common case).
+// LSTM, the common case (sigmoid gates, tanh), fused in one pass with 3 divisions instead of 5:
+//   with E(x) = exp(-x):  sigmoid(f)*c = c / (1 + E(f))
+//                         sigmoid(i)*tanh(g) = (1 - E(2g)) / ((1 + E(i)) * (1 + E(2g)))
+//                         sigmoid(o)*tanh(c') = (1 - E(2c')) / ((1 + E(o)) * (1 + E(2c')))
+// (exp clamps its argument at 88, so every factor is finite and the quotients never give NaN
+// for finite inputs.)
+FI void lstm_vec(const float* gi, const float* gf, const float* gg, const float* go, const float* c_prev,
+                 float* c_new, float* h_new, long j, long n) {
+  auto L = [&](const float* p) { return n == W ? load(p + j) : load_n(p + j, n); };
+  const vf ei = v_exp(-L(gi)), ef = v_exp(-L(gf)), eg = v_exp(-2.0f * L(gg)), eo = v_exp(-L(go));
+  const vf c = L(c_prev) / (1.0f + ef) + (1.0f - eg) / ((1.0f + ei) * (1.0f + eg));
+  const vf ec = v_exp(-2.0f * c);
+  const vf h = (1.0f - ec) / ((1.0f + eo) * (1.0f + ec));
+  if (n == W) {
+    store(c_new + j, c);
+    store(h_new + j, h);
+  } else {
+    store_n(c_new + j, c, n);
+    store_n(h_new + j, h, n);
+  }
+}
+
 void lstm_cell(Act act, Act ract, float* g, const float* c_prev, float* c_new, float* h_new, long H) {
   float *gi = g, *gf = g + H, *gg = g + 2 * H, *go = g + 3 * H;
   if (act == Act::Tanh && ract == Act::Sigmoid) {
-    auto step = [&](long j, long n) {
-      const bool full = n == W;
-      const vf i = v_sigmoid(full ? load(gi + j) : load_n(gi + j, n));
-      const vf f = v_sigmoid(full ? load(gf + j) : load_n(gf + j, n));
-      const vf gv = v_tanh(full ? load(gg + j) : load_n(gg + j, n));
-      const vf o = v_sigmoid(full ? load(go + j) : load_n(go + j, n));
-      const vf c = f * (full ? load(c_prev + j) : load_n(c_prev + j, n)) + i * gv;
-      const vf h = o * v_tanh(c);
-      if (full) {
-        store(c_new + j, c);
-        store(h_new + j, h);
-      } else {
-        store_n(c_new + j, c, n);
-        store_n(h_new + j, h, n);
-      }
-    };
     long j = 0;
-    for (; j + W <= H; j += W) step(j, W);
-    if (j < H) step(j, H - j);
+    for (; j + W <= H; j += W) lstm_vec(gi, gf, gg, go, c_prev, c_new, h_new, j, W);
+    if (j < H) lstm_vec(gi, gf, gg, go, c_prev, c_new, h_new, j, H - j);
     return;
   }
   activate(ract, g, 2 * H);
@@ -242,48 +249,56 @@ void gru_before_out(Act act, float* g, const float* h_prev, float* h_new, long H
 constexpr long kPanel = fastrnn::cpu::kPanel;
 constexpr long PV = kPanel / W;  // vectors per panel row
 
-FI void panel_rows(long rows, long K, const float* h0, const float* h1, long ldh_unused, const float* wp, float* g0,
-                   float* g1, long n) {
-  (void)ldh_unused;
-  vf a0[PV], a1[PV];
-  for (long v = 0; v < PV; ++v) a0[v] = a1[v] = splat(0.f);
+// R rows x NP panels of accumulators (R*NP*PV vector registers), k runs over the packed panels.
+template <int R, int NP>
+FI void panel_block(long K, const float* h, long ldh, const float* wp, float* g, long ldg, long n_last) {
+  vf acc[R][NP][PV];
+  for (int r = 0; r < R; ++r)
+    for (int q = 0; q < NP; ++q)
+      for (long v = 0; v < PV; ++v) acc[r][q][v] = splat(0.f);
   for (long k = 0; k < K; ++k) {
-    const float* w = wp + k * kPanel;
-    const vf x0 = splat(h0[k]);
-    if (rows == 2) {
-      const vf x1 = splat(h1[k]);
+    vf x[R];
+    for (int r = 0; r < R; ++r) x[r] = splat(h[r * ldh + k]);
+    for (int q = 0; q < NP; ++q) {
+      const float* w = wp + (q * K + k) * kPanel;
       for (long v = 0; v < PV; ++v) {
         const vf wv = load(w + v * W);
-        a0[v] += x0 * wv;
-        a1[v] += x1 * wv;
+        for (int r = 0; r < R; ++r) acc[r][q][v] += x[r] * wv;
       }
-    } else {
-      for (long v = 0; v < PV; ++v) a0[v] += x0 * load(w + v * W);
     }
   }
-  auto flush = [&](float* g, vf* a) {
-    if (n == kPanel) {
-      for (long v = 0; v < PV; ++v) store(g + v * W, load(g + v * W) + a[v]);
-    } else {
-      float t[kPanel];
-      for (long v = 0; v < PV; ++v) store(t + v * W, a[v]);
-      for (long j = 0; j < n; ++j) g[j] += t[j];
+  for (int r = 0; r < R; ++r)
+    for (int q = 0; q < NP; ++q) {
+      float* gr = g + r * ldg + q * kPanel;
+      const long n = q == NP - 1 ? n_last : kPanel;
+      if (n == kPanel) {
+        for (long v = 0; v < PV; ++v) store(gr + v * W, load(gr + v * W) + acc[r][q][v]);
+      } else {
+        float t[kPanel];
+        for (long v = 0; v < PV; ++v) store(t + v * W, acc[r][q][v]);
+        for (long j = 0; j < n; ++j) gr[j] += t[j];
+      }
     }
-  };
-  flush(g0, a0);
-  if (rows == 2) flush(g1, a1);
 }
 
+// Single rows take two panels at a time (8 independent accumulator chains on AVX2: enough to
+// hide the FMA latency); row pairs share every weight load.
 void gemm_packed(long nb, long N, long K, const float* h, long ldh, const float* packed, float* g, long ldg) {
   const long panels = (N + kPanel - 1) / kPanel;
-  for (long p = 0; p < panels; ++p) {
+  const long tail = N - (panels - 1) * kPanel;  // outputs in the last panel
+  long p = 0;
+  for (; p < panels; ++p) {
     const float* wp = packed + p * K * kPanel;
-    const long n = N - p * kPanel < kPanel ? N - p * kPanel : kPanel;
+    float* gp = g + p * kPanel;
+    if (nb == 1 && p + 1 < panels) {  // two panels for one row
+      panel_block<1, 2>(K, h, ldh, wp, gp, ldg, p + 2 == panels ? tail : kPanel);
+      ++p;
+      continue;
+    }
+    const long n = p + 1 == panels ? tail : kPanel;
     long b = 0;
-    for (; b + 2 <= nb; b += 2)
-      panel_rows(2, K, h + b * ldh, h + (b + 1) * ldh, ldh, wp, g + b * ldg + p * kPanel,
-                 g + (b + 1) * ldg + p * kPanel, n);
-    if (b < nb) panel_rows(1, K, h + b * ldh, nullptr, ldh, wp, g + b * ldg + p * kPanel, nullptr, n);
+    for (; b + 2 <= nb; b += 2) panel_block<2, 1>(K, h + b * ldh, ldh, wp, gp + b * ldg, ldg, n);
+    if (b < nb) panel_block<1, 1>(K, h + b * ldh, ldh, wp, gp + b * ldg, ldg, n);
   }
 }
 

@@ -85,11 +85,7 @@ void Recurrent::forward(const float* x, dim_t B, dim_t T, const std::uint8_t* ma
   pool.run(ndir * blocks, [&](int task) {
     const int d = task / blocks;
     const dim_t r0 = (task % blocks) * row_block, r1 = std::min(rows, r0 + row_block);
-    float* out = xw[d].data() + r0 * GH;
-    dir_[d].ih.apply(r1 - r0, x_tm.data() + r0 * I, I, out, GH, false);
-    const float* b = dir_[d].bias.data();
-    for (dim_t r = r0; r < r1; ++r, out += GH)
-      for (dim_t j = 0; j < GH; ++j) out[j] += b[j];
+    input_projection(d, r1 - r0, x_tm.data() + r0 * I, xw[d].data() + r0 * GH);
   });
 
   // (2) the recurrence, over batch slices.
@@ -134,8 +130,6 @@ void Recurrent::forward(const float* x, dim_t B, dim_t T, const std::uint8_t* ma
 void Recurrent::run_slice(int d, const float* xw_all, dim_t B, dim_t T, dim_t b0, dim_t b1,
                           const std::uint8_t* mask, const StateIO& st, float* y, dim_t y_stride, dim_t y_off,
                           dim_t T_out) const {
-  const cpu::KernelTable& k = cpu::kernels();
-  const Dir& w = dir_[d];
   const dim_t G = cfg_.gates(), H = cfg_.units, P = cfg_.hidden_out(), GH = G * H;
   const int nb = static_cast<int>(b1 - b0);
   const bool lstm = cfg_.cell == LayerKind::Lstm, gru = cfg_.cell == LayerKind::Gru;
@@ -147,13 +141,15 @@ void Recurrent::run_slice(int d, const float* xw_all, dim_t B, dim_t T, dim_t b0
   // Workspace, allocated once per call (never inside the time loop).
   Buffer hbuf(2 * nb * P), cbuf(lstm ? 2 * nb * H : 0), rec(gru && cfg_.reset_after ? nb * GH : 0),
       rh(gru && !cfg_.reset_after ? nb * H : 0), hraw(proj ? nb * H : 0);
-  std::vector<std::uint8_t> started(nb, 0);
+  std::vector<std::uint8_t> started(nb, 0), valid_buf(nb, 1);
+  const StepScratch scratch{rec.data(), rh.data(), hraw.data()};
   float* h_prev = hbuf.data();
   float* h_new = h_prev + nb * P;
   float* c_prev = lstm ? cbuf.data() : nullptr;
   float* c_new = lstm ? c_prev + nb * H : nullptr;
   for (int b = 0; b < nb; ++b) {
     const dim_t row = d * B + b0 + b;
+    if (st.started) started[b] = st.started[row];
     for (dim_t j = 0; j < P; ++j) h_prev[b * P + j] = st.h0 ? st.h0[row * P + j] : 0.f;
     if (lstm)
       for (dim_t j = 0; j < H; ++j) c_prev[b * H + j] = st.c0 ? st.c0[row * H + j] : 0.f;
@@ -163,44 +159,14 @@ void Recurrent::run_slice(int d, const float* xw_all, dim_t B, dim_t T, dim_t b0
     const dim_t t = reverse ? T - 1 - s : s;
     float* g = const_cast<float*>(xw_all) + (t * B + b0) * GH;  // this slice's rows of xw at step t
     auto valid = [&](int b) { return !mask || mask[(b0 + b) * T + t]; };
+    if (mask)
+      for (int b = 0; b < nb; ++b) valid_buf[b] = mask[(b0 + b) * T + t];
 
-    if (gru && cfg_.reset_after) {
-      w.hh.apply(nb, h_prev, P, rec.data(), GH, false);
-      for (int b = 0; b < nb; ++b)
-        if (valid(b))
-          k.gru_cell_after(cfg_.act, cfg_.ract, g + b * GH, rec.data() + b * GH, w.b_hn.data(), h_prev + b * P,
-                           h_new + b * P, H);
-    } else if (gru) {
-      w.hh_rz.apply(nb, h_prev, P, g, ldg, true);
-      for (int b = 0; b < nb; ++b) k.gru_before_rz(cfg_.ract, g + b * GH, h_prev + b * P, rh.data() + b * H, H);
-      w.hh_n.apply(nb, rh.data(), H, g + 2 * H, ldg, true);
-      for (int b = 0; b < nb; ++b)
-        if (valid(b)) k.gru_before_out(cfg_.act, g + b * GH, h_prev + b * P, h_new + b * P, H);
-    } else {
-      w.hh.apply(nb, h_prev, P, g, ldg, true);
-      for (int b = 0; b < nb; ++b) {
-        if (!valid(b)) continue;
-        float* gb = g + b * GH;
-        if (lstm) {
-          k.lstm_cell(cfg_.act, cfg_.ract, gb, c_prev + b * H, c_new + b * H, proj ? hraw.data() + b * H : h_new + b * P,
-                      H);
-        } else {
-          k.activate(cfg_.act, gb, H);
-          std::memcpy(h_new + b * P, gb, H * sizeof(float));
-        }
-      }
-      if (proj) w.hr.apply(nb, hraw.data(), H, h_new, P, false);
-    }
-
+    cell_step(d, nb, g, ldg, h_prev, h_new, c_prev, c_new, scratch, mask ? valid_buf.data() : nullptr);
     // Masked rows keep their state; then write this step's output.
     for (int b = 0; b < nb; ++b) {
       const bool v = valid(b);
-      if (!v) {
-        std::memcpy(h_new + b * P, h_prev + b * P, P * sizeof(float));
-        if (lstm) std::memcpy(c_new + b * H, c_prev + b * H, H * sizeof(float));
-      } else {
-        started[b] = 1;
-      }
+      if (v) started[b] = 1;
       if (cfg_.return_sequences) {
         const dim_t out_t = cfg_.direction == Direction::Reverse ? s : t;
         float* o = y + ((b0 + b) * T_out + out_t) * y_stride + y_off;
@@ -216,6 +182,7 @@ void Recurrent::run_slice(int d, const float* xw_all, dim_t B, dim_t T, dim_t b0
 
   for (int b = 0; b < nb; ++b) {
     const dim_t row = d * B + b0 + b;
+    if (st.started) st.started[row] = started[b];
     if (st.h_n) std::memcpy(st.h_n + row * P, h_prev + b * P, P * sizeof(float));
     if (lstm && st.c_n) std::memcpy(st.c_n + row * H, c_prev + b * H, H * sizeof(float));
     if (!cfg_.return_sequences) {
@@ -226,6 +193,57 @@ void Recurrent::run_slice(int d, const float* xw_all, dim_t B, dim_t T, dim_t b0
         std::memset(o, 0, P * sizeof(float));
     }
   }
+}
+
+void Recurrent::input_projection(int d, dim_t rows, const float* x, float* xw) const {
+  const dim_t GH = cfg_.gates() * cfg_.units;
+  dir_[d].ih.apply(rows, x, cfg_.input_size, xw, GH, false);
+  const float* b = dir_[d].bias.data();
+  for (dim_t r = 0; r < rows; ++r, xw += GH)
+    for (dim_t j = 0; j < GH; ++j) xw[j] += b[j];
+}
+
+void Recurrent::cell_step(int d, int nb, float* g, dim_t ldg, const float* h_prev, float* h_new, const float* c_prev,
+                          float* c_new, const StepScratch& s, const std::uint8_t* valid) const {
+  const cpu::KernelTable& k = cpu::kernels();
+  const Dir& w = dir_[d];
+  const dim_t G = cfg_.gates(), H = cfg_.units, P = cfg_.hidden_out(), GH = G * H;
+  const bool lstm = cfg_.cell == LayerKind::Lstm, gru = cfg_.cell == LayerKind::Gru;
+  const bool proj = cfg_.proj_size > 0;
+  auto ok = [&](int b) { return !valid || valid[b]; };
+
+  if (gru && cfg_.reset_after) {
+    w.hh.apply(nb, h_prev, P, s.rec, GH, false);
+    for (int b = 0; b < nb; ++b)
+      if (ok(b))
+        k.gru_cell_after(cfg_.act, cfg_.ract, g + b * ldg, s.rec + b * GH, w.b_hn.data(), h_prev + b * P,
+                         h_new + b * P, H);
+  } else if (gru) {
+    w.hh_rz.apply(nb, h_prev, P, g, ldg, true);
+    for (int b = 0; b < nb; ++b) k.gru_before_rz(cfg_.ract, g + b * ldg, h_prev + b * P, s.rh + b * H, H);
+    w.hh_n.apply(nb, s.rh, H, g + 2 * H, ldg, true);
+    for (int b = 0; b < nb; ++b)
+      if (ok(b)) k.gru_before_out(cfg_.act, g + b * ldg, h_prev + b * P, h_new + b * P, H);
+  } else {
+    w.hh.apply(nb, h_prev, P, g, ldg, true);
+    for (int b = 0; b < nb; ++b) {
+      if (!ok(b)) continue;
+      float* gb = g + b * ldg;
+      if (lstm) {
+        k.lstm_cell(cfg_.act, cfg_.ract, gb, c_prev + b * H, c_new + b * H, proj ? s.hraw + b * H : h_new + b * P, H);
+      } else {
+        k.activate(cfg_.act, gb, H);
+        std::memcpy(h_new + b * P, gb, H * sizeof(float));
+      }
+    }
+    if (proj) w.hr.apply(nb, s.hraw, H, h_new, P, false);
+  }
+  if (valid)  // masked rows keep their state
+    for (int b = 0; b < nb; ++b)
+      if (!valid[b]) {
+        std::memcpy(h_new + b * P, h_prev + b * P, P * sizeof(float));
+        if (lstm) std::memcpy(c_new + b * H, c_prev + b * H, H * sizeof(float));
+      }
 }
 
 }  // namespace fastrnn

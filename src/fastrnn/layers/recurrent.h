@@ -9,11 +9,14 @@
 namespace fastrnn {
 
 // Initial / final state of one recurrent layer: h [dirs, B, P], c [dirs, B, H] (LSTM only).
+// started [dirs, B] (optional, in/out): whether a row has emitted a valid output yet ('hold' masks);
+// lets a stream continue a sequence across calls exactly as one long call would.
 struct StateIO {
   const float* h0 = nullptr;
   const float* c0 = nullptr;
   float* h_n = nullptr;
   float* c_n = nullptr;
+  std::uint8_t* started = nullptr;
 };
 
 class Recurrent {
@@ -25,6 +28,19 @@ class Recurrent {
   // for merge 'none', y receives the forward and y2 the backward output ([.., P] each).
   void forward(const float* x, dim_t B, dim_t T, const std::uint8_t* mask, const StateIO& st, float* y,
                float* y2) const;
+
+  // One step for nb rows of direction d.  g: this step's input projection + bias per row (row
+  // stride ldg; used as scratch).  Reads h_prev/c_prev, writes h_new/c_new; rows with
+  // valid[b] == 0 keep their state (valid may be null).  Allocates nothing.
+  struct StepScratch {
+    float* rec;   // [nb, G*H]  GRU reset_after
+    float* rh;    // [nb, H]    GRU reset before
+    float* hraw;  // [nb, H]    LSTM projection input
+  };
+  void cell_step(int d, int nb, float* g, dim_t ldg, const float* h_prev, float* h_new, const float* c_prev,
+                 float* c_new, const StepScratch& s, const std::uint8_t* valid) const;
+  // x [rows, I] -> xw [rows, G*H] = x W_ih^T + bias (direction d)
+  void input_projection(int d, dim_t rows, const float* x, float* xw) const;
 
  private:
   struct Dir {

@@ -1,0 +1,160 @@
+// py::class_ for a stream: a Model (shared, immutable) plus one StreamState (owned).
+// step() checks the input, releases the GIL around the allocation-free C++ step and writes into
+// a new or caller-provided output array.
+#include <mutex>
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include "fastrnn/model.h"
+
+namespace py = pybind11;
+using fastrnn::dim_t;
+using fastrnn::ShapeError;
+using FloatArray = py::array_t<float, py::array::c_style | py::array::forcecast>;
+using IdArray = py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>;
+
+namespace {
+
+struct PyStream {
+  std::shared_ptr<const fastrnn::Model> model;
+  std::unique_ptr<fastrnn::StreamState> state;
+  std::mutex busy;
+  dim_t in = 0, out = 0;
+
+  PyStream(std::shared_ptr<const fastrnn::Model> m, dim_t batch) : model(std::move(m)) {
+    state = model->new_stream(batch);
+    in = model->input_size();
+    out = model->step_output_size();
+  }
+
+  std::unique_lock<std::mutex> lock() {
+    std::unique_lock<std::mutex> lk(busy, std::try_to_lock);
+    if (!lk) throw fastrnn::Error("this Stream is being used by another thread; create one stream per thread");
+    return lk;
+  }
+
+  py::array step(py::array x, py::object out_obj) {
+    auto lk = lock();
+    const dim_t B = state->B;
+    FloatArray xf;
+    IdArray xi;
+    const bool ids = model->takes_ids();
+    if (ids) {
+      xi = IdArray::ensure(x);
+      if (!xi || xi.ndim() != 1 || xi.shape(0) != B)
+        fastrnn::fail<ShapeError>("step: ids must have shape (", B, ",) (one id per stream row)");
+    } else {
+      xf = FloatArray::ensure(x);
+      if (!xf || xf.ndim() != 2 || xf.shape(0) != B || (in >= 0 && xf.shape(1) != in))
+        fastrnn::fail<ShapeError>("step: x must have shape (", B, ", ", in, ") (batch, features)");
+    }
+    py::array_t<float> y;
+    if (out_obj.is_none()) {
+      y = py::array_t<float>({static_cast<py::ssize_t>(B), static_cast<py::ssize_t>(out)});
+    } else {
+      y = py::array_t<float>::ensure(out_obj);
+      if (!y || !py::isinstance<py::array_t<float>>(out_obj) || y.ndim() != 2 || y.shape(0) != B ||
+          y.shape(1) != out || !(y.flags() & py::array::c_style) || !y.writeable())
+        fastrnn::fail<ShapeError>("step: out must be a writable C-contiguous float32 array of shape (", B, ", ", out,
+                                  ")");
+    }
+    float* dst = y.mutable_data();
+    {
+      py::gil_scoped_release nogil;
+      model->step(*state, ids ? nullptr : xf.data(), ids ? xi.data() : nullptr, dst);
+    }
+    return std::move(y);
+  }
+};
+
+}  // namespace
+
+py::array activations_to_numpy(fastrnn::Activations& a);  // model.cc
+
+void register_stream(py::module_& m) {
+  py::class_<PyStream>(m, "Stream")
+      .def(py::init([](std::shared_ptr<fastrnn::Model> model, dim_t batch) {
+             return std::make_unique<PyStream>(std::move(model), batch);
+           }),
+           py::arg("model"), py::arg("batch_size"))
+      .def_property_readonly("batch_size", [](const PyStream& s) { return s.state->B; })
+      .def_property_readonly("output_size", [](const PyStream& s) { return s.out; })
+      .def("step", &PyStream::step, py::arg("x"), py::arg("out") = py::none(),
+           "Advance one step: x (batch, features) floats or (batch,) ids -> (batch, outputs) float32.")
+      .def(
+          "run",
+          [](PyStream& s, py::array x) {
+            auto lk = s.lock();
+            const dim_t B = s.state->B;
+            std::vector<fastrnn::Activations> outs;
+            if (s.model->takes_ids()) {
+              IdArray xi = IdArray::ensure(x);
+              if (!xi || xi.ndim() != 2 || xi.shape(0) != B || xi.shape(1) < 1)
+                fastrnn::fail<ShapeError>("run: ids must have shape (", B, ", time)");
+              py::gil_scoped_release nogil;
+              s.model->run(*s.state, nullptr, xi.data(), xi.shape(1), outs);
+            } else {
+              FloatArray xf = FloatArray::ensure(x);
+              if (!xf || xf.ndim() != 3 || xf.shape(0) != B || xf.shape(1) < 1 || (s.in >= 0 && xf.shape(2) != s.in))
+                fastrnn::fail<ShapeError>("run: x must have shape (", B, ", time, ", s.in, ")");
+              py::gil_scoped_release nogil;
+              s.model->run(*s.state, xf.data(), nullptr, xf.shape(1), outs);
+            }
+            return activations_to_numpy(outs[0]);
+          },
+          py::arg("x"), "Advance several steps: x (batch, time, features); returns what predict() returns.")
+      .def(
+          "reset",
+          [](PyStream& s, py::object rows) {
+            auto lk = s.lock();
+            if (rows.is_none()) return s.model->reset_stream(*s.state, nullptr, 0);
+            IdArray r = IdArray::ensure(rows);
+            if (!r || r.ndim() != 1) throw ShapeError("reset: rows must be a 1-D list of row indices");
+            s.model->reset_stream(*s.state, r.data(), r.shape(0));
+          },
+          py::arg("rows") = py::none())
+      .def("get_state",
+           [](PyStream& s) {
+             auto lk = s.lock();
+             py::list out;
+             const dim_t B = s.state->B;
+             for (auto& r : s.state->rnn) {
+               const dim_t P = r.h[0].size() / B, H = r.c[0].size() / B;
+               py::array_t<float> h({py::ssize_t(1), py::ssize_t(B), py::ssize_t(P)});
+               std::memcpy(h.mutable_data(), r.h[r.cur].data(), B * P * sizeof(float));
+               if (H) {
+                 py::array_t<float> c({py::ssize_t(1), py::ssize_t(B), py::ssize_t(H)});
+                 std::memcpy(c.mutable_data(), r.c[r.cur].data(), B * H * sizeof(float));
+                 out.append(py::make_tuple(h, c));
+               } else {
+                 out.append(h);
+               }
+             }
+             return out;
+           })
+      .def("set_state", [](PyStream& s, py::list states) {
+        // states: exactly the runtime-checked per-layer list: (h, c) or (h, None), float32 (1, B, .)
+        auto lk = s.lock();
+        const dim_t B = s.state->B;
+        if (states.size() != s.state->rnn.size()) throw ShapeError("state: one entry per recurrent layer expected");
+        std::vector<std::pair<FloatArray, FloatArray>> arrs;
+        for (std::size_t i = 0; i < states.size(); ++i) {  // check everything before writing anything
+          auto& r = s.state->rnn[i];
+          const dim_t P = r.h[0].size() / B, H = r.c[0].size() / B;
+          py::tuple t = states[i].cast<py::tuple>();
+          FloatArray h = FloatArray::ensure(t[0]);
+          FloatArray c = H ? FloatArray::ensure(t[1]) : FloatArray();
+          if (!h || h.size() != B * P || (H && (!c || c.size() != B * H)))
+            fastrnn::fail<ShapeError>("state entry ", i, ": wrong shape");
+          arrs.emplace_back(h, c);
+        }
+        for (std::size_t i = 0; i < arrs.size(); ++i) {
+          auto& r = s.state->rnn[i];
+          std::memcpy(r.h[r.cur].data(), arrs[i].first.data(), r.h[0].size() * sizeof(float));
+          if (r.c[0].size()) std::memcpy(r.c[r.cur].data(), arrs[i].second.data(), r.c[0].size() * sizeof(float));
+          std::fill(r.started.begin(), r.started.end(), 1);
+        }
+      });
+}
