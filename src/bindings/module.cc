@@ -46,6 +46,8 @@ PYBIND11_MODULE(_core, m) {
                                     "last_step"};
   });
   m.def("blas", &fastrnn::blas::name);
+  m.def("buffer_allocations", [] { return fastrnn::buffer_allocations().load(); },
+        "Heap allocations made by the core's buffers so far (for allocation tests)");
   m.def("num_threads", [] { return fastrnn::ThreadPool::global().num_threads(); });
   m.def("set_num_threads", [](int n) {
     py::gil_scoped_release nogil;

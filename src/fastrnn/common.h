@@ -1,6 +1,7 @@
 // Common types and errors of the fastrnn core. The core knows no framework and no Python;
 // bindings/module.cc maps these exceptions onto fastrnn.errors.
 #pragma once
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -27,6 +28,12 @@ template <typename E = Error, typename... Args>
   throw E(os.str());
 }
 
+// Count of Buffer heap allocations (tests assert that a stream step makes none).
+inline std::atomic<std::uint64_t>& buffer_allocations() {
+  static std::atomic<std::uint64_t> n{0};
+  return n;
+}
+
 // 64-byte aligned float buffer (no per-element initialisation cost beyond zeroing on request).
 struct AlignedDeleter { void operator()(float* p) const { std::free(p); } };
 class Buffer {
@@ -38,6 +45,7 @@ class Buffer {
       std::size_t bytes = ((n * sizeof(float) + 63) / 64) * 64;
       float* p = static_cast<float*>(std::aligned_alloc(64, bytes ? bytes : 64));
       if (!p) throw std::bad_alloc();
+      buffer_allocations().fetch_add(1, std::memory_order_relaxed);
       ptr_.reset(p);
       cap_ = n;
     }

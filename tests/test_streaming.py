@@ -1,0 +1,171 @@
+"""Streaming: step/run in any split equals predict on the whole sequence (outputs and final
+state), reset of some rows leaves the others alone, state round-trips, streams of one model run
+concurrently, a step allocates nothing, and what cannot stream says so."""
+import threading
+
+import numpy as np
+import pytest
+
+import fastrnn
+from fastrnn import spec as S
+from fastrnn.errors import ShapeError, UnsupportedLayerError
+from conftest import assert_close
+import reference
+from test_kernels import rnn_spec
+
+CELLS = [("lstm", {}), ("lstm", {"proj": 4}), ("gru", {}), ("gru", {"reset_after": False}),
+         ("simple_rnn", {"act": "relu"})]
+
+
+def stacked(kind, kw, I=5, H=12, seed=0):
+    """Two recurrent layers (the second returns only the last output) + a Dense softmax head."""
+    a = rnn_spec(kind, I, H, seed=seed, scale=0.3, **kw).layers[0]
+    b = rnn_spec(kind, a.hidden_out, H + 3, seed=seed + 1, scale=0.3, return_sequences=True, **kw).layers[0]
+    b.name = "second"
+    rng = np.random.default_rng(seed)
+    head = S.DenseSpec(name="head", weight=rng.standard_normal((3, b.hidden_out)), bias=rng.standard_normal(3),
+                       activation="softmax")
+    return S.ModelSpec(layers=[a, b, head], input_features=I)
+
+
+def split_points(T, rng):
+    cuts = sorted(set(rng.integers(1, T, size=3).tolist()))
+    return [0] + cuts + [T]
+
+
+def stream_through(stream, x, bounds):
+    outs = []
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        if b - a == 1:
+            outs.append(stream.step(x[:, a])[:, None])
+        else:
+            outs.append(stream.run(x[:, a:b]))
+    return np.concatenate(outs, axis=1)
+
+
+@pytest.mark.parametrize("kind,kw", CELLS, ids=[k + "".join(f"-{a}={b}" for a, b in v.items()) for k, v in CELLS])
+@pytest.mark.parametrize("B", [1, 3, 10])
+def test_stream_equals_predict(kind, kw, B, isa_ends):
+    spec = stacked(kind, kw)
+    model = fastrnn.Model(spec)
+    rng = np.random.default_rng(B)
+    x = rng.standard_normal((B, 23, 5)).astype(np.float32)
+    expected, states = model.predict(x, return_state=True)
+    assert_close(expected, reference.run_spec(spec, x))
+    stream = model.stream(B)
+    got = stream_through(stream, x, split_points(23, rng))
+    assert_close(got, expected)
+    for a, b in zip(stream.state, states):
+        for u, v in zip(a if isinstance(a, tuple) else (a,), b if isinstance(b, tuple) else (b,)):
+            assert_close(u, v)
+
+
+def test_stream_with_keras_masks_equals_predict():
+    """Embedding(mask_zero) ids with zeros at the start, middle and end ('hold' semantics)."""
+    rng = np.random.default_rng(0)
+    gru = rnn_spec("gru", 6, 9, mask_mode="hold", scale=0.3).layers[0]
+    lstm = rnn_spec("lstm", 9, 7, mask_mode="hold", return_sequences=False, scale=0.3).layers[0]
+    lstm.name = "lstm_1"
+    spec = S.ModelSpec(layers=[S.EmbeddingSpec(name="emb", embeddings=rng.standard_normal((11, 6)), mask_zero=True),
+                               gru, lstm])
+    model = fastrnn.Model(spec)
+    ids = rng.integers(1, 11, size=(4, 15))
+    ids[0, :4] = 0
+    ids[1, 6:9] = 0
+    ids[2, 11:] = 0
+    ids[3, :] = 0
+    expected = reference.run_spec(spec, ids)
+    assert_close(model.predict(ids), expected)
+    stream = model.stream(4)
+    for t in range(15):  # a last-output model: each step gives the output for the prefix
+        y = stream.step(ids[:, t])
+        assert_close(y, reference.run_spec(spec, ids[:, : t + 1]), what=f"step {t}")
+    assert_close(y, expected)
+
+
+def test_reset_some_rows_leaves_the_others():
+    model = fastrnn.Model(rnn_spec("lstm", 3, 8, scale=0.3))
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((3, 10, 3)).astype(np.float32)
+    s = model.stream(3)
+    s.run(x[:, :6])
+    s.reset([1])
+    y = s.run(x[:, 6:])
+    fresh = model.predict(x[1:2, 6:])
+    whole = model.predict(x)
+    assert_close(y[1:2], fresh)
+    assert_close(y[[0, 2]], whole[[0, 2], 6:])
+    s.reset()
+    assert_close(s.run(x), whole)
+    with pytest.raises(ShapeError, match="outside"):
+        s.reset([5])
+
+
+def test_state_round_trip_parks_and_resumes_a_session():
+    model = fastrnn.Model(rnn_spec("lstm", 3, 8, scale=0.3))
+    x = np.random.default_rng(2).standard_normal((2, 12, 3)).astype(np.float32)
+    a = model.stream(2)
+    a.run(x[:, :5])
+    parked = a.state
+    b = model.stream(2)
+    b.state = parked
+    assert_close(b.run(x[:, 5:]), model.predict(x)[:, 5:])
+    h, c = parked[0]
+    assert h.shape == (1, 2, 8) and c.shape == (1, 2, 8)
+    with pytest.raises(ShapeError):
+        b.state = [(h[:, :1], c)]
+
+
+def test_two_threads_stream_different_sessions():
+    model = fastrnn.Model(rnn_spec("gru", 4, 16, scale=0.3))
+    rng = np.random.default_rng(3)
+    xs = [rng.standard_normal((1, 300, 4)).astype(np.float32) for _ in range(2)]
+    expected = [model.predict(x) for x in xs]
+    got = [None, None]
+
+    def work(i):
+        s = model.stream(1)
+        got[i] = np.stack([s.step(xs[i][:, t]) for t in range(300)], axis=1)
+
+    ts = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    for g, e in zip(got, expected):
+        assert_close(g, e)
+
+
+def test_step_allocates_nothing_and_writes_into_out():
+    core = fastrnn._load_core()
+    model = fastrnn.Model(stacked("lstm", {}))
+    s = model.stream(2)
+    x = np.ones((2, 5), np.float32)
+    out = np.empty((2, 3), np.float32)
+    s.step(x, out=out)
+    before = core.buffer_allocations()
+    for _ in range(1000):
+        y = s.step(x, out=out)
+    assert core.buffer_allocations() == before
+    assert y is out or np.shares_memory(y, out)
+
+
+def test_bidirectional_and_go_backwards_cannot_stream():
+    for direction in ("bidirectional", "reverse"):
+        model = fastrnn.Model(rnn_spec("gru", 3, 4, direction=direction))
+        with pytest.raises(UnsupportedLayerError, match="cannot stream"):
+            model.stream(1)
+
+
+def test_step_input_errors():
+    s = fastrnn.Model(rnn_spec("gru", 3, 4)).stream(2)
+    with pytest.raises(ShapeError, match=r"\(2, 3\)"):
+        s.step(np.zeros((2, 4), np.float32))
+    with pytest.raises(ShapeError, match=r"\(2, 3\)"):
+        s.step(np.zeros((1, 3), np.float32))
+    with pytest.raises(ShapeError, match="out must be"):
+        s.step(np.zeros((2, 3), np.float32), out=np.zeros((2, 5), np.float32))
+    with pytest.raises(ShapeError, match="out must be"):
+        s.step(np.zeros((2, 3), np.float32), out=np.zeros((2, 4), np.float64))
+    with pytest.raises(ShapeError):
+        fastrnn.Model(rnn_spec("gru", 3, 4)).stream(0)
