@@ -18,6 +18,17 @@ Supported modules (exact classes, or subclasses that do not override ``forward``
   ``leaky_relu`` is the Keras default slope 0.2; the PyTorch default 0.01 is rejected).
 * No-ops: Identity, every Dropout variant (inference never drops).
 * ``nn.Sequential`` of the above (nested Sequentials are flattened).
+* Custom ``nn.Module`` subclasses whose ``forward`` is a static chain of the above: traced with
+  ``torch.fx`` (forward parameters defaulting to None are specialized to None) and pattern-matched:
+  the recurrent module's ``out`` (``out, _ = self.rnn(x)``), ``out[:, -1]`` / ``out[:, -1, :]``
+  (``out[-1]`` for batch_first=False), ``h_n[-1]`` (``_, (h, c) = self.lstm(x); h[-1]``; for a
+  bidirectional module that is the *backward* direction of the last layer, expressed exactly by
+  zero-widening the following nn.Linear), ``torch.cat((h[-2], h[-1]), dim=1)``, ``h.squeeze(0)``,
+  functional / method activations (``torch.relu``, ``F.softmax(x, dim=-1)``...), dropout / ``.contiguous()``
+  no-ops, and ``torch.zeros(...)`` initial states (= no initial state).  Anything else raises
+  :class:`~fastrnn.errors.UnsupportedLayerError` listing EVERY unsupported graph node.
+* The torch-layout -> spec logic shared with ``fastrnn.io.torch_file`` (files read without torch):
+  :class:`RNNDesc`, :class:`Piece`, :func:`rnn_desc_from_tensors`, :func:`recurrent_specs`, :func:`build_spec`.
 
 Layout notes:
 
@@ -38,14 +49,18 @@ Layout notes:
 from __future__ import annotations
 
 import math
+import re
+from dataclasses import dataclass, field
+from typing import Optional
 
 import numpy as np
 
 from ..errors import ConversionError, UnsupportedLayerError
-from ..spec import (ActivationSpec, DenseSpec, DirectionWeights, EmbeddingSpec, ModelSpec,
-                    RecurrentSpec)
+from ..spec import (AXIS_ACTIVATIONS, GATES, ActivationSpec, DenseSpec, DirectionWeights, EmbeddingSpec,
+                    LastStepSpec, ModelSpec, RecurrentSpec)
 
-__all__ = ["spec_from_torch", "torch_state_to_fastrnn", "fastrnn_state_to_torch"]
+__all__ = ["spec_from_torch", "torch_state_to_fastrnn", "fastrnn_state_to_torch", "RNNDesc", "Piece",
+           "rnn_desc_from_tensors", "recurrent_specs", "build_spec"]
 
 # Softplus: torch returns x itself where beta*x > threshold; log1p(exp(x)) - x = log1p(exp(-x)) <= e^-x,
 # so any threshold with e^-threshold <= 1e-5 (threshold >= 11.52) stays within the float32 tolerance.
@@ -140,39 +155,144 @@ def _activation(m, nn, rank3):
     return None, None
 
 
-# --------------------------------------------------------------------------- recurrent
-def _recurrent(m, name: str, nn):
-    mode = m.mode
+# --------------------------------------------------------------------------- shared torch layout -> spec
+# Both the live-module path (this module) and the file path (``fastrnn.io.torch_file``) describe a model
+# as a chain of :class:`Piece` (a module description plus its tensors as numpy arrays, keyed by the
+# PyTorch parameter names) and call :func:`build_spec`.  Nothing below imports torch.
+_RNN_KEY = re.compile(r"^(weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)_l(\d+)(_reverse)?$")
+_MODES = {"lstm": "LSTM", "gru": "GRU", "rnn_tanh": "RNN_TANH", "rnn_relu": "RNN_RELU"}
+_GATES_BY_MODE = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
+
+
+@dataclass
+class RNNDesc:
+    """What a state dict cannot say by itself about an ``nn.RNN`` / ``nn.LSTM`` / ``nn.GRU``."""
+
+    mode: str  # "LSTM" | "GRU" | "RNN_TANH" | "RNN_RELU" (torch's RNNBase.mode)
+    input_size: int
+    hidden_size: int
+    num_layers: int = 1
+    bidirectional: bool = False
+    proj_size: int = 0
+    bias: bool = True
+    batch_first: Optional[bool] = None  # None: unknown (a state dict does not record it)
+    dropout: float = 0.0
+
+
+@dataclass
+class Piece:
+    """One link of a torch model chain.
+
+    tag: ``embedding`` (tensors ``weight``), ``linear`` (``weight``, optional ``bias``), ``rnn``
+    (``rnn`` desc, tensors ``weight_ih_l0``...), ``act`` (``act`` = a fastrnn activation name) or
+    ``select``: ``select="last_step"`` (``out[:, -1]``) or ``select="final"`` with ``dirs`` the
+    directions of the last recurrent layer's final ``h`` that are kept, in order: ``("fwd",)`` for a
+    unidirectional ``h_n[-1]``, ``("bwd",)`` for a bidirectional ``h_n[-1]`` (PyTorch orders h_n as
+    layer-major, forward then backward, so ``h_n[-1]`` is the *backward* direction of the last layer),
+    ``("fwd", "bwd")`` for ``torch.cat((h_n[-2], h_n[-1]), 1)``.
+    """
+
+    tag: str
+    name: str
+    tensors: dict = field(default_factory=dict)
+    rnn: Optional[RNNDesc] = None
+    act: Optional[str] = None
+    select: Optional[str] = None
+    dirs: tuple = ()
+    where: str = ""
+
+
+def rnn_desc_from_tensors(tensors: dict, where: str, mode: Optional[str] = None) -> RNNDesc:
+    """Infer an :class:`RNNDesc` from parameter names and shapes (keys ``weight_ih_l0``... without prefix).
+
+    ``mode`` (``LSTM``/``GRU``/``RNN_TANH``/``RNN_RELU``) is checked against the gate count when given.
+    A gate count of 1 (a plain ``nn.RNN``) needs ``mode``: tanh vs relu cannot be read off shapes.
+    """
+    parsed, bad = {}, []
+    for k in tensors:
+        mt = _RNN_KEY.match(k)
+        if not mt:
+            bad.append(k)
+            continue
+        parsed[(mt.group(1), int(mt.group(2)), bool(mt.group(3)))] = np.asarray(tensors[k])
+    if bad:
+        raise ConversionError(f"{where}: not parameters of nn.RNN/LSTM/GRU: {', '.join(sorted(bad))}")
+    if not parsed:
+        raise ConversionError(f"{where}: no recurrent parameters (weight_ih_l0, weight_hh_l0, ...) found")
+    L = max(k for _, k, _ in parsed) + 1
+    bi = any(r for _, _, r in parsed)
+    has_bias = any(n.startswith("bias") for n, _, _ in parsed)
+    proj = any(n == "weight_hr" for n, _, _ in parsed)
+    need = ["weight_ih", "weight_hh"] + (["bias_ih", "bias_hh"] if has_bias else []) + (["weight_hr"] if proj else [])
+    missing = [f"{n}_l{k}{'_reverse' if r else ''}" for k in range(L) for r in ((False, True) if bi else (False,))
+               for n in need if (n, k, r) not in parsed]
+    if missing:
+        raise ConversionError(f"{where}: incomplete recurrent parameters, missing {', '.join(missing)}")
+    w_ih, w_hh = parsed[("weight_ih", 0, False)], parsed[("weight_hh", 0, False)]
+    if w_ih.ndim != 2 or w_hh.ndim != 2:
+        raise ConversionError(f"{where}: weight_ih_l0 / weight_hh_l0 must be 2-D, got {w_ih.shape} / {w_hh.shape}")
+    if proj:
+        w_hr = parsed[("weight_hr", 0, False)]
+        if w_hr.ndim != 2:
+            raise ConversionError(f"{where}: weight_hr_l0 must be 2-D, got {w_hr.shape}")
+        P, H = int(w_hr.shape[0]), int(w_hr.shape[1])
+    else:
+        P, H = 0, int(w_hh.shape[1])
+    rows = int(w_hh.shape[0])
+    if H < 1 or rows % H or rows // H not in (1, 3, 4):
+        raise ConversionError(f"{where}: weight_hh_l0 {tuple(w_hh.shape)} is not [G*H, H] with G = 1, 3 or 4 gates")
+    G = rows // H
+    if mode is not None:
+        if mode not in _GATES_BY_MODE:
+            raise ConversionError(f"{where}: unknown recurrent mode {mode!r}")
+        if _GATES_BY_MODE[mode] != G:
+            raise ConversionError(f"{where}: the architecture says {mode} ({_GATES_BY_MODE[mode]} gate(s)) but "
+                                  f"weight_hh_l0 {tuple(w_hh.shape)} has {G} gate(s) of {H} units")
+    elif G == 1:
+        raise ConversionError(
+            f"{where}: these are nn.RNN parameters (1 gate); tanh and relu nonlinearities have identical shapes, so "
+            "say which: architecture='rnn_tanh' or 'rnn_relu' (or {'type': 'rnn', 'nonlinearity': 'relu', ...})")
+    else:
+        mode = {3: "GRU", 4: "LSTM"}[G]
+    if proj and mode != "LSTM":
+        raise ConversionError(f"{where}: weight_hr (proj_size) is only valid for an LSTM")
+    return RNNDesc(mode=mode, input_size=int(w_ih.shape[1]), hidden_size=H, num_layers=L, bidirectional=bi,
+                   proj_size=P, bias=has_bias)
+
+
+def recurrent_specs(desc: RNNDesc, tensors: dict, name: str) -> list:
+    """One :class:`RecurrentSpec` per stacked layer (``"<name>.l0"``...) from torch-named tensors."""
+    mode = desc.mode
     if mode == "LSTM":
         kind, act = "lstm", "tanh"
     elif mode == "GRU":
         kind, act = "gru", "tanh"
     elif mode in ("RNN_TANH", "RNN_RELU"):
         kind, act = "simple_rnn", "tanh" if mode == "RNN_TANH" else "relu"
-    else:  # pragma: no cover
+    else:
         raise UnsupportedLayerError(f"{name}: recurrent mode {mode!r} is not supported")
-    H = int(m.hidden_size)
-    P = int(getattr(m, "proj_size", 0) or 0)
-    nd = 2 if m.bidirectional else 1
-    G = {"lstm": 4, "gru": 3, "simple_rnn": 1}[kind]
+    H, P = int(desc.hidden_size), int(desc.proj_size or 0)
+    nd = 2 if desc.bidirectional else 1
+    G = GATES[kind]
     hout = P if P else H
+
+    def get(n):
+        if n not in tensors:
+            raise ConversionError(f"{name}: missing parameter {n}")
+        return np.ascontiguousarray(np.asarray(tensors[n], dtype=np.float32))
+
     layers = []
-    for k in range(int(m.num_layers)):
+    for k in range(int(desc.num_layers)):
         ws = []
         for d in range(nd):
             sfx = f"_l{k}" + ("_reverse" if d else "")
-            try:
-                w_ih = _np(getattr(m, "weight_ih" + sfx))
-                w_hh = _np(getattr(m, "weight_hh" + sfx))
-                if m.bias:
-                    b_ih, b_hh = _np(getattr(m, "bias_ih" + sfx)), _np(getattr(m, "bias_hh" + sfx))
-                else:
-                    b_ih = b_hh = np.zeros(G * H, dtype=np.float32)
-                w_hr = _np(getattr(m, "weight_hr" + sfx)) if P else None
-            except AttributeError as e:
-                raise ConversionError(f"{name}: missing parameter ({e})") from None
-            ws.append(DirectionWeights(w_ih, w_hh, b_ih, b_hh, w_hr))
-        in_size = int(m.input_size) if k == 0 else nd * hout
+            w_ih, w_hh = get("weight_ih" + sfx), get("weight_hh" + sfx)
+            if desc.bias:
+                b_ih, b_hh = get("bias_ih" + sfx), get("bias_hh" + sfx)
+            else:
+                b_ih = b_hh = np.zeros(G * H, dtype=np.float32)
+            ws.append(DirectionWeights(w_ih, w_hh, b_ih, b_hh, get("weight_hr" + sfx) if P else None))
+        in_size = int(desc.input_size) if k == 0 else nd * hout
         layers.append(RecurrentSpec(
             kind=kind, name=f"{name}.l{k}", input_size=in_size, units=H, weights=ws, activation=act,
             recurrent_activation="sigmoid", reset_after=True, proj_size=P,
@@ -181,7 +301,123 @@ def _recurrent(m, name: str, nn):
     return layers
 
 
-# --------------------------------------------------------------------------- main entry
+def build_spec(pieces: list, source: str = "torch", metadata: Optional[dict] = None,
+               input_features: Optional[int] = None) -> ModelSpec:
+    """Assemble a validated :class:`ModelSpec` from a chain of :class:`Piece`.
+
+    Folds an activation into a directly preceding linear; implements ``h_n[...]`` selections (a
+    subset / reordering of the last layer's final-state directions) by widening the following linear
+    with zero columns -- exact, since adding ``0 * h`` changes no float sum for finite ``h``.
+    """
+    meta = dict(metadata or {})
+    layers, names = [], set()
+    pending = None  # (dirs, hout, where) of a final-state selection that needs the next linear
+
+    def unique(n):
+        base, i = n, 1
+        while n in names:
+            n = f"{base}_{i}"
+            i += 1
+        names.add(n)
+        return n
+
+    rnn_meta = []
+    prev_tag = None
+    for i, p in enumerate(pieces):
+        if p.tag == "embedding":
+            w = np.asarray(p.tensors["weight"], dtype=np.float32)
+            layers.append(EmbeddingSpec(name=unique(p.name), embeddings=w, mask_zero=False))
+        elif p.tag == "rnn":
+            if pending:
+                raise UnsupportedLayerError(f"{pending[2]}: a final-state selection cannot feed a recurrent layer")
+            for l in recurrent_specs(p.rnn, p.tensors, p.name):
+                l.name = unique(l.name)
+                layers.append(l)
+            if p.rnn.batch_first is not None:
+                meta["torch_batch_first"] = bool(p.rnn.batch_first)
+            rnn_meta.append({"module": p.name, "mode": p.rnn.mode, "num_layers": int(p.rnn.num_layers),
+                             "bidirectional": bool(p.rnn.bidirectional), "dropout_ignored": float(p.rnn.dropout)})
+            if i == 0:
+                input_features = int(p.rnn.input_size)
+        elif p.tag == "linear":
+            w = np.asarray(p.tensors["weight"], dtype=np.float32)
+            b = p.tensors.get("bias")
+            b = None if b is None else np.asarray(b, dtype=np.float32)
+            if pending:
+                dirs, hout, _ = pending
+                if w.ndim != 2 or w.shape[1] != len(dirs) * hout:
+                    raise ConversionError(f"{p.where or p.name}: weight {w.shape} does not take the selected "
+                                          f"{len(dirs)} x {hout} final-state features")
+                wide = np.zeros((w.shape[0], 2 * hout), dtype=np.float32)
+                for j, d in enumerate(dirs):
+                    o = 0 if d == "fwd" else hout
+                    wide[:, o:o + hout] += w[:, j * hout:(j + 1) * hout]
+                w, pending = wide, None
+            layers.append(DenseSpec(name=unique(p.name), weight=w, bias=b))
+            if i == 0:
+                input_features = int(w.shape[1]) if w.ndim == 2 else None
+        elif p.tag == "act":
+            if pending and p.act in AXIS_ACTIVATIONS:
+                raise UnsupportedLayerError(
+                    f"{p.where or p.name}: {p.act} over a subset of the bidirectional final state "
+                    f"({pending[2]}) cannot be expressed; apply a linear layer first")
+            prev = layers[-1] if layers else None
+            if isinstance(prev, DenseSpec) and prev.activation == "linear" and prev_tag == "linear":
+                prev.activation = p.act
+            else:
+                layers.append(ActivationSpec(name=unique(p.name), activation=p.act))
+        elif p.tag == "select":
+            if p.select == "last_step":
+                layers.append(LastStepSpec(name=unique(p.name)))
+            elif p.select == "final":
+                last = layers[-1] if layers else None
+                if not isinstance(last, RecurrentSpec) or prev_tag != "rnn":
+                    raise UnsupportedLayerError(
+                        f"{p.where or p.name}: a final-state selection (h_n[...]) must directly follow a recurrent layer")
+                last.return_sequences = False
+                full = ("fwd", "bwd") if last.num_directions == 2 else ("fwd",)
+                if tuple(p.dirs) != full:
+                    if last.num_directions == 1 or any(d not in ("fwd", "bwd") for d in p.dirs):
+                        raise UnsupportedLayerError(f"{p.where or p.name}: bad final-state selection {p.dirs}")
+                    pending = (tuple(p.dirs), last.hidden_out, p.where or p.name)
+            else:
+                raise ConversionError(f"{p.name}: unknown selection {p.select!r}")
+        else:
+            raise ConversionError(f"{p.name}: unknown piece {p.tag!r}")
+        prev_tag = p.tag
+    if pending:
+        dirs, _, where = pending
+        raise UnsupportedLayerError(
+            f"{where}: selects only the {'backward' if dirs == ('bwd',) else '/'.join(dirs)} direction(s) of a "
+            "bidirectional layer's final state (h_n[-1] of a bidirectional module is the backward direction of the "
+            "last layer); fastrnn can only express that when an nn.Linear follows (directly or after element-wise "
+            "activations). Use torch.cat((h_n[-2], h_n[-1]), 1) or out[:, -1] for both directions")
+    if rnn_meta:
+        meta["torch_recurrent"] = rnn_meta[0] if len(rnn_meta) == 1 else rnn_meta
+    if not layers or (input_features is None and not isinstance(layers[0], EmbeddingSpec)):
+        raise ConversionError(
+            "cannot determine the input feature size: the first (non no-op) module must be "
+            "nn.Linear, nn.Embedding, nn.RNN, nn.LSTM or nn.GRU")
+    return ModelSpec(layers=layers, input_features=input_features, source=source, metadata=meta).validate()
+
+
+# --------------------------------------------------------------------------- live modules -> pieces
+def _rnn_desc(m) -> RNNDesc:
+    return RNNDesc(mode=m.mode, input_size=int(m.input_size), hidden_size=int(m.hidden_size),
+                   num_layers=int(m.num_layers), bidirectional=bool(m.bidirectional),
+                   proj_size=int(getattr(m, "proj_size", 0) or 0), bias=bool(m.bias),
+                   batch_first=bool(m.batch_first), dropout=float(m.dropout))
+
+
+def _params(m) -> dict:
+    return {n: _np(p) for n, p in m.named_parameters(recurse=False)}
+
+
+def _supported_rnn(m, nn) -> bool:
+    return isinstance(m, (nn.RNN, nn.LSTM, nn.GRU)) and type(m).forward in (nn.RNN.forward, nn.LSTM.forward,
+                                                                             nn.GRU.forward)
+
+
 def _flatten(module, nn):
     """[(path, module)] of the chain; nested Sequentials are expanded."""
     out = []
@@ -202,56 +438,67 @@ def _find_recurrent(module):
     nn = torch.nn
     rec = [(p, m) for p, m in _flatten(module, nn) if isinstance(m, nn.RNNBase)]
     if not rec:
+        rec = [(p, m) for p, m in module.named_modules() if isinstance(m, nn.RNNBase)] \
+            if isinstance(module, nn.Module) else []
+    if not rec:
         raise ConversionError(f"{_cls(module)} contains no nn.RNN / nn.LSTM / nn.GRU module")
-    if len(rec) > 1:  # pragma: no cover - a Sequential cannot chain two of them anyway
+    if len(rec) > 1:
         raise ConversionError(f"{_cls(module)} contains several recurrent modules; pass the one you mean")
     return rec[0][1]
+
+
+def _is_plain_torch_class(m) -> bool:
+    return type(m).__module__.startswith("torch.")
 
 
 def spec_from_torch(module) -> ModelSpec:
     """Convert a live ``torch.nn.Module`` (see the module docstring for what is supported).
 
-    Raises :class:`~fastrnn.errors.UnsupportedLayerError` listing every module that cannot be
-    converted (path, class and reason) in one message.
+    Raises :class:`~fastrnn.errors.UnsupportedLayerError` listing every module (or, for a custom
+    module traced with torch.fx, every graph node) that cannot be converted, in one message.
     """
     torch = _torch()
     nn = torch.nn
     if not isinstance(module, nn.Module):
         raise ConversionError(f"spec_from_torch expects a torch.nn.Module, got {type(module).__name__}")
+    if not _is_plain_torch_class(module) and not isinstance(module, _LEAF_BASES(nn)) \
+            and type(module).forward is not nn.Module.forward:
+        return _spec_from_fx(module, torch)
     chain = _flatten(module, nn)
     if not chain:
         raise ConversionError("the module is an empty nn.Sequential: nothing to convert")
     rank3 = any(isinstance(m, (nn.RNNBase, nn.Embedding)) for _, m in chain)
 
     problems = []
-    items = []  # (path, module, tag, extra)
+    pieces = []
     rec_seen = None
     for path, m in chain:
         where = _where(path, m)
+        base = path or type(m).__name__.lower()
         if rec_seen is not None:
             problems.append(
                 f"{where}: comes after the recurrent module {_where(*rec_seen)}; a PyTorch RNN/LSTM/GRU returns an "
                 "(output, h_n) tuple, so inside nn.Sequential it can only be the last module (apply the following "
                 "layers to the output yourself, or convert them as a separate Sequential)")
             continue
-        if isinstance(m, (nn.RNN, nn.LSTM, nn.GRU)) and type(m).forward in (nn.RNN.forward, nn.LSTM.forward,
-                                                                             nn.GRU.forward):
+        if _supported_rnn(m, nn):
             if m.mode not in ("LSTM", "GRU", "RNN_TANH", "RNN_RELU"):
                 problems.append(f"{where}: recurrent mode {m.mode!r} is not supported")
-            items.append((path, m, "rnn", None))
+            else:
+                pieces.append(Piece("rnn", base, _params(m), rnn=_rnn_desc(m), where=where))
             rec_seen = (path, m)
             continue
         if _is(m, nn.Linear):
-            items.append((path, m, "linear", None))
+            pieces.append(Piece("linear", base, _params(m), where=where))
             continue
         if _is(m, nn.Embedding):
             if m.max_norm is not None:
                 problems.append(f"{where}: max_norm={m.max_norm} renormalizes the embedding rows at lookup time; "
                                 "not supported (renormalize the weight and set max_norm=None)")
-            elif items or rec_seen is not None:
+            elif pieces or rec_seen is not None:
                 problems.append(f"{where}: an Embedding must be the first module")
             else:
-                items.append((path, m, "embedding", None))
+                pieces.append(Piece("embedding", base, _params(m), where=where))
             continue
         act, why = _activation(m, nn, rank3)
         if why:
@@ -259,63 +506,471 @@ def spec_from_torch(module) -> ModelSpec:
         elif act == _NOOP:
             continue
         elif act is not None:
-            items.append((path, m, "act", act))
+            pieces.append(Piece("act", base, act=act, where=where))
         else:
             hint = ""
             if isinstance(m, nn.RNNCellBase):
                 hint = " (single-step cells are not supported; use nn.RNN / nn.LSTM / nn.GRU)"
             elif isinstance(m, (nn.ModuleList, nn.ModuleDict)):
                 hint = " (only nn.Sequential containers are supported)"
-            elif not type(m).__module__.startswith("torch."):
-                hint = (" (a custom module's forward() cannot be converted; express the model as an nn.Sequential "
-                        "of supported modules, or convert its supported submodules separately)")
+            elif not _is_plain_torch_class(m):
+                hint = (" (a custom module's forward() inside nn.Sequential is not converted; convert the custom "
+                        "module itself (it is traced with torch.fx) or express it with supported modules)")
             problems.append(f"{where}: not supported{hint}")
     if problems:
         raise UnsupportedLayerError(
             f"cannot convert {_cls(module)}: {len(problems)} unsupported module(s):\n  - " + "\n  - ".join(problems))
-
-    layers = []
-    names = set()
-
-    def unique(n):
-        base, i = n, 1
-        while n in names:
-            n = f"{base}_{i}"
-            i += 1
-        names.add(n)
-        return n
-
     meta = {"framework": "torch", "torch_version": str(torch.__version__), "torch_class": _cls(module)}
-    input_features = None
-    for i, (path, m, tag, extra) in enumerate(items):
-        base = path or type(m).__name__.lower()
-        if tag == "rnn":
-            for l in _recurrent(m, base, nn):
-                l.name = unique(l.name)
-                layers.append(l)
-            meta["torch_batch_first"] = bool(m.batch_first)
-            meta["torch_recurrent"] = {"module": base, "class": _cls(m), "num_layers": int(m.num_layers),
-                                       "bidirectional": bool(m.bidirectional), "dropout_ignored": float(m.dropout)}
-            if i == 0:
-                input_features = int(m.input_size)
-        elif tag == "linear":
-            bias = _np(m.bias) if m.bias is not None else None
-            layers.append(DenseSpec(name=unique(base), weight=_np(m.weight), bias=bias))
-            if i == 0:
-                input_features = int(m.in_features)
-        elif tag == "embedding":
-            layers.append(EmbeddingSpec(name=unique(base), embeddings=_np(m.weight), mask_zero=False))
-        else:  # activation: fold into a directly preceding linear Dense
-            prev = layers[-1] if layers else None
-            if isinstance(prev, DenseSpec) and prev.activation == "linear" and items[i - 1][2] == "linear":
-                prev.activation = extra
-            else:
-                layers.append(ActivationSpec(name=unique(base), activation=extra))
-    if not layers or (input_features is None and not isinstance(layers[0], EmbeddingSpec)):
-        raise ConversionError(
-            f"cannot determine the input feature size of {_cls(module)}: the first (non no-op) module must be "
-            "nn.Linear, nn.Embedding, nn.RNN, nn.LSTM or nn.GRU")
-    return ModelSpec(layers=layers, input_features=input_features, source="torch", metadata=meta).validate()
+    return build_spec(pieces, "torch", meta)
+
+
+# --------------------------------------------------------------------------- custom modules: torch.fx
+def _LEAF_BASES(nn):
+    return (nn.RNNBase, nn.RNNCellBase, nn.Linear, nn.Embedding, nn.Sequential)
+
+
+def _node_desc(n) -> str:
+    tgt = n.target if isinstance(n.target, str) else getattr(n.target, "__qualname__", None) or \
+        getattr(n.target, "__name__", None) or repr(n.target)
+    mod = getattr(n.target, "__module__", None)
+    if not isinstance(n.target, str):
+        if str(tgt).startswith("_VariableFunctionsClass."):
+            tgt = "torch." + str(tgt).split(".", 1)[1]
+        elif mod and mod not in ("builtins", "_operator"):
+            tgt = f"{mod}.{tgt}"
+    args = ", ".join(_arg_desc(a) for a in n.args)
+    kw = ", ".join(f"{k}={_arg_desc(v)}" for k, v in n.kwargs.items())
+    return f"node '{n.name}' ({n.op} {tgt}({args}{', ' if args and kw else ''}{kw}))"
+
+
+def _arg_desc(a) -> str:
+    if hasattr(a, "op") and hasattr(a, "name"):
+        return a.name
+    if isinstance(a, (tuple, list)):
+        inner = ", ".join(_arg_desc(x) for x in a)
+        return f"({inner})" if isinstance(a, tuple) else f"[{inner}]"
+    if isinstance(a, slice):
+        f = lambda v: "" if v is None else str(v)
+        return f"{f(a.start)}:{f(a.stop)}" + (f":{a.step}" if a.step is not None else "")
+    return repr(a)
+
+
+class _V:
+    """Abstract value of an fx node.  kind: input, seq (B, T, F), vec (B, F), rnn (the (out, h_n) tuple),
+    hn (h_n), hc ((h_n, c_n) tuple), cn, hsel (h_n[i] -> a direction of the last layer), zeros (an initial
+    state built with torch.zeros), meta (sizes, devices, dtypes), bad (already reported)."""
+
+    def __init__(self, kind, rnn=None, dirs=(), data=False, src=None):
+        self.kind, self.rnn, self.dirs, self.data, self.src = kind, rnn, dirs, data, src
+        self.done = False  # hsel: its "final" Piece was emitted
+
+
+def _spec_from_fx(module, torch):
+    import inspect
+    import operator
+
+    import torch.fx as fx
+    import torch.nn.functional as F
+
+    nn = torch.nn
+    leaf_bases = _LEAF_BASES(nn)
+
+    class _Tracer(fx.Tracer):
+        def is_leaf_module(self, m, qualname):
+            if isinstance(m, leaf_bases) and not isinstance(m, nn.Sequential):
+                return True
+            return super().is_leaf_module(m, qualname)
+
+    concrete = {}
+    try:
+        sig = inspect.signature(module.forward)
+        params = list(sig.parameters.values())
+        for p in params[1:]:
+            if p.default is None:
+                concrete[p.name] = None
+    except (TypeError, ValueError):
+        pass
+    cls = _cls(module)
+    try:
+        tracer = _Tracer()
+        graph = fx.GraphModule(tracer.root if hasattr(tracer, "root") else module,
+                               tracer.trace(module, concrete_args=concrete or None)).graph
+    except Exception as e:  # noqa: BLE001 - any tracing failure means "not a static chain"
+        raise UnsupportedLayerError(
+            f"cannot convert custom module {cls}: torch.fx could not trace its forward() "
+            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); fastrnn converts custom forwards "
+            "that are a static chain of embedding / RNN / LSTM / GRU / out[:, -1] / h_n[-1] / linear / activations"
+        ) from None
+    graph.eliminate_dead_code()
+    mods = dict(module.named_modules())
+    nodes = list(graph.nodes)
+    placeholders = [n for n in nodes if n.op == "placeholder"]
+    problems = []
+    pieces = []
+    vals = {}
+    head = [None]  # the node whose value is the current data head
+    rank = [None]  # rank of the head tensor when known
+    batch_first = [None]
+    names_seen = {}
+
+    def bad(n, why):
+        problems.append(f"{_node_desc(n)}: {why}")
+        vals[n] = _V("bad")
+
+    def take(n, src, what="") -> bool:
+        """n consumes the data value src; False (and a report) if src is not the data head."""
+        v = vals.get(src)
+        if v is None or v.kind == "bad":
+            vals[n] = _V("bad")
+            return False
+        if src is not head[0]:
+            bad(n, "the data flow is not a single chain (a value is used twice, or an older value is reused: "
+                   "residual connections, concatenation of different tensors and multiple outputs are not supported)")
+            return False
+        emit_final(v)
+        return True
+
+    def emit_final(v):
+        if v.kind == "hsel" and not v.done:
+            pieces.append(Piece("select", "h_n_last" if v.dirs in (("bwd",), ("fwd",)) else "h_n_cat",
+                                select="final", dirs=v.dirs, where=v.where))
+            v.done = True
+
+    def is_node(a):
+        return isinstance(a, fx.Node)
+
+    def meta_ok(a) -> bool:
+        """Constant or a meta (size / device / dtype / zeros-state) value."""
+        if is_node(a):
+            v = vals.get(a)
+            return v is not None and v.kind in ("meta", "zeros")
+        if isinstance(a, (tuple, list)):
+            return all(meta_ok(x) for x in a)
+        return True
+
+    def piece_name(target):
+        base = str(target)
+        names_seen[base] = names_seen.get(base, 0) + 1
+        return base if names_seen[base] == 1 else f"{base}#{names_seen[base]}"
+
+    def norm_index(idx):
+        return idx if isinstance(idx, tuple) else (idx,)
+
+    def full(s):
+        return isinstance(s, slice) and s == slice(None)
+
+    def act_fn(fn_name, n, dim):
+        axis = fn_name in ("softmax", "log_softmax")
+        if axis:
+            r = rank[0]
+            if dim is None:
+                return None, f"{fn_name} without dim: the implicit dim is rank dependent"
+            if not (dim == -1 or (r is not None and dim == r - 1)):
+                return None, (f"{fn_name}(dim={dim}): fastrnn applies {fn_name} over the last axis only "
+                              f"(the tensor here has rank {r if r is not None else 'unknown'})")
+        return fn_name, None
+
+    simple_fns = {
+        torch.relu: "relu", F.relu: "relu", torch.tanh: "tanh", F.tanh: "tanh", torch.sigmoid: "sigmoid",
+        F.sigmoid: "sigmoid", F.silu: "silu", F.selu: "selu", torch.selu: "selu", F.softsign: "softsign",
+        F.mish: "mish", F.logsigmoid: "log_sigmoid", F.hardsigmoid: "hard_sigmoid", F.hardswish: "hard_silu",
+        F.relu6: "relu6", F.elu: "elu", F.gelu: "gelu", F.softplus: "softplus", F.hardtanh: "hard_tanh",
+        F.leaky_relu: "leaky_relu",
+    }
+    axis_fns = {torch.softmax: "softmax", F.softmax: "softmax", torch.log_softmax: "log_softmax",
+                F.log_softmax: "log_softmax"}
+    simple_methods = {"relu": "relu", "tanh": "tanh", "sigmoid": "sigmoid"}
+    noop_methods = {"contiguous", "float", "clone", "detach"}
+    meta_methods = {"size", "dim"}
+
+    def fn_act(n, name):
+        """Defaults of the functional forms must match fastrnn's fixed parameters."""
+        kw = dict(n.kwargs)
+        extra = list(n.args[1:])
+        if name == "elu" and (extra[:1] not in ([], [1.0]) or kw.get("alpha", 1.0) != 1.0):
+            return None, "elu with alpha != 1"
+        if name == "leaky_relu":
+            slope = extra[0] if extra else kw.get("negative_slope", 0.01)
+            if abs(float(slope) - _LEAKY_RELU_SLOPE) > 1e-12:
+                return None, f"leaky_relu(negative_slope={slope}): only {_LEAKY_RELU_SLOPE} is supported"
+        if name == "gelu" and kw.get("approximate", "none") == "tanh":
+            return "gelu_tanh", None
+        if name == "softplus":
+            beta = extra[0] if extra else kw.get("beta", 1.0)
+            thr = extra[1] if len(extra) > 1 else kw.get("threshold", 20.0)
+            if float(beta) != 1.0 or float(thr) < _SOFTPLUS_MIN_THRESHOLD:
+                return None, f"softplus(beta={beta}, threshold={thr}) is not supported"
+        if name == "hard_tanh":
+            lo = extra[0] if extra else kw.get("min_val", -1.0)
+            hi = extra[1] if len(extra) > 1 else kw.get("max_val", 1.0)
+            if (float(lo), float(hi)) == (0.0, 6.0):
+                return "relu6", None
+            if (float(lo), float(hi)) != (-1.0, 1.0):
+                return None, f"hardtanh({lo}, {hi}) is not supported"
+        return name, None
+
+    def add_act(n, src, act, why):
+        if why:
+            bad(n, why)
+            return
+        if not take(n, src):
+            return
+        pieces.append(Piece("act", n.name, act=act, where=_node_desc(n)))
+        vals[n] = _V(vals[src].kind if vals[src].kind in ("seq", "vec") else "seq", data=True)
+        head[0] = n
+
+    for n in nodes:
+        try:
+            if n.op == "placeholder":
+                if n is placeholders[0]:
+                    vals[n] = _V("input", data=True)
+                    head[0] = n
+                elif n.users:
+                    bad(n, "a second forward() input is used; only a single input tensor is supported "
+                           "(initial states go to Model.predict(initial_state=...))")
+                else:
+                    vals[n] = _V("meta")
+                continue
+            if n.op == "output":
+                out = n.args[0]
+                if not is_node(out):
+                    problems.append(f"forward() returns {_arg_desc(out)}: return a single tensor (the model output); "
+                                    "fastrnn returns the recurrent states with predict(return_state=True)")
+                elif vals.get(out) is not None and vals[out].kind != "bad":
+                    emit_final(vals[out])
+                    if out is not head[0] or vals[out].kind not in ("seq", "vec", "hsel"):
+                        problems.append(f"forward() returns {out.name} ({vals[out].kind}): the output must be the "
+                                        "end of the chain and a tensor (not the (out, h_n) tuple or a state)")
+                continue
+            if n.op == "get_attr":
+                bad(n, "reads a parameter/buffer directly in forward(); only submodule calls are supported")
+                continue
+            if n.op == "call_module":
+                m = mods.get(n.target)
+                where = f"{_node_desc(n)} [{_cls(m)}]"
+                src = n.args[0] if n.args else None
+                extra_ok = all(meta_ok(a) for a in n.args[1:]) and all(meta_ok(a) for a in n.kwargs.values())
+                if _supported_rnn(m, nn):
+                    if not extra_ok:
+                        bad(n, "the initial state of a recurrent module must be None or torch.zeros(...) "
+                               "(pass initial states to Model.predict(initial_state=...))")
+                        continue
+                    if not take(n, src):
+                        continue
+                    if batch_first[0] is not None and batch_first[0] != bool(m.batch_first):
+                        bad(n, "recurrent modules with different batch_first settings")
+                        continue
+                    batch_first[0] = bool(m.batch_first)
+                    pieces.append(Piece("rnn", piece_name(n.target), _params(m), rnn=_rnn_desc(m), where=where))
+                    vals[n] = _V("rnn", rnn=m, data=True)
+                    head[0] = n
+                    rank[0] = 3
+                    continue
+                if _is(m, nn.Linear) or _is(m, nn.Embedding):
+                    if _is(m, nn.Embedding) and m.max_norm is not None:
+                        bad(n, f"Embedding max_norm={m.max_norm} is not supported")
+                        continue
+                    if not extra_ok or len(n.args) != 1 or n.kwargs:
+                        bad(n, "unexpected extra arguments")
+                        continue
+                    if not take(n, src):
+                        continue
+                    if _is(m, nn.Embedding):
+                        if vals[src].kind != "input" or pieces:
+                            bad(n, "an Embedding must be the first operation")
+                            continue
+                        pieces.append(Piece("embedding", piece_name(n.target), _params(m), where=where))
+                        rank[0] = 3
+                        vals[n] = _V("seq", data=True)
+                    else:
+                        pieces.append(Piece("linear", piece_name(n.target), _params(m), where=where))
+                        vals[n] = _V(vals[src].kind if vals[src].kind in ("seq", "vec") else "seq", data=True)
+                    head[0] = n
+                    continue
+                if _is(m, nn.Softmax) or _is(m, nn.LogSoftmax):
+                    act, why = act_fn("softmax" if _is(m, nn.Softmax) else "log_softmax", n, m.dim)
+                else:
+                    act, why = _activation(m, nn, rank[0] == 3) if m is not None else (None, None)
+                if act is not None or why:
+                    if why:
+                        bad(n, f"[{_cls(m)}] {why}")
+                    elif act == _NOOP:
+                        if take(n, src):
+                            vals[n] = vals[src]
+                            head[0] = n
+                    else:
+                        add_act(n, src, act, None)
+                    continue
+                hint = ""
+                if isinstance(m, nn.RNNBase):
+                    hint = " (a subclass that overrides forward())"
+                elif isinstance(m, nn.RNNCellBase):
+                    hint = " (single-step cells are not supported; use nn.RNN / nn.LSTM / nn.GRU)"
+                bad(n, f"module {_cls(m)} is not supported{hint}")
+                continue
+            if n.op in ("call_function", "call_method"):
+                tgt = n.target
+                src = n.args[0] if n.args else None
+                sv = vals.get(src) if is_node(src) else None
+                # ---- meta values: sizes, devices, dtypes, zero initial states
+                if (n.op == "call_method" and tgt in meta_methods) or (tgt is getattr and len(n.args) == 2 and
+                                                                       n.args[1] in ("device", "dtype", "shape")):
+                    vals[n] = _V("meta")
+                    continue
+                if tgt is operator.getitem and sv is not None and sv.kind == "meta":
+                    vals[n] = _V("meta")
+                    continue
+                if n.op == "call_function" and tgt in (torch.zeros,) and meta_ok(list(n.args)) and \
+                        meta_ok(list(n.kwargs.values())):
+                    vals[n] = _V("zeros")
+                    continue
+                if n.op == "call_method" and sv is not None and sv.kind == "zeros" and tgt in (
+                        "to", "cuda", "cpu", "float", "requires_grad_", "detach", "type_as"):
+                    vals[n] = _V("zeros")
+                    continue
+                if getattr(tgt, "__name__", "") == "_assert_is_none":
+                    vals[n] = _V("meta")
+                    continue
+                # ---- tuple / state selections
+                if tgt is operator.getitem and sv is not None and sv.kind == "rnn":
+                    idx = n.args[1]
+                    if idx == 0:
+                        vals[n] = _V("seq", rnn=sv.rnn, data=True)
+                    elif idx == 1:
+                        vals[n] = _V("hc" if sv.rnn.mode == "LSTM" else "hn", rnn=sv.rnn, data=True)
+                    else:
+                        bad(n, f"index {idx!r} of the (output, h_n) tuple")
+                        continue
+                    if take(n, src):
+                        head[0] = n
+                    continue
+                if tgt is operator.getitem and sv is not None and sv.kind == "hc":
+                    idx = n.args[1]
+                    if idx == 0:
+                        if take(n, src):
+                            vals[n] = _V("hn", rnn=sv.rnn, data=True)
+                            head[0] = n
+                    else:
+                        bad(n, "the LSTM cell state c_n is not a model output fastrnn can select "
+                               "(use predict(return_state=True))")
+                    continue
+                if tgt is operator.getitem and sv is not None and sv.kind == "hn":
+                    r = sv.rnn
+                    nd = 2 if r.bidirectional else 1
+                    total = int(r.num_layers) * nd
+                    idx = norm_index(n.args[1])
+                    i0 = idx[0]
+                    if not isinstance(i0, int) or not all(full(s) for s in idx[1:]) or len(idx) > 3:
+                        bad(n, f"h_n[{_arg_desc(n.args[1])}]: only h_n[i] (one layer/direction) is supported")
+                        continue
+                    i = i0 + total if i0 < 0 else i0
+                    if not 0 <= i < total or i // nd != int(r.num_layers) - 1:
+                        bad(n, f"h_n[{i0}] is layer {i // nd} of {int(r.num_layers)}: only the last layer's final "
+                               "state can be selected (h_n[-1], and h_n[-2] for the forward direction of a "
+                               "bidirectional module)")
+                        continue
+                    hv = vals.get(head[0])
+                    if head[0] is src or (hv is not None and hv.kind == "hsel" and hv.src is src and not hv.done):
+                        vals[n] = _V("hsel", rnn=r, dirs=(("fwd", "bwd")[i % nd],), data=True, src=src)
+                        vals[n].where = _node_desc(n)
+                        if head[0] is src:
+                            head[0] = n
+                        rank[0] = 2
+                    else:
+                        take(n, src)
+                    continue
+                if n.op == "call_method" and tgt == "squeeze" and sv is not None and sv.kind == "hn":
+                    r = sv.rnn
+                    nd = 2 if r.bidirectional else 1
+                    if int(r.num_layers) * nd == 1 and list(n.args[1:]) in ([0], []) and not n.kwargs:
+                        if take(n, src):
+                            vals[n] = _V("hsel", rnn=r, dirs=("fwd",), data=True, src=src)
+                            vals[n].where = _node_desc(n)
+                            head[0] = n
+                            rank[0] = 2
+                    else:
+                        bad(n, "h_n.squeeze(...) is only supported as h_n.squeeze(0) of a one-layer unidirectional module")
+                    continue
+                if tgt is torch.cat and n.args and isinstance(n.args[0], (tuple, list)):
+                    parts = n.args[0]
+                    dim = n.args[1] if len(n.args) > 1 else n.kwargs.get("dim", 0)
+                    pv = [vals.get(p) if is_node(p) else None for p in parts]
+                    if all(v is not None and v.kind == "hsel" and not v.done for v in pv) and dim in (1, -1) and \
+                            len({id(v.src) for v in pv}) == 1 and head[0] in parts and \
+                            all(len(p.users) == 1 for p in parts) and len(set(parts)) == len(parts):
+                        # each h_n[i] read the same h_n; together they select directions of the last layer
+                        dirs = tuple(d for v in pv for d in v.dirs)
+                        vals[n] = _V("hsel", rnn=pv[0].rnn, dirs=dirs, data=True, src=pv[0].src)
+                        vals[n].where = _node_desc(n)
+                        for v in pv:
+                            v.done = True
+                        head[0] = n
+                        continue
+                    bad(n, "torch.cat is only supported as torch.cat((h_n[-2], h_n[-1]), dim=1) "
+                           "(both directions of the last layer's final state)")
+                    continue
+                # ---- the step selection out[:, -1]
+                if tgt is operator.getitem and sv is not None and sv.kind == "seq":
+                    idx = norm_index(n.args[1])
+                    bf = batch_first[0] if batch_first[0] is not None else True
+                    ok = False
+                    if bf and len(idx) in (2, 3) and full(idx[0]) and idx[1] == -1 and all(full(s) for s in idx[2:]):
+                        ok = True
+                    if not bf and len(idx) in (1, 2, 3) and idx[0] == -1 and all(full(s) for s in idx[1:]):
+                        ok = True
+                    if not ok:
+                        want = "out[:, -1]" if bf else "out[-1] (batch_first=False)"
+                        bad(n, f"indexing [{_arg_desc(n.args[1])}]: only the last-step selection {want} is supported")
+                        continue
+                    if take(n, src):
+                        pieces.append(Piece("select", "last_step", select="last_step", where=_node_desc(n)))
+                        vals[n] = _V("vec", data=True)
+                        head[0] = n
+                        rank[0] = 2
+                    continue
+                # ---- no-ops
+                if n.op == "call_method" and tgt in noop_methods and sv is not None and len(n.args) == 1:
+                    if take(n, src):
+                        vals[n] = sv
+                        head[0] = n
+                    continue
+                if n.op == "call_method" and tgt == "to" and sv is not None and all(
+                        meta_ok(a) for a in n.args[1:]) and meta_ok(list(n.kwargs.values())):
+                    if take(n, src):
+                        vals[n] = sv
+                        head[0] = n
+                    continue
+                if tgt in (F.dropout, torch.dropout) or (n.op == "call_method" and tgt == "dropout"):
+                    if take(n, src):
+                        vals[n] = sv
+                        head[0] = n
+                    continue
+                # ---- activations
+                if n.op == "call_function" and tgt in simple_fns:
+                    act, why = fn_act(n, simple_fns[tgt])
+                    add_act(n, src, act, why)
+                    continue
+                if n.op == "call_method" and tgt in simple_methods and len(n.args) == 1:
+                    add_act(n, src, simple_methods[tgt], None)
+                    continue
+                if (n.op == "call_function" and tgt in axis_fns) or (
+                        n.op == "call_method" and tgt in ("softmax", "log_softmax")):
+                    name = axis_fns.get(tgt, tgt)
+                    dim = n.args[1] if len(n.args) > 1 else n.kwargs.get("dim")
+                    act, why = act_fn(name, n, dim)
+                    add_act(n, src, act, why)
+                    continue
+                bad(n, "operation not supported")
+                continue
+            bad(n, f"unknown fx node kind {n.op!r}")
+        except Exception as e:  # noqa: BLE001 - keep collecting
+            bad(n, f"could not be analysed ({type(e).__name__}: {e})")
+    if problems:
+        raise UnsupportedLayerError(
+            f"cannot convert custom module {cls} (custom forward traced with torch.fx): {len(problems)} unsupported "
+            "operation(s):\n  - " + "\n  - ".join(problems))
+    meta = {"framework": "torch", "torch_version": str(torch.__version__), "torch_class": cls, "torch_fx": True}
+    return build_spec(pieces, "torch", meta)
 
 
 # --------------------------------------------------------------------------- states

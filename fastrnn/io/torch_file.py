@@ -1,0 +1,691 @@
+"""Read PyTorch ``torch.save`` files WITHOUT importing (or needing) torch.
+
+>>> spec = spec_from_torch_file("lstm.pt")                              # a bare nn.LSTM/GRU state dict
+>>> spec = spec_from_torch_file("rnn.pt", architecture="rnn_relu")      # nn.RNN: say the nonlinearity
+>>> spec = spec_from_torch_file("clf.pt", architecture=[
+...     {"type": "embedding", "key": "emb"},
+...     {"type": "lstm", "key": "rnn", "num_layers": 2, "bidirectional": True},
+...     {"type": "last_step"},
+...     {"type": "linear", "key": "fc", "activation": "softmax"}])
+
+File formats
+------------
+* the zip format (``torch.save`` default since 1.6): ``<dir>/data.pkl`` + ``<dir>/data/<key>`` raw
+  storages + ``<dir>/byteorder`` (little / big);
+* the legacy format (``_use_new_zipfile_serialization=False``, and files written before 1.6): magic
+  number, protocol version, sys_info, the object pickle (storages as persistent ids), the list of
+  storage keys, then each storage as an 8-byte element count + raw data.
+* Refused: the pre-0.4 tar format, TorchScript archives (``torch.jit.save``), whole pickled
+  ``nn.Module`` objects (those need code execution: save ``model.state_dict()`` instead).
+
+Safety: the pickles are read by a restricted unpickler whose ``find_class`` allows ONLY
+``collections.OrderedDict``, ``torch._utils._rebuild_tensor`` / ``_rebuild_tensor_v2`` /
+``_rebuild_parameter`` / ``_rebuild_parameter_with_state``, ``torch._tensor._rebuild_from_type_v2``
+(with ``torch.Tensor`` / ``torch.nn.parameter.Parameter`` as the type) and the ``torch.*Storage`` /
+``torch.cuda.*Storage`` type *names* (mapped to numpy dtypes; no torch object is ever created -- the
+fastrnn replacements only record (storage, offset, size, stride)).  Any other global raises
+:class:`~fastrnn.errors.ModelFormatError` ("refusing to load global 'os.system' ..."): fastrnn never
+executes code from a model file.  Tensors of any dtype (float16 / bfloat16 / float64 are converted to
+float32 for weights), strided views (bounds-checked against the storage) and shared storages are
+supported; the device a tensor was saved on (``cuda:0``...) is ignored: everything is read to the CPU.
+
+The object may be a state dict, or a dict holding one under ``"state_dict"`` / ``"model_state_dict"``
+/ ``"model"`` / ``"net"`` (training checkpoints; other entries such as optimizer state are ignored).
+A ``module.`` prefix on every key (``nn.DataParallel``) is stripped.
+
+Architecture (``architecture=``)
+--------------------------------
+A state dict has weights but no forward(), so fastrnn must be told the chain -- except for the one
+obvious case:
+
+* ``None``: the state dict must be a single ``nn.LSTM`` / ``nn.GRU`` (keys ``weight_ih_l{k}``,
+  ``weight_hh_l{k}``, ``bias_*``, ``*_reverse``, ``weight_hr_l{k}``, optionally under one prefix).
+  num_layers, bidirectional, proj_size, bias, input and hidden sizes come from names and shapes; the
+  cell from the gate count (4H rows: LSTM, 3H: GRU -- PyTorch has only the reset-after GRU).  A gate
+  count of 1 (``nn.RNN``) is refused: tanh and relu have identical shapes, so pass
+  ``architecture="rnn_tanh"`` or ``"rnn_relu"``.
+* a string ``"lstm"`` / ``"gru"`` / ``"rnn_tanh"`` / ``"rnn_relu"``: the same, with the cell stated.
+* a list (or ``{"layers": [...]}``, or that as a JSON string / path to a ``.json`` file) of entries,
+  applied in order (``key`` = the state-dict prefix of the module, ``"rnn"`` for ``rnn.weight_ih_l0``;
+  sizes always come from the tensor shapes; size fields you give are checked against them):
+
+  - ``{"type": "embedding", "key": K}`` -- ``K.weight`` [V, D]; must come first; input = (B, T) ids.
+  - ``{"type": "lstm" | "gru" | "rnn", "key": K, "nonlinearity": "tanh" | "relu" (rnn: required),
+    "num_layers", "bidirectional", "proj_size", "input_size", "hidden_size", "bias" (checked if given),
+    "batch_first" (recorded in metadata only: fastrnn.predict is always batch-first)}`` --
+    outputs the sequence ``out`` (B, T, D*H).
+  - ``{"type": "linear", "key": K, "activation": A}`` -- ``K.weight`` [O, I], ``K.bias`` optional;
+    ``activation`` optional (a fastrnn activation name, e.g. relu, tanh, softmax, log_softmax).
+  - ``{"type": "activation", "activation": A}`` or just ``{"type": A}`` / the string ``A``.
+  - ``{"type": "dropout"}`` / ``"identity"``: no-ops at inference.
+  - selections after a recurrent entry, with PyTorch's exact semantics:
+      ``"last_step"`` (alias ``"out[:, -1]"``): the output at the last time step (for a
+      bidirectional module: forward state at T-1 concatenated with the backward output at T-1);
+      ``"h_n_last"`` (alias ``"h_n[-1]"``): the last layer's final hidden state -- for a
+      bidirectional module that is the BACKWARD direction only (h_n is ordered layer-major, forward
+      then backward), which fastrnn expresses by widening the following linear with zero columns,
+      so a linear must follow (element-wise activations in between are fine);
+      ``"h_n_cat"`` (alias ``"cat(h_n[-2], h_n[-1])"``): both directions of the last layer's final
+      state, ``torch.cat((h_n[-2], h_n[-1]), dim=1)``.  With ``lengths`` the final-state selections
+      give the state at each row's last valid step (packed-sequence semantics).
+* a fastrnn ModelSpec JSON (a dict with ``"format"`` and ``"layers"``, the header of
+  :meth:`fastrnn.spec.ModelSpec.to_core`) whose tensor references are state-dict keys: built with
+  :meth:`ModelSpec.from_core` (canonical layouts are PyTorch's, so no transposes are needed).
+
+Every state-dict entry must be used by the architecture (a leftover usually means a wrong
+architecture); pass ``strict=False`` to ignore leftovers.  Options: ``architecture``, ``strict``.
+"""
+from __future__ import annotations
+
+import collections
+import io
+import json
+import os
+import pickle
+import struct
+import zipfile
+import zlib
+from typing import Optional
+
+import numpy as np
+
+from ..converters.torch import Piece, RNNDesc, build_spec, rnn_desc_from_tensors
+from ..errors import ConversionError, ModelFormatError, UnsupportedLayerError
+from ..spec import ACTIVATIONS, AXIS_ACTIVATIONS, ModelSpec
+
+__all__ = ["spec_from_torch_file", "read_torch_file", "is_torch_file"]
+
+_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+_LEGACY_PROTOCOL = 1001
+# storage class name -> (numpy dtype string (little endian), element size)
+_STORAGES = {
+    "FloatStorage": "f4", "DoubleStorage": "f8", "HalfStorage": "f2", "BFloat16Storage": "bf16",
+    "LongStorage": "i8", "IntStorage": "i4", "ShortStorage": "i2", "CharStorage": "i1",
+    "ByteStorage": "u1", "BoolStorage": "b1", "ComplexFloatStorage": "c8", "ComplexDoubleStorage": "c16",
+}
+_MAX_ELEMENTS = 1 << 31  # one tensor; far above any RNN weight
+
+
+class _StorageType:
+    """Stands for ``torch.FloatStorage`` etc.: a name and a dtype, nothing callable."""
+
+    __slots__ = ("name", "dtype")
+
+    def __init__(self, name):
+        self.name = name
+        self.dtype = _STORAGES[name]
+
+    @property
+    def itemsize(self):
+        return 2 if self.dtype == "bf16" else (1 if self.dtype == "b1" else np.dtype(self.dtype).itemsize)
+
+    def __repr__(self):
+        return f"<storage type {self.name}>"
+
+
+class _TypeMarker:
+    """Stands for ``torch.Tensor`` / ``torch.nn.parameter.Parameter`` in ``_rebuild_from_type_v2``."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name):
+        self.name = name
+
+
+class _Storage:
+    __slots__ = ("key", "stype", "numel", "location", "data")
+
+    def __init__(self, key, stype, numel, location):
+        self.key, self.stype, self.numel, self.location = key, stype, numel, location
+        self.data = None  # bytes once read
+
+
+class _TensorRef:
+    __slots__ = ("storage", "offset", "size", "stride")
+
+    def __init__(self, storage, offset, size, stride):
+        self.storage, self.offset, self.size, self.stride = storage, offset, size, stride
+
+
+def _ints(v, what):
+    if not isinstance(v, (tuple, list)) or not all(isinstance(x, int) and not isinstance(x, bool) for x in v):
+        raise ModelFormatError(f"tensor {what} must be a tuple of ints, got {v!r}")
+    return tuple(v)
+
+
+def _rebuild_tensor(storage, storage_offset, size, stride, *_ignored):
+    if not isinstance(storage, _Storage):
+        raise ModelFormatError(f"tensor storage is not a storage reference ({type(storage).__name__})")
+    if not isinstance(storage_offset, int):
+        raise ModelFormatError(f"tensor storage offset must be an int, got {storage_offset!r}")
+    return _TensorRef(storage, storage_offset, _ints(size, "size"), _ints(stride, "stride"))
+
+
+def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None,
+                       metadata=None):
+    return _rebuild_tensor(storage, storage_offset, size, stride)
+
+
+def _rebuild_parameter(data, requires_grad=False, backward_hooks=None, *_state):
+    if not isinstance(data, _TensorRef):
+        raise ModelFormatError("a Parameter must wrap a tensor")
+    return data
+
+
+def _rebuild_from_type_v2(func, new_type, args, state):
+    if func not in (_rebuild_tensor_v2, _rebuild_tensor, _rebuild_parameter) or not isinstance(new_type, _TypeMarker):
+        raise ModelFormatError("unsupported tensor subclass reconstruction")
+    if not isinstance(args, tuple):
+        raise ModelFormatError("bad tensor reconstruction arguments")
+    return func(*args)
+
+
+_ALLOWED = {
+    ("collections", "OrderedDict"): collections.OrderedDict,
+    ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
+    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
+    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+    ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
+    ("torch._tensor", "_rebuild_from_type_v2"): _rebuild_from_type_v2,
+    ("torch", "Tensor"): _TypeMarker("torch.Tensor"),
+    ("torch.nn.parameter", "Parameter"): _TypeMarker("torch.nn.parameter.Parameter"),
+}
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    def __init__(self, f, path, persistent=None):
+        super().__init__(f)
+        self._path = path
+        self._persistent = persistent
+
+    def find_class(self, module, name):
+        key = (module, name)
+        if key in _ALLOWED:
+            return _ALLOWED[key]
+        if module in ("torch", "torch.cuda") and name in _STORAGES:
+            return _StorageType(name)
+        glob = f"{module}.{name}"
+        msg = (f"refusing to load global '{glob}' from {self._path}: fastrnn never executes code from a model "
+               "file (only state dicts of tensors are read)")
+        if module.startswith("torch.nn") or module == "__main__" or module.startswith("__torch__"):
+            msg += ("; this file seems to hold a whole pickled model object (or a TorchScript archive), whose "
+                    "loading needs code execution -- save the weights instead: torch.save(model.state_dict(), path)")
+        raise ModelFormatError(msg)
+
+    def persistent_load(self, pid):
+        if self._persistent is None:
+            raise ModelFormatError(f"{self._path}: unexpected persistent id in a plain pickle")
+        return self._persistent(pid)
+
+
+def _load_pickle(data_or_file, path, persistent=None):
+    f = io.BytesIO(data_or_file) if isinstance(data_or_file, (bytes, bytearray)) else data_or_file
+    try:
+        return _RestrictedUnpickler(f, path, persistent).load()
+    except ModelFormatError:
+        raise
+    except RecursionError:
+        raise ModelFormatError(f"{path}: pickle nested too deeply") from None
+    except Exception as e:  # noqa: BLE001 - a malformed pickle can raise nearly anything
+        raise ModelFormatError(f"{path}: corrupt or truncated pickle ({type(e).__name__}: {e})") from None
+
+
+def _storage_pid(pid, storages, path):
+    """('storage', storage_type, key, location, numel[, view_metadata])."""
+    if not isinstance(pid, tuple) or not pid:
+        raise ModelFormatError(f"{path}: bad persistent id {pid!r}")
+    tag = pid[0].decode("ascii", "replace") if isinstance(pid[0], bytes) else pid[0]
+    if tag != "storage" or len(pid) not in (5, 6):
+        raise ModelFormatError(f"{path}: unsupported persistent id {tag!r} (only tensor storages are read)")
+    stype, key, location, numel = pid[1:5]
+    view = pid[5] if len(pid) == 6 else None
+    if not isinstance(stype, _StorageType):
+        raise ModelFormatError(f"{path}: persistent id names no storage type ({stype!r})")
+    if not isinstance(key, str) or not isinstance(numel, int) or numel < 0:
+        raise ModelFormatError(f"{path}: bad storage key/size {key!r}/{numel!r}")
+    st = storages.get(key)
+    if st is None:
+        st = storages[key] = _Storage(key, stype, numel, location)
+    elif st.stype.dtype != stype.dtype:
+        raise ModelFormatError(f"{path}: storage {key} is used with two dtypes")
+    if view is not None:  # legacy storage view: (view_key, offset, view_size), in elements
+        if not (isinstance(view, tuple) and len(view) == 3 and isinstance(view[1], int) and isinstance(view[2], int)):
+            raise ModelFormatError(f"{path}: bad storage view {view!r}")
+        return ("view", st, view[1], view[2])
+    return st
+
+
+# --------------------------------------------------------------------------- the two containers
+def _read_zip(path):
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
+        raise ModelFormatError(f"{path}: not a readable zip archive (truncated or corrupt torch file: {e})") from None
+    with zf:
+        names = zf.namelist()
+        pkls = [n for n in names if n.endswith("/data.pkl") and n.count("/") == 1] or \
+            [n for n in names if n == "data.pkl"]
+        if not pkls:
+            if any(n.endswith("/constants.pkl") for n in names):
+                raise ModelFormatError(f"{path}: a TorchScript archive (torch.jit.save); fastrnn reads state dicts: "
+                                       "torch.save(model.state_dict(), path)")
+            raise ModelFormatError(f"{path}: a zip archive without data.pkl: not a torch.save file")
+        prefix = pkls[0][:-len("data.pkl")]
+        if any(n.startswith(prefix + "code/") for n in names):
+            raise ModelFormatError(f"{path}: a TorchScript archive (torch.jit.save); fastrnn reads state dicts: "
+                                   "torch.save(model.state_dict(), path)")
+        try:
+            byteorder = zf.read(prefix + "byteorder").decode().strip() if prefix + "byteorder" in names else "little"
+            if byteorder not in ("little", "big"):
+                raise ModelFormatError(f"{path}: unknown byteorder {byteorder!r}")
+            storages = {}
+            obj = _load_pickle(zf.read(pkls[0]), path, lambda pid: _storage_pid(pid, storages, path))
+            for key, st in storages.items():
+                name = f"{prefix}data/{key}"
+                if name not in names:
+                    raise ModelFormatError(f"{path}: storage {key} is missing from the archive")
+                info = zf.getinfo(name)
+                need = st.numel * st.stype.itemsize
+                if info.file_size < need:
+                    raise ModelFormatError(f"{path}: storage {key} has {info.file_size} bytes but "
+                                           f"{st.numel} x {st.stype.itemsize} are declared (truncated file)")
+                with zf.open(info) as fh:
+                    st.data = fh.read(need)
+                if len(st.data) < need:
+                    raise ModelFormatError(f"{path}: storage {key} is truncated")
+        except ModelFormatError:
+            raise
+        except (zipfile.BadZipFile, OSError, EOFError, KeyError, ValueError, zlib.error) as e:
+            raise ModelFormatError(f"{path}: truncated or corrupt torch zip file ({type(e).__name__}: {e})") from None
+    return obj, byteorder
+
+
+def _read_legacy(path):
+    with open(path, "rb") as f:
+        magic = _load_pickle(f, path)
+        if magic != _LEGACY_MAGIC:
+            raise ModelFormatError(f"{path}: not a torch.save file (bad magic number)")
+        proto = _load_pickle(f, path)
+        if proto != _LEGACY_PROTOCOL:
+            raise ModelFormatError(f"{path}: unsupported legacy torch protocol version {proto!r}")
+        sys_info = _load_pickle(f, path)
+        little = bool(sys_info.get("little_endian", True)) if isinstance(sys_info, dict) else True
+        storages = {}
+        views = []
+
+        def pl(pid):
+            r = _storage_pid(pid, storages, path)
+            if isinstance(r, tuple):  # a view of a root storage
+                _, root, off, n = r
+                v = _Storage(f"{root.key}[{off}:{off + n}]", root.stype, n, root.location)
+                views.append((v, root, off))
+                return v
+            return r
+
+        obj = _load_pickle(f, path, pl)
+        keys = _load_pickle(f, path)
+        if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+            raise ModelFormatError(f"{path}: bad storage key list")
+        end = "<" if little else ">"
+        for key in keys:
+            st = storages.get(key)
+            if st is None:
+                raise ModelFormatError(f"{path}: storage {key} is listed but never used")
+            head = f.read(8)
+            if len(head) < 8:
+                raise ModelFormatError(f"{path}: truncated legacy torch file (storage {key} header)")
+            (n,) = struct.unpack(end + "q", head)
+            if n < 0 or n > _MAX_ELEMENTS * 4:
+                raise ModelFormatError(f"{path}: bad element count {n} for storage {key}")
+            data = f.read(n * st.stype.itemsize)
+            if len(data) < n * st.stype.itemsize:
+                raise ModelFormatError(f"{path}: truncated legacy torch file (storage {key}: {len(data)} of "
+                                       f"{n * st.stype.itemsize} bytes)")
+            st.data, st.numel = data, n
+        for v, root, off in views:
+            if root.data is None:
+                raise ModelFormatError(f"{path}: storage view of a missing storage")
+            isz = root.stype.itemsize
+            if off < 0 or off + v.numel > root.numel:
+                raise ModelFormatError(f"{path}: storage view out of bounds")
+            v.data = root.data[off * isz:(off + v.numel) * isz]
+    missing = [k for k, s in storages.items() if s.data is None]
+    if missing:
+        raise ModelFormatError(f"{path}: storages {missing} have no data (truncated file)")
+    return obj, "little" if little else "big"
+
+
+def _materialize(t: _TensorRef, byteorder, path, name):
+    st = t.storage
+    if st.data is None:
+        raise ModelFormatError(f"{path}: tensor '{name}': storage {st.key} has no data")
+    dt = st.stype.dtype
+    isz = st.stype.itemsize
+    numel = min(st.numel, len(st.data) // isz)
+    end = "<" if byteorder == "little" else ">"
+    if dt == "bf16":
+        base = np.frombuffer(st.data, dtype=end + "u2", count=numel)
+    elif dt == "b1":
+        base = np.frombuffer(st.data, dtype=np.bool_, count=numel)
+    else:
+        base = np.frombuffer(st.data, dtype=np.dtype(end + dt if isz > 1 else dt), count=numel)
+    size, stride, off = t.size, t.stride, t.offset
+    if len(size) != len(stride):
+        raise ModelFormatError(f"{path}: tensor '{name}': size {size} and stride {stride} differ in rank")
+    if any(s < 0 for s in size) or any(s < 0 for s in stride) or off < 0:
+        raise ModelFormatError(f"{path}: tensor '{name}': negative size/stride/offset")
+    count = int(np.prod(size, dtype=np.int64)) if size else 1
+    if count > _MAX_ELEMENTS:
+        raise ModelFormatError(f"{path}: tensor '{name}': {count} elements is too large")
+    if count == 0:
+        arr = np.zeros(size, dtype=base.dtype)
+    else:
+        last = off + sum((n - 1) * s for n, s in zip(size, stride))
+        if last >= numel:
+            raise ModelFormatError(
+                f"{path}: tensor '{name}' (size {size}, stride {stride}, offset {off}) reaches element {last} but its "
+                f"storage holds {numel}: the storage is shorter than the tensor claims (corrupt file)")
+        arr = np.lib.stride_tricks.as_strided(base[off:], shape=size, strides=[s * isz for s in stride],
+                                              writeable=False).copy()
+    if dt == "bf16":
+        arr = (arr.astype(np.uint32) << 16).view(np.float32)
+    return arr.astype(arr.dtype.newbyteorder("=")) if arr.dtype.byteorder == ">" else arr
+
+
+def _convert(obj, byteorder, path, name="", depth=0):
+    if depth > 50:
+        raise ModelFormatError(f"{path}: object nested too deeply")
+    if isinstance(obj, _TensorRef):
+        return _materialize(obj, byteorder, path, name)
+    if isinstance(obj, dict):
+        return type(obj)((k, _convert(v, byteorder, path, f"{name}.{k}" if name else str(k), depth + 1))
+                         for k, v in obj.items()) if isinstance(obj, collections.OrderedDict) else \
+            {k: _convert(v, byteorder, path, f"{name}.{k}" if name else str(k), depth + 1) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_convert(v, byteorder, path, f"{name}[{i}]", depth + 1) for i, v in enumerate(obj))
+    if isinstance(obj, (_Storage, _StorageType, _TypeMarker)):
+        raise ModelFormatError(f"{path}: '{name}' is a bare storage/type object, not a tensor")
+    return obj
+
+
+def is_torch_file(path) -> bool:
+    """True when ``path`` starts like a torch.save file (zip or legacy pickle)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        return False
+    return head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"
+
+
+def read_torch_file(path):
+    """The object stored by ``torch.save`` with every tensor as a numpy array (no torch needed)."""
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(512)
+    except OSError as e:
+        raise ModelFormatError(f"{path}: cannot read ({e})") from None
+    if head.startswith(b"PK"):
+        obj, order = _read_zip(path)
+    elif head[:1] == b"\x80":
+        obj, order = _read_legacy(path)
+    elif len(head) >= 262 and head[257:262] == b"ustar":
+        raise ModelFormatError(f"{path}: the pre-0.4 torch tar format is not supported; re-save with a recent torch")
+    else:
+        raise ModelFormatError(f"{path}: not a torch.save file (neither a zip archive nor a legacy torch pickle)")
+    return _convert(obj, order, path)
+
+
+# --------------------------------------------------------------------------- state dict -> spec
+_WRAPPERS = ("state_dict", "model_state_dict", "model", "net", "module")
+_RNN_TYPES = {"lstm": "LSTM", "gru": "GRU", "rnn": None, "rnn_tanh": "RNN_TANH", "rnn_relu": "RNN_RELU"}
+_SELECT_ALIASES = {
+    "last_step": "last_step", "out[:, -1]": "last_step", "out[:,-1]": "last_step", "out[:, -1, :]": "last_step",
+    "h_n_last": "h_n_last", "h_n[-1]": "h_n_last", "h[-1]": "h_n_last",
+    "h_n_cat": "h_n_cat", "cat(h_n[-2], h_n[-1])": "h_n_cat",
+}
+_NOOPS = ("dropout", "identity")
+
+
+def _is_tensor_dict(d):
+    return isinstance(d, dict) and d and all(isinstance(k, str) for k in d) and \
+        all(isinstance(v, np.ndarray) for v in d.values())
+
+
+def _state_dict(obj, path):
+    if _is_tensor_dict(obj):
+        sd = dict(obj)
+    elif isinstance(obj, dict):
+        for k in _WRAPPERS:
+            if _is_tensor_dict(obj.get(k)):
+                sd = dict(obj[k])
+                break
+        else:
+            keys = ", ".join(repr(k) for k in list(obj)[:12])
+            raise ModelFormatError(f"{path}: not a state dict of tensors, and no state dict under "
+                                   f"{' / '.join(repr(w) for w in _WRAPPERS)} (keys: {keys})")
+    else:
+        raise ModelFormatError(f"{path}: holds a {type(obj).__name__}, not a state dict; save "
+                               "model.state_dict() with torch.save")
+    if sd and all(k.startswith("module.") for k in sd):
+        sd = {k[len("module."):]: v for k, v in sd.items()}
+    return sd
+
+
+def _float(a, key):
+    if a.dtype.kind not in "fiub":
+        raise ConversionError(f"tensor '{key}' has dtype {a.dtype}; weights must be real numbers")
+    return np.ascontiguousarray(a, dtype=np.float32)
+
+
+class _Dict:
+    """The state dict with use tracking."""
+
+    def __init__(self, sd):
+        self.sd, self.used = sd, set()
+
+    def sub(self, prefix):
+        p = f"{prefix}." if prefix else ""
+        out = {k[len(p):]: k for k in self.sd if k.startswith(p)}
+        return out
+
+    def take(self, prefix, names, where, optional=()):
+        p = f"{prefix}." if prefix else ""
+        out = {}
+        for n in names:
+            k = p + n
+            if k in self.sd:
+                out[n] = _float(self.sd[k], k)
+                self.used.add(k)
+            elif n not in optional:
+                near = sorted(self.sub(prefix))[:8]
+                raise ConversionError(f"{where}: state dict has no '{k}'" +
+                                      (f" (keys under '{prefix}': {near})" if near else
+                                       f" (no key starts with '{p}'; keys: {sorted(self.sd)[:12]})"))
+        return out
+
+
+def _parse_arch(architecture, path):
+    a = architecture
+    if isinstance(a, (str, os.PathLike)):
+        s = os.fspath(a)
+        if s.strip().lower() in _RNN_TYPES:
+            return s.strip().lower()
+        if s.lstrip().startswith(("[", "{")):
+            try:
+                a = json.loads(s)
+            except ValueError as e:
+                raise ConversionError(f"architecture: invalid JSON ({e})") from None
+        elif os.path.isfile(s):
+            try:
+                with open(s) as f:
+                    a = json.load(f)
+            except (OSError, ValueError) as e:
+                raise ConversionError(f"architecture file {s}: {e}") from None
+        else:
+            raise ConversionError(f"architecture {s!r}: not one of {sorted(_RNN_TYPES)}, JSON, or a JSON file")
+    if isinstance(a, ModelSpec):
+        raise ConversionError("architecture: pass the ModelSpec JSON header (dict with 'format' and 'layers'), "
+                              "not a ModelSpec object")
+    if isinstance(a, dict) and "format" in a:
+        return a
+    if isinstance(a, dict) and "layers" in a:
+        a = a["layers"]
+    if isinstance(a, dict):
+        a = [a]
+    if not isinstance(a, (list, tuple)):
+        raise ConversionError(f"architecture must be a list of layer entries, got {type(a).__name__}")
+    return list(a)
+
+
+def _infer_single_rnn(sd, where, mode=None, path=""):
+    prefixes = {k.rsplit(".", 1)[0] if "." in k else "" for k in sd}
+    if len(prefixes) != 1:
+        groups = sorted(prefixes)
+        raise ConversionError(
+            f"{path}: the state dict is not a single nn.RNN/LSTM/GRU (module prefixes: {groups}); describe the model "
+            "with architecture=[...], e.g. [{'type': 'embedding', 'key': 'emb'}, {'type': 'lstm', 'key': 'rnn'}, "
+            "{'type': 'last_step'}, {'type': 'linear', 'key': 'fc'}] (see fastrnn.io.torch_file)")
+    prefix = prefixes.pop()
+    p = f"{prefix}." if prefix else ""
+    tensors = {k[len(p):]: _float(v, k) for k, v in sd.items()}
+    desc = rnn_desc_from_tensors(tensors, where + (f" ('{prefix}')" if prefix else ""), mode)
+    return prefix, desc, tensors
+
+
+def _check(where, given, got, what):
+    if given is not None and given != got:
+        raise ConversionError(f"{where}: architecture says {what}={given!r} but the tensors give {got!r}")
+
+
+def _pieces_from_arch(arch, d: _Dict, path):
+    pieces = []
+    for i, e in enumerate(arch):
+        if isinstance(e, str):
+            e = {"type": e}
+        if not isinstance(e, dict) or "type" not in e:
+            raise ConversionError(f"architecture[{i}]: an entry must be a dict with a 'type' (or a string)")
+        e = dict(e)
+        t = str(e.pop("type")).strip()
+        tl = t.lower()
+        key = e.pop("key", None)
+        where = f"architecture[{i}] ({t}{', key ' + repr(key) if key is not None else ''})"
+        name = key if key else t
+        if tl == "embedding":
+            tens = d.take(key or "", ["weight"], where)
+            pieces.append(Piece("embedding", name, tens, where=where))
+            _check(where, e.pop("num_embeddings", None), tens["weight"].shape[0], "num_embeddings")
+            _check(where, e.pop("embedding_dim", None), tens["weight"].shape[1], "embedding_dim")
+        elif tl in _RNN_TYPES:
+            mode = _RNN_TYPES[tl]
+            nl = e.pop("nonlinearity", None)
+            if tl == "rnn":
+                if nl not in ("tanh", "relu"):
+                    raise ConversionError(f"{where}: an nn.RNN entry needs \"nonlinearity\": \"tanh\" or \"relu\" "
+                                          "(it cannot be inferred from the weights)")
+                mode = "RNN_TANH" if nl == "tanh" else "RNN_RELU"
+            elif nl is not None:
+                raise ConversionError(f"{where}: 'nonlinearity' only applies to type 'rnn'")
+            names = d.sub(key or "")
+            rnn_names = {n: k for n, k in names.items() if "." not in n}
+            if not rnn_names:
+                p = f"{key}." if key else ""
+                raise ConversionError(f"{where}: state dict has no '{p}weight_ih_l0' (no recurrent parameters under "
+                                      f"'{key or ''}'; keys: {sorted(d.sd)[:12]})")
+            tensors = {n: _float(d.sd[k], k) for n, k in rnn_names.items()}
+            desc = rnn_desc_from_tensors(tensors, where, mode)
+            d.used.update(rnn_names.values())
+            for f in ("num_layers", "bidirectional", "proj_size", "input_size", "hidden_size", "bias"):
+                _check(where, e.pop(f, None), getattr(desc, f), f)
+            bf = e.pop("batch_first", None)
+            desc.batch_first = None if bf is None else bool(bf)
+            e.pop("dropout", None)
+            pieces.append(Piece("rnn", name, tensors, rnn=desc, where=where))
+        elif tl in ("linear", "dense"):
+            act = e.pop("activation", None) or "linear"
+            tens = d.take(key or "", ["weight", "bias"], where, optional=("bias",))
+            pieces.append(Piece("linear", name, tens, where=where))
+            if act != "linear":
+                _act_ok(act, where)
+                pieces.append(Piece("act", f"{name}.activation", act=act, where=where))
+        elif tl == "activation" or tl in ACTIVATIONS or tl in AXIS_ACTIVATIONS:
+            act = e.pop("activation", None) if tl == "activation" else tl
+            _act_ok(act, where)
+            pieces.append(Piece("act", act if tl != "activation" else "activation", act=act, where=where))
+        elif tl in _NOOPS:
+            e.pop("p", None)
+        elif t in _SELECT_ALIASES or tl in _SELECT_ALIASES:
+            sel = _SELECT_ALIASES.get(t) or _SELECT_ALIASES[tl]
+            prev_rnn = next((p for p in reversed(pieces) if p.tag == "rnn"), None)
+            if sel == "last_step":
+                pieces.append(Piece("select", "last_step", select="last_step", where=where))
+            else:
+                if prev_rnn is None:
+                    raise ConversionError(f"{where}: needs a recurrent entry before it")
+                bi = prev_rnn.rnn.bidirectional
+                if sel == "h_n_last":
+                    dirs = ("bwd",) if bi else ("fwd",)
+                else:
+                    if not bi:
+                        raise ConversionError(f"{where}: h_n_cat needs a bidirectional recurrent module "
+                                              "(use h_n_last for a unidirectional one)")
+                    dirs = ("fwd", "bwd")
+                pieces.append(Piece("select", sel, select="final", dirs=dirs, where=where))
+        else:
+            raise UnsupportedLayerError(
+                f"{where}: unknown type {t!r} (known: embedding, lstm, gru, rnn, rnn_tanh, rnn_relu, linear, "
+                f"activation, <activation name>, dropout, identity, {', '.join(sorted(set(_SELECT_ALIASES)))})")
+        if e:
+            raise ConversionError(f"{where}: unknown field(s) {sorted(e)}")
+    return pieces
+
+
+def _act_ok(act, where):
+    if act not in ACTIVATIONS + AXIS_ACTIVATIONS:
+        raise UnsupportedLayerError(f"{where}: activation {act!r} is not supported "
+                                    f"(supported: {', '.join(ACTIVATIONS + AXIS_ACTIVATIONS)})")
+
+
+def spec_from_torch_file(path, architecture=None, **options) -> ModelSpec:
+    """Build a :class:`ModelSpec` from a ``torch.save`` file without torch (see the module docstring).
+
+    Options: ``strict`` (default True: every state-dict tensor must be used by the architecture).
+    """
+    strict = options.pop("strict", True)
+    if options:
+        raise TypeError(f"spec_from_torch_file: unknown option(s) {sorted(options)} (known: architecture, strict)")
+    path = os.fspath(path)
+    sd = _state_dict(read_torch_file(path), path)
+    meta = {"framework": "torch", "source_file": os.path.basename(path)}
+    d = _Dict(sd)
+    arch = None if architecture is None else _parse_arch(architecture, path)
+    if isinstance(arch, dict):  # a fastrnn ModelSpec JSON referring to state-dict keys
+        refs = {r for l in arch.get("layers") or [] if isinstance(l, dict)
+                for r in (l.get("tensors") or {}).values()}
+        tensors = {k: _float(v, k) for k, v in sd.items() if k in refs}
+        spec = ModelSpec.from_core(arch, tensors)
+        d.used.update(tensors)
+        _leftovers(d, strict, path)
+        spec.source = spec.source or "torch"
+        spec.metadata = {**meta, **spec.metadata}
+        return spec
+    if arch is None or isinstance(arch, str):
+        mode = None if arch is None else _RNN_TYPES[arch]
+        if arch == "rnn":
+            raise ConversionError("architecture='rnn' is ambiguous: say 'rnn_tanh' or 'rnn_relu'")
+        prefix, desc, tensors = _infer_single_rnn(sd, "state dict", mode, path)
+        d.used.update(sd)
+        pieces = [Piece("rnn", prefix or desc.mode.split("_")[0].lower(), tensors, rnn=desc, where=path)]
+        meta["inferred_architecture"] = True
+    else:
+        pieces = _pieces_from_arch(arch, d, path)
+        _leftovers(d, strict, path)
+    return build_spec(pieces, "torch", meta)
+
+
+def _leftovers(d, strict, path):
+    left = sorted(set(d.sd) - d.used)
+    if left and strict:
+        raise ConversionError(f"{path}: state-dict entries not used by the architecture: {', '.join(left[:20])}"
+                              f"{' ...' if len(left) > 20 else ''} (wrong architecture? pass strict=False to ignore)")

@@ -1,0 +1,536 @@
+"""fastrnn.io.torch_file: torch.save files read WITHOUT torch, checked against torch itself.
+
+A module fixture trains a few tutorial-style models briefly, saves them (zip and legacy formats,
+odd dtypes, strided views, a simulated CUDA location, checkpoints, hostile files), then loads
+everything in ONE subprocess in which importing torch is blocked; each test checks its entry.
+"""
+import json
+import os
+import pickle
+import subprocess
+import sys
+import uuid
+import zipfile
+
+import numpy as np
+import pytest
+
+from conftest import ATOL_F32, assert_close, require
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+CHILD = r'''
+import importlib.abc, json, sys, traceback
+class _Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("torch is blocked in this test")
+sys.meta_path.insert(0, _Block())
+import numpy as np
+import fastrnn
+from fastrnn.io.torch_file import read_torch_file, spec_from_torch_file
+cases = json.load(open(sys.argv[1]))
+out = {}
+arrays = {}
+for c in cases:
+    r = {}
+    try:
+        if c["kind"] == "read":
+            obj = read_torch_file(c["file"])
+            for k, v in obj.items():
+                arrays[c["id"] + "/" + k] = v
+            r["ok"] = True
+        else:
+            spec = spec_from_torch_file(c["file"], **c.get("options", {}))
+            r["layers"] = [[l.name, l.kind] for l in spec.layers]
+            if c.get("x"):
+                x = np.load(c["x"])
+                arrays[c["id"]] = fastrnn.Model(spec).predict(x)
+            r["ok"] = True
+    except Exception as e:
+        r = {"ok": False, "error": type(e).__name__, "message": str(e),
+             "bases": [b.__name__ for b in type(e).__mro__]}
+    out[c["id"]] = r
+out["__torch_imported__"] = "torch" in sys.modules
+np.savez(sys.argv[2], **arrays)
+json.dump(out, open(sys.argv[3], "w"))
+'''
+
+
+def _train(torch, model, x, y, loss_fn, steps=5):
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    model.train()
+    for _ in range(steps):
+        opt.zero_grad()
+        loss_fn(model(x), y).backward()
+        opt.step()
+    return model.eval(), opt
+
+
+def _models(torch):
+    nn = torch.nn
+
+    class CharGRU(nn.Module):
+        def __init__(self, vocab=30):
+            super().__init__()
+            self.embed = nn.Embedding(vocab, 16)
+            self.gru = nn.GRU(16, 32, num_layers=2, batch_first=True)
+            self.fc = nn.Linear(32, vocab)
+
+        def forward(self, x):
+            out, _ = self.gru(self.embed(x))
+            return self.fc(out)
+
+    class StockLSTM(nn.Module):  # 20 x 5 -> 1 via h_n[-1]
+        def __init__(self):
+            super().__init__()
+            self.lstm = nn.LSTM(5, 32, batch_first=True)
+            self.fc = nn.Linear(32, 1)
+
+        def forward(self, x):
+            _, (h, c) = self.lstm(x)
+            return self.fc(h[-1])
+
+    class StockLastStep(StockLSTM):
+        def forward(self, x):
+            out, _ = self.lstm(x)
+            return self.fc(out[:, -1, :])
+
+    class BiClassifier(nn.Module):  # fc(h_n[-1]): the BACKWARD direction of the last layer
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(50, 12)
+            self.rnn = nn.LSTM(12, 16, num_layers=2, bidirectional=True, batch_first=True)
+            self.fc = nn.Linear(16, 4)
+
+        def forward(self, x):
+            _, (h, _) = self.rnn(self.emb(x))
+            return self.fc(h[-1])
+
+    class BiCat(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = nn.GRU(6, 10, bidirectional=True, batch_first=True)
+            self.fc = nn.Linear(20, 3)
+
+        def forward(self, x):
+            _, h = self.rnn(x)
+            return torch.softmax(self.fc(torch.cat((h[-2], h[-1]), dim=1)), dim=-1)
+
+    class BiLast(nn.Module):  # out[:, -1] of a bidirectional LSTM, then softmax
+        def __init__(self):
+            super().__init__()
+            self.lstm = nn.LSTM(6, 10, bidirectional=True, batch_first=True)
+            self.fc = nn.Linear(20, 3)
+
+        def forward(self, x):
+            out, _ = self.lstm(x)
+            return torch.softmax(self.fc(out[:, -1, :]), dim=1)
+
+    return dict(CharGRU=CharGRU, StockLSTM=StockLSTM, StockLastStep=StockLastStep, BiClassifier=BiClassifier,
+                BiCat=BiCat, BiLast=BiLast)
+
+
+ARCH = {
+    "CharGRU": [{"type": "embedding", "key": "embed"}, {"type": "gru", "key": "gru", "num_layers": 2},
+                {"type": "linear", "key": "fc"}],
+    "StockLSTM": [{"type": "lstm", "key": "lstm"}, "h_n[-1]", {"type": "linear", "key": "fc"}],
+    "StockLastStep": [{"type": "lstm", "key": "lstm"}, {"type": "last_step"}, {"type": "linear", "key": "fc"}],
+    "BiClassifier": [{"type": "embedding", "key": "emb"},
+                     {"type": "lstm", "key": "rnn", "num_layers": 2, "bidirectional": True},
+                     {"type": "h_n_last"}, {"type": "linear", "key": "fc"}],
+    "BiCat": [{"type": "gru", "key": "rnn", "bidirectional": True}, "h_n_cat",
+              {"type": "linear", "key": "fc", "activation": "softmax"}],
+    "BiLast": json.dumps([{"type": "lstm", "key": "lstm"}, "out[:, -1]", {"type": "linear", "key": "fc"},
+                          {"type": "softmax"}]),
+}
+
+
+def _hostile_zip(path, payload: bytes, name="archive"):
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as z:
+        z.writestr(f"{name}/data.pkl", payload)
+        z.writestr(f"{name}/byteorder", "little")
+        z.writestr(f"{name}/version", "3\n")
+
+
+class _Evil:
+    def __init__(self, fn, arg):
+        self.fn, self.arg = fn, arg
+
+    def __reduce__(self):
+        return (self.fn, (self.arg,))
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    torch = require("torch")
+    nn = torch.nn
+    d = tmp_path_factory.mktemp("torch_files")
+    rng = np.random.default_rng(0)
+    cases, expected, extra = [], {}, {}
+
+    def add(cid, file, x=None, **options):
+        c = {"id": cid, "kind": "spec", "file": str(file), "options": options}
+        if x is not None:
+            np.save(d / f"{cid}.npy", x)
+            c["x"] = str(d / f"{cid}.npy")
+        cases.append(c)
+
+    def run(model, x):
+        with torch.no_grad():
+            return model(torch.from_numpy(x)).numpy()
+
+    # ---- tutorial models, briefly trained, zip + legacy
+    makers = _models(torch)
+    inputs = {
+        "CharGRU": lambda: rng.integers(0, 30, size=(4, 12)),
+        "StockLSTM": lambda: rng.standard_normal((6, 20, 5)).astype(np.float32),
+        "StockLastStep": lambda: rng.standard_normal((6, 20, 5)).astype(np.float32),
+        "BiClassifier": lambda: rng.integers(0, 50, size=(5, 9)),
+        "BiCat": lambda: rng.standard_normal((5, 7, 6)).astype(np.float32),
+        "BiLast": lambda: rng.standard_normal((5, 7, 6)).astype(np.float32),
+    }
+    live = {}
+    for i, (name, make) in enumerate(makers.items()):
+        torch.manual_seed(i)
+        m = make()
+        x = inputs[name]()
+        xt = torch.from_numpy(x)
+        with torch.no_grad():
+            y0 = m(xt)
+        if name == "CharGRU":
+            tgt = torch.from_numpy(rng.integers(0, 30, size=x.shape))
+            _train(torch, m, xt, tgt, lambda o, t: nn.functional.cross_entropy(o.reshape(-1, 30), t.reshape(-1)))
+        else:
+            _train(torch, m, xt, torch.randn_like(y0), nn.functional.mse_loss)
+        live[name] = (m, x)
+        expected[name] = run(m, x)
+        torch.save(m.state_dict(), d / f"{name}.pt")
+        torch.save(m.state_dict(), d / f"{name}_legacy.pt", _use_new_zipfile_serialization=False)
+        add(name, d / f"{name}.pt", x, architecture=ARCH[name])
+        add(name + "_legacy", d / f"{name}_legacy.pt", x, architecture=ARCH[name])
+        expected[name + "_legacy"] = expected[name]
+    # a training checkpoint (wrapped state dict, optimizer state, DataParallel prefix)
+    m, x = live["StockLSTM"]
+    opt = torch.optim.Adam(m.parameters())
+    ckpt = {"epoch": 3, "model_state_dict": {"module." + k: v for k, v in m.state_dict().items()},
+            "optimizer_state_dict": opt.state_dict(), "loss": 0.5}
+    torch.save(ckpt, d / "ckpt.pt")
+    add("ckpt", d / "ckpt.pt", x, architecture=ARCH["StockLSTM"])
+    expected["ckpt"] = expected["StockLSTM"]
+
+    # ---- bare recurrent modules: architecture inferred
+    torch.manual_seed(10)
+    for name, mod, arch in [("bare_gru", nn.GRU(4, 7, num_layers=2, bidirectional=True, batch_first=True), None),
+                            ("bare_lstm_proj", nn.LSTM(4, 8, proj_size=3, batch_first=True), None),
+                            ("bare_rnn_relu", nn.RNN(4, 6, nonlinearity="relu", batch_first=True), "rnn_relu")]:
+        x = rng.standard_normal((3, 8, 4)).astype(np.float32)
+        with torch.no_grad():
+            expected[name] = mod(torch.from_numpy(x))[0].numpy()
+        torch.save(mod.state_dict(), d / f"{name}.pt", _use_new_zipfile_serialization=(name != "bare_gru"))
+        add(name, d / f"{name}.pt", x, **({"architecture": arch} if arch else {}))
+    add("bare_rnn_no_arch", d / "bare_rnn_relu.pt")  # nonlinearity unknown -> error
+
+    # ---- dtypes: the expectation is the torch module with weights rounded through that dtype
+    for dt in ("float64", "float16", "bfloat16"):
+        torch.manual_seed(11)
+        mod = nn.LSTM(5, 9, batch_first=True)
+        sd = {k: v.to(getattr(torch, dt)) for k, v in mod.state_dict().items()}
+        mod.load_state_dict({k: v.float() for k, v in sd.items()})
+        x = rng.standard_normal((2, 6, 5)).astype(np.float32)
+        with torch.no_grad():
+            expected[f"dtype_{dt}"] = mod(torch.from_numpy(x))[0].numpy()
+        for fmt in ("zip", "legacy"):
+            torch.save(sd, d / f"{dt}_{fmt}.pt", _use_new_zipfile_serialization=(fmt == "zip"))
+            add(f"dtype_{dt}_{fmt}", d / f"{dt}_{fmt}.pt", x)
+            expected[f"dtype_{dt}_{fmt}"] = expected[f"dtype_{dt}"]
+
+    # ---- strided views and shared storages
+    torch.manual_seed(12)
+    mod = nn.GRU(5, 6, batch_first=True)
+    sd = {k: v.clone() for k, v in mod.state_dict().items()}
+    sd["weight_ih_l0"] = sd["weight_ih_l0"].t().contiguous().t()  # non-contiguous, same values
+    big = torch.randn(3, 18)
+    sd["bias_ih_l0"] = big[1]                                      # a row of a shared storage (offset 18)
+    sd["bias_hh_l0"] = big[2, ::1]
+    mod.load_state_dict(sd)
+    x = rng.standard_normal((2, 4, 5)).astype(np.float32)
+    with torch.no_grad():
+        expected["views"] = mod(torch.from_numpy(x))[0].numpy()
+    for fmt in ("zip", "legacy"):
+        torch.save(sd, d / f"views_{fmt}.pt", _use_new_zipfile_serialization=(fmt == "zip"))
+        add(f"views_{fmt}", d / f"views_{fmt}.pt", x)
+        expected[f"views_{fmt}"] = expected["views"]
+    base = torch.arange(60, dtype=torch.float32).reshape(6, 10)
+    views = {"t": base.t(), "step": base[1:5, ::3], "col": base[:, 7], "whole": base, "empty": base[:0],
+             "i64": torch.arange(5), "half_t": base.half().t(), "bf16": base.bfloat16()[2:4, 1::2]}
+    for fmt in ("zip", "legacy"):
+        torch.save(views, d / f"rawviews_{fmt}.pt", _use_new_zipfile_serialization=(fmt == "zip"))
+        cases.append({"id": f"rawviews_{fmt}", "kind": "read", "file": str(d / f"rawviews_{fmt}.pt")})
+    extra["rawviews"] = {k: v.float().numpy() if v.dtype in (torch.float16, torch.bfloat16) else v.numpy()
+                         for k, v in views.items()}
+
+    # ---- saved "on CUDA": the location tag written by torch.save is forced to 'cuda:0'
+    import torch.serialization as ser
+    m, x = live["StockLSTM"]
+    orig = ser.location_tag
+    ser.location_tag = lambda storage: "cuda:0"
+    try:
+        torch.save(m.state_dict(), d / "cuda.pt")
+        torch.save(m.state_dict(), d / "cuda_legacy.pt", _use_new_zipfile_serialization=False)
+    finally:
+        ser.location_tag = orig
+    assert b"cuda:0" in zipfile.ZipFile(d / "cuda.pt").read("cuda/data.pkl")
+    for cid in ("cuda", "cuda_legacy"):
+        add(cid, d / f"{cid}.pt", x, architecture=ARCH["StockLSTM"])
+        expected[cid] = expected["StockLSTM"]
+
+    # ---- refused / hostile / broken files
+    marker = f"/tmp/pwned_{uuid.uuid4().hex}"
+    extra["marker"] = marker
+    _hostile_zip(d / "evil_system.pt", pickle.dumps({"w": _Evil(os.system, f"touch {marker}")}, protocol=2))
+    _hostile_zip(d / "evil_eval.pt", pickle.dumps(_Evil(eval, f"open({marker!r}, 'w')"), protocol=2))
+    with open(d / "evil_legacy.pt", "wb") as f:  # legacy layout, payload in the object pickle
+        for obj in (0x1950A86A20F9469CFC6C, 1001, {"protocol_version": 1001, "little_endian": True}):
+            pickle.dump(obj, f, protocol=2)
+        pickle.dump(_Evil(os.system, f"touch {marker}"), f, protocol=2)
+    with open(d / "evil_magic.pt", "wb") as f:  # the payload is the very first pickle
+        pickle.dump(_Evil(os.system, f"touch {marker}"), f, protocol=2)
+    add("evil_system", d / "evil_system.pt")
+    add("evil_eval", d / "evil_eval.pt")
+    add("evil_legacy", d / "evil_legacy.pt")
+    add("evil_magic", d / "evil_magic.pt")
+    torch.save(live["StockLSTM"][0].lstm, d / "whole_module.pt")
+    add("whole_module", d / "whole_module.pt")
+    good = (d / "StockLSTM.pt").read_bytes()
+    (d / "trunc_zip.pt").write_bytes(good[: len(good) // 2])
+    add("trunc_zip", d / "trunc_zip.pt", architecture=ARCH["StockLSTM"])
+    good_l = (d / "StockLSTM_legacy.pt").read_bytes()
+    (d / "trunc_legacy.pt").write_bytes(good_l[:-100])
+    add("trunc_legacy", d / "trunc_legacy.pt", architecture=ARCH["StockLSTM"])
+    (d / "trunc_legacy_pickle.pt").write_bytes(good_l[:200])
+    add("trunc_legacy_pickle", d / "trunc_legacy_pickle.pt", architecture=ARCH["StockLSTM"])
+    with zipfile.ZipFile(d / "StockLSTM.pt") as zin, zipfile.ZipFile(d / "short_storage.pt", "w") as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            if info.filename.endswith("/data/0"):
+                data = data[: len(data) // 2]
+            zout.writestr(info, data)
+    add("short_storage", d / "short_storage.pt", architecture=ARCH["StockLSTM"])
+    torch.save({"w": torch.zeros(4)}, d / "small.pt")  # claims more elements than its storage holds
+    with zipfile.ZipFile(d / "small.pt") as zin, zipfile.ZipFile(d / "view_oob.pt", "w") as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            if info.filename.endswith("data.pkl"):
+                data = data.replace(b"K\x04\x85", b"K\x09\x85", 1)  # size (4,) -> (9,)
+                assert b"K\x09\x85" in data
+            zout.writestr(info, data)
+    cases.append({"id": "view_oob", "kind": "read", "file": str(d / "view_oob.pt")})
+    add("wrong_arch", d / "CharGRU.pt", architecture=ARCH["StockLSTM"])
+    add("leftover", d / "CharGRU.pt", architecture=ARCH["CharGRU"][:2])
+    add("bi_h_n_last_no_linear", d / "BiClassifier.pt", architecture=ARCH["BiClassifier"][:3], strict=False)
+    add("ambiguous", d / "CharGRU.pt")
+
+    man = d / "manifest.json"
+    man.write_text(json.dumps(cases))
+    env_ = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    r = subprocess.run([sys.executable, "-c", CHILD, str(man), str(d / "out.npz"), str(d / "out.json")],
+                       cwd=REPO, env=env_, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    results = json.loads((d / "out.json").read_text())
+    arrays = dict(np.load(d / "out.npz"))
+    return dict(torch=torch, results=results, arrays=arrays, expected=expected, extra=extra, live=live)
+
+
+def _ok(env, cid):
+    r = env["results"][cid]
+    assert r["ok"], f"{cid}: {r.get('error')}: {r.get('message')}"
+    return r
+
+
+def test_torch_never_imported(env):
+    assert env["results"]["__torch_imported__"] is False
+
+
+MODEL_CASES = [n + s for n in ARCH for s in ("", "_legacy")] + ["ckpt", "cuda", "cuda_legacy"]
+
+
+@pytest.mark.parametrize("cid", MODEL_CASES)
+def test_models_match_torch(env, cid):
+    _ok(env, cid)
+    assert_close(env["arrays"][cid], env["expected"][cid], atol=ATOL_F32, what=cid)
+
+
+def test_bidirectional_h_n_last_is_backward(env):
+    layers = _ok(env, "BiClassifier")["layers"]
+    assert [k for _, k in layers] == ["embedding", "lstm", "lstm", "dense"]
+
+
+@pytest.mark.parametrize("cid", ["bare_gru", "bare_lstm_proj", "bare_rnn_relu"])
+def test_inferred_recurrent(env, cid):
+    _ok(env, cid)
+    assert_close(env["arrays"][cid], env["expected"][cid], what=cid)
+
+
+@pytest.mark.parametrize("dt", ["float64", "float16", "bfloat16"])
+@pytest.mark.parametrize("fmt", ["zip", "legacy"])
+def test_dtypes(env, dt, fmt):
+    cid = f"dtype_{dt}_{fmt}"
+    _ok(env, cid)
+    assert_close(env["arrays"][cid], env["expected"][cid], what=cid)
+
+
+@pytest.mark.parametrize("fmt", ["zip", "legacy"])
+def test_views(env, fmt):
+    _ok(env, f"views_{fmt}")
+    assert_close(env["arrays"][f"views_{fmt}"], env["expected"][f"views_{fmt}"])
+    _ok(env, f"rawviews_{fmt}")
+    for k, v in env["extra"]["rawviews"].items():
+        got = env["arrays"][f"rawviews_{fmt}/{k}"]
+        assert got.shape == v.shape, k
+        np.testing.assert_array_equal(got, v, err_msg=k)
+
+
+def _err(env, cid, cls, *needles):
+    r = env["results"][cid]
+    assert not r["ok"], f"{cid} unexpectedly loaded"
+    assert cls in r["bases"], f"{cid}: {r['error']}: {r['message']}"
+    for n in needles:
+        assert n in r["message"], f"{n!r} not in {r['message']!r}"
+    return r["message"]
+
+
+@pytest.mark.parametrize("cid,glob", [("evil_system", "posix.system"), ("evil_eval", "builtins.eval"),
+                                      ("evil_legacy", "posix.system"), ("evil_magic", "posix.system")])
+def test_hostile_pickles_refused(env, cid, glob):
+    msg = _err(env, cid, "ModelFormatError", "refusing to load global", "never executes code")
+    assert glob.split(".")[1] in msg
+    assert not os.path.exists(env["extra"]["marker"])
+
+
+def test_whole_module_refused(env):
+    _err(env, "whole_module", "ModelFormatError", "torch.nn.modules.rnn", "state_dict()")
+
+
+@pytest.mark.parametrize("cid,needle", [("trunc_zip", "zip"), ("trunc_legacy", "truncated"),
+                                        ("trunc_legacy_pickle", "truncated"), ("short_storage", "storage"),
+                                        ("view_oob", "shorter than the tensor claims")])
+def test_broken_files(env, cid, needle):
+    _err(env, cid, "ModelFormatError", needle)
+
+
+def test_architecture_errors(env):
+    _err(env, "bare_rnn_no_arch", "ConversionError", "rnn_relu", "nonlinearity")
+    _err(env, "wrong_arch", "ConversionError", "lstm.weight_ih_l0")
+    _err(env, "leftover", "ConversionError", "fc.weight", "strict=False")
+    _err(env, "bi_h_n_last_no_linear", "UnsupportedLayerError", "backward")
+    _err(env, "ambiguous", "ConversionError", "architecture=")
+
+
+# --------------------------------------------------------------------------- live custom modules (torch.fx)
+@pytest.mark.parametrize("name", list(ARCH))
+def test_fx_custom_modules(env, name):
+    from fastrnn.converters.torch import spec_from_torch
+    import reference
+
+    m, x = env["live"][name]
+    spec = spec_from_torch(m)
+    assert spec.metadata.get("torch_fx") is True
+    assert_close(reference.run_spec(spec, x), env["expected"][name], what=name)
+    import fastrnn
+    assert_close(fastrnn.Model(spec).predict(x), env["expected"][name], what=name)
+
+
+def test_fx_zero_initial_state_and_hidden_arg(env):
+    torch = env["torch"]
+    nn = torch.nn
+    from fastrnn.converters.torch import spec_from_torch
+
+    class Stock(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = nn.LSTM(5, 8, num_layers=2, batch_first=True)
+            self.fc = nn.Linear(8, 1)
+
+        def forward(self, x, hidden=None):
+            h0 = torch.zeros(2, x.size(0), 8).to(x.device)
+            c0 = torch.zeros(2, x.size(0), 8, device=x.device)
+            out, _ = self.lstm(x, (h0, c0))
+            return torch.sigmoid(self.fc(out[:, -1, :]))
+
+    torch.manual_seed(3)
+    m = Stock().eval()
+    x = np.random.default_rng(3).standard_normal((4, 20, 5)).astype(np.float32)
+    with torch.no_grad():
+        y = m(torch.from_numpy(x)).numpy()
+    import fastrnn
+    assert_close(fastrnn.Model(spec_from_torch(m)).predict(x), y)
+
+
+def test_fx_unsupported_lists_every_node(env):
+    torch = env["torch"]
+    nn = torch.nn
+    from fastrnn.converters.torch import spec_from_torch
+    from fastrnn.errors import UnsupportedLayerError
+
+    class Bad(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.gru = nn.GRU(5, 8, batch_first=True)
+            self.norm = nn.LayerNorm(8)
+            self.fc = nn.Linear(8, 2)
+
+        def forward(self, x):
+            out, h = self.gru(x)
+            y = torch.cumsum(out, dim=1)
+            return self.fc(self.norm(y)) * 2
+
+    with pytest.raises(UnsupportedLayerError) as ei:
+        spec_from_torch(Bad())
+    msg = str(ei.value)
+    for needle in ("cumsum", "LayerNorm", "mul", "Bad"):
+        assert needle in msg, msg
+
+    class Tuple(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.gru = nn.GRU(5, 8, batch_first=True)
+
+        def forward(self, x):
+            return self.gru(x)
+
+    with pytest.raises(UnsupportedLayerError, match="tuple"):
+        spec_from_torch(Tuple())
+
+    class Branchy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(5, 5)
+
+        def forward(self, x):
+            if x.sum() > 0:
+                return self.fc(x)
+            return x
+
+    with pytest.raises(UnsupportedLayerError, match="torch.fx could not trace"):
+        spec_from_torch(Branchy())
+
+
+def test_modelspec_json_architecture(env, tmp_path):
+    """A fastrnn ModelSpec header whose tensor references are state-dict keys (read in-process)."""
+    torch = env["torch"]
+    from fastrnn.io.torch_file import spec_from_torch_file
+    import reference
+
+    torch.manual_seed(4)
+    m = torch.nn.LSTM(3, 4, batch_first=True).eval()
+    torch.save(m.state_dict(), tmp_path / "j.pt")
+    hdr = {"format": 1, "input_features": 3, "layers": [{
+        "kind": "lstm", "name": "l", "input_size": 3, "units": 4,
+        "tensors": {"forward.w_ih": "weight_ih_l0", "forward.w_hh": "weight_hh_l0",
+                    "forward.b_ih": "bias_ih_l0", "forward.b_hh": "bias_hh_l0"}}]}
+    spec = spec_from_torch_file(tmp_path / "j.pt", architecture=json.dumps(hdr))
+    x = np.random.default_rng(4).standard_normal((2, 5, 3)).astype(np.float32)
+    with torch.no_grad():
+        y = m(torch.from_numpy(x))[0].numpy()
+    assert_close(reference.run_spec(spec, x), y)
