@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import CoreNotBuiltError, ShapeError
+from .errors import CoreNotBuiltError, ShapeError, UnsupportedLayerError
 from .spec import ModelSpec, RecurrentSpec
 
 
@@ -178,6 +178,46 @@ class Model:
         bidirectional and go_backwards layers raise UnsupportedLayerError.
         """
         return Stream(self, batch_size)
+
+    def generate(self, prompt_ids, steps: int, temperature: float = 1.0, top_k=None, seed=None,
+                 greedy: bool = False) -> np.ndarray:
+        """Generate ``steps`` ids after each prompt, the whole loop in C++.
+
+        For a language model (Embedding -> recurrent layers -> Dense over the vocabulary, with or
+        without a softmax): feed the prompt, pick the next id (argmax when ``greedy``; else a
+        sample from softmax(logits / temperature), optionally among the ``top_k`` largest), feed
+        it back.  ``prompt_ids``: (batch, time) or one prompt (time,).  Deterministic for a seed.
+        Returns the generated ids, (batch, steps) int64 (or (steps,) for a single prompt).
+        """
+        spec = self.spec
+        if not spec.takes_ids:
+            raise ShapeError("generate: the model must start with an Embedding (it takes ids)")
+        p = np.asarray(prompt_ids)
+        single = p.ndim == 1
+        p = p[None] if single else p
+        if p.ndim != 2 or p.shape[1] < 1 or not np.issubdtype(p.dtype, np.integer):
+            raise ShapeError(f"generate: prompt_ids must be integer ids of shape (batch, time >= 1), got {np.shape(prompt_ids)}")
+        vocab = spec.layers[0].embeddings.shape[0]
+        if p.min() < 0 or p.max() >= vocab:
+            raise ShapeError(f"generate: prompt id outside [0, {vocab})")
+        if not isinstance(steps, (int, np.integer)) or steps < 0:
+            raise ShapeError(f"generate: steps must be a non-negative int, got {steps!r}")
+        if not greedy and not (temperature > 0 and np.isfinite(temperature)):
+            raise ShapeError(f"generate: temperature must be > 0, got {temperature!r}")
+        if top_k is not None and (not isinstance(top_k, (int, np.integer)) or top_k < 1):
+            raise ShapeError(f"generate: top_k must be a positive int or None, got {top_k!r}")
+        last = spec.layers[-1]
+        act = getattr(last, "activation", "linear")
+        kind = {"softmax": 1, "log_softmax": 2}.get(act, 0)
+        if act not in ("linear", "softmax", "log_softmax"):
+            raise UnsupportedLayerError(f"generate: the last layer '{last.name}' applies {act!r}; "
+                                        "expected logits (linear), softmax or log_softmax over the vocabulary")
+        if seed is None:
+            seed = int(np.random.SeedSequence().entropy % (1 << 64))
+        stream = self._core.stream(p.shape[0])
+        out = stream.generate(np.ascontiguousarray(p, dtype=np.int64), int(steps), kind, bool(greedy),
+                              float(temperature), int(top_k or 0), int(seed) % (1 << 64))
+        return out[0] if single else out
 
 
 class Stream:

@@ -106,6 +106,25 @@ void register_stream(py::module_& m) {
           },
           py::arg("x"), "Advance several steps: x (batch, time, features); returns what predict() returns.")
       .def(
+          "generate",
+          [](PyStream& s, py::array prompt, dim_t steps, int output_kind, bool greedy, float temperature, dim_t top_k,
+             std::uint64_t seed) {
+            auto lk = s.lock();
+            IdArray p = IdArray::ensure(prompt);
+            if (!p || p.ndim() != 2 || p.shape(0) != s.state->B)
+              fastrnn::fail<ShapeError>("generate: prompt ids must have shape (", s.state->B, ", time)");
+            py::array_t<std::int64_t> out({static_cast<py::ssize_t>(s.state->B), static_cast<py::ssize_t>(steps)});
+            std::int64_t* dst = out.mutable_data();
+            {
+              py::gil_scoped_release nogil;
+              s.model->generate(*s.state, p.data(), p.shape(1), steps, output_kind, greedy, temperature, top_k, seed,
+                                dst);
+            }
+            return out;
+          },
+          py::arg("prompt"), py::arg("steps"), py::arg("output_kind"), py::arg("greedy"), py::arg("temperature"),
+          py::arg("top_k"), py::arg("seed"))
+      .def(
           "reset",
           [](PyStream& s, py::object rows) {
             auto lk = s.lock();

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <random>
 
 #include "fastrnn/parallel/thread_pool.h"
 
@@ -396,6 +397,58 @@ void Model::run(StreamState& s, const float* x, const std::int64_t* ids, dim_t T
   if (F < 0) fail<FormatError>("stream: the model has no layer that fixes its input size");
   predict(x, ids, s.B, T, F, true, nullptr, io, outputs);
   for (auto& r : s.rnn) r.cur = 1 - r.cur;
+}
+
+
+void Model::generate(StreamState& s, const std::int64_t* prompt, dim_t Tp, dim_t steps, int output_kind, bool greedy,
+                     float temperature, dim_t top_k, std::uint64_t seed, std::int64_t* out) const {
+  if (!takes_ids()) fail<FormatError>("generate: the model must start with an Embedding");
+  if (Tp < 1) fail<ShapeError>("generate: the prompt must have at least one id");
+  const dim_t B = s.B, V = step_output_size();
+  if (V > layers_[0].rows)
+    fail<ShapeError>("generate: the model outputs ", V, " classes but its Embedding has only ", layers_[0].rows, " ids");
+  Buffer y(B * V), z(V), sorted(V);
+  std::vector<std::int64_t> ids(B);
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<double> unif(0.0, 1.0);
+  for (dim_t t = 0; t < Tp; ++t) {
+    for (dim_t b = 0; b < B; ++b) ids[b] = prompt[b * Tp + t];
+    step(s, nullptr, ids.data(), y.data());
+  }
+  for (dim_t n = 0; n < steps; ++n) {
+    for (dim_t b = 0; b < B; ++b) {
+      const float* o = y.data() + b * V;
+      dim_t pick = 0;
+      if (greedy) {
+        for (dim_t j = 1; j < V; ++j)
+          if (o[j] > o[pick]) pick = j;
+      } else {
+        for (dim_t j = 0; j < V; ++j) z[j] = (output_kind == 1 ? std::log(o[j]) : o[j]) / temperature;
+        float threshold = -INFINITY;
+        if (top_k > 0 && top_k < V) {
+          std::memcpy(sorted.data(), z.data(), V * sizeof(float));
+          std::nth_element(sorted.data(), sorted.data() + (V - top_k), sorted.data() + V);
+          threshold = sorted[V - top_k];
+        }
+        float m = -INFINITY;
+        for (dim_t j = 0; j < V; ++j)
+          if (z[j] >= threshold && z[j] > m) m = z[j];
+        double total = 0;
+        for (dim_t j = 0; j < V; ++j) total += z[j] >= threshold ? std::exp(static_cast<double>(z[j] - m)) : 0.0;
+        double u = unif(rng) * total, acc = 0;
+        pick = -1;
+        for (dim_t j = 0; j < V; ++j) {
+          if (z[j] < threshold) continue;
+          acc += std::exp(static_cast<double>(z[j] - m));
+          pick = j;
+          if (acc > u) break;
+        }
+        if (pick < 0) fail<Error>("generate: no finite output to sample from (NaN outputs?)");
+      }
+      out[b * steps + n] = ids[b] = pick;
+    }
+    if (n + 1 < steps) step(s, nullptr, ids.data(), y.data());
+  }
 }
 
 }  // namespace fastrnn

@@ -52,6 +52,13 @@ class Model {
   std::unique_ptr<StreamState> new_stream(dim_t B) const;
   void step(StreamState& s, const float* x, const std::int64_t* ids, float* out) const;
   void reset_stream(StreamState& s, const std::int64_t* rows, dim_t n) const;  // rows null: all
+  // Language-model generation (Embedding ... Dense over the vocabulary): feed prompt [B, Tp]
+  // (Tp >= 1), then `steps` times pick the next id from the last output and feed it back.
+  // output_kind: 0 logits, 1 probabilities (softmax head), 2 log-probabilities.
+  // greedy: argmax (first maximum); else sample from softmax(logits / temperature), restricted
+  // to the top_k largest when top_k > 0, with a std::mt19937_64 seeded by `seed`.  out [B, steps].
+  void generate(StreamState& s, const std::int64_t* prompt, dim_t Tp, dim_t steps, int output_kind, bool greedy,
+                float temperature, dim_t top_k, std::uint64_t seed, std::int64_t* out) const;
   // Several steps (x [B, T, F] / ids [B, T]) continuing the stream's state; outputs as predict().
   void run(StreamState& s, const float* x, const std::int64_t* ids, dim_t T, std::vector<Activations>& outputs) const;
   std::vector<const RecurrentConfig*> recurrent_layers() const;
