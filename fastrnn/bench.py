@@ -136,3 +136,167 @@ def run(case_names=None, threads=None, min_time=0.5, max_rounds=50, out=print) -
                           for k in med if k != "fastrnn")
         out(f"{name:>14} | {case.describe():<40} | fastrnn: {med['fastrnn'] / case.batch * 1e6:9.1f} us/seq  {extra}")
     return rows
+
+
+# ---- streaming: one step of one session (the real-time user) -----------------------------------
+STREAM_CASES = {
+    "step_lstm_8x64": ("lstm", 8, 64),
+    "step_gru_16x128": ("gru", 16, 128),
+}
+
+
+def stream_engines(cell: str, features: int, hidden: int, threads: int = 1):
+    """{name: zero-arg callable doing one step with carried state} on the same weights."""
+    import fastrnn
+
+    import torch
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    layer = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell](features, hidden, batch_first=True).eval()
+    model = fastrnn.from_torch(layer)
+    stream = model.stream(1)
+    x = np.random.default_rng(0).standard_normal((1, features)).astype(np.float32)
+    out = np.empty((1, hidden), np.float32)
+    eng = {"fastrnn": lambda: stream.step(x, out)}
+
+    cell_mod = {"lstm": torch.nn.LSTMCell, "gru": torch.nn.GRUCell}[cell](features, hidden).eval()
+    with torch.no_grad():
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            getattr(cell_mod, name).copy_(getattr(layer, name + "_l0"))
+    xt = torch.from_numpy(x)
+    st = {"h": torch.zeros(1, hidden), "c": torch.zeros(1, hidden), "hx": None}
+
+    def torch_cell():
+        with torch.inference_mode():
+            if cell == "lstm":
+                st["h"], st["c"] = cell_mod(xt, (st["h"], st["c"]))
+            else:
+                st["h"] = cell_mod(xt, st["h"])
+
+    def torch_layer():
+        with torch.inference_mode():
+            _, st["hx"] = layer(xt[None], st["hx"])
+
+    eng["torch_cell"] = torch_cell
+    eng["torch_layer"] = torch_layer
+    try:
+        import io
+
+        import onnxruntime as ort
+
+        class OneStep(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.rnn = layer
+
+            def forward(self, x, h, c=None):
+                if cell == "lstm":
+                    y, (h2, c2) = self.rnn(x, (h, c))
+                    return y, h2, c2
+                y, h2 = self.rnn(x, h)
+                return y, h2
+
+        h0 = torch.zeros(1, 1, hidden)
+        args = (torch.zeros(1, 1, features), h0) + ((torch.zeros(1, 1, hidden),) if cell == "lstm" else ())
+        names = ["x", "h"] + (["c"] if cell == "lstm" else [])
+        buf = io.BytesIO()
+        torch.onnx.export(OneStep(), args, buf, input_names=names,
+                          output_names=["y", "h2"] + (["c2"] if cell == "lstm" else []), dynamo=False)
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+        sess = ort.InferenceSession(buf.getvalue(), so, providers=["CPUExecutionProvider"])
+        feeds = {n: np.zeros((1, 1, hidden), np.float32) for n in names[1:]}
+        feeds["x"] = x[None]
+
+        def onnx_step():
+            res = sess.run(None, feeds)
+            feeds["h"] = res[1]
+            if cell == "lstm":
+                feeds["c"] = res[2]
+
+        eng["onnxruntime"] = onnx_step
+    except Exception as e:  # onnx / onnxruntime missing or export failed: report, do not hide
+        print(f"  (onnxruntime engine unavailable: {type(e).__name__}: {str(e)[:120]})")
+    return eng
+
+
+def run_stream(case_names=None, threads=1, rounds=7, number=2000, out=print) -> list:
+    import timeit
+
+    import fastrnn
+
+    fastrnn.set_num_threads(threads)
+    rows = []
+    out(f"streaming: one step, batch 1, threads={threads}; median of {rounds} rounds of {number} calls")
+    for name in case_names or list(STREAM_CASES):
+        eng = stream_engines(*STREAM_CASES[name], threads=threads)
+        res = {k: [] for k in eng}
+        for f in eng.values():
+            f()
+        for _ in range(rounds):  # interleaved rounds: noise hits every engine alike
+            for k, f in eng.items():
+                res[k].append(timeit.timeit(f, number=number) / number * 1e6)
+        med = {k: float(np.median(v)) for k, v in res.items()}
+        row = {"case": name, **{f"{k}_us": v for k, v in med.items()}}
+        rows.append(row)
+        out(f"{name:>16} | " + "  ".join(f"{k}: {v:7.2f} us ({v / med['fastrnn']:.1f}x)" for k, v in med.items()))
+    return rows
+
+
+# ---- forecast feedback loop (the stock-price tutorial): predict, append, predict again ----------
+def forecast_loop_fastrnn(model, history, horizon, window):
+    """Sliding-window recursive forecast with Model.predict (same result as the Keras loop)."""
+    buf = np.empty(len(history) + horizon, np.float32)
+    buf[: len(history)] = history
+    x = np.empty((1, window, 1), np.float32)
+    for i in range(horizon):
+        n = len(history) + i
+        x[0, :, 0] = buf[n - window: n]
+        buf[n] = model.predict(x)[0, 0]
+    return buf[len(history):]
+
+
+def run_forecast(horizon=50, window=20, units=32, out=print) -> dict:
+    """Time the tutorial loop on the same weights: fastrnn, PyTorch, Keras (those installed)."""
+    import fastrnn
+    import torch
+
+    torch.manual_seed(0)
+
+    class StockLSTM(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = torch.nn.LSTM(1, units, batch_first=True)
+            self.fc = torch.nn.Linear(units, 1)
+
+        def forward(self, x):
+            out, _ = self.lstm(x)
+            return self.fc(out[:, -1])
+
+    tm = StockLSTM().eval()
+    model = fastrnn.from_torch(tm)
+    history = np.sin(np.linspace(0, 6, 100)).astype(np.float32)
+
+    def torch_loop():
+        buf = list(history)
+        with torch.inference_mode():
+            for _ in range(horizon):
+                x = torch.tensor(buf[-window:], dtype=torch.float32).view(1, window, 1)
+                buf.append(float(tm(x)[0, 0]))
+        return np.array(buf[len(history):], np.float32)
+
+    engines = {"fastrnn": lambda: forecast_loop_fastrnn(model, history, horizon, window), "torch": torch_loop}
+    ref = torch_loop()
+    np.testing.assert_allclose(engines["fastrnn"](), ref, atol=1e-4)
+    times = {}
+    for k, f in engines.items():
+        f()
+        t0 = time.perf_counter()
+        for _ in range(5):
+            f()
+        times[k] = (time.perf_counter() - t0) / 5 / horizon * 1e6
+    out(f"forecast loop (window {window}, LSTM({units}) -> Dense(1), {horizon} steps): " +
+        "  ".join(f"{k}: {v:.1f} us/step ({v / times['fastrnn']:.1f}x)" for k, v in times.items()))
+    return times

@@ -19,6 +19,8 @@ def core():
 
 
 def _as_float_array(x, what):
+    if type(x) is np.ndarray and x.dtype == np.float32 and x.flags.c_contiguous:
+        return x  # the common case: nothing to convert
     if isinstance(x, np.ndarray):
         arr = x
     else:
@@ -49,6 +51,7 @@ class Model:
         header, tensors = spec.to_core()
         self._core = core().Model(header, tensors)
         self._rnns = spec.recurrent_layers
+        self._needs_seq = any(isinstance(l, RecurrentSpec) or l.kind in ("last_step", "masking") for l in spec.layers)
 
     def __repr__(self):
         kinds = ", ".join(f"{l.name}:{l.kind}" for l in self.spec.layers)
@@ -58,7 +61,7 @@ class Model:
     def _input(self, x):
         spec = self.spec
         first = spec.layers[0]
-        needs_seq = any(isinstance(l, RecurrentSpec) or l.kind in ("last_step", "masking") for l in spec.layers)
+        needs_seq = self._needs_seq
         if spec.takes_ids:
             arr = np.asarray(x) if not isinstance(x, np.ndarray) else x
             if arr.dtype == object or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):

@@ -74,8 +74,8 @@ void Model::dense(const Layer& l, const Activations& in, Activations& out) const
   out.F = l.rows;
   out.data.resize(rows * l.rows);
   ThreadPool& pool = ThreadPool::global();
-  const dim_t block = std::max<dim_t>(64, (rows + pool.num_threads() - 1) / pool.num_threads());
-  const int blocks = static_cast<int>((rows + block - 1) / block);
+  const int blocks = row_blocks(rows, pool.num_threads(), 64, static_cast<double>(l.rows) * l.cols);
+  const dim_t block = (rows + blocks - 1) / blocks;
   const cpu::KernelTable& k = cpu::kernels();
   pool.run(blocks, [&](int i) {
     const dim_t r0 = i * block, r1 = std::min(rows, r0 + block);

@@ -33,9 +33,7 @@ namespace {
 void copy_to(Buffer& dst, const float* src, std::size_t n) {
   dst.resize(n);
   std::memcpy(dst.data(), src, n * sizeof(float));
-}// Work (multiply-adds) below which a layer stays on one thread; measured by benchmarks/.
-constexpr double kMinWorkPerTask = 2e5;
-// Batch slices up to this many rows use the packed small-batch kernel; above, BLAS sgemm.
+}// Batch slices up to this many rows use the packed small-batch kernel; above, BLAS sgemm.
 }  // namespace
 
 Recurrent::Recurrent(RecurrentConfig cfg, const DirectionTensors* dirs) : cfg_(std::move(cfg)) {
@@ -80,8 +78,8 @@ void Recurrent::forward(const float* x, dim_t B, dim_t T, const std::uint8_t* ma
   std::vector<Buffer> xw(ndir);
   for (auto& b : xw) b.resize(static_cast<std::size_t>(B * T * GH));
   const dim_t rows = B * T;
-  const dim_t row_block = std::max<dim_t>(16, (rows + threads - 1) / threads);
-  const int blocks = static_cast<int>((rows + row_block - 1) / row_block);
+  const int blocks = row_blocks(rows, threads, 16, static_cast<double>(GH) * I);
+  const dim_t row_block = (rows + blocks - 1) / blocks;
   pool.run(ndir * blocks, [&](int task) {
     const int d = task / blocks;
     const dim_t r0 = (task % blocks) * row_block, r1 = std::min(rows, r0 + row_block);
@@ -100,7 +98,7 @@ void Recurrent::forward(const float* x, dim_t B, dim_t T, const std::uint8_t* ma
   }
   const double work = static_cast<double>(T) * GH * (P + (cfg_.proj_size ? H : 0)) * B;
   int slices = static_cast<int>(std::min<dim_t>(B, std::max(1, threads / ndir + (threads % ndir ? 1 : 0))));
-  slices = std::max(1, std::min(slices, static_cast<int>(work / kMinWorkPerTask)));
+  slices = std::max(1, std::min(slices, static_cast<int>(work / kMinTaskWork)));
   pool.run(ndir * slices, [&](int task) {
     const int d = task / slices, s = task % slices;
     const dim_t b0 = B * s / slices, b1 = B * (s + 1) / slices;

@@ -3,6 +3,7 @@
 // from inside a task, or while another caller holds the pool, runs serially on its caller
 // (never deadlocks, so concurrent predict() calls from Python threads are safe).
 #pragma once
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <exception>
@@ -12,6 +13,18 @@
 #include <vector>
 
 namespace fastrnn {
+
+// Multiply-adds below which a task is not worth a thread wake-up (tens of microseconds on a
+// loaded machine): work is split into at most work / kMinTaskWork tasks.
+constexpr double kMinTaskWork = 2e5;
+
+// Rows [0, rows) cut into at most `max_tasks` blocks, none smaller than min_rows, and no more
+// blocks than the work justifies (work_per_row multiply-adds each).
+inline int row_blocks(long rows, int max_tasks, long min_rows, double work_per_row) {
+  long by_work = static_cast<long>(rows * work_per_row / kMinTaskWork);
+  long n = std::min<long>({static_cast<long>(max_tasks), (rows + min_rows - 1) / min_rows, by_work});
+  return static_cast<int>(std::max<long>(1, n));
+}
 
 class ThreadPool {
  public:
