@@ -3,20 +3,21 @@
 >>> import fastrnn
 >>> m = fastrnn.from_torch(torch_lstm)      # or fastrnn.from_keras(keras_model)
 >>> y = m.predict(x)                          # x: (batch, time, features)
+>>> m.save("model.fastrnn"); m = fastrnn.load("model.fastrnn")   # or load("model.keras" / "model.pt")
 """
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .errors import (ConversionError, CoreNotBuiltError, FastRNNError, ModelFormatError, ShapeError,
-                     UnsupportedLayerError)
+from .errors import (ConversionError, CoreNotBuiltError, FastRNNError, ModelFileNotFoundError, ModelFormatError,
+                     ShapeError, UnsupportedLayerError)
 from .runtime import Model, core as _load_core
 from .spec import ModelSpec
 
 __all__ = [
-    "Model", "ModelSpec", "from_torch", "from_keras", "set_num_threads", "get_num_threads", "set_isa", "info",
+    "Model", "ModelSpec", "load", "from_torch", "from_keras", "set_num_threads", "get_num_threads", "set_isa", "info",
     "FastRNNError", "ShapeError", "ModelFormatError", "UnsupportedLayerError", "ConversionError",
-    "CoreNotBuiltError", "__version__",
+    "CoreNotBuiltError", "ModelFileNotFoundError", "__version__",
 ]
 
 
@@ -32,6 +33,60 @@ def from_keras(model) -> Model:
     from .converters.keras import spec_from_keras
 
     return Model(spec_from_keras(model))
+
+
+def _framework(obj):
+    """'torch' / 'keras' when a class in type(obj)'s MRO comes from that framework (no import)."""
+    import sys
+
+    for cls in type(obj).__mro__:
+        top = (getattr(cls, "__module__", "") or "").split(".")[0]
+        if top == "torch" and "torch" in sys.modules:
+            return "torch"
+        if top in ("keras", "tf_keras"):
+            return "keras"
+    return None
+
+
+def load(path_or_object, **options) -> Model:
+    """Load a model from a file or a live object; the one way in for the CLI, tests and benchmarks.
+
+    * a path (``str`` / ``os.PathLike``), format told by content, not suffix: a ``.fastrnn`` file
+      (:meth:`Model.save`), a Keras ``.keras`` / ``.h5`` file, a PyTorch ``.pt`` / ``.pth`` file
+      (a state dict needs ``architecture=...``, see ``fastrnn.io.torch_file``).  Options are passed
+      to the file reader.
+    * a live ``torch.nn.Module`` (as :func:`from_torch`), ``keras.Model`` (as :func:`from_keras`),
+      a :class:`ModelSpec`, or a :class:`Model` (returned as is).
+
+    Raises :class:`ModelFileNotFoundError` (a ``FileNotFoundError``) for a missing path and
+    :class:`ModelFormatError` (a ``ValueError``) for content it cannot read, naming the file.
+    """
+    import os
+
+    obj = path_or_object
+    if isinstance(obj, (str, os.PathLike)):
+        from .io.detect import spec_from_file
+
+        spec, _ = spec_from_file(obj, **options)
+        return Model(spec)
+    if isinstance(obj, Model) or isinstance(obj, ModelSpec):
+        what = type(obj).__name__
+        fw = None
+    else:
+        fw = _framework(obj)
+        what = {"torch": "a torch module", "keras": "a Keras model"}.get(fw, "")
+    if options:
+        raise UnsupportedLayerError(f"load(): option(s) {', '.join(sorted(options))} do not apply to {what or 'this object'}")
+    if isinstance(obj, Model):
+        return obj
+    if isinstance(obj, ModelSpec):
+        return Model(obj)
+    if fw == "torch":
+        return from_torch(obj)
+    if fw == "keras":
+        return from_keras(obj)
+    raise TypeError(f"load() takes a path, a torch.nn.Module, a keras.Model or a fastrnn ModelSpec; got "
+                    f"{type(obj).__module__}.{type(obj).__qualname__}")
 
 
 def set_num_threads(n: int) -> None:

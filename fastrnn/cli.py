@@ -1,25 +1,306 @@
-"""The `fastrnn` command line: `fastrnn demo`, `fastrnn bench`, `fastrnn info`."""
+"""The `fastrnn` command line: convert, info, predict, demo, bench.
+
+Exit status: 0 success; 1 ``demo`` found a mismatch against PyTorch; 2 a usage error or a
+model / input problem, reported as ``fastrnn: error: ...`` on stderr (no traceback).
+"""
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
+EPILOG = """\
+examples:
+  fastrnn convert model.keras model.fastrnn
+  fastrnn convert weights.pt model.fastrnn --arch arch.json
+  fastrnn info                        # version, ISA, BLAS, threads (JSON)
+  fastrnn info model.fastrnn          # layers, shapes, parameter count
+  fastrnn predict model.fastrnn x.npy -o y.npy
+  fastrnn demo
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="fastrnn", description="Fast CPU inference for recurrent networks")
-    sub = p.add_subparsers(dest="cmd", required=True)
+MODEL / SRC is any file fastrnn.load() reads, told by its content: .fastrnn, Keras .keras / .h5,
+PyTorch .pt / .pth (a state dict needs --arch).
+"""
+
+PREDICT_EPILOG = """\
+INPUT formats:
+  .npy   the array as is: (batch, time, features) floats, or (batch, time) integer ids for a
+         model that starts with an Embedding
+  .npz   the first array in the archive, or the one named by --key
+  .csv   comma-separated numbers (one header line is skipped if it is not numeric).
+         Feature models: ONE sequence, a row per time step and a column per feature; a batch
+         axis of 1 is added, so the output has batch 1.
+         Id models (first layer Embedding): a batch, one sequence of ids per row.
+The output is written with -o (.npy; .npz for a model with two outputs) or printed.
+"""
+
+
+class _UsageError(Exception):
+    """A problem with the command line or an input file: message + exit status 2."""
+
+
+def _arch(value):
+    """--arch: inline JSON (starts with { or [), a JSON file, or else a plain name passed on as is
+    (e.g. ``lstm`` for a single-RNN PyTorch state dict; the file reader decides)."""
+    text, where = value, "--arch"
+    if not value.lstrip().startswith(("{", "[")):
+        if not os.path.isfile(value):
+            if value.lower().endswith(".json") or os.sep in value:
+                raise _UsageError(f"--arch {value!r}: no such file (give a JSON file or an inline JSON string)")
+            return value
+        with open(value, encoding="utf-8") as f:
+            text = f.read()
+        where = f"--arch {value}"
+    try:
+        return json.loads(text)
+    except ValueError as e:
+        raise _UsageError(f"{where}: not valid JSON ({e})") from None
+
+
+def _load(path, arch):
+    import fastrnn
+
+    if arch is None:
+        return fastrnn.load(path)
+    try:
+        return fastrnn.load(path, architecture=_arch(arch))
+    except TypeError as e:  # a reader that takes no architecture option
+        raise _UsageError(f"--arch does not apply to {path} ({e})") from None
+
+
+# --------------------------------------------------------------------------------- info
+def describe(model, path=None) -> dict:
+    """A JSON-able description of a model: layers, shapes, parameters (and the file, when given)."""
+    from . import info
+    from .spec import RecurrentSpec
+
+    spec = model.spec
+    _, tensors = spec.to_core()
+    seq, feats = True, spec.input_features
+    first = spec.layers[0]
+    if spec.takes_ids:
+        inp = f"(batch, time) int ids < {first.embeddings.shape[0]}"
+    else:
+        inp = f"(batch, time, {feats}) float"
+    rows, total = [], 0
+    for i, layer in enumerate(spec.layers):
+        params = sum(int(t.size) for k, t in tensors.items() if k.startswith(f"layers.{i}."))
+        total += params
+        row = {"name": layer.name, "kind": layer.kind, "units": None, "direction": None, "params": params}
+        outs = 1
+        if layer.kind == "embedding":
+            feats = int(first.embeddings.shape[1])
+            row["units"] = feats
+            row["vocab"] = int(first.embeddings.shape[0])
+            row["mask_zero"] = bool(layer.mask_zero)
+        elif isinstance(layer, RecurrentSpec):
+            row.update(units=layer.units, direction=layer.direction, activation=layer.activation,
+                       return_sequences=layer.return_sequences, mask_mode=layer.mask_mode)
+            if layer.kind != "simple_rnn":
+                row["recurrent_activation"] = layer.recurrent_activation
+            if layer.kind == "gru":
+                row["reset_after"] = layer.reset_after
+            if layer.proj_size:
+                row["proj_size"] = layer.proj_size
+            if layer.direction == "bidirectional":
+                row["merge_mode"] = layer.merge_mode
+                outs = 2 if layer.merge_mode == "none" else 1
+            feats, seq = layer.output_size, layer.return_sequences
+        elif layer.kind == "dense":
+            feats = int(layer.weight.shape[0])
+            row.update(units=feats, activation=layer.activation)
+        elif layer.kind == "activation":
+            row["activation"] = layer.activation
+        elif layer.kind == "last_step":
+            seq = False
+        elif layer.kind == "masking":
+            row["mask_value"] = layer.mask_value
+        shape = f"(batch, time, {feats})" if seq else f"(batch, {feats})"
+        row["output"] = shape if outs == 1 else f"2 x {shape}"
+        rows.append(row)
+    d = {}
+    if path is not None:
+        d["file"] = os.fspath(path)
+        d["file_size"] = os.path.getsize(path)
+    inf = info()
+    d.update(source=spec.source or None, input=inp, output=rows[-1]["output"], layers=rows, parameters=total,
+             metadata=spec.metadata, isa=inf["isa"], num_threads=inf["num_threads"], fastrnn=inf["version"])
+    return d
+
+
+def _print_description(d, out=print):
+    if "file" in d:
+        out(f"model:      {d['file']} ({d['file_size']:,} bytes)")
+    out(f"source:     {d['source'] or '?'}")
+    out(f"input:      {d['input']}")
+    out(f"output:     {d['output']}")
+    cols = ("#", "name", "kind", "units", "direction", "output", "params")
+    table = [cols]
+    for i, r in enumerate(d["layers"]):
+        kind = r["kind"] + (f" ({r['activation']})" if r.get("activation") and r["kind"] in ("dense", "activation")
+                            else "")
+        direction = r["direction"] or "-"
+        if r.get("merge_mode"):
+            direction += f" ({r['merge_mode']})"
+        table.append((str(i), r["name"], kind, "-" if r["units"] is None else str(r["units"]), direction,
+                      r["output"], f"{r['params']:,}"))
+    widths = [max(len(row[c]) for row in table) for c in range(len(cols))]
+    out("layers:")
+    for row in table:
+        out("  " + "  ".join(v.rjust(w) if c in (0, 3, 6) else v.ljust(w)
+                             for c, (v, w) in enumerate(zip(row, widths))).rstrip())
+    out(f"parameters: {d['parameters']:,}")
+    out(f"isa:        {d['isa']} ({d['num_threads']} threads), fastrnn {d['fastrnn']}")
+
+
+# --------------------------------------------------------------------------------- predict
+def _read_input(path, key, takes_ids):
+    import numpy as np
+
+    if not os.path.exists(path):
+        raise _UsageError(f"{path}: no such input file")
+    with open(path, "rb") as f:
+        magic = f.read(6)
+    try:
+        if magic == b"\x93NUMPY":
+            return np.load(path, allow_pickle=False)
+        if magic[:4] == b"PK\x03\x04":
+            with np.load(path, allow_pickle=False) as z:
+                names = list(z.files)
+                if not names:
+                    raise _UsageError(f"{path}: the .npz archive holds no array")
+                name = key if key is not None else names[0]
+                if name not in names:
+                    raise _UsageError(f"{path}: no array {name!r} (arrays: {', '.join(names)})")
+                return z[name]
+    except ValueError as e:  # e.g. an object array (would need pickle)
+        raise _UsageError(f"{path}: cannot read the array ({e})") from None
+    if not path.lower().endswith((".csv", ".txt")):
+        raise _UsageError(f"{path}: unknown input format; give a .npy, .npz or .csv file")
+    try:
+        arr = np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float64)
+    except ValueError:
+        try:
+            arr = np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float64, skiprows=1)
+        except ValueError as e:
+            raise _UsageError(f"{path}: not a CSV of numbers ({e})") from None
+    if arr.size == 0:
+        raise _UsageError(f"{path}: the CSV holds no numbers")
+    if takes_ids:  # a batch of id sequences, one per row
+        if not np.all(arr == np.round(arr)):
+            raise _UsageError(f"{path}: the model takes integer ids but the CSV holds non-integers")
+        return arr.astype(np.int64)
+    return arr[None].astype(np.float32)  # one sequence: (time, features) -> (1, time, features)
+
+
+def _lengths(values):
+    if values is None:
+        return None
+    out = []
+    for v in values:
+        for part in v.replace(",", " ").split():
+            try:
+                out.append(int(part))
+            except ValueError:
+                raise _UsageError(f"--lengths: {part!r} is not an integer") from None
+    return out
+
+
+def _predict(args):
+    import numpy as np
+
+    import fastrnn
+
+    if args.threads:
+        fastrnn.set_num_threads(args.threads)
+    model = _load(args.model, args.arch)
+    x = _read_input(args.input, args.key, model.spec.takes_ids)
+    y = model.predict(x, lengths=_lengths(args.lengths))
+    outs = list(y) if isinstance(y, tuple) else [y]
+    if args.output:
+        if args.output.lower().endswith(".npz"):
+            arrays = {"output": y} if len(outs) == 1 else {f"output_{i}": a for i, a in enumerate(outs)}
+            with open(args.output, "wb") as f:
+                np.savez(f, **arrays)
+        else:
+            if len(outs) != 1:
+                raise _UsageError("the model has two outputs (Bidirectional merge_mode=None): use -o OUT.npz")
+            with open(args.output, "wb") as f:
+                np.save(f, y)
+        print(f"wrote {args.output}: " + ", ".join(f"{a.shape} {a.dtype}" for a in outs), file=sys.stderr)
+        return 0
+    for i, a in enumerate(outs):
+        label = "output" if len(outs) == 1 else f"output {i}"
+        print(f"{label}: shape {a.shape} {a.dtype}", file=sys.stderr)
+        print(np.array2string(a, separator=", ", threshold=10000))
+        if a.size > 10000:
+            print("(summarized; use -o OUT.npy for the full array)", file=sys.stderr)
+    return 0
+
+
+def _convert(args):
+    model = _load(args.src, args.arch)
+    model.save(args.dst)
+    n = sum(int(t.size) for t in model.spec.to_core()[1].values())
+    print(f"wrote {args.dst}: {len(model.spec.layers)} layers, {n:,} parameters, "
+          f"{os.path.getsize(args.dst):,} bytes (source: {model.spec.source or '?'})")
+    return 0
+
+
+# --------------------------------------------------------------------------------- main
+def _parser():
+    p = argparse.ArgumentParser(prog="fastrnn", description="Fast CPU inference for recurrent networks "
+                                "(SimpleRNN, LSTM, GRU) trained in Keras or PyTorch.",
+                                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+    arch_help = ("architecture of a PyTorch state dict: a JSON file or an inline JSON string "
+                 "(passed to fastrnn.load(..., architecture=...))")
+
+    c = sub.add_parser("convert", help="convert a Keras / PyTorch / fastrnn model file to .fastrnn",
+                       description="Convert any supported model file to the native .fastrnn format "
+                       "(written atomically: an existing DST is replaced only when the write succeeds).")
+    c.add_argument("src", metavar="SRC", help="model file (.keras, .h5, .pt, .pth, .fastrnn)")
+    c.add_argument("dst", metavar="DST", help="output .fastrnn file")
+    c.add_argument("--arch", default=None, metavar="JSON", help=arch_help)
+
+    i = sub.add_parser("info", help="without MODEL: version, ISA, BLAS, threads; with MODEL: its layers",
+                       description="Without MODEL: fastrnn version, kernel ISA, BLAS and threads as JSON. "
+                       "With MODEL: its layers (kind, units, direction, output shape, parameters), input shape, "
+                       "parameter count, file size, source framework and the ISA that will run it.")
+    i.add_argument("model", nargs="?", metavar="MODEL", help="model file (any format fastrnn.load reads)")
+    i.add_argument("--json", action="store_true", help="with MODEL: print JSON instead of a table")
+    i.add_argument("--arch", default=None, metavar="JSON", help=arch_help)
+
+    r = sub.add_parser("predict", help="run a model on an input file (.npy, .npz, .csv)",
+                       description="Run MODEL on INPUT and write or print the output.",
+                       epilog=PREDICT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    r.add_argument("model", metavar="MODEL", help="model file (any format fastrnn.load reads)")
+    r.add_argument("input", metavar="INPUT", help="input array: .npy, .npz or .csv (see below)")
+    r.add_argument("-o", "--output", default=None, metavar="OUT", help="write the output here (.npy or .npz) "
+                   "instead of printing it")
+    r.add_argument("--key", default=None, help="array name inside an .npz INPUT (default: the first)")
+    r.add_argument("--lengths", nargs="+", default=None, metavar="N",
+                   help="valid steps per batch row, e.g. --lengths 10 7 3 or --lengths 10,7,3")
+    r.add_argument("--threads", type=int, default=None, help="threads (default: FASTRNN_NUM_THREADS or all cores)")
+    r.add_argument("--arch", default=None, metavar="JSON", help=arch_help)
+
     d = sub.add_parser("demo", help="run a small LSTM, check it against PyTorch if installed, time it")
     d.add_argument("--steps", type=int, default=50)
     d.add_argument("--threads", type=int, default=None)
     d.add_argument("--repeat", type=int, default=20)
-    sub.add_parser("info", help="version, ISA, BLAS, threads")
+
     b = sub.add_parser("bench", help="time named cases side by side with the installed frameworks")
     b.add_argument("cases", nargs="*", help="case names (default: all)")
     b.add_argument("--threads", type=int, default=None)
     b.add_argument("--min-time", type=float, default=0.5, help="seconds per engine per case")
     b.add_argument("--json", default=None, help="write the rows to this file")
-    args = p.parse_args(argv)
+    b.add_argument("--stream", action="store_true", help="time one streaming step against torch cells / ONNX Runtime")
+    return p
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
     import fastrnn
 
     try:
@@ -30,15 +311,31 @@ def main(argv=None) -> int:
         if args.cmd == "bench":
             from .bench import run as bench
 
-            rows = bench(args.cases or None, threads=args.threads, min_time=args.min_time)
+            if args.stream:
+                from .bench import run_stream
+
+                rows = run_stream(args.cases or None, threads=args.threads or 1)
+            else:
+                rows = bench(args.cases or None, threads=args.threads, min_time=args.min_time)
             if args.json:
                 with open(args.json, "w") as f:
                     json.dump(rows, f, indent=2)
             return 0
         if args.cmd == "info":
-            print(json.dumps(fastrnn.info(), indent=2))
+            if args.model is None:
+                print(json.dumps(fastrnn.info(), indent=2))
+                return 0
+            d = describe(_load(args.model, args.arch), args.model)
+            if args.json:
+                print(json.dumps(d, indent=2, default=str))
+            else:
+                _print_description(d)
             return 0
-    except fastrnn.FastRNNError as e:
+        if args.cmd == "convert":
+            return _convert(args)
+        if args.cmd == "predict":
+            return _predict(args)
+    except (fastrnn.FastRNNError, OSError, _UsageError) as e:
         print(f"fastrnn: error: {e}", file=sys.stderr)
         return 2
     return 1

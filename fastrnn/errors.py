@@ -13,6 +13,7 @@ __all__ = [
     "UnsupportedLayerError",
     "ConversionError",
     "CoreNotBuiltError",
+    "ModelFileNotFoundError",
 ]
 
 
@@ -38,3 +39,7 @@ class ConversionError(FastRNNError, ValueError):
 
 class CoreNotBuiltError(FastRNNError, ImportError):
     """The compiled extension ``fastrnn._core`` could not be imported."""
+
+
+class ModelFileNotFoundError(FastRNNError, FileNotFoundError):
+    """A model path given to :func:`fastrnn.load` (or the CLI) that does not exist."""

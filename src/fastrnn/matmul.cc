@@ -11,7 +11,7 @@ namespace fastrnn {
 int packed_max_rows() {
   static const int v = [] {
     const char* e = std::getenv("FASTRNN_PACKED_MAX_ROWS");  // for benchmarking the crossover
-    return e && *e ? std::atoi(e) : 8;
+    return e && *e ? std::atoi(e) : 256;  // measured crossover: see benchmarks/README.md
   }();
   return v;
 }

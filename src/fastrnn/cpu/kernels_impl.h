@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <utility>
 
 #include "fastrnn/cpu/kernels.h"
 
@@ -29,11 +30,11 @@ constexpr long W = FASTRNN_VBYTES / 4;  // floats per vector
 
 #define FI inline __attribute__((always_inline))
 
-FI vf splat(float x) {
-  vf v;
-  for (long i = 0; i < W; ++i) v[i] = x;  // a broadcast (vf{} + x would add 0.f first)
-  return v;
+template <std::size_t... I>
+FI vf splat_impl(float x, std::index_sequence<I...>) {
+  return vf{((void)I, x)...};  // an initializer list: compiles to one broadcast
 }
+FI vf splat(float x) { return splat_impl(x, std::make_index_sequence<W>{}); }
 FI vf load(const float* p) { return *reinterpret_cast<const vfu*>(p); }
 FI void store(float* p, vf v) { *reinterpret_cast<vfu*>(p) = v; }
 FI vf load_n(const float* p, long n) {  // n < W valid floats, the rest zero
@@ -284,21 +285,26 @@ FI void panel_block(long K, const float* h, long ldh, const float* wp, float* g,
 // Single rows take two panels at a time (8 independent accumulator chains on AVX2: enough to
 // hide the FMA latency); row pairs share every weight load.
 void gemm_packed(long nb, long N, long K, const float* h, long ldh, const float* packed, float* g, long ldg) {
+  constexpr long kRowBlock = 64;  // rows whose h stays in cache while every panel streams past
   const long panels = (N + kPanel - 1) / kPanel;
   const long tail = N - (panels - 1) * kPanel;  // outputs in the last panel
-  long p = 0;
-  for (; p < panels; ++p) {
-    const float* wp = packed + p * K * kPanel;
-    float* gp = g + p * kPanel;
-    if (nb == 1 && p + 1 < panels) {  // two panels for one row
-      panel_block<1, 2>(K, h, ldh, wp, gp, ldg, p + 2 == panels ? tail : kPanel);
-      ++p;
-      continue;
+  for (long r0 = 0; r0 < nb; r0 += kRowBlock) {
+    const long rows = nb - r0 < kRowBlock ? nb - r0 : kRowBlock;
+    const float* hb = h + r0 * ldh;
+    float* gb = g + r0 * ldg;
+    for (long p = 0; p < panels; ++p) {
+      const float* wp = packed + p * K * kPanel;
+      float* gp = gb + p * kPanel;
+      if (rows == 1 && p + 1 < panels) {  // two panels for one row
+        panel_block<1, 2>(K, hb, ldh, wp, gp, ldg, p + 2 == panels ? tail : kPanel);
+        ++p;
+        continue;
+      }
+      const long n = p + 1 == panels ? tail : kPanel;
+      long b = 0;
+      for (; b + 2 <= rows; b += 2) panel_block<2, 1>(K, hb + b * ldh, ldh, wp, gp + b * ldg, ldg, n);
+      if (b < rows) panel_block<1, 1>(K, hb + b * ldh, ldh, wp, gp + b * ldg, ldg, n);
     }
-    const long n = p + 1 == panels ? tail : kPanel;
-    long b = 0;
-    for (; b + 2 <= nb; b += 2) panel_block<2, 1>(K, h + b * ldh, ldh, wp, gp + b * ldg, ldg, n);
-    if (b < nb) panel_block<1, 1>(K, h + b * ldh, ldh, wp, gp + b * ldg, ldg, n);
   }
 }
 

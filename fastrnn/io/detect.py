@@ -1,0 +1,126 @@
+"""Tell a model file's format by its content (the suffix is only a hint in messages), then read it.
+
+=============== ===================================================================== ===============================
+format          recognised by                                                          reader
+=============== ===================================================================== ===============================
+``fastrnn``     u64 LE header length + ``{`` (safetensors layout, fastrnn metadata)   :func:`fastrnn.io.native.load_spec`
+``keras``       zip archive holding ``config.json`` (+ ``model.weights.h5``)            ``fastrnn.io.keras_file``
+``keras_h5``    HDF5 signature ``\\x89HDF\\r\\n\\x1a\\n`` (at 0 or a 512·2^k user block)    ``fastrnn.io.keras_file``
+``torch``       zip archive holding ``<dir>/data.pkl``, or a pickle (``\\x80`` + protocol)  ``fastrnn.io.torch_file``
+=============== ===================================================================== ===============================
+
+Nothing here unpickles or executes anything: sniffing reads bytes and zip directory entries only.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import re
+import zipfile
+
+from ..errors import ModelFileNotFoundError, ModelFormatError, UnsupportedLayerError
+
+__all__ = ["detect_format", "spec_from_file"]
+
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+ZIP_SIGNATURES = (b"PK\x03\x04", b"PK\x05\x06")
+_TORCH_PKL = re.compile(r"^(?:[^/]+/)?data\.pkl$")
+
+
+def _check_path(path) -> str:
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"expected a path (str or os.PathLike), got {type(path).__name__}")
+    path = os.fspath(path)
+    if isinstance(path, bytes):
+        path = os.fsdecode(path)
+    if not os.path.exists(path):
+        import errno
+
+        raise ModelFileNotFoundError(errno.ENOENT, "no such model file", path)
+    if os.path.isdir(path):
+        raise ModelFormatError(
+            f"{path}: is a directory, expected a model file (.fastrnn, .keras, .h5, .pt/.pth); a TensorFlow "
+            "SavedModel directory is not supported: load it in Keras and save it as .keras")
+    return path
+
+
+def _zip_format(path):
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+        raise ModelFormatError(f"{path}: starts like a zip archive but cannot be read as one ({e})") from None
+    if "config.json" in names:
+        return "keras"
+    if any(_TORCH_PKL.match(n) for n in names):
+        return "torch"
+    shown = ", ".join(names[:6]) + (", ..." if len(names) > 6 else "")
+    what = "a numpy .npz archive" if names and all(n.endswith(".npy") for n in names) else "a zip archive"
+    raise ModelFormatError(
+        f"{path}: {what} ({shown or 'empty'}) that is neither a Keras .keras file (config.json + "
+        "model.weights.h5) nor a PyTorch file (<dir>/data.pkl)")
+
+
+def detect_format(path) -> str:
+    """``"fastrnn" | "keras" | "keras_h5" | "torch"`` from the content of ``path``, else ModelFormatError."""
+    from .native import is_native_file
+
+    path = _check_path(path)
+    with open(path, "rb") as f:
+        head = f.read(16)
+        size = os.fstat(f.fileno()).st_size
+        hdf5 = head[:8] == HDF5_SIGNATURE
+        off = 512
+        while not hdf5 and off + 8 <= size and off <= 1 << 20:  # HDF5 may sit after a user block
+            f.seek(off)
+            hdf5 = f.read(8) == HDF5_SIGNATURE
+            off *= 2
+    if not head and not path.endswith(".fastrnn"):
+        raise ModelFormatError(f"{path}: the file is empty")
+    if is_native_file(path):  # first: a header length of 0x0280 would also start like a pickle
+        return "fastrnn"
+    if head[:4] in ZIP_SIGNATURES:
+        return _zip_format(path)
+    if hdf5:
+        return "keras_h5"
+    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
+        return "torch"
+    if path.endswith(".fastrnn"):  # unknown content: the native reader says precisely what is wrong
+        return "fastrnn"
+    if head.startswith(b"\x93NUMPY"):
+        raise ModelFormatError(f"{path}: a numpy .npy array, not a model")
+    raise ModelFormatError(
+        f"{path}: unknown model file format (first bytes {head!r}); fastrnn reads .fastrnn files, Keras "
+        ".keras / .h5 files and PyTorch .pt / .pth files")
+
+
+def _reader(module, func, what):
+    try:
+        mod = importlib.import_module(f"fastrnn.io.{module}")
+    except ImportError as e:
+        if getattr(e, "name", None) == f"fastrnn.io.{module}":
+            raise UnsupportedLayerError(f"support for {what} files is not available in this fastrnn") from None
+        raise UnsupportedLayerError(f"support for {what} files is not available: {e} "
+                                    f"(install the missing package)") from None
+    fn = getattr(mod, func, None)
+    if fn is None:
+        raise UnsupportedLayerError(f"support for {what} files is not available in this fastrnn")
+    return fn
+
+
+def spec_from_file(path, **options):
+    """Read any supported model file into a validated ModelSpec; ``(spec, format)``."""
+    fmt = detect_format(path)
+    path = os.fspath(path)
+    if fmt == "fastrnn":
+        from .native import load_spec
+
+        extra = set(options) - {"mmap"}
+        if extra:
+            raise UnsupportedLayerError(
+                f"option(s) {', '.join(sorted(extra))} do not apply to a .fastrnn file ({path}): "
+                "the file already holds the whole model")
+        return load_spec(path, **options), fmt
+    if fmt in ("keras", "keras_h5"):
+        return _reader("keras_file", "spec_from_keras_file", "Keras")(path, **options), fmt
+    return _reader("torch_file", "spec_from_torch_file", "PyTorch")(path, **options), fmt

@@ -1,0 +1,349 @@
+"""The native ``.fastrnn`` file: save and load a :class:`~fastrnn.spec.ModelSpec` (no pickle, numpy only).
+
+Layout (a valid `safetensors <https://github.com/huggingface/safetensors>`_ file)::
+
+    [0:8)        N, the header length: unsigned 64-bit little-endian
+    [8:8+N)      the header: UTF-8 JSON, right-padded with spaces so that 8 + N is a multiple of 64
+    [8+N:)       the data section: tensors as raw little-endian float32, each starting 64-byte aligned
+
+The header maps every tensor name to ``{"dtype": "F32", "shape": [...], "data_offsets": [begin, end]}``
+(offsets relative to the start of the data section, ``end - begin == prod(shape) * 4``) and holds
+``"__metadata__": {"format": "fastrnn", "fastrnn_format_version": "1", "spec": "<JSON>"}`` where
+``spec`` is the header of :meth:`ModelSpec.to_core` (layer kinds, sizes, options and the names of
+their tensors).  safetensors requires metadata values to be strings, hence the JSON in a string.
+
+safetensors also requires the data section to be covered by tensors without holes, so the bytes
+that align the next tensor to 64 are declared as a padding entry ``"__pad__.<k>"`` (dtype ``U8``,
+shape ``[n]``, zeros).  Readers ignore ``__pad__.*`` entries; tools that list every tensor
+(``safetensors.numpy.load_file``) show them as small uint8 arrays.
+
+Reading with numpy alone::
+
+    n = int.from_bytes(raw[:8], "little"); header = json.loads(raw[8:8 + n])
+    b, e = header["layers.0.forward.w_ih"]["data_offsets"]
+    w = np.frombuffer(raw, "<f4", (e - b) // 4, 8 + n + b).reshape(header[...]["shape"])
+
+:func:`load_spec` checks everything before trusting a byte: size, header length, JSON, format
+name and version, dtype (``F32`` only; ``U8`` for padding), shapes, offsets in bounds, sizes,
+no overlap and no hole; then :meth:`ModelSpec.from_core` and ``validate`` check the model itself.
+Every problem is a :class:`~fastrnn.errors.ModelFormatError` naming the file.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import uuid
+
+import numpy as np
+
+from ..errors import FastRNNError, ModelFormatError
+from ..spec import ActivationSpec, DenseSpec, EmbeddingSpec, LastStepSpec, MaskingSpec, ModelSpec, RecurrentSpec
+
+__all__ = ["FILE_FORMAT_VERSION", "FORMAT_NAME", "ALIGNMENT", "MAX_HEADER_BYTES", "save_spec", "load_spec",
+           "is_native_file", "read_header"]
+
+FORMAT_NAME = "fastrnn"
+FILE_FORMAT_VERSION = 1  # bump when a reader of this version could misread a newer file
+ALIGNMENT = 64  # data section start and every tensor
+MAX_HEADER_BYTES = 100_000_000  # safetensors' own limit
+MAX_RANK = 8
+PAD_PREFIX = "__pad__."
+# dtype name -> (numpy dtype, bytes per element).  Model tensors are float32 only: fastrnn computes
+# in float32 and the writer never produces anything else; F16/BF16/F64 would need a conversion
+# policy and are refused until one exists.  U8 is accepted only for padding entries.
+_TENSOR_DTYPES = {"F32": (np.dtype("<f4"), 4)}
+_PAD_DTYPES = {"U8": (np.dtype("u1"), 1)}
+
+_LAYER_CLASSES = {c.kind: c for c in (EmbeddingSpec, MaskingSpec, DenseSpec, ActivationSpec, LastStepSpec)}
+_SCALAR_TYPES = {"str": (str,), "int": (int,), "bool": (bool,), "float": (int, float)}
+
+
+# --------------------------------------------------------------------------------- writing
+def _json_default(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"{type(o).__name__} is not JSON serializable")
+
+
+def _pad(n: int) -> int:
+    return (-n) % ALIGNMENT
+
+
+def _layout(spec: ModelSpec):
+    """(header bytes, [(array or padding size, ...)]) for ``spec``."""
+    core_header, tensors = spec.to_core()
+    try:
+        spec_json = json.dumps(core_header, separators=(",", ":"), default=_json_default, ensure_ascii=False)
+    except (TypeError, ValueError) as e:
+        raise ModelFormatError(f"cannot save the model: its description is not JSON-serializable ({e}); "
+                               "spec.metadata must hold only JSON values (str, numbers, bools, lists, dicts)") from None
+    header = {"__metadata__": {"format": FORMAT_NAME, "fastrnn_format_version": str(FILE_FORMAT_VERSION),
+                               "spec": spec_json}}
+    chunks = []
+    offset = 0
+    for name, arr in tensors.items():
+        a = np.ascontiguousarray(arr, dtype="<f4")
+        header[name] = {"dtype": "F32", "shape": list(a.shape), "data_offsets": [offset, offset + a.nbytes]}
+        chunks.append(a)
+        offset += a.nbytes
+        pad = _pad(offset)
+        if pad:
+            header[f"{PAD_PREFIX}{len(chunks)}"] = {"dtype": "U8", "shape": [pad], "data_offsets": [offset, offset + pad]}
+            chunks.append(pad)
+            offset += pad
+    raw = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    raw += b" " * _pad(8 + len(raw))
+    return raw, chunks
+
+
+def save_spec(spec: ModelSpec, path) -> None:
+    """Write ``spec`` to ``path`` atomically: a temporary file in the same directory, fsync, rename.
+
+    On any error the temporary file is removed and an existing ``path`` is left untouched.
+    """
+    if not isinstance(spec, ModelSpec):
+        raise TypeError(f"save_spec() takes a ModelSpec, got {type(spec).__name__}")
+    path = os.fspath(path)
+    header, chunks = _layout(spec)
+    tmp = f"{path}.{uuid.uuid4().hex[:12]}.tmp"
+    try:
+        with open(tmp, "xb") as f:
+            f.write(len(header).to_bytes(8, "little"))
+            f.write(header)
+            for c in chunks:
+                f.write(bytes(c) if isinstance(c, int) else memoryview(c).cast("B"))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    _fsync_dir(os.path.dirname(os.path.abspath(path)))
+
+
+def _fsync_dir(d):
+    try:  # make the rename durable (POSIX); not possible / not needed everywhere
+        fd = os.open(d, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+# --------------------------------------------------------------------------------- reading
+def _no_duplicates(pairs):
+    d = {}
+    for k, v in pairs:
+        if k in d:
+            raise ValueError(f"duplicate key {k!r}")
+        d[k] = v
+    return d
+
+
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def is_native_file(path) -> bool:
+    """Cheap sniff: a safetensors-style prefix (sane header length, then ``{``).  :func:`load_spec`
+    then tells a fastrnn file from another safetensors file (no fastrnn metadata)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(9)
+            size = os.fstat(f.fileno()).st_size
+    except OSError:
+        return False
+    if len(head) < 9:
+        return False
+    n = int.from_bytes(head[:8], "little")
+    return 2 <= n <= min(size - 8, MAX_HEADER_BYTES) and head[8:9] == b"{"
+
+
+def read_header(path, _f=None):
+    """Parse and check the header of a ``.fastrnn`` file without reading any tensor data.
+
+    Returns ``(spec_header: dict, entries: {name: (dtype, shape, begin, end)}, data_start, file_size)``
+    (padding entries excluded).  Raises :class:`ModelFormatError` naming the file and the problem.
+    """
+    path = os.fspath(path)
+
+    def bad(msg):
+        return ModelFormatError(f"{path}: {msg}")
+
+    f = _f if _f is not None else open(path, "rb")
+    try:
+        size = os.fstat(f.fileno()).st_size
+        if size < 8:
+            raise bad(f"not a fastrnn model file: {size} bytes, too short to hold a header "
+                      "(empty or truncated file)")
+        n = int.from_bytes(f.read(8), "little")
+        if n > MAX_HEADER_BYTES:
+            raise bad(f"not a fastrnn model file: the header length field says {n} bytes "
+                      f"(more than the {MAX_HEADER_BYTES} allowed)")
+        if n > size - 8:
+            raise bad(f"the header length field says {n} bytes but only {size - 8} follow: "
+                      "the file is truncated or not a fastrnn model")
+        raw = f.read(n)
+        if len(raw) != n:
+            raise bad("the file is truncated (short read of the header)")
+    finally:
+        if _f is None:
+            f.close()
+    try:
+        header = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise bad(f"not a fastrnn model file: the header is not valid UTF-8 JSON ({e})") from None
+    if not isinstance(header, dict):
+        raise bad(f"not a fastrnn model file: the header is a JSON {type(header).__name__}, not an object")
+    meta = header.pop("__metadata__", None)
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
+        raise bad("a safetensors-style file without fastrnn metadata (__metadata__.format != 'fastrnn'): "
+                  "not a fastrnn model; convert the original Keras/PyTorch model with `fastrnn convert`")
+    ver = meta.get("fastrnn_format_version")
+    try:
+        ver = int(ver) if isinstance(ver, (str, int)) and not isinstance(ver, bool) else None
+    except ValueError:
+        ver = None
+    if ver is None or ver < 1:
+        raise bad(f"bad fastrnn_format_version {meta.get('fastrnn_format_version')!r} in the metadata")
+    if ver > FILE_FORMAT_VERSION:
+        raise bad(f"written by a newer fastrnn (format version {ver}; this fastrnn reads versions up to "
+                  f"{FILE_FORMAT_VERSION}); upgrade fastrnn (pip install -U fastrnn) or re-export the model "
+                  "with this version")
+    spec_json = meta.get("spec")
+    if not isinstance(spec_json, str):
+        raise bad("the metadata has no 'spec' string (the model description)")
+    try:
+        spec_header = json.loads(spec_json, object_pairs_hook=_no_duplicates)
+    except (ValueError, RecursionError) as e:
+        raise bad(f"the model description (__metadata__.spec) is not valid JSON ({e})") from None
+    if not isinstance(spec_header, dict):
+        raise bad("the model description (__metadata__.spec) is not a JSON object")
+
+    data_start = 8 + n
+    data_size = size - data_start
+    entries, spans = {}, []
+    for name, info in header.items():
+        where = f"tensor {name!r}"
+        if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
+            raise bad(f"{where}: expected an object with exactly 'dtype', 'shape', 'data_offsets'")
+        pad = name.startswith(PAD_PREFIX)
+        allowed = _PAD_DTYPES if pad else _TENSOR_DTYPES
+        dtype = info["dtype"]
+        if not isinstance(dtype, str) or dtype not in allowed:
+            raise bad(f"{where}: dtype {dtype!r} is not supported (supported: {', '.join(allowed)})")
+        shape = info["shape"]
+        if not isinstance(shape, list) or len(shape) > MAX_RANK or not all(_is_int(d) and d >= 0 for d in shape):
+            raise bad(f"{where}: shape {str(shape)[:80]} must be a list of at most {MAX_RANK} non-negative ints")
+        if pad and len(shape) != 1:
+            raise bad(f"{where}: a padding entry must be 1-D")
+        offs = info["data_offsets"]
+        if not (isinstance(offs, list) and len(offs) == 2 and all(_is_int(o) for o in offs)):
+            raise bad(f"{where}: data_offsets {str(offs)[:80]} must be [begin, end] ints")
+        b, e = offs
+        if not 0 <= b <= e:
+            raise bad(f"{where}: data_offsets [{b}, {e}] are not 0 <= begin <= end")
+        if e > data_size:
+            raise bad(f"{where}: data_offsets [{b}, {e}] run past the end of the data section ({data_size} bytes): "
+                      "the file is truncated or corrupt")
+        count = 0 if 0 in shape else 1
+        for d in shape if count else ():  # python ints: no overflow; stop as soon as it cannot match
+            count *= d
+            if count * allowed[dtype][1] > data_size:
+                break
+        nbytes = count * allowed[dtype][1]
+        if nbytes != e - b:
+            raise bad(f"{where}: shape {shape} ({dtype}) needs {nbytes} bytes but data_offsets [{b}, {e}] "
+                      f"hold {e - b}")
+        spans.append((b, e, name))
+        if not pad:
+            entries[name] = (allowed[dtype][0], tuple(shape), b, e)
+    spans.sort()
+    pos, prev = 0, None
+    for b, e, name in spans:
+        if b < pos:
+            raise bad(f"tensors {prev!r} and {name!r} overlap (data_offsets end {pos} > begin {b})")
+        if b > pos:
+            raise bad(f"a hole of {b - pos} bytes before tensor {name!r} (data_offsets must cover the data section)")
+        pos, prev = e, name
+    if pos != data_size:
+        raise bad(f"{data_size - pos} bytes after the last tensor: the file is corrupt or has trailing data")
+    return spec_header, entries, data_start, size
+
+
+def _check_spec_header(h):
+    """Types of the model description before the dataclasses see it (the JSON is untrusted)."""
+    problems = []
+    if not _is_int(h.get("format")):
+        problems.append("'format' must be an int")
+    if not isinstance(h.get("layers"), list):
+        problems.append("'layers' must be a list")
+    if h.get("input_features") is not None and not _is_int(h.get("input_features")):
+        problems.append("'input_features' must be an int or null")
+    if not isinstance(h.get("source", ""), str) or not isinstance(h.get("metadata", {}), dict):
+        problems.append("'source' must be a string and 'metadata' an object")
+    for i, d in enumerate(h.get("layers") if isinstance(h.get("layers"), list) else []):
+        if not isinstance(d, dict) or not isinstance(d.get("kind"), str):
+            problems.append(f"layer {i}: not an object with a string 'kind'")
+            continue
+        if not isinstance(d.get("tensors", {}), dict) or not all(
+                isinstance(v, str) for v in d.get("tensors", {}).values()):
+            problems.append(f"layer {i}: 'tensors' must map names to tensor names")
+        cls = RecurrentSpec if d["kind"] in ("simple_rnn", "lstm", "gru") else _LAYER_CLASSES.get(d["kind"])
+        if cls is None:
+            continue  # from_core names the unknown kind
+        for f in dataclasses.fields(cls):
+            want = _SCALAR_TYPES.get(f.type if isinstance(f.type, str) else getattr(f.type, "__name__", ""))
+            if want and f.name in d:
+                v = d[f.name]
+                if not isinstance(v, want) or (bool not in want and isinstance(v, bool)):
+                    problems.append(f"layer {i} ({d['kind']}): '{f.name}' must be {f.type}, got {v!r:.40}")
+    return problems
+
+
+def load_spec(path, mmap: bool = False) -> ModelSpec:
+    """Read a ``.fastrnn`` file into a validated :class:`ModelSpec` (see the module doc for the checks).
+
+    ``mmap=True`` maps the file read-only instead of reading it (the arrays then view the mapping).
+    """
+    path = os.fspath(path)
+    with open(path, "rb") as f:
+        spec_header, entries, data_start, size = read_header(path, _f=f)
+        problems = _check_spec_header(spec_header)
+        if problems:
+            raise ModelFormatError(f"{path}: bad model description: " + "; ".join(problems))
+        if mmap and size > data_start:
+            buf = np.memmap(f, dtype=np.uint8, mode="r", offset=data_start, shape=(size - data_start,))
+        else:
+            # One read into a 64-byte aligned buffer (size is bounded by the real file size).
+            store = np.empty(size - data_start + ALIGNMENT, dtype=np.uint8)
+            skip = (-store.ctypes.data) % ALIGNMENT
+            buf = store[skip:skip + size - data_start]
+            f.seek(data_start)
+            got = f.readinto(memoryview(buf))
+            if got != buf.size:
+                raise ModelFormatError(f"{path}: the file is truncated (short read of the data section)")
+    tensors = {name: buf[b:e].view(dt).reshape(shape) for name, (dt, shape, b, e) in entries.items()}
+    try:
+        spec = ModelSpec.from_core(spec_header, tensors)
+    except FastRNNError as e:
+        raise type(e)(f"{path}: {e}") from None
+    except (TypeError, ValueError, KeyError, AttributeError) as e:
+        raise ModelFormatError(f"{path}: bad model description ({type(e).__name__}: {e})") from None
+    used = set()
+    for d in spec_header["layers"]:
+        used.update(d.get("tensors", {}).values())
+    unused = sorted(set(entries) - used)
+    if unused:
+        raise ModelFormatError(f"{path}: tensor(s) not used by any layer: {', '.join(unused[:5])}")
+    return spec

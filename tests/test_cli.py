@@ -1,0 +1,215 @@
+"""The `fastrnn` command line, run as a user would: `python -m fastrnn ...` in a subprocess."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastrnn
+from fastrnn import spec as S
+from test_kernels import rnn_spec
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def cli(*args, cwd=None, timeout=120):
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    r = subprocess.run([sys.executable, "-m", "fastrnn", *map(str, args)], capture_output=True, text=True, env=env,
+                       cwd=cwd, timeout=timeout)
+    assert "Traceback" not in r.stderr, r.stderr
+    return r
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cli")
+    rng = np.random.default_rng(0)
+    lstm = fastrnn.Model(rnn_spec("lstm", 3, 4, direction="bidirectional"))
+    lstm.save(d / "lstm.fastrnn")
+    emb = S.ModelSpec(layers=[S.EmbeddingSpec(name="emb", embeddings=rng.standard_normal((10, 3)), mask_zero=True),
+                              rnn_spec("gru", 3, 5, return_sequences=False).layers[0],
+                              S.DenseSpec(name="head", weight=rng.standard_normal((2, 5)), activation="softmax")])
+    ids_model = fastrnn.Model(emb)
+    ids_model.save(d / "ids.fastrnn")
+    x = rng.standard_normal((2, 6, 3)).astype(np.float32)
+    np.save(d / "x.npy", x)
+    np.savez(d / "xs.npz", first=x, second=x[:1, :4])
+    np.savetxt(d / "x.csv", x[0], delimiter=",", header="a,b,c", comments="")
+    ids = np.array([[1, 2, 3, 0], [4, 5, 0, 0]])
+    np.savetxt(d / "ids.csv", ids, delimiter=",", fmt="%d")
+    (d / "garbage.fastrnn").write_bytes(b"\x01\x02garbage")
+    return {"dir": d, "lstm": lstm, "ids_model": ids_model, "x": x, "ids": ids}
+
+
+def test_help():
+    r = cli("--help")
+    assert r.returncode == 0
+    for cmd in ("convert", "info", "predict", "demo", "bench"):
+        assert cmd in r.stdout
+    r = cli("predict", "--help")
+    assert r.returncode == 0 and ".csv" in r.stdout and "--lengths" in r.stdout
+
+
+def test_no_command_is_a_usage_error():
+    r = cli()
+    assert r.returncode == 2 and "usage:" in r.stderr
+
+
+def test_info_without_model_prints_the_runtime():
+    r = cli("info")
+    assert r.returncode == 0
+    d = json.loads(r.stdout)
+    assert d["version"] == fastrnn.__version__ and "isa" in d and "num_threads" in d
+
+
+def test_info_with_model(files):
+    p = files["dir"] / "lstm.fastrnn"
+    r = cli("info", p)
+    assert r.returncode == 0, r.stderr
+    for s in ("lstm_0", "lstm", "bidirectional", "(batch, time, 8)", "parameters:", "isa:", f"{os.path.getsize(p):,}"):
+        assert s in r.stdout, s
+    d = json.loads(cli("info", p, "--json").stdout)
+    n = sum(t.size for t in files["lstm"].spec.to_core()[1].values())
+    assert d["parameters"] == n and d["file_size"] == os.path.getsize(p) and d["source"] == "test"
+    assert d["layers"][0]["units"] == 4 and d["layers"][0]["direction"] == "bidirectional"
+    d = json.loads(cli("info", files["dir"] / "ids.fastrnn", "--json").stdout)
+    assert [l["kind"] for l in d["layers"]] == ["embedding", "gru", "dense"]
+    assert d["input"].startswith("(batch, time) int ids") and d["output"] == "(batch, 2)"
+
+
+def test_convert(files, tmp_path):
+    dst = tmp_path / "copy.fastrnn"
+    r = cli("convert", files["dir"] / "lstm.fastrnn", dst)
+    assert r.returncode == 0, r.stderr
+    assert "wrote" in r.stdout and "parameters" in r.stdout
+    np.testing.assert_array_equal(fastrnn.load(dst).predict(files["x"]), files["lstm"].predict(files["x"]))
+
+
+def test_convert_arch_errors(files, tmp_path):
+    src = files["dir"] / "lstm.fastrnn"
+    r = cli("convert", src, tmp_path / "o.fastrnn", "--arch", "{not json")
+    assert r.returncode == 2 and "fastrnn: error: --arch: not valid JSON" in r.stderr
+    r = cli("convert", src, tmp_path / "o.fastrnn", "--arch", tmp_path / "missing.json")
+    assert r.returncode == 2 and "no such file" in r.stderr
+    (tmp_path / "arch.json").write_text('{"type": "lstm"}')
+    r = cli("convert", src, tmp_path / "o.fastrnn", "--arch", tmp_path / "arch.json")
+    assert r.returncode == 2 and "do not apply to a .fastrnn file" in r.stderr
+    assert not (tmp_path / "o.fastrnn").exists()
+
+
+def test_predict_npy(files, tmp_path):
+    out = tmp_path / "y.npy"
+    r = cli("predict", files["dir"] / "lstm.fastrnn", files["dir"] / "x.npy", "-o", out)
+    assert r.returncode == 0, r.stderr
+    np.testing.assert_array_equal(np.load(out), files["lstm"].predict(files["x"]))
+
+
+def test_predict_lengths(files, tmp_path):
+    out = tmp_path / "y.npy"
+    for lengths in (["6", "3"], ["6,3"]):
+        r = cli("predict", files["dir"] / "lstm.fastrnn", files["dir"] / "x.npy", "-o", out, "--lengths", *lengths)
+        assert r.returncode == 0, r.stderr
+        np.testing.assert_array_equal(np.load(out), files["lstm"].predict(files["x"], lengths=[6, 3]))
+
+
+def test_predict_npz(files, tmp_path):
+    out = tmp_path / "y.npy"
+    assert cli("predict", files["dir"] / "lstm.fastrnn", files["dir"] / "xs.npz", "-o", out).returncode == 0
+    np.testing.assert_array_equal(np.load(out), files["lstm"].predict(files["x"]))
+    r = cli("predict", files["dir"] / "lstm.fastrnn", files["dir"] / "xs.npz", "--key", "second", "-o", out)
+    assert r.returncode == 0
+    np.testing.assert_array_equal(np.load(out), files["lstm"].predict(files["x"][:1, :4]))
+    r = cli("predict", files["dir"] / "lstm.fastrnn", files["dir"] / "xs.npz", "--key", "third")
+    assert r.returncode == 2 and "no array 'third' (arrays: first, second)" in r.stderr
+
+
+def test_predict_csv_is_one_sequence(files, tmp_path):
+    out = tmp_path / "y.npz"
+    r = cli("predict", files["dir"] / "lstm.fastrnn", files["dir"] / "x.csv", "-o", out)
+    assert r.returncode == 0, r.stderr
+    with np.load(out) as z:
+        y = z["output"]
+    assert y.shape == (1, 6, 8)
+    np.testing.assert_allclose(y, files["lstm"].predict(files["x"][:1]), atol=1e-6)
+
+
+def test_predict_csv_ids_and_printed_output(files):
+    r = cli("predict", files["dir"] / "ids.fastrnn", files["dir"] / "ids.csv")
+    assert r.returncode == 0, r.stderr
+    assert "shape (2, 2) float32" in r.stderr
+    printed = np.array(json.loads(r.stdout.replace("\n", "")))
+    np.testing.assert_allclose(printed, files["ids_model"].predict(files["ids"]), atol=1e-6)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["predict", "{d}/nope.fastrnn", "{d}/x.npy"], "no such model file"),
+    (["predict", "{d}/lstm.fastrnn", "{d}/nope.npy"], "nope.npy: no such input file"),
+    (["predict", "{d}/garbage.fastrnn", "{d}/x.npy"], "garbage.fastrnn: not a fastrnn model file"),
+    (["predict", "{d}/lstm.fastrnn", "{d}/lstm.fastrnn"], "unknown input format"),
+    (["predict", "{d}/ids.fastrnn", "{d}/x.npy"], "ids must be integers"),
+    (["predict", "{d}/lstm.fastrnn", "{d}/x.npy", "--lengths", "9", "1"], "lengths: values must be in [0, 6]"),
+    (["predict", "{d}/lstm.fastrnn", "{d}/x.npy", "--lengths", "a"], "--lengths: 'a' is not an integer"),
+    (["predict", "{d}/lstm.fastrnn", "{d}/x.npy", "-o", "{d}/no/such/dir/y.npy"], "No such file or directory"),
+    (["info", "{d}/x.npy"], "a numpy .npy array, not a model"),
+    (["convert", "{d}/garbage.fastrnn", "{d}/out.fastrnn"], "not a fastrnn model file"),
+])
+def test_errors_exit_2_with_a_message(files, args, message):
+    r = cli(*[a.format(d=files["dir"]) for a in args])
+    assert r.returncode == 2
+    assert r.stderr.startswith("fastrnn: error: ") and message in r.stderr, r.stderr
+    assert not (files["dir"] / "out.fastrnn").exists()
+
+
+def test_predict_shape_error(files, tmp_path):
+    np.save(tmp_path / "bad.npy", np.zeros((2, 6, 5), np.float32))
+    r = cli("predict", files["dir"] / "lstm.fastrnn", tmp_path / "bad.npy")
+    assert r.returncode == 2 and "expects 3 features, got shape (2, 6, 5)" in r.stderr
+
+
+def test_demo():
+    r = cli("demo", "--repeat", "1", "--steps", "5", timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "fastrnn" in r.stdout
+
+
+def _reader_or_skip(name):
+    import importlib
+
+    try:
+        importlib.import_module(f"fastrnn.io.{name}")
+    except ImportError:
+        pytest.skip(f"fastrnn.io.{name} is not available")
+
+
+def test_convert_torch_state_dict(tmp_path, files):
+    _reader_or_skip("torch_file")
+    from conftest import require
+
+    torch = require("torch")
+    torch.manual_seed(0)
+    m = torch.nn.GRU(3, 4, num_layers=2, batch_first=True).eval()
+    torch.save(m.state_dict(), tmp_path / "sd.pt")
+    r = cli("convert", tmp_path / "sd.pt", tmp_path / "sd.fastrnn", "--arch", "gru")
+    assert r.returncode == 0, r.stderr
+    with torch.no_grad():
+        expected = m(torch.from_numpy(files["x"]))[0].numpy()
+    np.testing.assert_allclose(fastrnn.load(tmp_path / "sd.fastrnn").predict(files["x"]), expected, atol=1e-5)
+
+
+def test_convert_keras_file(tmp_path, files):
+    _reader_or_skip("keras_file")
+    from conftest import require
+
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    keras = require("keras")
+    model = keras.Sequential([keras.Input((None, 3)), keras.layers.LSTM(4, return_sequences=True),
+                              keras.layers.Dense(2, activation="softmax")])
+    model.save(tmp_path / "m.keras")
+    r = cli("convert", tmp_path / "m.keras", tmp_path / "m.fastrnn")
+    assert r.returncode == 0, r.stderr
+    np.testing.assert_allclose(fastrnn.load(tmp_path / "m.fastrnn").predict(files["x"]), np.asarray(model(files["x"])),
+                               atol=1e-5)
+    r = cli("info", tmp_path / "m.keras")
+    assert r.returncode == 0 and "lstm" in r.stdout
