@@ -12,7 +12,7 @@ import shutil
 
 import scipy_openblas32
 from pybind11.setup_helpers import Pybind11Extension, build_ext
-from setuptools import find_packages, setup
+from setuptools import Extension, find_packages, setup
 
 X86 = platform.machine().lower() in ("x86_64", "amd64", "i686", "x86")
 KERNEL_FLAGS = {"generic": []}
@@ -31,6 +31,8 @@ class BuildExt(build_ext):
     """Compile each ISA's kernels with its own flags, then ship the BLAS library beside _core."""
 
     def build_extension(self, ext):
+        if ext.name != "fastrnn._core":
+            return super().build_extension(ext)
         objects = []
         for isa, flags in KERNEL_FLAGS.items():
             objects += self.compiler.compile(
@@ -61,9 +63,21 @@ ext = Pybind11Extension(
     extra_compile_args=["-O3"],
 )
 
+ext_modules = [ext]
+try:  # the thin Cython step entry point (optional: Stream falls back to the pybind11 step)
+    import numpy
+    from Cython.Build import cythonize
+
+    ext_modules += cythonize(
+        [Extension("fastrnn._step", ["fastrnn/_step.pyx"], include_dirs=[numpy.get_include()], language="c++",
+                   extra_compile_args=["-O2"], define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")])],
+        compiler_directives={"language_level": "3"}, quiet=True)
+except ImportError as e:  # pragma: no cover
+    print(f"fastrnn: building without the Cython step entry point ({e})")
+
 setup(
     packages=find_packages(include=["fastrnn", "fastrnn.*"]),
     package_data={"fastrnn": ["*.pyi", "py.typed", "data/*"]},
-    ext_modules=[ext],
+    ext_modules=ext_modules,
     cmdclass={"build_ext": BuildExt},
 )

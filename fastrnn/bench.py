@@ -117,14 +117,19 @@ def run(case_names=None, threads=None, min_time=0.5, max_rounds=50, out=print) -
         times = {k: [] for k in eng}
         for f in eng.values():
             f(x)  # warm up
-        t_end = time.perf_counter() + min_time * len(eng)
-        rounds = 0
-        while rounds < 3 or (time.perf_counter() < t_end and rounds < max_rounds):
+        # Rounds of blocks, one block per engine, with a pause between blocks so that threads a
+        # previous engine left spinning (OpenMP) have gone to sleep: noise hits every engine alike
+        # without one engine's idle threads stealing the core from the next.
+        for _ in range(5):
             for k, f in eng.items():
-                t0 = time.perf_counter()
-                f(x)
-                times[k].append(time.perf_counter() - t0)
-            rounds += 1
+                time.sleep(0.05)
+                t_end = time.perf_counter() + min_time / 5
+                n = 0
+                while n < 2 or (time.perf_counter() < t_end and n < max_rounds):
+                    t0 = time.perf_counter()
+                    f(x)
+                    times[k].append(time.perf_counter() - t0)
+                    n += 1
         med = {k: float(np.median(v)) for k, v in times.items()}
         row = {"case": name, "shape": case.describe(), "threads": threads,
                **{f"{k}_us_per_seq": med[k] / case.batch * 1e6 for k in med}}

@@ -240,8 +240,14 @@ class Stream:
             raise ShapeError(f"stream batch_size must be a positive int, got {batch_size!r}")
         self.model = model
         self._s = model._core.stream(int(batch_size))
-        # The hot calls go straight to C++ (no Python frame in between).
-        self.step = self._s.step
+        # The hot calls go straight to compiled code (no Python frame in between): the thin
+        # Cython entry point when it was built (measured faster than pybind11), else pybind11.
+        try:
+            from ._step import FastStep
+
+            self.step = FastStep(self._s)
+        except ImportError:
+            self.step = self._s.step
         self.run = self._s.run
 
     @property

@@ -1,6 +1,7 @@
 // py::class_ for a stream: a Model (shared, immutable) plus one StreamState (owned).
 // step() checks the input, releases the GIL around the allocation-free C++ step and writes into
 // a new or caller-provided output array.
+#include <chrono>
 #include <mutex>
 
 #include <pybind11/numpy.h>
@@ -15,6 +16,17 @@ using fastrnn::ShapeError;
 using FloatArray = py::array_t<float, py::array::c_style | py::array::forcecast>;
 using IdArray = py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>;
 
+// The C entry point behind the thin Cython step (fastrnn/_step.pyx): plain pointers, no pybind11
+// on the hot path.  Keep the struct in step with _step.pyx.  Returns 0, or 1 when the caller
+// should retry through the pybind11 step (which raises the proper, fully worded error); the
+// C++ step validates before it changes any state, so a retry never advances twice.
+extern "C" struct FastrnnStepApi {
+  int (*step)(void* ctx, const float* x, const std::int64_t* ids, float* out);
+  void* ctx;
+  long long batch, in_features, out_features;
+  int takes_ids;
+};
+
 namespace {
 
 struct PyStream {
@@ -23,10 +35,25 @@ struct PyStream {
   std::mutex busy;
   dim_t in = 0, out = 0;
 
+  FastrnnStepApi api{};
+
   PyStream(std::shared_ptr<const fastrnn::Model> m, dim_t batch) : model(std::move(m)) {
     state = model->new_stream(batch);
     in = model->input_size();
     out = model->step_output_size();
+    api = FastrnnStepApi{&c_step, this, batch, in, out, model->takes_ids() ? 1 : 0};
+  }
+
+  static int c_step(void* ctx, const float* x, const std::int64_t* ids, float* y) noexcept {
+    auto* self = static_cast<PyStream*>(ctx);
+    std::unique_lock<std::mutex> lk(self->busy, std::try_to_lock);
+    if (!lk) return 1;
+    try {
+      self->model->step(*self->state, x, ids, y);
+      return 0;
+    } catch (...) {
+      return 1;
+    }
   }
 
   std::unique_lock<std::mutex> lock() {
@@ -105,6 +132,25 @@ void register_stream(py::module_& m) {
             return activations_to_numpy(outs[0]);
           },
           py::arg("x"), "Advance several steps: x (batch, time, features); returns what predict() returns.")
+      .def(
+          "_step_api", [](PyStream& s) { return py::capsule(&s.api, "fastrnn.step_api"); },
+          "Capsule with the C step entry point (for fastrnn._step); valid while this Stream lives.")
+      .def(
+          "_time_steps",
+          [](PyStream& s, py::array x, int n) {
+            // Average seconds of the C++ step alone (no binding cost), for the benchmark report.
+            auto lk = s.lock();
+            FloatArray xf = FloatArray::ensure(x);
+            IdArray xi = IdArray::ensure(x);
+            std::vector<float> y(s.state->B * s.out);
+            py::gil_scoped_release nogil;
+            const auto t0 = std::chrono::steady_clock::now();
+            for (int i = 0; i < n; ++i)
+              s.model->step(*s.state, s.model->takes_ids() ? nullptr : xf.data(),
+                            s.model->takes_ids() ? xi.data() : nullptr, y.data());
+            return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / n;
+          },
+          py::arg("x"), py::arg("n"))
       .def(
           "generate",
           [](PyStream& s, py::array prompt, dim_t steps, int output_kind, bool greedy, float temperature, dim_t top_k,
