@@ -163,7 +163,9 @@ def stream_engines(cell: str, features: int, hidden: int, threads: int = 1):
     stream = model.stream(1)
     x = np.random.default_rng(0).standard_normal((1, features)).astype(np.float32)
     out = np.empty((1, hidden), np.float32)
-    eng = {"fastrnn": lambda: stream.step(x, out)}
+    eng = {"fastrnn": lambda: stream.step(x, out),                 # the Cython entry point when built
+           "fastrnn_pybind11": lambda: stream._s.step(x, out)}     # the same step through pybind11
+    cpp_only = stream._s._time_steps  # the C++ step alone, for the binding overhead
 
     cell_mod = {"lstm": torch.nn.LSTMCell, "gru": torch.nn.GRUCell}[cell](features, hidden).eval()
     with torch.no_grad():
@@ -224,6 +226,7 @@ def stream_engines(cell: str, features: int, hidden: int, threads: int = 1):
         eng["onnxruntime"] = onnx_step
     except Exception as e:  # onnx / onnxruntime missing or export failed: report, do not hide
         print(f"  (onnxruntime engine unavailable: {type(e).__name__}: {str(e)[:120]})")
+    eng["_cpp_seconds"] = lambda: cpp_only(x, 2000)
     return eng
 
 
@@ -237,12 +240,15 @@ def run_stream(case_names=None, threads=1, rounds=7, number=2000, out=print) -> 
     out(f"streaming: one step, batch 1, threads={threads}; median of {rounds} rounds of {number} calls")
     for name in case_names or list(STREAM_CASES):
         eng = stream_engines(*STREAM_CASES[name], threads=threads)
+        cpp = eng.pop("_cpp_seconds")
         res = {k: [] for k in eng}
+        res["cpp_step_only"] = []
         for f in eng.values():
             f()
         for _ in range(rounds):  # interleaved rounds: noise hits every engine alike
             for k, f in eng.items():
                 res[k].append(timeit.timeit(f, number=number) / number * 1e6)
+            res["cpp_step_only"].append(cpp() * 1e6)
         med = {k: float(np.median(v)) for k, v in res.items()}
         row = {"case": name, **{f"{k}_us": v for k, v in med.items()}}
         rows.append(row)
