@@ -173,13 +173,26 @@ class Model:
 
         save_spec(self.spec, path)
 
-    def stream(self, batch_size: int = 1) -> "Stream":
+    @property
+    def stateful(self) -> bool:
+        """True for a Keras model with ``stateful=True`` layers: its natural use is ``stream()``
+        (each ``run``/``step`` continues from the previous call, as Keras does; ``predict`` stays
+        stateless and starts from zeros or ``initial_state``)."""
+        meta = self.spec.metadata.get("layer_metadata") or {}
+        return any(isinstance(v, dict) and v.get("stateful") for v in meta.values())
+
+    def stream(self, batch_size=None) -> "Stream":
         """A stateful stream of ``batch_size`` sessions: ``step(x_t)``, ``run(chunk)``, ``reset()``.
 
         The weights stay shared in this Model; each Stream owns only its state, so many streams
         of one model may run at once (one thread per stream).  Forward-only models stream;
         bidirectional and go_backwards layers raise UnsupportedLayerError.
         """
+        if batch_size is None:  # a stateful Keras model knows its batch size
+            meta = self.spec.metadata.get("layer_metadata") or {}
+            sizes = {v.get("batch_size") for v in meta.values() if isinstance(v, dict) and v.get("stateful")}
+            sizes.discard(None)
+            batch_size = sizes.pop() if len(sizes) == 1 else 1
         return Stream(self, batch_size)
 
     def generate(self, prompt_ids, steps: int, temperature: float = 1.0, top_k=None, seed=None,

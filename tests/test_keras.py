@@ -412,10 +412,14 @@ def _problems(keras, model):
     return str(ei.value)
 
 
-def test_stateful_is_refused(keras):
-    model = keras.Sequential([keras.Input((4, 2), batch_size=3), keras.layers.LSTM(3, stateful=True, name="my_lstm")])
-    msg = _problems(keras, model)
-    assert "my_lstm" in msg and "stateful" in msg
+def test_stateful_is_converted_and_recorded(keras):
+    """stateful=True converts (one call = one Keras call from reset states); recorded per layer."""
+    x = np.random.default_rng(26).standard_normal((3, 4, 2)).astype(np.float32)
+    model = keras.Sequential([keras.Input((4, 2), batch_size=3), keras.layers.LSTM(3, stateful=True, name="my_lstm"),
+                              keras.layers.Dense(2)])
+    randomize(model, seed=27)
+    spec = check_model(model, x, what="stateful")
+    assert spec.metadata["layer_metadata"] == {"my_lstm": {"stateful": True, "batch_size": 3}}
 
 
 def test_all_problems_in_one_message(keras):
@@ -433,9 +437,9 @@ def test_all_problems_in_one_message(keras):
         L.Dense(2, name="d"),
     ])
     msg = _problems(keras, model)
-    for part in ("g1", "stateful", "ln", "LayerNormalization", "l2", "custom", "lam", "Lambda"):
+    for part in ("ln", "LayerNormalization", "l2", "custom", "lam", "Lambda"):
         assert part in msg, (part, msg)
-    assert "4 problems" in msg
+    assert "3 problems" in msg and "g1" not in msg  # stateful=True is converted, not a problem
 
 
 def test_bidirectional_with_different_backward_layer(keras):

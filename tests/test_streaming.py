@@ -169,3 +169,26 @@ def test_step_input_errors():
         s.step(np.zeros((2, 3), np.float32), out=np.zeros((2, 4), np.float64))
     with pytest.raises(ShapeError):
         fastrnn.Model(rnn_spec("gru", 3, 4)).stream(0)
+
+
+def test_keras_stateful_model_streams_like_keras():
+    import os
+
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    from conftest import require
+
+    keras = require("keras")
+    rng = np.random.default_rng(5)
+    inp = keras.Input(batch_shape=(2, None, 3))
+    h = keras.layers.LSTM(6, stateful=True, return_sequences=True)(inp)
+    out = keras.layers.Dense(2)(h)
+    km = keras.Model(inp, out)
+    for w in km.weights:
+        w.assign(rng.standard_normal(w.shape).astype(np.float32) * 0.4)
+    model = fastrnn.from_keras(km)
+    assert model.stateful
+    s = model.stream()
+    assert s.batch_size == 2
+    for _ in range(3):  # consecutive calls continue the state, in Keras and in the stream
+        x = rng.standard_normal((2, 5, 3)).astype(np.float32)
+        assert_close(s.run(x), np.asarray(km(x)), what="stateful chunk")

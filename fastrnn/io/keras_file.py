@@ -1,0 +1,416 @@
+"""Keras model files -> :class:`fastrnn.spec.ModelSpec`, with h5py only (TensorFlow / Keras are never imported).
+
+Formats (detected from the content, not the file name):
+
+* Keras 3 ``.keras``: a zip of ``config.json`` + ``model.weights.h5`` (+ ``metadata.json``).
+  Weights are keyed ``layers/<key>/vars/<i>`` where ``key`` is ``snake_case(class)`` made unique in
+  ``model.layers`` order (nested: ``.../cell/vars``, ``.../forward_layer/cell/vars``,
+  ``.../backward_layer/cell/vars``, ``.../layer/vars``), mapped from the config.
+* legacy full-model HDF5 (``model.save("x.h5")`` by Keras 3, tf.keras 2.x or Keras 2.x): root
+  attribute ``model_config`` (JSON), ``keras_version``, group ``model_weights`` with
+  ``layer_names`` and per-layer ``weight_names`` (attributes possibly chunked as ``name0``,
+  ``name1``...), weights in Keras order.
+* weights-only HDF5 (Keras 3 ``*.weights.h5``, Keras 2 ``save_weights`` ``.h5``) together with
+  ``architecture=``: a Keras config (JSON string / dict from ``model.to_json()`` /
+  ``model.get_config()``), or a :class:`ModelSpec` whose tensors are filled by layer name.
+
+Options: ``architecture``; ``keras_version`` (the writer's Keras version, e.g. ``"2.2.4"``: the
+meaning of ``hard_sigmoid`` and some defaults depend on it; read from the file when omitted).
+
+Problems with the file raise :class:`~fastrnn.errors.ModelFormatError` naming the file;
+unsupported layers / options one :class:`~fastrnn.errors.UnsupportedLayerError` listing them all.
+Nothing in a file is executed: layer classes (Lambda, custom layers) are only compared by name.
+"""
+from __future__ import annotations
+
+import copy
+import io
+import json
+import os
+import zipfile
+
+import numpy as np
+
+from ..errors import FastRNNError, ModelFormatError, UnsupportedLayerError
+from ..spec import DenseSpec, EmbeddingSpec, ModelSpec, RecurrentSpec
+
+__all__ = ["spec_from_keras_file"]
+
+_MAX_JSON_BYTES = 64 << 20
+_H5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def _h5py():
+    try:
+        import h5py
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError("reading Keras .keras / .h5 files needs h5py: pip install 'fastrnn[keras]'") from e
+    return h5py
+
+
+class _Fail(Exception):
+    """Internal: a problem with the file (becomes ModelFormatError with the file name)."""
+
+
+def _parse_json(text, what):
+    if isinstance(text, (bytes, bytearray, np.bytes_)):
+        if len(text) > _MAX_JSON_BYTES:
+            raise _Fail(f"{what} is larger than {_MAX_JSON_BYTES >> 20} MiB")
+        try:
+            text = bytes(text).decode("utf-8")
+        except UnicodeDecodeError:
+            raise _Fail(f"{what} is not UTF-8 text") from None
+    if isinstance(text, np.ndarray) and text.shape == ():
+        return _parse_json(text[()], what)
+    if not isinstance(text, str):
+        raise _Fail(f"{what} is not a JSON string (got {type(text).__name__})")
+    if len(text) > _MAX_JSON_BYTES:
+        raise _Fail(f"{what} is larger than {_MAX_JSON_BYTES >> 20} MiB")
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as e:
+        raise _Fail(f"{what} is not valid JSON ({str(e)[:120]})") from None
+
+
+def _attr_str(v):
+    if isinstance(v, (bytes, np.bytes_)):
+        return bytes(v).decode("utf-8", "replace")
+    if isinstance(v, np.ndarray) and v.shape == ():
+        return _attr_str(v[()])
+    return v if isinstance(v, str) else None
+
+
+def _attr_list(group, name):
+    """An h5 attribute holding a list of strings, possibly chunked as name0, name1, ... (Keras)."""
+    if name in group.attrs:
+        raw = [group.attrs[name]]
+    else:
+        raw, i = [], 0
+        while f"{name}{i}" in group.attrs:
+            raw.append(group.attrs[f"{name}{i}"])
+            i += 1
+        if not raw:
+            return None
+    out = []
+    for chunk in raw:
+        arr = np.asarray(chunk)
+        if arr.ndim == 0:
+            arr = arr.reshape(1)
+        if arr.size == 0:
+            continue
+        for x in arr.reshape(-1):
+            s = _attr_str(x)
+            if s is None:
+                raise _Fail(f"attribute '{name}' of '{group.name}' is not a list of strings")
+            out.append(s)
+    return out
+
+
+def _read_dataset(ds, what):
+    h5py = _h5py()
+    if not isinstance(ds, h5py.Dataset):
+        raise _Fail(f"{what} is not a dataset")
+    if ds.dtype.kind not in "fiu":
+        raise _Fail(f"{what} has dtype {ds.dtype}, not a number")
+    try:
+        return np.asarray(ds[()], dtype=np.float32)
+    except (OSError, ValueError, TypeError) as e:
+        raise _Fail(f"cannot read {what} ({e})") from None
+
+
+# --------------------------------------------------------------------------- weight stores
+class _V3Store:
+    """Keras 3 weights (model.weights.h5 in a .keras, or a *.weights.h5): ``layers/<key>/.../vars/<i>``."""
+
+    def __init__(self, f):
+        self.f = f
+        self.root = f["layers"] if "layers" in f else None
+
+    def _vars(self, grp, path):
+        h5py = _h5py()
+        if "vars" not in grp:
+            return []
+        v = grp["vars"]
+        if not isinstance(v, h5py.Group):
+            raise _Fail(f"'{path}/vars' is not a group")
+        n = len(v.keys())
+        for i in range(n):
+            if str(i) not in v:
+                raise _Fail(f"'{path}/vars' lacks variable {i} (has {sorted(v.keys())})")
+        return [_read_dataset(v[str(i)], f"weight '{path}/vars/{i}'") for i in range(n)]
+
+    def _sub(self, grp, path, name, required=True):
+        if name not in grp:
+            if required:
+                raise _Fail(f"weights '{path}/{name}' are missing")
+            return None
+        return grp[name]
+
+    def arrays(self, grp, path, class_name):
+        """The variables of one layer group in Keras weight order, by the layer's class."""
+        if class_name in ("SimpleRNN", "LSTM", "GRU", "RNN"):
+            return self._vars(self._sub(grp, path, "cell"), f"{path}/cell")
+        if class_name == "Bidirectional":
+            out = []
+            for side in ("forward_layer", "backward_layer"):
+                s = self._sub(grp, path, side)
+                out += self._vars(self._sub(s, f"{path}/{side}", "cell"), f"{path}/{side}/cell")
+            return out
+        if class_name == "TimeDistributed":
+            return self._vars(self._sub(grp, path, "layer"), f"{path}/layer")
+        return self._vars(grp, path)
+
+    def _name_of(self, grp):
+        if "vars" in grp:
+            return _attr_str(grp["vars"].attrs.get("name"))
+        return None
+
+    def by_key(self, layer_name, key, class_name):
+        if key is None:
+            return []
+        path = f"layers/{key}"
+        if self.root is None or key not in self.root:
+            if class_name in ("InputLayer",) or class_name in _NO_WEIGHTS:
+                return []
+            raise _Fail(f"weights for layer '{layer_name}' ({class_name}) are missing (no group '{path}')")
+        grp = self.root[key]
+        stored = self._name_of(grp)
+        if stored is not None and stored != layer_name:
+            raise _Fail(f"weight group '{path}' belongs to layer '{stored}', but the config puts layer '{layer_name}' "
+                        "there: the weights do not match the architecture")
+        return self.arrays(grp, path, class_name)
+
+    def by_name(self, layer_name, class_name):
+        """For a ModelSpec architecture: find the group whose recorded layer name matches."""
+        if self.root is None:
+            raise _Fail("no 'layers' group: not a Keras 3 weights file")
+        for key in self.root:
+            grp = self.root[key]
+            if self._name_of(grp) == layer_name:
+                # the spec does not know the Keras class: the group's structure tells where the variables are
+                cls = ("Bidirectional" if "forward_layer" in grp else "RNN" if "cell" in grp
+                       else "TimeDistributed" if "layer" in grp else class_name)
+                return self.arrays(grp, f"layers/{key}", cls)
+        raise _Fail(f"no weights for layer '{layer_name}' (Keras 3 weight groups record layer names only since "
+                    "Keras 3.x; pass the Keras config as architecture= instead)")
+
+
+_NO_WEIGHTS = ("Dropout", "SpatialDropout1D", "GaussianNoise", "GaussianDropout", "AlphaDropout", "Activation",
+               "ActivityRegularization", "Identity", "Masking", "Flatten", "ReLU", "LeakyReLU", "ELU", "Softmax")
+
+
+class _LegacyStore:
+    """Keras 2 / legacy h5 weights: a group with ``layer_names``, one group per layer with ``weight_names``."""
+
+    def __init__(self, grp):
+        self.grp = grp
+        names = _attr_list(grp, "layer_names")
+        if names is None:
+            raise _Fail("the weights group has no 'layer_names' attribute")
+        self.layer_names = names
+
+    def by_name(self, layer_name, class_name=None):
+        h5py = _h5py()
+        if layer_name not in self.layer_names or layer_name not in self.grp:
+            if class_name in ("InputLayer",) or class_name in _NO_WEIGHTS:
+                return []
+            raise _Fail(f"weights for layer '{layer_name}' are missing")
+        g = self.grp[layer_name]
+        if not isinstance(g, h5py.Group):
+            raise _Fail(f"'{g.name}' is not a group")
+        wnames = _attr_list(g, "weight_names")
+        if wnames is None:
+            raise _Fail(f"layer group '{layer_name}' has no 'weight_names' attribute")
+        out = []
+        for wn in wnames:
+            if wn not in g:
+                raise _Fail(f"weight '{wn}' of layer '{layer_name}' is listed but missing")
+            out.append(_read_dataset(g[wn], f"weight '{layer_name}/{wn}'"))
+        return out
+
+
+# --------------------------------------------------------------------------- entry point
+def spec_from_keras_file(path, architecture=None, **options) -> ModelSpec:
+    """Load a Keras ``.keras`` / ``.h5`` / ``.weights.h5`` file into a validated :class:`ModelSpec`.
+
+    ``architecture``: required for weights-only files (a Keras config as JSON text or dict, or a
+    :class:`ModelSpec` to fill); for full-model files it replaces the stored configuration.
+    ``keras_version``: the Keras version that wrote the model, when the file does not record it.
+    """
+    keras_version = options.pop("keras_version", None)
+    if options:
+        raise TypeError(f"spec_from_keras_file: unknown option(s) {', '.join(sorted(options))}")
+    origin = f"'{os.fspath(path)}'" if isinstance(path, (str, bytes, os.PathLike)) else repr(path)
+    try:
+        return _load(path, architecture, keras_version, origin)
+    except _Fail as e:
+        raise ModelFormatError(f"{origin}: {e}") from None
+    except FastRNNError as e:
+        msg = str(e)
+        if origin not in msg:
+            raise type(e)(f"{origin}: {msg}") from None
+        raise
+    except (OSError, KeyError, ValueError, TypeError, IndexError, AttributeError, RecursionError, EOFError,
+            zipfile.BadZipFile, RuntimeError) as e:
+        raise ModelFormatError(f"{origin}: not a readable Keras model file ({type(e).__name__}: {str(e)[:200]})") from None
+
+
+def _load(path, architecture, keras_version, origin):
+    h5py = _h5py()
+    p = os.fspath(path)
+    if os.path.isdir(p):
+        raise _Fail("is a directory (TensorFlow SavedModel directories are not supported; save a .keras or .h5 file)")
+    with open(p, "rb") as fh:
+        head = fh.read(8)
+    if head[:4] == b"PK\x03\x04" or (zipfile.is_zipfile(p) and head[:8] != _H5_SIGNATURE):
+        return _load_keras_zip(p, architecture, keras_version, origin)
+    try:
+        f = h5py.File(p, "r")
+    except OSError as e:
+        if head.startswith(b"PK"):
+            raise _Fail("is a damaged zip (.keras) file") from None
+        raise _Fail(f"is neither a .keras (zip) nor an HDF5 (.h5) file ({str(e)[:120]})") from None
+    with f:
+        return _load_h5(f, architecture, keras_version, origin)
+
+
+def _arch_config(architecture):
+    """``architecture`` -> (model config dict or None, ModelSpec or None)."""
+    if architecture is None:
+        return None, None
+    if isinstance(architecture, ModelSpec):
+        return None, architecture
+    if isinstance(architecture, (str, bytes)):
+        architecture = _parse_json(architecture, "architecture JSON")
+    if isinstance(architecture, dict) and "class_name" not in architecture and isinstance(architecture.get("layers"), list):
+        # model.get_config() of a Sequential / functional model: the inner config
+        cls = "Functional" if "output_layers" in architecture else "Sequential"
+        architecture = {"class_name": cls, "config": architecture}
+    if not isinstance(architecture, (dict, list)):
+        raise _Fail(f"architecture must be a Keras config (JSON text or dict) or a ModelSpec, got "
+                    f"{type(architecture).__name__}")
+    return architecture, None
+
+
+def _load_keras_zip(p, architecture, keras_version, origin):
+    h5py = _h5py()
+    try:
+        z = zipfile.ZipFile(p)
+    except (zipfile.BadZipFile, OSError) as e:
+        raise _Fail(f"is not a valid .keras (zip) file ({e})") from None
+    with z:
+        names = set(z.namelist())
+        if "model.weights.h5" not in names:
+            raise _Fail("the .keras archive has no model.weights.h5 (sharded or npz weights are not supported)")
+        meta = {}
+        if "metadata.json" in names:
+            info = z.getinfo("metadata.json")
+            if info.file_size > _MAX_JSON_BYTES:
+                raise _Fail("metadata.json is too large")
+            try:
+                meta = _parse_json(z.read("metadata.json"), "metadata.json")
+            except _Fail:
+                meta = {}
+            meta = meta if isinstance(meta, dict) else {}
+        cfg, spec = _arch_config(architecture)
+        if cfg is None and spec is None:
+            if "config.json" not in names:
+                raise _Fail("the .keras archive has no config.json")
+            info = z.getinfo("config.json")
+            if info.file_size > _MAX_JSON_BYTES:
+                raise _Fail("config.json is too large")
+            cfg = _parse_json(z.read("config.json"), "config.json")
+        try:
+            data = z.read("model.weights.h5")
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
+            raise _Fail(f"cannot read model.weights.h5 from the archive ({e})") from None
+    version = keras_version or meta.get("keras_version") or "3"
+    try:
+        f = h5py.File(io.BytesIO(data), "r")
+    except OSError as e:
+        raise _Fail(f"model.weights.h5 in the archive is not a valid HDF5 file ({str(e)[:120]})") from None
+    with f:
+        store = _V3Store(f)
+        if spec is not None:
+            return _fill_spec(spec, lambda n, c: store.by_name(n, c), origin)
+        return _convert(cfg, lambda name, key, e: store.by_key(name, key, e.class_name), version, origin)
+
+
+def _convert(cfg, weights, version, origin):
+    from ..converters.keras import spec_from_keras_config
+
+    return spec_from_keras_config(cfg, weights, keras_version=version, origin=origin)
+
+
+def _load_h5(f, architecture, keras_version, origin):
+    h5py = _h5py()
+    cfg, spec = _arch_config(architecture)
+    root_version = _attr_str(f.attrs.get("keras_version"))
+    if "model_config" in f.attrs:  # legacy full model
+        if cfg is None and spec is None:
+            cfg = _parse_json(f.attrs["model_config"], "attribute 'model_config'")
+        if "model_weights" not in f or not isinstance(f["model_weights"], h5py.Group):
+            raise _Fail("the model file has no 'model_weights' group (saved without weights?)")
+        store = _LegacyStore(f["model_weights"])
+        version = keras_version or root_version or _attr_str(f["model_weights"].attrs.get("keras_version"))
+    elif _attr_list(f, "layer_names") is not None:  # Keras 2 save_weights
+        store = _LegacyStore(f)
+        version = keras_version or root_version
+    elif "layers" in f or "vars" in f:  # Keras 3 *.weights.h5
+        store = _V3Store(f)
+        version = keras_version or "3"
+        if cfg is None and spec is None:
+            raise _Fail("is a weights-only file: pass architecture= (the model's Keras config JSON or a ModelSpec)")
+        if spec is not None:
+            return _fill_spec(spec, lambda n, c: store.by_name(n, c), origin)
+        return _convert(cfg, lambda name, key, e: store.by_key(name, key, e.class_name), version, origin)
+    else:
+        raise _Fail("is an HDF5 file but not a Keras model or weights file (no model_config, layer_names or layers)")
+    if cfg is None and spec is None:
+        raise _Fail("is a weights-only file: pass architecture= (the model's Keras config JSON or a ModelSpec)")
+    if spec is not None:
+        return _fill_spec(spec, lambda n, c: store.by_name(n, c), origin)
+    if isinstance(cfg, dict) and version is None:
+        version = cfg.get("keras_version")
+    return _convert(cfg, lambda name, key, e: store.by_name(name, e.class_name), version, origin)
+
+
+# --------------------------------------------------------------------------- ModelSpec architecture
+def _fill_spec(spec, get, origin):
+    """Copy ``spec`` with every tensor replaced by the file's weights of the layer of the same name."""
+    from ..converters.keras import _dense_from_arrays, _rnn_direction_from_arrays
+
+    spec = copy.deepcopy(spec)
+    for layer in spec.layers:
+        where = f"layer '{layer.name}' ({layer.kind})"
+        if isinstance(layer, EmbeddingSpec):
+            arrs = get(layer.name, "Embedding")
+            if len(arrs) != 1 or arrs[0].shape != np.shape(layer.embeddings):
+                raise _Fail(f"{where}: the file's weights {[a.shape for a in arrs]} do not match "
+                            f"embeddings {np.shape(layer.embeddings)}")
+            layer.embeddings = arrs[0]
+        elif isinstance(layer, DenseSpec):
+            arrs = get(layer.name, "Dense")
+            w, b = _dense_from_arrays(where, arrs, len(arrs) == 2, err=ModelFormatError)
+            if w.shape != np.shape(layer.weight):
+                raise _Fail(f"{where}: the file's kernel gives weight {w.shape}, the spec has {np.shape(layer.weight)}")
+            layer.weight, layer.bias = w, b
+        elif isinstance(layer, RecurrentSpec):
+            if layer.proj_size:
+                raise UnsupportedLayerError(f"{where}: LSTM projections do not exist in Keras")
+            cls = "Bidirectional" if layer.direction == "bidirectional" else {
+                "simple_rnn": "SimpleRNN", "lstm": "LSTM", "gru": "GRU"}[layer.kind]
+            arrs = get(layer.name, cls)
+            nd = layer.num_directions
+            if len(arrs) % nd or len(arrs) // nd not in (2, 3):
+                raise _Fail(f"{where}: {len(arrs)} weight arrays in the file for {nd} direction(s)")
+            per = len(arrs) // nd
+            ws = []
+            for d in range(nd):
+                w, in_size = _rnn_direction_from_arrays(where, layer.kind, layer.units, arrs[d * per:(d + 1) * per],
+                                                        per == 3, layer.reset_after, err=ModelFormatError)
+                if in_size != layer.input_size:
+                    raise _Fail(f"{where}: the file's kernel takes {in_size} features, the spec {layer.input_size}")
+                ws.append(w)
+            layer.weights = ws
+    return spec.validate()
