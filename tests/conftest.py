@@ -15,6 +15,26 @@ RTOL_F32 = 1e-5
 
 REQUIRE_FRAMEWORKS = os.environ.get("FASTRNN_REQUIRE_FRAMEWORKS") == "1"
 
+TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _package_parent():
+    """The directory the *imported* fastrnn lives in (site-packages when installed, the checkout
+    for an in-place build): child processes must import that one, not the source tree's copy."""
+    import fastrnn
+
+    return os.path.dirname(os.path.dirname(os.path.abspath(fastrnn.__file__)))
+
+
+def child_env(**extra):
+    """Environment for `python -c` / `python -m fastrnn` children of the tests.  Run them with
+    cwd=CHILD_CWD (not the checkout: '' on sys.path would shadow the installed package)."""
+    path = os.pathsep.join([_package_parent(), TESTS_DIR, os.environ.get("PYTHONPATH", "")])
+    return dict(os.environ, PYTHONPATH=path, **extra)
+
+
+CHILD_CWD = TESTS_DIR + "/data"
+
 
 def require(module_name):
     """Import a framework, or skip (locally) / fail (CI) when it is missing."""

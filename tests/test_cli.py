@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import fastrnn
+from conftest import child_env, CHILD_CWD
 from fastrnn import spec as S
 from test_kernels import rnn_spec
 
@@ -15,7 +16,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def cli(*args, cwd=None, timeout=120):
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = child_env()
+    cwd = CHILD_CWD if cwd is None else cwd
     r = subprocess.run([sys.executable, "-m", "fastrnn", *map(str, args)], capture_output=True, text=True, env=env,
                        cwd=cwd, timeout=timeout)
     assert "Traceback" not in r.stderr, r.stderr
@@ -185,7 +187,7 @@ def _reader_or_skip(name):
 
 def test_convert_torch_state_dict(tmp_path, files):
     _reader_or_skip("torch_file")
-    from conftest import require
+    from conftest import require, child_env, CHILD_CWD
 
     torch = require("torch")
     torch.manual_seed(0)

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 import reference
-from conftest import REQUIRE_FRAMEWORKS, assert_close, require
+from conftest import REQUIRE_FRAMEWORKS, assert_close, require, child_env, CHILD_CWD
 from fastrnn.errors import ModelFormatError, UnsupportedLayerError
 from fastrnn.io.keras_file import spec_from_keras_file
 
@@ -315,9 +315,10 @@ def loaded(tmp_path_factory):
     script = os.path.join(d, "loader.py")
     with open(script, "w") as f:
         f.write(LOADER)
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = child_env()
     r = subprocess.run([sys.executable, script, manifest, os.path.join(d, "inputs.npz"), os.path.join(d, "out.npz"),
-                        os.path.join(d, "info.json")], capture_output=True, text=True, env=env, timeout=300)
+                        os.path.join(d, "info.json")], capture_output=True, text=True, env=env, timeout=300,
+                       cwd=CHILD_CWD)
     assert r.returncode == 0, f"loader subprocess failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
     with open(os.path.join(d, "info.json")) as f:
         info = json.load(f)
@@ -604,9 +605,9 @@ def test_corrupted_bytes_never_crash(good, tmp_path):
             "        assert p.split('/')[-1] in str(e), str(e)\n"
             "    except Exception as e:\n        bad.append((p, repr(e)))\n"
             "assert not bad, bad\n")
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = child_env()
     r = subprocess.run([sys.executable, "-X", "faulthandler", "-c", code, json.dumps(paths)], capture_output=True,
-                       text=True, env=env, timeout=120)
+                       text=True, env=env, timeout=120, cwd=CHILD_CWD)
     assert r.returncode == 0, f"rc={r.returncode} after {r.stdout.splitlines()[-1:]}\n{r.stderr[-3000:]}"
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import fastrnn
-from conftest import require
+from conftest import require, child_env, CHILD_CWD
 from fastrnn.errors import FastRNNError, ModelFileNotFoundError, ModelFormatError, UnsupportedLayerError
 from fastrnn.io.detect import detect_format
 from test_kernels import rnn_spec
@@ -179,6 +179,7 @@ def test_load_imports_no_framework(tmp_path):
     fastrnn.Model(rnn_spec("lstm", 3, 4)).save(p)
     code = ("import sys, fastrnn; m = fastrnn.load(sys.argv[1]); fastrnn.load(m.spec); "
             "bad = [k for k in ('torch', 'keras', 'tensorflow') if k in sys.modules]; assert not bad, bad")
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    r = subprocess.run([sys.executable, "-c", code, str(p)], capture_output=True, text=True, env=env, timeout=60)
+    env = child_env()
+    r = subprocess.run([sys.executable, "-c", code, str(p)], capture_output=True, text=True, env=env, timeout=60,
+                       cwd=CHILD_CWD)
     assert r.returncode == 0, r.stderr

@@ -14,7 +14,7 @@ import pytest
 
 import fastrnn
 import reference
-from conftest import ATOL_F32, assert_close, require
+from conftest import ATOL_F32, assert_close, require, child_env, CHILD_CWD
 from fastrnn.converters.torch import fastrnn_state_to_torch, spec_from_torch, torch_state_to_fastrnn
 from fastrnn.errors import ConversionError, UnsupportedLayerError
 from fastrnn.spec import ActivationSpec, DenseSpec, EmbeddingSpec, RecurrentSpec
@@ -563,6 +563,6 @@ def test_import_without_torch():
         "assert 'torch' not in [k for k, v in sys.modules.items() if v is not None]\n"
         "try:\n    c.spec_from_torch(object())\nexcept ImportError as e:\n    print('ok', e)\n"
     )
-    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True)
+    env = child_env()
+    r = subprocess.run([sys.executable, "-c", code], cwd=CHILD_CWD, env=env, capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.startswith("ok"), r.stdout + r.stderr

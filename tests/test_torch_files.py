@@ -15,7 +15,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from conftest import ATOL_F32, assert_close, require
+from conftest import ATOL_F32, assert_close, require, child_env, CHILD_CWD
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -333,9 +333,9 @@ def env(tmp_path_factory):
 
     man = d / "manifest.json"
     man.write_text(json.dumps(cases))
-    env_ = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env_ = child_env()
     r = subprocess.run([sys.executable, "-c", CHILD, str(man), str(d / "out.npz"), str(d / "out.json")],
-                       cwd=REPO, env=env_, capture_output=True, text=True, timeout=300)
+                       cwd=CHILD_CWD, env=env_, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     results = json.loads((d / "out.json").read_text())
     arrays = dict(np.load(d / "out.npz"))
