@@ -66,3 +66,48 @@ def test_worker_exception_reaches_caller(restore_threads):
     core = fastrnn._load_core().Model(*S.ModelSpec(layers=[emb, S.LastStepSpec(name="last")]).to_core())
     with pytest.raises(fastrnn.ShapeError, match="id 7"):
         core.predict(np.array([[0, 7]]), None, [], False)
+
+
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
+def test_long_sequences_run_in_time_chunks(bidirectional, restore_threads):
+    """B * G*H * T above the chunk size (4 Mi floats): the input projection and the recurrence
+    alternate chunk by chunk, carrying state across chunk boundaries (forward chunks from the
+    start, backward chunks from the end, packed lengths ending inside any chunk)."""
+    from conftest import require
+
+    torch = require("torch")
+    fastrnn.set_num_threads(2)
+    torch.manual_seed(7)
+    m = torch.nn.LSTM(6, 128, batch_first=True, bidirectional=bidirectional).eval()
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((64, 300, 6)).astype(np.float32)  # Tc = 4Mi / (64 * 512) = 128 -> 3 chunks
+    lengths = rng.integers(1, 301, size=64)
+    lengths[0] = 300
+    with torch.no_grad():
+        packed = torch.nn.utils.rnn.pack_padded_sequence(torch.from_numpy(x), torch.from_numpy(lengths),
+                                                         batch_first=True, enforce_sorted=False)
+        out, (h, c) = m(packed)
+        expected = torch.nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=300)[0].numpy()
+    y, st = fastrnn.from_torch(m).predict(x, lengths=lengths, return_state=True)
+    assert_close(y, expected)
+    assert_close(st[0][0], h.numpy())
+    assert_close(st[0][1], c.numpy())
+
+
+def test_ctrl_c_stops_a_long_predict_quickly():
+    """SIGINT during a long predict raises KeyboardInterrupt within about a second."""
+    import os
+    import signal
+    import time
+
+    model = fastrnn.Model(rnn_spec("gru", 32, 256))
+    x = np.zeros((64, 4000, 32), np.float32)  # several seconds of work on this machine
+    timer = threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT))
+    t0 = time.perf_counter()
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        model.predict(x)
+    elapsed = time.perf_counter() - t0
+    timer.join()
+    assert elapsed < 0.3 + 1.5, f"predict took {elapsed:.2f} s to stop"
+    assert model.predict(x[:2, :10]).shape == (2, 10, 256)  # still usable afterwards

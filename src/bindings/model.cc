@@ -229,10 +229,19 @@ void register_model(py::module_& m) {
               }
             }
             std::vector<fastrnn::Activations> outs;
-            {
+            // Ctrl-C: every 50 ms the calling thread takes the GIL and runs Python's signal handlers.
+            fastrnn::CancelToken cancel(
+                [](void*) {
+                  py::gil_scoped_acquire gil;
+                  return PyErr_CheckSignals() != 0;
+                },
+                nullptr);
+            try {
               py::gil_scoped_release nogil;
               self.predict(ids ? nullptr : xf.data(), ids ? xi.data() : nullptr, B, T, F, seq,
-                           has_len ? len.data() : nullptr, io, outs);
+                           has_len ? len.data() : nullptr, io, outs, &cancel);
+            } catch (const fastrnn::Cancelled&) {
+              throw py::error_already_set();  // the KeyboardInterrupt (or other) the signal handler raised
             }
             py::object y = outs.size() == 1 ? py::object(activations_to_numpy(outs[0]))
                                             : py::object(py::make_tuple(activations_to_numpy(outs[0]), activations_to_numpy(outs[1])));

@@ -87,7 +87,7 @@ void Model::dense(const Layer& l, const Activations& in, Activations& out) const
 
 void Model::predict(const float* x, const std::int64_t* ids, dim_t B, dim_t T, dim_t F, bool seq,
                     const std::int64_t* lengths, const std::vector<StateIO>& states,
-                    std::vector<Activations>& outputs) const {
+                    std::vector<Activations>& outputs, const CancelToken* cancel) const {
   if (layers_.empty()) fail<FormatError>("model has no layers");
   Activations cur, next;
   std::vector<std::uint8_t> mask;  // [B, T], 1 = valid; empty = every step valid
@@ -169,7 +169,7 @@ void Model::predict(const float* x, const std::int64_t* ids, dim_t B, dim_t T, d
         static const StateIO none;
         const StateIO& st = rnn_index < states.size() ? states[rnn_index] : none;
         l.rnn->forward(cur.data.data(), B, T, mask.empty() ? nullptr : mask.data(), st, next.data.data(),
-                       two ? second.data.data() : nullptr);
+                       two ? second.data.data() : nullptr, cancel);
         ++rnn_index;
         std::swap(cur, next);
         if (!c.return_sequences) mask.clear();

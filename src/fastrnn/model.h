@@ -69,7 +69,7 @@ class Model {
   // outputs: 1 tensor, or 2 when the last layer is bidirectional with merge 'none'.
   void predict(const float* x, const std::int64_t* ids, dim_t B, dim_t T, dim_t F, bool seq,
                const std::int64_t* lengths, const std::vector<StateIO>& states,
-               std::vector<Activations>& outputs) const;
+               std::vector<Activations>& outputs, const CancelToken* cancel = nullptr) const;
 
  private:
   struct Layer {

@@ -34,6 +34,10 @@ void copy_to(Buffer& dst, const float* src, std::size_t n) {
   dst.resize(n);
   std::memcpy(dst.data(), src, n * sizeof(float));
 }// Batch slices up to this many rows use the packed small-batch kernel; above, BLAS sgemm.
+// Floats of input projection held at once per direction (time is processed in chunks of this
+// size), and the most rows one input-projection task takes (so that a cancel lands quickly).
+constexpr dim_t kChunkFloats = dim_t(1) << 22;  // 16 MiB
+constexpr dim_t kMaxBlockRows = 4096;
 }  // namespace
 
 Recurrent::Recurrent(RecurrentConfig cfg, const DirectionTensors* dirs) : cfg_(std::move(cfg)) {
@@ -61,49 +65,115 @@ Recurrent::Recurrent(RecurrentConfig cfg, const DirectionTensors* dirs) : cfg_(s
   }
 }
 
+// Per (direction, batch slice) state carried from one time chunk to the next.
+struct Recurrent::Slice {
+  int d = 0;
+  dim_t b0 = 0, b1 = 0;
+  Buffer hbuf, cbuf, rec, rh, hraw;
+  std::vector<std::uint8_t> started, valid;
+  float *h_prev = nullptr, *h_new = nullptr, *c_prev = nullptr, *c_new = nullptr;
+};
+
 void Recurrent::forward(const float* x, dim_t B, dim_t T, const std::uint8_t* mask, const StateIO& st, float* y,
-                        float* y2) const {
+                        float* y2, const CancelToken* cancel) const {
   const int ndir = cfg_.num_directions();
   const dim_t G = cfg_.gates(), H = cfg_.units, I = cfg_.input_size, P = cfg_.hidden_out(), GH = G * H;
   const dim_t T_out = cfg_.return_sequences ? T : 1;
-  if (B == 0) return;
+  if (B == 0 || T == 0) return;
   ThreadPool& pool = ThreadPool::global();
   const int threads = pool.num_threads();
+  const bool lstm = cfg_.cell == LayerKind::Lstm, gru = cfg_.cell == LayerKind::Gru;
 
-  // (1) input projection for every step and direction, time-major: xw[t, b, :] = W_ih x[b, t] + bias
-  // (time-major so that each step's batch slice is one contiguous block).
-  Buffer x_tm(static_cast<std::size_t>(T * B * I));
-  for (dim_t b = 0; b < B; ++b)
-    for (dim_t t = 0; t < T; ++t) std::memcpy(x_tm.data() + (t * B + b) * I, x + (b * T + t) * I, I * sizeof(float));
-  std::vector<Buffer> xw(ndir);
-  for (auto& b : xw) b.resize(static_cast<std::size_t>(B * T * GH));
-  const dim_t rows = B * T;
-  const int blocks = row_blocks(rows, threads, 16, static_cast<double>(GH) * I);
-  const dim_t row_block = (rows + blocks - 1) / blocks;
-  pool.run(ndir * blocks, [&](int task) {
-    const int d = task / blocks;
-    const dim_t r0 = (task % blocks) * row_block, r1 = std::min(rows, r0 + row_block);
-    input_projection(d, r1 - r0, x_tm.data() + r0 * I, xw[d].data() + r0 * GH);
-  });
-
-  // (2) the recurrence, over batch slices.
+  // Outputs: straight into y (concat / one direction), or side by side into tmp, merged below.
   const bool split_out = ndir == 2 && cfg_.merge != Merge::Concat;
   Buffer tmp;
   float* dst = y;
   dim_t y_stride = cfg_.output_size();
-  if (split_out) {  // both directions side by side, merged below
+  if (split_out) {
     tmp.resize(static_cast<std::size_t>(B * T_out * 2 * P));
     dst = tmp.data();
     y_stride = 2 * P;
   }
+
+  // Batch slices that each run the whole sequence (no per-step barrier).
   const double work = static_cast<double>(T) * GH * (P + (cfg_.proj_size ? H : 0)) * B;
   int slices = static_cast<int>(std::min<dim_t>(B, std::max(1, threads / ndir + (threads % ndir ? 1 : 0))));
   slices = std::max(1, std::min(slices, static_cast<int>(work / kMinTaskWork)));
-  pool.run(ndir * slices, [&](int task) {
-    const int d = task / slices, s = task % slices;
-    const dim_t b0 = B * s / slices, b1 = B * (s + 1) / slices;
-    run_slice(d, xw[d].data(), B, T, b0, b1, mask, st, dst, y_stride, d * P, T_out);
-  });
+  std::vector<Slice> ws(ndir * slices);
+  for (int task = 0; task < ndir * slices; ++task) {
+    Slice& w = ws[task];
+    w.d = task / slices;
+    const int sl = task % slices;
+    w.b0 = B * sl / slices;
+    w.b1 = B * (sl + 1) / slices;
+    const dim_t nb = w.b1 - w.b0;
+    w.hbuf.resize(2 * nb * P);
+    if (lstm) w.cbuf.resize(2 * nb * H);
+    if (gru && cfg_.reset_after) w.rec.resize(nb * GH);
+    if (gru && !cfg_.reset_after) w.rh.resize(nb * H);
+    if (cfg_.proj_size) w.hraw.resize(nb * H);
+    w.started.assign(nb, 0);
+    w.valid.assign(nb, 1);
+    w.h_prev = w.hbuf.data();
+    w.h_new = w.h_prev + nb * P;
+    w.c_prev = lstm ? w.cbuf.data() : nullptr;
+    w.c_new = lstm ? w.c_prev + nb * H : nullptr;
+    for (dim_t b = 0; b < nb; ++b) {
+      const dim_t row = w.d * B + w.b0 + b;
+      if (st.started) w.started[b] = st.started[row];
+      for (dim_t j = 0; j < P; ++j) w.h_prev[b * P + j] = st.h0 ? st.h0[row * P + j] : 0.f;
+      if (lstm)
+        for (dim_t j = 0; j < H; ++j) w.c_prev[b * H + j] = st.c0 ? st.c0[row * H + j] : 0.f;
+    }
+  }
+
+  // Time in chunks: the input projection of a chunk (one GEMM per direction over Tc * B rows,
+  // time-major so each step's slice rows are contiguous), then the recurrence over that chunk.
+  // Memory stays O(Tc * B * G*H) however long the sequence, and a cancel lands within a chunk.
+  const dim_t Tc = std::max<dim_t>(1, std::min<dim_t>(T, kChunkFloats / std::max<dim_t>(1, B * GH)));
+  std::vector<Buffer> xw(ndir);
+  for (auto& b : xw) b.resize(static_cast<std::size_t>(Tc * B * GH));
+  const dim_t max_rows = Tc * B;
+  const int blocks = std::max<int>(row_blocks(max_rows, threads, 16, static_cast<double>(GH) * I),
+                                   static_cast<int>((max_rows + kMaxBlockRows - 1) / kMaxBlockRows));
+  for (dim_t s0 = 0; s0 < T; s0 += Tc) {
+    const dim_t len = std::min(Tc, T - s0), rows = len * B;
+    const dim_t row_block = (rows + blocks - 1) / blocks;
+    pool.run(ndir * blocks, [&](int task) {
+      if (cancel) cancel->check();
+      const int d = task / blocks;
+      const dim_t r0 = (task % blocks) * row_block, r1 = std::min(rows, r0 + row_block);
+      if (r0 >= r1) return;
+      const bool rev = cfg_.direction == Direction::Reverse || d == 1;
+      Buffer xin(static_cast<std::size_t>((r1 - r0) * I));
+      for (dim_t r = r0; r < r1; ++r) {  // row r = (local step j, batch b)
+        const dim_t j = r / B, b = r % B, s = s0 + j, t = rev ? T - 1 - s : s;
+        std::memcpy(xin.data() + (r - r0) * I, x + (b * T + t) * I, I * sizeof(float));
+      }
+      input_projection(d, r1 - r0, xin.data(), xw[d].data() + r0 * GH);
+    });
+    pool.run(ndir * slices, [&](int task) {
+      run_chunk(ws[task], xw[ws[task].d].data(), B, T, s0, len, mask, dst, y_stride, T_out, cancel);
+    });
+  }
+
+  // Final states, and the last output when only that is returned.
+  const bool hold = cfg_.mask_mode == MaskMode::Hold;
+  for (const Slice& w : ws) {
+    for (dim_t b = 0; b < w.b1 - w.b0; ++b) {
+      const dim_t row = w.d * B + w.b0 + b;
+      if (st.started) st.started[row] = w.started[b];
+      if (st.h_n) std::memcpy(st.h_n + row * P, w.h_prev + b * P, P * sizeof(float));
+      if (lstm && st.c_n) std::memcpy(st.c_n + row * H, w.c_prev + b * H, H * sizeof(float));
+      if (!cfg_.return_sequences) {
+        float* o = dst + (w.b0 + b) * y_stride + w.d * P;
+        if (!hold || w.started[b])
+          std::memcpy(o, w.h_prev + b * P, P * sizeof(float));
+        else
+          std::memset(o, 0, P * sizeof(float));
+      }
+    }
+  }
 
   if (split_out) {
     const dim_t n = B * T_out;
@@ -125,71 +195,36 @@ void Recurrent::forward(const float* x, dim_t B, dim_t T, const std::uint8_t* ma
   }
 }
 
-void Recurrent::run_slice(int d, const float* xw_all, dim_t B, dim_t T, dim_t b0, dim_t b1,
-                          const std::uint8_t* mask, const StateIO& st, float* y, dim_t y_stride, dim_t y_off,
-                          dim_t T_out) const {
-  const dim_t G = cfg_.gates(), H = cfg_.units, P = cfg_.hidden_out(), GH = G * H;
-  const int nb = static_cast<int>(b1 - b0);
-  const bool lstm = cfg_.cell == LayerKind::Lstm, gru = cfg_.cell == LayerKind::Gru;
-  const bool reverse = cfg_.direction == Direction::Reverse || d == 1;
+void Recurrent::run_chunk(Slice& w, const float* xw, dim_t B, dim_t T, dim_t s0, dim_t len,
+                          const std::uint8_t* mask, float* y, dim_t y_stride, dim_t T_out,
+                          const CancelToken* cancel) const {
+  const dim_t GH = cfg_.gates() * cfg_.units, P = cfg_.hidden_out();
+  const int nb = static_cast<int>(w.b1 - w.b0);
+  const bool reverse = cfg_.direction == Direction::Reverse || w.d == 1;
   const bool hold = cfg_.mask_mode == MaskMode::Hold;
-  const bool proj = cfg_.proj_size > 0;
-  const dim_t ldg = GH;
-
-  // Workspace, allocated once per call (never inside the time loop).
-  Buffer hbuf(2 * nb * P), cbuf(lstm ? 2 * nb * H : 0), rec(gru && cfg_.reset_after ? nb * GH : 0),
-      rh(gru && !cfg_.reset_after ? nb * H : 0), hraw(proj ? nb * H : 0);
-  std::vector<std::uint8_t> started(nb, 0), valid_buf(nb, 1);
-  const StepScratch scratch{rec.data(), rh.data(), hraw.data()};
-  float* h_prev = hbuf.data();
-  float* h_new = h_prev + nb * P;
-  float* c_prev = lstm ? cbuf.data() : nullptr;
-  float* c_new = lstm ? c_prev + nb * H : nullptr;
-  for (int b = 0; b < nb; ++b) {
-    const dim_t row = d * B + b0 + b;
-    if (st.started) started[b] = st.started[row];
-    for (dim_t j = 0; j < P; ++j) h_prev[b * P + j] = st.h0 ? st.h0[row * P + j] : 0.f;
-    if (lstm)
-      for (dim_t j = 0; j < H; ++j) c_prev[b * H + j] = st.c0 ? st.c0[row * H + j] : 0.f;
-  }
-
-  for (dim_t s = 0; s < T; ++s) {
-    const dim_t t = reverse ? T - 1 - s : s;
-    float* g = const_cast<float*>(xw_all) + (t * B + b0) * GH;  // this slice's rows of xw at step t
-    auto valid = [&](int b) { return !mask || mask[(b0 + b) * T + t]; };
+  const StepScratch scratch{w.rec.data(), w.rh.data(), w.hraw.data()};
+  const dim_t y_off = w.d * P;
+  for (dim_t j = 0; j < len; ++j) {
+    if (cancel) cancel->check();
+    const dim_t s = s0 + j, t = reverse ? T - 1 - s : s;
+    float* g = const_cast<float*>(xw) + (j * B + w.b0) * GH;  // this slice's rows at this step
     if (mask)
-      for (int b = 0; b < nb; ++b) valid_buf[b] = mask[(b0 + b) * T + t];
-
-    cell_step(d, nb, g, ldg, h_prev, h_new, c_prev, c_new, scratch, mask ? valid_buf.data() : nullptr);
-    // Masked rows keep their state; then write this step's output.
+      for (int b = 0; b < nb; ++b) w.valid[b] = mask[(w.b0 + b) * T + t];
+    cell_step(w.d, nb, g, GH, w.h_prev, w.h_new, w.c_prev, w.c_new, scratch, mask ? w.valid.data() : nullptr);
     for (int b = 0; b < nb; ++b) {
-      const bool v = valid(b);
-      if (v) started[b] = 1;
+      const bool v = !mask || w.valid[b];
+      if (v) w.started[b] = 1;
       if (cfg_.return_sequences) {
         const dim_t out_t = cfg_.direction == Direction::Reverse ? s : t;
-        float* o = y + ((b0 + b) * T_out + out_t) * y_stride + y_off;
-        if (v || (hold && started[b]))
-          std::memcpy(o, h_new + b * P, P * sizeof(float));
+        float* o = y + ((w.b0 + b) * T_out + out_t) * y_stride + y_off;
+        if (v || (hold && w.started[b]))
+          std::memcpy(o, w.h_new + b * P, P * sizeof(float));
         else
           std::memset(o, 0, P * sizeof(float));
       }
     }
-    std::swap(h_prev, h_new);
-    std::swap(c_prev, c_new);
-  }
-
-  for (int b = 0; b < nb; ++b) {
-    const dim_t row = d * B + b0 + b;
-    if (st.started) st.started[row] = started[b];
-    if (st.h_n) std::memcpy(st.h_n + row * P, h_prev + b * P, P * sizeof(float));
-    if (lstm && st.c_n) std::memcpy(st.c_n + row * H, c_prev + b * H, H * sizeof(float));
-    if (!cfg_.return_sequences) {
-      float* o = y + (b0 + b) * y_stride + y_off;
-      if (!hold || started[b])
-        std::memcpy(o, h_prev + b * P, P * sizeof(float));
-      else
-        std::memset(o, 0, P * sizeof(float));
-    }
+    std::swap(w.h_prev, w.h_new);
+    std::swap(w.c_prev, w.c_new);
   }
 }
 

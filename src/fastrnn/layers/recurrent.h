@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 
+#include "fastrnn/cancel.h"
 #include "fastrnn/config.h"
 #include "fastrnn/matmul.h"
 
@@ -27,7 +28,7 @@ class Recurrent {
   // x [B, T, I]; mask [B, T] (1 = valid) or null.  y: [B, T, out] or [B, out] (out = output_size);
   // for merge 'none', y receives the forward and y2 the backward output ([.., P] each).
   void forward(const float* x, dim_t B, dim_t T, const std::uint8_t* mask, const StateIO& st, float* y,
-               float* y2) const;
+               float* y2, const CancelToken* cancel = nullptr) const;
 
   // One step for nb rows of direction d.  g: this step's input projection + bias per row (row
   // stride ldg; used as scratch).  Reads h_prev/c_prev, writes h_new/c_new; rows with
@@ -47,8 +48,9 @@ class Recurrent {
     Buffer bias, b_hn;
     Mat ih, hh, hh_rz, hh_n, hr;  // W_hh; GRU reset-before splits it into [r z] and [n]; LSTM projection
   };
-  void run_slice(int d, const float* xw, dim_t B, dim_t T, dim_t b0, dim_t b1, const std::uint8_t* mask,
-                 const StateIO& st, float* y, dim_t y_stride, dim_t y_off, dim_t T_out) const;
+  struct Slice;
+  void run_chunk(Slice& w, const float* xw, dim_t B, dim_t T, dim_t s0, dim_t len, const std::uint8_t* mask, float* y,
+                 dim_t y_stride, dim_t T_out, const CancelToken* cancel) const;
   RecurrentConfig cfg_;
   Dir dir_[2];
 };
