@@ -51,7 +51,8 @@ cdef class FastStep:
         if type(x) is not np.ndarray:
             return self.fallback(x, out)
         a = <cnp.ndarray>x
-        if not cnp.PyArray_IS_C_CONTIGUOUS(a) or cnp.PyArray_DIM(a, 0) != self.api.batch:
+        if (cnp.PyArray_NDIM(a) < 1 or not cnp.PyArray_IS_C_CONTIGUOUS(a)
+                or cnp.PyArray_DIM(a, 0) != self.api.batch):
             return self.fallback(x, out)
         if self.api.takes_ids:
             if cnp.PyArray_TYPE(a) != cnp.NPY_INT64 or cnp.PyArray_NDIM(a) != 1:

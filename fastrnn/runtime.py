@@ -18,6 +18,16 @@ def core():
     return _core
 
 
+def _asarray(x, what):
+    """np.asarray that turns numpy's complaints (ragged lists, odd objects) into a ShapeError."""
+    if isinstance(x, np.ndarray):
+        return x
+    try:
+        return np.asarray(x)
+    except (ValueError, TypeError, OverflowError) as e:
+        raise ShapeError(f"{what}: cannot be read as a rectangular array ({e})") from None
+
+
 def _as_float_array(x, what):
     if type(x) is np.ndarray and x.dtype == np.float32 and x.flags.c_contiguous:
         return x  # the common case: nothing to convert
@@ -63,7 +73,7 @@ class Model:
         first = spec.layers[0]
         needs_seq = self._needs_seq
         if spec.takes_ids:
-            arr = np.asarray(x) if not isinstance(x, np.ndarray) else x
+            arr = _asarray(x, f"layer '{first.name}' (embedding) ids")
             if arr.dtype == object or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
                 raise ShapeError(f"layer '{first.name}' (embedding): expects integer ids, got dtype {arr.dtype}")
             if np.issubdtype(arr.dtype, np.floating):
@@ -89,7 +99,10 @@ class Model:
     def _lengths(self, lengths, batch, steps):
         if lengths is None:
             return None
-        arr = np.asarray(lengths)
+        try:
+            arr = np.asarray(lengths)
+        except (ValueError, TypeError) as e:
+            raise ShapeError(f"lengths: cannot be read as a 1-D integer array ({e})") from None
         if arr.dtype == object or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
             raise ShapeError(f"lengths: expected integers, got dtype {arr.dtype}")
         if arr.shape != (batch,):
@@ -173,6 +186,26 @@ class Model:
 
         save_spec(self.spec, path)
 
+    def to_bytes(self) -> bytes:
+        """The model as the bytes of a ``.fastrnn`` file (what :meth:`save` writes); back with
+        :meth:`Model.from_bytes`.  This is also what ``pickle`` carries (see ``__reduce__``)."""
+        from .io.native import dumps_spec
+
+        return dumps_spec(self.spec)
+
+    @classmethod
+    def from_bytes(cls, data, name: str = "<bytes>") -> "Model":
+        """A Model from :meth:`to_bytes` output (or a ``.fastrnn`` file's content), with every check
+        of the file reader (:func:`fastrnn.io.native.loads_spec`); errors name ``name``."""
+        from .io.native import loads_spec
+
+        return cls(loads_spec(data, name))
+
+    def __reduce__(self):
+        # Pickle (multiprocessing, Dask, joblib...) as the native bytes: no pickled arrays or
+        # classes, ~ the .fastrnn file's size, read back through the checked native reader.
+        return (_model_from_bytes, (self.to_bytes(),))
+
     @property
     def stateful(self) -> bool:
         """True for a Keras model with ``stateful=True`` layers: its natural use is ``stream()``
@@ -208,16 +241,23 @@ class Model:
         spec = self.spec
         if not spec.takes_ids:
             raise ShapeError("generate: the model must start with an Embedding (it takes ids)")
-        p = np.asarray(prompt_ids)
+        try:
+            p = np.asarray(prompt_ids)
+        except (ValueError, TypeError) as e:
+            raise ShapeError(f"generate: prompt_ids cannot be read as an integer array ({e})") from None
         single = p.ndim == 1
         p = p[None] if single else p
-        if p.ndim != 2 or p.shape[1] < 1 or not np.issubdtype(p.dtype, np.integer):
+        if p.ndim != 2 or p.shape[1] < 1 or p.shape[0] < 1 or not np.issubdtype(p.dtype, np.integer):
             raise ShapeError(f"generate: prompt_ids must be integer ids of shape (batch, time >= 1), got {np.shape(prompt_ids)}")
         vocab = spec.layers[0].embeddings.shape[0]
         if p.min() < 0 or p.max() >= vocab:
             raise ShapeError(f"generate: prompt id outside [0, {vocab})")
         if not isinstance(steps, (int, np.integer)) or steps < 0:
             raise ShapeError(f"generate: steps must be a non-negative int, got {steps!r}")
+        try:
+            temperature = float(temperature)
+        except (TypeError, ValueError):
+            raise ShapeError(f"generate: temperature must be a number, got {temperature!r}") from None
         if not greedy and not (temperature > 0 and np.isfinite(temperature)):
             raise ShapeError(f"generate: temperature must be > 0, got {temperature!r}")
         if top_k is not None and (not isinstance(top_k, (int, np.integer)) or top_k < 1):
@@ -269,7 +309,7 @@ class Stream:
 
     def reset(self, rows=None) -> None:
         if rows is not None:
-            rows = np.atleast_1d(np.asarray(rows))
+            rows = np.atleast_1d(_asarray(rows, "reset: rows"))
             if rows.dtype == bool:
                 rows = np.flatnonzero(rows)
             if not np.issubdtype(rows.dtype, np.integer):
@@ -295,3 +335,8 @@ def _is_state_item(obj, layer):
     if layer.kind == "lstm":
         return len(obj) == 2 and all(np.ndim(p) in (2, 3) for p in obj)
     return np.ndim(obj) in (2, 3)
+
+
+def _model_from_bytes(data) -> Model:
+    """Unpickle a :class:`Model` (``Model.__reduce__``): the checked native reader, nothing else."""
+    return Model.from_bytes(data, "<pickled fastrnn.Model>")

@@ -111,3 +111,26 @@ def test_ctrl_c_stops_a_long_predict_quickly():
     timer.join()
     assert elapsed < 0.3 + 1.5, f"predict took {elapsed:.2f} s to stop"
     assert model.predict(x[:2, :10]).shape == (2, 10, 256)  # still usable afterwards
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_thread_pool_survives_fork_and_child_processes_predict(method, restore_threads):
+    import multiprocessing as mp
+
+    fastrnn.set_num_threads(2)
+    spec = rnn_spec("gru", 5, 40, direction="bidirectional")
+    model = fastrnn.Model(spec)
+    x = np.random.default_rng(0).standard_normal((16, 30, 5)).astype(np.float32)
+    expected = model.predict(x)  # the parent's pool has run (its workers exist) before the fork
+    ctx = mp.get_context(method)
+    with ctx.Pool(2) as pool:
+        results = pool.map(_child_predict, [(spec, x)] * 2, chunksize=1)
+    for threads, y in results:
+        assert threads == 2
+        assert_close(y, expected)
+
+
+def _child_predict(args):
+    spec, x = args
+    m = fastrnn.Model(spec)
+    return fastrnn.get_num_threads(), m.predict(x)

@@ -48,7 +48,7 @@ def _zip_format(path):
     try:
         with zipfile.ZipFile(path) as z:
             names = z.namelist()
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError, RuntimeError) as e:
         raise ModelFormatError(f"{path}: starts like a zip archive but cannot be read as one ({e})") from None
     if "config.json" in names:
         return "keras"

@@ -27,10 +27,15 @@ Reading with numpy alone::
 name and version, dtype (``F32`` only; ``U8`` for padding), shapes, offsets in bounds, sizes,
 no overlap and no hole; then :meth:`ModelSpec.from_core` and ``validate`` check the model itself.
 Every problem is a :class:`~fastrnn.errors.ModelFormatError` naming the file.
+
+:func:`dumps_spec` / :func:`loads_spec` give and take the same bytes in memory (what ``pickle`` of a
+:class:`~fastrnn.Model` carries); they share the writer and the reader, with every check, with
+:func:`save_spec` / :func:`load_spec`.
 """
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import os
 import uuid
@@ -41,7 +46,7 @@ from ..errors import FastRNNError, ModelFormatError
 from ..spec import ActivationSpec, DenseSpec, EmbeddingSpec, LastStepSpec, MaskingSpec, ModelSpec, RecurrentSpec
 
 __all__ = ["FILE_FORMAT_VERSION", "FORMAT_NAME", "ALIGNMENT", "MAX_HEADER_BYTES", "save_spec", "load_spec",
-           "is_native_file", "read_header"]
+           "dumps_spec", "loads_spec", "is_native_file", "read_header"]
 
 FORMAT_NAME = "fastrnn"
 FILE_FORMAT_VERSION = 1  # bump when a reader of this version could misread a newer file
@@ -99,22 +104,31 @@ def _layout(spec: ModelSpec):
     return raw, chunks
 
 
+def _check_spec(spec, fn):
+    if not isinstance(spec, ModelSpec):
+        raise TypeError(f"{fn}() takes a ModelSpec, got {type(spec).__name__}")
+
+
+def _write(f, header, chunks) -> None:
+    """The one writer: length, header, tensors and padding, to a binary file object."""
+    f.write(len(header).to_bytes(8, "little"))
+    f.write(header)
+    for c in chunks:
+        f.write(bytes(c) if isinstance(c, int) else memoryview(c).cast("B"))
+
+
 def save_spec(spec: ModelSpec, path) -> None:
     """Write ``spec`` to ``path`` atomically: a temporary file in the same directory, fsync, rename.
 
     On any error the temporary file is removed and an existing ``path`` is left untouched.
     """
-    if not isinstance(spec, ModelSpec):
-        raise TypeError(f"save_spec() takes a ModelSpec, got {type(spec).__name__}")
+    _check_spec(spec, "save_spec")
     path = os.fspath(path)
     header, chunks = _layout(spec)
     tmp = f"{path}.{uuid.uuid4().hex[:12]}.tmp"
     try:
         with open(tmp, "xb") as f:
-            f.write(len(header).to_bytes(8, "little"))
-            f.write(header)
-            for c in chunks:
-                f.write(bytes(c) if isinstance(c, int) else memoryview(c).cast("B"))
+            _write(f, header, chunks)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -125,6 +139,15 @@ def save_spec(spec: ModelSpec, path) -> None:
             pass
         raise
     _fsync_dir(os.path.dirname(os.path.abspath(path)))
+
+
+def dumps_spec(spec: ModelSpec) -> bytes:
+    """The bytes :func:`save_spec` would write for ``spec`` (same writer); read back with :func:`loads_spec`."""
+    _check_spec(spec, "dumps_spec")
+    header, chunks = _layout(spec)
+    buf = io.BytesIO()
+    _write(buf, header, chunks)
+    return buf.getvalue()
 
 
 def _fsync_dir(d):
@@ -176,29 +199,32 @@ def read_header(path, _f=None):
     (padding entries excluded).  Raises :class:`ModelFormatError` naming the file and the problem.
     """
     path = os.fspath(path)
+    if _f is not None:
+        return _parse_header(_f, os.fstat(_f.fileno()).st_size, path)
+    with open(path, "rb") as f:
+        return _parse_header(f, os.fstat(f.fileno()).st_size, path)
+
+
+def _parse_header(f, size: int, path: str):
+    """The one header reader (files and bytes): ``f`` positioned at 0, ``size`` its true size in bytes,
+    ``path`` the name used in messages.  See :func:`read_header`."""
 
     def bad(msg):
         return ModelFormatError(f"{path}: {msg}")
 
-    f = _f if _f is not None else open(path, "rb")
-    try:
-        size = os.fstat(f.fileno()).st_size
-        if size < 8:
-            raise bad(f"not a fastrnn model file: {size} bytes, too short to hold a header "
-                      "(empty or truncated file)")
-        n = int.from_bytes(f.read(8), "little")
-        if n > MAX_HEADER_BYTES:
-            raise bad(f"not a fastrnn model file: the header length field says {n} bytes "
-                      f"(more than the {MAX_HEADER_BYTES} allowed)")
-        if n > size - 8:
-            raise bad(f"the header length field says {n} bytes but only {size - 8} follow: "
-                      "the file is truncated or not a fastrnn model")
-        raw = f.read(n)
-        if len(raw) != n:
-            raise bad("the file is truncated (short read of the header)")
-    finally:
-        if _f is None:
-            f.close()
+    if size < 8:
+        raise bad(f"not a fastrnn model file: {size} bytes, too short to hold a header "
+                  "(empty or truncated file)")
+    n = int.from_bytes(f.read(8), "little")
+    if n > MAX_HEADER_BYTES:
+        raise bad(f"not a fastrnn model file: the header length field says {n} bytes "
+                  f"(more than the {MAX_HEADER_BYTES} allowed)")
+    if n > size - 8:
+        raise bad(f"the header length field says {n} bytes but only {size - 8} follow: "
+                  "the file is truncated or not a fastrnn model")
+    raw = f.read(n)
+    if len(raw) != n:
+        raise bad("the file is truncated (short read of the header)")
     try:
         header = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
@@ -318,21 +344,43 @@ def load_spec(path, mmap: bool = False) -> ModelSpec:
     """
     path = os.fspath(path)
     with open(path, "rb") as f:
-        spec_header, entries, data_start, size = read_header(path, _f=f)
-        problems = _check_spec_header(spec_header)
-        if problems:
-            raise ModelFormatError(f"{path}: bad model description: " + "; ".join(problems))
-        if mmap and size > data_start:
-            buf = np.memmap(f, dtype=np.uint8, mode="r", offset=data_start, shape=(size - data_start,))
-        else:
-            # One read into a 64-byte aligned buffer (size is bounded by the real file size).
-            store = np.empty(size - data_start + ALIGNMENT, dtype=np.uint8)
-            skip = (-store.ctypes.data) % ALIGNMENT
-            buf = store[skip:skip + size - data_start]
-            f.seek(data_start)
-            got = f.readinto(memoryview(buf))
-            if got != buf.size:
-                raise ModelFormatError(f"{path}: the file is truncated (short read of the data section)")
+        return _read_spec(f, os.fstat(f.fileno()).st_size, path, mmap)
+
+
+def loads_spec(data, name: str = "<bytes>") -> ModelSpec:
+    """Read the bytes of a ``.fastrnn`` file (:func:`dumps_spec`, or a file's content) into a validated
+    :class:`ModelSpec`: the reader and every check of :func:`load_spec`; errors name ``name``.
+
+    ``data``: ``bytes``, ``bytearray`` or a contiguous ``memoryview``; the tensors are copied into
+    64-byte aligned memory owned by the spec (``data`` is not kept).
+    """
+    if isinstance(data, str) or not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"loads_spec() takes bytes (the content of a .fastrnn file), got {type(data).__name__}")
+    mv = memoryview(data)
+    if not mv.contiguous:
+        raise TypeError("loads_spec() takes a contiguous buffer")
+    mv = mv.cast("B")
+    with io.BytesIO(mv) as f:
+        return _read_spec(f, mv.nbytes, str(name), False)
+
+
+def _read_spec(f, size: int, path: str, mmap: bool) -> ModelSpec:
+    """The one reader (files and bytes): ``f`` a binary file object at 0 holding ``size`` bytes."""
+    spec_header, entries, data_start, size = _parse_header(f, size, path)
+    problems = _check_spec_header(spec_header)
+    if problems:
+        raise ModelFormatError(f"{path}: bad model description: " + "; ".join(problems))
+    if mmap and size > data_start:
+        buf = np.memmap(f, dtype=np.uint8, mode="r", offset=data_start, shape=(size - data_start,))
+    else:
+        # One read into a 64-byte aligned buffer (size is bounded by the real file size).
+        store = np.empty(size - data_start + ALIGNMENT, dtype=np.uint8)
+        skip = (-store.ctypes.data) % ALIGNMENT
+        buf = store[skip:skip + size - data_start]
+        f.seek(data_start)
+        got = f.readinto(memoryview(buf))
+        if got != buf.size:
+            raise ModelFormatError(f"{path}: the file is truncated (short read of the data section)")
     tensors = {name: buf[b:e].view(dt).reshape(shape) for name, (dt, shape, b, e) in entries.items()}
     try:
         spec = ModelSpec.from_core(spec_header, tensors)

@@ -82,6 +82,7 @@ import io
 import json
 import os
 import pickle
+import pickletools
 import struct
 import zipfile
 import zlib
@@ -218,7 +219,30 @@ class _RestrictedUnpickler(pickle.Unpickler):
         return self._persistent(pid)
 
 
+def _check_memo_indices(data, path):
+    """Refuse memo indices larger than the pickle itself before unpickling: C pickle grows its memo
+    table to the largest index it sees (a 10-byte LONG_BINPUT can ask for 16 GiB)."""
+    limit = max(1024, len(data))
+    try:
+        for op, arg, _ in pickletools.genops(data):
+            if op.name in ("PUT", "BINPUT", "LONG_BINPUT", "GET", "BINGET", "LONG_BINGET") and \
+                    isinstance(arg, int) and not 0 <= arg <= limit:
+                raise ModelFormatError(f"{path}: corrupt pickle (memo index {arg} in a {len(data)}-byte pickle)")
+            if op.name == "STOP":
+                return
+    except ModelFormatError:
+        raise
+    except Exception as e:  # noqa: BLE001 - genops only parses; any failure means a malformed pickle
+        raise ModelFormatError(f"{path}: corrupt or truncated pickle ({type(e).__name__}: {e})") from None
+
+
 def _load_pickle(data_or_file, path, persistent=None):
+    if isinstance(data_or_file, (bytes, bytearray)):
+        _check_memo_indices(bytes(data_or_file), path)
+    else:  # a file positioned at a pickle (legacy format): check the rest of it, then rewind
+        start = data_or_file.tell()
+        _check_memo_indices(data_or_file.read(), path)
+        data_or_file.seek(start)
     f = io.BytesIO(data_or_file) if isinstance(data_or_file, (bytes, bytearray)) else data_or_file
     try:
         return _RestrictedUnpickler(f, path, persistent).load()
@@ -259,7 +283,7 @@ def _storage_pid(pid, storages, path):
 def _read_zip(path):
     try:
         zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, RuntimeError) as e:
         raise ModelFormatError(f"{path}: not a readable zip archive (truncated or corrupt torch file: {e})") from None
     with zf:
         names = zf.namelist()
@@ -275,6 +299,10 @@ def _read_zip(path):
             raise ModelFormatError(f"{path}: a TorchScript archive (torch.jit.save); fastrnn reads state dicts: "
                                    "torch.save(model.state_dict(), path)")
         try:
+            for info in zf.infolist():  # torch stores members uncompressed; refuse decompression bombs
+                if info.compress_type != zipfile.ZIP_STORED and info.file_size > 64 * max(1, info.compress_size):
+                    raise ModelFormatError(f"{path}: member {info.filename} would expand {info.compress_size} bytes "
+                                           f"to {info.file_size}: refusing (not a torch.save file)")
             byteorder = zf.read(prefix + "byteorder").decode().strip() if prefix + "byteorder" in names else "little"
             if byteorder not in ("little", "big"):
                 raise ModelFormatError(f"{path}: unknown byteorder {byteorder!r}")
@@ -295,7 +323,8 @@ def _read_zip(path):
                     raise ModelFormatError(f"{path}: storage {key} is truncated")
         except ModelFormatError:
             raise
-        except (zipfile.BadZipFile, OSError, EOFError, KeyError, ValueError, zlib.error) as e:
+        except (zipfile.BadZipFile, OSError, EOFError, KeyError, ValueError, zlib.error, NotImplementedError,
+                RuntimeError) as e:
             raise ModelFormatError(f"{path}: truncated or corrupt torch zip file ({type(e).__name__}: {e})") from None
     return obj, byteorder
 

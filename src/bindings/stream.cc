@@ -62,7 +62,7 @@ struct PyStream {
     return lk;
   }
 
-  py::array step(py::array x, py::object out_obj) {
+  py::array step(py::object x, py::object out_obj) {
     auto lk = lock();
     const dim_t B = state->B;
     FloatArray xf;
@@ -112,7 +112,7 @@ void register_stream(py::module_& m) {
            "Advance one step: x (batch, features) floats or (batch,) ids -> (batch, outputs) float32.")
       .def(
           "run",
-          [](PyStream& s, py::array x) {
+          [](PyStream& s, py::object x) {
             auto lk = s.lock();
             const dim_t B = s.state->B;
             std::vector<fastrnn::Activations> outs;

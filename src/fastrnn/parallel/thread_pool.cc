@@ -1,5 +1,7 @@
 #include "fastrnn/parallel/thread_pool.h"
 
+#include <pthread.h>
+
 #include <cstdlib>
 #include <string>
 
@@ -18,12 +20,38 @@ int default_threads() {
 }
 }  // namespace
 
+// The process-wide pool.  Leaked on purpose (no join at interpreter exit).  After fork() the
+// child has none of the parent's worker threads (and a mutex may have been held at the fork), so
+// the child forgets the pool and builds a fresh one, with the same thread count, on first use.
+namespace {
+std::atomic<ThreadPool*> g_pool{nullptr};
+std::atomic<int> g_threads{0};
+std::mutex* g_mu = new std::mutex();
+
+void forget_pool_in_child() {
+  g_pool.store(nullptr);
+  g_mu = new std::mutex();  // the old one may be locked forever; leak it
+}
+}  // namespace
+
 ThreadPool& ThreadPool::global() {
-  static ThreadPool* pool = new ThreadPool();  // leaked on purpose: no join at interpreter exit
-  return *pool;
+  ThreadPool* p = g_pool.load(std::memory_order_acquire);
+  if (p) return *p;
+  std::lock_guard<std::mutex> lk(*g_mu);
+  p = g_pool.load();
+  if (!p) {
+    static const bool registered = [] { return pthread_atfork(nullptr, nullptr, forget_pool_in_child) == 0; }();
+    (void)registered;
+    p = new ThreadPool();
+    g_pool.store(p, std::memory_order_release);
+  }
+  return *p;
 }
 
-ThreadPool::ThreadPool() { set_num_threads(default_threads()); }
+ThreadPool::ThreadPool() {
+  const int n = g_threads.load();
+  set_num_threads(n > 0 ? n : default_threads());
+}
 ThreadPool::~ThreadPool() { stop_workers(); }
 
 void ThreadPool::stop_workers() {
@@ -42,6 +70,7 @@ void ThreadPool::set_num_threads(int n) {
   std::lock_guard<std::mutex> call(call_mu_);
   stop_workers();
   num_threads_ = n;
+  g_threads.store(n);
   for (int i = 0; i + 1 < n; ++i) workers_.emplace_back([this] { worker_loop(); });
 }
 
