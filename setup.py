@@ -25,6 +25,10 @@ CORE_SOURCES = sorted(
     set(glob.glob("src/fastrnn/**/*.cc", recursive=True)) - set(glob.glob("src/fastrnn/cpu/kernels_*.cc"))
 ) + sorted(glob.glob("src/bindings/*.cc"))
 BLAS_LIB = scipy_openblas32.get_library(fullname=True)
+# FASTRNN_SANITIZE=1: build the core with AddressSanitizer + UndefinedBehaviorSanitizer (see
+# .ci/sanitize.sh; run Python with LD_PRELOAD of libasan/libubsan).  Never for release builds.
+SANITIZE = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=undefined", "-g"] \
+    if os.environ.get("FASTRNN_SANITIZE") == "1" else []
 
 
 class BuildExt(build_ext):
@@ -37,7 +41,7 @@ class BuildExt(build_ext):
         for isa, flags in KERNEL_FLAGS.items():
             objects += self.compiler.compile(
                 [KERNEL_SOURCES[isa]], output_dir=self.build_temp, include_dirs=ext.include_dirs,
-                extra_postargs=["-std=c++17", "-O3", "-fPIC", "-fvisibility=hidden"] + flags)
+                extra_postargs=["-std=c++17", "-O3", "-fPIC", "-fvisibility=hidden"] + flags + SANITIZE)
         ext.extra_objects = objects
         super().build_extension(ext)
         self._copy_blas(os.path.dirname(self.get_ext_fullpath(ext.name)))
@@ -60,7 +64,8 @@ ext = Pybind11Extension(
     library_dirs=[scipy_openblas32.get_lib_dir()],
     libraries=[scipy_openblas32.get_library()],
     runtime_library_dirs=["$ORIGIN"],
-    extra_compile_args=["-O3"],
+    extra_compile_args=["-O3"] + SANITIZE,
+    extra_link_args=SANITIZE,
 )
 
 ext_modules = [ext]

@@ -51,8 +51,9 @@ cdef class FastStep:
         if type(x) is not np.ndarray:
             return self.fallback(x, out)
         a = <cnp.ndarray>x
-        if (cnp.PyArray_NDIM(a) < 1 or not cnp.PyArray_IS_C_CONTIGUOUS(a)
-                or cnp.PyArray_DIM(a, 0) != self.api.batch):
+        # native byte order and aligned: the typenum alone does not say (a '>f4' array is NPY_FLOAT32 too)
+        if (cnp.PyArray_NDIM(a) < 1 or not cnp.PyArray_IS_C_CONTIGUOUS(a) or not cnp.PyArray_ISNOTSWAPPED(a)
+                or not cnp.PyArray_ISALIGNED(a) or cnp.PyArray_DIM(a, 0) != self.api.batch):
             return self.fallback(x, out)
         if self.api.takes_ids:
             if cnp.PyArray_TYPE(a) != cnp.NPY_INT64 or cnp.PyArray_NDIM(a) != 1:
@@ -70,7 +71,7 @@ cdef class FastStep:
                 return self.fallback(x, out)
             o = <cnp.ndarray>out
             if (cnp.PyArray_TYPE(o) != cnp.NPY_FLOAT32 or not cnp.PyArray_IS_C_CONTIGUOUS(o)
-                    or not cnp.PyArray_ISWRITEABLE(o) or cnp.PyArray_NDIM(o) != 2
+                    or not cnp.PyArray_ISBEHAVED(o) or cnp.PyArray_NDIM(o) != 2
                     or cnp.PyArray_DIM(o, 0) != self.api.batch or cnp.PyArray_DIM(o, 1) != self.api.out_features):
                 return self.fallback(x, out)
         op = <float*>cnp.PyArray_DATA(o)

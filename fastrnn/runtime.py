@@ -252,15 +252,20 @@ class Model:
         vocab = spec.layers[0].embeddings.shape[0]
         if p.min() < 0 or p.max() >= vocab:
             raise ShapeError(f"generate: prompt id outside [0, {vocab})")
-        if not isinstance(steps, (int, np.integer)) or steps < 0:
+        if not isinstance(steps, (int, np.integer)) or isinstance(steps, bool) or steps < 0:
             raise ShapeError(f"generate: steps must be a non-negative int, got {steps!r}")
+        if int(steps) * p.shape[0] > 1 << 31:
+            raise ShapeError(f"generate: {steps} steps x {p.shape[0]} prompts is more ids than fastrnn will hold "
+                             "(2**31); generate in pieces with a stream")
         try:
             temperature = float(temperature)
         except (TypeError, ValueError):
             raise ShapeError(f"generate: temperature must be a number, got {temperature!r}") from None
+        if seed is not None and (not isinstance(seed, (int, np.integer)) or isinstance(seed, bool)):
+            raise ShapeError(f"generate: seed must be an int or None, got {seed!r}")
         if not greedy and not (temperature > 0 and np.isfinite(temperature)):
             raise ShapeError(f"generate: temperature must be > 0, got {temperature!r}")
-        if top_k is not None and (not isinstance(top_k, (int, np.integer)) or top_k < 1):
+        if top_k is not None and (not isinstance(top_k, (int, np.integer)) or isinstance(top_k, bool) or top_k < 1):
             raise ShapeError(f"generate: top_k must be a positive int or None, got {top_k!r}")
         last = spec.layers[-1]
         act = getattr(last, "activation", "linear")
@@ -272,7 +277,7 @@ class Model:
             seed = int(np.random.SeedSequence().entropy % (1 << 64))
         stream = self._core.stream(p.shape[0])
         out = stream.generate(np.ascontiguousarray(p, dtype=np.int64), int(steps), kind, bool(greedy),
-                              float(temperature), int(top_k or 0), int(seed) % (1 << 64))
+                              float(temperature), min(int(top_k or 0), 1 << 31), int(seed) % (1 << 64))
         return out[0] if single else out
 
 
@@ -330,11 +335,18 @@ class Stream:
         self._s.set_state([(h, c) for h, c in checked])
 
 
+def _ndim(obj):
+    try:
+        return np.ndim(obj)
+    except (ValueError, TypeError):  # ragged: not an array at all
+        return -1
+
+
 def _is_state_item(obj, layer):
     """True when ``obj`` looks like one layer's state rather than a list of per-layer states."""
     if layer.kind == "lstm":
-        return len(obj) == 2 and all(np.ndim(p) in (2, 3) for p in obj)
-    return np.ndim(obj) in (2, 3)
+        return len(obj) == 2 and all(_ndim(p) in (2, 3) for p in obj)
+    return _ndim(obj) in (2, 3)
 
 
 def _model_from_bytes(data) -> Model:

@@ -192,3 +192,15 @@ def test_keras_stateful_model_streams_like_keras():
     for _ in range(3):  # consecutive calls continue the state, in Keras and in the stream
         x = rng.standard_normal((2, 5, 3)).astype(np.float32)
         assert_close(s.run(x), np.asarray(km(x)), what="stateful chunk")
+
+
+def test_step_honours_byte_order_of_input_and_out():
+    """A big-endian float32 array has the same numpy type number as a native one: the fast path
+    must not read or write it as native (found by fuzzing: silent wrong numbers)."""
+    model = fastrnn.Model(rnn_spec("gru", 3, 4, scale=0.3))
+    x = np.random.default_rng(0).standard_normal((2, 3)).astype(np.float32)
+    expected = model.stream(2).step(x)
+    got = model.stream(2).step(x.astype(">f4"))
+    assert_close(got, expected)
+    with pytest.raises(ShapeError, match="out must be"):
+        model.stream(2).step(x, out=np.zeros((2, 4), ">f4"))
