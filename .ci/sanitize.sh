@@ -4,6 +4,7 @@
 # Needs the test environment of .ci/run (numpy, pytest, torch) active.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+python -m pip install --quiet "setuptools>=77" wheel "pybind11>=2.12" "scipy-openblas32>=0.3.27" "Cython>=3.0"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 cp -r setup.py pyproject.toml README.md src fastrnn "$work/"
