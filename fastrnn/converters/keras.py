@@ -86,6 +86,16 @@ _RNN_CELLS = {"SimpleRNNCell": "simple_rnn", "LSTMCell": "lstm", "GRUCell": "gru
 _GRU_PERM = (1, 0, 2)  # Keras z, r, h -> canonical r, z, n
 
 
+
+def _unique_name(base, used):
+    """``base``, or ``base_1``, ``base_2``... : the first not in ``used`` (which it joins)."""
+    n, k = base, 1
+    while n in used:
+        n = f"{base}_{k}"
+        k += 1
+    used.add(n)
+    return n
+
 def _import_keras():
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     import keras  # noqa: F401  (lazy: fastrnn must import without keras)
@@ -537,12 +547,7 @@ def _convert_chain(ctx, calls, first_shape):
     rank = len(first_shape) if first_shape is not None else None
 
     def uname(base):
-        n, k = base, 1
-        while n in used:
-            n = f"{base}_{k}"
-            k += 1
-        used.add(n)
-        return n
+        return _unique_name(base, used)
 
     def mask_problem(layer, call, receives):
         if receives == mask_active:
@@ -1272,12 +1277,7 @@ def _cfg_convert_chain(ctx, chain, weights, keys, in_shape):
     first_real = True
 
     def uname(base):
-        n, k = base, 1
-        while n in used:
-            n = f"{base}_{k}"
-            k += 1
-        used.add(n)
-        return n
+        return _unique_name(base, used)
 
     def arrays_of(layer):
         got = weights(layer.name, keys.get(id(layer)), layer)
