@@ -92,6 +92,29 @@ def engines(case: Case, threads: int):
             return module(torch.from_numpy(x))[0].numpy()
 
     out["torch"] = run_torch
+    try:  # ONNX Runtime on the same module, exported with torch.onnx (skipped with a note if unavailable)
+        import io
+
+        import onnxruntime as ort
+
+        class Seq(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.rnn = module
+
+            def forward(self, x):
+                return self.rnn(x)[0]
+
+        buf = io.BytesIO()
+        torch.onnx.export(Seq(), (torch.zeros(2, 3, case.features),), buf, input_names=["x"], output_names=["y"],
+                          dynamic_axes={"x": {0: "b", 1: "t"}, "y": {0: "b", 1: "t"}}, dynamo=False)
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+        sess = ort.InferenceSession(buf.getvalue(), so, providers=["CPUExecutionProvider"])
+        out["onnxruntime"] = lambda x: sess.run(None, {"x": x})[0]
+    except Exception as e:  # noqa: BLE001 - an engine that cannot run is reported, never fatal
+        print(f"  ({case.name}: onnxruntime engine unavailable: {type(e).__name__}: {str(e)[:100]})")
     return out, run_torch
 
 
@@ -110,10 +133,12 @@ def run(case_names=None, threads=None, min_time=0.5, max_rounds=50, out=print) -
         case = CASES[name]
         eng, ref = engines(case, threads)
         x = make_input(case)
-        if ref is not None:  # correctness first, untimed
-            diff = float(np.abs(eng["fastrnn"](x) - ref(x)).max())
-            if diff > 1e-4:
-                raise AssertionError(f"{name}: fastrnn differs from torch by {diff}")
+        if ref is not None:  # correctness first, untimed: every engine against torch
+            expected = ref(x)
+            for k, f in list(eng.items()):
+                diff = float(np.abs(f(x) - expected).max())
+                if diff > 1e-4:
+                    raise AssertionError(f"{name}: {k} differs from torch by {diff}")
         times = {k: [] for k in eng}
         for f in eng.values():
             f(x)  # warm up
