@@ -27,7 +27,10 @@ void Mat::set(const float* src, dim_t n, dim_t k) {
 
 void Mat::apply(dim_t rows, const float* x, dim_t ldx, float* y, dim_t ldy, bool accumulate) const {
   if (rows <= 0) return;
-  if (rows <= packed_max_rows()) {
+  // Packed kernel up to packed_max_rows rows, and at any row count when the packed weights fit
+  // in L2 (it re-reads them once per 64-row block); BLAS for many rows of a big matrix.
+  constexpr dim_t kL2Floats = 64 * 1024;  // 256 KiB
+  if (rows <= packed_max_rows() || N * K <= kL2Floats) {
     if (!accumulate)
       for (dim_t r = 0; r < rows; ++r) std::memset(y + r * ldy, 0, N * sizeof(float));
     cpu::kernels().gemm_packed(rows, N, K, x, ldx, packed.data(), y, ldy);
