@@ -46,6 +46,7 @@ import os
 
 import numpy as np
 
+from . import unique_name
 from ..errors import ConversionError, ModelFormatError, UnsupportedLayerError
 from ..spec import (GATES, ActivationSpec, DenseSpec, DirectionWeights, EmbeddingSpec, LastStepSpec, MaskingSpec,
                     ModelSpec, RecurrentSpec)
@@ -85,16 +86,6 @@ _RNN_LAYERS = {"SimpleRNN": "simple_rnn", "LSTM": "lstm", "GRU": "gru"}
 _RNN_CELLS = {"SimpleRNNCell": "simple_rnn", "LSTMCell": "lstm", "GRUCell": "gru"}
 _GRU_PERM = (1, 0, 2)  # Keras z, r, h -> canonical r, z, n
 
-
-
-def _unique_name(base, used):
-    """``base``, or ``base_1``, ``base_2``... : the first not in ``used`` (which it joins)."""
-    n, k = base, 1
-    while n in used:
-        n = f"{base}_{k}"
-        k += 1
-    used.add(n)
-    return n
 
 def _import_keras():
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -547,7 +538,7 @@ def _convert_chain(ctx, calls, first_shape):
     rank = len(first_shape) if first_shape is not None else None
 
     def uname(base):
-        return _unique_name(base, used)
+        return unique_name(base, used)
 
     def mask_problem(layer, call, receives):
         if receives == mask_active:
@@ -1277,7 +1268,7 @@ def _cfg_convert_chain(ctx, chain, weights, keys, in_shape):
     first_real = True
 
     def uname(base):
-        return _unique_name(base, used)
+        return unique_name(base, used)
 
     def arrays_of(layer):
         got = weights(layer.name, keys.get(id(layer)), layer)

@@ -55,6 +55,7 @@ from typing import Optional
 
 import numpy as np
 
+from . import unique_name
 from ..errors import ConversionError, UnsupportedLayerError
 from ..spec import (AXIS_ACTIVATIONS, GATES, ActivationSpec, DenseSpec, DirectionWeights, EmbeddingSpec,
                     LastStepSpec, ModelSpec, RecurrentSpec)
@@ -314,12 +315,7 @@ def build_spec(pieces: list, source: str = "torch", metadata: Optional[dict] = N
     pending = None  # (dirs, hout, where) of a final-state selection that needs the next linear
 
     def unique(n):
-        base, i = n, 1
-        while n in names:
-            n = f"{base}_{i}"
-            i += 1
-        names.add(n)
-        return n
+        return unique_name(n, names)
 
     rnn_meta = []
     prev_tag = None
