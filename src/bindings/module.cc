@@ -1,3 +1,5 @@
+#include <algorithm>
+#include <chrono>
 // fastrnn._core: the thin binding layer.  C++ errors map onto fastrnn.errors classes; the
 // GIL is released around every numeric call; inputs are coerced once by runtime.py.
 #include <pybind11/numpy.h>
@@ -48,6 +50,22 @@ PYBIND11_MODULE(_core, m) {
   m.def("blas", &fastrnn::blas::name);
   m.def("buffer_allocations", [] { return fastrnn::buffer_allocations().load(); },
         "Heap allocations made by the core's buffers so far (for allocation tests)");
+  m.def("fma_peak_gflops", [](double seconds) {
+    // One core's fp32 FMA rate with the kernels in use: best of short timed rounds of the probe.
+    py::gil_scoped_release nogil;
+    const auto& k = fastrnn::cpu::kernels();
+    double best = 0, spent = 0;
+    long iters = 1 << 16;
+    while (spent < seconds) {
+      const auto t0 = std::chrono::steady_clock::now();
+      const double flops = k.fma_probe(iters);
+      const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      spent += dt;
+      if (dt < 2e-3) { iters *= 2; continue; }
+      best = std::max(best, flops / dt * 1e-9);
+    }
+    return best;
+  }, py::arg("seconds") = 0.2, "Measured fp32 FMA GFLOP/s of one core with the kernels in use (benchmarks)");
   m.def("num_threads", [] { return fastrnn::ThreadPool::global().num_threads(); });
   m.def("set_num_threads", [](int n) {
     py::gil_scoped_release nogil;

@@ -52,10 +52,15 @@ const KernelTable* choose_default() {
 std::atomic<const KernelTable*> current{nullptr};
 }  // namespace
 
+// Decided by the build alone: nothing compiled for an ISA may run before cpu_has() says yes.
 std::vector<std::string> compiled_isas() {
-  std::vector<std::string> out;
-  for (const char* i : {"generic", "avx2", "avx512"})
-    if (compiled(i)) out.emplace_back(i);
+  std::vector<std::string> out{"generic"};
+#if defined(FASTRNN_HAVE_AVX2)
+  out.emplace_back("avx2");
+#endif
+#if defined(FASTRNN_HAVE_AVX512)
+  out.emplace_back("avx512");
+#endif
   return out;
 }
 

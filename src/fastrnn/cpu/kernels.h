@@ -53,6 +53,8 @@ struct KernelTable {
   void (*gru_before_out)(Act act, float* g, const float* h_prev, float* h_new, long H);
   // g[b*ldg + j] += sum_k h[b*ldh + k] * W[j, k] for b < nb, j < N; W packed by pack_panels.
   void (*gemm_packed)(long nb, long N, long K, const float* h, long ldh, const float* packed, float* g, long ldg);
+  // Benchmark probe: `iters` rounds of independent vector FMAs; returns the flops done.
+  double (*fma_probe)(long iters);
 };
 
 const KernelTable& kernels();                          // the table in use

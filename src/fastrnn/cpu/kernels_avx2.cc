@@ -4,7 +4,9 @@
 
 namespace fastrnn::cpu::avx2 {
 const KernelTable& table() {
-  static const KernelTable t = make_table("avx2");
+  // Constant-initialized (no code runs to build it): this file is compiled with the ISA's flags, and
+  // a dynamically built table was copied with AVX-512 stores on CPUs without AVX-512.
+  static constexpr KernelTable t = make_table("avx2");
   return t;
 }
 }  // namespace fastrnn::cpu::avx2

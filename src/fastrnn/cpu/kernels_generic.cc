@@ -4,7 +4,9 @@
 
 namespace fastrnn::cpu::generic {
 const KernelTable& table() {
-  static const KernelTable t = make_table("generic");
+  // Constant-initialized (no code runs to build it): this file is compiled with the ISA's flags, and
+  // a dynamically built table was copied with AVX-512 stores on CPUs without AVX-512.
+  static constexpr KernelTable t = make_table("generic");
   return t;
 }
 }  // namespace fastrnn::cpu::generic
