@@ -40,4 +40,9 @@ void Mat::apply(dim_t rows, const float* x, dim_t ldx, float* y, dim_t ldy, bool
   }
 }
 
+void Mat::apply_bias(dim_t rows, const float* x, dim_t ldx, float* y, dim_t ldy, const float* bias) const {
+  for (dim_t r = 0; r < rows; ++r) std::memcpy(y + r * ldy, bias, N * sizeof(float));
+  apply(rows, x, ldx, y, ldy, true);
+}
+
 }  // namespace fastrnn

@@ -11,6 +11,8 @@ struct Mat {
   void set(const float* src, dim_t n, dim_t k);
   // y[r, :N] (+)= x[r, :K] W^T for r < rows
   void apply(dim_t rows, const float* x, dim_t ldx, float* y, dim_t ldy, bool accumulate) const;
+  // y[r, :N] = bias + x[r, :K] W^T (one pass over y: bias copied in, products accumulated)
+  void apply_bias(dim_t rows, const float* x, dim_t ldx, float* y, dim_t ldy, const float* bias) const;
 };
 
 // Rows up to which the packed kernel is used (FASTRNN_PACKED_MAX_ROWS, default below).

@@ -230,10 +230,7 @@ void Recurrent::run_chunk(Slice& w, const float* xw, dim_t B, dim_t T, dim_t s0,
 
 void Recurrent::input_projection(int d, dim_t rows, const float* x, float* xw) const {
   const dim_t GH = cfg_.gates() * cfg_.units;
-  dir_[d].ih.apply(rows, x, cfg_.input_size, xw, GH, false);
-  const float* b = dir_[d].bias.data();
-  for (dim_t r = 0; r < rows; ++r, xw += GH)
-    for (dim_t j = 0; j < GH; ++j) xw[j] += b[j];
+  dir_[d].ih.apply_bias(rows, x, cfg_.input_size, xw, GH, dir_[d].bias.data());
 }
 
 void Recurrent::cell_step(int d, int nb, float* g, dim_t ldg, const float* h_prev, float* h_new, const float* c_prev,
