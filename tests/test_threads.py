@@ -68,6 +68,90 @@ def test_worker_exception_reaches_caller(restore_threads):
         core.predict(np.array([[0, 7]]), None, [], False)
 
 
+# Batch 1 with threads to spare: the hidden units of each step are split across a team of
+# threads (blocks of 32 units, all gates of a block on one thread, a barrier per step).  Used
+# when G*H*P >= 32768 multiply-adds per step; H not a multiple of 32 exercises the partial block.
+SPLIT_CASES = [("lstm", 100), ("lstm", 129), ("gru", 129), ("gru", 256), ("simple_rnn", 200)]
+
+
+@pytest.mark.parametrize("kind,H", SPLIT_CASES, ids=[f"{k}{h}" for k, h in SPLIT_CASES])
+@pytest.mark.parametrize("threads", [2, 3, 8])
+def test_batch1_hidden_split_matches_reference(kind, H, threads, restore_threads):
+    spec = rnn_spec(kind, 9, H, seed=H, scale=1 / np.sqrt(H))  # trained-model scale: no chaos
+    rng = np.random.default_rng(H)
+    x = rng.standard_normal((1, 23, 9)).astype(np.float32)
+    model = fastrnn.Model(spec)
+    fastrnn.set_num_threads(1)
+    one = model.predict(x)
+    fastrnn.set_num_threads(threads)
+    many = model.predict(x)
+    assert_close(many, reference.run_spec(spec, x))
+    np.testing.assert_array_equal(many, one)  # the same sums in the same order on every rank
+
+
+@pytest.mark.parametrize("mask_mode", ["zero", "hold"])
+@pytest.mark.parametrize("direction", ["forward", "reverse"])
+def test_batch1_hidden_split_with_lengths_state_and_direction(mask_mode, direction, restore_threads):
+    """Masked steps, initial and final states, go_backwards and last-output-only on the split path;
+    a long sequence crosses time chunks."""
+    spec = rnn_spec("lstm", 5, 160, direction=direction, mask_mode=mask_mode, seed=3, scale=0.3)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((1, 40, 5)).astype(np.float32)
+    h0 = rng.standard_normal((1, 1, 160)).astype(np.float32)
+    c0 = rng.standard_normal((1, 1, 160)).astype(np.float32)
+    model = fastrnn.Model(spec)
+    fastrnn.set_num_threads(2)
+    y, st = model.predict(x, lengths=[29], initial_state=[(h0, c0)], return_state=True)
+    ref_y, ref_st = reference.run_spec(spec, x, lengths=[29], initial_state=[(h0, c0)], return_state=True)
+    assert_close(y, ref_y)
+    assert_close(st[0][0], ref_st[0][0])
+    assert_close(st[0][1], ref_st[0][1])
+    fastrnn.set_num_threads(1)
+    y1, st1 = model.predict(x, lengths=[29], initial_state=[(h0, c0)], return_state=True)
+    np.testing.assert_array_equal(y, y1)
+    np.testing.assert_array_equal(st[0][1], st1[0][1])
+
+
+def test_batch1_hidden_split_long_sequence_matches_torch(restore_threads):
+    from conftest import require
+
+    torch = require("torch")
+    torch.manual_seed(1)
+    m = torch.nn.GRU(16, 256, batch_first=True).eval()
+    x = np.random.default_rng(1).standard_normal((1, 1000, 16)).astype(np.float32)
+    with torch.no_grad():
+        expected = m(torch.from_numpy(x))[0].numpy()
+    fastrnn.set_num_threads(2)
+    assert_close(fastrnn.from_torch(m).predict(x), expected)
+
+
+def test_batch1_split_from_concurrent_callers(restore_threads):
+    """Callers racing for the pool: one gets the team, the others run on their own thread."""
+    fastrnn.set_num_threads(2)
+    spec = rnn_spec("gru", 4, 96, seed=5, scale=0.3)
+    model = fastrnn.Model(spec)
+    rng = np.random.default_rng(5)
+    inputs = [rng.standard_normal((1, 50, 4)).astype(np.float32) for _ in range(6)]
+    expected = [reference.run_spec(spec, x) for x in inputs]
+    errors, results = [], {}
+
+    def work(i):
+        try:
+            for _ in range(20):
+                results[i] = model.predict(inputs[i])
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    ts = [threading.Thread(target=work, args=(i,)) for i in range(len(inputs))]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert not errors
+    for i, x in enumerate(inputs):
+        assert_close(results[i], expected[i])
+
+
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
 def test_long_sequences_run_in_time_chunks(bidirectional, restore_threads):
     """B * G*H * T above the chunk size (4 Mi floats): the input projection and the recurrence
@@ -94,14 +178,17 @@ def test_long_sequences_run_in_time_chunks(bidirectional, restore_threads):
     assert_close(st[0][1], c.numpy())
 
 
-def test_ctrl_c_stops_a_long_predict_quickly():
-    """SIGINT during a long predict raises KeyboardInterrupt within about a second."""
+@pytest.mark.parametrize("B", [64, 1], ids=["batch", "batch1-split"])
+def test_ctrl_c_stops_a_long_predict_quickly(B, restore_threads):
+    """SIGINT during a long predict raises KeyboardInterrupt within about a second (batch 1 with
+    2 threads: the hidden-unit split team is released from its barrier)."""
     import os
     import signal
     import time
 
+    fastrnn.set_num_threads(2)
     model = fastrnn.Model(rnn_spec("gru", 32, 256))
-    x = np.zeros((64, 4000, 32), np.float32)  # several seconds of work on this machine
+    x = np.zeros((B, 4000 if B > 1 else 400000, 32), np.float32)  # several seconds of work here
     timer = threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT))
     t0 = time.perf_counter()
     timer.start()
@@ -110,7 +197,7 @@ def test_ctrl_c_stops_a_long_predict_quickly():
     elapsed = time.perf_counter() - t0
     timer.join()
     assert elapsed < 0.3 + 1.5, f"predict took {elapsed:.2f} s to stop"
-    assert model.predict(x[:2, :10]).shape == (2, 10, 256)  # still usable afterwards
+    assert model.predict(x[:1, :10]).shape == (1, 10, 256)  # still usable afterwards
 
 
 @pytest.mark.parametrize("method", ["fork", "spawn"])

@@ -24,7 +24,9 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 
+#include "fastrnn/cpu/kernels.h"
 #include "fastrnn/parallel/thread_pool.h"
 
 namespace fastrnn {
@@ -38,6 +40,10 @@ void copy_to(Buffer& dst, const float* src, std::size_t n) {
 // size), and the most rows one input-projection task takes (so that a cancel lands quickly).
 constexpr dim_t kChunkFloats = dim_t(1) << 22;  // 16 MiB
 constexpr dim_t kMaxBlockRows = 4096;
+// Batch-1 hidden-unit split: units in blocks of one packed panel; used when one step's recurrent
+// multiply-adds reach kSplitMinMacs (below that the per-step barrier costs more than it saves).
+constexpr dim_t kSplitUnits = cpu::kPanel;
+constexpr double kSplitMinMacs = 32768;
 }  // namespace
 
 Recurrent::Recurrent(RecurrentConfig cfg, const DirectionTensors* dirs) : cfg_(std::move(cfg)) {
@@ -63,7 +69,32 @@ Recurrent::Recurrent(RecurrentConfig cfg, const DirectionTensors* dirs) : cfg_(s
     }
     if (cfg_.proj_size) w.hr.set(t.w_hr, P, H);
   }
+  split_ok_ = ((cfg_.cell == LayerKind::Lstm && !cfg_.proj_size) || (gru && cfg_.reset_after) ||
+               cfg_.cell == LayerKind::SimpleRnn) &&
+              static_cast<double>(G * H) * P >= kSplitMinMacs;
+  if (split_ok_) {
+    // Row (q*G + g)*kSplitUnits + c of the regrouped matrix = W_hh row g*H + q*kSplitUnits + c.
+    const dim_t nblk = (H + kSplitUnits - 1) / kSplitUnits, rows = nblk * G * kSplitUnits;
+    Buffer re(static_cast<std::size_t>(rows * P), true);
+    for (int d = 0; d < cfg_.num_directions(); ++d) {
+      for (dim_t q = 0; q < nblk; ++q)
+        for (dim_t g = 0; g < G; ++g)
+          for (dim_t c = 0; c < kSplitUnits && q * kSplitUnits + c < H; ++c)
+            std::memcpy(re.data() + ((q * G + g) * kSplitUnits + c) * P, dirs[d].w_hh + (g * H + q * kSplitUnits + c) * P,
+                        P * sizeof(float));
+      dir_[d].split_packed.resize(static_cast<std::size_t>(cpu::packed_size(rows, P)));
+      cpu::pack_panels(re.data(), rows, P, dir_[d].split_packed.data());
+    }
+  }
 }
+
+// The team of threads sharing one batch-1 sequence, each owning a range of unit blocks.
+struct Recurrent::Team {
+  explicit Team(int n) : size(n), barrier(n) {}
+  int size;
+  SpinBarrier barrier;
+  std::vector<Buffer> scratch;  // per rank: gates (and GRU recurrent part) of its unit blocks
+};
 
 // Per (direction, batch slice) state carried from one time chunk to the next.
 struct Recurrent::Slice {
@@ -136,6 +167,19 @@ void Recurrent::forward(const float* x, dim_t B, dim_t T, const std::uint8_t* ma
   const dim_t max_rows = Tc * B;
   const int blocks = std::max<int>(row_blocks(max_rows, threads, 16, static_cast<double>(GH) * I),
                                    static_cast<int>((max_rows + kMaxBlockRows - 1) / kMaxBlockRows));
+  // Batch 1 (one slice, one direction) with threads to spare: the hidden units are split
+  // across a team that meets at a barrier every step.
+  std::unique_ptr<Team> team;
+  if (split_ok_ && ndir == 1 && B == 1 && threads > 1) {
+    const dim_t nblk = (H + kSplitUnits - 1) / kSplitUnits;
+    const int n = static_cast<int>(std::min<dim_t>(threads, nblk));
+    if (n > 1) {
+      team = std::make_unique<Team>(n);
+      team->scratch.resize(n);
+      for (int r = 0; r < n; ++r)
+        team->scratch[r].resize(static_cast<std::size_t>(2 * (nblk * (r + 1) / n - nblk * r / n) * G * kSplitUnits));
+    }
+  }
   for (dim_t s0 = 0; s0 < T; s0 += Tc) {
     const dim_t len = std::min(Tc, T - s0), rows = len * B;
     const dim_t row_block = (rows + blocks - 1) / blocks;
@@ -152,6 +196,19 @@ void Recurrent::forward(const float* x, dim_t B, dim_t T, const std::uint8_t* ma
       }
       input_projection(d, r1 - r0, xin.data(), xw[d].data() + r0 * GH);
     });
+    if (team) {
+      Team& tm = *team;
+      auto body = [&](int rank) {
+        try {
+          run_chunk_split(ws[0], tm, rank, xw[0].data(), T, s0, len, mask, dst, y_stride, T_out, cancel);
+        } catch (...) {
+          tm.barrier.abort();  // release the others, then report (the pool rethrows on the caller)
+          throw;
+        }
+      };
+      if (pool.run_team(tm.size, body)) continue;
+      team.reset();  // pool busy (another caller) or shrunk: the rest runs on this thread
+    }
     pool.run(ndir * slices, [&](int task) {
       run_chunk(ws[task], xw[ws[task].d].data(), B, T, s0, len, mask, dst, y_stride, T_out, cancel);
     });
@@ -225,6 +282,87 @@ void Recurrent::run_chunk(Slice& w, const float* xw, dim_t B, dim_t T, dim_t s0,
     }
     std::swap(w.h_prev, w.h_new);
     std::swap(w.c_prev, w.c_new);
+  }
+}
+
+// One chunk of a batch-1 sequence, rank `rank` of the team.  The rank owns unit blocks
+// [q0, q1) (kSplitUnits units each, all gates): per step it gathers its gates' input projection,
+// multiplies its rows of the regrouped W_hh by the whole h_prev, runs the gate kernel on its
+// units, writes its part of h_new / c_new / the output, and meets the team at the barrier (after
+// which h_new is complete and becomes h_prev).  Masked steps (decided from the shared mask, so
+// every rank agrees) leave the state as it is.  Same arithmetic per unit as cell_step.
+void Recurrent::run_chunk_split(Slice& w, Team& team, int rank, const float* xw, dim_t T, dim_t s0, dim_t len,
+                                const std::uint8_t* mask, float* y, dim_t y_stride, dim_t T_out,
+                                const CancelToken* cancel) const {
+  const cpu::KernelTable& k = cpu::kernels();
+  const Dir& dw = dir_[0];
+  const dim_t G = cfg_.gates(), H = cfg_.units, P = cfg_.hidden_out(), GH = G * H;
+  const dim_t nblk = (H + kSplitUnits - 1) / kSplitUnits;
+  const dim_t q0 = nblk * rank / team.size, q1 = nblk * (rank + 1) / team.size;
+  const dim_t u0 = q0 * kSplitUnits, u1 = std::min(H, q1 * kSplitUnits), nrows = (q1 - q0) * G * kSplitUnits;
+  const bool lstm = cfg_.cell == LayerKind::Lstm, gru = cfg_.cell == LayerKind::Gru;
+  const bool reverse = cfg_.direction == Direction::Reverse, hold = cfg_.mask_mode == MaskMode::Hold;
+  float* gates = team.scratch[rank].data();
+  float* rec = gates + nrows;  // GRU: W_hh h without bias
+  const float* wp = dw.split_packed.data() + q0 * G * kSplitUnits * P;  // panels of blocks q0.. (one per gate)
+  float *h_prev = w.h_prev, *h_new = w.h_new, *c_prev = w.c_prev, *c_new = w.c_new;
+  bool started = w.started[0];
+  for (dim_t j = 0; j < len; ++j) {
+    if (cancel && rank == 0) cancel->check();
+    const dim_t s = s0 + j, t = reverse ? T - 1 - s : s;
+    const bool valid = !mask || mask[t];
+    const float* xrow = xw + j * GH;
+    if (valid) {
+      for (dim_t q = q0; q < q1; ++q) {
+        float* gq = gates + (q - q0) * G * kSplitUnits;
+        const dim_t nu = std::min(kSplitUnits, H - q * kSplitUnits);
+        for (dim_t g = 0; g < G; ++g) std::memcpy(gq + g * kSplitUnits, xrow + g * H + q * kSplitUnits, nu * sizeof(float));
+      }
+      if (gru) {
+        std::memset(rec, 0, nrows * sizeof(float));
+        k.gemm_packed(1, nrows, P, h_prev, P, wp, rec, nrows);
+      } else {
+        k.gemm_packed(1, nrows, P, h_prev, P, wp, gates, nrows);
+      }
+      for (dim_t q = q0; q < q1; ++q) {
+        float* gq = gates + (q - q0) * G * kSplitUnits;
+        float* rq = rec + (q - q0) * G * kSplitUnits;
+        const dim_t u = q * kSplitUnits, nu = std::min(kSplitUnits, H - u);
+        if (nu < kSplitUnits)  // last, partial block: gates to stride nu, as the kernels expect
+          for (dim_t g = 1; g < G; ++g) {
+            std::memmove(gq + g * nu, gq + g * kSplitUnits, nu * sizeof(float));
+            if (gru) std::memmove(rq + g * nu, rq + g * kSplitUnits, nu * sizeof(float));
+          }
+        if (lstm) {
+          k.lstm_cell(cfg_.act, cfg_.ract, gq, c_prev + u, c_new + u, h_new + u, nu);
+        } else if (gru) {
+          k.gru_cell_after(cfg_.act, cfg_.ract, gq, rq, dw.b_hn.data() + u, h_prev + u, h_new + u, nu);
+        } else {
+          k.activate(cfg_.act, gq, nu);
+          std::memcpy(h_new + u, gq, nu * sizeof(float));
+        }
+      }
+      started = true;
+    }
+    if (cfg_.return_sequences) {
+      const dim_t out_t = reverse ? s : t;
+      float* o = y + out_t * y_stride + u0;
+      if (valid)
+        std::memcpy(o, h_new + u0, (u1 - u0) * sizeof(float));
+      else if (hold && started)
+        std::memcpy(o, h_prev + u0, (u1 - u0) * sizeof(float));
+      else
+        std::memset(o, 0, (u1 - u0) * sizeof(float));
+    }
+    if (!team.barrier.wait()) return;  // another rank failed: it reports
+    if (valid) {
+      std::swap(h_prev, h_new);
+      std::swap(c_prev, c_new);
+    }
+  }
+  if (rank == 0) {
+    w.h_prev = h_prev, w.h_new = h_new, w.c_prev = c_prev, w.c_new = c_new;
+    w.started[0] = started;
   }
 }
 

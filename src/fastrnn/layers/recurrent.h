@@ -47,10 +47,17 @@ class Recurrent {
   struct Dir {
     Buffer bias, b_hn;
     Mat ih, hh, hh_rz, hh_n, hr;  // W_hh; GRU reset-before splits it into [r z] and [n]; LSTM projection
+    // W_hh rows regrouped by blocks of kSplitUnits hidden units (all gates of a block together,
+    // zero-padded), panel-packed: the batch-1 hidden-unit split (see run_chunk_split).
+    Buffer split_packed;
   };
   struct Slice;
+  struct Team;
   void run_chunk(Slice& w, const float* xw, dim_t B, dim_t T, dim_t s0, dim_t len, const std::uint8_t* mask, float* y,
                  dim_t y_stride, dim_t T_out, const CancelToken* cancel) const;
+  void run_chunk_split(Slice& w, Team& team, int rank, const float* xw, dim_t T, dim_t s0, dim_t len,
+                       const std::uint8_t* mask, float* y, dim_t y_stride, dim_t T_out, const CancelToken* cancel) const;
+  bool split_ok_ = false;
   RecurrentConfig cfg_;
   Dir dir_[2];
 };

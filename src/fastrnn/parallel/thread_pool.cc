@@ -115,6 +115,21 @@ void ThreadPool::run(int n, const std::function<void(int)>& f) {
     for (int i = 0; i < n; ++i) f(i);
     return;
   }
+  dispatch(n, f);
+}
+
+bool ThreadPool::run_team(int n, const std::function<void(int)>& f) {
+  if (n <= 1 || in_pool_task || static_cast<int>(workers_.size()) + 1 < n) return false;
+  std::unique_lock<std::mutex> call(call_mu_, std::defer_lock);
+  if (!call.try_lock()) return false;
+  if (static_cast<int>(workers_.size()) + 1 < n) return false;  // shrunk before we got the lock
+  // Every worker is idle (we hold call_mu_) and each task blocks its thread until the team is
+  // done, so no thread takes two tasks: the n tasks run on n distinct threads.
+  dispatch(n, f);
+  return true;
+}
+
+void ThreadPool::dispatch(int n, const std::function<void(int)>& f) {
   {
     std::lock_guard<std::mutex> lk(mu_);
     job_ = &f;

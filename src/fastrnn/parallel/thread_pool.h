@@ -5,6 +5,7 @@
 #pragma once
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <exception>
 #include <functional>
@@ -26,6 +27,59 @@ inline int row_blocks(long rows, int max_tasks, long min_rows, double work_per_r
   return static_cast<int>(std::max<long>(1, n));
 }
 
+// A barrier for a team of threads that meet every few microseconds (one recurrent step).  A
+// waiter spins on plain loads for up to kSpinMicros (no PAUSE: under a hypervisor PAUSE loops
+// trigger pause-loop exits and the vCPU is descheduled), then sleeps on a condition variable, so
+// a partner that was preempted (busy machine, more threads than cores) gets the core back
+// instead of waiting behind a spinner.  abort() releases every waiter; wait() then returns false
+// (a team member failed or was cancelled).
+class SpinBarrier {
+ public:
+  static constexpr double kSpinMicros = 50;
+  explicit SpinBarrier(int n) : n_(n) {}
+  bool wait() {
+    const unsigned g = gen_.load(std::memory_order_seq_cst);
+    if (count_.fetch_add(1, std::memory_order_acq_rel) == n_ - 1) {
+      count_.store(0, std::memory_order_relaxed);
+      gen_.fetch_add(1, std::memory_order_seq_cst);
+      if (sleepers_.load(std::memory_order_seq_cst) > 0) {
+        { std::lock_guard<std::mutex> lk(mu_); }
+        cv_.notify_all();
+      }
+      return !aborted_.load(std::memory_order_acquire);
+    }
+    const auto t0 = std::chrono::steady_clock::now();
+    for (unsigned spins = 1; gen_.load(std::memory_order_acquire) == g; ++spins) {
+      if (aborted_.load(std::memory_order_acquire)) return false;
+      if (spins % 256 == 0 &&
+          std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() > kSpinMicros) {
+        sleepers_.fetch_add(1, std::memory_order_seq_cst);
+        {
+          std::unique_lock<std::mutex> lk(mu_);
+          cv_.wait(lk, [&] { return gen_.load(std::memory_order_seq_cst) != g || aborted_.load(); });
+        }
+        sleepers_.fetch_sub(1, std::memory_order_seq_cst);
+        break;
+      }
+    }
+    return !aborted_.load(std::memory_order_acquire);
+  }
+  void abort() {
+    aborted_.store(true, std::memory_order_seq_cst);
+    { std::lock_guard<std::mutex> lk(mu_); }
+    cv_.notify_all();
+  }
+
+ private:
+  const int n_;
+  std::atomic<int> count_{0};
+  std::atomic<unsigned> gen_{0};
+  std::atomic<int> sleepers_{0};
+  std::atomic<bool> aborted_{false};
+  std::mutex mu_;
+  std::condition_variable cv_;
+};
+
 class ThreadPool {
  public:
   static ThreadPool& global();
@@ -33,12 +87,17 @@ class ThreadPool {
   void set_num_threads(int n);  // total threads incl. the caller; n >= 1
   int num_threads() const { return num_threads_; }
   void run(int n, const std::function<void(int)>& f);
+  // f(0..n-1), each on its own thread at the same time (tasks may wait for each other, e.g. at
+  // a SpinBarrier).  Returns false, running nothing, when that cannot be guaranteed: n above the
+  // thread count, called from inside a task, or the pool busy with another caller.
+  bool run_team(int n, const std::function<void(int)>& f);
 
  private:
   ThreadPool();
   void worker_loop();
   void stop_workers();
   void work(const std::function<void(int)>& f);
+  void dispatch(int n, const std::function<void(int)>& f);  // caller holds call_mu_
 
   std::vector<std::thread> workers_;
   int num_threads_ = 1;
