@@ -248,6 +248,106 @@ def _convert(args):
     return 0
 
 
+# --------------------------------------------------------------------------------- bench
+BENCH_EPILOG = """\
+examples:
+  fastrnn bench                          # the whole grid, 1 thread then all cores
+  fastrnn bench --quick --threads 1      # a small subset, about a minute
+  fastrnn bench 'lstm_*_b1' --engines fastrnn,torch,onnxruntime --threads 2
+  fastrnn bench --json out.json --plot out.png
+  fastrnn bench --plot out.png --from-json t1.json t2.json    # plot earlier results, no timing
+  fastrnn bench --list
+  fastrnn bench --stream                 # one streaming step
+  fastrnn bench --cold                   # cold start + peak RSS per engine
+
+Case names: CELL_IxH_bB (cell lstm/gru/rnn, (I, H) in 8x64, 32x128, 128x512, batch 1/32/256, T=100),
+lstm2_h128_bB (2-layer LSTM), bilstm_h128_bB (bidirectional LSTM).
+Table: median ms per batch per engine, ratio engine/fastrnn (> 1: fastrnn faster), the fastest
+framework and fastrnn's ratio to it, fastrnn GFLOP/s and fraction of the FMA peak, target met.
+"""
+
+
+def _bench(args):
+    from . import bench as B
+
+    def write_json(payload):
+        sys.stdout.flush()
+        if args.json:
+            with open(args.json, "w", encoding="utf-8") as f:
+                json.dump(payload, f, indent=1)
+            if not os.environ.get("FASTRNN_BENCH_CHILD"):  # a child of the per-thread-count runs: quiet
+                print(f"wrote {args.json}", file=sys.stderr)
+
+    if args.threads is not None and args.threads < 1:
+        raise _UsageError("--threads must be >= 1")
+    try:
+        if args.list:
+            for name in B.GRID + [c.name for c in B.LEGACY]:
+                c = B.CASES[name]
+                print(f"{name:<18} {c.describe():<40} {B.flops(c) / 1e9:8.3f} GFLOP"
+                      + ("  (quick)" if name in B.QUICK else "") + ("  (legacy)" if c in B.LEGACY else ""))
+            print("engines: " + ", ".join(f"{e}" + (f" (not installed: {', '.join(B.missing_modules(e))})"
+                                                  if B.missing_modules(e) else "") for e in B.ENGINES))
+            return 0
+        if args.cold:
+            try:
+                from .bench_cold import run_cold
+            except ImportError as e:
+                print(f"fastrnn: note: bench --cold is not available here (fastrnn.bench_cold: {e})", file=sys.stderr)
+                return 2
+            import inspect
+
+            accepted = inspect.signature(run_cold).parameters
+            kw = {}
+            if args.cases:  # one case (name) for the cold start, where run_cold takes one
+                if len(args.cases) != 1 or "case" not in accepted:
+                    raise _UsageError("bench --cold takes at most one case name")
+                kw["case"] = args.cases[0]
+            if args.engines and "engines" in accepted:
+                kw["engines"] = [e.strip() for e in args.engines.split(",") if e.strip()]
+            rows = run_cold(threads=args.threads or 1, out=print, **kw)
+            write_json(rows)
+            return 0
+        if args.stream:
+            rows = B.run_stream(args.cases or None, threads=args.threads or 1)
+            write_json(rows)
+            return 0
+        if args.from_json:
+            runs = B.load_runs(args.from_json)
+            for i, r in enumerate(runs):
+                if i:
+                    print()
+                B.print_run(r)
+            if args.plot:
+                B.plot(runs, args.plot)
+                sys.stdout.flush()
+                print(f"wrote {args.plot}", file=sys.stderr)
+            write_json(B.to_json(runs))
+            return 0
+        cases = B.select_cases(args.cases, quick=args.quick)  # validate before any timing
+        engines = B.select_engines(args.engines)
+        if args.plot:
+            try:
+                import matplotlib  # noqa: F401
+            except ImportError:
+                raise _UsageError("--plot needs matplotlib: pip install 'fastrnn[plot]'") from None
+        if args.threads is None:
+            runs = B.run_threads_in_subprocesses(args.cases or None, min_time=args.min_time, engines=engines,
+                                                 quick=args.quick)
+            for r in runs:
+                print(B.summary_line(r))
+        else:
+            runs = [B.run(cases, threads=args.threads, min_time=args.min_time, engines=engines)]
+        write_json(B.to_json(runs))
+        if args.plot:
+            B.plot(runs, args.plot)
+            sys.stdout.flush()
+            print(f"wrote {args.plot}", file=sys.stderr)
+        return 0
+    except (ValueError, RuntimeError) as e:
+        raise _UsageError(f"bench: {e}") from None
+
+
 # --------------------------------------------------------------------------------- main
 def _parser():
     p = argparse.ArgumentParser(prog="fastrnn", description="Fast CPU inference for recurrent networks "
@@ -290,12 +390,30 @@ def _parser():
     d.add_argument("--threads", type=int, default=None)
     d.add_argument("--repeat", type=int, default=20)
 
-    b = sub.add_parser("bench", help="time named cases side by side with the installed frameworks")
-    b.add_argument("cases", nargs="*", help="case names (default: all)")
-    b.add_argument("--threads", type=int, default=None)
-    b.add_argument("--min-time", type=float, default=0.5, help="seconds per engine per case")
-    b.add_argument("--json", default=None, help="write the rows to this file")
+    b = sub.add_parser("bench", help="time a grid of cases against the installed frameworks (same weights, threads)",
+                       description="Time fastrnn against PyTorch, Keras (call / predict / XLA), ONNX Runtime and "
+                       "OpenVINO on the same weights and thread count. Every engine is checked against PyTorch "
+                       "before it is timed. Without --threads, runs 1 thread and then all cores, each in a fresh "
+                       "process.", epilog=BENCH_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    b.add_argument("cases", nargs="*", metavar="CASE",
+                   help="case names or glob patterns, e.g. lstm_32x128_b32 'gru_*_b1' (default: the whole grid)")
+    b.add_argument("--threads", type=int, default=None,
+                   help="threads for every engine (default: 1, then all cores, each in a fresh process)")
+    b.add_argument("--engines", default=None, metavar="LIST",
+                   help="comma-separated engines (default: all installed): fastrnn,torch,keras_call,"
+                   "keras_predict,keras_xla,onnxruntime,openvino")
+    b.add_argument("--quick", action="store_true", help="a small subset: the (32, 128) shapes at batch 1 and 32")
+    b.add_argument("--min-time", type=float, default=0.4, metavar="S",
+                   help="about this many seconds of timed calls per engine per case (at least 3 calls)")
+    b.add_argument("--json", default=None, metavar="FILE", help="write everything (machine, versions, samples, "
+                   "ratios, targets) to this JSON file")
+    b.add_argument("--plot", default=None, metavar="PNG", help="bar chart of fastrnn's speedup per case and engine "
+                   "(needs matplotlib)")
+    b.add_argument("--from-json", nargs="+", default=None, metavar="FILE",
+                   help="no timing: print (and with --plot, plot) the results in these --json files")
+    b.add_argument("--list", action="store_true", help="list the cases and engines, then exit")
     b.add_argument("--stream", action="store_true", help="time one streaming step against torch cells / ONNX Runtime")
+    b.add_argument("--cold", action="store_true", help="cold start and peak memory per engine, in fresh processes")
     return p
 
 
@@ -309,18 +427,7 @@ def main(argv=None) -> int:
 
             return run(steps=args.steps, threads=args.threads, repeat=args.repeat)
         if args.cmd == "bench":
-            from .bench import run as bench
-
-            if args.stream:
-                from .bench import run_stream
-
-                rows = run_stream(args.cases or None, threads=args.threads or 1)
-            else:
-                rows = bench(args.cases or None, threads=args.threads, min_time=args.min_time)
-            if args.json:
-                with open(args.json, "w") as f:
-                    json.dump(rows, f, indent=2)
-            return 0
+            return _bench(args)
         if args.cmd == "info":
             if args.model is None:
                 print(json.dumps(fastrnn.info(), indent=2))
