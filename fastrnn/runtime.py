@@ -7,14 +7,32 @@ from .errors import CoreNotBuiltError, ShapeError, UnsupportedLayerError
 from .spec import ModelSpec, RecurrentSpec
 
 
+_core_module = None
+
+
 def core():
     """The compiled extension, or a clear error saying how to get it."""
+    global _core_module
+    if _core_module is not None:
+        return _core_module
+    # The bundled OpenBLAS starts its worker threads when it is loaded and lets them spin for
+    # ~0.1 s; ours split the work and call it single-threaded, so it is told to start none.  Only
+    # for the duration of the import, and never over a value the user set.
+    import os
+
+    unset = "OPENBLAS_NUM_THREADS" not in os.environ
+    if unset:
+        os.environ["OPENBLAS_NUM_THREADS"] = "1"
     try:
         from . import _core
     except ImportError as e:
         raise CoreNotBuiltError(
             f"fastrnn._core is not built or cannot be loaded ({e}); install fastrnn with `pip install .` "
             "from a source checkout (a C++17 compiler is needed)") from e
+    finally:
+        if unset:
+            os.environ.pop("OPENBLAS_NUM_THREADS", None)
+    _core_module = _core
     return _core
 
 

@@ -35,10 +35,12 @@ namespace {
 void copy_to(Buffer& dst, const float* src, std::size_t n) {
   dst.resize(n);
   std::memcpy(dst.data(), src, n * sizeof(float));
-}// Batch slices up to this many rows use the packed small-batch kernel; above, BLAS sgemm.
+}
 // Floats of input projection held at once per direction (time is processed in chunks of this
 // size), and the most rows one input-projection task takes (so that a cancel lands quickly).
-constexpr dim_t kChunkFloats = dim_t(1) << 22;  // 16 MiB
+// 1 MiB: a chunk's gates stay in cache between the projection and the recurrence (LSTM 32x128,
+// batch 32, 1 thread: 18.7 ms vs 21.4 ms with 16 MiB chunks).
+constexpr dim_t kChunkFloats = dim_t(1) << 18;
 constexpr dim_t kMaxBlockRows = 4096;
 // Batch-1 hidden-unit split: units in blocks of one packed panel; used when one step's recurrent
 // multiply-adds reach kSplitMinMacs (below that the per-step barrier costs more than it saves).
