@@ -2,6 +2,7 @@
 
 #include <pthread.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <string>
 
@@ -9,6 +10,7 @@ namespace fastrnn {
 
 namespace {
 thread_local bool in_pool_task = false;
+constexpr double kWorkerSpinMicros = 50;
 
 int default_threads() {
   if (const char* env = std::getenv("FASTRNN_NUM_THREADS")) {
@@ -90,6 +92,17 @@ void ThreadPool::work(const std::function<void(int)>& f) {
 void ThreadPool::worker_loop() {
   unsigned long seen = 0;
   for (;;) {
+    // Calls come in quick succession (input projection, then recurrence, chunk after chunk):
+    // poll for the next one for a few tens of microseconds before sleeping, so a dispatch costs
+    // a cache-line transfer instead of a futex wake-up (LSTM 32x128 batch 32, 2 threads: 14
+    // dispatches per predict).  Plain loads, no PAUSE (see SpinBarrier).
+    {
+      const auto t0 = std::chrono::steady_clock::now();
+      for (unsigned spins = 1; generation_.load(std::memory_order_acquire) == seen && !stop_.load(); ++spins)
+        if (spins % 256 == 0 &&
+            std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() > kWorkerSpinMicros)
+          break;
+    }
     const std::function<void(int)>* job;
     {
       std::unique_lock<std::mutex> lk(mu_);

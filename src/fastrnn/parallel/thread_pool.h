@@ -108,8 +108,8 @@ class ThreadPool {
   int job_n_ = 0;
   std::atomic<int> next_{0};
   int active_ = 0;
-  unsigned long generation_ = 0;
-  bool stop_ = false;
+  std::atomic<unsigned long> generation_{0};  // written under mu_; also polled while a worker spins
+  std::atomic<bool> stop_{false};
   std::exception_ptr error_;
 };
 
