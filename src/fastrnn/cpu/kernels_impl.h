@@ -336,23 +336,29 @@ void gemm_packed(long nb, long N, long K, const float* h, long ldh, const float*
   const long tail = N - (panels - 1) * kPanel;  // outputs in the last panel
   for (long r0 = 0; r0 < nb; r0 += kRowBlock) {
     const long rows = nb - r0 < kRowBlock ? nb - r0 : kRowBlock;
-    for (long k0 = 0; k0 < K; k0 += kKBlock) {
-      const long kc = K - k0 < kKBlock ? K - k0 : kKBlock;
-      const float* hb = h + r0 * ldh + k0;
-      float* gb = g + r0 * ldg;
-      for (long p = 0; p < panels; ++p) {
-        const float* wp = packed + (p * K + k0) * kPanel;
-        float* gp = gb + p * kPanel;
-        if (rows == 1 && p + 1 < panels) {  // two panels for one row (panel p+1 starts K*kPanel later)
-          panel_block<1, 2>(kc, hb, ldh, wp, K * kPanel, gp, ldg, p + 2 == panels ? tail : kPanel);
-          ++p;
-          continue;
-        }
-        const long n = p + 1 == panels ? tail : kPanel;
+    const float* hb = h + r0 * ldh;
+    float* gb = g + r0 * ldg;
+    // Panel by panel (each streamed front to back: prefetch-friendly when W is beyond L2), k
+    // blocks inside (the rows' outputs for this panel stay in L1 across them).
+    for (long p = 0; p < panels; ++p) {
+      const float* wp = packed + p * K * kPanel;
+      float* gp = gb + p * kPanel;
+      if (rows == 1 && p + 1 < panels) {  // two panels for one row (panel p+1 starts K*kPanel later)
+        for (long k0 = 0; k0 < K; k0 += kKBlock)
+          panel_block<1, 2>(K - k0 < kKBlock ? K - k0 : kKBlock, hb + k0, ldh, wp + k0 * kPanel, K * kPanel, gp, ldg,
+                            p + 2 == panels ? tail : kPanel);
+        ++p;
+        continue;
+      }
+      const long n = p + 1 == panels ? tail : kPanel;
+      for (long k0 = 0; k0 < K; k0 += kKBlock) {
+        const long kc = K - k0 < kKBlock ? K - k0 : kKBlock;
+        const float* hk = hb + k0;
+        const float* wk = wp + k0 * kPanel;
         long b = 0;
-        for (; b + 3 <= rows; b += 3) panel_block<3, 1>(kc, hb + b * ldh, ldh, wp, 0, gp + b * ldg, ldg, n);
-        if (rows - b == 2) panel_block<2, 1>(kc, hb + b * ldh, ldh, wp, 0, gp + b * ldg, ldg, n);
-        if (rows - b == 1) panel_block<1, 1>(kc, hb + b * ldh, ldh, wp, 0, gp + b * ldg, ldg, n);
+        for (; b + 3 <= rows; b += 3) panel_block<3, 1>(kc, hk + b * ldh, ldh, wk, 0, gp + b * ldg, ldg, n);
+        if (rows - b == 2) panel_block<2, 1>(kc, hk + b * ldh, ldh, wk, 0, gp + b * ldg, ldg, n);
+        if (rows - b == 1) panel_block<1, 1>(kc, hk + b * ldh, ldh, wk, 0, gp + b * ldg, ldg, n);
       }
     }
   }
