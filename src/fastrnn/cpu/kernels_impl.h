@@ -258,6 +258,22 @@ void gru_cell_after(Act act, Act ract, float* gx, const float* gh, const float* 
       if (m == W) store(h_new + j, h); else store_n(h_new + j, h, m);
     };
     long j = 0;
+    for (; j + 2 * W <= H; j += 2 * W) {  // two vectors side by side, formula by formula (as lstm_vec2)
+      vf rv[2], zv[2], nv[2];
+      for (int u = 0; u < 2; ++u) {
+        const long o = j + u * W;
+        rv[u] = v_sigmoid(load(r + o) + load(gh + o));
+        zv[u] = v_sigmoid(load(z + o) + load(gh + H + o));
+      }
+      for (int u = 0; u < 2; ++u) {
+        const long o = j + u * W;
+        nv[u] = v_tanh(load(n + o) + rv[u] * (load(gh + 2 * H + o) + load(b_hn + o)));
+      }
+      for (int u = 0; u < 2; ++u) {
+        const long o = j + u * W;
+        store(h_new + o, (1.0f - zv[u]) * nv[u] + zv[u] * load(h_prev + o));
+      }
+    }
     for (; j + W <= H; j += W) step(j, W);
     if (j < H) step(j, H - j);
     return;
