@@ -13,6 +13,7 @@ struct Mat {
   void apply(dim_t rows, const float* x, dim_t ldx, float* y, dim_t ldy, bool accumulate) const;
   // y[r, :N] = bias + x[r, :K] W^T (one pass over y: bias copied in, products accumulated)
   void apply_bias(dim_t rows, const float* x, dim_t ldx, float* y, dim_t ldy, const float* bias) const;
+  bool uses_packed(dim_t rows) const;  // the packed kernel (else BLAS) for this many rows
 };
 
 // Rows up to which the packed kernel is used (FASTRNN_PACKED_MAX_ROWS, default below).

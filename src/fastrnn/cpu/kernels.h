@@ -52,7 +52,9 @@ struct KernelTable {
   // phase 2: g[2H:3H] holds x-part + b + W_hn(r*h); h_new = (1-z)*act(g_n) + z*h_prev
   void (*gru_before_out)(Act act, float* g, const float* h_prev, float* h_new, long H);
   // g[b*ldg + j] += sum_k h[b*ldh + k] * W[j, k] for b < nb, j < N; W packed by pack_panels.
-  void (*gemm_packed)(long nb, long N, long K, const float* h, long ldh, const float* packed, float* g, long ldg);
+  // With init != nullptr (N floats): g[b*ldg + j] = init[j] + sum (g is not read).
+  void (*gemm_packed)(long nb, long N, long K, const float* h, long ldh, const float* packed, float* g, long ldg,
+                      const float* init);
   // Benchmark probe: `iters` rounds of independent vector FMAs; returns the flops done.
   double (*fma_probe)(long iters);
 };

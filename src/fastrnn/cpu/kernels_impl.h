@@ -306,14 +306,15 @@ constexpr long kPanel = fastrnn::cpu::kPanel;
 constexpr long PV = kPanel / W;  // vectors per panel row
 
 // R rows x NP panels of accumulators (R*NP*PV vector registers), k runs over K floats of the
-// packed panels (panel q starts panel_stride floats after panel 0).
+// packed panels (panel q starts panel_stride floats after panel 0).  init == nullptr: g += sum;
+// otherwise g = init + sum (init: kPanel floats per panel, zero padded; g is not read).
 template <int R, int NP>
 FI void panel_block(long K, const float* h, long ldh, const float* wp, long panel_stride, float* g, long ldg,
-                    long n_last) {
+                    long n_last, const float* init) {
   vf acc[R][NP][PV];
   for (int r = 0; r < R; ++r)
     for (int q = 0; q < NP; ++q)
-      for (long v = 0; v < PV; ++v) acc[r][q][v] = splat(0.f);
+      for (long v = 0; v < PV; ++v) acc[r][q][v] = init ? load(init + q * kPanel + v * W) : splat(0.f);
   for (long k = 0; k < K; ++k) {
     vf x[R];
     for (int r = 0; r < R; ++r) x[r] = splat(h[r * ldh + k]);
@@ -330,11 +331,11 @@ FI void panel_block(long K, const float* h, long ldh, const float* wp, long pane
       float* gr = g + r * ldg + q * kPanel;
       const long n = q == NP - 1 ? n_last : kPanel;
       if (n == kPanel) {
-        for (long v = 0; v < PV; ++v) store(gr + v * W, load(gr + v * W) + acc[r][q][v]);
+        for (long v = 0; v < PV; ++v) store(gr + v * W, init ? acc[r][q][v] : load(gr + v * W) + acc[r][q][v]);
       } else {
         float t[kPanel];
         for (long v = 0; v < PV; ++v) store(t + v * W, acc[r][q][v]);
-        for (long j = 0; j < n; ++j) gr[j] += t[j];
+        for (long j = 0; j < n; ++j) gr[j] = init ? t[j] : gr[j] + t[j];
       }
     }
 }
@@ -345,11 +346,21 @@ FI void panel_block(long K, const float* h, long ldh, const float* wp, long pane
 // independent accumulator chains: 8 on AVX2, enough to hide the FMA latency); otherwise three
 // rows share every weight load (3 x PV accumulators: 12 of AVX2's 16 registers), with 2- and
 // 1-row tiles for the remainder.
-void gemm_packed(long nb, long N, long K, const float* h, long ldh, const float* packed, float* g, long ldg) {
+void gemm_packed(long nb, long N, long K, const float* h, long ldh, const float* packed, float* g, long ldg,
+                 const float* init) {
   constexpr long kRowBlock = 96;
   constexpr long kKBlock = 128;
   const long panels = (N + kPanel - 1) / kPanel;
   const long tail = N - (panels - 1) * kPanel;  // outputs in the last panel
+  // A tile reads kPanel init floats per panel: the last panel's (and, for the two-panel tile, the
+  // one before it) come from a zero-padded copy.
+  float init_end[2 * kPanel] = {};
+  const long first_end = panels >= 2 ? panels - 2 : 0;  // init_end[0] = init[first_end * kPanel]
+  if (init) std::memcpy(init_end, init + first_end * kPanel, (N - first_end * kPanel) * sizeof(float));
+  auto init_at = [&](long p, long np) -> const float* {
+    if (!init) return nullptr;
+    return p + np < panels || tail == kPanel ? init + p * kPanel : init_end + (p - first_end) * kPanel;
+  };
   for (long r0 = 0; r0 < nb; r0 += kRowBlock) {
     const long rows = nb - r0 < kRowBlock ? nb - r0 : kRowBlock;
     const float* hb = h + r0 * ldh;
@@ -362,7 +373,7 @@ void gemm_packed(long nb, long N, long K, const float* h, long ldh, const float*
       if (rows == 1 && p + 1 < panels) {  // two panels for one row (panel p+1 starts K*kPanel later)
         for (long k0 = 0; k0 < K; k0 += kKBlock)
           panel_block<1, 2>(K - k0 < kKBlock ? K - k0 : kKBlock, hb + k0, ldh, wp + k0 * kPanel, K * kPanel, gp, ldg,
-                            p + 2 == panels ? tail : kPanel);
+                            p + 2 == panels ? tail : kPanel, k0 == 0 ? init_at(p, 2) : nullptr);
         ++p;
         continue;
       }
@@ -371,10 +382,11 @@ void gemm_packed(long nb, long N, long K, const float* h, long ldh, const float*
         const long kc = K - k0 < kKBlock ? K - k0 : kKBlock;
         const float* hk = hb + k0;
         const float* wk = wp + k0 * kPanel;
+        const float* in = k0 == 0 ? init_at(p, 1) : nullptr;
         long b = 0;
-        for (; b + 3 <= rows; b += 3) panel_block<3, 1>(kc, hk + b * ldh, ldh, wk, 0, gp + b * ldg, ldg, n);
-        if (rows - b == 2) panel_block<2, 1>(kc, hk + b * ldh, ldh, wk, 0, gp + b * ldg, ldg, n);
-        if (rows - b == 1) panel_block<1, 1>(kc, hk + b * ldh, ldh, wk, 0, gp + b * ldg, ldg, n);
+        for (; b + 3 <= rows; b += 3) panel_block<3, 1>(kc, hk + b * ldh, ldh, wk, 0, gp + b * ldg, ldg, n, in);
+        if (rows - b == 2) panel_block<2, 1>(kc, hk + b * ldh, ldh, wk, 0, gp + b * ldg, ldg, n, in);
+        if (rows - b == 1) panel_block<1, 1>(kc, hk + b * ldh, ldh, wk, 0, gp + b * ldg, ldg, n, in);
       }
     }
   }

@@ -322,9 +322,9 @@ void Recurrent::run_chunk_split(Slice& w, Team& team, int rank, const float* xw,
       }
       if (gru) {
         std::memset(rec, 0, nrows * sizeof(float));
-        k.gemm_packed(1, nrows, P, h_prev, P, wp, rec, nrows);
+        k.gemm_packed(1, nrows, P, h_prev, P, wp, rec, nrows, nullptr);
       } else {
-        k.gemm_packed(1, nrows, P, h_prev, P, wp, gates, nrows);
+        k.gemm_packed(1, nrows, P, h_prev, P, wp, gates, nrows, nullptr);
       }
       for (dim_t q = q0; q < q1; ++q) {
         float* gq = gates + (q - q0) * G * kSplitUnits;
