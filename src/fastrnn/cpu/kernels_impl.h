@@ -383,10 +383,13 @@ void gemm_packed(long nb, long N, long K, const float* h, long ldh, const float*
         const float* hk = hb + k0;
         const float* wk = wp + k0 * kPanel;
         const float* in = k0 == 0 ? init_at(p, 1) : nullptr;
+        // 3-row tiles; a remainder of 1 row after at least one tile becomes 2 + 2 rows (a lone
+        // row has only PV accumulator chains and reloads the panel for itself).
+        const long r3 = rows % 3 == 1 && rows >= 4 ? rows - 4 : rows - rows % 3;
         long b = 0;
-        for (; b + 3 <= rows; b += 3) panel_block<3, 1>(kc, hk + b * ldh, ldh, wk, 0, gp + b * ldg, ldg, n, in);
-        if (rows - b == 2) panel_block<2, 1>(kc, hk + b * ldh, ldh, wk, 0, gp + b * ldg, ldg, n, in);
-        if (rows - b == 1) panel_block<1, 1>(kc, hk + b * ldh, ldh, wk, 0, gp + b * ldg, ldg, n, in);
+        for (; b < r3; b += 3) panel_block<3, 1>(kc, hk + b * ldh, ldh, wk, 0, gp + b * ldg, ldg, n, in);
+        for (; b + 2 <= rows; b += 2) panel_block<2, 1>(kc, hk + b * ldh, ldh, wk, 0, gp + b * ldg, ldg, n, in);
+        if (b < rows) panel_block<1, 1>(kc, hk + b * ldh, ldh, wk, 0, gp + b * ldg, ldg, n, in);
       }
     }
   }
