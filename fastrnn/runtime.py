@@ -80,6 +80,7 @@ class Model:
         self._core = core().Model(header, tensors)
         self._rnns = spec.recurrent_layers
         self._needs_seq = any(isinstance(l, RecurrentSpec) or l.kind in ("last_step", "masking") for l in spec.layers)
+        self._takes_ids = spec.takes_ids  # fixed with the core built above; read on every call
 
     def __repr__(self):
         kinds = ", ".join(f"{l.name}:{l.kind}" for l in self.spec.layers)
@@ -90,7 +91,7 @@ class Model:
         spec = self.spec
         first = spec.layers[0]
         needs_seq = self._needs_seq
-        if spec.takes_ids:
+        if self._takes_ids:
             arr = _asarray(x, f"layer '{first.name}' (embedding) ids")
             if arr.dtype == object or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
                 raise ShapeError(f"layer '{first.name}' (embedding): expects integer ids, got dtype {arr.dtype}")
@@ -188,8 +189,9 @@ class Model:
         """
         xi = self._input(x)
         batch = xi.shape[0]
-        steps = xi.shape[1] if xi.ndim >= (2 if self.spec.takes_ids else 3) else 1
-        if xi.ndim >= 2 and steps < 1 and (self.spec.takes_ids or xi.ndim == 3):
+        takes_ids = self._takes_ids
+        steps = xi.shape[1] if xi.ndim >= (2 if takes_ids else 3) else 1
+        if xi.ndim >= 2 and steps < 1 and (takes_ids or xi.ndim == 3):
             raise ShapeError(f"x: the time axis is empty (shape {xi.shape})")
         lens = self._lengths(lengths, batch, steps)
         states = self._states(initial_state, batch)

@@ -2,8 +2,9 @@
 
     PYTHONPATH=. python fuzz/make_corpus.py          # needs torch, keras (TensorFlow backend) and h5py
 
-Writes (and first empties) fuzz/corpus/{native,torch_file,keras_zip,predict}/ and fuzz/data/keras/
-(the model.weights.h5 payloads the keras_zip harness pairs with a fuzzed config.json).  The fuzz
+Writes (and first empties) fuzz/corpus/{native,torch_file,keras_zip,predict,h5}/ and fuzz/data/keras/
+(the model.weights.h5 payloads the keras_zip harness pairs with a fuzzed config.json).
+``python fuzz/make_corpus.py h5`` writes fuzz/corpus/h5/ only (needs keras and h5py).  The fuzz
 runs themselves need neither torch nor keras: only this generator does.  Keep the total < 300 KB.
 """
 from __future__ import annotations
@@ -142,6 +143,29 @@ def make_keras(keras, native_dir, keras_dir, weights_dir):
 KERAS_WEIGHTS_DIR_NAMES = ("lstm_dense", "gru_ra0", "bidi_masking", "emb_lstm")
 
 
+def make_h5(keras, h5_dir):
+    """Seeds of the h5 harness: one mode byte (see fuzz_h5.py) + a whole HDF5 file.  Mode 0: legacy
+    full-model .h5 files (Keras 3 ``model.save("x.h5")`` and the hand-made Keras 2.2 fixture);
+    mode 1 | (i << 1): the model.weights.h5 of keras_zip weights i, re-zipped with its config."""
+    import tempfile
+    import warnings
+
+    models = keras_models(keras)
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name in ("lstm_dense", "gru_ra0"):
+            p = os.path.join(tmp, f"{name}.h5")
+            models[name].save(p)
+            with open(p, "rb") as f:
+                _write(h5_dir, f"legacy_{name}.h5", b"\x00" + f.read())
+    fixture = os.path.join(os.path.dirname(HERE), "tests", "data", "keras", "keras22_lstm.h5")
+    with open(fixture, "rb") as f:
+        _write(h5_dir, "keras22_lstm.h5", b"\x00" + f.read())
+    for i, name in enumerate(KERAS_WEIGHTS_DIR_NAMES[:2]):
+        with open(os.path.join(KERAS_WEIGHTS_DIR, f"{name}.weights.h5"), "rb") as f:
+            _write(h5_dir, f"zip_{name}.weights.h5", bytes([1 | (i << 1)]) + f.read())
+
+
 # ------------------------------------------------------------------------------------ predict
 def make_predict(predict_dir):
     """Byte strings for the predict harness (a FuzzedDataProvider decodes them: any bytes work)."""
@@ -150,7 +174,13 @@ def make_predict(predict_dir):
         _write(predict_dir, f"seed{i:02d}.bin", rng.bytes(int(rng.integers(8, 160))))
 
 
-def main():
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv == ["h5"]:  # only the h5 seeds (they reuse fuzz/data/keras/ as it is)
+        import keras
+
+        make_h5(keras, _fresh(os.path.join(CORPUS, "h5")))
+        return
     import torch
     import keras
 
@@ -171,6 +201,7 @@ def main():
     for name in NATIVE_MODELS:
         assert os.path.exists(os.path.join(native_dir, name)), name
     make_predict(predict_dir)
+    make_h5(keras, _fresh(os.path.join(CORPUS, "h5")))
     total = sum(os.path.getsize(os.path.join(r, f)) for base in (CORPUS, KERAS_WEIGHTS_DIR)
                 for r, _, fs in os.walk(base) for f in fs)
     print(f"corpus written: {total / 1024:.0f} KB")

@@ -3,7 +3,8 @@
     PYTHONPATH=. python fuzz/run.py TARGET [--runs N] [--seconds S] [--workdir DIR] [-- LIBFUZZER_ARGS...]
     PYTHONPATH=. python fuzz/run.py TARGET --replay FILE [FILE...]     # run given inputs once each
 
-TARGET: native | torch_file | keras_zip | predict (fuzz/fuzz_<TARGET>.py).
+TARGET: native | torch_file | keras_zip | predict | h5 (fuzz/fuzz_<TARGET>.py).  ``h5`` always runs the
+mutation fuzzer below (each input is parsed in a child process: no coverage feedback to collect).
 
 With atheris installed (pip install atheris) this is libFuzzer with Python coverage feedback over
 fastrnn and zipfile; without it, a simple mutation fuzzer (no coverage feedback) with the same
@@ -31,7 +32,8 @@ sys.path.insert(0, HERE)
 if importlib.util.find_spec("fastrnn") is None:  # not installed: the checkout (in-place build)
     sys.path.append(os.path.dirname(HERE))
 
-TARGETS = {"native": 65536, "torch_file": 16384, "keras_zip": 16384, "predict": 512}  # target -> max input length
+TARGETS = {"native": 65536, "torch_file": 16384, "keras_zip": 16384, "predict": 512, "h5": 65536}  # -> max input length
+NO_COVERAGE = ("h5",)  # targets whose code under test runs in another process: the mutation fuzzer only
 
 
 def _parse(argv):
@@ -182,13 +184,21 @@ def _fallback(mod, a):
                 f.write(data)
             traceback.print_exc()
             print(f"FINDING after {n} executions; input saved to {art}", flush=True)
+            _print_stats(mod)
             return 1
         finally:
             signal.alarm(0)
         if n % 1000 == 0:
             print(f"#{n} {n / (time.monotonic() - t0):.0f} exec/s", flush=True)
     print(f"Done {n} runs in {time.monotonic() - t0:.0f} second(s), no finding", flush=True)
+    _print_stats(mod)
     return 0
+
+
+def _print_stats(mod):
+    stats = getattr(mod, "STATS", None)
+    if stats:
+        print("stats: " + ", ".join(f"{k}={v}" for k, v in stats.items()), flush=True)
 
 
 # ------------------------------------------------------------------------------ atheris
@@ -220,7 +230,7 @@ def main(argv=None):
     try:
         import atheris  # noqa: F401
 
-        have_atheris = not a.fallback
+        have_atheris = not a.fallback and a.target not in NO_COVERAGE
     except ImportError:
         have_atheris = False
     mod = _load_target(a.target, instrument=have_atheris and not a.replay)

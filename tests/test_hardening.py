@@ -116,7 +116,7 @@ def test_coexists_with_torch_and_tensorflow_thread_pools():
 
 
 def test_resident_memory_does_not_grow():
-    """200k stream steps and 5k predicts (bounded stand-ins for the 1M / 10k of the issue):
+    """200k stream steps and 5k predicts (the full 1M / 10k run is the CI step .ci/soak.py):
     resident memory after warm-up grows by less than 8 MiB."""
     model = fastrnn.Model(rnn_spec("lstm", 8, 64))
     s = model.stream(1)

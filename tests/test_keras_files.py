@@ -579,17 +579,19 @@ def test_keras1_and_unsupported_layers(tmp_path):
 
 
 def test_corrupted_bytes_never_crash(good, tmp_path):
-    """Flip bytes all over real .keras files: every load either works or raises ModelFormatError /
-    UnsupportedLayerError (in a subprocess, so that a crash cannot take pytest down).
+    """Flip bytes all over real .keras and raw .h5 files: every load either works or raises
+    ModelFormatError / UnsupportedLayerError naming the file (in a subprocess, so that a crash
+    would fail the test instead of taking pytest down).
 
-    Raw .h5 files are not fuzzed: libhdf5 itself can segfault on corrupted HDF5 metadata (seen with a
-    corrupted variable-length string attribute), which no Python code can intercept.  In a .keras
-    archive the zip CRC rejects corrupted weights before HDF5 parses them."""
+    libhdf5 itself can crash or loop forever on corrupted HDF5 metadata (a one-byte change that hangs
+    it: tests/test_fuzz_regressions.py::test_h5_input_is_contained); the default isolated reader
+    (fastrnn.io.isolate) turns that into a ModelFormatError, here with a 5 s CPU limit per file.
+    In a .keras archive the zip CRC also rejects corrupted weights before HDF5 parses them."""
     rng = np.random.default_rng(3)
     paths = []
-    for src in (good["keras"],):
+    for src, count in ((good["keras"], 30), (good["h5"], 30)):
         data = bytearray(open(src, "rb").read())
-        for i in range(30):
+        for i in range(count):
             d = bytearray(data)
             for pos in rng.integers(0, len(d), size=int(rng.integers(1, 40))):
                 d[pos] = int(rng.integers(0, 256))
@@ -600,14 +602,14 @@ def test_corrupted_bytes_never_crash(good, tmp_path):
             "from fastrnn.errors import ModelFormatError, UnsupportedLayerError\nbad = []\n"
             "for p in json.loads(sys.argv[1]):\n"
             "    print(p, flush=True)\n"
-            "    try:\n        spec_from_keras_file(p)\n"
+            "    try:\n        spec_from_keras_file(p, isolate={'cpu': 5})\n"
             "    except (ModelFormatError, UnsupportedLayerError) as e:\n"
             "        assert p.split('/')[-1] in str(e), str(e)\n"
             "    except Exception as e:\n        bad.append((p, repr(e)))\n"
             "assert not bad, bad\n")
     env = child_env()
     r = subprocess.run([sys.executable, "-X", "faulthandler", "-c", code, json.dumps(paths)], capture_output=True,
-                       text=True, env=env, timeout=120, cwd=CHILD_CWD)
+                       text=True, env=env, timeout=300, cwd=CHILD_CWD)
     assert r.returncode == 0, f"rc={r.returncode} after {r.stdout.splitlines()[-1:]}\n{r.stderr[-3000:]}"
 
 
@@ -628,3 +630,82 @@ def test_hard_sigmoid_follows_the_writer_version():
         spec = spec_from_keras_config(cfg, weights, keras_version=version)
         assert spec.layers[0].recurrent_activation == expected, version
         assert spec.input_features == 3
+
+
+# --------------------------------------------------------------------------- isolation (fastrnn.io.isolate)
+def test_isolated_and_in_process_read_the_same():
+    """The default (isolated child process) and isolate=False give the same model, and Keras's outputs."""
+    import fastrnn
+
+    fx = np.load(os.path.join(DATA, "expected.npz"))
+    for name in ("keras22_lstm", "keras22_gru", "keras22_bidi"):
+        p = os.path.join(DATA, f"{name}.h5")
+        a, b = spec_from_keras_file(p), spec_from_keras_file(p, isolate=False)
+        ha, ta = a.to_core()
+        hb, tb = b.to_core()
+        assert ha == hb, name
+        assert len(ta) == len(tb) and all(np.array_equal(x, y) for x, y in zip(ta, tb)), name
+        assert_close(fastrnn.load(p).predict(fx[f"{name}.x"]), fx[f"{name}.y"], what=name)
+        assert_close(fastrnn.load(p, isolate=False).predict(fx[f"{name}.x"]), fx[f"{name}.y"], what=name)
+
+
+def test_isolate_option_is_checked(tmp_path):
+    import fastrnn
+
+    p = os.path.join(DATA, "keras22_lstm.h5")
+    for bad, err in (("yes", TypeError), (1, TypeError), ({"bogus": 1}, TypeError), ({"cpu": -1}, ValueError),
+                     ({"wall": True}, ValueError)):
+        with pytest.raises(err):
+            fastrnn.load(p, isolate=bad)
+    native = tmp_path / "m.fastrnn"
+    fastrnn.load(p, isolate=False).save(native)
+    assert fastrnn.load(native, isolate=False).spec.input_features == 3  # accepted (and moot) for every format
+    assert fastrnn.load(native, isolate=True).spec.input_features == 3
+
+
+def test_isolated_reader_ignores_the_callers_working_directory(tmp_path, monkeypatch):
+    """The child imports the caller's fastrnn / h5py / numpy, not whatever sits in the working
+    directory (a hostile upload directory holding h5py.py must not be imported)."""
+    (tmp_path / "h5py.py").write_text("raise SystemExit('the h5py.py of the working directory was imported')\n")
+    (tmp_path / "numpy.py").write_text("raise SystemExit('the numpy.py of the working directory was imported')\n")
+    (tmp_path / "fastrnn").mkdir()
+    (tmp_path / "fastrnn" / "__init__.py").write_text("raise SystemExit('a fastrnn package in the cwd')\n")
+    shutil.copy(os.path.join(DATA, "keras22_gru.h5"), tmp_path / "model.h5")
+    monkeypatch.chdir(tmp_path)
+    spec = spec_from_keras_file("model.h5")  # a relative path: resolved in the caller's working directory
+    assert "gru" in [l.kind for l in spec.layers]
+    _raises(ModelFormatError, "missing.h5")  # and the error names the path as given
+
+
+def test_declared_huge_weight_hits_the_memory_limit(tmp_path):
+    """A 15 KB .h5 whose kernel is a chunked dataset declaring 3 GiB (no chunk written: reads as
+    zeros): the isolated reader stops at its address-space limit (2 GiB) instead of filling memory,
+    and the caller gets a ModelFormatError naming the file."""
+    import h5py
+
+    p = tmp_path / "bomb.h5"
+    shutil.copy(os.path.join(DATA, "keras22_lstm.h5"), p)
+    with h5py.File(p, "r+") as f:
+        g = f["model_weights/lstm_1/lstm_1"]
+        del g["kernel:0"]
+        g.create_dataset("kernel:0", shape=(3, 1 << 28), dtype="f4", chunks=(1, 1 << 16))
+    assert os.path.getsize(p) < 64 << 10
+    msg = _raises(ModelFormatError, p)
+    assert "GiB" in msg or "memory limit" in msg, msg
+
+
+def test_wall_time_limit_kills_the_child():
+    msg = _raises(ModelFormatError, os.path.join(DATA, "keras22_lstm.h5"), "took longer than",
+                  isolate={"wall": 0.01})
+    assert "killed" in msg
+
+
+def test_isolated_reader_cannot_import_frameworks():
+    """In the child, Keras / TensorFlow / PyTorch imports fail, whatever asks for them: here an
+    architecture= argument whose unpickling in the child would import torch."""
+    torch = require("torch")
+    with pytest.raises(ImportError, match="torch must not be imported while reading a model file"):
+        spec_from_keras_file(os.path.join(DATA, "keras22_lstm.h5"), architecture={"dtype": torch.float32})
+    # the same argument in-process reaches the reader, which refuses it as a Keras config
+    _raises(ModelFormatError, os.path.join(DATA, "keras22_lstm.h5"), architecture={"dtype": torch.float32},
+            isolate=False)

@@ -109,9 +109,21 @@ def _reader(module, func, what):
 
 
 def spec_from_file(path, **options):
-    """Read any supported model file into a validated ModelSpec; ``(spec, format)``."""
+    """Read any supported model file into a validated ModelSpec; ``(spec, format)``.
+
+    ``isolate`` (default ``True``) is accepted for every format: HDF5 content (Keras ``.keras`` /
+    ``.h5``) is then parsed in a separate, resource-limited process (:mod:`fastrnn.io.isolate`; a
+    dict ``{"memory": bytes, "cpu": s, "wall": s}`` overrides the limits); ``isolate=False`` parses
+    trusted files in this process.  ``.fastrnn`` and PyTorch files are read
+    by Python code with bounded checks and no C parser, in this process either way.
+    """
     fmt = detect_format(path)
     path = os.fspath(path)
+    if "isolate" in options:  # checked here for every format, passed on to the Keras reader only
+        from .isolate import check_isolate
+
+        check_isolate(options["isolate"])
+    isolate = {"isolate": options.pop("isolate")} if "isolate" in options else {}
     if fmt == "fastrnn":
         from .native import load_spec
 
@@ -122,5 +134,5 @@ def spec_from_file(path, **options):
                 "the file already holds the whole model")
         return load_spec(path, **options), fmt
     if fmt in ("keras", "keras_h5"):
-        return _reader("keras_file", "spec_from_keras_file", "Keras")(path, **options), fmt
+        return _reader("keras_file", "spec_from_keras_file", "Keras")(path, **isolate, **options), fmt
     return _reader("torch_file", "spec_from_torch_file", "PyTorch")(path, **options), fmt

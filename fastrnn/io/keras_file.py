@@ -15,7 +15,9 @@ Formats (detected from the content, not the file name):
   ``model.get_config()``), or a :class:`ModelSpec` whose tensors are filled by layer name.
 
 Options: ``architecture``; ``keras_version`` (the writer's Keras version, e.g. ``"2.2.4"``: the
-meaning of ``hard_sigmoid`` and some defaults depend on it; read from the file when omitted).
+meaning of ``hard_sigmoid`` and some defaults depend on it; read from the file when omitted);
+``isolate`` (default ``True``: the file is parsed in a separate, resource-limited process, see
+:mod:`fastrnn.io.isolate`; a dict of limits; ``False`` for trusted files, in this process).
 
 Problems with the file raise :class:`~fastrnn.errors.ModelFormatError` naming the file;
 unsupported layers / options one :class:`~fastrnn.errors.UnsupportedLayerError` listing them all.
@@ -116,6 +118,10 @@ def _read_dataset(ds, what):
         return np.asarray(ds[()], dtype=np.float32)
     except (OSError, ValueError, TypeError) as e:
         raise _Fail(f"cannot read {what} ({e})") from None
+    except MemoryError:
+        # e.g. a chunked dataset declaring a huge shape in a tiny file (chunks never written)
+        raise _Fail(f"{what} declares shape {ds.shape} ({ds.size * ds.dtype.itemsize / 2**30:.1f} GiB): more "
+                    "memory than this process can allocate") from None
 
 
 # --------------------------------------------------------------------------- weight stores
@@ -236,11 +242,28 @@ def spec_from_keras_file(path, architecture=None, **options) -> ModelSpec:
     ``architecture``: required for weights-only files (a Keras config as JSON text or dict, or a
     :class:`ModelSpec` to fill); for full-model files it replaces the stored configuration.
     ``keras_version``: the Keras version that wrote the model, when the file does not record it.
+    ``isolate`` (default ``True``): parse the file (zip, JSON and HDF5) in a separate, resource-limited
+    process (:mod:`fastrnn.io.isolate`), so that a corrupted HDF5 file that crashes or hangs the HDF5
+    C library raises :class:`ModelFormatError` instead of killing or blocking the caller; a dict such
+    as ``{"cpu": 5, "wall": 15, "memory": 1 << 30}`` isolates with those limits instead of the defaults;
+    ``False`` parses in this process (faster, for trusted files).
     """
     keras_version = options.pop("keras_version", None)
+    isolate = options.pop("isolate", True)
     if options:
         raise TypeError(f"spec_from_keras_file: unknown option(s) {', '.join(sorted(options))}")
+    from .isolate import check_isolate
+
+    limits = check_isolate(isolate)
     origin = f"'{os.fspath(path)}'" if isinstance(path, (str, bytes, os.PathLike)) else repr(path)
+    if limits is not None and isinstance(path, (str, bytes, os.PathLike)):
+        from importlib.util import find_spec
+
+        if find_spec("h5py") is None:
+            _h5py()  # the ImportError saying how to install it, without starting a process
+        from .isolate import spec_isolated
+
+        return spec_isolated(path, origin, architecture, keras_version, limits=limits)
     try:
         return _load(path, architecture, keras_version, origin)
     except _Fail as e:
@@ -251,7 +274,7 @@ def spec_from_keras_file(path, architecture=None, **options) -> ModelSpec:
             raise type(e)(f"{origin}: {msg}") from None
         raise
     except (OSError, KeyError, ValueError, TypeError, IndexError, AttributeError, RecursionError, EOFError,
-            zipfile.BadZipFile, RuntimeError) as e:
+            zipfile.BadZipFile, RuntimeError, OverflowError) as e:
         raise ModelFormatError(f"{origin}: not a readable Keras model file ({type(e).__name__}: {str(e)[:200]})") from None
 
 
@@ -327,7 +350,8 @@ def _load_keras_zip(p, architecture, keras_version, origin):
     version = keras_version or meta.get("keras_version") or "3"
     try:
         f = h5py.File(io.BytesIO(data), "r")
-    except OSError as e:
+    except (OSError, OverflowError, ValueError) as e:
+        # OverflowError: h5py's file-object driver asked for an offset past ssize_t (corrupted superblock)
         raise _Fail(f"model.weights.h5 in the archive is not a valid HDF5 file ({str(e)[:120]})") from None
     with f:
         store = _V3Store(f)

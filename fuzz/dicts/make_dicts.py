@@ -23,3 +23,10 @@ def write(fn, toks):
 write("native.dict", common + kinds + native_keys + ['\\"%s\\"' % k for k in native_keys[:20] + kinds])
 write("keras_zip.dict", common + kinds + keras_keys)
 write("torch_file.dict", [t.encode() for t in torch] + raw_bytes)
+h5 = [b"\x89HDF\r\n\x1a\n", b"TREE", b"HEAP", b"SNOD", b"OHDR", b"OCHK", b"GCOL", b"FRHP", b"FSHD", b"FSSE", b"BTHD",
+      b"BTLF", b"BTIN", b"FHDB", b"FHIB", b"SMTB", b"SMLI", b"\xff\xff\xff\xff\xff\xff\xff\xff", b"\x00\x00\x00\x00\x00\x00\x00\x00",
+      b"\x01\x00\x00\x00", b"\xff\xff\xff\x7f", b"\x00\x00\x00\x80", b"\x00\x10\x00\x00", b"\x00\x00\x01\x00",
+      "model_weights", "model_config", "layer_names", "weight_names", "keras_version", "backend", "training_config",
+      "layers", "vars", "cell", "forward_layer", "backward_layer", "kernel:0", "recurrent_kernel:0", "bias:0",
+      "lstm", "dense", "gru", "0", "1", "2"]
+write("h5.dict", [t.encode() if isinstance(t, str) else t for t in h5])

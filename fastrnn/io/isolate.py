@@ -1,0 +1,286 @@
+"""Parse HDF5 content (Keras ``.h5`` files, the ``model.weights.h5`` inside a ``.keras`` archive) in a
+separate, resource-limited process, so that a corrupted or hostile file cannot take the caller down.
+
+HDF5 files are parsed by the HDF5 C library (through h5py), which can crash (segfault, abort) or run
+away on corrupted metadata; no Python code can catch that.  :func:`spec_isolated` therefore runs the
+ordinary reader (:func:`fastrnn.io.keras_file.spec_from_keras_file` with ``isolate=False``) in a fresh
+``python`` child process (``sys.executable``, the caller's ``sys.path``, never ``fork``):
+
+* limits in the child: address space ``max(2 GiB, 4 x the file's size + 1 GiB)`` (``RLIMIT_AS``),
+  CPU time ``20 s + 1 s per 16 MiB`` (``RLIMIT_CPU``), no core dumps; the parent kills it after
+  ``3 x the CPU limit + 30 s`` of wall time.  One BLAS / OpenMP thread, a new session (a Ctrl-C
+  at the terminal reaches only the caller, which then kills the child).
+* Keras, TensorFlow and PyTorch cannot be imported in the child (an import hook refuses them).
+* The child sends the model back as the bytes of a ``.fastrnn`` file (:func:`fastrnn.io.native.dumps_spec`),
+  read by the parent with every check of the native reader (:func:`fastrnn.io.native.loads_spec`):
+  nothing the child says is unpickled.  The request (path, ``architecture``) goes the other way as a
+  pickle, from the trusted parent.
+* A reader error in the child is raised in the parent with the same type and message.  A child
+  killed by a signal, or out of memory, CPU time or wall time, raises
+  :class:`~fastrnn.errors.ModelFormatError` naming the file and the signal or the limit.
+
+Cost: the start of a Python process importing numpy and h5py (about 0.3-0.5 s).  Pass
+``isolate=False`` (``fastrnn.load(path, isolate=False)``) for files you trust to parse them in-process,
+or a dict to change the limits: ``isolate={"cpu": 5, "wall": 15, "memory": 1 << 30}``.
+
+``python -m fastrnn.io.isolate FILE [FILE...]`` reads files the same way and prints what it got (a
+manual check).
+"""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+
+from ..errors import FastRNNError, ModelFormatError
+
+__all__ = ["spec_isolated", "limits_for", "check_isolate"]
+
+MEMORY_FLOOR = 2 << 30  # bytes of address space the child may always use
+CPU_FLOOR_S = 20  # CPU seconds the child may always use (a small Keras file parses in well under 1 s)
+CPU_BYTES_PER_S = 16 << 20  # plus one CPU second per this many bytes of file
+_FRAMEWORKS = ("tensorflow", "keras", "tf_keras", "tensorboard", "torch", "jax")
+_PROTOCOL_MAGIC = b"FRNNISO1"
+
+# The child's first lines: the caller's sys.path (so that it imports this same fastrnn, h5py and
+# numpy whatever the caller's working directory holds), then the real entry point.
+_BOOT = ("import sys, json; sys.path[:] = json.loads(sys.argv[1]); "
+         "from fastrnn.io.isolate import _child_main; _child_main()")
+
+
+def _declared_size(p: str, size: int) -> int:
+    """The file's size, or for a zip archive the larger of it and its members' declared sizes."""
+    try:
+        import zipfile
+
+        with open(p, "rb") as fh:
+            if fh.read(2) != b"PK":
+                return size
+        with zipfile.ZipFile(p) as z:
+            return max(size, sum(i.file_size for i in z.infolist()))
+    except Exception:  # noqa: BLE001 - only a size estimate: the child reports the real problem
+        return size
+
+
+def limits_for(path) -> dict:
+    """The limits :func:`spec_isolated` puts on the child for ``path``: ``memory`` (bytes of address
+    space), ``cpu`` (CPU seconds) and ``wall`` (seconds before the parent kills it)."""
+    p = os.fspath(path)
+    try:
+        size = _declared_size(p, os.path.getsize(p))
+    except OSError:
+        size = 0
+    cpu = int(CPU_FLOOR_S + size // CPU_BYTES_PER_S)
+    return {"memory": max(MEMORY_FLOOR, 4 * size + (1 << 30)), "cpu": cpu, "wall": 3 * cpu + 30}
+
+
+def check_isolate(isolate):
+    """The ``isolate`` option: ``True`` (default limits), ``False``, or a dict overriding some limits
+    (``memory`` bytes, ``cpu`` seconds, ``wall`` seconds; positive numbers).  ``None`` for ``False``,
+    else the overrides (a dict, maybe empty); TypeError / ValueError for anything else."""
+    if isinstance(isolate, bool):
+        return {} if isolate else None
+    if not isinstance(isolate, dict):
+        raise TypeError(f"isolate must be True, False or a dict of limits, got {isolate!r}")
+    extra = set(isolate) - {"memory", "cpu", "wall"}
+    if extra:
+        raise TypeError(f"isolate: unknown limit(s) {', '.join(sorted(map(str, extra)))} (memory, cpu, wall)")
+    for k, v in isolate.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+            raise ValueError(f"isolate: limit {k!r} must be a positive number, got {v!r}")
+    return {k: (int(v) if k != "wall" else float(v)) for k, v in isolate.items()}
+
+
+def _child_paths():
+    """The caller's sys.path, absolute, with the directory this fastrnn was imported from first."""
+    here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    out = [here]
+    for entry in sys.path:
+        if not isinstance(entry, str) or not entry:
+            continue  # '' (the working directory) is not carried: it could shadow fastrnn or h5py
+        a = os.path.abspath(entry)
+        if a not in out:
+            out.append(a)
+    return out
+
+
+def _signal_name(n: int) -> str:
+    try:
+        return signal.Signals(n).name
+    except ValueError:
+        return f"signal {n}"
+
+
+def spec_isolated(path, origin: str, architecture=None, keras_version=None, limits=None):
+    """Run ``spec_from_keras_file(path, architecture, keras_version=..., isolate=False)`` in a child
+    process under ``limits`` (default :func:`limits_for`); the :class:`ModelSpec` it read, or the
+    error it raised.  ``origin`` is how messages name the file."""
+    from .native import loads_spec
+
+    exe = sys.executable
+    if not exe or not os.path.exists(exe):
+        raise ModelFormatError(f"{origin}: cannot read HDF5 content in an isolated process: no Python executable "
+                               f"(sys.executable is {exe!r}); pass isolate=False for a trusted file")
+    lim = dict(limits_for(path), **(limits or {}))
+    if limits and "cpu" in limits and "wall" not in limits:
+        lim["wall"] = 3 * lim["cpu"] + 30
+    try:
+        request = pickle.dumps({"path": os.fspath(path), "architecture": architecture, "keras_version": keras_version,
+                                "memory": lim["memory"], "cpu": lim["cpu"]}, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as e:  # noqa: BLE001 - an architecture= that cannot even be pickled is no Keras config
+        raise ModelFormatError(f"{origin}: architecture must be a Keras config (JSON text or dict) or a ModelSpec, "
+                               f"got {type(architecture).__name__} ({type(e).__name__}: {str(e)[:120]})") from None
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    env.pop("PYTHONSTARTUP", None)
+    try:
+        proc = subprocess.Popen([exe, "-c", _BOOT, json.dumps(_child_paths())], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, close_fds=True,
+                                start_new_session=True)
+    except OSError as e:
+        raise ModelFormatError(f"{origin}: cannot start the isolated HDF5 reader process ({e}); pass isolate=False "
+                               "for a trusted file") from None
+    timed_out = False
+    try:
+        try:
+            out, err = proc.communicate(request, timeout=lim["wall"])
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            proc.kill()
+            out, err = proc.communicate()
+    finally:
+        if proc.poll() is None:  # KeyboardInterrupt or another exception in the caller: no orphan
+            proc.kill()
+            proc.wait()
+    rc = proc.returncode
+    if timed_out:
+        raise ModelFormatError(f"{origin}: parsing the HDF5 content took longer than {lim['wall']} s; the isolated "
+                               "reader process was killed (a corrupted or hostile file?)")
+    msg, payload = _parse_reply(out)
+    if msg is not None and rc == 0:
+        if msg.get("ok"):
+            return loads_spec(payload, os.fspath(path))
+        _raise_child_error(msg, origin, lim)
+    if rc is not None and rc < 0:
+        sig = -rc
+        if sig == getattr(signal, "SIGXCPU", None):
+            raise ModelFormatError(f"{origin}: parsing the HDF5 content hit the CPU-time limit of {lim['cpu']} s in "
+                                   "the isolated reader process (a corrupted or hostile file?)")
+        what = "was killed" if sig == signal.SIGKILL else "crashed"
+        raise ModelFormatError(f"{origin}: the HDF5 library {what} ({_signal_name(sig)}) while parsing the file in "
+                               "the isolated reader process: the file is corrupted or not a valid HDF5 file")
+    tail = err.decode("utf-8", "replace").strip()[-600:]
+    raise ModelFormatError(f"{origin}: the isolated HDF5 reader process failed (exit status {rc}){': ' + tail if tail else ''}; "
+                           "isolate=False reads a trusted file in this process")
+
+
+def _parse_reply(out: bytes):
+    """``(message dict, payload bytes)`` from the child's stdout, or ``(None, b"")`` if malformed."""
+    m = len(_PROTOCOL_MAGIC)
+    if len(out) < m + 8 or out[:m] != _PROTOCOL_MAGIC:
+        return None, b""
+    n = int.from_bytes(out[m:m + 8], "little")
+    if n > len(out) - m - 8:
+        return None, b""
+    try:
+        msg = json.loads(out[m + 8:m + 8 + n].decode("utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        return None, b""
+    if not isinstance(msg, dict):
+        return None, b""
+    return msg, memoryview(out)[m + 8 + n:]
+
+
+def _raise_child_error(msg, origin, lim):
+    from .. import errors
+
+    typ, text = str(msg.get("type", "")), str(msg.get("message", ""))
+    if typ == "MemoryError":
+        raise ModelFormatError(f"{origin}: parsing the HDF5 content needed more than the {lim['memory'] >> 20} MiB "
+                               "memory limit of the isolated reader process" + (f" ({text[:200]})" if text else ""))
+    cls = getattr(errors, typ, None) if typ in errors.__all__ else None
+    if cls is not None and issubclass(cls, FastRNNError) and not issubclass(cls, OSError):
+        raise cls(text)
+    import builtins
+
+    cls = getattr(builtins, typ, None)
+    if isinstance(cls, type) and issubclass(cls, Exception) and not issubclass(cls, OSError):
+        raise cls(text)
+    # Anything else escaped the reader: not a FastRNNError on purpose (a bug for the fuzzers to find).
+    raise RuntimeError(f"{origin}: the isolated reader raised {typ}: {text}")
+
+
+# --------------------------------------------------------------------------------- the child
+class _BlockFrameworks:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in _FRAMEWORKS:
+            raise ImportError(f"{name} must not be imported while reading a model file")
+        return None
+
+
+def _set_limits(memory, cpu):
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not POSIX
+        return
+    for what, value in ((resource.RLIMIT_CORE, 0), (resource.RLIMIT_AS, memory), (resource.RLIMIT_CPU, cpu)):
+        hard = resource.getrlimit(what)[1]
+        if hard != resource.RLIM_INFINITY:
+            value = min(value, hard)
+        try:
+            resource.setrlimit(what, (value, hard if what == resource.RLIMIT_CPU else value))
+        except (ValueError, OSError):
+            pass
+
+
+def _child_main():
+    # stdout carries the reply; anything a library prints goes to stderr instead
+    reply = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    raw = sys.stdin.buffer.read()
+    sys.meta_path.insert(0, _BlockFrameworks())  # before anything else is imported, the request included
+    payload = b""
+    try:
+        req = pickle.loads(raw)  # from the parent process (trusted)
+        _set_limits(req["memory"], req["cpu"])
+        from .keras_file import spec_from_keras_file
+        from .native import dumps_spec
+
+        spec = spec_from_keras_file(req["path"], architecture=req["architecture"],
+                                    keras_version=req["keras_version"], isolate=False)
+        payload = dumps_spec(spec)
+        msg = {"ok": True}
+    except MemoryError as e:
+        payload, msg = b"", {"ok": False, "type": "MemoryError", "message": str(e)}
+    except Exception as e:  # noqa: BLE001 - sent to the parent, which raises it there
+        msg = {"ok": False, "type": type(e).__name__, "message": str(e)}
+    loaded = sorted(m for m in sys.modules if m.split(".")[0] in _FRAMEWORKS)
+    if loaded:  # never expected: the hook refuses them
+        payload, msg = b"", {"ok": False, "type": "RuntimeError", "message": f"frameworks were imported: {loaded}"}
+    head = json.dumps(msg).encode("utf-8")
+    reply.write(_PROTOCOL_MAGIC + len(head).to_bytes(8, "little") + head)
+    reply.write(payload)
+    reply.flush()
+
+
+def main(argv=None) -> int:
+    """``python -m fastrnn.io.isolate FILE...``: read each file through the isolated reader."""
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv:
+        print("usage: python -m fastrnn.io.isolate FILE [FILE...]", file=sys.stderr)
+        return 2
+    status = 0
+    for p in argv:
+        try:
+            spec = spec_isolated(p, f"'{p}'")
+            print(f"{p}: ok, {len(spec.layers)} layers ({', '.join(l.kind for l in spec.layers)})")
+        except FastRNNError as e:
+            status = 1
+            print(f"{p}: {type(e).__name__}: {e}")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
