@@ -16,7 +16,6 @@ from __future__ import annotations
 import importlib
 import os
 import re
-import zipfile
 
 from ..errors import ModelFileNotFoundError, ModelFormatError, UnsupportedLayerError
 
@@ -46,6 +45,8 @@ def _check_path(path) -> str:
 
 def _zip_format(path):
     try:
+        import zipfile  # here, not at import: ~30 ms of imports a .fastrnn load never needs
+
         with zipfile.ZipFile(path) as z:
             names = z.namelist()
     except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError, RuntimeError) as e:

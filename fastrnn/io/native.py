@@ -38,7 +38,6 @@ import dataclasses
 import io
 import json
 import os
-import uuid
 
 import numpy as np
 
@@ -125,6 +124,8 @@ def save_spec(spec: ModelSpec, path) -> None:
     _check_spec(spec, "save_spec")
     path = os.fspath(path)
     header, chunks = _layout(spec)
+    import uuid
+
     tmp = f"{path}.{uuid.uuid4().hex[:12]}.tmp"
     try:
         with open(tmp, "xb") as f:
