@@ -22,17 +22,6 @@ def rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def lstm_spec(I=8, H=64, seed=0):
-    from fastrnn import spec as S
-
-    rng = np.random.default_rng(seed)
-    G = S.GATES["lstm"]
-    w = S.DirectionWeights(rng.standard_normal((G * H, I)) * 0.3, rng.standard_normal((G * H, H)) * 0.3,
-                           rng.standard_normal(G * H) * 0.1, rng.standard_normal(G * H) * 0.1, None)
-    return S.ModelSpec(layers=[S.RecurrentSpec(kind="lstm", name="lstm", input_size=I, units=H, weights=[w],
-                                               return_sequences=True)], input_features=I, source="soak")
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--steps", type=int, default=1_000_000)
@@ -43,9 +32,10 @@ def main(argv=None):
     a = ap.parse_args(argv)
 
     import fastrnn
+    from fastrnn.bench import random_model
 
     fastrnn.set_num_threads(a.threads)
-    model = fastrnn.Model(lstm_spec())
+    model = random_model("lstm", 8, 64, scale=0.3)
     s = model.stream(1)
     x1 = np.ones((1, 8), np.float32)
     out = np.empty((1, 64), np.float32)

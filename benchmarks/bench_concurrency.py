@@ -26,17 +26,6 @@ import time
 import numpy as np
 
 
-def lstm_spec(I=32, H=128, seed=0):
-    from fastrnn import spec as S
-
-    rng = np.random.default_rng(seed)
-    G = S.GATES["lstm"]
-    w = S.DirectionWeights(rng.standard_normal((G * H, I)) * 0.1, rng.standard_normal((G * H, H)) * 0.1,
-                           rng.standard_normal(G * H) * 0.1, rng.standard_normal(G * H) * 0.1, None)
-    return S.ModelSpec(layers=[S.RecurrentSpec(kind="lstm", name="lstm", input_size=I, units=H, weights=[w],
-                                               return_sequences=True)], input_features=I, source="bench")
-
-
 def cpu_name() -> str:
     try:
         with open("/proc/cpuinfo") as f:
@@ -94,9 +83,10 @@ def run_threads(n, seconds, make_worker):
 
 def measure(seconds=3.0, repeats=3, threads_list=(1, 2), T=100, max_other=0.05, only=()):
     import fastrnn
+    from fastrnn.bench import random_model
 
     fastrnn.set_num_threads(1)
-    model = fastrnn.Model(lstm_spec())
+    model = random_model("lstm", 32, 128, scale=0.1)
     rng = np.random.default_rng(0)
     rows = []
     cases = []

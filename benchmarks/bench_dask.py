@@ -28,17 +28,6 @@ import warnings
 import numpy as np
 
 
-def lstm_spec(I=32, H=128, seed=0):
-    from fastrnn import spec as S
-
-    rng = np.random.default_rng(seed)
-    G = S.GATES["lstm"]
-    w = S.DirectionWeights(rng.standard_normal((G * H, I)) * 0.1, rng.standard_normal((G * H, H)) * 0.1,
-                           rng.standard_normal(G * H) * 0.1, rng.standard_normal(G * H) * 0.1, None)
-    return S.ModelSpec(layers=[S.RecurrentSpec(kind="lstm", name="lstm", input_size=I, units=H, weights=[w],
-                                               return_sequences=True)], input_features=I, source="bench")
-
-
 def _busy_cores(interval=0.5):
     """Cores the whole machine kept busy over ``interval`` seconds (/proc/stat; 0 where there is none)."""
     def busy():
@@ -97,11 +86,11 @@ def main(argv=None):
     import dask.array as da
     from dask.distributed import Client, LocalCluster
 
-    import fastrnn
+    from fastrnn.bench import random_model
     from fastrnn.dask import predict_dask
 
     N, T, C = a.sequences, a.steps, a.chunk
-    model = fastrnn.Model(lstm_spec())
+    model = random_model("lstm", 32, 128, scale=0.1)
     x = np.random.default_rng(0).standard_normal((N, T, 32)).astype(np.float32)
     print(f"LSTM 32 -> 128 (return_sequences), {N:,} sequences x {T} steps, blocks of {C}; {os.cpu_count()} CPUs, "
           f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}", flush=True)

@@ -327,23 +327,28 @@ class Context:
         self._module = self._onnx = self._keras = None
 
 
-def _fastrnn_without_torch(case: Case):
-    """fastrnn on random weights (no torch: nothing to check against)."""
+def random_model(cell, features, hidden, layers=1, bidirectional=False, seed=0, scale=0.1):
+    """A fastrnn Model of stacked ``cell`` layers ('lstm' / 'gru' / 'rnn') with seeded weights drawn
+    uniformly from [-scale, scale], straight from a ModelSpec (no framework needed); output sequence."""
     import fastrnn
 
     from .spec import DirectionWeights, ModelSpec, RecurrentSpec
 
-    rng = np.random.default_rng(0)
-    g = GATES[case.cell] * case.hidden
-    layers, feats = [], case.features
-    for i in range(case.layers):
-        w = [DirectionWeights(*(rng.uniform(-0.1, 0.1, s).astype(np.float32) for s in
-                                ((g, feats), (g, case.hidden), (g,), (g,)))) for _ in range(case.directions)]
-        layers.append(RecurrentSpec(kind={"rnn": "simple_rnn"}.get(case.cell, case.cell), name=f"l{i}",
-                                    input_size=feats, units=case.hidden, weights=w,
-                                    direction="bidirectional" if case.bidirectional else "forward"))
-        feats = case.hidden * case.directions
-    return fastrnn.Model(ModelSpec(layers=layers, input_features=case.features)).predict
+    rng = np.random.default_rng(seed)
+    g, nd = GATES[cell] * hidden, 2 if bidirectional else 1
+    specs, feats = [], features
+    for i in range(layers):
+        w = [DirectionWeights(*(rng.uniform(-scale, scale, s).astype(np.float32) for s in
+                                ((g, feats), (g, hidden), (g,), (g,)))) for _ in range(nd)]
+        specs.append(RecurrentSpec(kind={"rnn": "simple_rnn"}.get(cell, cell), name=f"l{i}", input_size=feats,
+                                   units=hidden, weights=w, direction="bidirectional" if bidirectional else "forward"))
+        feats = hidden * nd
+    return fastrnn.Model(ModelSpec(layers=specs, input_features=features))
+
+
+def _fastrnn_without_torch(case: Case):
+    """fastrnn on random weights (no torch: nothing to check against)."""
+    return random_model(case.cell, case.features, case.hidden, case.layers, case.bidirectional).predict
 
 
 def _e_fastrnn(ctx):

@@ -121,109 +121,21 @@ def child_script(engine: str, meta: dict) -> str:
 
 
 # ---- preparing the model files -------------------------------------------------------------------
-class ColdCase:
-    """The model timed: one seeded PyTorch RNN (the fields of ``fastrnn.bench.Case``)."""
-
-    def __init__(self, name, cell, batch, steps, features, hidden, layers=1, bidirectional=False):
-        if cell not in ("lstm", "gru", "rnn"):
-            raise ValueError(f"cell must be lstm, gru or rnn, got {cell!r}")
-        self.name, self.cell, self.batch, self.steps = name, cell, int(batch), int(steps)
-        self.features, self.hidden, self.layers, self.bidirectional = int(features), int(hidden), int(layers), bool(
-            bidirectional)
-
-    def describe(self):
-        bi = " bi" if self.bidirectional else ""
-        return (f"{self.cell.upper()}{bi} x{self.layers} B={self.batch} T={self.steps} "
-                f"I={self.features} H={self.hidden}")
-
-
-#: One sequence of an LSTM(32 -> 128), batch 1, 100 steps (bench's ``lstm_32x128_b1`` / ``small_seq``).
-DEFAULT_CASE = ColdCase("small_seq", "lstm", 1, 100, 32, 128)
+#: One sequence of an LSTM(32 -> 128), batch 1, 100 steps (``fastrnn.bench``'s ``small_seq``).
+DEFAULT_CASE = "small_seq"
 
 
 def _resolve_case(case):
-    """A ColdCase from None (the default), a ColdCase / bench.Case, or a case name of ``fastrnn.bench``."""
-    if case is None or case == DEFAULT_CASE.name:
-        return DEFAULT_CASE
-    if isinstance(case, str):
-        from .bench import CASES
+    """A ``fastrnn.bench.Case`` from None (the default), a Case, or a case name of ``fastrnn.bench``."""
+    from .bench import CASES
 
+    if case is None:
+        case = DEFAULT_CASE
+    if isinstance(case, str):
         if case not in CASES:
             raise ValueError(f"unknown case {case!r}; cases: {', '.join(CASES)}")
-        case = CASES[case]
-    return ColdCase(case.name, case.cell, case.batch, case.steps, case.features, case.hidden,
-                    getattr(case, "layers", 1), getattr(case, "bidirectional", False))
-
-
-def build_torch(case, seed=0):
-    import torch
-
-    torch.manual_seed(seed)
-    cls = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[case.cell]
-    return cls(case.features, case.hidden, num_layers=case.layers, bidirectional=case.bidirectional,
-               batch_first=True).eval()
-
-
-def make_input(case, seed=0):
-    return np.random.default_rng(seed).standard_normal((case.batch, case.steps, case.features)).astype(np.float32)
-
-
-def _fastrnn_without_torch(case, seed=0):
-    """The same architecture with seeded uniform weights, straight from a ModelSpec (no torch)."""
-    import fastrnn
-    from fastrnn.spec import DirectionWeights, ModelSpec, RecurrentSpec
-
-    rng = np.random.default_rng(seed)
-    g, h, k = {"lstm": 4, "gru": 3, "rnn": 1}[case.cell], case.hidden, 1.0 / np.sqrt(case.hidden)
-    layers, feats = [], case.features
-    for i in range(case.layers):
-        nd = 2 if case.bidirectional else 1
-        w = [DirectionWeights(*(rng.uniform(-k, k, s).astype(np.float32)
-                                for s in ((g * h, feats), (g * h, h), (g * h,), (g * h,)))) for _ in range(nd)]
-        layers.append(RecurrentSpec(kind={"rnn": "simple_rnn"}.get(case.cell, case.cell), name=f"l{i}",
-                                    input_size=feats, units=h, weights=w,
-                                    direction="bidirectional" if case.bidirectional else "forward"))
-        feats = h * nd
-    return fastrnn.Model(ModelSpec(layers=layers, input_features=case.features))
-
-
-def _keras_model(case, module):
-    """The Keras 3 model equivalent to the torch module, with its weights copied."""
-    import keras
-
-    def rnn_layer(**kw):
-        if case.cell == "lstm":
-            return keras.layers.LSTM(case.hidden, return_sequences=True, **kw)
-        if case.cell == "gru":
-            return keras.layers.GRU(case.hidden, return_sequences=True, reset_after=True, **kw)
-        return keras.layers.SimpleRNN(case.hidden, return_sequences=True, activation="tanh", **kw)
-
-    def reorder(w):  # torch gate blocks -> Keras: LSTM i,f,g,o == i,f,c,o; GRU r,z,n -> z,r,h
-        if case.cell != "gru":
-            return w
-        r, z, n = np.split(w, 3, axis=0)
-        return np.concatenate([z, r, n], axis=0)
-
-    def weights(sfx):
-        sd = {k: v.detach().numpy().astype(np.float32) for k, v in module.state_dict().items()}
-        w_ih, w_hh, b_ih, b_hh = (reorder(sd[f"{n}{sfx}"]) for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
-        bias = np.stack([b_ih, b_hh]) if case.cell == "gru" else b_ih + b_hh
-        return [w_ih.T.copy(), w_hh.T.copy(), bias]
-
-    layers = [keras.Input((None, case.features))]
-    plan = []
-    for k in range(case.layers):
-        if case.bidirectional:
-            layer = keras.layers.Bidirectional(rnn_layer(), merge_mode="concat")
-            plan.append((layer, weights(f"_l{k}") + weights(f"_l{k}_reverse")))
-        else:
-            layer = rnn_layer()
-            plan.append((layer, weights(f"_l{k}")))
-        layers.append(layer)
-    model = keras.Sequential(layers)
-    for layer, w in plan:
-        layer.set_weights(w)
-    return model
+        return CASES[case]
+    return case
 
 
 def prepare(directory, case=None, engines=ENGINES, out=print):
@@ -246,6 +158,8 @@ def prepare(directory, case=None, engines=ENGINES, out=print):
 def _prepare(directory, case, engines, out):
     import fastrnn
 
+    from .bench import build_torch, keras_from_torch, make_input, onnx_from_torch, random_model
+
     meta = {"case": case.name, "cell": case.cell, "features": case.features, "hidden": case.hidden,
             "layers": case.layers, "bidirectional": bool(case.bidirectional), "openvino_file": "model.xml"}
     x = make_input(case)
@@ -260,10 +174,9 @@ def _prepare(directory, case, engines, out):
                 problems[e] = "torch is needed to make this engine's model file"
     if torch is None:
         # fastrnn alone: its own weights, no reference to check against
-        _fastrnn_without_torch(case).save(os.path.join(directory, "model.fastrnn"))
+        random_model(case.cell, case.features, case.hidden, case.layers, case.bidirectional,
+                     scale=1.0 / np.sqrt(case.hidden)).save(os.path.join(directory, "model.fastrnn"))
         return meta, None, problems
-
-    import warnings
 
     module = build_torch(case)
     with torch.inference_mode():
@@ -273,20 +186,8 @@ def _prepare(directory, case, engines, out):
 
     if "onnxruntime" in engines or "openvino" in engines:
         try:
-            class Seq(torch.nn.Module):
-                def __init__(self):
-                    super().__init__()
-                    self.rnn = module
-
-                def forward(self, x):
-                    return self.rnn(x)[0]
-
-            with warnings.catch_warnings():  # the legacy exporter's deprecation and batch-size notes
-                warnings.simplefilter("ignore")
-                torch.onnx.export(Seq(), (torch.zeros(2, 3, case.features),), os.path.join(directory, "model.onnx"),
-                                  input_names=["x"], output_names=["y"],
-                                  dynamic_axes={"x": {0: "batch", 1: "time"}, "y": {0: "batch", 1: "time"}},
-                                  dynamo=False)
+            with open(os.path.join(directory, "model.onnx"), "wb") as f:
+                f.write(onnx_from_torch(module, case.features))
         except Exception as e:  # noqa: BLE001 - reported per engine
             problems["onnxruntime"] = problems["openvino"] = f"ONNX export failed: {type(e).__name__}: {e}"
 
@@ -302,7 +203,7 @@ def _prepare(directory, case, engines, out):
 
     if "keras" in engines and importlib.util.find_spec("keras"):
         try:
-            kmodel = _keras_model(case, module)
+            kmodel = keras_from_torch(module)
             diff = float(np.abs(np.asarray(kmodel(x, training=False)) - reference).max())
             if diff > 1e-5:
                 raise AssertionError(f"the Keras copy differs from torch by {diff:.3g}")
