@@ -8,6 +8,7 @@ wrong type).  Anything else escapes ``test_one_input`` and is a finding; a crash
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import shutil
@@ -144,6 +145,23 @@ def check_error(e: BaseException) -> None:
     try to allocate more memory than the process may use (run under a memory limit)."""
     if "MemoryError" in str(e):
         raise AssertionError(f"a small input exhausted memory: {str(e)[:300]}") from e
+
+
+@contextlib.contextmanager
+def contract(on_refused=None):
+    """The contract around one input: a ``FastRNNError`` is a refusal (``on_refused(e)`` if given,
+    then check_error); any other exception escapes as a finding, unless skip_known says otherwise."""
+    from fastrnn.errors import FastRNNError
+
+    try:
+        yield
+    except FastRNNError as e:
+        if on_refused is not None:
+            on_refused(e)
+        check_error(e)
+    except Exception as e:  # noqa: BLE001 - a finding, unless already known and skipped on purpose
+        if not skip_known(e):
+            raise
 
 
 def predict_probe(model) -> None:

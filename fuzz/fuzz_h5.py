@@ -38,7 +38,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import fastrnn  # noqa: E402
 from fastrnn.errors import FastRNNError  # noqa: E402
-from _harness import CORPUS_DIR, KERAS_WEIGHTS, check_error, predict_probe, skip_known, write_tmp  # noqa: E402
+from _harness import CORPUS_DIR, KERAS_WEIGHTS, contract, predict_probe, write_tmp  # noqa: E402
 
 _CONFIGS = {}
 LIMITS = {"cpu": 4, "wall": 15}  # for fastrnn.load(path, isolate=LIMITS); default memory limit (2 GiB)
@@ -130,23 +130,21 @@ def test_one_input(data: bytes) -> None:
         importlib.import_module("fastrnn.io.keras_file")
 
         return _forked(path, data)
-    try:
-        # the isolated path (the default) with tighter CPU / wall limits than the defaults (20 s CPU):
-        # a hang is contained well within run.py's per-input timeout (20 s)
+    # the isolated path (the default) with tighter CPU / wall limits than the defaults (20 s CPU):
+    # a hang is contained well within run.py's per-input timeout (20 s)
+    with contract(on_refused=lambda e: _count_refusal(data, e)):
         model = fastrnn.load(path, isolate=LIMITS)
         STATS["loaded"] += 1
         predict_probe(model)
-    except FastRNNError as e:
-        STATS["refused"] += 1
-        msg = str(e)
-        if "isolated reader process" in msg and ("crashed" in msg or "was killed" in msg or "limit" in msg
-                                                 or "longer than" in msg or "failed" in msg):
-            STATS["contained_crashes"] += 1
-            _keep_contained(data, msg)
-        check_error(e)
-    except Exception as e:  # noqa: BLE001 - a finding, unless already known and skipped on purpose
-        if not skip_known(e):
-            raise
+
+
+def _count_refusal(data, e):
+    STATS["refused"] += 1
+    msg = str(e)
+    if "isolated reader process" in msg and ("crashed" in msg or "was killed" in msg or "limit" in msg
+                                             or "longer than" in msg or "failed" in msg):
+        STATS["contained_crashes"] += 1
+        _keep_contained(data, msg)
 
 
 TestOneInput = test_one_input
