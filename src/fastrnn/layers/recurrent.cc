@@ -71,22 +71,22 @@ Recurrent::Recurrent(RecurrentConfig cfg, const DirectionTensors* dirs) : cfg_(s
     }
     if (cfg_.proj_size) w.hr.set(t.w_hr, P, H);
   }
-  split_ok_ = ((cfg_.cell == LayerKind::Lstm && !cfg_.proj_size) || (gru && cfg_.reset_after) ||
+  // One direction only: the two directions of a bidirectional layer already run on two threads.
+  split_ok_ = cfg_.num_directions() == 1 &&
+              ((cfg_.cell == LayerKind::Lstm && !cfg_.proj_size) || (gru && cfg_.reset_after) ||
                cfg_.cell == LayerKind::SimpleRnn) &&
               static_cast<double>(G * H) * P >= kSplitMinMacs;
   if (split_ok_) {
     // Row (q*G + g)*kSplitUnits + c of the regrouped matrix = W_hh row g*H + q*kSplitUnits + c.
     const dim_t nblk = (H + kSplitUnits - 1) / kSplitUnits, rows = nblk * G * kSplitUnits;
     Buffer re(static_cast<std::size_t>(rows * P), true);
-    for (int d = 0; d < cfg_.num_directions(); ++d) {
-      for (dim_t q = 0; q < nblk; ++q)
-        for (dim_t g = 0; g < G; ++g)
-          for (dim_t c = 0; c < kSplitUnits && q * kSplitUnits + c < H; ++c)
-            std::memcpy(re.data() + ((q * G + g) * kSplitUnits + c) * P, dirs[d].w_hh + (g * H + q * kSplitUnits + c) * P,
-                        P * sizeof(float));
-      dir_[d].split_packed.resize(static_cast<std::size_t>(cpu::packed_size(rows, P)));
-      cpu::pack_panels(re.data(), rows, P, dir_[d].split_packed.data());
-    }
+    for (dim_t q = 0; q < nblk; ++q)
+      for (dim_t g = 0; g < G; ++g)
+        for (dim_t c = 0; c < kSplitUnits && q * kSplitUnits + c < H; ++c)
+          std::memcpy(re.data() + ((q * G + g) * kSplitUnits + c) * P, dirs[0].w_hh + (g * H + q * kSplitUnits + c) * P,
+                      P * sizeof(float));
+    dir_[0].split_packed.resize(static_cast<std::size_t>(cpu::packed_size(rows, P)));
+    cpu::pack_panels(re.data(), rows, P, dir_[0].split_packed.data());
   }
 }
 
@@ -172,7 +172,7 @@ void Recurrent::forward(const float* x, dim_t B, dim_t T, const std::uint8_t* ma
   // Batch 1 (one slice, one direction) with threads to spare: the hidden units are split
   // across a team that meets at a barrier every step.
   std::unique_ptr<Team> team;
-  if (split_ok_ && ndir == 1 && B == 1 && threads > 1) {
+  if (split_ok_ && B == 1 && threads > 1) {
     const dim_t nblk = (H + kSplitUnits - 1) / kSplitUnits;
     const int n = static_cast<int>(std::min<dim_t>(threads, nblk));
     if (n > 1) {

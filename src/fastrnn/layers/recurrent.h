@@ -48,7 +48,8 @@ class Recurrent {
     Buffer bias, b_hn;
     Mat ih, hh, hh_rz, hh_n, hr;  // W_hh; GRU reset-before splits it into [r z] and [n]; LSTM projection
     // W_hh rows regrouped by blocks of kSplitUnits hidden units (all gates of a block together,
-    // zero-padded), panel-packed: the batch-1 hidden-unit split (see run_chunk_split).
+    // zero-padded), panel-packed: the batch-1 hidden-unit split of one-direction layers (see
+    // run_chunk_split); empty otherwise.
     Buffer split_packed;
   };
   struct Slice;
