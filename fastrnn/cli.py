@@ -445,6 +445,11 @@ def main(argv=None) -> int:
     except (fastrnn.FastRNNError, OSError, _UsageError) as e:
         print(f"fastrnn: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        raise
+    except Exception as e:  # noqa: BLE001 - the CLI's exception boundary: never a traceback for bad input
+        print(f"fastrnn: error: {type(e).__name__}: {e}", file=sys.stderr)
+        return 2
     return 1
 
 

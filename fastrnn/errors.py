@@ -6,6 +6,9 @@ This module must not import ``fastrnn._core`` (the extension imports it at init)
 """
 from __future__ import annotations
 
+import contextlib
+import os
+
 __all__ = [
     "FastRNNError",
     "ShapeError",
@@ -14,6 +17,10 @@ __all__ = [
     "ConversionError",
     "CoreNotBuiltError",
     "ModelFileNotFoundError",
+    "ArgumentError",
+    "ArgumentTypeError",
+    "OutOfMemoryError",
+    "file_errors",
 ]
 
 
@@ -43,3 +50,57 @@ class CoreNotBuiltError(FastRNNError, ImportError):
 
 class ModelFileNotFoundError(FastRNNError, FileNotFoundError):
     """A model path given to :func:`fastrnn.load` (or the CLI) that does not exist."""
+
+
+class ArgumentError(FastRNNError, ValueError):
+    """An API or CLI argument with a value fastrnn refuses (``set_num_threads(0)``, ``stream(2**62)``, ...)."""
+
+
+class ArgumentTypeError(FastRNNError, TypeError):
+    """An API argument of a type fastrnn does not take."""
+
+
+class OutOfMemoryError(FastRNNError, MemoryError):
+    """A request (batch size, sequence length) whose buffers cannot be allocated on this machine."""
+
+
+def _names(path) -> tuple:
+    p = os.fsdecode(os.fspath(path))
+    return (p, os.path.basename(p)) if os.path.basename(p) else (p,)
+
+
+@contextlib.contextmanager
+def file_errors(path, action: str = "read"):
+    """The one exception boundary of every file reader: inside it, anything that is not a
+    :class:`FastRNNError` becomes one that names ``path`` and the cause (kept as ``__cause__``);
+    a FastRNNError whose message does not name the file is re-raised with the file name in front.
+    ``KeyboardInterrupt`` / ``SystemExit`` pass unchanged.
+
+    >>> with file_errors(path):
+    ...     spec = read(path)
+    """
+    try:
+        yield
+    except (KeyboardInterrupt, SystemExit, GeneratorExit):
+        raise
+    except FastRNNError as e:
+        msg = str(e)
+        if any(n and n in msg for n in _names(path)):
+            raise
+        try:
+            new = type(e)(f"{os.fsdecode(os.fspath(path))}: {msg}")
+        except Exception:  # noqa: BLE001 - a subclass with another signature: keep it as it is
+            raise e from None
+        raise new from e
+    except FileNotFoundError as e:
+        import errno
+
+        raise ModelFileNotFoundError(errno.ENOENT, f"cannot {action} ({e.strerror or e})",
+                                     os.fsdecode(os.fspath(path))) from e
+    except MemoryError as e:
+        raise ModelFormatError(f"{os.fsdecode(os.fspath(path))}: cannot {action}: the file asks for more memory "
+                               f"than this machine gives ({type(e).__name__}: {e}); a corrupt or hostile file?") from e
+    except RecursionError as e:
+        raise ModelFormatError(f"{os.fsdecode(os.fspath(path))}: cannot {action}: data nested too deeply") from e
+    except Exception as e:  # noqa: BLE001 - the boundary: every other escape becomes a FastRNNError
+        raise ModelFormatError(f"{os.fsdecode(os.fspath(path))}: cannot {action} ({type(e).__name__}: {e})") from e

@@ -17,7 +17,7 @@ import importlib
 import os
 import re
 
-from ..errors import ModelFileNotFoundError, ModelFormatError, UnsupportedLayerError
+from ..errors import ModelFileNotFoundError, ModelFormatError, UnsupportedLayerError, file_errors
 
 __all__ = ["detect_format", "spec_from_file"]
 
@@ -118,8 +118,13 @@ def spec_from_file(path, **options):
     trusted files in this process.  ``.fastrnn`` and PyTorch files are read
     by Python code with bounded checks and no C parser, in this process either way.
     """
+    p = _check_path(path)
+    with file_errors(p, "load"):  # the one exception boundary of every reader: FastRNNError naming the file
+        return _spec_from_file(p, **options)
+
+
+def _spec_from_file(path, **options):
     fmt = detect_format(path)
-    path = os.fspath(path)
     if "isolate" in options:  # checked here for every format, passed on to the Keras reader only
         from .isolate import check_isolate
 

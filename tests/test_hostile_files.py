@@ -1,0 +1,99 @@
+"""Hostile-file test generator: every family of ``tests/hostile_*.py`` at every size.
+
+For each file, a child process (the installed fastrnn, nothing else imported) calls
+``fastrnn.load`` and reports what happened; the file must be refused with a
+:class:`fastrnn.FastRNNError` that names the file, in under 10 s and under 512 MiB of peak RSS
+(the child's and any grandchild's, e.g. the isolated Keras reader), and the child must not crash.
+The child runs under an address-space limit so that a regression fails this test instead of
+exhausting the machine.  The largest file of each family also goes through
+``fastrnn convert`` (exit 2, ``fastrnn: error: ...``, no traceback).
+"""
+import glob
+import importlib
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import CHILD_CWD, TESTS_DIR, child_env
+
+MAX_SECONDS = 10.0
+MAX_RSS_MIB = 512
+CHILD_ADDRESS_SPACE = 4 << 30  # a runaway allocation fails (MemoryError) instead of filling the machine
+
+_CHILD = r"""
+import json, resource, sys, time
+lim = int(sys.argv[3])
+resource.setrlimit(resource.RLIMIT_AS, (lim, resource.getrlimit(resource.RLIMIT_AS)[1]))
+resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+t0 = time.perf_counter()
+import fastrnn
+out = {"loaded": False}
+try:
+    fastrnn.load(sys.argv[1], **json.loads(sys.argv[2]))
+    out["loaded"] = True
+except BaseException as e:
+    out.update(type=type(e).__module__ + "." + type(e).__qualname__, fastrnn=isinstance(e, fastrnn.FastRNNError),
+               msg=str(e)[:3000])
+out["seconds"] = time.perf_counter() - t0
+self_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+kids_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+out["maxrss_mib"] = max(self_rss, kids_rss) / 1024.0
+print("HOSTILE-RESULT " + json.dumps(out))
+"""
+
+
+def _families():
+    out = []
+    for f in sorted(glob.glob(os.path.join(TESTS_DIR, "hostile_*.py"))):
+        mod = os.path.basename(f)[:-3]
+        if mod == "hostile_common":
+            continue
+        for fam in importlib.import_module(mod).FAMILIES:
+            out.append(fam)
+    return out
+
+
+FAMILIES = _families()
+CASES = [pytest.param(fam, size, id=f"{fam.name}-{size}") for fam in FAMILIES for size in fam.sizes]
+
+
+def run_child(path, load_kwargs=None, timeout=120):
+    r = subprocess.run([sys.executable, "-c", _CHILD, path, json.dumps(load_kwargs or {}), str(CHILD_ADDRESS_SPACE)],
+                       capture_output=True, text=True, env=child_env(), cwd=CHILD_CWD, timeout=timeout)
+    line = next((l for l in r.stdout.splitlines() if l.startswith("HOSTILE-RESULT ")), None)
+    assert r.returncode == 0 and line is not None, \
+        f"the child crashed or died (exit {r.returncode}) on {path}:\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}"
+    return json.loads(line[len("HOSTILE-RESULT "):])
+
+
+def test_families_are_found():
+    names = [f.name for f in FAMILIES]
+    assert len(names) == len(set(names)), "two families share a name"
+    assert {f.issue_item for f in FAMILIES} >= {"#12.1", "#12.2", "#12.3", "#12.4", "#12.5"}, \
+        sorted({f.issue_item for f in FAMILIES})
+
+
+@pytest.mark.parametrize("fam,size", CASES)
+def test_hostile_file_is_refused(fam, size, tmp_path):
+    path = fam.make(str(tmp_path), size)
+    res = run_child(path, fam.load_kwargs)
+    assert not res["loaded"], f"{fam.name} ({size}): the hostile file loaded"
+    assert res["fastrnn"], f"{fam.name} ({size}): {res['type']} is not a FastRNNError: {res['msg']}"
+    assert os.path.basename(path) in res["msg"], f"{fam.name} ({size}): the message does not name the file: {res['msg']}"
+    assert res["seconds"] < MAX_SECONDS, f"{fam.name} ({size}): {res['seconds']:.1f} s"
+    assert res["maxrss_mib"] < MAX_RSS_MIB, f"{fam.name} ({size}): peak RSS {res['maxrss_mib']:.0f} MiB"
+
+
+@pytest.mark.parametrize("fam", [pytest.param(f, id=f.name) for f in FAMILIES if f.cli])
+def test_cli_refuses_hostile_file(fam, tmp_path):
+    path = fam.make(str(tmp_path), max(fam.sizes))
+    args = [sys.executable, "-m", "fastrnn", "convert", path, str(tmp_path / "out.fastrnn")]
+    if fam.load_kwargs and "architecture" in fam.load_kwargs:
+        args += ["--arch", json.dumps(fam.load_kwargs["architecture"])]
+    r = subprocess.run(args, capture_output=True, text=True, env=child_env(), cwd=CHILD_CWD, timeout=120)
+    assert r.returncode == 2, f"exit {r.returncode}: {r.stderr[-3000:]}"
+    assert "fastrnn: error:" in r.stderr and "Traceback" not in r.stderr, r.stderr[-3000:]
+    assert not os.path.exists(tmp_path / "out.fastrnn"), "a half-written output was left behind"
