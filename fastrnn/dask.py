@@ -19,7 +19,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from .errors import ShapeError, UnsupportedLayerError
+from .errors import ModelFormatError, ShapeError, UnsupportedLayerError
 from .runtime import Model
 
 __all__ = ["predict_dask", "predict_dask_frame", "ModelRef"]
@@ -58,6 +58,12 @@ class ModelRef:
     def model(self) -> Model:
         if self._local is not None:
             return self._local
+        # The key is trusted only once it is the hash of these bytes: a ref with key A and bytes B
+        # must never fill the cache under A (honest refs to A would then get model B).
+        if not isinstance(self.data, (bytes, bytearray, memoryview)) or not isinstance(self.key, str) or \
+                hashlib.sha256(self.data).hexdigest() != self.key:
+            raise ModelFormatError(f"fastrnn.dask.ModelRef {str(self.key)[:12]!r}: the SHA-256 of its bytes does not "
+                                   "match its key (corrupted or forged model reference); refusing to build it")
         with _LOCK:
             m = _CACHE.get(self.key)
             if m is None:

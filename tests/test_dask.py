@@ -7,7 +7,7 @@ import pytest
 
 import fastrnn
 from conftest import assert_close, require
-from fastrnn.errors import ShapeError, UnsupportedLayerError
+from fastrnn.errors import ModelFormatError, ShapeError, UnsupportedLayerError
 from test_kernels import rnn_spec
 
 TIMEOUT_S = 60  # every distributed wait is bounded
@@ -131,6 +131,24 @@ def test_model_ref_pickles_as_bytes_and_builds_once_per_process():
     a, b = pickle.loads(blob), pickle.loads(blob)
     assert a.model() is b.model() is not m  # the per-process cache keyed by the hash
     assert fdask.STATS["models_built"] == before + 1
+
+
+def test_model_ref_with_a_forged_key_never_enters_the_cache():
+    """#12.15: a ref whose key is not the SHA-256 of its bytes is refused before it is built or cached,
+    so honest refs to that key still get their own model."""
+    import pickle
+
+    honest_model, other = _model(seed=1), _model(seed=2)
+    honest = fdask.ModelRef.of(honest_model)
+    forged = pickle.loads(pickle.dumps(fdask.ModelRef(honest.key, other.to_bytes())))
+    fdask._CACHE.pop(honest.key, None)
+    with pytest.raises(ModelFormatError, match="SHA-256"):
+        forged.model()
+    assert honest.key not in fdask._CACHE
+    x = _x(n=3)
+    assert_close(pickle.loads(pickle.dumps(honest)).model().predict(x), honest_model.predict(x))
+    with pytest.raises(ModelFormatError):
+        fdask.ModelRef("not-a-hash", honest.data).model()
 
 
 def test_predict_dask_frame_local():
