@@ -7,7 +7,7 @@
 """
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 from .errors import (ConversionError, CoreNotBuiltError, FastRNNError, ModelFileNotFoundError, ModelFormatError,
                      ShapeError, UnsupportedLayerError)
@@ -89,10 +89,29 @@ def load(path_or_object, **options) -> Model:
                     f"{type(obj).__module__}.{type(obj).__qualname__}")
 
 
+THREADS_PER_CORE = 2  # set_num_threads takes at most this many threads per logical CPU
+
+
+def _max_num_threads() -> int:
+    import os
+
+    return THREADS_PER_CORE * (os.cpu_count() or 1)
+
+
 def set_num_threads(n: int) -> None:
-    """Threads used by predict() (default: FASTRNN_NUM_THREADS or all cores)."""
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise ValueError(f"set_num_threads: n must be a positive int, got {n!r}")
+    """Threads used by predict() (default: FASTRNN_NUM_THREADS or all cores): any int type
+    (``np.int64(2)`` works) from 1 to ``THREADS_PER_CORE`` x the logical CPUs of this machine (more
+    threads than cores only slow every call down); anything else raises :class:`ArgumentError`
+    (a ``ValueError``) or :class:`ArgumentTypeError` (a ``TypeError``)."""
+    from .errors import ArgumentError
+    from .runtime import int_arg
+
+    n = int_arg(n, "set_num_threads: n", 1, 1 << 62)
+    cap = _max_num_threads()
+    if n > cap:
+        raise ArgumentError(f"set_num_threads: {n:,} threads is more than fastrnn takes on this machine: at most "
+                            f"{cap} ({THREADS_PER_CORE} x its {cap // THREADS_PER_CORE} logical CPUs); threads "
+                            "beyond the cores only slow every call down")
     _load_core().set_num_threads(n)
 
 
@@ -101,10 +120,16 @@ def get_num_threads() -> int:
 
 
 def set_isa(isa: str) -> None:
-    """Force a kernel ISA ('generic', 'avx2', 'avx512'); for tests and comparisons."""
+    """Force a kernel ISA ('generic', 'avx2', 'avx512'); for tests and comparisons.  One this CPU or
+    build lacks raises :class:`ArgumentError` listing the available ones."""
+    from .errors import ArgumentError, ArgumentTypeError
+
     c = _load_core()
+    if not isinstance(isa, str):
+        raise ArgumentTypeError(f"set_isa: isa must be a str, got {type(isa).__name__} {isa!r:.40}")
     if isa not in c.available_isas():
-        raise UnsupportedLayerError(f"ISA {isa!r} is not available here (available: {', '.join(c.available_isas())})")
+        raise ArgumentError(f"set_isa: ISA {isa!r:.40} is not available here (available: "
+                            f"{', '.join(c.available_isas())})")
     c.set_isa(isa)
 
 

@@ -14,7 +14,7 @@ EPILOG = """\
 examples:
   fastrnn convert model.keras model.fastrnn
   fastrnn convert weights.pt model.fastrnn --arch arch.json
-  fastrnn info                        # version, ISA, BLAS, threads (JSON)
+  fastrnn info                        # version, ISA, BLAS, threads (--json for JSON)
   fastrnn info model.fastrnn          # layers, shapes, parameter count
   fastrnn predict model.fastrnn x.npy -o y.npy
   fastrnn demo
@@ -38,6 +38,15 @@ The output is written with -o (.npy; .npz for a model with two outputs) or print
 
 class _UsageError(Exception):
     """A problem with the command line or an input file: message + exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors in fastrnn's one format: ``fastrnn: error: ...`` on stderr, exit 2."""
+
+    def error(self, message):
+        sub = self.prog[len("fastrnn"):].strip()
+        hint = f"fastrnn {sub} --help" if sub else "fastrnn --help"
+        self.exit(2, f"fastrnn: error: {(sub + ': ') if sub else ''}{message} (see {hint})\n{self.format_usage()}")
 
 
 def _arch(value):
@@ -178,20 +187,83 @@ def _read_input(path, key, takes_ids):
         raise _UsageError(f"{path}: cannot read the array ({e})") from None
     if not path.lower().endswith((".csv", ".txt")):
         raise _UsageError(f"{path}: unknown input format; give a .npy, .npz or .csv file")
-    try:
-        arr = np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float64)
-    except ValueError:
-        try:
-            arr = np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float64, skiprows=1)
-        except ValueError as e:
-            raise _UsageError(f"{path}: not a CSV of numbers ({e})") from None
-    if arr.size == 0:
-        raise _UsageError(f"{path}: the CSV holds no numbers")
+    arr = _read_csv(path)
     if takes_ids:  # a batch of id sequences, one per row
         if not np.all(arr == np.round(arr)):
             raise _UsageError(f"{path}: the model takes integer ids but the CSV holds non-integers")
         return arr.astype(np.int64)
     return arr[None].astype(np.float32)  # one sequence: (time, features) -> (1, time, features)
+
+
+def _read_csv(path):
+    """Comma-separated numbers, one row per line; a first line that is not numeric is a header.
+    Errors name the file and its line number (1-based, as an editor shows it)."""
+    import numpy as np
+
+    rows, width, first = [], None, True
+    try:
+        with open(path, encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                cells = [c.strip() for c in line.rstrip("\r\n").split(",")]
+                try:
+                    row = [float(c) for c in cells]
+                except ValueError:
+                    if first:  # a header line
+                        first = False
+                        continue
+                    bad = next(c for c in cells if not _is_number(c))
+                    raise _UsageError(f"{path}:{lineno}: {bad!r} is not a number") from None
+                first = False
+                if width is None:
+                    width = len(row)
+                elif len(row) != width:
+                    raise _UsageError(f"{path}:{lineno}: {len(row)} values, but the rows above have {width}")
+                rows.append(row)
+    except UnicodeDecodeError as e:
+        raise _UsageError(f"{path}: not a text CSV file ({e})") from None
+    if not rows:
+        raise _UsageError(f"{path}: the CSV holds no numbers")
+    return np.asarray(rows, dtype=np.float64)
+
+
+def _is_number(text):
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+OUTPUT_SUFFIXES = (".npy", ".npz", ".csv")
+
+
+def _check_output(path):
+    if path is not None and not path.lower().endswith(OUTPUT_SUFFIXES):
+        raise _UsageError(f"-o {path}: unknown output format; give a .npy, .npz or .csv file name")
+
+
+def _write_csv(path, arrays):
+    """2-D outputs (batch, features): a row per batch row; 3-D (batch, time, features): a row per
+    (batch, time) pair with those two indices first.  A header names the columns."""
+    import numpy as np
+
+    if len(arrays) != 1:
+        raise _UsageError("the model has two outputs (Bidirectional merge_mode=None): use -o OUT.npz")
+    y = arrays[0]
+    feats = [f"y{i}" for i in range(y.shape[-1])]
+    if y.ndim == 2:
+        header, table = feats, y
+    else:
+        b, t = np.meshgrid(np.arange(y.shape[0]), np.arange(y.shape[1]), indexing="ij")
+        header = ["batch", "time"] + feats
+        table = np.concatenate([b.reshape(-1, 1), t.reshape(-1, 1), y.reshape(-1, y.shape[-1])], axis=1)
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        f.write(",".join(header) + "\n")
+        for row in table:
+            f.write(",".join(repr(float(v)) if j >= len(header) - len(feats) else str(int(v))
+                             for j, v in enumerate(row)) + "\n")
 
 
 def _lengths(values):
@@ -212,6 +284,7 @@ def _predict(args):
 
     import fastrnn
 
+    _check_output(args.output)
     if args.threads:
         fastrnn.set_num_threads(args.threads)
     model = _load(args.model, args.arch)
@@ -223,6 +296,8 @@ def _predict(args):
             arrays = {"output": y} if len(outs) == 1 else {f"output_{i}": a for i, a in enumerate(outs)}
             with open(args.output, "wb") as f:
                 np.savez(f, **arrays)
+        elif args.output.lower().endswith(".csv"):
+            _write_csv(args.output, outs)
         else:
             if len(outs) != 1:
                 raise _UsageError("the model has two outputs (Bidirectional merge_mode=None): use -o OUT.npz")
@@ -349,11 +424,25 @@ def _bench(args):
 
 
 # --------------------------------------------------------------------------------- main
+def _positive_int(text):
+    """--threads, --steps, --repeat: a positive int (fastrnn.set_num_threads checks the threads' upper bound)."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
+    return n
+
+
 def _parser():
-    p = argparse.ArgumentParser(prog="fastrnn", description="Fast CPU inference for recurrent networks "
+    from ._version import __version__
+
+    p = _Parser(prog="fastrnn", description="Fast CPU inference for recurrent networks "
                                 "(SimpleRNN, LSTM, GRU) trained in Keras or PyTorch.",
                                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+    p.add_argument("--version", action="version", version=f"fastrnn {__version__}")
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND", parser_class=_Parser)
     arch_help = ("architecture of a PyTorch state dict: a JSON file or an inline JSON string "
                  "(passed to fastrnn.load(..., architecture=...))")
 
@@ -365,11 +454,11 @@ def _parser():
     c.add_argument("--arch", default=None, metavar="JSON", help=arch_help)
 
     i = sub.add_parser("info", help="without MODEL: version, ISA, BLAS, threads; with MODEL: its layers",
-                       description="Without MODEL: fastrnn version, kernel ISA, BLAS and threads as JSON. "
+                       description="Without MODEL: fastrnn version, kernel ISA, BLAS and threads. "
                        "With MODEL: its layers (kind, units, direction, output shape, parameters), input shape, "
                        "parameter count, file size, source framework and the ISA that will run it.")
     i.add_argument("model", nargs="?", metavar="MODEL", help="model file (any format fastrnn.load reads)")
-    i.add_argument("--json", action="store_true", help="with MODEL: print JSON instead of a table")
+    i.add_argument("--json", action="store_true", help="print JSON instead of a table")
     i.add_argument("--arch", default=None, metavar="JSON", help=arch_help)
 
     r = sub.add_parser("predict", help="run a model on an input file (.npy, .npz, .csv)",
@@ -377,18 +466,28 @@ def _parser():
                        epilog=PREDICT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     r.add_argument("model", metavar="MODEL", help="model file (any format fastrnn.load reads)")
     r.add_argument("input", metavar="INPUT", help="input array: .npy, .npz or .csv (see below)")
-    r.add_argument("-o", "--output", default=None, metavar="OUT", help="write the output here (.npy or .npz) "
-                   "instead of printing it")
+    r.add_argument("-o", "--output", default=None, metavar="OUT", help="write the output here instead of printing "
+                   "it; the format follows the suffix: .npy, .npz or .csv (a header line, then a row per batch row, "
+                   "or per (batch, time) pair for sequence outputs)")
     r.add_argument("--key", default=None, help="array name inside an .npz INPUT (default: the first)")
     r.add_argument("--lengths", nargs="+", default=None, metavar="N",
                    help="valid steps per batch row, e.g. --lengths 10 7 3 or --lengths 10,7,3")
-    r.add_argument("--threads", type=int, default=None, help="threads (default: FASTRNN_NUM_THREADS or all cores)")
+    r.add_argument("--threads", type=_positive_int, default=None, metavar="N",
+                   help="threads (default: FASTRNN_NUM_THREADS or all cores)")
     r.add_argument("--arch", default=None, metavar="JSON", help=arch_help)
 
-    d = sub.add_parser("demo", help="run a small LSTM, check it against PyTorch if installed, time it")
-    d.add_argument("--steps", type=int, default=50)
-    d.add_argument("--threads", type=int, default=None)
-    d.add_argument("--repeat", type=int, default=20)
+    d = sub.add_parser("demo", help="run a small LSTM, check it against PyTorch (or numpy), time it",
+                       description="Build a small model (LSTM(16 -> 64) -> last step -> Dense(4, softmax)) with "
+                       "seeded weights, check its output against PyTorch on the same weights (against an "
+                       "independent numpy implementation when PyTorch is not installed), and time both at batch "
+                       "1 and 32. Columns: microseconds per sequence (best of --repeat calls, divided by the "
+                       "batch), speedup = PyTorch time / fastrnn time (> 1: fastrnn is faster), and the largest "
+                       "absolute difference of the outputs. Exit 1 if they differ by more than 1e-5.")
+    d.add_argument("--steps", type=_positive_int, default=50, metavar="T", help="time steps per sequence (default 50)")
+    d.add_argument("--threads", type=_positive_int, default=None, metavar="N",
+                   help="threads for fastrnn and PyTorch (default: FASTRNN_NUM_THREADS or all cores)")
+    d.add_argument("--repeat", type=_positive_int, default=20, metavar="K",
+                   help="timed calls per engine and batch; the best is shown (default 20)")
 
     b = sub.add_parser("bench", help="time a grid of cases against the installed frameworks (same weights, threads)",
                        description="Time fastrnn against PyTorch, Keras (call / predict / XLA), ONNX Runtime and "
@@ -430,7 +529,12 @@ def main(argv=None) -> int:
             return _bench(args)
         if args.cmd == "info":
             if args.model is None:
-                print(json.dumps(fastrnn.info(), indent=2))
+                inf = fastrnn.info()
+                if args.json:
+                    print(json.dumps(inf, indent=2))
+                else:
+                    for k, v in inf.items():
+                        print(f"{k + ':':<16}{', '.join(v) if isinstance(v, list) else v}")
                 return 0
             d = describe(_load(args.model, args.arch), args.model)
             if args.json:

@@ -60,10 +60,83 @@ def test_no_command_is_a_usage_error():
 
 
 def test_info_without_model_prints_the_runtime():
-    r = cli("info")
+    r = cli("info", "--json")
     assert r.returncode == 0
     d = json.loads(r.stdout)
     assert d["version"] == fastrnn.__version__ and "isa" in d and "num_threads" in d
+    r = cli("info")  # a table for people
+    assert r.returncode == 0 and f"version:        {fastrnn.__version__}" in r.stdout
+    assert f"isa:            {d['isa']}" in r.stdout
+
+
+def test_version():
+    r = cli("--version")
+    assert r.returncode == 0 and r.stdout.strip() == f"fastrnn {fastrnn.__version__}"
+
+
+@pytest.mark.parametrize("args,message", [
+    ([], "the following arguments are required: COMMAND"),
+    (["frobnicate"], "invalid choice: 'frobnicate'"),
+    (["info", "--bogus"], "unrecognized arguments: --bogus"),
+    (["convert"], "convert: the following arguments are required: SRC, DST"),
+    (["convert", "{d}/lstm.fastrnn"], "the following arguments are required: DST"),
+    (["convert", "{d}/lstm.fastrnn", "{d}/o.fastrnn", "--arch"], "--arch: expected one argument"),
+    (["info", "{d}/lstm.fastrnn", "--bogus"], "unrecognized arguments: --bogus"),
+    (["predict", "{d}/lstm.fastrnn"], "required: INPUT"),
+    (["predict", "{d}/lstm.fastrnn", "{d}/x.npy", "--threads", "-3"], "--threads: must be at least 1, got -3"),
+    (["predict", "{d}/lstm.fastrnn", "{d}/x.npy", "--threads", "0"], "--threads: must be at least 1, got 0"),
+    (["predict", "{d}/lstm.fastrnn", "{d}/x.npy", "--threads", "two"], "--threads: 'two' is not an integer"),
+    (["predict", "{d}/lstm.fastrnn", "{d}/x.npy", "--threads", "100000"], "threads"),
+    (["predict", "{d}/lstm.fastrnn", "{d}/x.npy", "-o", "{d}/y.txt"], "unknown output format"),
+    (["predict", "{d}/lstm.fastrnn", "{d}/x.npy", "-o", "{d}/y.csv", "--key"], "--key: expected one argument"),
+    (["demo", "--steps", "0"], "--steps: must be at least 1"),
+    (["demo", "--threads", "-1"], "--threads: must be at least 1"),
+    (["demo", "--repeat", "x"], "--repeat: 'x' is not an integer"),
+    (["bench", "--threads", "0"], "threads"),
+    (["bench", "--min-time", "abc"], "--min-time"),
+    (["bench", "no_such_case_xyz"], "no_such_case_xyz"),
+])
+def test_every_bad_argument_is_a_fastrnn_error_exit_2(files, args, message):
+    r = cli(*[a.format(d=files["dir"]) for a in args])
+    assert r.returncode == 2, (r.returncode, r.stdout[-500:], r.stderr)
+    assert r.stderr.startswith("fastrnn: error: ") and message in r.stderr, r.stderr
+    assert not (files["dir"] / "y.txt").exists()
+
+
+def test_predict_csv_output(files, tmp_path):
+    r = cli("predict", files["dir"] / "lstm.fastrnn", files["dir"] / "x.npy", "-o", tmp_path / "y.csv")
+    assert r.returncode == 0, r.stderr
+    lines = (tmp_path / "y.csv").read_text().splitlines()
+    y = files["lstm"].predict(files["x"])  # (2, 6, 8)
+    assert lines[0] == "batch,time," + ",".join(f"y{i}" for i in range(y.shape[-1]))
+    table = np.loadtxt(tmp_path / "y.csv", delimiter=",", skiprows=1)
+    assert table.shape == (y.shape[0] * y.shape[1], 2 + y.shape[-1])
+    np.testing.assert_array_equal(table[:, 0], np.repeat(np.arange(2), 6))
+    np.testing.assert_array_equal(table[:, 1], np.tile(np.arange(6), 2))
+    np.testing.assert_array_equal(table[:, 2:].astype(np.float32), y.reshape(-1, y.shape[-1]))
+    r = cli("predict", files["dir"] / "ids.fastrnn", files["dir"] / "ids.csv", "-o", tmp_path / "p.csv")
+    assert r.returncode == 0, r.stderr
+    np.testing.assert_array_equal(np.loadtxt(tmp_path / "p.csv", delimiter=",", skiprows=1).astype(np.float32),
+                                  files["ids_model"].predict(files["ids"]))
+
+
+def test_csv_errors_give_the_line_number(files, tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b,c\n1,2,3\n4,x,6\n")
+    r = cli("predict", files["dir"] / "lstm.fastrnn", bad)
+    assert r.returncode == 2 and f"{bad}:3: 'x' is not a number" in r.stderr, r.stderr
+    bad.write_text("1,2,3\n\n4,5\n")
+    r = cli("predict", files["dir"] / "lstm.fastrnn", bad)
+    assert r.returncode == 2 and f"{bad}:3: 2 values, but the rows above have 3" in r.stderr, r.stderr
+
+
+def test_demo_checks_itself_against_numpy_without_torch():
+    code = ("import sys; sys.modules['torch'] = None; from fastrnn.cli import main; "
+            "sys.exit(main(['demo', '--repeat', '1', '--steps', '7']))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=child_env(), cwd=CHILD_CWD,
+                       timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "numpy" in r.stdout and "max |diff| vs numpy" in r.stdout and "MISMATCH" not in r.stdout
 
 
 def test_info_with_model(files):
