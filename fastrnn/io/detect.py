@@ -7,6 +7,8 @@ format          recognised by                                                   
 ``keras``       zip archive holding ``config.json`` (+ ``model.weights.h5``)            ``fastrnn.io.keras_file``
 ``keras_h5``    HDF5 signature ``\\x89HDF\\r\\n\\x1a\\n`` (at 0 or a 512·2^k user block)    ``fastrnn.io.keras_file``
 ``torch``       zip archive holding ``<dir>/data.pkl``, or a pickle (``\\x80`` + protocol)  ``fastrnn.io.torch_file``
+``onnx``        protobuf ``ModelProto`` (no magic: ``ir_version`` field first, then another   ``fastrnn.converters.onnx``
+                ModelProto field), or any other content in a ``.onnx`` file
 =============== ===================================================================== ===============================
 
 Nothing here unpickles or executes anything: sniffing reads bytes and zip directory entries only.
@@ -62,8 +64,16 @@ def _zip_format(path):
         "model.weights.h5) nor a PyTorch file (<dir>/data.pkl)")
 
 
+def _looks_like_onnx(head: bytes) -> bool:
+    """A serialized ``onnx.ModelProto``: field 1 (``ir_version``, a varint < 128) first, then another
+    ModelProto field (producer_name 2 ... graph 7, opset_import 8, metadata_props 14, training_info 20,
+    functions 25, configuration 26)."""
+    return (len(head) >= 3 and head[0] == 0x08 and 1 <= head[1] <= 0x7F and
+            head[2] in (0x12, 0x1A, 0x22, 0x28, 0x32, 0x3A, 0x42, 0x72, 0xA2, 0xCA, 0xD2))
+
+
 def detect_format(path) -> str:
-    """``"fastrnn" | "keras" | "keras_h5" | "torch"`` from the content of ``path``, else ModelFormatError."""
+    """``"fastrnn" | "keras" | "keras_h5" | "torch" | "onnx"`` from the content of ``path``, else ModelFormatError."""
     from .native import is_native_file
 
     path = _check_path(path)
@@ -86,13 +96,15 @@ def detect_format(path) -> str:
         return "keras_h5"
     if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
         return "torch"
+    if _looks_like_onnx(head) or path.lower().endswith(".onnx"):
+        return "onnx"
     if path.endswith(".fastrnn"):  # unknown content: the native reader says precisely what is wrong
         return "fastrnn"
     if head.startswith(b"\x93NUMPY"):
         raise ModelFormatError(f"{path}: a numpy .npy array, not a model")
     raise ModelFormatError(
         f"{path}: unknown model file format (first bytes {head!r}); fastrnn reads .fastrnn files, Keras "
-        ".keras / .h5 files and PyTorch .pt / .pth files")
+        ".keras / .h5 files, PyTorch .pt / .pth files and ONNX .onnx files")
 
 
 def _reader(module, func, what):
@@ -139,6 +151,14 @@ def _spec_from_file(path, **options):
                 f"option(s) {', '.join(sorted(extra))} do not apply to a .fastrnn file ({path}): "
                 "the file already holds the whole model")
         return load_spec(path, **options), fmt
+    if fmt == "onnx":
+        from ..converters.onnx import spec_from_onnx_file  # needs the onnx package: says how to install it
+
+        extra = set(options) - {"output"}
+        if extra:
+            raise UnsupportedLayerError(f"option(s) {', '.join(sorted(extra))} do not apply to an ONNX file ({path}); "
+                                        "it takes output='<graph output name>'")
+        return spec_from_onnx_file(path, **options), fmt
     if fmt in ("keras", "keras_h5"):
         return _reader("keras_file", "spec_from_keras_file", "Keras")(path, **isolate, **options), fmt
     return _reader("torch_file", "spec_from_torch_file", "PyTorch")(path, **options), fmt

@@ -1,0 +1,1751 @@
+"""Convert ONNX models (``.onnx`` files, bytes or an ``onnx.ModelProto``) to a :class:`~fastrnn.spec.ModelSpec`.
+
+Needs the ``onnx`` package (``pip install "fastrnn[onnx]"``) to parse the protobuf; onnxruntime is never
+needed.  The graph is read by a small *symbolic evaluator*: every tensor becomes an abstract value --
+a constant, a shape (whose entries may be the symbolic batch / time sizes), a filled tensor
+(``ConstantOfShape`` / ``Expand``: never materialised), the data flowing from the model input (a chain
+of fastrnn layers plus the labels of its axes: batch ``B``, time ``T``, features ``F``, directions
+``D``, size-one ``1``), or the final states ``Y_h`` of recurrent nodes.  Ops transform these values
+(Transpose permutes labels, Reshape merges/splits them, Gemm appends a dense layer...), so the
+converter follows what a graph *computes*, not the node pattern of one exporter.  Only the nodes the
+chosen graph output depends on are evaluated.
+
+Supported (everything else: one :class:`~fastrnn.errors.UnsupportedLayerError` listing every
+unsupported node by name, op type and reason):
+
+* ``LSTM`` / ``GRU`` / ``RNN`` (and ``com.microsoft.DynamicQuantizeLSTM``, dequantized at load):
+  ``direction`` forward / reverse / bidirectional, ``layout`` 0 and 1, GRU ``linear_before_reset`` 1
+  (PyTorch, Keras ``reset_after=True``) and 0 (Keras ``reset_after=False``); ``activations`` that are
+  fastrnn activations (``Relu``, ``Tanh``, ``Sigmoid``, ``Softsign``, ``Softplus``, ``Elu`` alpha 1,
+  ``LeakyRelu`` alpha 0.2, ``HardSigmoid`` alpha 0.2 / beta 0.5 = ``hard_sigmoid_tf2`` and alpha 1/6 /
+  beta 0.5 = ``hard_sigmoid``, ``Affine`` 1/0, ``ScaledTanh`` 1/1; an LSTM needs g == h and both
+  directions of a bidirectional node the same functions); ``sequence_lens`` from a graph input
+  (-> ``predict(lengths=...)``: outputs past a row's length are zero, ``Y_h`` is the state at the last
+  valid step, the reverse direction starts there); ``initial_h`` / ``initial_c`` that are zeros
+  (an all-zero initializer, ``ConstantOfShape`` / ``Expand`` of zero); peepholes ``P`` that are all
+  zero; outputs ``Y`` (the sequence) and ``Y_h`` (the final state, any direction(s) of the last
+  recurrent layer; h_n[-1] of a bidirectional node = the backward direction when a Gemm / MatMul
+  follows).  A ``reverse`` node whose ``Y`` is used runs as a bidirectional layer with a zero forward
+  direction (exact, twice the work); when only its ``Y_h`` is used it runs as one reverse direction.
+* ``Gather`` (an embedding from an initializer indexed by the integer model input; index -1 on the
+  time axis = last step; one entry of stacked final states), ``Gemm``, ``MatMul`` (+ ``Add`` of the
+  bias), ``Transpose``, ``Squeeze``, ``Unsqueeze``, ``Reshape``, ``Flatten``, ``Slice``, ``Concat``,
+  ``Shape``, ``ConstantOfShape``, ``Expand``, ``Cast``, ``Identity``, ``Dropout``, ``Constant``;
+  element-wise ``Relu``, ``Tanh``, ``Sigmoid``, ``Elu``, ``Selu``, ``LeakyRelu`` (0.2), ``HardSigmoid``,
+  ``HardSwish``, ``Softplus``, ``Softsign``, ``Gelu``, ``Mish``, ``Exp``, ``Clip`` (0..6 = relu6,
+  -1..1 = hard_tanh, 0.. = relu); ``Softmax`` / ``LogSoftmax`` over the features.
+
+Refused with a reason (need core work planned for a later version): ``clip``, ``input_forget=1``,
+non-zero peepholes, non-zero or input-dependent initial states, graph inputs carrying states, the
+LSTM cell state ``Y_c`` as an output, several graph outputs (``output="name"`` picks one), external
+data outside the model's directory.
+
+Layouts: :meth:`fastrnn.Model.predict` is batch-first.  ``spec.metadata["onnx"]`` records the model
+input's axes (``"TBF"`` for a time-major input: transpose it to ``(B, T, F)``), the output's axes
+(``"1BF"`` for a raw ``Y_h``...), and ``lengths_input`` (the graph input behind ``sequence_lens``);
+:func:`input_to_fastrnn` and :func:`output_to_onnx` convert between the two.
+
+Safety: the protobuf is scanned (node and initializer counts) before it is parsed; every tensor the
+load materialises is charged to a :class:`~fastrnn.io.budget.LoadBudget` first; filled tensors are
+never materialised; external data is read only from regular files inside the model's directory.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from . import unique_name
+from ..errors import ModelFormatError, UnsupportedLayerError
+from ..io.budget import LoadBudget
+from .torch import Piece, RNNDesc, build_spec
+
+__all__ = ["spec_from_onnx", "spec_from_onnx_file", "input_to_fastrnn", "output_to_onnx"]
+
+MAX_NODES = 100_000  # real RNN graphs have hundreds
+MAX_RANK = 16
+MAX_LISTED = 40  # problems listed in one error message
+INSTALL = 'pip install "fastrnn[onnx]"'
+
+# ONNX gate orders -> the spec's (PyTorch's): LSTM i,o,f,c -> i,f,g,o; GRU z,r,h -> r,z,n
+_GATE_ORDER = {"lstm": (0, 2, 3, 1), "gru": (1, 0, 2), "simple_rnn": (0,)}
+_GATES = {"lstm": 4, "gru": 3, "simple_rnn": 1}
+_KIND = {"LSTM": "lstm", "GRU": "gru", "RNN": "simple_rnn", "DynamicQuantizeLSTM": "lstm"}
+_TORCH_MODE = {"lstm": "LSTM", "gru": "GRU", "simple_rnn": "RNN_TANH"}
+_DEFAULT_ACTS = {"lstm": ["Sigmoid", "Tanh", "Tanh"], "gru": ["Sigmoid", "Tanh"], "simple_rnn": ["Tanh"]}
+# activation -> (uses alpha, uses beta, default alpha, default beta) as onnxruntime consumes the lists
+_RNN_ACT_ARGS = {"affine": (1, 1, None, None), "relu": (0, 0, 0, 0), "leakyrelu": (1, 0, 0.01, 0),
+                 "thresholdedrelu": (1, 0, 1.0, 0), "tanh": (0, 0, 0, 0), "scaledtanh": (1, 1, None, None),
+                 "sigmoid": (0, 0, 0, 0), "hardsigmoid": (1, 1, 0.2, 0.5), "elu": (1, 0, 1.0, 0),
+                 "softsign": (0, 0, 0, 0), "softplus": (0, 0, 0, 0)}
+# activations f with f(0) == 0: a zero-weight direction then outputs exactly zero
+_ZERO_AT_ZERO = {"linear", "tanh", "relu", "relu6", "elu", "selu", "softsign", "silu", "hard_silu", "leaky_relu",
+                 "gelu", "gelu_tanh", "hard_tanh", "mish"}
+_INT_TYPES = {2, 3, 4, 5, 6, 7, 12, 13}  # uint8 int8 uint16 int16 int32 int64 uint32 uint64
+_FLOAT_TYPES = {1, 10, 11, 16}  # float float16 double bfloat16
+_BIG = 1 << 62  # slice ends at or past this mean "to the end"
+
+
+def _onnx():
+    try:
+        import onnx
+    except ImportError:
+        raise UnsupportedLayerError(f"reading ONNX models needs the onnx package: {INSTALL}") from None
+    return onnx
+
+
+class _Refuse(Exception):
+    """A node fastrnn cannot convert (reason = message)."""
+
+
+class _Malformed(Exception):
+    """A node whose inputs or attributes contradict the ONNX specification."""
+
+
+# --------------------------------------------------------------------------- abstract values
+class _Bad:
+    """The output of a node already reported; its consumers are skipped silently."""
+
+
+_BAD = _Bad()
+
+
+@dataclass(frozen=True)
+class _Unusable:
+    reason: str
+
+
+@dataclass(frozen=True)
+class _Const:
+    arr: np.ndarray
+
+
+@dataclass(frozen=True)
+class _Fill:
+    """A tensor of one value; ``shape`` entries are ints or symbolic axis labels. Never materialised."""
+
+    shape: tuple
+    value: float
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """An int64 shape vector (or scalar) whose entries are ints or symbolic axis labels."""
+
+    dims: tuple
+    scalar: bool = False
+
+
+@dataclass(frozen=True)
+class _IntInput:
+    """An integer graph input: embedding ids (through Gather) or ``sequence_lens``."""
+
+    name: str
+    axes: tuple
+
+
+@dataclass(frozen=True)
+class _Data:
+    """Data computed from the model input: ``chain`` (the layers so far), ``axes`` (labels), ``feat``
+    (size of the ``F`` axis; per direction when a ``D`` axis is present), ``ids`` (integer ids, no F)."""
+
+    chain: tuple
+    axes: tuple
+    feat: Optional[int]
+    src: str
+    ids: bool = False
+
+
+@dataclass(frozen=True)
+class _Final:
+    """Final states of recurrent nodes: ``entries`` ((chain ending at the node, ONNX direction index),
+    ...) along the ``S`` axis when present, else concatenated along ``F`` (``feat`` per entry)."""
+
+    entries: tuple
+    axes: tuple
+    feat: int
+    src: str
+
+
+@dataclass(eq=False)
+class _Rnn:
+    """One ONNX recurrent node (weights already in the spec's canonical layout, per ONNX direction)."""
+
+    name: str
+    kind: str
+    direction: str  # ONNX: forward | reverse | bidirectional
+    input_size: int
+    units: int
+    weights: list  # [(w_ih, w_hh, b_ih, b_hh)] per ONNX direction
+    activation: str
+    recurrent_activation: str
+    reset_after: bool
+    lengths: Optional[str]
+    where: str
+
+
+# --------------------------------------------------------------------------- protobuf pre-scan
+def _varint(b, i):
+    r = s = 0
+    while True:
+        if i >= len(b) or s > 63:
+            raise ValueError("truncated varint")
+        c = b[i]
+        i += 1
+        r |= (c & 0x7F) << s
+        s += 7
+        if c < 0x80:
+            return r, i
+
+
+def _fields(b, start, end):
+    """(field number, wire type, value start, value end) of each top-level field of a message."""
+    i = start
+    while i < end:
+        key, i = _varint(b, i)
+        f, wt = key >> 3, key & 7
+        if wt == 0:
+            _, j = _varint(b, i)
+            yield f, wt, i, j
+            i = j
+        elif wt == 1:
+            yield f, wt, i, i + 8
+            i += 8
+        elif wt == 2:
+            n, i = _varint(b, i)
+            yield f, wt, i, i + n
+            i += n
+        elif wt == 5:
+            yield f, wt, i, i + 4
+            i += 4
+        else:
+            raise ValueError(f"wire type {wt}")
+        if i > end:
+            raise ValueError("field past the end")
+
+
+def _prescan(data: bytes, budget: LoadBudget) -> None:
+    """Count the main graph's nodes and initializers before the protobuf is parsed (a 1e6-node graph
+    is refused in milliseconds instead of costing hundreds of MiB to parse)."""
+    b = memoryview(data)
+    try:
+        for f, wt, s, e in _fields(b, 0, len(b)):
+            if f == 7 and wt == 2:
+                nodes = inits = 0
+                for gf, gwt, _, _ in _fields(b, s, e):
+                    if gwt == 2 and gf == 1:
+                        nodes += 1
+                        if nodes > MAX_NODES:
+                            break
+                    elif gwt == 2 and gf == 5:
+                        inits += 1
+                budget.items(nodes, "ONNX graph nodes", MAX_NODES)
+                budget.items(inits, "ONNX initializers", MAX_NODES)
+    except ValueError:
+        pass  # malformed: the protobuf parser says precisely what is wrong
+
+
+# --------------------------------------------------------------------------- tensors
+def _np_dtype(onnx, dt):
+    T = onnx.TensorProto
+    table = {T.FLOAT: np.float32, T.DOUBLE: np.float64, T.FLOAT16: np.float16, T.INT8: np.int8, T.UINT8: np.uint8,
+             T.INT16: np.int16, T.UINT16: np.uint16, T.INT32: np.int32, T.INT64: np.int64, T.UINT32: np.uint32,
+             T.UINT64: np.uint64, T.BOOL: np.bool_}
+    if dt == T.BFLOAT16:
+        return "bfloat16"
+    return table.get(dt)
+
+
+class _Tensors:
+    """Materialises TensorProtos (initializers, Constant values) against the load budget."""
+
+    def __init__(self, onnx, budget: LoadBudget, base_dir: Optional[str], origin: str):
+        self.onnx, self.budget, self.base_dir, self.origin = onnx, budget, base_dir, origin
+
+    def array(self, t, what) -> np.ndarray:
+        onnx = self.onnx
+        dims = [int(d) for d in t.dims]
+        if len(dims) > MAX_RANK or any(d < 0 for d in dims):
+            raise _Malformed(f"{what}: bad dimensions {dims[:MAX_RANK + 1]}")
+        n = math.prod(dims)
+        dt = _np_dtype(onnx, t.data_type)
+        if dt is None:
+            raise _Refuse(f"{what}: tensor data type {onnx.TensorProto.DataType.Name(t.data_type)} is not supported")
+        item = 2 if dt == "bfloat16" else np.dtype(dt).itemsize
+        if t.HasField("segment"):
+            raise _Refuse(f"{what}: segmented tensors are not supported")
+        self.budget.charge(n * max(item, 4), f"{what} ({'x'.join(map(str, dims)) or 'scalar'})")
+        if t.data_location == onnx.TensorProto.EXTERNAL:
+            raw = self._external(t, n * item, what)
+        elif t.HasField("raw_data"):
+            raw = t.raw_data
+        else:
+            raw = None
+        if raw is not None:
+            if len(raw) != n * item:
+                raise _Malformed(f"{what}: {len(raw)} bytes of data for {n} elements of {item} bytes")
+            if dt == "bfloat16":
+                u = np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16
+                return u.view(np.float32).reshape(dims)
+            return np.frombuffer(raw, dtype=np.dtype(dt).newbyteorder("<")).astype(dt).reshape(dims)
+        try:
+            from onnx import numpy_helper
+
+            a = numpy_helper.to_array(t)
+        except Exception as e:  # noqa: BLE001 - the typed fields disagree with dims
+            raise _Malformed(f"{what}: cannot read the tensor data ({type(e).__name__}: {e})") from None
+        if a.shape != tuple(dims):
+            raise _Malformed(f"{what}: data of shape {a.shape} for dims {dims}")
+        if a.dtype.kind not in "fiub":
+            raise _Refuse(f"{what}: tensor data type {a.dtype} is not supported")
+        return a
+
+    def _external(self, t, nbytes, what) -> bytes:
+        if self.base_dir is None:
+            raise _Refuse(f"{what}: external data needs the model's file (load the .onnx file by its path)")
+        info = {e.key: e.value for e in t.external_data}
+        loc = info.get("location", "")
+        base = os.path.realpath(self.base_dir)
+        if not loc or os.path.isabs(loc) or os.path.splitdrive(loc)[0] or ".." in loc.replace("\\", "/").split("/"):
+            raise _Refuse(f"{what}: external data location {loc!r:.200} is not a plain relative path inside the "
+                          f"model's directory; refused")
+        full = os.path.realpath(os.path.join(base, loc))
+        if not full.startswith(base + os.sep) or not os.path.isfile(full):
+            raise _Refuse(f"{what}: external data location {loc!r:.200} is not a regular file inside the model's "
+                          f"directory {base}; refused")
+        try:
+            off = int(info.get("offset", "0") or 0)
+            length = int(info["length"]) if info.get("length") else nbytes
+        except ValueError:
+            raise _Malformed(f"{what}: external data offset/length are not integers") from None
+        size = os.stat(full).st_size
+        if length != nbytes or off < 0 or off + nbytes > size:
+            raise _Malformed(f"{what}: external data {loc!r:.200} offset {off} length {length} does not hold the "
+                             f"{nbytes} bytes of the tensor (file size {size})")
+        with open(full, "rb") as f:
+            f.seek(off)
+            return f.read(nbytes)
+
+
+def _external_size(onnx, graph, base_dir) -> int:
+    """Real bytes on disk of the distinct regular files inside ``base_dir`` that initializers name as
+    external data (what the load budget may add to the model file's own size)."""
+    if base_dir is None:
+        return 0
+    base = os.path.realpath(base_dir)
+    seen, total = set(), 0
+    for t in graph.initializer:
+        if t.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        loc = next((e.value for e in t.external_data if e.key == "location"), "")
+        if not loc or os.path.isabs(loc):
+            continue
+        full = os.path.realpath(os.path.join(base, loc))
+        if full in seen or not full.startswith(base + os.sep) or not os.path.isfile(full):
+            continue
+        seen.add(full)
+        total += os.stat(full).st_size
+    return total
+
+
+# --------------------------------------------------------------------------- the converter
+def _int_list(v, what):
+    if isinstance(v, _Const) and v.arr.dtype.kind in "iu" and v.arr.ndim <= 1:
+        return [int(x) for x in np.atleast_1d(v.arr)]
+    raise _Refuse(f"{what} must be a constant integer list")
+
+
+def _scalar_int(v, what):
+    if isinstance(v, _Const) and v.arr.dtype.kind in "iu" and v.arr.size == 1:
+        return int(v.arr.reshape(()))
+    raise _Refuse(f"{what} must be a constant integer")
+
+
+def _uniform(arr):
+    """The single value of an array whose elements are all equal, else None."""
+    if arr.size == 0:
+        return None
+    f = arr.reshape(-1)
+    return float(f[0]) if np.all(f == f[0]) else None
+
+
+class _Converter:
+    def __init__(self, onnx, model, origin, budget, base_dir, output):
+        self.onnx, self.model, self.origin, self.budget = onnx, model, origin, budget
+        self.tensors = _Tensors(onnx, budget, base_dir, origin)
+        self.output = output
+        self.bind = {}  # unbound input axis label -> "B" | "T"
+        self.known = {}  # input axis label -> declared int size
+        self.problems, self.malformed = [], False
+        self.opset = 0
+        for o in model.opset_import:
+            if o.domain in ("", "ai.onnx"):
+                self.opset = int(o.version)
+
+    # ---- labels
+    def lab(self, l):
+        return self.bind.get(l, l)
+
+    def size(self, v, l):
+        l = self.lab(l)
+        if l == "1":
+            return 1
+        if l == "D":
+            return 2
+        if l == "F":
+            return v.feat
+        if l == "S":
+            return len(v.entries)
+        return l  # symbolic
+
+    def same(self, a, b):
+        if isinstance(a, str):
+            a = self.lab(a)
+        if isinstance(b, str):
+            b = self.lab(b)
+        if a == b:
+            return True
+        if isinstance(a, str) and isinstance(b, int):
+            return self.known_size(a) == b
+        if isinstance(b, str) and isinstance(a, int):
+            return self.known_size(b) == a
+        return False
+
+    def known_size(self, label):
+        """The declared (fixed) size of a batch / time / input axis label, else None."""
+        return self.known.get(label if label.startswith("?") else self.inv(label))
+
+    def bind_axes(self, axes, want, what):
+        for l, w in zip(axes, want):
+            r = self.lab(l)
+            if r == w:
+                continue
+            if r.startswith("?") and w in ("B", "T") and not any(
+                    v == w and k.rsplit(":", 1)[0] == r.rsplit(":", 1)[0] for k, v in self.bind.items()):
+                self.bind[r] = w
+                continue
+            names = {"B": "batch", "T": "time", "F": "feature", "D": "direction", "1": "size-one"}
+            raise _Refuse(f"{what}: expects ({', '.join(names[x] for x in want)}) axes but gets "
+                          f"({', '.join(names.get(self.lab(x), 'input axis ' + x[1:]) for x in axes)})")
+
+    # ---- entry
+    def run(self):
+        onnx, g = self.onnx, self.model.graph
+        self.budget.items(len(g.node), "ONNX graph nodes", MAX_NODES)
+        self.budget.items(len(g.initializer), "ONNX initializers", MAX_NODES)
+        if not any(o.domain in ("", "ai.onnx") for o in self.model.opset_import) and len(g.node):
+            raise ModelFormatError(f"{self.origin}: the model imports no ai.onnx opset")
+        inits = {t.name: t for t in g.initializer}
+        outs = [o.name for o in g.output]
+        if not outs:
+            raise ModelFormatError(f"{self.origin}: the ONNX graph has no output")
+        if self.output is not None:
+            if self.output not in outs:
+                raise UnsupportedLayerError(f"{self.origin}: output={self.output!r} is not a graph output "
+                                            f"(outputs: {', '.join(map(repr, outs[:20]))})")
+            out = self.output
+        elif len(outs) > 1:
+            raise UnsupportedLayerError(
+                f"{self.origin}: the ONNX graph has {len(outs)} outputs ({', '.join(map(repr, outs[:20]))}); a fastrnn "
+                "model has one output (several outputs and state outputs need core work planned for a later "
+                f"version): pass output={outs[0]!r} (or another name) to load one of them")
+        else:
+            out = outs[0]
+        producer = {}
+        for k, n in enumerate(g.node):
+            for o in n.output:
+                if o:
+                    producer[o] = k
+        live = [False] * len(g.node)
+        stack = [out]
+        seen = set()
+        while stack:
+            name = stack.pop()
+            if name in seen or name not in producer:
+                continue
+            seen.add(name)
+            k = producer[name]
+            if not live[k]:
+                live[k] = True
+                stack.extend(i for i in g.node[k].input if i)
+        vals = {}
+        for vi in g.input:
+            if vi.name in inits:
+                continue
+            vals[vi.name] = self.graph_input(vi)
+        for k, n in enumerate(g.node):
+            if not live[k]:
+                continue
+            self.name = n.name or f"{n.op_type}_{k}"
+            where = f"node {n.name or f'#{k}'!r} ({(n.domain + '.') if n.domain not in ('', 'ai.onnx') else ''}{n.op_type})"
+            ins = []
+            bad = False
+            for i in n.input:
+                if not i:
+                    ins.append(None)
+                    continue
+                v = vals.get(i)
+                if v is None and i in inits:
+                    v = vals[i] = self.initializer(inits[i])
+                if v is None:
+                    self.problem(where, f"input {i!r} is not defined before the node", malformed=True)
+                    bad = True
+                    break
+                if isinstance(v, _Unusable):
+                    self.problem(where, f"input {i!r}: {v.reason}")
+                    bad = True
+                    break
+                if v is _BAD:
+                    bad = True
+                ins.append(v)
+            res = None
+            if not bad:
+                try:
+                    res = self.node(n, ins, where)
+                except _Refuse as e:
+                    self.problem(where, str(e))
+                except _Malformed as e:
+                    self.problem(where, str(e), malformed=True)
+            if res is None:
+                res = [_BAD] * len(n.output)
+            for o, v in zip(n.output, res):
+                if o:
+                    vals[o] = v
+        if out not in vals and out in inits:
+            vals[out] = self.initializer(inits[out])
+        result = vals.get(out)
+        if not self.problems:
+            if result is None:
+                raise ModelFormatError(f"{self.origin}: graph output {out!r} is not computed by any node")
+            if isinstance(result, _Unusable):
+                self.problem(f"graph output {out!r}", result.reason)
+            elif not isinstance(result, (_Data, _Final)) or (isinstance(result, _Data) and not result.chain):
+                self.problem(f"graph output {out!r}", "does not depend on the model input through any layer "
+                                                      "fastrnn runs (a constant or the input itself)")
+        if self.problems:
+            self.raise_problems()
+        try:
+            return self.finish(result, out)
+        except _Refuse as e:
+            self.problem(f"graph output {out!r}", str(e))
+            self.raise_problems()
+
+    def problem(self, where, reason, malformed=False):
+        self.problems.append(f"{where}: {reason}")
+        self.malformed |= malformed
+
+    def raise_problems(self):
+        p = self.problems
+        shown = p[:MAX_LISTED] + ([f"... and {len(p) - MAX_LISTED} more"] if len(p) > MAX_LISTED else [])
+        cls = ModelFormatError if self.malformed else UnsupportedLayerError
+        raise cls(f"{self.origin}: cannot convert the ONNX graph: {len(p)} unsupported node(s):\n  - " +
+                  "\n  - ".join(shown))
+
+    def graph_input(self, vi):
+        onnx = self.onnx
+        tt = vi.type.tensor_type if vi.type.HasField("tensor_type") else None
+        if tt is None:
+            return _Unusable(f"graph input {vi.name!r} is not a tensor")
+        dims = list(tt.shape.dim) if tt.HasField("shape") else None
+        if dims is None:
+            return _Unusable(f"graph input {vi.name!r} has no declared rank")
+        if len(dims) > MAX_RANK:
+            return _Unusable(f"graph input {vi.name!r}: rank {len(dims)}")
+        labels = tuple(f"?{vi.name}:{k}" for k in range(len(dims)))
+        for l, d in zip(labels, dims):
+            if d.HasField("dim_value"):
+                self.known[l] = int(d.dim_value)
+        if tt.elem_type in _INT_TYPES:
+            return _IntInput(vi.name, labels)
+        if tt.elem_type not in _FLOAT_TYPES:
+            return _Unusable(f"graph input {vi.name!r} has element type "
+                             f"{onnx.TensorProto.DataType.Name(tt.elem_type)}")
+        if len(dims) < 2:
+            return _Unusable(f"graph input {vi.name!r} has rank {len(dims)}: expected (batch, [time,] features)")
+        if not dims[-1].HasField("dim_value") or dims[-1].dim_value < 1:
+            return _Unusable(f"graph input {vi.name!r}: the feature (last) axis has no fixed size")
+        return _Data((), labels[:-1] + ("F",), int(dims[-1].dim_value), vi.name)
+
+    def initializer(self, t):
+        try:
+            return _Const(self.tensors.array(t, f"initializer {t.name!r}"))
+        except _Refuse as e:
+            return _Unusable(str(e))
+        except _Malformed as e:
+            self.problem(f"initializer {t.name!r}", str(e), malformed=True)
+            return _BAD
+
+    # ---- dispatch
+    def node(self, n, ins, where):
+        op, dom = n.op_type, n.domain
+        a = {x.name: self.onnx.helper.get_attribute_value(x) for x in n.attribute}
+        if dom == "com.microsoft" and op == "DynamicQuantizeLSTM":
+            return self.op_rnn(n, ins, a, where, quantized=True)
+        if dom not in ("", "ai.onnx"):
+            raise _Refuse(f"operator domain {dom!r} is not supported")
+        fn = getattr(self, f"op_{op}", None)
+        if op in ("LSTM", "GRU", "RNN"):
+            return self.op_rnn(n, ins, a, where)
+        if fn is None:
+            if op in _ELEMENTWISE:
+                return [self.activation(ins[0], _ELEMENTWISE[op](self, a, ins), where)]
+            raise _Refuse("operator not supported")
+        return fn(n, ins, a, where)
+
+    def as_data(self, v, what="input"):
+        if isinstance(v, _Final):
+            return self.final_to_data(v)
+        if isinstance(v, _Data):
+            return v
+        raise _Refuse(f"{what} must be data computed from the model input")
+
+    def final_to_data(self, v: _Final) -> _Data:
+        chain = v.entries[0][0]
+        if any(c is not chain for c, _ in v.entries):
+            raise _Refuse("combines final states of several recurrent nodes (only the last recurrent layer's final "
+                          "state can be selected)")
+        dirs = tuple(d for _, d in v.entries)
+        if len(set(dirs)) != len(dirs):
+            raise _Refuse(f"repeats a direction of the final state ({dirs})")
+        sel = Piece("select", "final", select="final", dirs=dirs, where=chain[-1].where)
+        if "S" in v.axes:
+            if len(dirs) > 2:
+                raise _Refuse("uses the stacked final states of several layers")
+            axes = tuple(("D" if len(dirs) == 2 else "1") if l == "S" else l for l in v.axes)
+            return _Data(chain + (sel,), axes, v.feat, v.src)
+        return _Data(chain + (sel,), v.axes, v.feat * len(dirs), v.src)
+
+    # ---- recurrent nodes
+    def op_rnn(self, n, ins, a, where, quantized=False):
+        op = "LSTM" if quantized else n.op_type
+        kind = _KIND[op]
+        G = _GATES[kind]
+        ins = ins + [None] * (12 - len(ins))
+        problems = []
+        H = int(a.get("hidden_size", 0) or 0)
+        direction = a.get("direction", b"forward")
+        direction = direction.decode() if isinstance(direction, bytes) else str(direction)
+        if direction not in ("forward", "reverse", "bidirectional"):
+            raise _Malformed(f"direction {direction!r}")
+        nd = 2 if direction == "bidirectional" else 1
+        layout = int(a.get("layout", 0))
+        if layout not in (0, 1):
+            raise _Malformed(f"layout {layout}")
+        X = self.as_data(ins[0], "X")
+        if X.ids or len(X.axes) != 3 or "F" not in X.axes or "D" in X.axes:
+            raise _Refuse("X must be a (time, batch, features) tensor computed from the model input")
+        self.bind_axes(X.axes, ("T", "B", "F") if layout == 0 else ("B", "T", "F"), "X")
+        I = X.feat
+
+        def const(i, name):
+            v = ins[i]
+            if isinstance(v, _Const):
+                return v.arr
+            if isinstance(v, (_Data, _IntInput, _Final)):
+                raise _Refuse(f"input {name} must be a constant (an initializer), not computed from graph inputs")
+            raise _Refuse(f"input {name} must be a constant")
+
+        if quantized:
+            W = self.dequantize(const(1, "W"), const(8, "W_scale"), const(9, "W_zero_point"), "W").transpose(0, 2, 1)
+            R = self.dequantize(const(2, "R"), const(10, "R_scale"), const(11, "R_zero_point"), "R").transpose(0, 2, 1)
+        else:
+            W, R = const(1, "W"), const(2, "R")
+        if not H:
+            H = int(R.shape[-1]) if R.ndim == 3 else 0
+        if W.shape != (nd, G * H, I) or R.shape != (nd, G * H, H) or H < 1:
+            raise _Malformed(f"W {W.shape} / R {R.shape} do not match hidden_size={H}, {nd} direction(s), "
+                             f"{G} gate(s) and input size {I} (expected {(nd, G * H, I)} / {(nd, G * H, H)})")
+        B = const(3, "B") if ins[3] is not None else np.zeros((nd, 2 * G * H), np.float32)
+        if B.shape != (nd, 2 * G * H):
+            raise _Malformed(f"B {B.shape}: expected {(nd, 2 * G * H)}")
+        lengths = None
+        sl = ins[4]
+        if sl is not None:
+            if isinstance(sl, _IntInput) and len(sl.axes) == 1:
+                self.bind_axes(sl.axes, ("B",), "sequence_lens")
+                lengths = sl.name
+            else:
+                problems.append("sequence_lens must be a 1-D integer graph input (fastrnn takes it as "
+                                "predict(lengths=...)); a constant or computed sequence_lens is not supported")
+        state_names = ["initial_h"] + (["initial_c"] if kind == "lstm" else [])
+        for i, name in zip((5, 6), state_names):
+            v = ins[i]
+            if v is None:
+                continue
+            if isinstance(v, _Fill) and v.value == 0.0:
+                continue
+            if isinstance(v, _Const) and v.arr.dtype.kind == "f" and not np.any(v.arr):
+                continue
+            if isinstance(v, _Data) and not v.chain:
+                problems.append(f"{name} is a graph input: graph inputs carrying states are not supported yet "
+                                "(planned core work)")
+            else:
+                problems.append(f"{name} is not all zeros: non-zero or input-dependent initial states are not "
+                                "supported yet (planned core work)")
+        if kind == "lstm" and ins[7] is not None:
+            v = ins[7]
+            if not (isinstance(v, _Const) and not np.any(v.arr)) and not (isinstance(v, _Fill) and v.value == 0.0):
+                problems.append("peepholes P are not supported yet (planned core work)")
+        if "clip" in a:
+            problems.append(f"clip={a['clip']} (cell clipping) is not supported yet (planned core work)")
+        if int(a.get("input_forget", 0)):
+            problems.append("input_forget=1 (coupled input and forget gates) is not supported yet (planned core work)")
+        reset_after = True
+        if kind == "gru":
+            reset_after = bool(int(a.get("linear_before_reset", 0)))
+        acts = self.rnn_activations(kind, a, nd, problems)
+        if problems:
+            raise _Refuse("; ".join(problems))
+        act, ract = acts
+        order = list(_GATE_ORDER[kind])
+        weights = []
+        for d in range(nd):
+            def gates(m):
+                return np.concatenate([m[g * H:(g + 1) * H] for g in order], axis=0).astype(np.float32)
+
+            wb, rb = B[d, :G * H], B[d, G * H:]
+            w_ih, w_hh, b_ih, b_hh = gates(W[d]), gates(R[d]), gates(wb), gates(rb)
+            if kind == "gru" and not reset_after:
+                b_ih, b_hh = b_ih + b_hh, np.zeros_like(b_hh)  # r*(R h) + Rb_h: Rb_h lies outside the product
+            weights.append((w_ih, w_hh, b_ih, b_hh))
+        rnn = _Rnn(self.name, kind, direction, I, H, weights, act, ract, reset_after, lengths, where)
+        chain = X.chain + (rnn,)
+        y_axes = ("T", "D" if nd == 2 else "1", "B", "F") if layout == 0 else ("B", "T", "D" if nd == 2 else "1", "F")
+        s_axes = ("S", "B", "F") if layout == 0 else ("B", "S", "F")
+        y = _Data(chain, y_axes, H, X.src)
+        yh = _Final(tuple((chain, d) for d in range(nd)), s_axes, H, X.src)
+        yc = _Unusable("the LSTM cell state Y_c is not a model output fastrnn can express yet (use predict("
+                       "return_state=True) on the loaded model for the final states)")
+        return [y, yh, yc][:len(n.output)]
+
+    def dequantize(self, q, scale, zp, name):
+        if q.ndim != 3 or q.dtype not in (np.int8, np.uint8):
+            raise _Malformed(f"{name}: expected an int8/uint8 [directions, in, gates] tensor, got {q.dtype} {q.shape}")
+        nd, _, cols = q.shape
+        if scale.shape not in ((nd,), (nd, cols)) or zp.shape != scale.shape:
+            raise _Malformed(f"{name}_scale {scale.shape} / {name}_zero_point {zp.shape}: expected ({nd},) or ({nd}, {cols})")
+        self.budget.charge(q.size * 4, f"dequantized {name}")
+        s = scale.astype(np.float32).reshape(nd, 1, -1)
+        z = zp.astype(np.float32).reshape(nd, 1, -1)
+        return (q.astype(np.float32) - z) * s
+
+    def rnn_activations(self, kind, a, nd, problems):
+        names = a.get("activations")
+        per = len(_DEFAULT_ACTS[kind])
+        if names is None:
+            names = _DEFAULT_ACTS[kind] * nd
+        names = [x.decode() if isinstance(x, bytes) else str(x) for x in names]
+        if len(names) != per * nd:
+            raise _Malformed(f"activations: {len(names)} names for {nd} direction(s) of {per} function(s)")
+        alphas, betas = list(a.get("activation_alpha", [])), list(a.get("activation_beta", []))
+        mapped = []
+        for fn in names:
+            key = fn.lower()
+            if key not in _RNN_ACT_ARGS:
+                problems.append(f"activation {fn!r} is not an ONNX recurrent activation")
+                mapped.append(None)
+                continue
+            ua, ub, da, db = _RNN_ACT_ARGS[key]
+            al = alphas.pop(0) if ua and alphas else (da if ua else None)
+            be = betas.pop(0) if ub and betas else (db if ub else None)
+            name, why = _rnn_act(key, al, be)
+            if why:
+                problems.append(f"activation {fn}: {why}")
+            mapped.append(name)
+        if None in mapped:
+            return None, None
+        if nd == 2 and mapped[:per] != mapped[per:]:
+            problems.append(f"the two directions use different activations ({names[:per]} / {names[per:]}): fastrnn "
+                            "uses one set per layer")
+            return None, None
+        if kind == "lstm":
+            if mapped[1] != mapped[2]:
+                problems.append(f"LSTM activations g={names[1]} and h={names[2]} differ: fastrnn uses one function "
+                                "for both")
+                return None, None
+            return mapped[1], mapped[0]
+        if kind == "gru":
+            return mapped[1], mapped[0]
+        return mapped[0], "sigmoid"
+
+    # ---- element-wise activations and softmax
+    def activation(self, v, act, where):
+        if act is None:
+            return v
+        d = self.as_data(v)
+        if d.ids:
+            raise _Refuse("applied to integer ids")
+        return _Data(d.chain + (Piece("act", self.name, act=act, where=where),), d.axes, d.feat, d.src)
+
+    def op_Softmax(self, n, ins, a, where, name="softmax"):
+        d = self.as_data(ins[0])
+        r = len(d.axes)
+        axis = int(a.get("axis", -1 if self.opset >= 13 else 1))
+        axis = axis + r if axis < 0 else axis
+        if not 0 <= axis < r:
+            raise _Malformed(f"axis {a.get('axis')} for rank {r}")
+        labels = [self.lab(l) for l in d.axes]
+        if "D" in labels:
+            raise _Refuse(f"{n.op_type} over features split by direction")
+        if labels[axis] != "F" or (self.opset < 13 and any(l != "1" for l in labels[axis + 1:])):
+            raise _Refuse(f"{n.op_type}(axis={a.get('axis', 'default')}) is not over the feature axis alone "
+                          f"(axes {''.join(labels)}): fastrnn applies {name} over the features")
+        return [self.activation(d, name, where)]
+
+    def op_LogSoftmax(self, n, ins, a, where):
+        return self.op_Softmax(n, ins, a, where, "log_softmax")
+
+    # ---- no-ops
+    def op_Identity(self, n, ins, a, where):
+        return [ins[0]]
+
+    def op_Dropout(self, n, ins, a, where):
+        if len(ins) > 2 and ins[2] is not None:
+            if not (isinstance(ins[2], _Const) and not np.any(ins[2].arr)):
+                raise _Refuse("training_mode must be a constant false")
+        if int(a.get("is_test", 1)) == 0 and self.opset < 7:
+            raise _Refuse("is_test=0 (training mode)")
+        return [ins[0], _Unusable("the dropout mask is not a model output")]
+
+    def op_Constant(self, n, ins, a, where):
+        if "value" in a:
+            return [_Const(self.tensors.array(a["value"], "value"))]
+        for k, dt in (("value_float", np.float32), ("value_floats", np.float32), ("value_int", np.int64),
+                      ("value_ints", np.int64)):
+            if k in a:
+                self.budget.charge(8 * len(np.atleast_1d(a[k])), "constant")
+                return [_Const(np.asarray(a[k], dtype=dt))]
+        raise _Refuse(f"constant kind {', '.join(a) or '(none)'} is not supported")
+
+    def op_Cast(self, n, ins, a, where):
+        v, to = ins[0], int(a.get("to", 0))
+        dt = _np_dtype(self.onnx, to)
+        if isinstance(v, _Const):
+            if dt is None or dt == "bfloat16":
+                raise _Refuse(f"cast to {to}")
+            return [_Const(v.arr.astype(dt))]
+        if isinstance(v, (_Shape, _IntInput)):
+            if to not in _INT_TYPES:
+                raise _Refuse("casts integer data to a non-integer type")
+            return [v]
+        if isinstance(v, _Fill):
+            return [v]
+        d = self.as_data(v)
+        if d.ids:
+            if to not in _INT_TYPES:
+                raise _Refuse("casts ids to a non-integer type")
+            return [d]
+        if to not in (self.onnx.TensorProto.FLOAT, self.onnx.TensorProto.DOUBLE):
+            raise _Refuse(f"casts float data to {self.onnx.TensorProto.DataType.Name(to)} (fastrnn computes in float32)")
+        return [v]
+
+    # ---- dense layers
+    def op_MatMul(self, n, ins, a, where):
+        x, w = ins[0], ins[1]
+        if not isinstance(w, _Const):
+            raise _Refuse("only data x constant matrix products are supported")
+        d = self.as_data(x)
+        if w.arr.ndim != 2 or w.arr.dtype.kind != "f":
+            raise _Refuse(f"the constant operand must be a float matrix, got {w.arr.dtype} {w.arr.shape}")
+        self.check_last_feature(d, "MatMul")
+        if w.arr.shape[0] != d.feat:
+            raise _Malformed(f"weight {w.arr.shape} takes {w.arr.shape[0]} features, the data has {d.feat}")
+        p = Piece("linear", self.name, {"weight": np.ascontiguousarray(w.arr.T, dtype=np.float32)}, where=where)
+        return [_Data(d.chain + (p,), d.axes, int(w.arr.shape[1]), d.src)]
+
+    def check_last_feature(self, d, what):
+        labels = [self.lab(l) for l in d.axes]
+        if d.ids or not labels or labels[-1] != "F" or "D" in labels:
+            raise _Refuse(f"{what} must contract the feature axis of the data, the last one (axes {''.join(labels)})")
+
+    def op_Add(self, n, ins, a, where):
+        x, c = ins
+        if isinstance(x, _Const) and not isinstance(c, _Const):
+            x, c = c, x
+        if isinstance(x, _Const) and isinstance(c, _Const):
+            return [self.fold(n.op_type, [x, c])]
+        if isinstance(x, _Shape) or isinstance(c, _Shape):
+            return [self.shape_arith(n.op_type, ins)]
+        if not isinstance(c, _Const):
+            raise _Refuse("adds two data tensors (residual connections are not supported)")
+        d = self.as_data(x)
+        self.check_last_feature(d, "Add")
+        b = c.arr
+        while b.ndim > 1 and b.shape[0] == 1:
+            b = b.reshape(b.shape[1:])
+        last = d.chain[-1] if d.chain else None
+        if b.ndim > len(d.axes) or b.shape not in ((d.feat,), ()) or not (
+                isinstance(last, Piece) and last.tag == "linear" and "bias" not in last.tensors):
+            raise _Refuse("adding a constant is only supported as the bias (a vector over the features) right "
+                          "after MatMul")
+        bias = np.broadcast_to(b.astype(np.float32), (d.feat,)).copy()
+        p = Piece("linear", last.name, {"weight": last.tensors["weight"], "bias": bias}, where=last.where)
+        return [_Data(d.chain[:-1] + (p,), d.axes, d.feat, d.src)]
+
+    def op_Gemm(self, n, ins, a, where):
+        x, w = ins[0], ins[1]
+        c = ins[2] if len(ins) > 2 else None
+        if not isinstance(w, _Const) or (c is not None and not isinstance(c, _Const)):
+            raise _Refuse("B and C must be constants")
+        d = self.as_data(x)
+        if len(d.axes) != 2:
+            raise _Malformed(f"A has rank {len(d.axes)}")
+        axes = d.axes[::-1] if int(a.get("transA", 0)) else d.axes
+        self.check_last_feature(_Data(d.chain, axes, d.feat, d.src), "Gemm")
+        wm = w.arr if int(a.get("transB", 0)) else w.arr.T
+        if wm.ndim != 2 or wm.shape[1] != d.feat:
+            raise _Malformed(f"B {w.arr.shape} does not take {d.feat} features")
+        alpha, beta = float(a.get("alpha", 1.0)), float(a.get("beta", 1.0))
+        weight = np.ascontiguousarray(wm * np.float32(alpha) if alpha != 1.0 else wm, dtype=np.float32)
+        N = weight.shape[0]
+        tens = {"weight": weight}
+        if c is not None:
+            b = c.arr
+            while b.ndim > 1 and b.shape[0] == 1:
+                b = b.reshape(b.shape[1:])
+            if b.shape not in ((N,), (1,), ()):
+                raise _Refuse(f"C {c.arr.shape} is not a bias vector over the {N} outputs")
+            tens["bias"] = np.broadcast_to(b.astype(np.float32) * np.float32(beta), (N,)).copy()
+        return [_Data(d.chain + (Piece("linear", self.name, tens, where=where),), (axes[0], "F"), N, d.src)]
+
+    # ---- gathers: embedding, last step, one final state, shape entries
+    def op_Gather(self, n, ins, a, where):
+        data, idx = ins
+        axis = int(a.get("axis", 0))
+        if isinstance(data, _Const) and isinstance(idx, _IntInput):
+            if axis != 0 or data.arr.ndim != 2 or data.arr.dtype.kind != "f":
+                raise _Refuse("an embedding must gather rows (axis 0) of a 2-D float initializer")
+            p = Piece("embedding", self.name, {"weight": data.arr.astype(np.float32)}, where=where)
+            return [_Data((p,), idx.axes + ("F",), int(data.arr.shape[1]), idx.name)]
+        if isinstance(data, _Const) and isinstance(idx, _Const):
+            return [self.fold("Gather", [data, idx], axis=axis)]
+        if isinstance(data, _Shape):
+            ii = idx.arr if isinstance(idx, _Const) and idx.arr.dtype.kind in "iu" else None
+            if ii is None or data.scalar or axis != 0:
+                raise _Refuse("gathers shape entries with non-constant indices")
+            r = len(data.dims)
+            try:
+                picked = tuple(data.dims[int(k)] for k in ii.reshape(-1))
+            except IndexError:
+                raise _Malformed(f"index {ii.tolist()} out of range for a shape of {r}") from None
+            return [_Shape(picked, scalar=ii.ndim == 0)]
+        if not isinstance(idx, _Const) or idx.arr.dtype.kind not in "iu" or idx.arr.size != 1:
+            raise _Refuse("only a constant single index is supported")
+        k = int(idx.arr.reshape(()))
+        keep = idx.arr.ndim == 1
+        v = data
+        r = len(v.axes) if isinstance(v, (_Data, _Final)) else 0
+        if not isinstance(v, (_Data, _Final)):
+            raise _Refuse("gathers from an unsupported value")
+        axis = axis + r if axis < 0 else axis
+        if not 0 <= axis < r:
+            raise _Malformed(f"axis {a.get('axis')} for rank {r}")
+        lab = self.lab(v.axes[axis])
+        if isinstance(v, _Final) and lab == "S":
+            e = v.entries
+            if not -len(e) <= k < len(e):
+                raise _Malformed(f"index {k} out of range for {len(e)} final states")
+            picked = (e[k],)
+            axes = v.axes if keep else v.axes[:axis] + v.axes[axis + 1:]
+            return [_Final(picked, axes, v.feat, v.src)]
+        d = self.as_data(v)
+        if lab == "T":
+            if k != -1 and not (k >= 0 and self.known_size("T") == k + 1):
+                raise _Refuse(f"selects time step {k}: only the last step (index -1) is supported")
+            axes = d.axes[:axis] + (("1",) if keep else ()) + d.axes[axis + 1:]
+            return [_Data(d.chain + (Piece("select", "last_step", select="last_step", where=where),), axes,
+                          d.feat, d.src)]
+        if lab == "1" and k in (0, -1):
+            return [_Data(d.chain, d.axes if keep else d.axes[:axis] + d.axes[axis + 1:], d.feat, d.src)]
+        what = {"D": "one direction of a bidirectional sequence output", "B": "rows of the batch",
+                "F": "single features"}.get(lab, f"axis {axis}")
+        raise _Refuse(f"selects {what}: not supported")
+
+    def inv(self, label):
+        for k, v in self.bind.items():
+            if v == label:
+                return k
+        return label
+
+    # ---- layout ops
+    def op_Transpose(self, n, ins, a, where):
+        v = ins[0]
+        if isinstance(v, _Const):
+            return [self.fold("Transpose", [v], perm=a.get("perm"))]
+        if isinstance(v, _Fill):
+            perm = a.get("perm") or list(range(len(v.shape)))[::-1]
+            self.check_perm(perm, len(v.shape))
+            return [_Fill(tuple(v.shape[p] for p in perm), v.value)]
+        d = self.as_data(v) if not isinstance(v, _IntInput) else None
+        axes = v.axes if d is None else d.axes
+        perm = list(a.get("perm") or list(range(len(axes)))[::-1])
+        self.check_perm(perm, len(axes))
+        new = tuple(axes[p] for p in perm)
+        if d is None:
+            return [_IntInput(v.name, new)]
+        return [_Data(d.chain, new, d.feat, d.src, d.ids)]
+
+    @staticmethod
+    def check_perm(perm, r):
+        if sorted(int(p) for p in perm) != list(range(r)):
+            raise _Malformed(f"perm {list(perm)[:MAX_RANK + 1]} for rank {r}")
+
+    def axes_arg(self, ins, a, opset_attr):
+        if self.opset < opset_attr:
+            return list(a.get("axes", [])) if "axes" in a else None
+        if len(ins) > 1 and ins[1] is not None:
+            return _int_list(ins[1], "axes")
+        return None
+
+    def op_Squeeze(self, n, ins, a, where):
+        v, axes = ins[0], self.axes_arg(ins, a, 13)
+        if isinstance(v, _Const):
+            return [self.fold("Squeeze", [v], axes=axes)]
+        if isinstance(v, _Shape):
+            if not v.scalar and len(v.dims) == 1 and axes in (None, [0], [-1]):
+                return [_Shape(v.dims, scalar=True)]
+            raise _Refuse("squeezes a shape")
+        if isinstance(v, _Fill):
+            r = len(v.shape)
+            ax = self.norm_axes(axes if axes is not None else [i for i, s in enumerate(v.shape) if s == 1], r)
+            if any(v.shape[i] != 1 for i in ax):
+                raise _Refuse("squeezes an axis whose size is not 1")
+            return [_Fill(tuple(s for i, s in enumerate(v.shape) if i not in ax), v.value)]
+        if isinstance(v, _Final) and axes is not None:
+            r = len(v.axes)
+            ax = self.norm_axes(axes, r)
+            if all(v.axes[i] == "S" for i in ax) and len(v.entries) == 1:
+                return [_Final(v.entries, tuple(l for i, l in enumerate(v.axes) if i not in ax), v.feat, v.src)]
+        d = self.as_data(v)
+        r = len(d.axes)
+        labels = [self.lab(l) for l in d.axes]
+        ax = self.norm_axes(axes, r) if axes is not None else [i for i, l in enumerate(labels) if l == "1"]
+        for i in ax:
+            if labels[i] != "1":
+                raise _Refuse(f"squeezes axis {i} ({labels[i]}), which is not known to have size 1")
+        return [_Data(d.chain, tuple(l for i, l in enumerate(d.axes) if i not in ax), d.feat, d.src, d.ids)]
+
+    @staticmethod
+    def norm_axes(axes, r):
+        out = []
+        for x in axes:
+            x = int(x)
+            x = x + r if x < 0 else x
+            if not 0 <= x < r or x in out:
+                raise _Malformed(f"axes {list(axes)[:MAX_RANK + 1]} for rank {r}")
+            out.append(x)
+        return out
+
+    def op_Unsqueeze(self, n, ins, a, where):
+        v, axes = ins[0], self.axes_arg(ins, a, 13)
+        if axes is None:
+            raise _Malformed("no axes")
+        if isinstance(v, _Const):
+            return [self.fold("Unsqueeze", [v], axes=axes)]
+        if isinstance(v, _Shape):
+            if v.scalar and axes in ([0], [-1]):
+                return [_Shape(v.dims)]
+            raise _Refuse("unsqueezes a shape")
+        if isinstance(v, _Fill):
+            shape = list(v.shape)
+            for i in sorted(self.norm_axes(axes, len(shape) + len(axes))):
+                shape.insert(i, 1)
+            return [_Fill(tuple(shape), v.value)]
+        if isinstance(v, _Final) and "S" not in v.axes:
+            v = self.final_to_data(v)
+        d = self.as_data(v)
+        new = list(d.axes)
+        for i in sorted(self.norm_axes(axes, len(new) + len(axes))):
+            new.insert(i, "1")
+        return [_Data(d.chain, tuple(new), d.feat, d.src, d.ids)]
+
+    def op_Flatten(self, n, ins, a, where):
+        v = ins[0]
+        if isinstance(v, _Const):
+            return [self.fold("Flatten", [v], axis=int(a.get("axis", 1)))]
+        d = self.as_data(v)
+        r = len(d.axes)
+        ax = int(a.get("axis", 1))
+        ax = ax + r if ax < 0 else ax
+        if not 0 <= ax <= r:
+            raise _Malformed(f"axis {a.get('axis')} for rank {r}")
+        left, right = self.merge(d, d.axes[:ax]), self.merge(d, d.axes[ax:])
+        return [self.relabel(d, [left, right])]
+
+    def merge(self, d, group):
+        """The label of one axis made by merging the ``group`` of adjacent axes (order kept)."""
+        labels = [self.lab(l) for l in group if self.lab(l) != "1"]
+        if not labels:
+            return ("1",)
+        if len(labels) == 1:
+            return (labels[0],)
+        if labels == ["D", "F"]:
+            return ("F", "merged")
+        raise _Refuse(f"merges axes ({', '.join(labels)}) into one: only the direction and feature axes of a "
+                      "bidirectional output (in that order) can be merged")
+
+    def relabel(self, d, new):
+        """``new``: per output axis, (label,) or ("F", "merged") for a (D, F) merge."""
+        axes = tuple(x[0] for x in new)
+        merged = any(len(x) == 2 for x in new)
+        feat = d.feat * 2 if merged else d.feat
+        labels = [self.lab(l) for l in axes]
+        if not d.ids and (labels.count("F") != 1 or labels.count("D") > 1):
+            raise _Refuse(f"produces axes ({', '.join(labels)}): the features must stay on one axis")
+        if merged and "D" in labels:
+            raise _Refuse("merges the directions of a bidirectional output twice")
+        return _Data(d.chain, axes, feat, d.src, d.ids)
+
+    def op_Reshape(self, n, ins, a, where):
+        v, s = ins[0], ins[1]
+        allowzero = int(a.get("allowzero", 0))
+        if isinstance(s, _Const):
+            target = _int_list(s, "shape")
+        elif isinstance(s, _Shape) and not s.scalar:
+            target = list(s.dims)
+        else:
+            raise _Refuse("the target shape must be a constant or computed from Shape")
+        if len(target) > MAX_RANK:
+            raise _Malformed(f"target rank {len(target)}")
+        if isinstance(v, _Const):
+            if not all(isinstance(t, int) for t in target):
+                raise _Refuse("reshapes a constant to a symbolic shape")
+            return [self.fold("Reshape", [v], shape=target, allowzero=allowzero)]
+        d = self.as_data(v)
+        sizes = [self.size(d, l) for l in d.axes]
+        labels = [self.lab(l) for l in d.axes]
+        tgt, copy = [], {}
+        for j, e in enumerate(target):
+            if isinstance(e, int) and e == 0 and not allowzero:
+                if j >= len(sizes):
+                    raise _Malformed("0 copies a dimension the input does not have")
+                tgt.append(sizes[j])
+                copy[j] = j
+            elif isinstance(e, int) and e < -1:
+                raise _Malformed(f"shape entry {e}")
+            else:
+                tgt.append(self.lab(e) if isinstance(e, str) else int(e))
+        if sum(1 for e in tgt if e == -1) > 1:
+            raise _Malformed("more than one -1")
+        # symbols balance: -1 may stand for exactly one symbol; a fixed size may be spelled as an int
+        sym_in = [x for x in sizes if isinstance(x, str)]
+        sym_out = [x for x in tgt if isinstance(x, str)]
+        if any(x not in sym_in for x in sym_out):
+            raise _Refuse(f"reshape {labels} -> {target} invents a batch or time axis")
+        missing = [x for x in sym_in if x not in sym_out]
+        ints_in = math.prod(x for x in sizes if isinstance(x, int))
+        ints_out = math.prod(x for x in tgt if isinstance(x, int) and x != -1)
+        if len(missing) == 1 and -1 in tgt and ints_in == ints_out:
+            tgt[tgt.index(-1)] = missing[0]
+        elif missing:
+            if any(self.known_size(x) is None for x in missing):
+                raise _Refuse(f"reshape {labels} -> {target} merges the batch or time axis with others")
+            sizes = [self.known_size(x) if x in missing else x for x in sizes]
+            ints_in = math.prod(x for x in sizes if isinstance(x, int))
+        if -1 in tgt:
+            if ints_out == 0 or ints_in % ints_out:
+                raise _Malformed(f"reshape {labels} -> {target}: sizes do not divide")
+            tgt[tgt.index(-1)] = ints_in // ints_out
+        groups = self.group(labels, sizes, tgt, copy)
+        new = []
+        for gi, gj in groups:
+            if len(gj) == 0:
+                if labels[gi[0]] not in ("1",) and sizes[gi[0]] != 1:
+                    raise _Refuse(f"drops axis {gi[0]}")
+                if labels[gi[0]] in ("B", "T") or labels[gi[0]].startswith("?"):
+                    raise _Refuse(f"drops the {labels[gi[0]]} axis")
+                continue
+            if len(gi) == 0:
+                new.extend([("1",)] * len(gj))
+                continue
+            if len(gj) == 1:
+                new.append(self.merge(d, [d.axes[i] for i in gi]))
+                continue
+            raise _Refuse(f"splits axis {''.join(labels[i] for i in gi)} into {len(gj)} axes")
+        return [self.relabel(d, new)]
+
+    def group(self, labels, sizes, tgt, copy):
+        n, m = len(sizes), len(tgt)
+        i = j = 0
+        groups = []
+        while i < n or j < m:
+            if i < n and labels[i] == "1" and copy.get(j) != i:
+                groups.append(([i], []))
+                i += 1
+                continue
+            if i < n and j < m and self.same(sizes[i], tgt[j]):
+                groups.append(([i], [j]))
+                i += 1
+                j += 1
+                continue
+            if j < m and tgt[j] == 1:
+                groups.append(([], [j]))
+                j += 1
+                continue
+            if i < n and sizes[i] == 1:
+                groups.append(([i], []))
+                i += 1
+                continue
+            if i >= n or j >= m or not isinstance(sizes[i], int) or not isinstance(tgt[j], int):
+                raise _Refuse(f"reshape of axes ({', '.join(labels)}) to {tgt} is not a merge or split of "
+                              "adjacent feature axes")
+            gi, gj, pi, pj = [i], [j], sizes[i], tgt[j]
+            while pi != pj:
+                if pi < pj:
+                    i += 1
+                    if i >= n or not isinstance(sizes[i], int):
+                        raise _Refuse(f"reshape of axes ({', '.join(labels)}) to {tgt} mixes the batch or time axis")
+                    pi *= sizes[i]
+                    gi.append(i)
+                else:
+                    j += 1
+                    if j >= m or not isinstance(tgt[j], int):
+                        raise _Refuse(f"reshape of axes ({', '.join(labels)}) to {tgt} mixes the batch or time axis")
+                    pj *= tgt[j]
+                    gj.append(j)
+            groups.append((gi, gj))
+            i += 1
+            j += 1
+        return groups
+
+    def slice_args(self, ins, a, r):
+        if self.opset < 10:
+            starts, ends = list(a.get("starts", [])), list(a.get("ends", []))
+            axes = list(a.get("axes", range(len(starts))))
+            steps = [1] * len(starts)
+        else:
+            starts, ends = _int_list(ins[1], "starts"), _int_list(ins[2], "ends")
+            axes = _int_list(ins[3], "axes") if len(ins) > 3 and ins[3] is not None else list(range(len(starts)))
+            steps = _int_list(ins[4], "steps") if len(ins) > 4 and ins[4] is not None else [1] * len(starts)
+        if not len(starts) == len(ends) == len(axes) == len(steps):
+            raise _Malformed("starts / ends / axes / steps differ in length")
+        return list(zip(self.norm_axes(axes, r), starts, ends, steps))
+
+    @staticmethod
+    def slice_range(size, st, en, step):
+        """Python range of a slice over an int size (ONNX clamping rules)."""
+        if step == 0:
+            raise _Malformed("step 0")
+        return range(size)[slice(max(min(st, _BIG), -_BIG), max(min(en, _BIG), -_BIG), step)]
+
+    def op_Slice(self, n, ins, a, where):
+        v = ins[0]
+        if isinstance(v, _Const):
+            r = v.arr.ndim
+            sl = [slice(None)] * r
+            for ax, st, en, step in self.slice_args(ins, a, r):
+                rg = self.slice_range(v.arr.shape[ax], st, en, step)
+                sl[ax] = slice(rg.start, rg.stop if rg.stop >= 0 else None, rg.step)
+            return [_Const(v.arr[tuple(sl)])]
+        if isinstance(v, _Shape):
+            if v.scalar:
+                raise _Malformed("slices a scalar")
+            (ax, st, en, step), = self.slice_args(ins, a, 1) or [(0, 0, _BIG, 1)]
+            rg = self.slice_range(len(v.dims), st, en, step)
+            return [_Shape(tuple(v.dims[k] for k in rg))]
+        if isinstance(v, (_Fill, _Final, _Data)):
+            shape = list(v.shape) if isinstance(v, _Fill) else [self.size(v, l) for l in v.axes]
+            r = len(shape)
+            sel = {}
+            for ax, st, en, step in self.slice_args(ins, a, r):
+                s = shape[ax]
+                if isinstance(s, int):
+                    sel[ax] = list(self.slice_range(s, st, en, step))
+                elif step == 1 and st in (0,) and en >= 2 ** 31 - 1:
+                    continue
+                elif step == 1 and st == -1 and en >= 2 ** 31 - 1:
+                    sel[ax] = "last"
+                else:
+                    raise _Refuse(f"slices the {self.lab(v.axes[ax]) if not isinstance(v, _Fill) else 'symbolic'} "
+                                  f"axis [{st}:{en}:{step}]: only the full range or the last step ([-1:]) is supported")
+            if isinstance(v, _Fill):
+                if any(x == "last" for x in sel.values()):
+                    raise _Refuse("slices a symbolic axis")
+                return [_Fill(tuple(len(sel[i]) if i in sel else s for i, s in enumerate(shape)), v.value)]
+            return [self.slice_value(v, shape, sel, where)]
+        raise _Refuse("slices an unsupported value")
+
+    def slice_value(self, v, shape, sel, where):
+        if isinstance(v, _Final):
+            for ax, ks in sel.items():
+                if self.lab(v.axes[ax]) == "S" and ks != "last":
+                    v = _Final(tuple(v.entries[k] for k in ks), v.axes, v.feat, v.src)
+                elif ks != list(range(shape[ax])):
+                    raise _Refuse(f"slices part of the {self.lab(v.axes[ax])} axis of a final state")
+            return v
+        d = v
+        for ax, ks in sel.items():
+            lab = self.lab(d.axes[ax])
+            if ks == "last" and lab == "T":
+                d = _Data(d.chain + (Piece("select", "last_step", select="last_step", where=where),),
+                          d.axes[:ax] + ("1",) + d.axes[ax + 1:], d.feat, d.src)
+            elif ks != "last" and ks == list(range(shape[ax])):
+                continue
+            else:
+                raise _Refuse(f"slices part of the {lab} axis: only full ranges and the last time step are supported")
+        return d
+
+    def op_Concat(self, n, ins, a, where):
+        axis = int(a.get("axis", 0))
+        if all(isinstance(v, _Const) for v in ins):
+            return [self.fold("Concat", ins, axis=axis)]
+        if all(isinstance(v, (_Const, _Shape)) for v in ins):
+            dims = []
+            for v in ins:
+                if isinstance(v, _Shape):
+                    if v.scalar:
+                        raise _Malformed("concatenates a scalar")
+                    dims.extend(v.dims)
+                else:
+                    dims.extend(_int_list(v, "shape part"))
+            return [_Shape(tuple(dims))]
+        if all(isinstance(v, _Fill) for v in ins):
+            vals = {v.value for v in ins}
+            r = len(ins[0].shape)
+            axis = axis + r if axis < 0 else axis
+            if len(vals) != 1 or any(len(v.shape) != r for v in ins) or not all(isinstance(v.shape[axis], int) for v in ins):
+                raise _Refuse("concatenates filled tensors of different values or along a symbolic axis")
+            shape = list(ins[0].shape)
+            shape[axis] = sum(v.shape[axis] for v in ins)
+            return [_Fill(tuple(shape), ins[0].value)]
+        if all(isinstance(v, _Final) for v in ins):
+            r = len(ins[0].axes)
+            axis = axis + r if axis < 0 else axis
+            if any(len(v.axes) != r or [self.lab(x) for x in v.axes] != [self.lab(x) for x in ins[0].axes] or
+                   v.feat != ins[0].feat for v in ins) or not 0 <= axis < r:
+                raise _Refuse("concatenates final states of different layouts")
+            lab = self.lab(ins[0].axes[axis])
+            if lab == "S" or (lab == "F" and "S" not in ins[0].axes):
+                return [_Final(tuple(e for v in ins for e in v.entries), ins[0].axes, ins[0].feat, ins[0].src)]
+        raise _Refuse("concatenates data tensors: only shapes, zero states and final states "
+                      "(torch.cat((h_n[-2], h_n[-1]), 1)) are supported")
+
+    # ---- shapes and filled tensors
+    def op_Shape(self, n, ins, a, where):
+        v = ins[0]
+        if isinstance(v, _Const):
+            dims = list(v.arr.shape)
+        elif isinstance(v, _Fill):
+            dims = list(v.shape)
+        elif isinstance(v, (_Data, _Final, _IntInput)):
+            dims = [self.size(v, l) if not isinstance(v, _IntInput) else l for l in v.axes]
+        else:
+            raise _Refuse("shape of an unsupported value")
+        r = len(dims)
+        st, en = int(a.get("start", 0)), int(a.get("end", r))
+        dims = dims[slice(max(-r, min(st, r)), max(-r, min(en, r)))]
+        if all(isinstance(x, int) for x in dims):
+            return [_Const(np.asarray(dims, dtype=np.int64))]
+        return [_Shape(tuple(dims))]
+
+    def fill_value(self, a):
+        t = a.get("value")
+        if t is None:
+            return 0.0
+        arr = self.tensors.array(t, "value")
+        if arr.size != 1:
+            raise _Malformed("value must hold one element")
+        return float(arr.reshape(-1)[0])
+
+    def op_ConstantOfShape(self, n, ins, a, where):
+        s = ins[0]
+        if isinstance(s, _Const):
+            shape = tuple(_int_list(s, "shape"))
+        elif isinstance(s, _Shape) and not s.scalar:
+            shape = s.dims
+        else:
+            raise _Refuse("the shape must be a constant or computed from Shape")
+        if len(shape) > MAX_RANK or any(isinstance(x, int) and x < 0 for x in shape):
+            raise _Malformed(f"shape {list(shape)[:MAX_RANK + 1]}")
+        return [_Fill(tuple(shape), self.fill_value(a))]
+
+    def op_Expand(self, n, ins, a, where):
+        v, s = ins
+        if isinstance(s, _Const):
+            target = tuple(_int_list(s, "shape"))
+        elif isinstance(s, _Shape) and not s.scalar:
+            target = s.dims
+        else:
+            raise _Refuse("the shape must be a constant or computed from Shape")
+        if isinstance(v, _Const):
+            val = _uniform(v.arr)
+            if val is None:
+                raise _Refuse("expands a non-uniform constant (only zero states are supported)")
+            shape = v.arr.shape
+        elif isinstance(v, _Fill):
+            val, shape = v.value, v.shape
+        else:
+            raise _Refuse("expands data (only constant fills, e.g. zero initial states, are supported)")
+        r = max(len(shape), len(target))
+        if r > MAX_RANK:
+            raise _Malformed(f"rank {r}")
+        sa = (1,) * (r - len(shape)) + tuple(shape)
+        ta = (1,) * (r - len(target)) + tuple(target)
+        out = []
+        for x, y in zip(sa, ta):
+            if isinstance(x, int) and x == 1:
+                out.append(y)
+            elif isinstance(y, int) and y == 1:
+                out.append(x)
+            elif self.same(x, y):
+                out.append(x)
+            else:
+                raise _Malformed(f"shapes {list(shape)} and {list(target)} do not broadcast")
+        if any(isinstance(x, int) and x < 0 for x in out):
+            raise _Malformed(f"negative dimension in {out}")
+        return [_Fill(tuple(out), val)]
+
+    # ---- constant folding (shape arithmetic, small constant graphs)
+    def shape_arith(self, op, ins):
+        vals = []
+        for v in ins:
+            if isinstance(v, _Shape) and all(isinstance(x, int) for x in v.dims):
+                vals.append(_Const(np.asarray(v.dims, dtype=np.int64).reshape(() if v.scalar else -1)))
+            elif isinstance(v, _Const):
+                vals.append(v)
+            else:
+                raise _Refuse(f"{op} on symbolic sizes (batch or time) is not supported")
+        return self.fold(op, vals)
+
+    def op_Sub(self, n, ins, a, where):
+        return self._arith(n, ins)
+
+    def op_Mul(self, n, ins, a, where):
+        return self._arith(n, ins)
+
+    def op_Div(self, n, ins, a, where):
+        return self._arith(n, ins)
+
+    def _arith(self, n, ins):
+        if all(isinstance(v, _Const) for v in ins):
+            return [self.fold(n.op_type, ins)]
+        if all(isinstance(v, (_Const, _Shape)) for v in ins):
+            return [self.shape_arith(n.op_type, ins)]
+        raise _Refuse(f"{n.op_type} of data tensors is not supported")
+
+    def fold(self, op, vals, **kw):
+        arrs = [v.arr for v in vals]
+        if op in ("Add", "Sub", "Mul", "Div"):
+            shape = np.broadcast_shapes(*(x.shape for x in arrs))
+        elif op == "Gather":
+            d, i = arrs
+            ax = kw["axis"] + d.ndim if kw["axis"] < 0 else kw["axis"]
+            if not 0 <= ax < d.ndim:
+                raise _Malformed(f"axis {kw['axis']}")
+            shape = d.shape[:ax] + i.shape + d.shape[ax + 1:]
+        elif op == "Concat":
+            shape = (sum(x.size for x in arrs),)
+        else:
+            shape = (arrs[0].size,)
+        item = max(x.dtype.itemsize for x in arrs)
+        self.budget.charge(math.prod(shape) * item, f"constant {op}")
+        try:
+            if op == "Add":
+                r = arrs[0] + arrs[1]
+            elif op == "Sub":
+                r = arrs[0] - arrs[1]
+            elif op == "Mul":
+                r = arrs[0] * arrs[1]
+            elif op == "Div":
+                r = (np.trunc(arrs[0] / arrs[1]).astype(np.result_type(*arrs)) if all(x.dtype.kind in "iu" for x in arrs)
+                     else arrs[0] / arrs[1])
+            elif op == "Gather":
+                r = np.take(arrs[0], arrs[1].astype(np.int64), axis=kw["axis"])
+            elif op == "Concat":
+                r = np.concatenate(arrs, axis=kw["axis"])
+            elif op == "Transpose":
+                r = np.transpose(arrs[0], kw["perm"])
+            elif op == "Squeeze":
+                r = np.squeeze(arrs[0], axis=None if kw["axes"] is None else tuple(kw["axes"]))
+            elif op == "Unsqueeze":
+                r = arrs[0]
+                for x in sorted(self.norm_axes(kw["axes"], r.ndim + len(kw["axes"]))):
+                    r = np.expand_dims(r, x)
+            elif op == "Flatten":
+                ax = kw["axis"] + arrs[0].ndim if kw["axis"] < 0 else kw["axis"]
+                r = arrs[0].reshape(math.prod(arrs[0].shape[:ax]), -1)
+            elif op == "Reshape":
+                shp = [arrs[0].shape[j] if (x == 0 and not kw["allowzero"]) else x for j, x in enumerate(kw["shape"])]
+                r = arrs[0].reshape(shp)
+            else:
+                raise _Refuse(f"{op} of constants is not supported")
+        except (ValueError, IndexError, ZeroDivisionError, FloatingPointError, TypeError) as e:
+            raise _Malformed(f"{op} of constants: {e}") from None
+        return _Const(np.asarray(r))
+
+    # ---- the end: the output value -> ModelSpec
+    def finish(self, result, out):
+        d = self.as_data(result, f"graph output {out!r}")
+        labels = [self.lab(l) for l in d.axes]
+        src = d.src
+        inp = next(vi for vi in self.model.graph.input if vi.name == src)
+        ids = inp.type.tensor_type.elem_type in _INT_TYPES
+        rank_in = len(inp.type.tensor_type.shape.dim) - (0 if ids else 1)  # a float input's last axis is F
+        in_labels = [self.lab(f"?{src}:{k}") for k in range(rank_in)]
+        # axes the graph never tied to batch or time: batch first, then time
+        free = [l for l in in_labels + labels if l.startswith("?")]
+        for l in free:
+            if l not in self.bind:
+                self.bind[l] = "B" if "B" not in self.bind.values() else "T"
+        in_labels = [self.lab(f"?{src}:{k}") for k in range(rank_in)]
+        labels = [self.lab(l) for l in d.axes]
+        in_axes = "".join(in_labels) + ("" if ids else "F")
+        if in_axes not in ("BTF", "TBF", "BT", "TB", "BF", "B"):
+            raise _Refuse(f"the model input {src!r} has axes {in_axes}")
+        if "B" not in labels or "F" not in labels:
+            raise _Refuse(f"the output has axes ({', '.join(labels)}): it needs a batch and a feature axis")
+        if labels.count("B") > 1 or labels.count("T") > 1:
+            raise _Refuse(f"the output has axes ({', '.join(labels)})")
+        rnns = [el for el in d.chain if isinstance(el, _Rnn)]
+        lens = {r.lengths for r in rnns}
+        if len(lens) > 1:
+            raise _Refuse("sequence_lens is given to some recurrent nodes and not to others (or differs): fastrnn "
+                          "applies predict's lengths to every recurrent layer")
+        lengths = lens.pop() if lens else None
+        meta = {"framework": "onnx", "onnx": {
+            "input": src, "input_axes": in_axes, "output": out, "output_axes": "".join(labels),
+            "lengths_input": lengths, "opset": self.opset, "producer": self.model.producer_name,
+            "producer_version": self.model.producer_version}}
+        return self.build(d.chain, None if ids else self.input_features(src), meta)
+
+    def input_features(self, src):
+        vi = next(vi for vi in self.model.graph.input if vi.name == src)
+        return int(vi.type.tensor_type.shape.dim[-1].dim_value)
+
+    def build(self, chain, input_features, meta):
+        pieces, rnns = [], []
+        for k, el in enumerate(chain):
+            if isinstance(el, _Rnn):
+                nxt = chain[k + 1] if k + 1 < len(chain) else None
+                only_final = isinstance(nxt, Piece) and nxt.tag == "select" and nxt.select == "final"
+                impl = el.direction
+                if el.direction == "reverse" and not only_final:
+                    impl = "reverse_as_bidirectional"
+                    if el.activation not in _ZERO_AT_ZERO:
+                        raise _Refuse(f"{el.where}: the reverse direction's output sequence runs as a bidirectional "
+                                      f"layer with a zero forward direction, which needs activation(0) == 0; "
+                                      f"{el.activation} is not")
+                pieces.append(self.rnn_piece(el, impl))
+                rnns.append((el, impl))
+            elif isinstance(el, Piece) and el.tag == "select" and el.select == "final":
+                _, impl = rnns[-1]
+                if impl == "bidirectional":
+                    dirs = tuple(("fwd", "bwd")[d] for d in el.dirs)
+                elif impl == "reverse_as_bidirectional":
+                    dirs = ("fwd", "bwd")  # zero forward + backward, merged by sum
+                else:
+                    dirs = ("fwd",)
+                pieces.append(Piece("select", el.name, select="final", dirs=dirs, where=el.where))
+            else:
+                pieces.append(el)
+        spec = build_spec(pieces, "onnx", meta, input_features=input_features)
+        for key in ("torch_recurrent", "torch_batch_first"):
+            spec.metadata.pop(key, None)
+        used = {l.name for l in spec.layers if not hasattr(l, "weights")}
+        for layer, (el, impl) in zip(spec.recurrent_layers, rnns):
+            layer.name = unique_name(el.name, used)
+            layer.activation = el.activation
+            if el.kind != "simple_rnn":
+                layer.recurrent_activation = el.recurrent_activation
+            layer.reset_after = el.reset_after
+            if impl == "reverse":
+                layer.direction = "reverse"
+            elif impl == "reverse_as_bidirectional":
+                layer.merge_mode = "sum"
+        return spec.validate()
+
+    @staticmethod
+    def rnn_piece(el: _Rnn, impl) -> Piece:
+        t = {}
+        ws = el.weights
+        if impl == "reverse_as_bidirectional":
+            ws = [tuple(np.zeros_like(w) for w in ws[0]), ws[0]]
+        for d, (w_ih, w_hh, b_ih, b_hh) in enumerate(ws):
+            sfx = "_l0" + ("_reverse" if d else "")
+            t["weight_ih" + sfx], t["weight_hh" + sfx], t["bias_ih" + sfx], t["bias_hh" + sfx] = w_ih, w_hh, b_ih, b_hh
+        desc = RNNDesc(mode=_TORCH_MODE[el.kind], input_size=el.input_size, hidden_size=el.units, num_layers=1,
+                       bidirectional=len(ws) == 2, bias=True)
+        return Piece("rnn", el.name, t, rnn=desc, where=el.where)
+
+
+def _rnn_act(key, alpha, beta):
+    """ONNX recurrent activation (lower-case name, alpha, beta) -> (fastrnn name, problem)."""
+    f32 = np.float32
+    simple = {"relu": "relu", "tanh": "tanh", "sigmoid": "sigmoid", "softsign": "softsign", "softplus": "softplus"}
+    if key in simple:
+        return simple[key], None
+    if key == "elu":
+        return ("elu", None) if f32(alpha) == f32(1.0) else (None, f"alpha={alpha}: only alpha=1 is supported")
+    if key == "leakyrelu":
+        return (("leaky_relu", None) if f32(alpha) == f32(0.2) else
+                (None, f"alpha={alpha}: fastrnn's leaky_relu has the fixed slope 0.2"))
+    if key == "hardsigmoid":
+        if f32(alpha) == f32(0.2) and f32(beta) == f32(0.5):
+            return "hard_sigmoid_tf2", None
+        if f32(alpha) == f32(1 / 6) and f32(beta) == f32(0.5):
+            return "hard_sigmoid", None
+        return None, f"alpha={alpha}, beta={beta}: only (0.2, 0.5) and (1/6, 0.5) are supported"
+    if key == "affine":
+        if alpha is not None and beta is not None and f32(alpha) == 1 and f32(beta) == 0:
+            return "linear", None
+        return None, f"alpha={alpha}, beta={beta}: only the identity (1, 0) is supported"
+    if key == "scaledtanh":
+        if alpha is not None and beta is not None and f32(alpha) == 1 and f32(beta) == 1:
+            return "tanh", None
+        return None, f"alpha={alpha}, beta={beta}: only (1, 1) (= Tanh) is supported"
+    return None, "not supported"
+
+
+def _elementwise():
+    f32 = np.float32
+
+    def fixed(name):
+        return lambda self, a, ins: name
+
+    def elu(self, a, ins):
+        if f32(a.get("alpha", 1.0)) != 1:
+            raise _Refuse(f"alpha={a['alpha']}: only alpha=1 is supported")
+        return "elu"
+
+    def selu(self, a, ins):
+        if f32(a.get("alpha", 1.67326319217681884765625)) != f32(1.67326319217681884765625) or \
+                f32(a.get("gamma", 1.05070102214813232421875)) != f32(1.05070102214813232421875):
+            raise _Refuse("only the default alpha and gamma are supported")
+        return "selu"
+
+    def leaky(self, a, ins):
+        if f32(a.get("alpha", 0.01)) != f32(0.2):
+            raise _Refuse(f"alpha={a.get('alpha', 0.01)}: fastrnn's leaky_relu has the fixed slope 0.2 "
+                          "(Keras' default); other slopes are not supported")
+        return "leaky_relu"
+
+    def hsig(self, a, ins):
+        name, why = _rnn_act("hardsigmoid", a.get("alpha", 0.2), a.get("beta", 0.5))
+        if why:
+            raise _Refuse(why)
+        return name
+
+    def gelu(self, a, ins):
+        ap = a.get("approximate", b"none")
+        ap = ap.decode() if isinstance(ap, bytes) else ap
+        if ap not in ("none", "tanh"):
+            raise _Refuse(f"approximate={ap!r}")
+        return "gelu" if ap == "none" else "gelu_tanh"
+
+    def clip(self, a, ins):
+        if self.opset < 11:
+            lo, hi = a.get("min", -np.inf), a.get("max", np.inf)
+        else:
+            lo = hi = None
+            for k, v in ((1, "min"), (2, "max")):
+                x = ins[k] if len(ins) > k else None
+                if x is not None and not (isinstance(x, _Const) and x.arr.size == 1):
+                    raise _Refuse(f"{v} must be a constant scalar")
+                val = float(x.arr.reshape(-1)[0]) if x is not None else (-np.inf if k == 1 else np.inf)
+                lo, hi = (val, hi) if k == 1 else (lo, val)
+        table = {(0.0, 6.0): "relu6", (-1.0, 1.0): "hard_tanh", (0.0, np.inf): "relu"}
+        name = table.get((float(lo), float(hi)))
+        if name is None:
+            raise _Refuse(f"Clip({lo}, {hi}): only (0, 6) = relu6, (-1, 1) = hard_tanh and (0, inf) = relu are supported")
+        return name
+
+    return {"Relu": fixed("relu"), "Tanh": fixed("tanh"), "Sigmoid": fixed("sigmoid"), "Softsign": fixed("softsign"),
+            "Softplus": fixed("softplus"), "HardSwish": fixed("hard_silu"), "Mish": fixed("mish"),
+            "Exp": fixed("exponential"), "Elu": elu, "Selu": selu, "LeakyRelu": leaky, "HardSigmoid": hsig,
+            "Gelu": gelu, "Clip": clip}
+
+
+_ELEMENTWISE = _elementwise()
+
+
+# --------------------------------------------------------------------------- public entry points
+def _parse(onnx, data, origin):
+    m = onnx.ModelProto()
+    try:
+        m.ParseFromString(bytes(data))
+    except Exception as e:  # noqa: BLE001 - DecodeError, RecursionError... from the protobuf runtime
+        raise ModelFormatError(f"{origin}: not a readable ONNX model (protobuf: {type(e).__name__}: {e})") from None
+    if not m.HasField("graph"):
+        raise ModelFormatError(f"{origin}: not an ONNX model (no graph)")
+    return m
+
+
+def spec_from_onnx_file(path, output: Optional[str] = None):
+    """Read an ``.onnx`` file (see the module doc).  ``output``: the graph output to load when the
+    graph has several.  External data is read only from regular files inside the file's directory."""
+    onnx = _onnx()
+    p = os.fsdecode(os.fspath(path))
+    _check_output_arg(output, p)
+    size = os.stat(p).st_size
+    pre = LoadBudget.for_file(p)
+    with open(p, "rb") as f:
+        data = f.read()
+    _prescan(data, pre)
+    model = _parse(onnx, data, p)
+    del data
+    base = os.path.dirname(os.path.abspath(p))
+    budget = LoadBudget(p, size + _external_size(onnx, model.graph, base))
+    return _Converter(onnx, model, p, budget, base, output).run()
+
+
+def spec_from_onnx(model, output: Optional[str] = None):
+    """Convert an ``onnx.ModelProto``, or its serialized bytes (see the module doc).  External data
+    is refused here (load the file by its path)."""
+    onnx = _onnx()
+    origin = "<onnx model>"
+    _check_output_arg(output, origin)
+    if isinstance(model, (bytes, bytearray, memoryview)):
+        budget = LoadBudget.for_bytes(model, origin)
+        _prescan(bytes(model), budget)
+        model = _parse(onnx, model, origin)
+    elif isinstance(model, onnx.ModelProto):
+        budget = LoadBudget(origin, model.ByteSize())
+    else:
+        raise UnsupportedLayerError(f"spec_from_onnx takes an onnx.ModelProto or bytes, got {type(model).__name__}")
+    return _Converter(onnx, model, origin, budget, None, output).run()
+
+
+def _check_output_arg(output, origin):
+    if output is not None and not isinstance(output, str):
+        from ..errors import ArgumentTypeError
+
+        raise ArgumentTypeError(f"{origin}: output= must be a graph output name (str), got {type(output).__name__}")
+
+
+# --------------------------------------------------------------------------- layouts
+def _onnx_meta(model):
+    spec = getattr(model, "spec", model)
+    meta = getattr(spec, "metadata", None) or {}
+    m = meta.get("onnx")
+    if not isinstance(m, dict):
+        raise UnsupportedLayerError("the model was not converted from ONNX (no 'onnx' metadata)")
+    return m
+
+
+def input_to_fastrnn(model, x):
+    """The ONNX graph's model input ``x`` (its own layout, e.g. time-major ``(T, B, F)``) as the
+    batch-first array :meth:`fastrnn.Model.predict` takes."""
+    axes = _onnx_meta(model)["input_axes"]
+    x = np.asarray(x)
+    want = [c for c in "BTF" if c in axes]
+    return np.transpose(x, [axes.index(c) for c in want]) if list(axes) != want else x
+
+
+def output_to_onnx(model, y):
+    """``predict``'s output (batch-first, features last) rearranged to the ONNX graph output's layout
+    (``metadata["onnx"]["output_axes"]``: e.g. ``"TBF"``, ``"1BF"`` for a raw ``Y_h``, ``"TDBF"`` for a
+    raw bidirectional ``Y``)."""
+    axes = _onnx_meta(model)["output_axes"]
+    y = np.asarray(y)
+    core = [c for c in "BT" if c in axes]
+    if "D" in axes:
+        y = y.reshape(y.shape[:-1] + (2, y.shape[-1] // 2))
+        core += ["D", "F"]
+    else:
+        core += ["F"]
+    order = [c for c in axes if c != "1"]
+    y = np.transpose(y, [core.index(c) for c in order])
+    return y.reshape([1 if c == "1" else y.shape[order.index(c)] for c in axes])
