@@ -1,8 +1,9 @@
-"""predict() of every case of the `fastrnn bench` grid (fastrnn/bench.py) for every engine.
+"""Every case of `fastrnn bench` (the grid and the named workloads; fastrnn/bench/) for every engine.
 
 One benchmark per (case, engine); the engines are the same factories `fastrnn bench` uses, each
-checked against PyTorch (untimed, max abs diff <= 1e-4) before it is timed.  An engine whose
-framework is not installed is skipped with the reason.  Select with -k, e.g.
+checked against PyTorch (untimed, max abs diff <= 1e-4) before it is timed: a whole predict for
+a sequence case, one step with the state carried for a step case.  An engine whose framework is
+not installed is skipped with the reason.  Select with -k, e.g.
 ``-k "lstm_32x128 and (fastrnn or onnxruntime)"``; ``--cases`` takes names / globs as the CLI.
 """
 import math
@@ -11,7 +12,8 @@ import time
 import pytest
 
 import fastrnn
-from fastrnn.bench import CASES, ENGINES, FACTORIES, GRID, Context, check_engine, make_input, missing_modules
+from fastrnn.bench import CASES, DEFAULT_RUN, ENGINES, Context, build_checked, make_input, missing_modules
+from fastrnn.bench.timing import calls_per_sample
 
 _CONTEXTS = {}
 
@@ -27,18 +29,18 @@ def _context(case_name, threads):
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-@pytest.mark.parametrize("case", GRID)
+@pytest.mark.parametrize("case", DEFAULT_RUN)
 def bench_predict(benchmark, case, engine, threads):
     missing = missing_modules(engine)
     if missing:
         pytest.skip(f"{engine}: {', '.join(missing)} not installed")
     ctx = _context(case, threads)
     x = make_input(ctx.case)
-    f = FACTORIES[engine](ctx)
     expected = None if missing_modules("torch") else ctx.reference(x)
-    diff, seconds = check_engine(f, x, expected)  # warm-up / compile, then the check (AssertionError if off)
-    rounds = max(3, min(20, math.ceil(1.0 / max(seconds, 1e-6))))  # about 1 s per benchmark, >= 3 rounds
-    benchmark.extra_info.update(engine=engine, threads=threads, shape=ctx.case.describe(), max_abs_diff=diff,
-                                **fastrnn.info())
+    f, xt, diff, seconds = build_checked(engine, ctx, x, expected)  # warm-up, then the check (AssertionError if off)
+    iterations = calls_per_sample(f, xt, seconds)  # a fast step is timed in bursts of about 1 ms
+    rounds = max(3, min(20, math.ceil(1.0 / max(seconds * iterations, 1e-6))))  # about 1 s per benchmark, >= 3 rounds
+    benchmark.extra_info.update(engine=engine, threads=threads, shape=ctx.case.describe(), mode=ctx.case.mode,
+                                max_abs_diff=diff, **fastrnn.info())
     time.sleep(0.05)  # let threads a previous engine left spinning go to sleep
-    benchmark.pedantic(f, args=(x,), warmup_rounds=1, rounds=rounds)
+    benchmark.pedantic(f, args=(xt,), warmup_rounds=1, rounds=rounds, iterations=iterations)

@@ -326,18 +326,25 @@ def _convert(args):
 # --------------------------------------------------------------------------------- bench
 BENCH_EPILOG = """\
 examples:
-  fastrnn bench                          # the whole grid, 1 thread then all cores
-  fastrnn bench --quick --threads 1      # a small subset, about a minute
+  fastrnn bench                          # the grid and the named workloads, 1 thread then all cores
+  fastrnn bench --quick --threads 1      # a small subset, a few minutes
   fastrnn bench 'lstm_*_b1' --engines fastrnn,torch,onnxruntime --threads 2
+  fastrnn bench 'rtneural_*' dtln_step --threads 1      # named streaming workloads, one step per call
+  fastrnn bench --quick --threads 1 --isolate-engines   # each engine in its own fresh process
   fastrnn bench --json out.json --plot out.png
   fastrnn bench --plot out.png --from-json t1.json t2.json    # plot earlier results, no timing
   fastrnn bench --list
-  fastrnn bench --stream                 # one streaming step
+  fastrnn bench --stream                 # one streaming step, with the binding's share
   fastrnn bench --cold                   # cold start + peak RSS per engine
 
-Case names: CELL_IxH_bB (cell lstm/gru/rnn, (I, H) in 8x64, 32x128, 128x512, batch 1/32/256, T=100),
+Grid cases: CELL_IxH_bB (cell lstm/gru/rnn, (I, H) in 8x64, 32x128, 128x512, batch 1/32/256, T=100),
 lstm2_h128_bB (2-layer LSTM), bilstm_h128_bB (bidirectional LSTM).
-Table: median ms per batch per engine, ratio engine/fastrnn (> 1: fastrnn faster), the fastest
+Named workloads, one step per call with the state carried: step_lstm_8x64, step_gru_16x128,
+rtneural_{lstm,gru}_{8,16,32,64} (RTNeural-compare: input = hidden, batch 1), dtln_step (2-layer
+LSTM 257 -> 128), rnnt_pred_step (RNN-T prediction network, LSTM 640 -> 640), silero_step
+(LSTMCell 128); and whole sequences: word_lm_b20 (PyTorch word-language-model, 2-layer LSTM 650,
+batch 20, T=35).
+Table: median ms per call per engine, ratio engine/fastrnn (> 1: fastrnn faster), the fastest
 framework and fastrnn's ratio to it, fastrnn GFLOP/s and fraction of the FMA peak, target met.
 """
 
@@ -357,18 +364,19 @@ def _bench(args):
         raise _UsageError("--threads must be >= 1")
     try:
         if args.list:
-            for name in B.GRID + [c.name for c in B.LEGACY]:
+            for name in B.DEFAULT_RUN + [c.name for c in B.LEGACY]:
                 c = B.CASES[name]
-                print(f"{name:<18} {c.describe():<40} {B.flops(c) / 1e9:8.3f} GFLOP"
-                      + ("  (quick)" if name in B.QUICK else "") + ("  (legacy)" if c in B.LEGACY else ""))
+                print(f"{name:<20} {c.describe():<40} {B.fmt_flops(B.flops(c))}"
+                      + ("  (quick)" if name in B.QUICK else "") + ("  (workload)" if name in B.WORKLOADS else "")
+                      + ("  (legacy)" if c in B.LEGACY else ""))
             print("engines: " + ", ".join(f"{e}" + (f" (not installed: {', '.join(B.missing_modules(e))})"
                                                   if B.missing_modules(e) else "") for e in B.ENGINES))
             return 0
         if args.cold:
             try:
-                from .bench_cold import run_cold
+                from .bench.cold import run_cold
             except ImportError as e:
-                print(f"fastrnn: note: bench --cold is not available here (fastrnn.bench_cold: {e})", file=sys.stderr)
+                print(f"fastrnn: note: bench --cold is not available here (fastrnn.bench.cold: {e})", file=sys.stderr)
                 return 2
             import inspect
 
@@ -406,11 +414,12 @@ def _bench(args):
                 import matplotlib  # noqa: F401
             except ImportError:
                 raise _UsageError("--plot needs matplotlib: pip install 'fastrnn[plot]'") from None
-        if args.threads is None:
-            runs = B.run_threads_in_subprocesses(args.cases or None, min_time=args.min_time, engines=engines,
-                                                 quick=args.quick)
-            for r in runs:
-                print(B.summary_line(r))
+        if args.threads is None or args.isolate_engines:
+            runs = B.run_in_subprocesses(cases, thread_counts=[args.threads] if args.threads else None,
+                                         min_time=args.min_time, engines=engines, isolate=args.isolate_engines)
+            if args.threads is None:
+                for r in runs:
+                    print(B.summary_line(r))
         else:
             runs = [B.run(cases, threads=args.threads, min_time=args.min_time, engines=engines)]
         write_json(B.to_json(runs))
@@ -489,19 +498,25 @@ def _parser():
     d.add_argument("--repeat", type=_positive_int, default=20, metavar="K",
                    help="timed calls per engine and batch; the best is shown (default 20)")
 
-    b = sub.add_parser("bench", help="time a grid of cases against the installed frameworks (same weights, threads)",
+    b = sub.add_parser("bench", help="time a grid of cases and named workloads against the installed frameworks "
+                       "(same weights, threads)",
                        description="Time fastrnn against PyTorch, Keras (call / predict / XLA), ONNX Runtime and "
-                       "OpenVINO on the same weights and thread count. Every engine is checked against PyTorch "
-                       "before it is timed. Without --threads, runs 1 thread and then all cores, each in a fresh "
-                       "process.", epilog=BENCH_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       "OpenVINO on the same weights and thread count: a grid of whole-sequence cases and named "
+                       "real workloads (streaming steps, a language model). Every engine is checked against "
+                       "PyTorch before it is timed. Without --threads, runs 1 thread and then all cores, each in a "
+                       "fresh process.", epilog=BENCH_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     b.add_argument("cases", nargs="*", metavar="CASE",
-                   help="case names or glob patterns, e.g. lstm_32x128_b32 'gru_*_b1' (default: the whole grid)")
+                   help="case names or glob patterns, e.g. lstm_32x128_b32 'gru_*_b1' 'rtneural_*' (default: the "
+                   "grid and the named workloads)")
     b.add_argument("--threads", type=int, default=None,
                    help="threads for every engine (default: 1, then all cores, each in a fresh process)")
     b.add_argument("--engines", default=None, metavar="LIST",
                    help="comma-separated engines (default: all installed): fastrnn,torch,keras_call,"
                    "keras_predict,keras_xla,onnxruntime,openvino")
-    b.add_argument("--quick", action="store_true", help="a small subset: the (32, 128) shapes at batch 1 and 32")
+    b.add_argument("--quick", action="store_true", help="a small subset: the (32, 128) shapes at batch 1 and 32 and "
+                   "a few named workloads (with CASE globs: their quick matches)")
+    b.add_argument("--isolate-engines", action="store_true", help="run each engine in its own fresh process "
+                   "(steadier: no other engine's threads or memory around), results merged into one table")
     b.add_argument("--min-time", type=float, default=0.4, metavar="S",
                    help="about this many seconds of timed calls per engine per case (at least 3 calls)")
     b.add_argument("--json", default=None, metavar="FILE", help="write everything (machine, versions, samples, "
@@ -511,7 +526,9 @@ def _parser():
     b.add_argument("--from-json", nargs="+", default=None, metavar="FILE",
                    help="no timing: print (and with --plot, plot) the results in these --json files")
     b.add_argument("--list", action="store_true", help="list the cases and engines, then exit")
-    b.add_argument("--stream", action="store_true", help="time one streaming step against torch cells / ONNX Runtime")
+    b.add_argument("--stream", action="store_true", help="time one streaming step (CASE: step cases; default "
+                   "step_lstm_8x64 step_gru_16x128) against torch cells / layer and ONNX Runtime, with the binding's "
+                   "share")
     b.add_argument("--cold", action="store_true", help="cold start and peak memory per engine, in fresh processes")
     return p
 

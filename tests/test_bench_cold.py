@@ -1,11 +1,13 @@
-"""fastrnn.bench_cold: cold start / peak RSS of fresh processes (fields and checks, no timing claims)."""
+"""fastrnn.bench.cold: cold start / peak RSS of fresh processes (fields and checks, no timing claims)."""
 import json
+import subprocess
+import sys
 
 import pytest
 
 from conftest import CHILD_CWD, child_env, require
 
-from fastrnn import bench_cold
+from fastrnn.bench import cold as bench_cold
 
 
 @pytest.fixture(scope="module")
@@ -62,3 +64,25 @@ def test_wrong_or_crashing_engine_is_reported_not_raised(tmp_path, monkeypatch):
 def test_unknown_engine_is_a_value_error():
     with pytest.raises(ValueError, match="unknown engine"):
         bench_cold.run_cold(engines=["tensorflow-lite"], out=lambda s: None)
+
+
+def test_default_child_environment_imports_this_fastrnn():
+    """Without env=, the children get this environment with the imported fastrnn's directory first."""
+    rows = {r["engine"]: r for r in bench_cold.run_cold(repeats=1, engines=["fastrnn"], cwd=CHILD_CWD, warmup=False,
+                                                          out=lambda s: None)}
+    assert rows["baseline"]["status"] == "ok" and rows["fastrnn"]["status"] == "ok", rows
+
+
+def test_cold_for_a_named_workload():
+    require("torch")
+    rows = {r["engine"]: r for r in bench_cold.run_cold(case="word_lm_b20", repeats=1, engines=["fastrnn"],
+                                                          env=child_env(), cwd=CHILD_CWD, warmup=False,
+                                                          out=lambda s: None)}
+    assert rows["fastrnn"]["status"] == "ok" and rows["fastrnn"]["output_check"] == "passed", rows["fastrnn"]
+    assert rows["fastrnn"]["case"] == "word_lm_b20"
+
+
+def test_module_entry_point():
+    r = subprocess.run([sys.executable, "-m", "fastrnn.bench.cold", "--engines", "nope"], capture_output=True,
+                       text=True, env=child_env(), cwd=CHILD_CWD, timeout=120)
+    assert r.returncode == 2 and "unknown engine" in r.stderr and "Traceback" not in r.stderr

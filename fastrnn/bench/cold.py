@@ -12,7 +12,7 @@ reported as failed, never timed as if it were right.
 A ``baseline`` child (Python + ``import numpy`` + the same harness, no engine) gives the floor that
 every engine pays.  Engines are interleaved round by round; the median over rounds is reported.
 
-    python -m fastrnn.bench_cold [--threads N] [--repeats R] [--case NAME] [--engines a,b] [--json F]
+    python -m fastrnn.bench.cold [--threads N] [--repeats R] [--case NAME] [--engines a,b] [--json F]
 """
 from __future__ import annotations
 
@@ -26,6 +26,12 @@ import tempfile
 import time
 
 import numpy as np
+
+from ._child import child_env
+from .cases import CASES, make_input
+from .engines._keras import keras_from_torch
+from .engines._onnx import onnx_from_torch
+from .models import build_torch, random_model
 
 ENGINES = ("fastrnn", "torch", "onnxruntime", "openvino", "keras")
 # the module each engine needs in the child (missing -> the engine is skipped with a note)
@@ -121,13 +127,12 @@ def child_script(engine: str, meta: dict) -> str:
 
 
 # ---- preparing the model files -------------------------------------------------------------------
-#: One sequence of an LSTM(32 -> 128), batch 1, 100 steps (``fastrnn.bench``'s ``small_seq``).
+#: One sequence of an LSTM(32 -> 128), batch 1, 100 steps (the ``small_seq`` case of `fastrnn bench`).
 DEFAULT_CASE = "small_seq"
 
 
 def _resolve_case(case):
-    """A ``fastrnn.bench.Case`` from None (the default), a Case, or a case name of ``fastrnn.bench``."""
-    from .bench import CASES
+    """A :class:`Case` from None (the default), a Case, or a case name of `fastrnn bench`."""
 
     if case is None:
         case = DEFAULT_CASE
@@ -157,8 +162,6 @@ def prepare(directory, case=None, engines=ENGINES, out=print):
 
 def _prepare(directory, case, engines, out):
     import fastrnn
-
-    from .bench import build_torch, keras_from_torch, make_input, onnx_from_torch, random_model
 
     meta = {"case": case.name, "cell": case.cell, "features": case.features, "hidden": case.hidden,
             "layers": case.layers, "bidirectional": bool(case.bidirectional), "openvino_file": "model.xml"}
@@ -356,10 +359,7 @@ def run_cold(threads=1, case=None, repeats=3, out=print, engines=None, env=None,
         raise ValueError(f"unknown engine(s) {', '.join(bad)}; engines: {', '.join(ENGINES)}")
     case_obj = _resolve_case(case)
     repeats = max(1, int(repeats))
-    if env is None:
-        parent = os.path.dirname(os.path.dirname(os.path.abspath(fastrnn.__file__)))
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (parent, os.environ.get("PYTHONPATH")) if p))
-    env = dict(env, TF_CPP_MIN_LOG_LEVEL=env.get("TF_CPP_MIN_LOG_LEVEL", "2"))
+    env = child_env() if env is None else dict(env, TF_CPP_MIN_LOG_LEVEL=env.get("TF_CPP_MIN_LOG_LEVEL", "2"))
 
     rows = {"baseline": {"engine": "baseline", "status": "ok", "note": "python + import numpy + harness"}}
     for e in engines:
@@ -476,7 +476,7 @@ def format_table(rows) -> str:
 def main(argv=None):
     import argparse
 
-    ap = argparse.ArgumentParser(prog="python -m fastrnn.bench_cold", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m fastrnn.bench.cold", description=__doc__.split("\n\n")[0])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--case", default=None, help="a case name of `fastrnn bench` (default: LSTM 32->128, "

@@ -1,0 +1,95 @@
+"""The performance targets of issue 10 per case, and the derived numbers of a timed case
+(ratios, fastest framework, GFLOP/s, fraction of the FMA peak)."""
+from __future__ import annotations
+
+from .cases import Case, flops
+
+#: batch 1: fastrnn / fastest framework at least this, by hidden size
+BATCH1_RATIO = ((128, 1.6), (None, 1.3))
+#: batch >= 32 with H >= 128: fastrnn's fraction of the FMA peak of the cores in use
+PEAK_FRACTION = 0.8
+
+
+def evaluate_target(case: Case, median: dict, peak_gflops) -> dict:
+    """The target of one case (``median``: engine -> seconds per call):
+
+    * fastrnn is faster than the fastest framework, every case, and
+    * batch 1: >= 1.6x the fastest framework for H <= 128, >= 1.3x for larger H;
+    * batch >= 32 with H >= 128: fastrnn at >= 80% of the measured FMA peak of the cores in use;
+    * the case's own ``targets`` (engine, ratio): that engine's time / fastrnn's >= ratio.
+    """
+    fw = {k: v for k, v in median.items() if k != "fastrnn"}
+    if "fastrnn" not in median:
+        return {"met": None, "rule": "fastrnn failed"}
+    if not fw:
+        return {"met": None, "rule": "no framework to compare with"}
+    fastest = min(fw, key=fw.get)
+    ratio = fw[fastest] / median["fastrnn"]
+    res = {"ratio": ratio}
+    rules, met = [], ratio > 1
+    if case.batch == 1:
+        need = next(r for h, r in BATCH1_RATIO if h is None or case.hidden <= h)
+        rules.append(f"batch 1: >= {need:g}x {fastest}")
+        met = ratio >= need
+    else:
+        rules.append(f"faster than {fastest}")
+    if case.batch >= 32 and case.hidden >= 128:
+        if peak_gflops:
+            frac = flops(case) / median["fastrnn"] / 1e9 / peak_gflops
+            res["fastrnn_peak_fraction"] = frac
+            met = met and frac >= PEAK_FRACTION
+            rules.append(f">= {PEAK_FRACTION:.0%} of peak")
+        else:
+            rules.append(f">= {PEAK_FRACTION:.0%} of peak (peak n/a)")
+            met = None if met else False
+    for engine, need in case.targets:
+        if engine not in fw:
+            rules.append(f">= {need:g}x {engine} (not measured)")
+            continue
+        rules.append(f">= {need:g}x {engine}")
+        if met is not None:
+            met = met and fw[engine] / median["fastrnn"] >= need
+    res.update(met=None if met is None else bool(met), rule="; ".join(rules))
+    return res
+
+
+_DERIVED = ("gflops", "peak_fraction", "ratio_vs_fastrnn")
+
+
+def case_of(res: dict) -> Case:
+    """The Case a result (a bench_case dict, maybe read back from JSON) was timed on."""
+    return Case(res["case"], res["cell"], res["batch"], res["steps"], res["input"], res["hidden"], res["layers"],
+                res["bidirectional"], mode=res.get("mode", "sequence"),
+                targets=tuple(tuple(t) for t in res.get("targets", ())))
+
+
+def summarize_case(res: dict, peak_gflops) -> dict:
+    """Add ratios, fastest framework, GFLOP/s, peak fractions and the target to a bench_case result."""
+    eng = res["engines"]
+    median = {k: v["median_ms"] / 1e3 for k, v in eng.items() if v.get("status") == "ok" and "median_ms" in v}
+    for k, v in eng.items():
+        for f in _DERIVED:
+            v.pop(f, None)
+        if k in median:
+            v["gflops"] = res["flops"] / median[k] / 1e9
+            if peak_gflops:
+                v["peak_fraction"] = v["gflops"] / peak_gflops
+            if "fastrnn" in median:
+                v["ratio_vs_fastrnn"] = median[k] / median["fastrnn"]
+    fw = {k: t for k, t in median.items() if k != "fastrnn"}
+    res["fastest_framework"] = min(fw, key=fw.get) if fw else None
+    res["fastrnn_vs_fastest"] = (fw[res["fastest_framework"]] / median["fastrnn"]
+                                 if fw and "fastrnn" in median else None)
+    res["fastrnn_gflops"] = eng.get("fastrnn", {}).get("gflops")
+    res["fastrnn_peak_fraction"] = eng.get("fastrnn", {}).get("peak_fraction")
+    res["target"] = evaluate_target(case_of(res), median, peak_gflops)
+    return res
+
+
+def summary(cases: list) -> dict:
+    met = sum(1 for c in cases if c.get("target", {}).get("met") is True)
+    missed = [c["case"] for c in cases if c.get("target", {}).get("met") is False]
+    na = sum(1 for c in cases if c.get("target", {}).get("met") is None)
+    failed = sorted({f"{c['case']}:{e}" for c in cases for e, d in c["engines"].items() if d.get("status") == "failed"})
+    return {"cases": len(cases), "targets_met": met, "targets_missed": len(missed), "targets_na": na,
+            "missed": missed, "failed_engines": failed}
