@@ -8,19 +8,15 @@ ORDER = 40
 REQUIRES = ("torch", "tensorflow", "keras")
 
 
-def _runner(ctx):
-    def runner(model):
-        fn = tensorflow(ctx.threads).function(lambda *t: model(list(t) if len(t) > 1 else t[0], training=False),
-                                              jit_compile=True)
-        return lambda x: fn(*x) if isinstance(x, list) else fn(x)
-
-    return runner
-
-
 def sequence(ctx):
-    run = _runner(ctx)(sequence_model(ctx))
-    return lambda x: np.asarray(run(x))
+    model = sequence_model(ctx)
+    fn = tensorflow(ctx.threads).function(lambda t: model(t, training=False), jit_compile=True)
+    return lambda x: np.asarray(fn(x))
 
 
 def step(ctx):
-    return step_stepper(ctx, _runner(ctx))
+    def runner(model):  # the step model takes a list: x, then the state
+        fn = tensorflow(ctx.threads).function(lambda *t: model(list(t), training=False), jit_compile=True)
+        return lambda ins: fn(*ins)
+
+    return step_stepper(ctx, runner)
