@@ -61,6 +61,7 @@ import numpy as np
 from . import unique_name
 from ..errors import ModelFormatError, UnsupportedLayerError
 from ..io.budget import LoadBudget
+from ..spec import MAX_LAYERS, DirectionWeights
 from .torch import Piece, RNNDesc, build_spec
 
 __all__ = ["spec_from_onnx", "spec_from_onnx_file", "input_to_fastrnn", "output_to_onnx"]
@@ -157,6 +158,10 @@ class _Data:
     feat: Optional[int]
     src: str
     ids: bool = False
+
+    def __post_init__(self):
+        if len(self.chain) > MAX_LAYERS:  # before a long chain of nodes makes the copies quadratic
+            raise _Malformed(f"the model would have more than {MAX_LAYERS:,} layers")
 
 
 @dataclass(frozen=True)
@@ -506,7 +511,11 @@ class _Converter:
                 try:
                     res = self.node(n, ins, where)
                 except _Refuse as e:
-                    self.problem(where, str(e))
+                    self.problem(where, str(e.args[0]))
+                    if e.args[1:] and e.args[1] is not None:
+                        res = e.args[1]  # the outputs the node would have: analyse its consumers too
+                    elif n.op_type in _SHAPE_KEEPING and ins and isinstance(ins[0], (_Data, _Final)):
+                        res = [ins[0]] + [_BAD] * (len(n.output) - 1)
                 except _Malformed as e:
                     self.problem(where, str(e), malformed=True)
             if res is None:
@@ -675,9 +684,9 @@ class _Converter:
             v = ins[i]
             if v is None:
                 continue
-            if isinstance(v, _Fill) and v.value == 0.0:
-                continue
-            if isinstance(v, _Const) and v.arr.dtype.kind == "f" and not np.any(v.arr):
+            if (isinstance(v, _Fill) and v.value == 0.0) or (
+                    isinstance(v, _Const) and v.arr.dtype.kind == "f" and not np.any(v.arr)):
+                self.check_state_shape(v.shape if isinstance(v, _Fill) else v.arr.shape, nd, H, layout, name)
                 continue
             if isinstance(v, _Data) and not v.chain:
                 problems.append(f"{name} is a graph input: graph inputs carrying states are not supported yet "
@@ -696,10 +705,7 @@ class _Converter:
         reset_after = True
         if kind == "gru":
             reset_after = bool(int(a.get("linear_before_reset", 0)))
-        acts = self.rnn_activations(kind, a, nd, problems)
-        if problems:
-            raise _Refuse("; ".join(problems))
-        act, ract = acts
+        act, ract = self.rnn_activations(kind, a, nd, problems)
         order = list(_GATE_ORDER[kind])
         weights = []
         for d in range(nd):
@@ -719,7 +725,23 @@ class _Converter:
         yh = _Final(tuple((chain, d) for d in range(nd)), s_axes, H, X.src)
         yc = _Unusable("the LSTM cell state Y_c is not a model output fastrnn can express yet (use predict("
                        "return_state=True) on the loaded model for the final states)")
-        return [y, yh, yc][:len(n.output)]
+        outs = [y, yh, yc][:len(n.output)]
+        if problems:  # reported; the outputs still let the nodes after this one be analysed
+            raise _Refuse("; ".join(problems), outs)
+        return outs
+
+    def check_state_shape(self, shape, nd, H, layout, name):
+        want = (nd, "B", H) if layout == 0 else ("B", nd, H)
+        ok = len(shape) == 3
+        for got, w in zip(shape, want) if ok else ():
+            if w == "B":
+                ok &= self.lab(got) == "B" if isinstance(got, str) else (
+                    got >= 1 and self.known_size("B") in (None, got))
+            else:
+                ok &= got == w
+        if not ok:
+            shown = ", ".join(str(self.lab(x)) if isinstance(x, str) else str(x) for x in list(shape)[:MAX_RANK])
+            raise _Malformed(f"{name} has shape ({shown}), expected ({', '.join(map(str, want))})")
 
     def dequantize(self, q, scale, zp, name):
         if q.ndim != 3 or q.dtype not in (np.int8, np.uint8):
@@ -990,7 +1012,7 @@ class _Converter:
 
     @staticmethod
     def check_perm(perm, r):
-        if sorted(int(p) for p in perm) != list(range(r)):
+        if len(perm) != r or sorted(int(p) for p in perm) != list(range(r)):
             raise _Malformed(f"perm {list(perm)[:MAX_RANK + 1]} for rank {r}")
 
     def axes_arg(self, ins, a, opset_attr):
@@ -1553,16 +1575,19 @@ class _Converter:
             layer.reset_after = el.reset_after
             if impl == "reverse":
                 layer.direction = "reverse"
-            elif impl == "reverse_as_bidirectional":
-                layer.merge_mode = "sum"
+            elif impl == "reverse_as_bidirectional":  # zero forward direction: outputs exactly 0; sum = backward
+                w = layer.weights[0]
+                zero = DirectionWeights(*(np.zeros_like(getattr(w, k)) for k in ("w_ih", "w_hh", "b_ih", "b_hh")))
+                layer.weights = [zero, w]
+                layer.direction, layer.merge_mode = "bidirectional", "sum"
         return spec.validate()
 
     @staticmethod
     def rnn_piece(el: _Rnn, impl) -> Piece:
+        """A torch-layout piece for build_spec (a reverse node running as a zero forward + backward pair
+        is built as one direction, with the sizes that pair has when merged by sum, and patched after)."""
         t = {}
         ws = el.weights
-        if impl == "reverse_as_bidirectional":
-            ws = [tuple(np.zeros_like(w) for w in ws[0]), ws[0]]
         for d, (w_ih, w_hh, b_ih, b_hh) in enumerate(ws):
             sfx = "_l0" + ("_reverse" if d else "")
             t["weight_ih" + sfx], t["weight_hh" + sfx], t["bias_ih" + sfx], t["bias_hh" + sfx] = w_ih, w_hh, b_ih, b_hh
@@ -1659,6 +1684,11 @@ def _elementwise():
 
 
 _ELEMENTWISE = _elementwise()
+# ops whose output has the shape of their first input: when refused, their consumers are still analysed
+_SHAPE_KEEPING = set(_ELEMENTWISE) | {"Softmax", "LogSoftmax", "Add", "Sub", "Mul", "Div", "Pow", "Neg", "Abs", "Sqrt",
+                                      "Log", "Erf", "Reciprocal", "Floor", "Ceil", "Round", "Sign", "Sin", "Cos",
+                                      "ThresholdedRelu", "PRelu", "Celu", "Shrink", "LpNormalization",
+                                      "InstanceNormalization", "LayerNormalization", "BatchNormalization", "Dropout"}
 
 
 # --------------------------------------------------------------------------- public entry points

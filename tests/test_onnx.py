@@ -1,0 +1,635 @@
+"""ONNX import (issue 11, item 1): every model is checked against onnxruntime and/or the onnx reference
+evaluator (and the ONNX backend node tests' own expected outputs), tolerance 1e-5.
+
+* the 18 ONNX backend node tests for LSTM / GRU / RNN, regenerated from the installed onnx package's
+  own generators: the ones using refused features are refused with the reason, the rest match, and
+  every output of every case is also loaded on its own (``output=``) and matched;
+* single recurrent nodes over every kind x direction x layout (x GRU linear_before_reset), with
+  ``sequence_lens``, activations with alpha/beta, zero peepholes / initial states;
+* ``torch.onnx.export`` (the TorchScript exporter; the dynamo exporter needs onnxscript, not
+  installed here) of nn.LSTM / GRU / RNN (layers, bidirectional, batch_first), Embedding + LSTM +
+  last step + Linear, h_n[-1] -> Linear, cat(h_n[-2], h_n[-1]) -> Linear, fixed and dynamic axes;
+* ``com.microsoft.DynamicQuantizeLSTM`` from ``onnxruntime.quantization.quantize_dynamic``;
+* refusals: one error listing every unsupported node (name, op type, reason);
+* files: ``fastrnn.load("m.onnx")``, content detection, ``fastrnn convert``, external data, no onnx.
+"""
+import importlib
+import io
+import os
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+import fastrnn
+from conftest import assert_close, require
+
+onnx = require("onnx")
+ort = require("onnxruntime")
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+from fastrnn.converters.onnx import input_to_fastrnn, output_to_onnx, spec_from_onnx  # noqa: E402
+
+OPSET = 14
+FLOAT = TensorProto.FLOAT
+
+
+# ------------------------------------------------------------------------------------------ helpers
+def ort_run(model, feed):
+    """onnxruntime's output.  onnxruntime refuses ``layout=1`` recurrent nodes: a one-node graph with
+    layout 1 runs as its layout-0 twin on the transposed input, the output transposed back."""
+    node = model.graph.node[0] if len(model.graph.node) == 1 else None
+    if node is not None and any(a.name == "layout" and a.i == 1 for a in node.attribute):
+        twin = onnx.ModelProto()
+        twin.CopyFrom(model)
+        next(a for a in twin.graph.node[0].attribute if a.name == "layout").i = 0
+        xdims = next(i for i in twin.graph.input if i.name == "X").type.tensor_type.shape.dim
+        d0, d1 = onnx.TensorShapeProto.Dimension(), onnx.TensorShapeProto.Dimension()
+        d0.CopyFrom(xdims[0])
+        d1.CopyFrom(xdims[1])
+        xdims[0].CopyFrom(d1)
+        xdims[1].CopyFrom(d0)
+        feed = dict(feed, X=np.ascontiguousarray(feed["X"].transpose(1, 0, 2)))
+        y = ort_run(twin, feed)
+        return np.ascontiguousarray(y.transpose(2, 0, 1, 3) if y.ndim == 4 else y.transpose(1, 0, 2))
+    s = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return s.run(None, feed)[0]
+
+
+def ref_run(model, feed):
+    from onnx.reference import ReferenceEvaluator
+
+    return ReferenceEvaluator(model).run(None, feed)[0]
+
+
+def fr_run(model, x, lengths=None, **kw):
+    """fastrnn on the graph's own input layout; the output in the graph's own output layout."""
+    spec = spec_from_onnx(model, **kw)
+    y = fastrnn.Model(spec).predict(input_to_fastrnn(spec, x), lengths=lengths)
+    return output_to_onnx(spec, y), spec
+
+
+def make_model(nodes, inputs, outputs, inits=(), opset=OPSET, extra_opsets=()):
+    g = helper.make_graph(nodes, "g", inputs, outputs, list(inits))
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", opset), *extra_opsets])
+
+
+def vi(name, shape, elem=FLOAT):
+    return helper.make_tensor_value_info(name, elem, shape)
+
+
+def rnn_weights(rng, kind, nd, H, I):
+    G = {"LSTM": 4, "GRU": 3, "RNN": 1}[kind]
+    return (rng.uniform(-0.6, 0.6, (nd, G * H, I)).astype(np.float32),
+            rng.uniform(-0.6, 0.6, (nd, G * H, H)).astype(np.float32),
+            rng.uniform(-0.4, 0.4, (nd, 2 * G * H)).astype(np.float32))
+
+
+def rnn_model(rng, kind, *, direction="forward", layout=0, H=5, I=3, out="Y", lengths=False, extra=None,
+              attrs=None, squeeze=False):
+    """One recurrent node, weights as initializers, X (and sequence_lens) as graph inputs."""
+    nd = 2 if direction == "bidirectional" else 1
+    W, R, B = rnn_weights(rng, kind, nd, H, I)
+    a = dict(hidden_size=H, direction=direction, **(attrs or {}))
+    if layout:
+        a["layout"] = layout
+    names = ["X", "W", "R", "B", "L" if lengths else ""] + list(extra or {})
+    node = helper.make_node(kind, names, ["Y", "Y_h"] + (["Y_c"] if kind == "LSTM" else []), name="rnn", **a)
+    inits = [numpy_helper.from_array(W, "W"), numpy_helper.from_array(R, "R"), numpy_helper.from_array(B, "B")]
+    inits += [numpy_helper.from_array(v, k) for k, v in (extra or {}).items() if k]
+    inputs = [vi("X", ["T", "N", I] if layout == 0 else ["N", "T", I])]
+    if lengths:
+        inputs.append(vi("L", ["N"], TensorProto.INT32))
+    return make_model([node], inputs, [vi(out, None)], inits)
+
+
+# ------------------------------------------------------------------------------------------ node tests
+def _node_cases():
+    """The LSTM / GRU / RNN cases of ``collect_testcases()``: their generators (importing a generator module
+    runs its ``export_*`` functions), without importing the other 1,700 node test modules."""
+    import onnx.backend.test.case.node as N
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prev, N._TargetOpType = N._TargetOpType, None
+        try:
+            for m in ("lstm", "gru", "rnn"):
+                importlib.import_module(f"onnx.backend.test.case.node.{m}")
+        finally:
+            N._TargetOpType = prev
+    return {c.name: c for c in N._NodeTestCases if c.model.graph.node[0].op_type in ("LSTM", "GRU", "RNN")}
+
+
+NODE_CASES = _node_cases()
+# the cases the converter refuses, and why
+NODE_REFUSED = {"test_lstm_with_peepholes": "peepholes P", "test_lstm_batchwise": "2 outputs",
+                "test_lstm_reverse": "2 outputs", "test_lstm_bidirectional": "2 outputs",
+                "test_gru_batchwise": "2 outputs", "test_gru_reverse": "2 outputs",
+                "test_gru_bidirectional": "2 outputs", "test_simple_rnn_batchwise": "2 outputs"}
+
+
+def test_all_18_node_tests_are_generated():
+    assert len(NODE_CASES) == 18, sorted(NODE_CASES)
+
+
+def _with_constant_weights(case, zero_peepholes=False):
+    """The node test's model with W, R, B (and initial states, P) as initializers of the case's values;
+    X and sequence_lens stay graph inputs."""
+    m = onnx.ModelProto()
+    m.CopyFrom(case.model)
+    ins = case.data_sets[0][0]
+    feed = {i.name: v for i, v in zip(m.graph.input, ins)}
+    keep = [i for i in m.graph.input if i.name in ("X", "sequence_lens")]
+    if zero_peepholes:
+        feed["P"] = np.zeros_like(feed["P"])
+    m.graph.initializer.extend(numpy_helper.from_array(v, k) for k, v in feed.items() if k not in ("X", "sequence_lens"))
+    del m.graph.input[:]
+    m.graph.input.extend(keep)
+    return m, feed
+
+
+@pytest.mark.parametrize("name", sorted(NODE_CASES))
+def test_onnx_node_test(name):
+    case = NODE_CASES[name]
+    m, feed = _with_constant_weights(case)
+    expected = dict(zip([o.name for o in m.graph.output], case.data_sets[0][1]))
+    if name in NODE_REFUSED:
+        with pytest.raises(fastrnn.UnsupportedLayerError, match=NODE_REFUSED[name]):
+            spec_from_onnx(m)
+    else:
+        (out, ref), = expected.items()
+        y, _ = fr_run(m, feed["X"])
+        assert_close(y, ref, what=name)
+    # each output on its own: matched (Y, Y_h), or refused with the reason (Y_c; peepholes)
+    lens = feed.get("sequence_lens")
+    for out, ref in expected.items():
+        if out == "Y_c" or name == "test_lstm_with_peepholes":
+            with pytest.raises(fastrnn.UnsupportedLayerError, match="Y_c|peepholes P") as e:
+                spec_from_onnx(m, output=out)
+            assert "node " in str(e.value) or "graph output" in str(e.value)
+            continue
+        y, _ = fr_run(m, feed["X"], lengths=lens, output=out)
+        assert_close(y, ref, what=f"{name}:{out}")
+        ort_feed = {k: v for k, v in feed.items() if k in ("X", "sequence_lens")}
+        assert_close(y, ort_run(_only_output(m, out), ort_feed), what=f"{name}:{out} vs onnxruntime")
+
+
+def _only_output(m, out):
+    m2 = onnx.ModelProto()
+    m2.CopyFrom(m)
+    keep = [o for o in m2.graph.output if o.name == out]
+    del m2.graph.output[:]
+    m2.graph.output.extend(keep)
+    return m2
+
+
+def test_node_test_with_zero_peepholes_and_sequence_lens_matches_onnxruntime():
+    m, feed = _with_constant_weights(NODE_CASES["test_lstm_with_peepholes"], zero_peepholes=True)
+    x, lens = feed["X"], feed["sequence_lens"]
+    y, spec = fr_run(m, x, lengths=lens)
+    assert spec.metadata["onnx"]["lengths_input"] == "sequence_lens"
+    assert_close(y, ort_run(m, {"X": x, "sequence_lens": lens}))
+
+
+# ------------------------------------------------------------------------------------------ attributes
+@pytest.mark.parametrize("kind", ["LSTM", "GRU", "RNN"])
+@pytest.mark.parametrize("direction", ["forward", "reverse", "bidirectional"])
+@pytest.mark.parametrize("layout", [0, 1])
+def test_every_kind_direction_layout(kind, direction, layout, rng):
+    """Y and Y_h, without and with sequence_lens, against onnxruntime (and the reference evaluator
+    without lengths, which ignores sequence_lens)."""
+    T, N, I = 6, 4, 3
+    x = rng.standard_normal((T, N, I) if layout == 0 else (N, T, I)).astype(np.float32)
+    lens = np.array([6, 3, 1, 5], np.int32)
+    attrs = {"linear_before_reset": 1} if kind == "GRU" and layout == 0 else {}  # GRU: both reset rules
+    for out in ("Y", "Y_h"):
+        m = rnn_model(np.random.default_rng(1), kind, direction=direction, layout=layout, out=out, I=I, attrs=attrs)
+        y, spec = fr_run(m, x)
+        assert_close(y, ort_run(m, {"X": x}), what=f"{out} vs onnxruntime")
+        assert_close(y, ref_run(m, {"X": x}), what=f"{out} vs reference evaluator")
+        if direction == "reverse":  # Y used: a zero forward direction + the reverse one; Y_h: one reverse layer
+            layer = spec.recurrent_layers[0]
+            assert (layer.direction, layer.merge_mode) == (("bidirectional", "sum") if out == "Y" else ("reverse", "concat"))
+        m = rnn_model(np.random.default_rng(1), kind, direction=direction, layout=layout, out=out, I=I, attrs=attrs,
+                      lengths=True)
+        y, _ = fr_run(m, x, lengths=lens)
+        assert_close(y, ort_run(m, {"X": x, "L": lens}), what=f"{out} with sequence_lens vs onnxruntime")
+
+
+@pytest.mark.parametrize("lbr", [0, 1])
+@pytest.mark.parametrize("direction", ["forward", "bidirectional"])
+def test_gru_linear_before_reset(lbr, direction, rng):
+    x = rng.standard_normal((7, 3, 3)).astype(np.float32)
+    m = rnn_model(rng, "GRU", direction=direction, attrs={"linear_before_reset": lbr})
+    y, spec = fr_run(m, x)
+    assert spec.recurrent_layers[0].reset_after is bool(lbr)
+    assert_close(y, ort_run(m, {"X": x}))
+    assert_close(y, ref_run(m, {"X": x}))
+
+
+@pytest.mark.parametrize("kind,acts,alpha,beta,expect", [
+    ("RNN", ["Relu"], None, None, ("relu", None)),
+    ("RNN", ["Softsign"], None, None, ("softsign", None)),
+    ("RNN", ["Affine"], [1.0], [0.0], ("linear", None)),
+    ("RNN", ["ScaledTanh"], [1.0], [1.0], ("tanh", None)),
+    ("RNN", ["Elu"], None, None, ("elu", None)),
+    ("RNN", ["LeakyRelu"], [0.2], None, ("leaky_relu", None)),
+    ("LSTM", ["HardSigmoid", "Tanh", "Tanh"], None, None, ("tanh", "hard_sigmoid_tf2")),
+    ("LSTM", ["HardSigmoid", "Softsign", "Softsign"], [1 / 6], [0.5], ("softsign", "hard_sigmoid")),
+    ("GRU", ["Sigmoid", "Relu"], None, None, ("relu", "sigmoid")),
+    ("GRU", ["HardSigmoid", "Softplus"], [0.2], [0.5], ("softplus", "hard_sigmoid_tf2")),
+])
+def test_activations_with_alpha_beta(kind, acts, alpha, beta, expect, rng):
+    attrs = {"activations": acts}
+    if alpha:
+        attrs["activation_alpha"] = alpha
+    if beta:
+        attrs["activation_beta"] = beta
+    x = rng.standard_normal((6, 3, 3)).astype(np.float32)
+    for direction in ("forward", "bidirectional"):
+        a = dict(attrs, activations=acts * (2 if direction == "bidirectional" else 1))
+        if alpha:
+            a["activation_alpha"] = alpha * (2 if direction == "bidirectional" else 1)
+        if beta:
+            a["activation_beta"] = beta * (2 if direction == "bidirectional" else 1)
+        m = rnn_model(rng, kind, direction=direction, attrs=a)
+        y, spec = fr_run(m, x)
+        layer = spec.recurrent_layers[0]
+        assert (layer.activation, layer.recurrent_activation if kind != "RNN" else None) == expect
+        assert_close(y, ort_run(m, {"X": x}), what=f"{acts} {direction}")
+
+
+def test_zero_initial_states_and_peepholes(rng):
+    """Zero initializers, ConstantOfShape / Expand of zero over the batch size, zero peepholes."""
+    T, N, I, H = 5, 3, 3, 4
+    x = rng.standard_normal((T, N, I)).astype(np.float32)
+    nodes = [helper.make_node("Shape", ["X"], ["s"]),
+             helper.make_node("Gather", ["s", "one"], ["b"], axis=0),
+             helper.make_node("Concat", ["d", "b", "h"], ["shape"], axis=0),
+             helper.make_node("ConstantOfShape", ["shape"], ["h0"]),
+             helper.make_node("Expand", ["zero", "shape"], ["c0"])]
+    W, R, B = rnn_weights(rng, "LSTM", 1, H, I)
+    consts = {"one": np.array([1], np.int64), "d": np.array([1], np.int64), "h": np.array([H], np.int64),
+              "zero": np.zeros((1, 1, 1), np.float32), "P": np.zeros((1, 3 * H), np.float32), "W": W, "R": R, "B": B}
+    nodes.append(helper.make_node("LSTM", ["X", "W", "R", "B", "", "h0", "c0", "P"], ["Y"], hidden_size=H))
+    m = make_model(nodes, [vi("X", ["T", "N", I])], [vi("Y", None)],
+                   [numpy_helper.from_array(v, k) for k, v in consts.items()])
+    y, _ = fr_run(m, x)
+    assert_close(y, ort_run(m, {"X": x}))
+
+
+# ------------------------------------------------------------------------------------------ refusals
+def test_refused_features_are_listed_in_one_error(rng):
+    """Every unsupported node of the graph, by name, op type and reason, in one error."""
+    H, I = 4, 3
+    W, R, B = rnn_weights(rng, "LSTM", 1, H, I)
+    Wg, Rg, Bg = rnn_weights(rng, "GRU", 1, H, H)
+    consts = {"W": W, "R": R, "B": B, "Wg": Wg, "Rg": Rg, "Bg": Bg, "P": np.ones((1, 3 * H), np.float32),
+              "h0": np.full((1, 1, H), 0.5, np.float32), "k": np.array([2.0], np.float32)}
+    nodes = [
+        helper.make_node("LSTM", ["X", "W", "R", "B", "", "h0", "", "P"], ["Y1"], name="lstm_bad", hidden_size=H,
+                         clip=3.0, input_forget=1, activations=["Sigmoid", "Tanh", "Relu"]),
+        helper.make_node("Squeeze", ["Y1", "ax"], ["s1"], name="sq"),
+        helper.make_node("GRU", ["s1", "Wg", "Rg", "Bg", "", "hin"], ["Y2"], name="gru_state_in", hidden_size=H,
+                         activations=["LeakyRelu", "Tanh"]),
+        helper.make_node("Squeeze", ["Y2", "ax"], ["s2"]),
+        helper.make_node("Mul", ["s2", "k"], ["y"], name="scale"),
+    ]
+    consts["ax"] = np.array([1], np.int64)
+    m = make_model(nodes, [vi("X", ["T", "N", I]), vi("hin", [1, "N", H])], [vi("y", None)],
+                   [numpy_helper.from_array(v, k) for k, v in consts.items()])
+    with pytest.raises(fastrnn.UnsupportedLayerError) as e:
+        spec_from_onnx(m)
+    msg = str(e.value)
+    for part in ("node 'lstm_bad' (LSTM)", "peepholes P", "clip=3.0", "input_forget=1", "initial_h is not all zeros",
+                 "g=Tanh and h=Relu differ", "node 'gru_state_in' (GRU)", "graph inputs carrying states",
+                 "LeakyRelu: alpha=0.01", "node 'scale' (Mul)", "3 unsupported node(s)"):
+        assert part in msg, (part, msg)
+
+
+def test_several_outputs_and_y_c_and_unknown_ops(rng):
+    m = rnn_model(rng, "LSTM")
+    m.graph.output.append(vi("Y_h", None))
+    with pytest.raises(fastrnn.UnsupportedLayerError, match=r"2 outputs \('Y', 'Y_h'\).*output='Y'"):
+        spec_from_onnx(m)
+    with pytest.raises(fastrnn.UnsupportedLayerError, match="not a graph output"):
+        spec_from_onnx(m, output="nope")
+    m = rnn_model(rng, "LSTM", out="Y_c")
+    with pytest.raises(fastrnn.UnsupportedLayerError, match="cell state Y_c"):
+        spec_from_onnx(m)
+    m = make_model([helper.make_node("Loop", ["", "", "X"], ["y"], name="loop")], [vi("X", ["N", 3])],
+                   [vi("y", None)])
+    with pytest.raises(fastrnn.UnsupportedLayerError, match=r"node 'loop' \(Loop\): operator not supported"):
+        spec_from_onnx(m)
+
+
+def test_nonzero_initial_state_and_constant_sequence_lens_are_refused(rng):
+    m = rnn_model(rng, "GRU")
+    m.graph.node[0].input.extend(["h0"])
+    m.graph.initializer.append(numpy_helper.from_array(np.arange(5, dtype=np.float32).reshape(1, 1, 5), "h0"))
+    with pytest.raises(fastrnn.UnsupportedLayerError, match="initial_h is not all zeros"):
+        spec_from_onnx(m)
+    m = rnn_model(rng, "RNN")
+    m.graph.node[0].input[4] = "L"
+    m.graph.initializer.append(numpy_helper.from_array(np.array([2, 3], np.int32), "L"))
+    with pytest.raises(fastrnn.UnsupportedLayerError, match="sequence_lens must be a 1-D integer graph input"):
+        spec_from_onnx(m)
+
+
+# ------------------------------------------------------------------------------------------ ops around
+def test_dense_head_ops_against_onnxruntime(rng):
+    """Gather last step, Gemm (transA / transB / alpha / beta), MatMul + Add (bias first), Transpose,
+    Unsqueeze / Squeeze / Reshape / Flatten, Slice[-1:], Cast, Identity, Dropout, activations, Softmax."""
+    T, N, I, H = 6, 3, 3, 4
+    x = rng.standard_normal((N, T, I)).astype(np.float32)
+    W, R, B = rnn_weights(rng, "GRU", 2, H, I)
+    c = {"W": W, "R": R, "B": B, "w1": rng.standard_normal((2 * H, 5)).astype(np.float32),
+         "b1": rng.standard_normal(5).astype(np.float32), "w2": rng.standard_normal((6, 5)).astype(np.float32),
+         "b2": rng.standard_normal((1, 6)).astype(np.float32), "perm_last": np.array([-1], np.int64),
+         "end": np.array([2 ** 62], np.int64), "ax1": np.array([1], np.int64), "shp": np.array([0, 0, -1], np.int64),
+         "lo": np.array(-1.0, np.float32), "hi": np.array(1.0, np.float32)}
+    nodes = [
+        helper.make_node("Transpose", ["X"], ["xt"], perm=[1, 0, 2]),
+        helper.make_node("GRU", ["xt", "W", "R", "B"], ["Y"], hidden_size=H, direction="bidirectional",
+                         linear_before_reset=1),
+        helper.make_node("Transpose", ["Y"], ["yt"], perm=[2, 0, 1, 3]),  # (N, T, D, H)
+        helper.make_node("Reshape", ["yt", "shp"], ["seq"]),  # (N, T, 2H)
+        helper.make_node("Dropout", ["seq"], ["seq2"]),
+        helper.make_node("MatMul", ["seq2", "w1"], ["mm"]),
+        helper.make_node("Add", ["b1", "mm"], ["lin"]),
+        helper.make_node("Clip", ["lin", "lo", "hi"], ["cl"]),
+        helper.make_node("Slice", ["cl", "perm_last", "end", "ax1"], ["last"]),  # (N, 1, 5)
+        helper.make_node("Flatten", ["last"], ["flat"], axis=1),  # (N, 5)
+        helper.make_node("Cast", ["flat"], ["f32"], to=FLOAT),
+        helper.make_node("Identity", ["f32"], ["id"]),
+        helper.make_node("Gemm", ["id", "w2", "b2"], ["g"], transB=1, alpha=0.5, beta=2.0),
+        helper.make_node("Elu", ["g"], ["e"]),
+        helper.make_node("LogSoftmax", ["e"], ["y"], axis=-1),
+    ]
+    m = make_model(nodes, [vi("X", ["N", "T", I])], [vi("y", None)],
+                   [numpy_helper.from_array(v, k) for k, v in c.items()])
+    y, spec = fr_run(m, x)
+    assert [l.kind for l in spec.layers] == ["gru", "dense", "last_step", "dense", "activation"]
+    assert_close(y, ort_run(m, {"X": x}))
+    assert_close(y, ref_run(m, {"X": x}))
+
+
+@pytest.mark.parametrize("op,attrs,act", [
+    ("Relu", {}, "relu"), ("Tanh", {}, "tanh"), ("Sigmoid", {}, "sigmoid"), ("Softplus", {}, "softplus"),
+    ("Softsign", {}, "softsign"), ("Selu", {}, "selu"), ("Elu", {}, "elu"), ("LeakyRelu", {"alpha": 0.2}, "leaky_relu"),
+    ("HardSigmoid", {}, "hard_sigmoid_tf2"), ("HardSigmoid", {"alpha": 1 / 6}, "hard_sigmoid"),
+    ("HardSwish", {}, "hard_silu"), ("Mish", {}, "mish"), ("Exp", {}, "exponential"),
+    ("Gelu", {}, "gelu"), ("Gelu", {"approximate": "tanh"}, "gelu_tanh"), ("Softmax", {"axis": 2}, "softmax"),
+])
+def test_elementwise_activation(op, attrs, act, rng):
+    x = rng.standard_normal((3, 5, 4)).astype(np.float32) * 2
+    w = rng.standard_normal((4, 6)).astype(np.float32) * 0.5
+    nodes = [helper.make_node("MatMul", ["X", "w"], ["h"]), helper.make_node(op, ["h"], ["y"], **attrs)]
+    m = make_model(nodes, [vi("X", ["N", "T", 4])], [vi("y", None)], [numpy_helper.from_array(w, "w")], opset=20)
+    y, spec = fr_run(m, x)
+    assert spec.layers[-1].activation == act
+    assert_close(y, ort_run(m, {"X": x}), what=op)
+
+
+def test_reverse_sequence_output_feeds_a_stacked_layer(rng):
+    """A reverse node's Y (a sequence) into a second node, then the last step; with sequence_lens."""
+    T, N, I, H = 7, 4, 3, 5
+    W1, R1, B1 = rnn_weights(rng, "LSTM", 1, H, I)
+    W2, R2, B2 = rnn_weights(rng, "RNN", 1, H, H)
+    c = {"W1": W1, "R1": R1, "B1": B1, "W2": W2, "R2": R2, "B2": B2, "ax": np.array([1], np.int64),
+         "m1": np.array(-1, np.int64)}
+    nodes = [helper.make_node("LSTM", ["X", "W1", "R1", "B1", "L"], ["Y1"], hidden_size=H, direction="reverse"),
+             helper.make_node("Squeeze", ["Y1", "ax"], ["s1"]),
+             helper.make_node("RNN", ["s1", "W2", "R2", "B2", "L"], ["Y2"], hidden_size=H),
+             helper.make_node("Squeeze", ["Y2", "ax"], ["s2"]),
+             helper.make_node("Gather", ["s2", "m1"], ["y"], axis=0)]
+    m = make_model(nodes, [vi("X", ["T", "N", I]), vi("L", ["N"], TensorProto.INT32)], [vi("y", None)],
+                   [numpy_helper.from_array(v, k) for k, v in c.items()])
+    x = rng.standard_normal((T, N, I)).astype(np.float32)
+    lens = np.array([7, 2, 5, 1], np.int32)
+    y, spec = fr_run(m, x, lengths=lens)
+    assert [l.kind for l in spec.layers] == ["lstm", "simple_rnn", "last_step"]
+    assert_close(y, ort_run(m, {"X": x, "L": lens}))
+    full = np.full(N, T, np.int32)
+    y, _ = fr_run(m, x)
+    assert_close(y, ort_run(m, {"X": x, "L": full}))
+
+
+# ------------------------------------------------------------------------------------------ torch.onnx.export
+def _export(module, x, dynamic, **kw):
+    torch = require("torch")
+    f = io.BytesIO()
+    dyn = {"x": {0: "a", 1: "b"}} if dynamic else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module.eval(), (torch.from_numpy(x),), f, dynamo=False, input_names=["x"],
+                          output_names=["y"], dynamic_axes=dyn, **kw)
+    return onnx.load_from_string(f.getvalue())
+
+
+def _torch_modules():
+    torch = require("torch")
+    nn = torch.nn
+
+    class Out(nn.Module):
+        def __init__(self, rnn):
+            super().__init__()
+            self.rnn = rnn
+
+        def forward(self, x):
+            return self.rnn(x)[0]
+
+    class LM(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb, self.rnn, self.fc = nn.Embedding(20, 6), nn.LSTM(6, 8, num_layers=2, batch_first=True), nn.Linear(8, 5)
+
+        def forward(self, x):
+            out, _ = self.rnn(self.emb(x))
+            return self.fc(out[:, -1])
+
+    class HLast(nn.Module):
+        def __init__(self, cls, bi, cat=False):
+            super().__init__()
+            self.rnn, self.cat = cls(4, 6, num_layers=2, batch_first=True, bidirectional=bi), cat
+            self.fc = nn.Linear(12 if cat else 6, 3)
+
+        def forward(self, x):
+            _, h = self.rnn(x)
+            h = h[0] if isinstance(h, tuple) else h
+            h = torch.cat((h[-2], h[-1]), 1) if self.cat else h[-1]
+            return torch.softmax(self.fc(torch.relu(h)), -1)
+
+    return nn, Out, LM, HLast
+
+
+@pytest.mark.parametrize("dynamic", [False, True], ids=["fixed", "dynamic"])
+def test_torch_export_recurrent_modules(dynamic, rng):
+    """nn.LSTM / GRU / RNN(relu), 2 layers, bidirectional or not, batch_first or not, exported and
+    loaded: equal to onnxruntime and to torch.  Dynamic axes: run at other batch and time sizes."""
+    torch = require("torch")
+    torch.manual_seed(0)
+    nn, Out, _, _ = _torch_modules()
+    for cls, kw in ((nn.LSTM, {}), (nn.GRU, {}), (nn.RNN, {"nonlinearity": "relu"})):
+        for bi, bf in ((False, True), (True, False), (True, True)):
+            mod = Out(cls(4, 6, num_layers=2, bidirectional=bi, batch_first=bf, **kw)).eval()
+            shape = (2, 5, 4) if bf else (5, 2, 4)
+            m = _export(mod, rng.standard_normal(shape).astype(np.float32), dynamic)
+            run_shape = ((3, 9, 4) if bf else (9, 3, 4)) if dynamic else shape
+            x = rng.standard_normal(run_shape).astype(np.float32)
+            y, spec = fr_run(m, x)
+            assert spec.metadata["onnx"]["input_axes"] == ("BTF" if bf else "TBF")
+            what = f"{cls.__name__} bi={bi} batch_first={bf}"
+            assert_close(y, ort_run(m, {"x": x}), what=what + " vs onnxruntime")
+            with torch.no_grad():
+                assert_close(y, mod(torch.from_numpy(x)).numpy(), what=what + " vs torch")
+
+
+def test_torch_export_bare_module_needs_an_output_choice(rng):
+    torch = require("torch")
+    lstm = torch.nn.LSTM(4, 6, batch_first=True)
+    m = _export(lstm, rng.standard_normal((2, 5, 4)).astype(np.float32), True)
+    assert len(m.graph.output) == 3  # (out, h_n, c_n)
+    with pytest.raises(fastrnn.UnsupportedLayerError, match="3 outputs"):
+        spec_from_onnx(m)
+    x = rng.standard_normal((3, 7, 4)).astype(np.float32)
+    y, _ = fr_run(m, x, output="y")
+    with torch.no_grad():
+        assert_close(y, lstm(torch.from_numpy(x))[0].numpy())
+
+
+@pytest.mark.parametrize("dynamic", [False, True], ids=["fixed", "dynamic"])
+def test_torch_export_heads(dynamic, rng):
+    """Embedding + LSTM + out[:, -1] + Linear; h_n[-1] -> Linear (unidirectional, and bidirectional =
+    the backward direction); cat(h_n[-2], h_n[-1]) -> Linear; batch size 1 when fixed."""
+    torch = require("torch")
+    torch.manual_seed(1)
+    nn, _, LM, HLast = _torch_modules()
+    B = 3 if dynamic else 1
+    ids = rng.integers(0, 20, (B, 7))
+    cases = [("LM", LM(), ids), ("h_n[-1] GRU", HLast(nn.GRU, False), None),
+             ("h_n[-1] bi LSTM", HLast(nn.LSTM, True), None), ("cat(h_n[-2], h_n[-1]) bi GRU", HLast(nn.GRU, True, True), None)]
+    for what, mod, xin in cases:
+        x = xin if xin is not None else rng.standard_normal((B, 7, 4)).astype(np.float32)
+        m = _export(mod, x, dynamic)
+        if dynamic:
+            x = rng.integers(0, 20, (4, 11)) if xin is not None else rng.standard_normal((4, 11, 4)).astype(np.float32)
+        y, spec = fr_run(m, x)
+        assert_close(y, ort_run(m, {"x": x}), what=what + " vs onnxruntime")
+        with torch.no_grad():
+            assert_close(y, mod(torch.from_numpy(x)).numpy(), what=what + " vs torch")
+        if what == "LM":
+            assert [l.kind for l in spec.layers] == ["embedding", "lstm", "lstm", "last_step", "dense"]
+
+
+# ------------------------------------------------------------------------------------------ DynamicQuantizeLSTM
+def test_dynamic_quantize_lstm(rng, tmp_path):
+    """quantize_dynamic's DynamicQuantizeLSTM: weights dequantized at load.  Exact (1e-5) against the
+    reference evaluator running a float LSTM with the same dequantized weights; against onnxruntime
+    (which also quantizes the activations at run time) within its own quantization error."""
+    torch = require("torch")
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    nn, Out, _, _ = _torch_modules()
+    torch.manual_seed(2)
+    mod = Out(nn.LSTM(4, 8, num_layers=1, bidirectional=True, batch_first=True)).eval()
+    x = rng.standard_normal((3, 9, 4)).astype(np.float32)
+    src = tmp_path / "f.onnx"
+    onnx.save(_export(mod, x, True), str(src))
+    for per_channel in (False, True):
+        q = tmp_path / f"q{int(per_channel)}.onnx"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            quantize_dynamic(str(src), str(q), weight_type=QuantType.QInt8, op_types_to_quantize=["LSTM"],
+                             per_channel=per_channel)
+        qm = onnx.load(str(q))
+        node = next(n for n in qm.graph.node if n.op_type == "DynamicQuantizeLSTM")
+        model = fastrnn.load(str(q))
+        y = output_to_onnx(model.spec, model.predict(x))
+        # the float twin: LSTM with W = (Wq - zp) * scale, transposed to [D, 4H, I]
+        inits = {t.name: numpy_helper.to_array(t) for t in qm.graph.initializer}
+
+        def deq(i):
+            w, s, z = (inits[node.input[k]] for k in i)
+            nd = w.shape[0]
+            return ((w.astype(np.float32) - z.reshape(nd, 1, -1)) * s.reshape(nd, 1, -1)).transpose(0, 2, 1)
+
+        fm = onnx.ModelProto()
+        fm.CopyFrom(qm)
+        fnode = next(n for n in fm.graph.node if n.op_type == "DynamicQuantizeLSTM")
+        fnode.op_type, fnode.domain = "LSTM", ""
+        del fnode.input[8:]
+        fnode.input[1], fnode.input[2] = "Wf", "Rf"
+        fm.graph.initializer.extend([numpy_helper.from_array(deq((1, 8, 9)), "Wf"),
+                                     numpy_helper.from_array(deq((2, 10, 11)), "Rf")])
+        assert_close(y, ref_run(fm, {"x": x}), what="vs float LSTM with the dequantized weights")
+        yq = ort_run(qm, {"x": x})
+        with torch.no_grad():
+            yt = mod(torch.from_numpy(x)).numpy()
+        ort_err, our_err, between = (float(np.abs(a - b).max()) for a, b in ((yq, yt), (y, yt), (y, yq)))
+        print(f"per_channel={per_channel}: |ort - float| {ort_err:.3g}, |fastrnn - float| {our_err:.3g}, "
+              f"|fastrnn - ort| {between:.3g}")
+        assert our_err < ort_err and between <= ort_err + our_err, (ort_err, our_err, between)
+
+
+# ------------------------------------------------------------------------------------------ files and CLI
+def _lstm_file(rng, path, name="m.onnx"):
+    m = rnn_model(rng, "LSTM", layout=1, out="Y")
+    p = os.path.join(path, name)
+    onnx.save(m, p)
+    return m, p
+
+
+def test_load_convert_and_detection(rng, tmp_path, capsys):
+    from fastrnn.cli import main
+    from fastrnn.io.detect import detect_format
+
+    m, p = _lstm_file(rng, str(tmp_path))
+    x = rng.standard_normal((2, 6, 3)).astype(np.float32)
+    ref = ort_run(m, {"X": x})
+    assert_close(output_to_onnx(fastrnn.load(p).spec, fastrnn.load(p).predict(x)), ref)
+    bare = tmp_path / "model.bin"  # no suffix: told by content
+    bare.write_bytes(open(p, "rb").read())
+    assert detect_format(str(bare)) == "onnx"
+    assert main(["convert", str(bare), str(tmp_path / "m.fastrnn")]) == 0
+    again = fastrnn.load(str(tmp_path / "m.fastrnn"))
+    assert again.spec.metadata["onnx"]["output_axes"] == "BT1F"
+    assert_close(output_to_onnx(again.spec, again.predict(x)), ref)
+    # garbage named .onnx: an ONNX error naming the file; other options refused
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"\xff\xfe not a protobuf")
+    with pytest.raises(fastrnn.ModelFormatError, match="junk.onnx.*not a readable ONNX model"):
+        fastrnn.load(str(junk))
+    with pytest.raises(fastrnn.UnsupportedLayerError, match="architecture.*do not apply to an ONNX file"):
+        fastrnn.load(p, architecture="lstm")
+    assert main(["convert", str(junk), str(tmp_path / "j.fastrnn")]) == 2
+    assert "fastrnn: error:" in capsys.readouterr().err
+
+
+def test_without_the_onnx_package(rng, tmp_path, monkeypatch):
+    _, p = _lstm_file(rng, str(tmp_path))
+    monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx -> ImportError
+    with pytest.raises(fastrnn.UnsupportedLayerError, match=r'm.onnx.*pip install "fastrnn\[onnx\]"'):
+        fastrnn.load(p)
+
+
+def test_external_data_inside_the_directory_only(rng, tmp_path):
+    m, _ = _lstm_file(rng, str(tmp_path))
+    d = tmp_path / "ext"
+    d.mkdir()
+    ext = onnx.ModelProto()
+    ext.CopyFrom(m)
+    onnx.save(ext, str(d / "m.onnx"), save_as_external_data=True, all_tensors_to_one_file=True, location="w.bin",
+              size_threshold=0)
+    x = rng.standard_normal((2, 6, 3)).astype(np.float32)
+    assert_close(output_to_onnx(fastrnn.load(str(d / "m.onnx")).spec, fastrnn.load(str(d / "m.onnx")).predict(x)),
+                 ort_run(m, {"X": x}))
+    # the same tensors named through a path that leaves the directory (a symlink) are refused
+    (d / "w.bin").rename(tmp_path / "w.bin")
+    os.symlink(tmp_path / "w.bin", d / "w.bin")
+    with pytest.raises(fastrnn.UnsupportedLayerError, match="not a regular file inside the model's directory"):
+        fastrnn.load(str(d / "m.onnx"))
+    mm = onnx.load(str(d / "m.onnx"), load_external_data=False)
+    with pytest.raises(fastrnn.UnsupportedLayerError, match="external data needs the model's file"):
+        spec_from_onnx(mm)
