@@ -106,7 +106,7 @@ def set_num_threads(n: int) -> None:
     from .errors import ArgumentError
     from .runtime import int_arg
 
-    n = int_arg(n, "set_num_threads: n", 1, 1 << 62)
+    n = int_arg(n, "set_num_threads: n", 1)
     cap = _max_num_threads()
     if n > cap:
         raise ArgumentError(f"set_num_threads: {n:,} threads is more than fastrnn takes on this machine: at most "

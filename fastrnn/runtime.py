@@ -3,9 +3,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import CoreNotBuiltError, ShapeError, UnsupportedLayerError
+import operator
+
+from .errors import ArgumentError, ArgumentTypeError, CoreNotBuiltError, ShapeError, UnsupportedLayerError
 from .spec import ModelSpec, RecurrentSpec
 
+# Bounds of the API's counts (far beyond any real use; the core also refuses a stream whose
+# buffers would not fit in this machine's memory, with OutOfMemoryError).
+MAX_STREAM_ROWS = 1 << 40
+MAX_GENERATED = 1 << 31  # ids one generate() call returns (batch x steps)
 
 _core_module = None
 
@@ -34,6 +40,36 @@ def core():
             os.environ.pop("OPENBLAS_NUM_THREADS", None)
     _core_module = _core
     return _core
+
+
+def int_arg(value, what: str, lo: int, hi=None) -> int:
+    """The one rule for the int arguments of the API (thread counts, batch sizes, steps, top_k...):
+    a Python or numpy int (anything with ``__index__``, never a bool or a float) in ``[lo, hi]``
+    (``hi=None``: no upper bound).
+    A wrong type raises :class:`ArgumentTypeError` (a ``TypeError``), a value out of range
+    :class:`ArgumentError` (a ``ValueError``); both name the argument and the range."""
+    if isinstance(value, (bool, np.bool_)):
+        raise ArgumentTypeError(f"{what} must be an int, got a bool ({value!r})")
+    try:
+        n = operator.index(value)
+    except TypeError:
+        raise ArgumentTypeError(f"{what} must be an int, got {type(value).__name__} {value!r:.40}") from None
+    if n < lo or (hi is not None and n > hi):
+        raise ArgumentError(f"{what} must be {f'in [{lo:,}, {hi:,}]' if hi is not None else f'>= {lo:,}'}, got {n:,}")
+    return n
+
+
+def ids_array(x, what: str) -> np.ndarray:
+    """The one rule for ids (``predict``, ``generate`` prompts; the core applies the same rule to
+    ``Stream.step`` / ``run``): an integer array, or floats that are all integral (``1.0`` is id 1,
+    ``1.7`` is refused, never truncated); bools, strings and objects are refused.  Returns the
+    array as it is (the caller checks shape and range, then converts)."""
+    arr = _asarray(x, what)
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise ShapeError(f"{what}: expects integer ids, got dtype {arr.dtype}")
+    if np.issubdtype(arr.dtype, np.floating) and not (np.all(np.isfinite(arr)) and np.all(arr == np.round(arr))):
+        raise ShapeError(f"{what}: ids must be integers, got non-integral floats")
+    return arr
 
 
 def _asarray(x, what):
@@ -92,12 +128,7 @@ class Model:
         first = spec.layers[0]
         needs_seq = self._needs_seq
         if self._takes_ids:
-            arr = _asarray(x, f"layer '{first.name}' (embedding) ids")
-            if arr.dtype == object or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
-                raise ShapeError(f"layer '{first.name}' (embedding): expects integer ids, got dtype {arr.dtype}")
-            if np.issubdtype(arr.dtype, np.floating):
-                if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
-                    raise ShapeError(f"layer '{first.name}' (embedding): ids must be integers, got non-integral floats")
+            arr = ids_array(x, f"layer '{first.name}' (embedding)")
             if arr.ndim != 2:
                 raise ShapeError(f"layer '{first.name}' (embedding): ids must have shape (batch, time), got {arr.shape}")
             vocab = first.embeddings.shape[0]
@@ -217,9 +248,16 @@ class Model:
     def from_bytes(cls, data, name: str = "<bytes>") -> "Model":
         """A Model from :meth:`to_bytes` output (or a ``.fastrnn`` file's content), with every check
         of the file reader (:func:`fastrnn.io.native.loads_spec`); errors name ``name``."""
+        from .errors import file_errors
         from .io.native import loads_spec
 
-        return cls(loads_spec(data, name))
+        if isinstance(data, str) or not isinstance(data, (bytes, bytearray, memoryview)):
+            raise ArgumentTypeError(f"Model.from_bytes() takes bytes (the content of a .fastrnn file), "
+                                    f"got {type(data).__name__}")
+        if not isinstance(name, str):
+            raise ArgumentTypeError(f"Model.from_bytes(): name must be a str, got {type(name).__name__}")
+        with file_errors(name, "read"):  # every error names the origin, whatever raised it
+            return cls(loads_spec(data, name))
 
     def __reduce__(self):
         # Pickle (multiprocessing, Dask, joblib...) as the native bytes: no pickled arrays or
@@ -241,7 +279,7 @@ class Model:
         of one model may run at once (one thread per stream).  Forward-only models stream;
         bidirectional and go_backwards layers raise UnsupportedLayerError.
         """
-        if batch_size is None:  # a stateful Keras model knows its batch size
+        if batch_size is None:  # a stateful Keras model knows its batch size (checked at load: spec.validate)
             meta = self.spec.metadata.get("layer_metadata") or {}
             sizes = {v.get("batch_size") for v in meta.values() if isinstance(v, dict) and v.get("stateful")}
             sizes.discard(None)
@@ -261,32 +299,26 @@ class Model:
         spec = self.spec
         if not spec.takes_ids:
             raise ShapeError("generate: the model must start with an Embedding (it takes ids)")
-        try:
-            p = np.asarray(prompt_ids)
-        except (ValueError, TypeError) as e:
-            raise ShapeError(f"generate: prompt_ids cannot be read as an integer array ({e})") from None
+        p = ids_array(prompt_ids, "generate: prompt_ids")
         single = p.ndim == 1
         p = p[None] if single else p
-        if p.ndim != 2 or p.shape[1] < 1 or p.shape[0] < 1 or not np.issubdtype(p.dtype, np.integer):
+        if p.ndim != 2 or p.shape[1] < 1 or p.shape[0] < 1:
             raise ShapeError(f"generate: prompt_ids must be integer ids of shape (batch, time >= 1), got {np.shape(prompt_ids)}")
         vocab = spec.layers[0].embeddings.shape[0]
         if p.min() < 0 or p.max() >= vocab:
             raise ShapeError(f"generate: prompt id outside [0, {vocab})")
-        if not isinstance(steps, (int, np.integer)) or isinstance(steps, bool) or steps < 0:
-            raise ShapeError(f"generate: steps must be a non-negative int, got {steps!r}")
-        if int(steps) * p.shape[0] > 1 << 31:
-            raise ShapeError(f"generate: {steps} steps x {p.shape[0]} prompts is more ids than fastrnn will hold "
-                             "(2**31); generate in pieces with a stream")
+        steps = int_arg(steps, "generate: steps", 0, MAX_GENERATED // p.shape[0])
         try:
+            if isinstance(temperature, (str, bytes, bool, np.bool_)):
+                raise TypeError
             temperature = float(temperature)
         except (TypeError, ValueError):
-            raise ShapeError(f"generate: temperature must be a number, got {temperature!r}") from None
-        if seed is not None and (not isinstance(seed, (int, np.integer)) or isinstance(seed, bool)):
-            raise ShapeError(f"generate: seed must be an int or None, got {seed!r}")
+            raise ArgumentTypeError(f"generate: temperature must be a number, got {temperature!r:.40}") from None
         if not greedy and not (temperature > 0 and np.isfinite(temperature)):
-            raise ShapeError(f"generate: temperature must be > 0, got {temperature!r}")
-        if top_k is not None and (not isinstance(top_k, (int, np.integer)) or isinstance(top_k, bool) or top_k < 1):
-            raise ShapeError(f"generate: top_k must be a positive int or None, got {top_k!r}")
+            raise ArgumentError(f"generate: temperature must be a finite number > 0, got {temperature!r}")
+        # seeds: any int (taken modulo 2**64); top_k: at most the vocabulary (larger means all of it)
+        seed = None if seed is None else int_arg(seed, "generate: seed", -(1 << 63), (1 << 64) - 1)
+        top_k = None if top_k is None else int_arg(top_k, "generate: top_k", 1, 1 << 62)
         last = spec.layers[-1]
         act = getattr(last, "activation", "linear")
         kind = {"softmax": 1, "log_softmax": 2}.get(act, 0)
@@ -296,8 +328,8 @@ class Model:
         if seed is None:
             seed = int(np.random.SeedSequence().entropy % (1 << 64))
         stream = self._core.stream(p.shape[0])
-        out = stream.generate(np.ascontiguousarray(p, dtype=np.int64), int(steps), kind, bool(greedy),
-                              float(temperature), min(int(top_k or 0), 1 << 31), int(seed) % (1 << 64))
+        out = stream.generate(np.ascontiguousarray(p, dtype=np.int64), steps, kind, bool(greedy),
+                              temperature, min(top_k or 0, 1 << 31), seed % (1 << 64))
         return out[0] if single else out
 
 
@@ -314,10 +346,8 @@ class Stream:
     """
 
     def __init__(self, model: Model, batch_size: int = 1):
-        if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
-            raise ShapeError(f"stream batch_size must be a positive int, got {batch_size!r}")
         self.model = model
-        self._s = model._core.stream(int(batch_size))
+        self._s = model._core.stream(int_arg(batch_size, "stream batch_size", 1, MAX_STREAM_ROWS))
         # The hot calls go straight to compiled code (no Python frame in between): the thin
         # Cython entry point when it was built (measured faster than pybind11), else pybind11.
         try:
@@ -339,6 +369,9 @@ class Stream:
                 rows = np.flatnonzero(rows)
             if not np.issubdtype(rows.dtype, np.integer):
                 raise ShapeError(f"reset: rows must be integer indices, got dtype {rows.dtype}")
+            if rows.size and (rows.min() < 0 or rows.max() >= self.batch_size):
+                bad = rows[(rows < 0) | (rows >= self.batch_size)].flat[0]
+                raise ShapeError(f"reset: row {bad} is outside [0, {self.batch_size})")
         self._s.reset(rows)
 
     @property

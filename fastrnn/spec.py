@@ -66,6 +66,56 @@ ACTIVATIONS = (
 # Activations over the last axis (Dense / Activation only).
 AXIS_ACTIVATIONS = ("softmax", "log_softmax")
 GATES = {"simple_rnn": 1, "lstm": 4, "gru": 3}
+# Limits a model description must respect whatever its source (a file cannot raise them).
+MAX_LAYERS = 4096  # far beyond any real RNN; each layer costs validation and build time
+MAX_STATEFUL_BATCH = 1 << 16  # a stateful layer's recorded batch size (what stream() allocates)
+
+
+def _check_text(s, what) -> None:
+    """``s`` must be a str that is real Unicode (encodable as UTF-8: no lone surrogate, which JSON's
+    ``\\ud800`` escape can produce), so that the model can be saved, pickled and printed."""
+    if not isinstance(s, str):
+        raise ModelFormatError(f"{what} must be a string, got {type(s).__name__}")
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ModelFormatError(f"{what} {s!r} is not valid Unicode ({e.reason} at position {e.start}): "
+                               "a corrupt or hostile model description") from None
+
+
+def _check_metadata(metadata) -> None:
+    """``metadata``: a dict whose strings are real Unicode; ``layer_metadata`` (what ``Model.stateful``
+    and ``Model.stream()`` read) maps layer names to ``{"stateful": bool, "batch_size": int}``."""
+    if not isinstance(metadata, dict):
+        raise ModelFormatError(f"model metadata must be a dict, got {type(metadata).__name__}")
+    stack = [(metadata, "metadata")]
+    while stack:  # iterative: metadata read from a file may nest deeply
+        v, where = stack.pop()
+        if isinstance(v, str):
+            _check_text(v, f"{where}: string")
+        elif isinstance(v, dict):
+            for k, item in v.items():
+                if isinstance(k, str):
+                    _check_text(k, f"{where}: key")
+                stack.append((item, f"{where}[{k!r:.40}]"))
+        elif isinstance(v, (list, tuple)):
+            stack.extend((item, f"{where}[{i}]") for i, item in enumerate(v))
+    lm = metadata.get("layer_metadata")
+    if lm is None:
+        return
+    if not isinstance(lm, dict):
+        raise ModelFormatError(f"metadata 'layer_metadata' must map layer names to objects, got a {type(lm).__name__}")
+    for name, d in lm.items():
+        where = f"metadata 'layer_metadata' of layer {name!r:.60}"
+        if not isinstance(name, str) or not isinstance(d, dict):
+            raise ModelFormatError(f"{where}: must map a layer name to an object, got {type(d).__name__}")
+        if "stateful" in d and not isinstance(d["stateful"], bool):
+            raise ModelFormatError(f"{where}: 'stateful' must be true or false, got {d['stateful']!r:.40}")
+        if "batch_size" in d:
+            b = d["batch_size"]
+            if not isinstance(b, (int, np.integer)) or isinstance(b, (bool, np.bool_)) or not 1 <= b <= MAX_STATEFUL_BATCH:
+                raise ModelFormatError(f"{where}: 'batch_size' must be an int in [1, {MAX_STATEFUL_BATCH}] (the rows "
+                                       f"stream() allocates), got {b!r:.40}")
 
 
 def _f32(name: str, a, shape: tuple) -> np.ndarray:
@@ -103,6 +153,9 @@ class EmbeddingSpec:
         self.embeddings = _f32(f"{self.name}.embeddings", self.embeddings, np.shape(self.embeddings))
         if self.embeddings.ndim != 2:
             raise ModelFormatError(f"layer '{self.name}' (embedding): embeddings must be 2-D, got {self.embeddings.shape}")
+        if 0 in self.embeddings.shape:
+            raise ModelFormatError(f"layer '{self.name}' (embedding): embeddings {self.embeddings.shape} have a "
+                                   "zero-sized dimension (an Embedding needs at least one id and one feature)")
         return int(self.embeddings.shape[1]), True
 
 
@@ -207,6 +260,9 @@ class DenseSpec:
         w = np.asarray(self.weight)
         if w.ndim != 2:
             raise ModelFormatError(f"layer '{self.name}' (dense): weight must be 2-D, got {w.shape}")
+        if 0 in w.shape:
+            raise ModelFormatError(f"layer '{self.name}' (dense): weight {w.shape} has a zero-sized dimension "
+                                   "(a Dense layer needs at least one input and one output)")
         if features is not None and features != w.shape[1]:
             raise ModelFormatError(
                 f"layer '{self.name}' (dense): weight {w.shape} takes {w.shape[1]} features but the previous layer gives {features}")
@@ -268,12 +324,15 @@ class ModelSpec:
         """Check every layer and the chain of feature sizes; return self (normalized to float32)."""
         if not self.layers:
             raise ModelFormatError("model has no layers")
+        if len(self.layers) > MAX_LAYERS:
+            raise ModelFormatError(f"model has {len(self.layers):,} layers, more than fastrnn runs ({MAX_LAYERS:,})")
         names = set()
         feats = None if self.takes_ids else self.input_features
         if not self.takes_ids and (not isinstance(feats, int) or feats < 1):
             raise ModelFormatError(f"model input_features must be a positive int, got {feats!r}")
         seq = True
         for i, layer in enumerate(self.layers):
+            _check_text(layer.name, f"layer {i} ({getattr(layer, 'kind', '?')}): name")
             if layer.name in names:
                 raise ModelFormatError(f"duplicate layer name '{layer.name}'")
             names.add(layer.name)
@@ -285,6 +344,8 @@ class ModelSpec:
             feats, s = layer.validate(feats)
             if s is not None:
                 seq = s
+        _check_text(self.source or "", "model source")
+        _check_metadata(self.metadata)
         return self
 
     # ---- the (header, tensors) pair: the payload of a .fastrnn file and the input of _core.Model

@@ -4,7 +4,8 @@ import pytest
 
 import fastrnn
 from fastrnn import spec as S
-from fastrnn.errors import FastRNNError, ModelFormatError, ShapeError, UnsupportedLayerError
+from fastrnn.errors import (ArgumentError, ArgumentTypeError, FastRNNError, ModelFormatError, ShapeError,
+                            UnsupportedLayerError)
 from test_kernels import rnn_spec
 
 
@@ -128,11 +129,66 @@ def test_gru_reset_before_refuses_recurrent_bias():
         fastrnn.Model(spec)
 
 
-def test_set_num_threads_and_isa_validation():
-    with pytest.raises(ValueError):
-        fastrnn.set_num_threads(0)
-    with pytest.raises(UnsupportedLayerError, match="not available"):
-        fastrnn.set_isa("sse9")
+@pytest.mark.parametrize("call,exc,match", [
+    (lambda: fastrnn.set_num_threads(0), ArgumentError, r"set_num_threads: n must be >= 1, got 0"),
+    (lambda: fastrnn.set_num_threads(-1), ArgumentError, r"must be >= 1, got -1"),
+    (lambda: fastrnn.set_num_threads(2 ** 31), ArgumentError, r"2,147,483,648 threads is more than .* at most \d+"),
+    (lambda: fastrnn.set_num_threads(2 ** 64), ArgumentError, r"threads is more than"),
+    (lambda: fastrnn.set_num_threads(2.0), ArgumentTypeError, r"set_num_threads: n must be an int, got float"),
+    (lambda: fastrnn.set_num_threads(True), ArgumentTypeError, r"got a bool"),
+    (lambda: fastrnn.set_num_threads("2"), ArgumentTypeError, r"must be an int, got str"),
+    (lambda: fastrnn.set_isa("neon"), ArgumentError, r"set_isa: ISA 'neon' is not available here \(available: generic"),
+    (lambda: fastrnn.set_isa("sse9"), ArgumentError, r"not available"),
+    (lambda: fastrnn.set_isa(3), ArgumentTypeError, r"set_isa: isa must be a str, got int"),
+], ids=["threads-0", "threads-neg", "threads-2**31", "threads-2**64", "threads-float", "threads-bool", "threads-str",
+        "isa-neon", "isa-sse9", "isa-int"])
+def test_set_num_threads_and_isa_validation(call, exc, match):
+    """Issue 12.12: a FastRNNError that is also the built-in (ValueError / TypeError), naming the
+    argument; never a bare ValueError, a pybind11 TypeError or an UnsupportedLayerError."""
+    n = fastrnn.get_num_threads()
+    with pytest.raises(exc, match=match) as info:
+        call()
+    assert isinstance(info.value, FastRNNError) and fastrnn.get_num_threads() == n
+    assert isinstance(info.value, ValueError if exc is ArgumentError else TypeError)
+
+
+def test_core_refuses_zero_sized_weights():
+    """Issue 12.5: the C++ model build refuses a zero-sized Embedding or Dense weight by itself
+    (a last line of defence behind spec validation; under UBSan it memcpy'd to a null pointer)."""
+    rng = np.random.default_rng(0)
+    spec = S.ModelSpec(layers=[S.EmbeddingSpec(name="e", embeddings=rng.standard_normal((4, 3))),
+                               S.DenseSpec(name="fc", weight=rng.standard_normal((5, 3)))])
+    for key, shape, match in (("layers.0.embeddings", (1, 0), r"layer 'e' \(embedding\): table \(1, 0\) has a zero-sized"),
+                              ("layers.1.weight", (5, 0), r"layer 'fc' \(dense\): weight \(5, 0\) has a zero-sized")):
+        header, tensors = spec.to_core()
+        tensors[key] = np.zeros(shape, np.float32)
+        with pytest.raises(ModelFormatError, match=match):
+            fastrnn._load_core().Model(header, tensors)
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("name", "\ud800", r"layer 0 \(gru\): name '\\ud800' is not valid Unicode"),
+    ("name", 7, r"layer 0 \(gru\): name must be a string, got int"),
+    ("source", "x\udfff", r"model source 'x\\udfff' is not valid Unicode"),
+    ("metadata", {"vocab": ["a", "\ud83d"]}, r"metadata\['vocab'\]\[1\]: string '\\ud83d' is not valid Unicode"),
+    ("metadata", [1, 2], r"model metadata must be a dict, got list"),
+    ("metadata", {"layer_metadata": [{"stateful": True}]}, r"'layer_metadata' must map layer names to objects, got a list"),
+    ("metadata", {"layer_metadata": {"gru_0": {"stateful": True, "batch_size": [2]}}},
+     r"of layer 'gru_0': 'batch_size' must be an int in \[1, 65536\]"),
+    ("metadata", {"layer_metadata": {"gru_0": {"stateful": True, "batch_size": 10 ** 9}}}, r"'batch_size' must be an int"),
+    ("metadata", {"layer_metadata": {"gru_0": {"stateful": 1}}}, r"'stateful' must be true or false"),
+])
+def test_spec_validation_of_names_and_metadata(field, value, match):
+    """Issues 12.11 / 12.14: names and metadata are checked when the model is built (from any
+    source), with a message naming the layer; before, a lone surrogate reached the core
+    (": 'name' has the wrong type") and bad layer_metadata broke stream() / stateful later."""
+    spec = rnn_spec("gru", 3, 4)
+    if field == "name":
+        spec.layers[0].name = value
+    else:
+        setattr(spec, field, value)
+    with pytest.raises(ModelFormatError, match=match):
+        fastrnn.Model(spec)
 
 
 def test_model_takes_only_a_spec():

@@ -5,6 +5,7 @@ import importlib.util
 import json
 import os
 import pickle
+import re
 import time
 import tracemalloc
 
@@ -183,6 +184,60 @@ def test_save_keeps_numpy_scalars_in_metadata(tmp_path):
     spec.metadata.update(epochs=np.int64(3), lr=np.float32(0.5), shape=np.array([1, 2]))
     save_spec(spec, tmp_path / "m.fastrnn")
     assert load_spec(tmp_path / "m.fastrnn").metadata == {"epochs": 3, "lr": 0.5, "shape": [1, 2]}
+
+
+# --------------------------------------------------------------------------------- the load budget
+def _lm(V, D, H, metadata=None):
+    """A word-level LM as a real converter makes it: Embedding [V, D] -> LSTM(H) -> Dense [V, H]."""
+    rng = np.random.default_rng(0)
+    lstm = rnn_spec("lstm", D, H).layers[0]
+    return S.ModelSpec(layers=[S.EmbeddingSpec(name="emb", embeddings=rng.standard_normal((V, D))), lstm,
+                               S.DenseSpec(name="fc", weight=rng.standard_normal((V, H)), bias=np.zeros(V))],
+                       metadata=metadata or {})
+
+
+def test_budget_admits_real_models_without_the_allowance(tmp_path, monkeypatch):
+    """Issue 12.5: the work and memory a header implies (the core's copies and 32-row packed panels
+    of every matrix, an omitted Dense bias, parsing the JSON) are charged against 4 x the file
+    size before anything is built; real models fit in that even with no fixed allowance at all."""
+    from fastrnn.io import budget
+
+    monkeypatch.setattr(native, "LoadBudget", lambda origin, size: budget.LoadBudget(origin, size, allowance=0))
+    for name, spec in (("lm", _lm(5000, 64, 256)), ("regression", rnn_spec("gru", 300, 512)),
+                       ("vocab", _lm(50_000, 32, 64, metadata={"vocab": [f"word{i}" for i in range(50_000)]}))):
+        save_spec(spec, tmp_path / f"{name}.fastrnn")
+        assert load_spec(tmp_path / f"{name}.fastrnn").layers[0].name == spec.layers[0].name
+
+
+def test_budget_refuses_what_a_header_implies_beyond_the_file(tmp_path):
+    """A Dense [1, K] weight packs into 32 x its bytes; before, a 4 MB file cost 637 MB of RSS."""
+    import hostile_native
+
+    path = hostile_native.narrow_dense(str(tmp_path), 1 << 20)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ModelFormatError, match=r"narrow_dense_1048576\.fastrnn: layer 1 \(dense: the weights the core "
+                                                   r"builds\) would need 138,412,036 bytes"):
+            fastrnn.load(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20
+
+
+def test_from_bytes_names_its_origin(tmp_path):
+    """Issue 12.14: a lone-surrogate layer name gave ModelFormatError(": 'name' has the wrong type"),
+    naming no file; from bytes, errors name the origin given (``<bytes>`` by default)."""
+    import hostile_native
+
+    data = open(hostile_native.surrogate(str(tmp_path), 0), "rb").read()
+    for args, origin in (((data,), "<bytes>"), ((data, "model-v3.bin"), "model-v3.bin")):
+        with pytest.raises(ModelFormatError, match=rf"^{re.escape(origin)}: layer 0 \(gru\): name '\\ud800' is not "
+                                                   "valid Unicode"):
+            fastrnn.Model.from_bytes(*args)
+    with pytest.raises(fastrnn.FastRNNError, match=r"takes bytes") as info:
+        fastrnn.Model.from_bytes("not bytes")
+    assert isinstance(info.value, TypeError)
 
 
 # --------------------------------------------------------------------------------- hostile files

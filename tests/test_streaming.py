@@ -8,7 +8,8 @@ import pytest
 
 import fastrnn
 from fastrnn import spec as S
-from fastrnn.errors import ShapeError, UnsupportedLayerError
+from fastrnn.errors import (ArgumentError, ArgumentTypeError, FastRNNError, ModelFormatError, OutOfMemoryError,
+                            ShapeError, UnsupportedLayerError)
 from conftest import assert_close
 import reference
 from test_kernels import rnn_spec
@@ -167,7 +168,7 @@ def test_step_input_errors():
         s.step(np.zeros((2, 3), np.float32), out=np.zeros((2, 5), np.float32))
     with pytest.raises(ShapeError, match="out must be"):
         s.step(np.zeros((2, 3), np.float32), out=np.zeros((2, 4), np.float64))
-    with pytest.raises(ShapeError):
+    with pytest.raises(ArgumentError, match=r"stream batch_size must be in \[1, "):
         fastrnn.Model(rnn_spec("gru", 3, 4)).stream(0)
 
 
@@ -204,3 +205,94 @@ def test_step_honours_byte_order_of_input_and_out():
     assert_close(got, expected)
     with pytest.raises(ShapeError, match="out must be"):
         model.stream(2).step(x, out=np.zeros((2, 4), ">f4"))
+
+
+def id_model(V=6):
+    rng = np.random.default_rng(3)
+    gru = rnn_spec("gru", 4, 5, scale=0.5).layers[0]
+    return fastrnn.Model(S.ModelSpec(layers=[S.EmbeddingSpec(name="emb", embeddings=rng.standard_normal((V, 4))), gru]))
+
+
+@pytest.mark.parametrize("call", [
+    lambda s: s.step(np.array([1.7])),
+    lambda s: s.step([2.9]),
+    lambda s: s.step(np.array([np.nan])),
+    lambda s: s.step(np.array([1.5], np.float32)),
+    lambda s: s.run(np.array([[1.0, 2.5]])),
+    lambda s: s.run([[1.7]]),
+    lambda s: s._s.step(np.array([1.7]), None),  # the pybind11 entry point itself
+    lambda s: s._s.run(np.array([[1.7]])),
+], ids=["step-array", "step-list", "step-nan", "step-f32", "run-array", "run-list", "core-step", "core-run"])
+def test_float_ids_are_refused_as_predict_refuses_them(call):
+    """Issue 12.8: step(np.array([1.7])), step([2.9]) and run() truncated to ids 1 and 2 while
+    predict raised ShapeError; now one rule everywhere, and a refused call leaves the state alone."""
+    model = id_model()
+    with pytest.raises(ShapeError, match="ids must be integers, got non-integral floats"):
+        model.predict(np.array([[1.7]]))
+    s, fresh = model.stream(1), model.stream(1)
+    with pytest.raises(ShapeError, match=r"(step|run): ids must be integers, got non-integral floats"):
+        call(s)
+    np.testing.assert_array_equal(s.step(np.array([3])), fresh.step(np.array([3])))
+
+
+def test_integral_float_and_any_int_ids_stream_like_int64():
+    model = id_model()
+    ids = np.array([[1, 4, 0, 5]])
+    want = model.predict(ids)
+    for variant in (ids.astype(np.float64), ids.astype(np.float32), ids.astype(np.uint8), ids.astype(np.int32),
+                    ids.tolist()):
+        s = model.stream(1)
+        got = [s.step(np.asarray(variant)[:, t] if not isinstance(variant, list) else [variant[0][t]])
+               for t in range(4)]
+        np.testing.assert_array_equal(np.stack(got, axis=1), want)
+        np.testing.assert_array_equal(model.stream(1).run(variant), want)
+    for bad, match in ((np.array([True]), "expects integer ids, got dtype bool"), (np.array(["1"]), "expects integer ids"),
+                       (np.array([2 ** 63], np.uint64), "id 9223372036854775808 is outside the int64 range"),
+                       (np.array([1e30]), "outside the int64 range"), (np.array([6]), r"id 6 .*outside \[0, 6\)")):
+        with pytest.raises(ShapeError, match=match):
+            model.stream(1).step(bad)
+
+
+@pytest.mark.parametrize("batch,exc,match", [
+    (2 ** 63, ArgumentError, r"stream batch_size must be in \[1, 1,099,511,627,776\], got 9,223,372,036,854,775,808"),
+    (2 ** 62, ArgumentError, r"stream batch_size must be in"),
+    (2 ** 40, OutOfMemoryError, r"a stream of 1099511627776 rows needs \d+ bytes per row .* more than the \d+ MiB"),
+    (10 ** 12, OutOfMemoryError, r"more than the \d+ MiB of memory of this machine"),
+    (-1, ArgumentError, r"must be in \[1, "),
+    (2.0, ArgumentTypeError, r"stream batch_size must be an int, got float"),
+    (True, ArgumentTypeError, r"got a bool"),
+])
+def test_stream_batch_size_is_bounded_before_allocating(batch, exc, match):
+    """Issue 12.6 / 12.12: stream(2**63) raised a pybind11 TypeError, stream(2**62) a bare MemoryError,
+    stream(10**9) std::bad_alloc (or the OOM killer): a FastRNNError before any allocation."""
+    import resource
+
+    model = fastrnn.Model(rnn_spec("lstm", 3, 64))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(exc, match=match) as info:
+        model.stream(batch)
+    assert isinstance(info.value, FastRNNError)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 64 << 10  # KiB: nothing allocated
+    assert model.stream(np.int64(3)).batch_size == 3
+
+
+def test_stateful_batch_size_comes_from_checked_metadata():
+    """Issue 12.6 / 12.11: the batch size stream() takes from a stateful layer's metadata is checked
+    when the model is built: absurd sizes and malformed metadata are refused there, not at stream()."""
+    spec = rnn_spec("gru", 3, 4)
+    spec.metadata = {"layer_metadata": {"gru_0": {"stateful": True, "batch_size": 3}}}
+    model = fastrnn.Model(spec)
+    assert model.stateful and model.stream().batch_size == 3
+    for meta in ({"gru_0": {"stateful": True, "batch_size": 4 * 10 ** 6}}, [{"stateful": True}],
+                 {"gru_0": {"stateful": True, "batch_size": [3]}}):
+        spec.metadata = {"layer_metadata": meta}
+        with pytest.raises(ModelFormatError, match="layer_metadata"):
+            fastrnn.Model(spec)
+
+
+def test_reset_rows_outside_the_stream_name_the_row():
+    s = fastrnn.Model(rnn_spec("gru", 3, 4)).stream(2)
+    for rows, match in (([2], r"row 2 is outside \[0, 2\)"), (np.array([2 ** 63], np.uint64), r"row 9223372036854775808 is"),
+                        ([-1, 0], r"row -1 is outside"), ([0.0], "integer indices")):
+        with pytest.raises(ShapeError, match=match):
+            s.reset(rows)

@@ -18,10 +18,16 @@ def restore_threads():
     fastrnn.set_num_threads(n)
 
 
+def team(n):
+    """Run on ``n`` threads, also more than ``fastrnn.set_num_threads`` takes on this machine
+    (2 per logical CPU): the work split by thread count is under test, not the API's cap."""
+    fastrnn._load_core().set_num_threads(n)
+
+
 @pytest.mark.parametrize("threads", [1, 2, 3, 8])
 @pytest.mark.parametrize("B", [1, 5, 64], ids=["b1", "b5", "b64"])
 def test_thread_counts_match_reference(threads, B, restore_threads):
-    fastrnn.set_num_threads(threads)
+    team(threads)
     assert fastrnn.get_num_threads() == threads
     spec = rnn_spec("gru", 7, 40, direction="bidirectional", seed=B)
     rng = np.random.default_rng(B)
@@ -83,7 +89,7 @@ def test_batch1_hidden_split_matches_reference(kind, H, threads, restore_threads
     model = fastrnn.Model(spec)
     fastrnn.set_num_threads(1)
     one = model.predict(x)
-    fastrnn.set_num_threads(threads)
+    team(threads)
     many = model.predict(x)
     assert_close(many, reference.run_spec(spec, x))
     np.testing.assert_array_equal(many, one)  # the same sums in the same order on every rank
@@ -221,3 +227,37 @@ def _child_predict(args):
     spec, x = args
     m = fastrnn.Model(spec)
     return fastrnn.get_num_threads(), m.predict(x)
+
+
+def test_set_num_threads_is_capped_at_twice_the_cores(restore_threads):
+    """Issue 12.12: set_num_threads(10000) was accepted, and then a batch-1 LSTM(256) predict took
+    0.66 s instead of 5-11 ms.  The cap is 2 threads per logical CPU, named in the message; any
+    int type is taken (np.int64(2) raised a bare ValueError)."""
+    import os
+
+    cap = 2 * os.cpu_count()
+    fastrnn.set_num_threads(np.uint8(1))
+    assert fastrnn.get_num_threads() == 1
+    fastrnn.set_num_threads(np.int64(cap))
+    assert fastrnn.get_num_threads() == cap
+    for n in (cap + 1, 10000, 2 ** 31, 2 ** 63):
+        with pytest.raises(fastrnn.FastRNNError, match=rf"at most {cap} \(2 x its {cap // 2} logical CPUs\)") as info:
+            fastrnn.set_num_threads(n)
+        assert isinstance(info.value, ValueError)
+    assert fastrnn.get_num_threads() == cap  # a refused call changes nothing
+
+
+def test_thread_count_from_the_environment_is_capped(tmp_path):
+    """FASTRNN_NUM_THREADS=10000 cannot do what set_num_threads(10000) cannot."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import CHILD_CWD, child_env
+
+    code = "import fastrnn, os; print(fastrnn.get_num_threads(), os.cpu_count())"
+    for env, want in (("10000", lambda c: 2 * c), ("1", lambda c: 1)):
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=CHILD_CWD,
+                           env=child_env(FASTRNN_NUM_THREADS=env), timeout=60)
+        got, cpus = map(int, r.stdout.split())
+        assert got == want(cpus), (env, r.stdout, r.stderr)

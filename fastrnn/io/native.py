@@ -42,7 +42,9 @@ import os
 import numpy as np
 
 from ..errors import FastRNNError, ModelFormatError
-from ..spec import ActivationSpec, DenseSpec, EmbeddingSpec, LastStepSpec, MaskingSpec, ModelSpec, RecurrentSpec
+from ..spec import (MAX_LAYERS, ActivationSpec, DenseSpec, EmbeddingSpec, LastStepSpec, MaskingSpec, ModelSpec,
+                    RecurrentSpec)
+from .budget import LoadBudget
 
 __all__ = ["FILE_FORMAT_VERSION", "FORMAT_NAME", "ALIGNMENT", "MAX_HEADER_BYTES", "save_spec", "load_spec",
            "dumps_spec", "loads_spec", "is_native_file", "read_header"]
@@ -60,6 +62,12 @@ _TENSOR_DTYPES = {"F32": (np.dtype("<f4"), 4)}
 _PAD_DTYPES = {"U8": (np.dtype("u1"), 1)}
 
 _LAYER_CLASSES = {c.kind: c for c in (EmbeddingSpec, MaskingSpec, DenseSpec, ActivationSpec, LastStepSpec)}
+# Parsing a JSON header costs at most JSON_BYTES_PER_TOKEN per '{', '[', ',' or ':' (containers and
+# their slots; "[{},{},...]" measured 48 per token) plus JSON_BYTES_PER_BYTE per byte (the raw bytes,
+# the decoded text, the spec string inside it and the strings in the spec: 13 at worst, astral text).
+JSON_BYTES_PER_TOKEN = 64
+JSON_BYTES_PER_BYTE = 16
+PANEL_ROWS = 32  # the core packs every weight matrix in panels of 32 rows (src/fastrnn/cpu/kernels.h kPanel)
 _SCALAR_TYPES = {"str": (str,), "int": (int,), "bool": (bool,), "float": (int, float)}
 
 
@@ -206,9 +214,11 @@ def read_header(path, _f=None):
         return _parse_header(f, os.fstat(f.fileno()).st_size, path)
 
 
-def _parse_header(f, size: int, path: str):
+def _parse_header(f, size: int, path: str, budget=None):
     """The one header reader (files and bytes): ``f`` positioned at 0, ``size`` its true size in bytes,
-    ``path`` the name used in messages.  See :func:`read_header`."""
+    ``path`` the name used in messages; ``budget`` (a :class:`LoadBudget`, by default one for ``size``
+    bytes) is charged for parsing the JSON before it is parsed.  See :func:`read_header`."""
+    budget = budget if budget is not None else LoadBudget(path, size)
 
     def bad(msg):
         return ModelFormatError(f"{path}: {msg}")
@@ -226,6 +236,9 @@ def _parse_header(f, size: int, path: str):
     raw = f.read(n)
     if len(raw) != n:
         raise bad("the file is truncated (short read of the header)")
+    # both parses (the header, then the model description inside it), before either runs
+    tokens = sum(raw.count(c) for c in (b"{", b"[", b",", b":"))
+    budget.charge(JSON_BYTES_PER_TOKEN * tokens + JSON_BYTES_PER_BYTE * n, f"parsing the {n:,}-byte header")
     try:
         header = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
@@ -338,6 +351,25 @@ def _check_spec_header(h):
     return problems
 
 
+def _build_bytes(layer: dict, entries: dict) -> int:
+    """Bytes building ``layer`` (a checked layer of the model description) will cost, from the shapes
+    its header declares: the core copies every tensor and packs every weight matrix in panels of
+    ``PANEL_ROWS`` rows (a [1, K] matrix costs 32 x its bytes), and a Dense layer without a bias
+    gets a zero one.  Charged against the file's budget before anything is built."""
+    shapes = {ref: entries[t][1] for ref, t in layer.get("tensors", {}).items() if t in entries}
+    cost = 0
+    for shape in shapes.values():
+        n = int(np.prod(shape, dtype=object))
+        cost += 4 * n
+        if len(shape) == 2 and layer["kind"] != "embedding":  # a weight matrix: packed panels too
+            rows, cols = shape
+            cost += 4 * cols * (-(-rows // PANEL_ROWS) * PANEL_ROWS)
+    weight = shapes.get("weight")
+    if layer["kind"] == "dense" and "bias" not in shapes and weight and len(weight) == 2:
+        cost += 12 * weight[0]  # np.zeros (float64), then float32
+    return cost
+
+
 def load_spec(path, mmap: bool = False) -> ModelSpec:
     """Read a ``.fastrnn`` file into a validated :class:`ModelSpec` (see the module doc for the checks).
 
@@ -367,10 +399,16 @@ def loads_spec(data, name: str = "<bytes>") -> ModelSpec:
 
 def _read_spec(f, size: int, path: str, mmap: bool) -> ModelSpec:
     """The one reader (files and bytes): ``f`` a binary file object at 0 holding ``size`` bytes."""
-    spec_header, entries, data_start, size = _parse_header(f, size, path)
+    budget = LoadBudget(path, size)
+    spec_header, entries, data_start, size = _parse_header(f, size, path, budget)
+    budget.items(len(spec_header["layers"]) if isinstance(spec_header.get("layers"), list) else 0, "layers",
+                 limit=MAX_LAYERS)
     problems = _check_spec_header(spec_header)
     if problems:
         raise ModelFormatError(f"{path}: bad model description: " + "; ".join(problems))
+    budget.charge(size - data_start, "the data section")
+    for i, d in enumerate(spec_header["layers"]):
+        budget.charge(_build_bytes(d, entries), f"layer {i} ({d['kind']}: the weights the core builds)")
     if mmap and size > data_start:
         buf = np.memmap(f, dtype=np.uint8, mode="r", offset=data_start, shape=(size - data_start,))
     else:

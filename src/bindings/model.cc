@@ -2,6 +2,9 @@
 // ModelSpec.to_core) becomes plain configs here; every key is required (no silent defaults).
 #include "fastrnn/model.h"
 
+#include <cmath>
+#include <limits>
+
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -25,7 +28,7 @@ struct Ctx {
     try {
       return layer[key].cast<T>();
     } catch (const py::cast_error&) {
-      fastrnn::fail<FormatError>(where, ": '", key, "' has the wrong type");
+      fastrnn::fail<FormatError>(where, ": '", key, "' has the wrong type (or is a string that is not valid Unicode)");
     }
   }
   FloatArray lookup(const std::string& ref, std::string& key) const {
@@ -73,10 +76,12 @@ std::shared_ptr<fastrnn::Model> build(const py::dict& header, const py::dict& te
   std::size_t i = 0;
   for (auto item : layers) {
     Ctx c;
+    c.where = "layer " + std::to_string(i);
+    if (!py::isinstance<py::dict>(item)) fastrnn::fail<FormatError>(c.where, ": not a dict");
     c.layer = item.cast<py::dict>();
     c.tensors = tensors;
     if (!c.layer.contains("kind") || !c.layer.contains("name"))
-      fastrnn::fail<FormatError>("layer ", i, ": missing 'kind' or 'name'");
+      fastrnn::fail<FormatError>(c.where, ": missing 'kind' or 'name'");
     std::string kind = c.get<std::string>("kind"), name = c.get<std::string>("name");
     c.where = "layer '" + name + "' (" + kind + ")";
     c.refs = c.layer.contains("tensors") ? c.layer["tensors"].cast<py::dict>() : py::dict();
@@ -148,6 +153,34 @@ std::shared_ptr<fastrnn::Model> build(const py::dict& header, const py::dict& te
 
 }  // namespace
 
+// Ids under the one rule of fastrnn.runtime.ids_array (predict, Stream.step / run, generate):
+// an integer array, or floats that are all integral (1.0 is id 1; 1.7 is refused, never
+// truncated by a cast); bools, strings and objects are refused.  Ranges are the model's check.
+IdArray id_array(py::handle x, const char* what) {
+  py::array a = py::array::ensure(x);
+  if (!a) fastrnn::fail<ShapeError>(what, ": expects integer ids");
+  const char kind = a.dtype().kind();
+  if (kind == 'f') {
+    using Doubles = py::array_t<double, py::array::c_style | py::array::forcecast>;
+    Doubles d = Doubles::ensure(a);
+    const double* p = d.data();
+    for (py::ssize_t i = 0; i < d.size(); ++i) {
+      if (!std::isfinite(p[i]) || p[i] != std::floor(p[i]))
+        fastrnn::fail<ShapeError>(what, ": ids must be integers, got non-integral floats");
+      if (std::fabs(p[i]) >= 9.2e18) fastrnn::fail<ShapeError>(what, ": id ", p[i], " is outside the int64 range");
+    }
+  } else if (kind == 'u' && a.itemsize() == 8) {
+    using U64 = py::array_t<std::uint64_t, py::array::c_style | py::array::forcecast>;
+    U64 u = U64::ensure(a);
+    for (py::ssize_t i = 0; i < u.size(); ++i)
+      if (u.data()[i] > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
+        fastrnn::fail<ShapeError>(what, ": id ", u.data()[i], " is outside the int64 range");
+  } else if (kind != 'i' && kind != 'u') {
+    fastrnn::fail<ShapeError>(what, ": expects integer ids, got dtype ", std::string(py::str(a.dtype())));
+  }
+  return IdArray::ensure(a);
+}
+
 py::array activations_to_numpy(fastrnn::Activations& a) {
   std::vector<py::ssize_t> shape = a.seq ? std::vector<py::ssize_t>{a.B, a.T, a.F} : std::vector<py::ssize_t>{a.B, a.F};
   py::array_t<float> out(shape);
@@ -175,7 +208,7 @@ void register_model(py::module_& m) {
             dim_t B, T = 0, F = 0;
             bool seq;
             if (ids) {
-              xi = IdArray::ensure(x);
+              xi = id_array(x, "predict");
               if (!xi || xi.ndim() < 1 || xi.ndim() > 2) throw ShapeError("ids must be a (batch, time) integer array");
               B = xi.shape(0);
               seq = xi.ndim() == 2;

@@ -24,6 +24,7 @@ PYBIND11_MODULE(_core, m) {
   static py::object format_error = errors.attr("ModelFormatError");
   static py::object unsupported_error = errors.attr("UnsupportedLayerError");
   static py::object base_error = errors.attr("FastRNNError");
+  static py::object memory_error = errors.attr("OutOfMemoryError");
   py::register_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);
@@ -33,8 +34,12 @@ PYBIND11_MODULE(_core, m) {
       PyErr_SetString(format_error.ptr(), e.what());
     } catch (const fastrnn::UnsupportedError& e) {
       PyErr_SetString(unsupported_error.ptr(), e.what());
+    } catch (const fastrnn::OutOfMemoryError& e) {
+      PyErr_SetString(memory_error.ptr(), e.what());
     } catch (const fastrnn::Error& e) {
       PyErr_SetString(base_error.ptr(), e.what());
+    } catch (const std::bad_alloc&) {  // any allocation of the core: a FastRNNError that is a MemoryError
+      PyErr_SetString(memory_error.ptr(), "fastrnn: out of memory (a buffer of the C++ core could not be allocated)");
     }
   });
 

@@ -15,6 +15,7 @@ using fastrnn::dim_t;
 using fastrnn::ShapeError;
 using FloatArray = py::array_t<float, py::array::c_style | py::array::forcecast>;
 using IdArray = py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>;
+IdArray id_array(py::handle x, const char* what);  // model.cc: the one rule for ids
 
 // The C entry point behind the thin Cython step (fastrnn/_step.pyx): plain pointers, no pybind11
 // on the hot path.  Keep the struct in step with _step.pyx.  Returns 0, or 1 when the caller
@@ -69,7 +70,7 @@ struct PyStream {
     IdArray xi;
     const bool ids = model->takes_ids();
     if (ids) {
-      xi = IdArray::ensure(x);
+      xi = id_array(x, "step");
       if (!xi || xi.ndim() != 1 || xi.shape(0) != B)
         fastrnn::fail<ShapeError>("step: ids must have shape (", B, ",) (one id per stream row)");
     } else {
@@ -117,7 +118,7 @@ void register_stream(py::module_& m) {
             const dim_t B = s.state->B;
             std::vector<fastrnn::Activations> outs;
             if (s.model->takes_ids()) {
-              IdArray xi = IdArray::ensure(x);
+              IdArray xi = id_array(x, "run");
               if (!xi || xi.ndim() != 2 || xi.shape(0) != B || xi.shape(1) < 1)
                 fastrnn::fail<ShapeError>("run: ids must have shape (", B, ", time)");
               py::gil_scoped_release nogil;
@@ -153,10 +154,10 @@ void register_stream(py::module_& m) {
           py::arg("x"), py::arg("n"))
       .def(
           "generate",
-          [](PyStream& s, py::array prompt, dim_t steps, int output_kind, bool greedy, float temperature, dim_t top_k,
+          [](PyStream& s, py::array prompt, dim_t steps, int output_kind, bool greedy, double temperature, dim_t top_k,
              std::uint64_t seed) {
             auto lk = s.lock();
-            IdArray p = IdArray::ensure(prompt);
+            IdArray p = id_array(prompt, "generate: prompt ids");
             if (!p || p.ndim() != 2 || p.shape(0) != s.state->B)
               fastrnn::fail<ShapeError>("generate: prompt ids must have shape (", s.state->B, ", time)");
             py::array_t<std::int64_t> out({static_cast<py::ssize_t>(s.state->B), static_cast<py::ssize_t>(steps)});

@@ -20,6 +20,7 @@ struct Error : std::runtime_error { using std::runtime_error::runtime_error; };
 struct ShapeError : Error { using Error::Error; };        // input the model cannot take
 struct FormatError : Error { using Error::Error; };       // malformed model description
 struct UnsupportedError : Error { using Error::Error; };  // layer/option we do not run
+struct OutOfMemoryError : Error { using Error::Error; };  // buffers that cannot be allocated here
 
 template <typename E = Error, typename... Args>
 [[noreturn]] inline void fail(Args&&... args) {

@@ -17,6 +17,8 @@ int packed_max_rows() {
 }
 
 void Mat::set(const float* src, dim_t n, dim_t k) {
+  // Every layer refuses a zero-sized weight with its name first; this is the last line of defence.
+  if (n < 1 || k < 1) fail<FormatError>("a weight matrix (", n, ", ", k, ") has a zero-sized dimension");
   N = n;
   K = k;
   w.resize(n * k);

@@ -3,7 +3,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <new>
 #include <random>
+
+#include <unistd.h>
 
 #include "fastrnn/parallel/thread_pool.h"
 
@@ -14,10 +17,18 @@ void copy_to(Buffer& dst, const float* src, std::size_t n) {
   dst.resize(n);
   if (n) std::memcpy(dst.data(), src, n * sizeof(float));
 }
+
+// Bytes of RAM this machine has (0 when unknown): no stream may need more.
+std::uint64_t physical_memory() {
+  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+  return pages > 0 && page > 0 ? static_cast<std::uint64_t>(pages) * static_cast<std::uint64_t>(page) : 0;
+}
 }  // namespace
 
 void Model::add_embedding(const std::string& name, const float* table, dim_t vocab, dim_t dim, bool mask_zero) {
   if (!layers_.empty()) fail<FormatError>("layer '", name, "' (embedding): must be the first layer");
+  if (vocab < 1 || dim < 1)
+    fail<FormatError>("layer '", name, "' (embedding): table (", vocab, ", ", dim, ") has a zero-sized dimension");
   Layer l{LayerKind::Embedding, name};
   copy_to(l.weight, table, vocab * dim);
   l.rows = vocab;
@@ -40,6 +51,8 @@ void Model::add_recurrent(const RecurrentConfig& cfg, const DirectionTensors* di
 
 void Model::add_dense(const std::string& name, const float* weight, const float* bias, dim_t out, dim_t in,
                       cpu::Act act) {
+  if (out < 1 || in < 1)
+    fail<FormatError>("layer '", name, "' (dense): weight (", out, ", ", in, ") has a zero-sized dimension");
   Layer l{LayerKind::Dense, name};
   l.dense.set(weight, out, in);
   copy_to(l.bias, bias, out);
@@ -231,9 +244,8 @@ dim_t Model::step_output_size() const {
 
 std::unique_ptr<StreamState> Model::new_stream(dim_t B) const {
   if (B < 1) fail<ShapeError>("stream batch_size must be >= 1, got ", B);
-  auto s = std::make_unique<StreamState>();
-  s->B = B;
-  dim_t widest = 1;
+  // Bytes per row of every buffer below, checked against the machine's memory before allocating.
+  dim_t widest = 1, row_bytes = 1;  // valid
   for (const Layer& l : layers_) {
     if (l.kind == LayerKind::Embedding) widest = std::max(widest, l.cols);
     if (l.kind == LayerKind::Dense) widest = std::max(widest, std::max(l.rows, l.cols));
@@ -243,6 +255,28 @@ std::unique_ptr<StreamState> Model::new_stream(dim_t B) const {
       fail<UnsupportedError>("layer '", c.name, "': a ", c.direction == Direction::Reverse ? "go_backwards" : "bidirectional",
                              " layer needs the whole sequence and cannot stream; use predict()");
     widest = std::max({widest, c.input_size, c.hidden_out()});
+    const dim_t cells = c.cell == LayerKind::Lstm ? c.units : 0;
+    row_bytes += 1 + static_cast<dim_t>(sizeof(float)) * (2 * c.hidden_out() + 2 * cells + 2 * c.gates() * c.units + 2 * c.units);
+  }
+  row_bytes += static_cast<dim_t>(sizeof(float)) * 2 * widest;
+  const std::uint64_t ram = physical_memory();
+  if (ram && static_cast<std::uint64_t>(B) > ram / static_cast<std::uint64_t>(row_bytes))
+    fail<OutOfMemoryError>("a stream of ", B, " rows needs ", row_bytes, " bytes per row (",
+                           static_cast<long double>(B) * row_bytes / (1u << 30), " GiB), more than the ",
+                           ram >> 20, " MiB of memory of this machine");
+  try {
+    return alloc_stream(B, widest);
+  } catch (const std::bad_alloc&) {
+    fail<OutOfMemoryError>("a stream of ", B, " rows (", row_bytes, " bytes per row) cannot be allocated: out of memory");
+  }
+}
+
+std::unique_ptr<StreamState> Model::alloc_stream(dim_t B, dim_t widest) const {
+  auto s = std::make_unique<StreamState>();
+  s->B = B;
+  for (const Layer& l : layers_) {
+    if (!l.rnn) continue;
+    const RecurrentConfig& c = l.rnn->config();
     StreamState::Rnn r;
     const dim_t GH = c.gates() * c.units;
     for (int i = 0; i < 2; ++i) {
@@ -401,13 +435,16 @@ void Model::run(StreamState& s, const float* x, const std::int64_t* ids, dim_t T
 
 
 void Model::generate(StreamState& s, const std::int64_t* prompt, dim_t Tp, dim_t steps, int output_kind, bool greedy,
-                     float temperature, dim_t top_k, std::uint64_t seed, std::int64_t* out) const {
+                     double temperature, dim_t top_k, std::uint64_t seed, std::int64_t* out) const {
   if (!takes_ids()) fail<FormatError>("generate: the model must start with an Embedding");
   if (Tp < 1) fail<ShapeError>("generate: the prompt must have at least one id");
   const dim_t B = s.B, V = step_output_size();
   if (V > layers_[0].rows)
     fail<ShapeError>("generate: the model outputs ", V, " classes but its Embedding has only ", layers_[0].rows, " ids");
+  if (!greedy && !(temperature > 0 && std::isfinite(temperature)))
+    fail<ShapeError>("generate: temperature must be a finite number > 0, got ", temperature);
   Buffer y(B * V), z(V), sorted(V);
+  std::vector<double> w(V);
   std::vector<std::int64_t> ids(B);
   std::mt19937_64 rng(seed);
   std::uniform_real_distribution<double> unif(0.0, 1.0);
@@ -423,7 +460,10 @@ void Model::generate(StreamState& s, const std::int64_t* prompt, dim_t Tp, dim_t
         for (dim_t j = 1; j < V; ++j)
           if (o[j] > o[pick]) pick = j;
       } else {
-        for (dim_t j = 0; j < V; ++j) z[j] = (output_kind == 1 ? std::log(o[j]) : o[j]) / temperature;
+        // Logits z (log of a softmax head's probabilities); the top_k cut and the maximum on z
+        // itself (dividing by temperature keeps the order), then weights exp((z - max) / T) in
+        // double: every exponent <= 0, so no temperature overflows (z / T did: 1e-39 gave inf - inf).
+        for (dim_t j = 0; j < V; ++j) z[j] = output_kind == 1 ? std::log(o[j]) : o[j];
         float threshold = -INFINITY;
         if (top_k > 0 && top_k < V) {
           std::memcpy(sorted.data(), z.data(), V * sizeof(float));
@@ -433,17 +473,21 @@ void Model::generate(StreamState& s, const std::int64_t* prompt, dim_t Tp, dim_t
         float m = -INFINITY;
         for (dim_t j = 0; j < V; ++j)
           if (z[j] >= threshold && z[j] > m) m = z[j];
+        if (!(m > -INFINITY)) fail<Error>("generate: no finite output to sample from (NaN outputs?)");
         double total = 0;
-        for (dim_t j = 0; j < V; ++j) total += z[j] >= threshold ? std::exp(static_cast<double>(z[j] - m)) : 0.0;
-        double u = unif(rng) * total, acc = 0;
-        pick = -1;
         for (dim_t j = 0; j < V; ++j) {
-          if (z[j] < threshold) continue;
-          acc += std::exp(static_cast<double>(z[j] - m));
+          const float v = z[j];  // NaN and values below the top_k cut weigh 0; the maximum 1 (also when +inf)
+          w[j] = !(v >= threshold) ? 0.0 : v == m ? 1.0 : std::exp((static_cast<double>(v) - m) / temperature);
+          total += w[j];
+        }
+        const double u = unif(rng) * total;
+        double acc = 0;
+        for (dim_t j = 0; j < V; ++j) {
+          if (w[j] <= 0) continue;
+          acc += w[j];
           pick = j;
           if (acc > u) break;
         }
-        if (pick < 0) fail<Error>("generate: no finite output to sample from (NaN outputs?)");
       }
       out[b * steps + n] = ids[b] = pick;
     }

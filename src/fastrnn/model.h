@@ -49,6 +49,7 @@ class Model {
   // one step (x [B, F] floats or ids [B]; out [B, step_output_size()]), allocation-free.
   dim_t input_size() const;  // features per step (0: ids; -1: no layer fixes it)
   dim_t step_output_size() const;
+  // new_stream refuses (OutOfMemoryError) a B whose buffers need more than this machine's RAM.
   std::unique_ptr<StreamState> new_stream(dim_t B) const;
   void step(StreamState& s, const float* x, const std::int64_t* ids, float* out) const;
   void reset_stream(StreamState& s, const std::int64_t* rows, dim_t n) const;  // rows null: all
@@ -57,8 +58,10 @@ class Model {
   // output_kind: 0 logits, 1 probabilities (softmax head), 2 log-probabilities.
   // greedy: argmax (first maximum); else sample from softmax(logits / temperature), restricted
   // to the top_k largest when top_k > 0, with a std::mt19937_64 seeded by `seed`.  out [B, steps].
+  // Computed as exp((logit - max) / temperature) in double: no overflow for any temperature > 0;
+  // one so small that every other logit's weight underflows to 0 samples the maximum (greedy).
   void generate(StreamState& s, const std::int64_t* prompt, dim_t Tp, dim_t steps, int output_kind, bool greedy,
-                float temperature, dim_t top_k, std::uint64_t seed, std::int64_t* out) const;
+                double temperature, dim_t top_k, std::uint64_t seed, std::int64_t* out) const;
   // Several steps (x [B, T, F] / ids [B, T]) continuing the stream's state; outputs as predict().
   void run(StreamState& s, const float* x, const std::int64_t* ids, dim_t T, std::vector<Activations>& outputs) const;
   std::vector<const RecurrentConfig*> recurrent_layers() const;
@@ -84,6 +87,7 @@ class Model {
     std::unique_ptr<Recurrent> rnn;
   };
   void dense(const Layer& l, const Activations& in, Activations& out) const;
+  std::unique_ptr<StreamState> alloc_stream(dim_t B, dim_t widest) const;
   std::vector<Layer> layers_;
 };
 

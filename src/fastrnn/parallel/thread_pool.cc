@@ -2,6 +2,7 @@
 
 #include <pthread.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <string>
@@ -13,12 +14,14 @@ thread_local bool in_pool_task = false;
 constexpr double kWorkerSpinMicros = 50;
 
 int default_threads() {
+  unsigned hw = std::thread::hardware_concurrency();
+  const int cores = hw ? static_cast<int>(hw) : 1;
   if (const char* env = std::getenv("FASTRNN_NUM_THREADS")) {
     int n = std::atoi(env);
-    if (n >= 1) return n;
+    // at most 2 threads per core, as fastrnn.set_num_threads (more only slow every call down)
+    if (n >= 1) return std::min(n, 2 * cores);
   }
-  unsigned hw = std::thread::hardware_concurrency();
-  return hw ? static_cast<int>(hw) : 1;
+  return cores;
 }
 }  // namespace
 
