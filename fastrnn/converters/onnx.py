@@ -193,11 +193,15 @@ class _Rnn:
 
 
 # --------------------------------------------------------------------------- protobuf pre-scan
+class _WireError(Exception):
+    """Malformed protobuf bytes met by the pre-scan (the parser then says precisely what is wrong)."""
+
+
 def _varint(b, i):
     r = s = 0
     while True:
         if i >= len(b) or s > 63:
-            raise ValueError("truncated varint")
+            raise _WireError("truncated varint")
         c = b[i]
         i += 1
         r |= (c & 0x7F) << s
@@ -227,9 +231,9 @@ def _fields(b, start, end):
             yield f, wt, i, i + 4
             i += 4
         else:
-            raise ValueError(f"wire type {wt}")
+            raise _WireError(f"wire type {wt}")
         if i > end:
-            raise ValueError("field past the end")
+            raise _WireError("field past the end")
 
 
 def _prescan(data: bytes, budget: LoadBudget) -> None:
@@ -239,17 +243,16 @@ def _prescan(data: bytes, budget: LoadBudget) -> None:
     try:
         for f, wt, s, e in _fields(b, 0, len(b)):
             if f == 7 and wt == 2:
-                nodes = inits = 0
+                counts = {1: 0, 5: 0, 11: 0, 12: 0, 13: 0}  # node, initializer, input, output, value_info
                 for gf, gwt, _, _ in _fields(b, s, e):
-                    if gwt == 2 and gf == 1:
-                        nodes += 1
-                        if nodes > MAX_NODES:
+                    if gwt == 2 and gf in counts:
+                        counts[gf] += 1
+                        if counts[gf] > MAX_NODES:
                             break
-                    elif gwt == 2 and gf == 5:
-                        inits += 1
-                budget.items(nodes, "ONNX graph nodes", MAX_NODES)
-                budget.items(inits, "ONNX initializers", MAX_NODES)
-    except ValueError:
+                for gf, what in ((1, "ONNX graph nodes"), (5, "ONNX initializers"), (11, "ONNX graph inputs"),
+                                 (12, "ONNX graph outputs"), (13, "ONNX value infos")):
+                    budget.items(counts[gf], what, MAX_NODES)
+    except _WireError:
         pass  # malformed: the protobuf parser says precisely what is wrong
 
 
@@ -486,6 +489,15 @@ class _Converter:
                 continue
             self.name = n.name or f"{n.op_type}_{k}"
             where = f"node {n.name or f'#{k}'!r} ({(n.domain + '.') if n.domain not in ('', 'ai.onnx') else ''}{n.op_type})"
+            if not self.known_op(n):
+                self.problem(where, "operator not supported" if n.domain in ("", "ai.onnx") else
+                             f"operator domain {n.domain!r} is not supported")
+                first = vals.get(n.input[0]) if n.input else None
+                keep = n.op_type in _SHAPE_KEEPING and isinstance(first, (_Data, _Final))
+                for j, o in enumerate(n.output):  # a shape-keeping op passes its input on: its consumers are analysed
+                    if o:
+                        vals[o] = first if keep and j == 0 else _BAD
+                continue
             ins = []
             bad = False
             for i in n.input:
@@ -588,21 +600,22 @@ class _Converter:
             return _BAD
 
     # ---- dispatch
+    def known_op(self, n):
+        if n.domain == "com.microsoft":
+            return n.op_type == "DynamicQuantizeLSTM"
+        return n.domain in ("", "ai.onnx") and (n.op_type in ("LSTM", "GRU", "RNN") or n.op_type in _ELEMENTWISE or
+                                                hasattr(self, f"op_{n.op_type}"))
+
     def node(self, n, ins, where):
         op, dom = n.op_type, n.domain
         a = {x.name: self.onnx.helper.get_attribute_value(x) for x in n.attribute}
         if dom == "com.microsoft" and op == "DynamicQuantizeLSTM":
-            return self.op_rnn(n, ins, a, where, quantized=True)
-        if dom not in ("", "ai.onnx"):
-            raise _Refuse(f"operator domain {dom!r} is not supported")
-        fn = getattr(self, f"op_{op}", None)
+            return self.recurrent(n, ins, a, where, quantized=True)
         if op in ("LSTM", "GRU", "RNN"):
-            return self.op_rnn(n, ins, a, where)
-        if fn is None:
-            if op in _ELEMENTWISE:
-                return [self.activation(ins[0], _ELEMENTWISE[op](self, a, ins), where)]
-            raise _Refuse("operator not supported")
-        return fn(n, ins, a, where)
+            return self.recurrent(n, ins, a, where)
+        if op in _ELEMENTWISE:
+            return [self.activation(ins[0], _ELEMENTWISE[op](self, a, ins), where)]
+        return getattr(self, f"op_{op}")(n, ins, a, where)
 
     def as_data(self, v, what="input"):
         if isinstance(v, _Final):
@@ -628,7 +641,7 @@ class _Converter:
         return _Data(chain + (sel,), v.axes, v.feat * len(dirs), v.src)
 
     # ---- recurrent nodes
-    def op_rnn(self, n, ins, a, where, quantized=False):
+    def recurrent(self, n, ins, a, where, quantized=False):
         op = "LSTM" if quantized else n.op_type
         kind = _KIND[op]
         G = _GATES[kind]
@@ -734,9 +747,8 @@ class _Converter:
         want = (nd, "B", H) if layout == 0 else ("B", nd, H)
         ok = len(shape) == 3
         for got, w in zip(shape, want) if ok else ():
-            if w == "B":
-                ok &= self.lab(got) == "B" if isinstance(got, str) else (
-                    got >= 1 and self.known_size("B") in (None, got))
+            if w == "B":  # the batch size itself, or the input's fixed batch size
+                ok &= self.lab(got) == "B" if isinstance(got, str) else self.known_size("B") == got
             else:
                 ok &= got == w
         if not ok:
