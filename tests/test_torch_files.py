@@ -4,6 +4,7 @@ A module fixture trains a few tutorial-style models briefly, saves them (zip and
 odd dtypes, strided views, a simulated CUDA location, checkpoints, hostile files), then loads
 everything in ONE subprocess in which importing torch is blocked; each test checks its entry.
 """
+import copy
 import json
 import os
 import pickle
@@ -37,8 +38,15 @@ for c in cases:
     try:
         if c["kind"] == "read":
             obj = read_torch_file(c["file"])
-            for k, v in obj.items():
-                arrays[c["id"] + "/" + k] = v
+            todo = [(c["id"] + "/" + str(k), v) for k, v in obj.items()]
+            while todo:  # nested dicts / lists: keys joined with '.'
+                k, v = todo.pop()
+                if isinstance(v, dict):
+                    todo += [(f"{k}.{kk}", vv) for kk, vv in v.items()]
+                elif isinstance(v, (list, tuple)):
+                    todo += [(f"{k}.{i}", vv) for i, vv in enumerate(v)]
+                elif isinstance(v, np.ndarray):
+                    arrays[k] = v
             r["ok"] = True
         else:
             spec = spec_from_torch_file(c["file"], **c.get("options", {}))
@@ -218,6 +226,28 @@ def env(tmp_path_factory):
     torch.save(ckpt, d / "ckpt.pt")
     add("ckpt", d / "ckpt.pt", x, architecture=ARCH["StockLSTM"])
     expected["ckpt"] = expected["StockLSTM"]
+    # a fuller checkpoint (Adam state after steps, a scheduler, nested config, the RNG state, shared tensors):
+    # the pickle pre-scan (nesting depth, BUILD targets, memo) must pass what torch.save writes
+    m2 = copy.deepcopy(m)
+    opt2 = torch.optim.Adam(m2.parameters(), lr=1e-3)
+    sched = torch.optim.lr_scheduler.StepLR(opt2, step_size=2)
+    for _ in range(2):
+        opt2.zero_grad()
+        m2(torch.from_numpy(x)).pow(2).mean().backward()
+        opt2.step()
+        sched.step()
+    shared = torch.arange(6.0)
+    deep = {"model": m2.state_dict(), "optimizer": opt2.state_dict(), "scheduler": sched.state_dict(),
+            "config": {"a": {"b": {"c": [1, (2.5, "x"), {"d": None, "e": [shared, shared[2:]]}]}}},
+            "rng": torch.get_rng_state(), "epoch": 7}
+    for fmt in ("zip", "legacy"):
+        torch.save(deep, d / f"ckpt_deep_{fmt}.pt", _use_new_zipfile_serialization=(fmt == "zip"))
+        add(f"ckpt_deep_{fmt}", d / f"ckpt_deep_{fmt}.pt", x, architecture=ARCH["StockLSTM"])
+        cases.append({"id": f"ckpt_deep_{fmt}_read", "kind": "read", "file": str(d / f"ckpt_deep_{fmt}.pt")})
+        expected[f"ckpt_deep_{fmt}"] = run(m2, x)
+    extra["ckpt_deep"] = {"model." + k: v.numpy() for k, v in m2.state_dict().items()}
+    extra["ckpt_deep"].update({f"optimizer.state.0.{k}": v.numpy() for k, v in opt2.state_dict()["state"][0].items()})
+    extra["ckpt_deep"].update({"config.a.b.c.2.e.1": shared[2:].numpy(), "rng": deep["rng"].numpy()})
 
     # ---- bare recurrent modules: architecture inferred
     torch.manual_seed(10)
@@ -263,7 +293,8 @@ def env(tmp_path_factory):
         expected[f"views_{fmt}"] = expected["views"]
     base = torch.arange(60, dtype=torch.float32).reshape(6, 10)
     views = {"t": base.t(), "step": base[1:5, ::3], "col": base[:, 7], "whole": base, "empty": base[:0],
-             "i64": torch.arange(5), "half_t": base.half().t(), "bf16": base.bfloat16()[2:4, 1::2]}
+             "i64": torch.arange(5), "half_t": base.half().t(), "bf16": base.bfloat16()[2:4, 1::2],
+             "expand": base[2, 3:6].expand(4, 3), "expand0": base[1, 2:3].expand(5, 2, 3)}  # zero strides
     for fmt in ("zip", "legacy"):
         torch.save(views, d / f"rawviews_{fmt}.pt", _use_new_zipfile_serialization=(fmt == "zip"))
         cases.append({"id": f"rawviews_{fmt}", "kind": "read", "file": str(d / f"rawviews_{fmt}.pt")})
@@ -380,15 +411,20 @@ def test_dtypes(env, dt, fmt):
     assert_close(env["arrays"][cid], env["expected"][cid], what=cid)
 
 
-@pytest.mark.parametrize("fmt", ["zip", "legacy"])
-def test_views(env, fmt):
-    _ok(env, f"views_{fmt}")
-    assert_close(env["arrays"][f"views_{fmt}"], env["expected"][f"views_{fmt}"])
-    _ok(env, f"rawviews_{fmt}")
-    for k, v in env["extra"]["rawviews"].items():
-        got = env["arrays"][f"rawviews_{fmt}/{k}"]
+def _spec_and_arrays_match(env, spec_id, read_id, arrays):
+    """Case ``spec_id`` predicts like torch, and case ``read_id`` read every array of ``arrays`` exactly."""
+    _ok(env, spec_id)
+    assert_close(env["arrays"][spec_id], env["expected"][spec_id], what=spec_id)
+    _ok(env, read_id)
+    for k, v in arrays.items():
+        got = env["arrays"][f"{read_id}/{k}"]
         assert got.shape == v.shape, k
         np.testing.assert_array_equal(got, v, err_msg=k)
+
+
+@pytest.mark.parametrize("fmt", ["zip", "legacy"])
+def test_views(env, fmt):
+    _spec_and_arrays_match(env, f"views_{fmt}", f"rawviews_{fmt}", env["extra"]["rawviews"])
 
 
 def _err(env, cid, cls, *needles):
@@ -534,3 +570,245 @@ def test_modelspec_json_architecture(env, tmp_path):
     with torch.no_grad():
         y = m(torch.from_numpy(x))[0].numpy()
     assert_close(reference.run_spec(spec, x), y)
+
+
+@pytest.mark.parametrize("fmt", ["zip", "legacy"])
+def test_full_checkpoint_passes_the_pickle_scan(env, fmt):
+    """Adam state, a scheduler, a nested config, the RNG state and shared views: loads, and matches torch."""
+    _spec_and_arrays_match(env, f"ckpt_deep_{fmt}", f"ckpt_deep_{fmt}_read", env["extra"]["ckpt_deep"])
+
+
+# --------------------------------------------------------------------------- hostile files (issue 12)
+# Each file is read by a child (fastrnn.io.torch_file called directly, no exception boundary around it) under
+# a 3 GiB address-space limit: a regression fails the test (crash, MemoryError, time) instead of the machine.
+import hostile_torch as H  # noqa: E402
+
+DIRECT = r'''
+import json, resource, sys, time, types
+resource.setrlimit(resource.RLIMIT_AS, (3 << 30, resource.getrlimit(resource.RLIMIT_AS)[1]))
+resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+import collections
+import fastrnn.converters.torch as ct
+import fastrnn.io.torch_file as tf
+from fastrnn.errors import FastRNNError
+
+
+def snapshot():
+    """Everything of fastrnn's torch reader a file could change: functions, classes, module constants."""
+    out = {"OrderedDict": repr(sorted(vars(collections.OrderedDict)))}
+    for mod in (tf, ct):
+        for k, v in vars(mod).items():
+            if isinstance(v, types.FunctionType):
+                out[mod.__name__ + "." + k] = repr((v.__defaults__, v.__kwdefaults__, sorted(v.__dict__), v.__code__))
+            elif isinstance(v, type):
+                out[mod.__name__ + "." + k] = repr(sorted(vars(v).items()))
+            elif isinstance(v, (dict, list, tuple, set, frozenset, str, int)):
+                out[mod.__name__ + "." + k] = repr(v)
+    return out
+
+
+before = snapshot()
+t0 = time.perf_counter()
+out = {"loaded": False}
+try:
+    fn = tf.read_torch_file if sys.argv[2] == "read" else tf.spec_from_torch_file
+    fn(sys.argv[1], **json.loads(sys.argv[3]))
+    out["loaded"] = True
+except BaseException as e:
+    out.update(type=type(e).__name__, fastrnn=isinstance(e, FastRNNError), msg=str(e)[:20000],
+               bases=[b.__name__ for b in type(e).__mro__])
+out["seconds"] = time.perf_counter() - t0
+try:  # this process's own peak (ru_maxrss would include the parent's size at fork: pytest with torch loaded)
+    out["maxrss_mib"] = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")) / 1024
+except OSError:
+    out["maxrss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+after = snapshot()
+out["changed"] = sorted(k for k in before if before[k] != after.get(k))
+print("DIRECT-RESULT " + json.dumps(out))
+'''
+
+
+def _direct(path, fn="spec", **options):
+    r = subprocess.run([sys.executable, "-c", DIRECT, str(path), fn, json.dumps(options)], capture_output=True,
+                       text=True, env=child_env(), cwd=CHILD_CWD, timeout=300)
+    line = next((l for l in r.stdout.splitlines() if l.startswith("DIRECT-RESULT ")), None)
+    assert r.returncode == 0 and line, f"the reader crashed (exit {r.returncode}) on {path}: {r.stderr[-3000:]}"
+    return json.loads(line[len("DIRECT-RESULT "):])
+
+
+def _refused(res, path, cls="ModelFormatError", *needles, seconds=5.0, rss_mib=256):
+    """A FastRNNError of class ``cls`` naming the file (and the ``needles``), in bounded time and memory,
+    with nothing of fastrnn changed."""
+    assert res["changed"] == [], f"the file changed fastrnn's state: {res['changed']}"
+    assert not res["loaded"], f"{path} loaded"
+    assert res["fastrnn"] and cls in res["bases"], f"{res['type']}: {res['msg'][:2000]}"
+    assert os.path.basename(str(path)) in res["msg"], res["msg"][:2000]
+    for n in needles:
+        assert n in res["msg"], f"{n!r} not in {res['msg'][:2000]!r}"
+    assert res["seconds"] < seconds, f"{res['seconds']:.1f} s"
+    assert res["maxrss_mib"] < rss_mib, f"peak RSS {res['maxrss_mib']:.0f} MiB"
+    return res["msg"]
+
+
+# #12.1: nesting depth bounded BEFORE unpickling (a tuple's hash recurses in C: SIGSEGV at 10^6)
+@pytest.mark.parametrize("kind,as_key,legacy,depth", [
+    ("tuple", True, False, 65), ("tuple", True, False, 20_000), ("tuple", True, False, 1_000_000),
+    ("tuple", True, True, 1_000_000), ("frozenset", True, False, 20_000), ("dict", False, False, 1000),
+    ("memo_list", False, False, 1000)])
+def test_deep_nesting_refused_before_unpickling(tmp_path, kind, as_key, legacy, depth):
+    path = H.make_deep(kind, as_key, legacy)(str(tmp_path), depth)
+    _refused(_direct(path), path, "ModelFormatError", "nested more than 64 deep")
+
+
+def test_depth_bound_is_exact_and_follows_the_memo():
+    """64 levels pass the scan, 65 do not; lists filled through the memo AFTER they were nested (the depth
+    only shows when mutations are followed) and cycles count too."""
+    from fastrnn.errors import ModelFormatError
+    from fastrnn.io.torch_file import _scan_pickle
+
+    ok = H.PROTO2 + H.deep("tuple", 64) + H.STOP
+    assert _scan_pickle(ok, 0, "f.pt") == len(ok)
+    for pkl in (H.PROTO2 + H.deep("tuple", 65) + H.STOP, H.PROTO2 + H.deep("memo_list", 65) + H.STOP,
+                H.PROTO2 + H.EMPTY_LIST + H.put(0) + H.get(0) + H.APPEND + H.STOP):  # a list holding itself
+        with pytest.raises(ModelFormatError, match="f.pt: pickle nested more than 64 deep"):
+            _scan_pickle(pkl, 0, "f.pt")
+
+
+def test_scan_agrees_with_pickletools():
+    """The pre-scan's own opcode reader ends every pickle (protocols 0-5, every opcode pickle writes for
+    these objects) exactly where pickletools does, and accepts what pickle writes for shallow data."""
+    import collections
+    import pickletools
+    import random
+    from fastrnn.io.torch_file import _scan_pickle
+
+    rng = random.Random(0)
+    leaves = [1, -5, 2 ** 70, -2 ** 31 - 1, 300, 70000, 1.5, "s", "é" * 300, b"b", b"y" * 300, None, True,
+              bytearray(b"q"), float("inf")]
+
+    def obj(d=0):
+        if d > 5 or rng.random() < 0.3:
+            return rng.choice(leaves)
+        k = rng.randrange(7)
+        if k == 6:
+            x = [1]
+            return [x, x, (x,)]  # memo GETs
+        items = [obj(d + 1) for _ in range(rng.randrange(4))]
+        return [list, tuple, lambda v: dict(enumerate(v)), lambda v: {1, "a"}, lambda v: frozenset({2, "b"}),
+                lambda v: collections.OrderedDict(enumerate(v))][k](items)
+
+    for _ in range(400):
+        o = obj()
+        for proto in range(6):
+            data = pickle.dumps(o, protocol=proto) + b"trailing"
+            end = [pos for _, _, pos in pickletools.genops(data)][-1] + 1
+            assert _scan_pickle(data, 0, "f.pt") == end, (proto, o)
+
+
+# #12.2: every materialised tensor is charged against the file's budget before it is built
+@pytest.mark.parametrize("make,size", [
+    (H.make_stride0(1), 28), (H.make_stride0(1), 31), (H.make_stride0(8), 28), (H.make_stride0(8), 24),
+    (H.make_stride0(1, legacy=True), 28), (H.make_stride0(1, stype="BFloat16Storage"), 28),
+    (H.make_shared_storage, 1000), (H.make_legacy_views, 1000)],
+    ids=["stride0-2^28", "stride0-2^31", "stride0x8-2^28", "stride0x8-2^24", "stride0-legacy", "stride0-bf16",
+         "shared-storage", "legacy-views"])
+def test_expansion_is_budgeted(tmp_path, make, size):
+    path = make(str(tmp_path), size)
+    _refused(_direct(path, "read"), path, "ModelFormatError", "may cost", rss_mib=200)
+
+
+def test_ordered_dict_copies_are_counted(tmp_path):
+    path = H.make_odict_copies(str(tmp_path), 100_000)
+    _refused(_direct(path, "read"), path, "ModelFormatError", "copies more OrderedDict items", rss_mib=200)
+
+
+def test_zero_strides_within_budget_expand_exactly(tmp_path):
+    """A small stride-0 tensor (as torch.expand saves it) still reads, with torch's values."""
+    from fastrnn.io.torch_file import read_torch_file
+
+    for legacy in (False, True):
+        got = read_torch_file(H.make_stride0(8, legacy=legacy)(str(tmp_path), 10))
+        assert sorted(got) == [f"w{k}" for k in range(8)]
+        for v in got.values():
+            assert v.shape == (1024,) and v.dtype == np.float32 and (v == 1.5).all()
+
+
+# #12.9: each of these once escaped as a bare ValueError / MemoryError / RecursionError
+@pytest.mark.parametrize("make,size,cls,needle", [
+    (H.make_size_wrap, 0, "ModelFormatError", "18,446,744,073,709,551,616 elements"),
+    (H.make_size_wrap, 1, "ModelFormatError", "9,223,372,036,854,775,808 elements"),
+    (H.make_size_wrap, 3, "ModelFormatError", "impossibly large"),
+    (H.make_rank, 65, "ModelFormatError", "65 dimensions"),
+    (H.make_deep("tuple", True, False), 20_000, "ModelFormatError", "nested more than 64"),
+    (H.make_legacy_count, 33, "ModelFormatError", "claims 8,589,934,592 elements"),
+    (H.make_frame, 62, "ModelFormatError", "a frame longer than the data"),
+    (H.make_zip64("data/0"), 40, "ModelFormatError", "claims 1,099,511,627,776 bytes"),
+    (H.make_zip64("data.pkl"), 40, "ModelFormatError", "claims 1,099,511,627,776 bytes"),
+    (H.make_layer_index(), 5000, "ConversionError", "more than 9 digits")],
+    ids=["wrap-0", "wrap-neg", "dim-2^63", "rank-65", "tuple-20k", "legacy-2^33", "frame-2^62", "zip64-storage",
+         "zip64-pkl", "layer-5000-digits"])
+def test_bad_content_raises_a_precise_fastrnn_error(tmp_path, make, size, cls, needle):
+    path = make(str(tmp_path), size)
+    msg = _refused(_direct(path), path, cls, needle)
+    assert len(msg) < 2000, len(msg)
+
+
+# #12.3: a huge layer index costs O(keys), never O(index)
+@pytest.mark.parametrize("index", ["100000000", "1000000000000000000"])
+def test_huge_layer_index_in_a_real_state_dict(tmp_path, index):
+    torch = require("torch")
+    sd = torch.nn.LSTM(3, 5, num_layers=2).state_dict()
+    sd["weight_ih_l" + index] = sd["weight_ih_l1"].clone()
+    torch.save(sd, tmp_path / "idx.pt")
+    msg = _refused(_direct(tmp_path / "idx.pt"), tmp_path / "idx.pt", "ConversionError", seconds=3.0)
+    assert len(msg) < 2000, len(msg)
+    assert ("weight_ih_l2, weight_hh_l2" in msg) if len(index) <= 9 else ("more than 9 digits" in msg), msg
+
+
+def test_missing_recurrent_parameters_named_exactly():
+    """The capped message still names exactly what is missing, first ones first, with the total."""
+    from fastrnn.converters.torch import rnn_desc_from_tensors
+    from fastrnn.errors import ConversionError
+
+    w = np.zeros((12, 3), np.float32)
+    full = {f"{n}_l{k}{r}": w for k in range(3) for r in ("", "_reverse")
+            for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
+    del full["bias_hh_l1_reverse"]
+    with pytest.raises(ConversionError, match=r"for 3 layer\(s\), 1 missing: bias_hh_l1_reverse$"):
+        rnn_desc_from_tensors(full, "m")
+    many = {"weight_ih_l0": w, "weight_hh_l0": w, "weight_ih_l999999": w}
+    with pytest.raises(ConversionError) as ei:
+        rnn_desc_from_tensors(many, "m")
+    msg = str(ei.value)
+    assert "for 1,000,000 layer(s), 1,999,997 missing: weight_ih_l1, weight_hh_l1, weight_ih_l2" in msg, msg
+    assert len(msg) < 1000 and msg.endswith("..."), msg
+
+
+# #12.13: no file may change fastrnn's state
+@pytest.mark.parametrize("which", range(len(H.BUILD_TARGETS)),
+                         ids=[".".join(t[:2]) + ("-memo" if len(t) > 2 else "") for t in H.BUILD_TARGETS])
+def test_build_on_a_global_changes_nothing(tmp_path, which):
+    path = H.make_build_global(str(tmp_path), which)
+    _refused(_direct(path), path, "ModelFormatError", "BUILD")
+
+
+def test_unpickler_hands_out_frozen_fresh_objects():
+    """Behind the scan, the unpickler itself never hands a pickle one of the module's own functions or
+    shared objects: each global is a fresh object whose attributes cannot be set, so a BUILD that got
+    past the scan would still change nothing."""
+    import io
+    from fastrnn.errors import ModelFormatError
+    from fastrnn.io import torch_file as tf
+
+    u = tf._RestrictedUnpickler(io.BytesIO(b""), "f.pt")
+    for mod, name in [t[:2] for t in H.BUILD_TARGETS]:
+        a, b = u.find_class(mod, name), u.find_class(mod, name)
+        assert a is not b
+        for attr in ("__defaults__", "fn", "name", "dtype", "x"):
+            with pytest.raises((ModelFormatError, AttributeError, TypeError)):
+                setattr(a, attr, (7,))
+    defaults = tf._rebuild_tensor_v2.__defaults__
+    pkl = H.PROTO2 + H.build_on_global("torch._utils", "_rebuild_tensor_v2") + H.STOP
+    with pytest.raises(ModelFormatError):
+        tf._RestrictedUnpickler(io.BytesIO(pkl), "f.pt").load()  # no scan: the object refuses BUILD itself
+    assert tf._rebuild_tensor_v2.__defaults__ == defaults

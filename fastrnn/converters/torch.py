@@ -160,7 +160,8 @@ def _activation(m, nn, rank3):
 # Both the live-module path (this module) and the file path (``fastrnn.io.torch_file``) describe a model
 # as a chain of :class:`Piece` (a module description plus its tensors as numpy arrays, keyed by the
 # PyTorch parameter names) and call :func:`build_spec`.  Nothing below imports torch.
-_RNN_KEY = re.compile(r"^(weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)_l(\d+)(_reverse)?$")
+_RNN_KEY = re.compile(r"^(weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)_l([0-9]+)(_reverse)?$")
+_MAX_LAYER_DIGITS = 9  # layer indices below 10^9 (each layer needs tensors of its own anyway)
 _MODES = {"lstm": "LSTM", "gru": "GRU", "rnn_tanh": "RNN_TANH", "rnn_relu": "RNN_RELU"}
 _GATES_BY_MODE = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
 
@@ -203,21 +204,29 @@ class Piece:
     where: str = ""
 
 
+def _names(names, n=20, width=80) -> str:
+    """The first ``n`` of ``names`` for a message, each cut to ``width`` characters, and how many more."""
+    shown = [k if len(k) <= width else k[:width] + f"...({len(k):,} characters)" for k in names[:n]]
+    return ", ".join(shown) + (f" ... ({len(names) - n:,} more)" if len(names) > n else "")
+
+
 def rnn_desc_from_tensors(tensors: dict, where: str, mode: Optional[str] = None) -> RNNDesc:
     """Infer an :class:`RNNDesc` from parameter names and shapes (keys ``weight_ih_l0``... without prefix).
 
     ``mode`` (``LSTM``/``GRU``/``RNN_TANH``/``RNN_RELU``) is checked against the gate count when given.
     A gate count of 1 (a plain ``nn.RNN``) needs ``mode``: tanh vs relu cannot be read off shapes.
+    The work is proportional to the number of tensors, whatever layer indices their names claim.
     """
     parsed, bad = {}, []
     for k in tensors:
-        mt = _RNN_KEY.match(k)
-        if not mt:
-            bad.append(k)
+        mt = _RNN_KEY.match(k) if isinstance(k, str) else None
+        if not mt or len(mt.group(2)) > _MAX_LAYER_DIGITS:
+            bad.append(str(k))
             continue
         parsed[(mt.group(1), int(mt.group(2)), bool(mt.group(3)))] = np.asarray(tensors[k])
     if bad:
-        raise ConversionError(f"{where}: not parameters of nn.RNN/LSTM/GRU: {', '.join(sorted(bad))}")
+        raise ConversionError(f"{where}: not parameters of nn.RNN/LSTM/GRU (or a layer index of more than "
+                              f"{_MAX_LAYER_DIGITS} digits): {_names(sorted(bad))}")
     if not parsed:
         raise ConversionError(f"{where}: no recurrent parameters (weight_ih_l0, weight_hh_l0, ...) found")
     L = max(k for _, k, _ in parsed) + 1
@@ -225,10 +234,16 @@ def rnn_desc_from_tensors(tensors: dict, where: str, mode: Optional[str] = None)
     has_bias = any(n.startswith("bias") for n, _, _ in parsed)
     proj = any(n == "weight_hr" for n, _, _ in parsed)
     need = ["weight_ih", "weight_hh"] + (["bias_ih", "bias_hh"] if has_bias else []) + (["weight_hr"] if proj else [])
-    missing = [f"{n}_l{k}{'_reverse' if r else ''}" for k in range(L) for r in ((False, True) if bi else (False,))
-               for n in need if (n, k, r) not in parsed]
-    if missing:
-        raise ConversionError(f"{where}: incomplete recurrent parameters, missing {', '.join(missing)}")
+    dirs = (False, True) if bi else (False,)
+    n_missing = L * len(dirs) * len(need) - len(parsed)  # every parsed name is one of `need`
+    if n_missing:
+        missing = []  # the first few, in order: the loop passes at most the layers present, then stops
+        for k in range(L):
+            missing += [f"{n}_l{k}{'_reverse' if r else ''}" for r in dirs for n in need if (n, k, r) not in parsed]
+            if len(missing) >= 20:
+                break
+        raise ConversionError(f"{where}: incomplete recurrent parameters for {L:,} layer(s), {n_missing:,} missing: "
+                              f"{_names(missing)}{' ...' if n_missing > len(missing) else ''}")
     w_ih, w_hh = parsed[("weight_ih", 0, False)], parsed[("weight_hh", 0, False)]
     if w_ih.ndim != 2 or w_hh.ndim != 2:
         raise ConversionError(f"{where}: weight_ih_l0 / weight_hh_l0 must be 2-D, got {w_ih.shape} / {w_hh.shape}")

@@ -80,9 +80,10 @@ from __future__ import annotations
 import collections
 import io
 import json
+import math
+import mmap
 import os
 import pickle
-import pickletools
 import struct
 import zipfile
 import zlib
@@ -91,8 +92,9 @@ from typing import Optional
 import numpy as np
 
 from ..converters.torch import Piece, RNNDesc, build_spec, rnn_desc_from_tensors
-from ..errors import ConversionError, ModelFormatError, UnsupportedLayerError
+from ..errors import ArgumentTypeError, ConversionError, ModelFormatError, UnsupportedLayerError, file_errors
 from ..spec import ACTIVATIONS, AXIS_ACTIVATIONS, ModelSpec
+from .budget import LoadBudget
 
 __all__ = ["spec_from_torch_file", "read_torch_file", "is_torch_file"]
 
@@ -104,17 +106,46 @@ _STORAGES = {
     "LongStorage": "i8", "IntStorage": "i4", "ShortStorage": "i2", "CharStorage": "i1",
     "ByteStorage": "u1", "BoolStorage": "b1", "ComplexFloatStorage": "c8", "ComplexDoubleStorage": "c16",
 }
-_MAX_ELEMENTS = 1 << 31  # one tensor; far above any RNN weight
+_MAX_DEPTH = 64  # nesting depth of anything a pickle builds (a state dict or checkpoint: < 10)
+_MAX_RANK = 32  # dimensions of one tensor (numpy's own limit is 64; RNN weights have 1 or 2)
+_MAX_INDEX = 1 << 62  # each size, stride and offset (in elements)
 
 
-class _StorageType:
+def _short(v, n=120) -> str:
+    """``repr(v)``, cut to ``n`` characters (file content quoted in messages)."""
+    r = repr(v) if not isinstance(v, str) else v
+    return r if len(r) <= n else r[:n] + f"... ({len(r):,} characters)"
+
+
+class _Frozen:
+    """Base of every object a pickle is handed (globals, storages, tensors): nothing from outside can
+    set or delete an attribute, so a BUILD opcode aimed at one fails and no file changes fastrnn's
+    state (the module's functions are never handed out: :class:`_Global` wraps them, fresh per use)."""
+
+    __slots__ = ()
+
+    def __init__(self, **fields):
+        self._set(**fields)
+
+    def _set(self, **fields):
+        for k, v in fields.items():
+            object.__setattr__(self, k, v)
+
+    def __setattr__(self, name, value):
+        raise ModelFormatError(f"refusing to set attribute {_short(name)} of a {type(self).__name__[1:]} object (a "
+                               "BUILD opcode aimed at a global or a tensor): not a torch.save state dict")
+
+    def __delattr__(self, name):
+        self.__setattr__(name, None)
+
+
+class _StorageType(_Frozen):
     """Stands for ``torch.FloatStorage`` etc.: a name and a dtype, nothing callable."""
 
     __slots__ = ("name", "dtype")
 
     def __init__(self, name):
-        self.name = name
-        self.dtype = _STORAGES[name]
+        super().__init__(name=name, dtype=_STORAGES[name])
 
     @property
     def itemsize(self):
@@ -124,42 +155,63 @@ class _StorageType:
         return f"<storage type {self.name}>"
 
 
-class _TypeMarker:
+class _TypeMarker(_Frozen):
     """Stands for ``torch.Tensor`` / ``torch.nn.parameter.Parameter`` in ``_rebuild_from_type_v2``."""
 
     __slots__ = ("name",)
 
     def __init__(self, name):
-        self.name = name
+        super().__init__(name=name)
 
 
-class _Storage:
+class _Global(_Frozen):
+    """An allowed global as the pickle sees it: a call forwards to ``fn``; a fresh one per lookup."""
+
+    __slots__ = ("fn", "name")
+
+    def __init__(self, fn, name):
+        super().__init__(fn=fn, name=name)
+
+    def __call__(self, *args):
+        return self.fn(*args)
+
+    def __repr__(self):
+        return f"<global {self.name}>"
+
+
+class _Storage(_Frozen):
     __slots__ = ("key", "stype", "numel", "location", "data")
 
     def __init__(self, key, stype, numel, location):
-        self.key, self.stype, self.numel, self.location = key, stype, numel, location
-        self.data = None  # bytes once read
+        super().__init__(key=key, stype=stype, numel=numel, location=location, data=None)  # data: once read
 
 
-class _TensorRef:
+class _TensorRef(_Frozen):
     __slots__ = ("storage", "offset", "size", "stride")
 
     def __init__(self, storage, offset, size, stride):
-        self.storage, self.offset, self.size, self.stride = storage, offset, size, stride
+        super().__init__(storage=storage, offset=offset, size=size, stride=stride)
 
 
 def _ints(v, what):
-    if not isinstance(v, (tuple, list)) or not all(isinstance(x, int) and not isinstance(x, bool) for x in v):
-        raise ModelFormatError(f"tensor {what} must be a tuple of ints, got {v!r}")
+    if not isinstance(v, (tuple, list)) or not all(type(x) is int for x in v):
+        raise ModelFormatError(f"tensor {what} must be a tuple of ints, got {_short(v)}")
+    if len(v) > _MAX_RANK:
+        raise ModelFormatError(f"tensor {what} has {len(v)} dimensions (at most {_MAX_RANK} are read)")
+    if not all(0 <= x < _MAX_INDEX for x in v):
+        raise ModelFormatError(f"tensor {what} {_short(v)} has a negative or impossibly large entry")
     return tuple(v)
 
 
 def _rebuild_tensor(storage, storage_offset, size, stride, *_ignored):
     if not isinstance(storage, _Storage):
         raise ModelFormatError(f"tensor storage is not a storage reference ({type(storage).__name__})")
-    if not isinstance(storage_offset, int):
-        raise ModelFormatError(f"tensor storage offset must be an int, got {storage_offset!r}")
-    return _TensorRef(storage, storage_offset, _ints(size, "size"), _ints(stride, "stride"))
+    if type(storage_offset) is not int or not 0 <= storage_offset < _MAX_INDEX:
+        raise ModelFormatError(f"tensor storage offset must be a non-negative int, got {_short(storage_offset)}")
+    size, stride = _ints(size, "size"), _ints(stride, "stride")
+    if len(size) != len(stride):
+        raise ModelFormatError(f"tensor size {size} and stride {stride} differ in rank")
+    return _TensorRef(storage, storage_offset, size, stride)
 
 
 def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None,
@@ -174,38 +226,45 @@ def _rebuild_parameter(data, requires_grad=False, backward_hooks=None, *_state):
 
 
 def _rebuild_from_type_v2(func, new_type, args, state):
-    if func not in (_rebuild_tensor_v2, _rebuild_tensor, _rebuild_parameter) or not isinstance(new_type, _TypeMarker):
+    if not (isinstance(func, _Global) and func.fn in (_rebuild_tensor_v2, _rebuild_tensor, _rebuild_parameter)) \
+            or not isinstance(new_type, _TypeMarker):
         raise ModelFormatError("unsupported tensor subclass reconstruction")
     if not isinstance(args, tuple):
         raise ModelFormatError("bad tensor reconstruction arguments")
     return func(*args)
 
 
-_ALLOWED = {
-    ("collections", "OrderedDict"): collections.OrderedDict,
+_FUNCTIONS = {
     ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
     ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
     ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
     ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
     ("torch._tensor", "_rebuild_from_type_v2"): _rebuild_from_type_v2,
-    ("torch", "Tensor"): _TypeMarker("torch.Tensor"),
-    ("torch.nn.parameter", "Parameter"): _TypeMarker("torch.nn.parameter.Parameter"),
 }
+_TYPES = {("torch", "Tensor"): "torch.Tensor", ("torch.nn.parameter", "Parameter"): "torch.nn.parameter.Parameter"}
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
-    def __init__(self, f, path, persistent=None):
+    """Only the globals above, each handed out as a fresh :class:`_Frozen` object; run it only on a
+    pickle :func:`_scan_pickle` has passed."""
+
+    def __init__(self, f, path, persistent=None, size=0):
         super().__init__(f)
         self._path = path
         self._persistent = persistent
+        self._copy_limit = max(1 << 16, size)  # OrderedDict items copied, in all (a memoized list reused)
 
     def find_class(self, module, name):
         key = (module, name)
-        if key in _ALLOWED:
-            return _ALLOWED[key]
+        if key in _FUNCTIONS:
+            return _Global(_FUNCTIONS[key], f"{module}.{name}")
+        if key == ("collections", "OrderedDict"):
+            return _Global(self._ordered_dict, "collections.OrderedDict")
+        if key in _TYPES:
+            return _TypeMarker(_TYPES[key])
         if module in ("torch", "torch.cuda") and name in _STORAGES:
             return _StorageType(name)
-        glob = f"{module}.{name}"
+        glob = _short(f"{module}.{name}", 200)
         msg = (f"refusing to load global '{glob}' from {self._path}: fastrnn never executes code from a model "
                "file (only state dicts of tensors are read)")
         if module.startswith("torch.nn") or module == "__main__" or module.startswith("__torch__"):
@@ -213,80 +272,317 @@ class _RestrictedUnpickler(pickle.Unpickler):
                     "loading needs code execution -- save the weights instead: torch.save(model.state_dict(), path)")
         raise ModelFormatError(msg)
 
+    def _ordered_dict(self, *args):
+        """``OrderedDict()`` (what torch.save writes) or ``OrderedDict(items)``, whose copies are counted:
+        one memoized list of pairs turned into a dict again and again would cost its size each time."""
+        if len(args) > 1 or (args and not isinstance(args[0], (list, tuple, dict))):
+            raise ModelFormatError(f"{self._path}: bad OrderedDict arguments")
+        items = args[0] if args else ()
+        self._copy_limit -= len(items)
+        if self._copy_limit < 0:
+            raise ModelFormatError(f"{self._path}: the pickle copies more OrderedDict items than it holds "
+                                   "(a memoized list reused again and again): a corrupt or hostile file")
+        return collections.OrderedDict(items)
+
     def persistent_load(self, pid):
         if self._persistent is None:
             raise ModelFormatError(f"{self._path}: unexpected persistent id in a plain pickle")
         return self._persistent(pid)
 
 
-def _check_memo_indices(data, path):
-    """Refuse memo indices larger than the pickle itself before unpickling: C pickle grows its memo
-    table to the largest index it sees (a 10-byte LONG_BINPUT can ask for 16 GiB)."""
-    limit = max(1024, len(data))
-    try:
-        for op, arg, _ in pickletools.genops(data):
-            if op.name in ("PUT", "BINPUT", "LONG_BINPUT", "GET", "BINGET", "LONG_BINGET") and \
-                    isinstance(arg, int) and not 0 <= arg <= limit:
-                raise ModelFormatError(f"{path}: corrupt pickle (memo index {arg} in a {len(data)}-byte pickle)")
-            if op.name == "STOP":
-                return
-    except ModelFormatError:
-        raise
-    except Exception as e:  # noqa: BLE001 - genops only parses; any failure means a malformed pickle
-        raise ModelFormatError(f"{path}: corrupt or truncated pickle ({type(e).__name__}: {e})") from None
+# --------------------------------------------------------------------------- the pickle pre-scan
+# Opcodes of pickle protocols 0-5 (pickletools.opcodes) by what their argument is ...
+_ARG_FIXED = {b"J": 4, b"K": 1, b"M": 2, b"h": 1, b"j": 4, b"q": 1, b"r": 4, b"\x80": 1, b"\x95": 8, b"G": 8,
+              b"\x82": 1, b"\x83": 2, b"\x84": 4}
+_ARG_COUNTED = {b"U": "<B", b"T": "<i", b"C": "<B", b"B": "<I", b"\x8e": "<Q", b"\x8c": "<B", b"X": "<I",
+                b"\x8d": "<Q", b"\x96": "<Q", b"\x8a": "<B", b"\x8b": "<i"}  # length, then that many bytes
+_ARG_LINES = {b"I": 1, b"L": 1, b"F": 1, b"S": 1, b"V": 1, b"g": 1, b"p": 1, b"P": 1, b"c": 2, b"i": 2}
+# ... and by what they do to the stack (kinds of objects: 0 scalar, 1 list/dict/set, 2 tuple/frozenset,
+# 3 global, 4 persistent object, 5 the result of a call)
+(_PUSH, _PUT, _GET, _MARK, _NEW, _FROM_MARK, _TUPLE_N, _INTO, _INTO_MARK, _BUILD, _POP, _POP_MARK, _DUP,
+ _GLOBAL, _STACK_GLOBAL, _CALL, _CALL_MARK, _PERSID, _BINPERSID, _STOP, _NOP, _EXT, _MEMOIZE, _FRAME) = range(24)
+_OPS = {
+    **dict.fromkeys(b"IJKMLFGSTUBC\x8e\x96\x97NV\x8c\x8d\x88\x89X\x8a\x8b", (_PUSH, 0)),
+    **dict.fromkeys(b"pqr", (_PUT, 0)), **dict.fromkeys(b"ghj", (_GET, 0)), ord("\x94"): (_MEMOIZE, 0),
+    ord("("): (_MARK, 0), ord("]"): (_NEW, 1), ord("}"): (_NEW, 1), ord("\x8f"): (_NEW, 1), ord(")"): (_NEW, 2),
+    ord("l"): (_FROM_MARK, 1), ord("d"): (_FROM_MARK, 1), ord("t"): (_FROM_MARK, 2), ord("\x91"): (_FROM_MARK, 2),
+    ord("\x85"): (_TUPLE_N, 1), ord("\x86"): (_TUPLE_N, 2), ord("\x87"): (_TUPLE_N, 3),
+    ord("a"): (_INTO, 1), ord("s"): (_INTO, 2), ord("e"): (_INTO_MARK, 0), ord("u"): (_INTO_MARK, 0),
+    ord("\x90"): (_INTO_MARK, 0), ord("b"): (_BUILD, 0), ord("0"): (_POP, 0), ord("1"): (_POP_MARK, 0),
+    ord("2"): (_DUP, 0), ord("c"): (_GLOBAL, 0), ord("\x93"): (_STACK_GLOBAL, 0), ord("R"): (_CALL, 2),
+    ord("\x81"): (_CALL, 2), ord("\x92"): (_CALL, 3), ord("i"): (_CALL_MARK, 0), ord("o"): (_CALL_MARK, 0),
+    ord("P"): (_PERSID, 0), ord("Q"): (_BINPERSID, 0), ord("."): (_STOP, 0), ord("\x80"): (_NOP, 0),
+    ord("\x95"): (_FRAME, 0), ord("\x98"): (_NOP, 0), **dict.fromkeys(b"\x82\x83\x84", (_EXT, 0)),
+}
+_TABLE = [_OPS[c] + (_ARG_FIXED.get(bytes([c])), _ARG_COUNTED.get(bytes([c])), _ARG_LINES.get(bytes([c])))
+          if c in _OPS else None for c in range(256)]  # opcode -> (kind, count, fixed, counted, lines)
+_SCALAR = [0, None, 0, ""]  # [depth, holders (None, one, or a list), kind, global name]
+
+
+def _scan_pickle(data, start, path):
+    """Check the pickle at ``data[start:]`` BEFORE it is unpickled, by simulating its stack (no object is
+    built): every memo index is below the pickle's size (C pickle grows its memo to the largest index: a
+    10-byte LONG_BINPUT could ask for 16 GiB); nothing is nested more than ``_MAX_DEPTH`` deep, counting
+    objects filled after they were put into others (through the memo) and cycles (a tuple's hash recurses
+    in C without a recursion check: 10^6 nested tuples used as a dict key crash the process); BUILD
+    only targets the result of a call (never a global, a storage or a container); no extension codes.
+    Raises :class:`ModelFormatError`; returns the offset just past the pickle's STOP."""
+    n = len(data)
+    limit = max(1024, n - start)
+    stack, marks, memo = [], [], {}
+    work = 4 * limit  # depth propagation steps (a real pickle needs none: containers fill before use)
+    unpack = struct.unpack_from
+    pos = start
+
+    def fail(why):
+        raise ModelFormatError(f"{path}: {why}")
+
+    def contain(parent, children):
+        """``parent`` now holds ``children``: record it as their holder and deepen it (and its holders)."""
+        nonlocal work
+        d = parent[0]
+        for c in children:
+            if c[2] in (0, 3, 4):  # scalars, globals, persistent objects: depth 0, never filled
+                continue
+            up = c[1]
+            if up is None:
+                c[1] = parent
+            elif type(up[0]) is list:
+                up.append(parent)
+            elif up is not parent:
+                c[1] = [up, parent]
+            if c[0] >= d:
+                d = c[0] + 1
+        todo = [(parent, d)]
+        while todo:
+            o, d = todo.pop()
+            if d <= o[0]:
+                continue
+            if d > _MAX_DEPTH:
+                fail(f"pickle nested more than {_MAX_DEPTH} deep (a state dict is a few levels deep): a corrupt or "
+                     "hostile file")
+            o[0] = d
+            up = o[1]
+            if up is not None:
+                ups = up if type(up[0]) is list else (up,)
+                work -= len(ups)
+                if work < 0:
+                    fail("pickle too complex (objects filled after they were nested)")
+                todo.extend((p, d + 1) for p in ups)
+        return parent
+
+    def underflow():
+        fail("corrupt pickle (stack underflow)")
+
+    def target(kinds, op):
+        if len(stack) <= (marks[-1] if marks else 0):
+            underflow()
+        t = stack[-1]
+        if t[2] not in kinds:
+            what = {0: "a scalar", 1: "a container", 2: "a tuple", 3: f"the global {_short(t[3], 200)}",
+                    4: "a storage"}.get(t[2], "an object")
+            fail(f"refusing a pickle whose {op} opcode modifies {what} (a torch.save state dict never does)")
+        return t
+
+    def pop_mark():
+        if not marks:
+            fail("corrupt pickle (no MARK)")
+        k = marks.pop()
+        items = stack[k:]
+        del stack[k:]
+        return items
+
+    def pop(k):
+        if len(stack) - (marks[-1] if marks else 0) < k:
+            underflow()
+        items = stack[len(stack) - k:]
+        del stack[len(stack) - k:]
+        return items
+
+    while True:
+        if pos >= n:
+            fail("truncated pickle (no STOP)")
+        c = data[pos]
+        op = _TABLE[c]
+        if op is None:
+            fail(f"corrupt pickle (unknown opcode {bytes([c])!r} at offset {pos - start})")
+        kind, k, fixed, counted, lines = op
+        arg_at = pos = pos + 1
+        if fixed:
+            pos += fixed
+        elif counted:
+            size = struct.calcsize(counted)
+            if pos + size > n:
+                fail("truncated pickle")
+            (length,) = unpack(counted, data, pos)
+            if length < 0:
+                fail("corrupt pickle (negative length)")
+            arg_at = pos = pos + size
+            pos += length
+        elif lines:
+            for _ in range(lines):
+                nl = data.find(b"\n", pos)
+                if nl < 0:
+                    fail("truncated pickle")
+                pos = nl + 1
+        if pos > n:
+            fail("truncated pickle")
+        if kind == _PUSH:
+            stack.append(_SCALAR)
+        elif kind == _PUT or kind == _GET or kind == _MEMOIZE:
+            if kind == _MEMOIZE:
+                idx = len(memo)
+            elif fixed:
+                idx = int.from_bytes(data[arg_at:pos], "little")
+            else:
+                try:
+                    idx = int(data[arg_at:pos - 1])
+                except ValueError:
+                    fail("corrupt pickle (bad memo key)")
+            if not 0 <= idx <= limit:
+                fail(f"corrupt pickle (memo index {idx} in a {limit}-byte pickle)")
+            if kind == _GET:
+                if idx not in memo:
+                    fail(f"corrupt pickle (memo entry {idx} read before it is written)")
+                stack.append(memo[idx])
+            else:
+                if len(stack) <= (marks[-1] if marks else 0):
+                    underflow()
+                memo[idx] = stack[-1]
+        elif kind == _MARK:
+            marks.append(len(stack))
+        elif kind == _NEW:
+            stack.append([1, None, k, ""])
+        elif kind == _FROM_MARK:
+            stack.append(contain([1, None, k, ""], pop_mark()))
+        elif kind == _TUPLE_N:
+            stack.append(contain([1, None, 2, ""], pop(k)))
+        elif kind == _INTO:
+            items = pop(k)
+            contain(target((1, 5), "APPEND/SETITEM"), items)
+        elif kind == _INTO_MARK:
+            items = pop_mark()
+            contain(target((1, 5), "APPENDS/SETITEMS/ADDITEMS"), items)
+        elif kind == _BUILD:
+            state = pop(1)
+            contain(target((5,), "BUILD"), state)
+        elif kind == _CALL:
+            stack.append(contain([1, None, 5, ""], pop(k)))
+        elif kind == _CALL_MARK:
+            stack.append(contain([1, None, 5, ""], pop_mark()))
+        elif kind == _GLOBAL:
+            stack.append([0, None, 3, data[arg_at:pos - 1].decode("utf-8", "replace").replace("\n", ".")])
+        elif kind == _STACK_GLOBAL:
+            pop(2)
+            stack.append([0, None, 3, "(a stack global)"])
+        elif kind == _POP:
+            if marks and marks[-1] == len(stack):
+                marks.pop()
+            else:
+                pop(1)
+        elif kind == _POP_MARK:
+            pop_mark()
+        elif kind == _DUP:
+            stack.extend(pop(1) * 2)
+        elif kind == _PERSID or kind == _BINPERSID:
+            if kind == _BINPERSID:
+                pop(1)
+            stack.append([0, None, 4, ""])
+        elif kind == _STOP:
+            pop(1)
+            return pos
+        elif kind == _FRAME:  # the unpickler reads (allocates) the whole frame at once: it must be there
+            if int.from_bytes(data[arg_at:pos], "little") > n - pos:
+                fail("truncated pickle (a frame longer than the data)")
+        elif kind == _EXT:
+            fail("refusing a pickle that uses the copyreg extension registry (not a torch.save file)")
 
 
 def _load_pickle(data_or_file, path, persistent=None):
+    """Unpickle the bytes, or the file from its position (legacy format), after :func:`_scan_pickle`."""
     if isinstance(data_or_file, (bytes, bytearray)):
-        _check_memo_indices(bytes(data_or_file), path)
-    else:  # a file positioned at a pickle (legacy format): check the rest of it, then rewind
-        start = data_or_file.tell()
-        _check_memo_indices(data_or_file.read(), path)
-        data_or_file.seek(start)
-    f = io.BytesIO(data_or_file) if isinstance(data_or_file, (bytes, bytearray)) else data_or_file
+        data = bytes(data_or_file)
+        _scan_pickle(data, 0, path)
+        f, size = io.BytesIO(data), len(data)
+    else:
+        f = data_or_file
+        start = f.tell()
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            size = _scan_pickle(mm, start, path) - start
+        f.seek(start)
     try:
-        return _RestrictedUnpickler(f, path, persistent).load()
-    except ModelFormatError:
-        raise
+        return _RestrictedUnpickler(f, path, persistent, size).load()
+    except ModelFormatError as e:
+        if path in str(e):
+            raise
+        raise ModelFormatError(f"{path}: {e}") from None
     except RecursionError:
         raise ModelFormatError(f"{path}: pickle nested too deeply") from None
     except Exception as e:  # noqa: BLE001 - a malformed pickle can raise nearly anything
-        raise ModelFormatError(f"{path}: corrupt or truncated pickle ({type(e).__name__}: {e})") from None
+        raise ModelFormatError(f"{path}: corrupt or truncated pickle ({type(e).__name__}: {_short(str(e))})") \
+            from None
 
 
 def _storage_pid(pid, storages, path):
     """('storage', storage_type, key, location, numel[, view_metadata])."""
     if not isinstance(pid, tuple) or not pid:
-        raise ModelFormatError(f"{path}: bad persistent id {pid!r}")
+        raise ModelFormatError(f"{path}: bad persistent id {_short(pid)}")
     tag = pid[0].decode("ascii", "replace") if isinstance(pid[0], bytes) else pid[0]
     if tag != "storage" or len(pid) not in (5, 6):
-        raise ModelFormatError(f"{path}: unsupported persistent id {tag!r} (only tensor storages are read)")
+        raise ModelFormatError(f"{path}: unsupported persistent id {_short(tag)} (only tensor storages are read)")
     stype, key, location, numel = pid[1:5]
     view = pid[5] if len(pid) == 6 else None
     if not isinstance(stype, _StorageType):
-        raise ModelFormatError(f"{path}: persistent id names no storage type ({stype!r})")
-    if not isinstance(key, str) or not isinstance(numel, int) or numel < 0:
-        raise ModelFormatError(f"{path}: bad storage key/size {key!r}/{numel!r}")
+        raise ModelFormatError(f"{path}: persistent id names no storage type ({_short(stype)})")
+    if not isinstance(key, str) or type(numel) is not int or not 0 <= numel < _MAX_INDEX:
+        raise ModelFormatError(f"{path}: bad storage key/size {_short(key)}/{_short(numel)}")
     st = storages.get(key)
     if st is None:
         st = storages[key] = _Storage(key, stype, numel, location)
     elif st.stype.dtype != stype.dtype:
-        raise ModelFormatError(f"{path}: storage {key} is used with two dtypes")
+        raise ModelFormatError(f"{path}: storage {_short(key)} is used with two dtypes")
     if view is not None:  # legacy storage view: (view_key, offset, view_size), in elements
-        if not (isinstance(view, tuple) and len(view) == 3 and isinstance(view[1], int) and isinstance(view[2], int)):
-            raise ModelFormatError(f"{path}: bad storage view {view!r}")
+        if not (isinstance(view, tuple) and len(view) == 3 and type(view[1]) is int and type(view[2]) is int and
+                0 <= view[1] < _MAX_INDEX and 0 <= view[2] < _MAX_INDEX):
+            raise ModelFormatError(f"{path}: bad storage view {_short(view)}")
         return ("view", st, view[1], view[2])
     return st
 
 
 # --------------------------------------------------------------------------- the two containers
-def _read_zip(path):
+def _check_members(zf, path, file_size):
+    """Every member's sizes against the REAL file (never the sizes the archive declares): a stored member
+    holds exactly its bytes, and a compressed one expands at most 64 times (torch stores members)."""
+    for info in zf.infolist():
+        if info.header_offset + info.compress_size > file_size:
+            raise ModelFormatError(f"{path}: member {_short(info.filename)} claims {info.compress_size:,} bytes but the "
+                                   f"file has {file_size:,} (corrupt or hostile zip headers)")
+        if info.compress_type == zipfile.ZIP_STORED:
+            if info.file_size != info.compress_size:
+                raise ModelFormatError(f"{path}: stored member {_short(info.filename)} claims {info.file_size:,} "
+                                       f"bytes but holds {info.compress_size:,} (corrupt zip headers)")
+        elif info.file_size > 64 * max(1, info.compress_size):
+            raise ModelFormatError(f"{path}: member {_short(info.filename)} would expand {info.compress_size} bytes "
+                                   f"to {info.file_size}: refusing (not a torch.save file)")
+
+
+def _read_member(zf, name, budget, n=None):
+    """At most ``n`` bytes (default: all) of a member whose sizes :func:`_check_members` has checked."""
+    info = zf.getinfo(name)
+    n = info.file_size if n is None else min(n, info.file_size)
+    budget.charge(n, f"zip member {_short(name)}")
+    with zf.open(info) as fh:
+        return fh.read(n)
+
+
+def _read_zip(path, budget):
     try:
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, RuntimeError) as e:
         raise ModelFormatError(f"{path}: not a readable zip archive (truncated or corrupt torch file: {e})") from None
     with zf:
         names = zf.namelist()
+        budget.items(len(names), "zip members")
         pkls = [n for n in names if n.endswith("/data.pkl") and n.count("/") == 1] or \
             [n for n in names if n == "data.pkl"]
         if not pkls:
@@ -299,44 +595,43 @@ def _read_zip(path):
             raise ModelFormatError(f"{path}: a TorchScript archive (torch.jit.save); fastrnn reads state dicts: "
                                    "torch.save(model.state_dict(), path)")
         try:
-            for info in zf.infolist():  # torch stores members uncompressed; refuse decompression bombs
-                if info.compress_type != zipfile.ZIP_STORED and info.file_size > 64 * max(1, info.compress_size):
-                    raise ModelFormatError(f"{path}: member {info.filename} would expand {info.compress_size} bytes "
-                                           f"to {info.file_size}: refusing (not a torch.save file)")
-            byteorder = zf.read(prefix + "byteorder").decode().strip() if prefix + "byteorder" in names else "little"
+            _check_members(zf, path, budget.file_size)
+            byteorder = _read_member(zf, prefix + "byteorder", budget, 16).decode("ascii", "replace").strip() \
+                if prefix + "byteorder" in names else "little"
             if byteorder not in ("little", "big"):
-                raise ModelFormatError(f"{path}: unknown byteorder {byteorder!r}")
+                raise ModelFormatError(f"{path}: unknown byteorder {_short(byteorder)}")
             storages = {}
-            obj = _load_pickle(zf.read(pkls[0]), path, lambda pid: _storage_pid(pid, storages, path))
+            obj = _load_pickle(_read_member(zf, pkls[0], budget), path,
+                               lambda pid: _storage_pid(pid, storages, path))
             for key, st in storages.items():
                 name = f"{prefix}data/{key}"
                 if name not in names:
-                    raise ModelFormatError(f"{path}: storage {key} is missing from the archive")
+                    raise ModelFormatError(f"{path}: storage {_short(key)} is missing from the archive")
                 info = zf.getinfo(name)
                 need = st.numel * st.stype.itemsize
                 if info.file_size < need:
-                    raise ModelFormatError(f"{path}: storage {key} has {info.file_size} bytes but "
+                    raise ModelFormatError(f"{path}: storage {_short(key)} has {info.file_size} bytes but "
                                            f"{st.numel} x {st.stype.itemsize} are declared (truncated file)")
-                with zf.open(info) as fh:
-                    st.data = fh.read(need)
+                st._set(data=_read_member(zf, name, budget, need))
                 if len(st.data) < need:
-                    raise ModelFormatError(f"{path}: storage {key} is truncated")
+                    raise ModelFormatError(f"{path}: storage {_short(key)} is truncated")
         except ModelFormatError:
             raise
         except (zipfile.BadZipFile, OSError, EOFError, KeyError, ValueError, zlib.error, NotImplementedError,
                 RuntimeError) as e:
-            raise ModelFormatError(f"{path}: truncated or corrupt torch zip file ({type(e).__name__}: {e})") from None
+            raise ModelFormatError(f"{path}: truncated or corrupt torch zip file ({type(e).__name__}: "
+                                   f"{_short(str(e))})") from None
     return obj, byteorder
 
 
-def _read_legacy(path):
+def _read_legacy(path, budget):
     with open(path, "rb") as f:
         magic = _load_pickle(f, path)
         if magic != _LEGACY_MAGIC:
             raise ModelFormatError(f"{path}: not a torch.save file (bad magic number)")
         proto = _load_pickle(f, path)
         if proto != _LEGACY_PROTOCOL:
-            raise ModelFormatError(f"{path}: unsupported legacy torch protocol version {proto!r}")
+            raise ModelFormatError(f"{path}: unsupported legacy torch protocol version {_short(proto)}")
         sys_info = _load_pickle(f, path)
         little = bool(sys_info.get("little_endian", True)) if isinstance(sys_info, dict) else True
         storages = {}
@@ -355,42 +650,50 @@ def _read_legacy(path):
         keys = _load_pickle(f, path)
         if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
             raise ModelFormatError(f"{path}: bad storage key list")
+        budget.items(len(keys), "storages")
         end = "<" if little else ">"
         for key in keys:
             st = storages.get(key)
             if st is None:
-                raise ModelFormatError(f"{path}: storage {key} is listed but never used")
+                raise ModelFormatError(f"{path}: storage {_short(key)} is listed but never used")
             head = f.read(8)
             if len(head) < 8:
-                raise ModelFormatError(f"{path}: truncated legacy torch file (storage {key} header)")
+                raise ModelFormatError(f"{path}: truncated legacy torch file (storage {_short(key)} header)")
             (n,) = struct.unpack(end + "q", head)
-            if n < 0 or n > _MAX_ELEMENTS * 4:
-                raise ModelFormatError(f"{path}: bad element count {n} for storage {key}")
-            data = f.read(n * st.stype.itemsize)
-            if len(data) < n * st.stype.itemsize:
-                raise ModelFormatError(f"{path}: truncated legacy torch file (storage {key}: {len(data)} of "
-                                       f"{n * st.stype.itemsize} bytes)")
-            st.data, st.numel = data, n
-        for v, root, off in views:
+            nbytes = n * st.stype.itemsize
+            left = budget.file_size - f.tell()  # the real bytes, never the declared count
+            if n < 0 or nbytes > left:
+                raise ModelFormatError(f"{path}: storage {_short(key)} claims {n:,} elements ({nbytes:,} bytes) but "
+                                       f"{max(left, 0):,} bytes are left in the file (truncated or corrupt)")
+            budget.charge(nbytes, f"storage {_short(key)}")
+            st._set(data=f.read(nbytes), numel=n)
+            if len(st.data) < nbytes:
+                raise ModelFormatError(f"{path}: truncated legacy torch file (storage {_short(key)}: "
+                                       f"{len(st.data)} of {nbytes} bytes)")
+        for v, root, off in views:  # a view shares its root's bytes (no copy: many views cost nothing)
             if root.data is None:
                 raise ModelFormatError(f"{path}: storage view of a missing storage")
             isz = root.stype.itemsize
-            if off < 0 or off + v.numel > root.numel:
+            if off + v.numel > root.numel:
                 raise ModelFormatError(f"{path}: storage view out of bounds")
-            v.data = root.data[off * isz:(off + v.numel) * isz]
+            v._set(data=memoryview(root.data)[off * isz:(off + v.numel) * isz])
     missing = [k for k, s in storages.items() if s.data is None]
     if missing:
-        raise ModelFormatError(f"{path}: storages {missing} have no data (truncated file)")
+        raise ModelFormatError(f"{path}: storages {_short(missing)} have no data (truncated file)")
     return obj, "little" if little else "big"
 
 
-def _materialize(t: _TensorRef, byteorder, path, name):
+def _materialize(t: _TensorRef, byteorder, path, name, budget):
     st = t.storage
     if st.data is None:
-        raise ModelFormatError(f"{path}: tensor '{name}': storage {st.key} has no data")
+        raise ModelFormatError(f"{path}: tensor '{name}': storage {_short(st.key)} has no data")
     dt = st.stype.dtype
     isz = st.stype.itemsize
     numel = min(st.numel, len(st.data) // isz)
+    size, stride, off = t.size, t.stride, t.offset  # checked by _rebuild_tensor: ranks, ranges
+    count = math.prod(size)  # Python ints: no int64 wrap
+    # what the array costs once expanded (a zero stride repeats one element) and converted to float32
+    budget.charge(count * max(isz, 4), f"tensor '{name}' (size {_short(size)}, {count:,} elements)")
     end = "<" if byteorder == "little" else ">"
     if dt == "bf16":
         base = np.frombuffer(st.data, dtype=end + "u2", count=numel)
@@ -398,15 +701,9 @@ def _materialize(t: _TensorRef, byteorder, path, name):
         base = np.frombuffer(st.data, dtype=np.bool_, count=numel)
     else:
         base = np.frombuffer(st.data, dtype=np.dtype(end + dt if isz > 1 else dt), count=numel)
-    size, stride, off = t.size, t.stride, t.offset
-    if len(size) != len(stride):
-        raise ModelFormatError(f"{path}: tensor '{name}': size {size} and stride {stride} differ in rank")
-    if any(s < 0 for s in size) or any(s < 0 for s in stride) or off < 0:
-        raise ModelFormatError(f"{path}: tensor '{name}': negative size/stride/offset")
-    count = int(np.prod(size, dtype=np.int64)) if size else 1
-    if count > _MAX_ELEMENTS:
-        raise ModelFormatError(f"{path}: tensor '{name}': {count} elements is too large")
     if count == 0:
+        if math.prod(max(n, 1) for n in size) >= _MAX_INDEX:
+            raise ModelFormatError(f"{path}: tensor '{name}': impossible size {_short(size)}")
         arr = np.zeros(size, dtype=base.dtype)
     else:
         last = off + sum((n - 1) * s for n, s in zip(size, stride))
@@ -414,26 +711,27 @@ def _materialize(t: _TensorRef, byteorder, path, name):
             raise ModelFormatError(
                 f"{path}: tensor '{name}' (size {size}, stride {stride}, offset {off}) reaches element {last} but its "
                 f"storage holds {numel}: the storage is shorter than the tensor claims (corrupt file)")
-        arr = np.lib.stride_tricks.as_strided(base[off:], shape=size, strides=[s * isz for s in stride],
+        arr = np.lib.stride_tricks.as_strided(base[off:], shape=size,
+                                              strides=[s * isz if n > 1 else 0 for n, s in zip(size, stride)],
                                               writeable=False).copy()
     if dt == "bf16":
         arr = (arr.astype(np.uint32) << 16).view(np.float32)
     return arr.astype(arr.dtype.newbyteorder("=")) if arr.dtype.byteorder == ">" else arr
 
 
-def _convert(obj, byteorder, path, name="", depth=0):
+def _convert(obj, byteorder, path, budget, name="", depth=0):
     if depth > 50:
         raise ModelFormatError(f"{path}: object nested too deeply")
     if isinstance(obj, _TensorRef):
-        return _materialize(obj, byteorder, path, name)
+        return _materialize(obj, byteorder, path, name, budget)
     if isinstance(obj, dict):
-        return type(obj)((k, _convert(v, byteorder, path, f"{name}.{k}" if name else str(k), depth + 1))
-                         for k, v in obj.items()) if isinstance(obj, collections.OrderedDict) else \
-            {k: _convert(v, byteorder, path, f"{name}.{k}" if name else str(k), depth + 1) for k, v in obj.items()}
+        items = ((k, _convert(v, byteorder, path, budget, f"{name}.{k}" if name else str(k), depth + 1))
+                 for k, v in obj.items())
+        return collections.OrderedDict(items) if isinstance(obj, collections.OrderedDict) else dict(items)
     if isinstance(obj, (list, tuple)):
-        return type(obj)(_convert(v, byteorder, path, f"{name}[{i}]", depth + 1) for i, v in enumerate(obj))
-    if isinstance(obj, (_Storage, _StorageType, _TypeMarker)):
-        raise ModelFormatError(f"{path}: '{name}' is a bare storage/type object, not a tensor")
+        return type(obj)(_convert(v, byteorder, path, budget, f"{name}[{i}]", depth + 1) for i, v in enumerate(obj))
+    if isinstance(obj, _Frozen):
+        raise ModelFormatError(f"{path}: '{_short(name)}' is a bare storage/type object, not a tensor")
     return obj
 
 
@@ -448,22 +746,28 @@ def is_torch_file(path) -> bool:
 
 
 def read_torch_file(path):
-    """The object stored by ``torch.save`` with every tensor as a numpy array (no torch needed)."""
+    """The object stored by ``torch.save`` with every tensor as a numpy array (no torch needed).
+
+    Whatever the content, a bad file raises a :class:`~fastrnn.errors.FastRNNError` naming it, and the
+    memory spent is bounded by :class:`~fastrnn.io.budget.LoadBudget` (the file's real size)."""
     path = os.fspath(path)
-    try:
-        with open(path, "rb") as f:
-            head = f.read(512)
-    except OSError as e:
-        raise ModelFormatError(f"{path}: cannot read ({e})") from None
-    if head.startswith(b"PK"):
-        obj, order = _read_zip(path)
-    elif head[:1] == b"\x80":
-        obj, order = _read_legacy(path)
-    elif len(head) >= 262 and head[257:262] == b"ustar":
-        raise ModelFormatError(f"{path}: the pre-0.4 torch tar format is not supported; re-save with a recent torch")
-    else:
-        raise ModelFormatError(f"{path}: not a torch.save file (neither a zip archive nor a legacy torch pickle)")
-    return _convert(obj, order, path)
+    with file_errors(path):
+        try:
+            with open(path, "rb") as f:
+                head = f.read(512)
+        except OSError as e:
+            raise ModelFormatError(f"{path}: cannot read ({e})") from None
+        budget = LoadBudget.for_file(path)
+        if head.startswith(b"PK"):
+            obj, order = _read_zip(path, budget)
+        elif head[:1] == b"\x80":
+            obj, order = _read_legacy(path, budget)
+        elif len(head) >= 262 and head[257:262] == b"ustar":
+            raise ModelFormatError(f"{path}: the pre-0.4 torch tar format is not supported; re-save with a recent "
+                                   "torch")
+        else:
+            raise ModelFormatError(f"{path}: not a torch.save file (neither a zip archive nor a legacy torch pickle)")
+        return _convert(obj, order, path, budget)
 
 
 # --------------------------------------------------------------------------- state dict -> spec
@@ -491,7 +795,7 @@ def _state_dict(obj, path):
                 sd = dict(obj[k])
                 break
         else:
-            keys = ", ".join(repr(k) for k in list(obj)[:12])
+            keys = ", ".join(_short(k, 80) for k in list(obj)[:12])
             raise ModelFormatError(f"{path}: not a state dict of tensors, and no state dict under "
                                    f"{' / '.join(repr(w) for w in _WRAPPERS)} (keys: {keys})")
     else:
@@ -573,8 +877,8 @@ def _infer_single_rnn(sd, where, mode=None, path=""):
     if len(prefixes) != 1:
         groups = sorted(prefixes)
         raise ConversionError(
-            f"{path}: the state dict is not a single nn.RNN/LSTM/GRU (module prefixes: {groups}); describe the model "
-            "with architecture=[...], e.g. [{'type': 'embedding', 'key': 'emb'}, {'type': 'lstm', 'key': 'rnn'}, "
+            f"{path}: the state dict is not a single nn.RNN/LSTM/GRU (module prefixes: {_short(groups, 400)}); "
+            "describe the model with architecture=[...], e.g. [{'type': 'embedding', 'key': 'emb'}, {'type': 'lstm', 'key': 'rnn'}, "
             "{'type': 'last_step'}, {'type': 'linear', 'key': 'fc'}] (see fastrnn.io.torch_file)")
     prefix = prefixes.pop()
     p = f"{prefix}." if prefix else ""
@@ -683,8 +987,14 @@ def spec_from_torch_file(path, architecture=None, **options) -> ModelSpec:
     """
     strict = options.pop("strict", True)
     if options:
-        raise TypeError(f"spec_from_torch_file: unknown option(s) {sorted(options)} (known: architecture, strict)")
+        raise ArgumentTypeError(f"spec_from_torch_file: unknown option(s) {sorted(options)} (known: architecture, "
+                                "strict)")
     path = os.fspath(path)
+    with file_errors(path):  # whatever the content: a FastRNNError naming the file
+        return _spec(path, architecture, strict)
+
+
+def _spec(path, architecture, strict) -> ModelSpec:
     sd = _state_dict(read_torch_file(path), path)
     meta = {"framework": "torch", "source_file": os.path.basename(path)}
     d = _Dict(sd)
