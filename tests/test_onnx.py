@@ -6,9 +6,10 @@ evaluator (and the ONNX backend node tests' own expected outputs), tolerance 1e-
   every output of every case is also loaded on its own (``output=``) and matched;
 * single recurrent nodes over every kind x direction x layout (x GRU linear_before_reset), with
   ``sequence_lens``, activations with alpha/beta, zero peepholes / initial states;
-* ``torch.onnx.export`` (the TorchScript exporter; the dynamo exporter needs onnxscript, not
-  installed here) of nn.LSTM / GRU / RNN (layers, bidirectional, batch_first), Embedding + LSTM +
-  last step + Linear, h_n[-1] -> Linear, cat(h_n[-2], h_n[-1]) -> Linear, fixed and dynamic axes;
+* ``torch.onnx.export`` (the TorchScript exporter, live) of nn.LSTM / GRU / RNN (layers, bidirectional,
+  batch_first), Embedding + LSTM + last step + Linear, h_n[-1] -> Linear, cat(h_n[-2], h_n[-1]) -> Linear,
+  fixed and dynamic axes; the dynamo exporter's graphs of the same patterns (committed files: it needs
+  onnxscript and takes 20-35 s per export);
 * ``com.microsoft.DynamicQuantizeLSTM`` from ``onnxruntime.quantization.quantize_dynamic``;
 * refusals: one error listing every unsupported node (name, op type, reason);
 * files: ``fastrnn.load("m.onnx")``, content detection, ``fastrnn convert``, external data, no onnx.
@@ -308,6 +309,27 @@ def test_refused_features_are_listed_in_one_error(rng):
         assert part in msg, (part, msg)
 
 
+def test_refused_layouts_and_activations(rng):
+    """Softmax over time, a Gather of batch rows, Reshape merging batch and time, and a reverse node
+    whose output sequence would need a zero forward direction with sigmoid(0) != 0."""
+    w = rng.standard_normal((3, 4)).astype(np.float32)
+    c = [numpy_helper.from_array(w, "w"), numpy_helper.from_array(np.array(0, np.int64), "zero"),
+         numpy_helper.from_array(np.array([-1, 4], np.int64), "flat")]
+    for nodes, why in (([helper.make_node("Softmax", ["h"], ["y"], axis=1)], "not over the feature axis"),
+                       ([helper.make_node("Gather", ["h", "zero"], ["y"], axis=0)], "along axis 0 .*input 'X': batch or time"),
+                       ([helper.make_node("Reshape", ["h", "flat"], ["y"])], "merges the batch or time axis")):
+        m = make_model([helper.make_node("MatMul", ["X", "w"], ["h"]), *nodes], [vi("X", ["N", "T", 3])],
+                       [vi("y", None)], c)
+        with pytest.raises(fastrnn.UnsupportedLayerError, match=why):
+            spec_from_onnx(m)
+    m = rnn_model(rng, "RNN", direction="reverse", attrs={"activations": ["Sigmoid"]})
+    with pytest.raises(fastrnn.UnsupportedLayerError, match=r"activation\(0\) == 0; sigmoid is not"):
+        spec_from_onnx(m)
+    x = rng.standard_normal((5, 2, 3)).astype(np.float32)
+    m = rnn_model(rng, "RNN", direction="reverse", attrs={"activations": ["Sigmoid"]}, out="Y_h")
+    assert_close(fr_run(m, x)[0], ort_run(m, {"X": x}))  # only its final state: one reverse direction
+
+
 def test_several_outputs_and_y_c_and_unknown_ops(rng):
     m = rnn_model(rng, "LSTM")
     m.graph.output.append(vi("Y_h", None))
@@ -523,6 +545,51 @@ def test_torch_export_heads(dynamic, rng):
             assert [l.kind for l in spec.layers] == ["embedding", "lstm", "lstm", "last_step", "dense"]
 
 
+DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "onnx")
+DYNAMO_FIXTURES = {  # file -> (input, time steps the export allows)
+    "dynamo_lstm2_bidirectional.onnx": ("float", None),
+    "dynamo_embedding_lstm_last_step.onnx": ("ids", 5),  # torch.export specialized the time axis to 5
+    "dynamo_gru_bidirectional_h_n_last.onnx": ("float", None),
+}
+
+
+@pytest.mark.parametrize("name", sorted(DYNAMO_FIXTURES))
+def test_torch_dynamo_export(name, rng):
+    """Graphs written by the dynamo exporter (``torch.onnx.export(..., dynamo=True)``, torch 2.13 +
+    onnxscript 0.7.2; 20-35 s per export here, so they are committed: ``python tests/test_onnx.py
+    --make-dynamo-fixtures`` rewrites them), loaded from the file at another batch size."""
+    path = os.path.join(DATA, name)
+    kind, T = DYNAMO_FIXTURES[name]
+    x = rng.integers(0, 20, (3, T or 9)) if kind == "ids" else rng.standard_normal((3, T or 9, 4)).astype(np.float32)
+    model = fastrnn.load(path)
+    y = output_to_onnx(model.spec, model.predict(x))
+    m = onnx.load(path)
+    assert m.producer_name == "pytorch" and {n.op_type for n in m.graph.node} & {"LSTM", "GRU"}
+    assert_close(y, ort_run(m, {"x": x}), what="vs onnxruntime")
+    assert_close(y, ref_run(m, {"x": x}), what="vs reference evaluator")
+
+
+def _make_dynamo_fixtures():  # pragma: no cover - run by hand (needs onnxscript)
+    import torch
+
+    nn, Out, LM, HLast = _torch_modules()
+    torch.manual_seed(0)
+    cases = {"dynamo_lstm2_bidirectional.onnx": (Out(nn.LSTM(4, 6, num_layers=2, bidirectional=True, batch_first=True)),
+                                                 torch.randn(2, 5, 4)),
+             "dynamo_embedding_lstm_last_step.onnx": (LM(), torch.randint(0, 20, (2, 5))),
+             "dynamo_gru_bidirectional_h_n_last.onnx": (HLast(nn.GRU, True), torch.randn(2, 5, 4))}
+    for name, (mod, x) in cases.items():
+        prog = torch.onnx.export(mod.eval(), (x,), dynamo=True, input_names=["x"], output_names=["y"],
+                                 dynamic_shapes=({0: torch.export.Dim("batch"), 1: torch.export.Dim("time")},))
+        m = prog.model_proto
+        m.producer_name = "pytorch"
+        del m.graph.value_info[:], m.metadata_props[:]
+        for n in m.graph.node:
+            n.doc_string = ""
+            del n.metadata_props[:]
+        onnx.save(m, os.path.join(DATA, name))
+
+
 # ------------------------------------------------------------------------------------------ DynamicQuantizeLSTM
 def test_dynamic_quantize_lstm(rng, tmp_path):
     """quantize_dynamic's DynamicQuantizeLSTM: weights dequantized at load.  Exact (1e-5) against the
@@ -633,3 +700,7 @@ def test_external_data_inside_the_directory_only(rng, tmp_path):
     mm = onnx.load(str(d / "m.onnx"), load_external_data=False)
     with pytest.raises(fastrnn.UnsupportedLayerError, match="external data needs the model's file"):
         spec_from_onnx(mm)
+
+
+if __name__ == "__main__" and "--make-dynamo-fixtures" in sys.argv:  # pragma: no cover
+    _make_dynamo_fixtures()

@@ -995,7 +995,9 @@ class _Converter:
         if lab == "1" and k in (0, -1):
             return [_Data(d.chain, d.axes if keep else d.axes[:axis] + d.axes[axis + 1:], d.feat, d.src)]
         what = {"D": "one direction of a bidirectional sequence output", "B": "rows of the batch",
-                "F": "single features"}.get(lab, f"axis {axis}")
+                "F": "single features"}.get(lab, f"along axis {axis}")
+        if lab.startswith("?"):
+            what += f" (axis {lab.rsplit(':', 1)[1]} of input {lab[1:].rsplit(':', 1)[0]!r}: batch or time)"
         raise _Refuse(f"selects {what}: not supported")
 
     def inv(self, label):
