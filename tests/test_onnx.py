@@ -362,7 +362,7 @@ def test_nonzero_initial_state_and_constant_sequence_lens_are_refused(rng):
 # ------------------------------------------------------------------------------------------ ops around
 def test_dense_head_ops_against_onnxruntime(rng):
     """Gather last step, Gemm (transA / transB / alpha / beta), MatMul + Add (bias first), Transpose,
-    Unsqueeze / Squeeze / Reshape / Flatten, Slice[-1:], Cast, Identity, Dropout, activations, Softmax."""
+    Reshape / Flatten, Slice[-1:], Cast, Dropout, Clip, Elu folded into the dense layers, LogSoftmax."""
     T, N, I, H = 6, 3, 3, 4
     x = rng.standard_normal((N, T, I)).astype(np.float32)
     W, R, B = rnn_weights(rng, "GRU", 2, H, I)
@@ -384,8 +384,8 @@ def test_dense_head_ops_against_onnxruntime(rng):
         helper.make_node("Slice", ["cl", "perm_last", "end", "ax1"], ["last"]),  # (N, 1, 5)
         helper.make_node("Flatten", ["last"], ["flat"], axis=1),  # (N, 5)
         helper.make_node("Cast", ["flat"], ["f32"], to=FLOAT),
-        helper.make_node("Identity", ["f32"], ["id"]),
-        helper.make_node("Gemm", ["id", "w2", "b2"], ["g"], transB=1, alpha=0.5, beta=2.0),
+        helper.make_node("Transpose", ["f32"], ["id"], perm=[1, 0]),  # (5, N): Gemm transA takes it back
+        helper.make_node("Gemm", ["id", "w2", "b2"], ["g"], transA=1, transB=1, alpha=0.5, beta=2.0),
         helper.make_node("Elu", ["g"], ["e"]),
         helper.make_node("LogSoftmax", ["e"], ["y"], axis=-1),
     ]
