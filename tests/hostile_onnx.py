@@ -19,7 +19,6 @@ Each file is a real-looking LSTM graph with one hostile part:
 from __future__ import annotations
 
 import os
-import struct
 
 import numpy as np
 

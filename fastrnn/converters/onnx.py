@@ -366,12 +366,6 @@ def _int_list(v, what):
     raise _Refuse(f"{what} must be a constant integer list")
 
 
-def _scalar_int(v, what):
-    if isinstance(v, _Const) and v.arr.dtype.kind in "iu" and v.arr.size == 1:
-        return int(v.arr.reshape(()))
-    raise _Refuse(f"{what} must be a constant integer")
-
-
 def _uniform(arr):
     """The single value of an array whose elements are all equal, else None."""
     if arr.size == 0:
