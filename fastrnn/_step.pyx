@@ -2,7 +2,9 @@
 """The thin Cython entry point for Stream.step: checks a float32 / int64 C-contiguous numpy input
 with the numpy C API and calls the C++ step through a function pointer (no pybind11 dispatch).
 Anything else - other dtypes, lists, wrong shapes, errors - goes through the pybind11 step,
-which converts and raises the fully worded error.  Measured against pybind11 in
+which converts and raises the fully worded error.  Ids take int64 arrays only here: float ids
+(``np.array([1.7])``) go to the pybind11 step, which applies the one rule of
+``fastrnn.runtime.ids_array`` (integral floats only; never truncated).  Measured against pybind11 in
 benchmarks (fastrnn bench --stream reports both)."""
 cimport numpy as cnp
 from cpython.pycapsule cimport PyCapsule_GetPointer

@@ -296,3 +296,34 @@ def test_reset_rows_outside_the_stream_name_the_row():
                         ([-1, 0], r"row -1 is outside"), ([0.0], "integer indices")):
         with pytest.raises(ShapeError, match=match):
             s.reset(rows)
+
+
+@pytest.mark.parametrize("isolate", [True, False])
+def test_keras_stateful_batch_size_from_the_config_is_bounded(tmp_path, isolate):
+    """Issue 12.6: the batch size of a stateful Keras layer comes from the file's config
+    (batch_shape); 4*10^6 made stream() allocate 414 MB, 10^9 raised std::bad_alloc.  An absurd one is
+    refused at load, naming the file (the config is edited: Keras itself would allocate the states)."""
+    import json
+    import os
+    import zipfile
+
+    from conftest import require
+
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    keras = require("keras")
+    inp = keras.Input(batch_shape=(2, None, 3))
+    km = keras.Model(inp, keras.layers.Dense(2)(keras.layers.GRU(4, stateful=True, return_sequences=True)(inp)))
+    good = tmp_path / "good.keras"
+    km.save(good)
+    assert fastrnn.load(good, isolate=isolate).stream().batch_size == 2
+    with zipfile.ZipFile(good) as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    config = json.loads(members["config.json"])
+    text = json.dumps(config).replace('"batch_shape": [2, null, 3]', '"batch_shape": [1000000000, null, 3]')
+    assert text != json.dumps(config)
+    bad = tmp_path / "batch_1e9.keras"
+    with zipfile.ZipFile(bad, "w") as z:
+        for n, data in members.items():
+            z.writestr(n, text if n == "config.json" else data)
+    with pytest.raises(ModelFormatError, match=r"batch_1e9\.keras.*'batch_size' must be an int in \[1, 65536\]"):
+        fastrnn.load(bad, isolate=isolate)

@@ -26,6 +26,11 @@ Reading with numpy alone::
 :func:`load_spec` checks everything before trusting a byte: size, header length, JSON, format
 name and version, dtype (``F32`` only; ``U8`` for padding), shapes, offsets in bounds, sizes,
 no overlap and no hole; then :meth:`ModelSpec.from_core` and ``validate`` check the model itself.
+Before parsing the JSON and before building anything it charges what the header implies against
+the file's :class:`~fastrnn.io.budget.LoadBudget` (4 x the real file size + 64 MiB): the parse
+(per JSON token and byte), the data section, and what the core will allocate for each layer
+(copies and 32-row packed panels of every weight matrix, a zero bias for a Dense layer without
+one); at most ``spec.MAX_LAYERS`` layers.  Zero-sized Embedding / Dense dimensions are refused.
 Every problem is a :class:`~fastrnn.errors.ModelFormatError` naming the file.
 
 :func:`dumps_spec` / :func:`loads_spec` give and take the same bytes in memory (what ``pickle`` of a
