@@ -65,10 +65,12 @@ def load(path_or_object, **options) -> Model:
 
     obj = path_or_object
     if isinstance(obj, (str, os.PathLike)):
+        from .errors import file_errors
         from .io.detect import spec_from_file
 
         spec, _ = spec_from_file(obj, **options)
-        return Model(spec)
+        with file_errors(obj, "load"):  # the core's own refusals (and bad_alloc) name the file too
+            return Model(spec)
     if isinstance(obj, Model) or isinstance(obj, ModelSpec):
         what = type(obj).__name__
         fw = None

@@ -38,9 +38,13 @@ except BaseException as e:
     out.update(type=type(e).__module__ + "." + type(e).__qualname__, fastrnn=isinstance(e, fastrnn.FastRNNError),
                msg=str(e)[:3000])
 out["seconds"] = time.perf_counter() - t0
-self_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-kids_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-out["maxrss_mib"] = max(self_rss, kids_rss) / 1024.0
+# This process's own peak: VmHWM (ru_maxrss would start from the pytest parent's peak, which Linux
+# carries across fork + exec).  Grandchildren (the isolated Keras reader) were forked from this small
+# process, so RUSAGE_CHILDREN's ru_maxrss is theirs.
+with open("/proc/self/status") as f:
+    self_kib = next(int(l.split()[1]) for l in f if l.startswith("VmHWM:"))
+kids_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+out["maxrss_mib"] = max(self_kib, kids_kib) / 1024.0
 print("HOSTILE-RESULT " + json.dumps(out))
 """
 
