@@ -3,7 +3,8 @@
 
 * ``torch_deep_*``: a key or value nested 100 .. 10^6 deep -- tuples (whose hash recurses in C
   with no recursion check: SIGSEGV at 10^6), frozensets, lists, dicts, and lists linked through the
-  memo after they were built (so the depth shows only when mutations are followed); zip and legacy.
+  memo after they were built (innermost first; or outermost first, so that a list is filled after it
+  is held, which hides depth from a scan that does not follow mutations); zip and legacy.
 * ``torch_stride0*``: a tensor of 2^20 .. 2^31 elements with stride 0 over a 4-byte storage (one,
   or eight of them); zip, legacy and bfloat16.
 * ``torch_shared_storage`` / ``torch_legacy_views``: n tensors (or legacy storage views) over one
@@ -142,9 +143,10 @@ def deep(kind: str, n: int) -> bytes:
         return EMPTY_LIST * n + APPEND * (n - 1)
     if kind == "dict":
         return EMPTY_DICT + (s("k") + EMPTY_DICT) * (n - 1) + SETITEM * (n - 1)
-    if kind == "memo_list":  # n empty lists in the memo, then list k appended to list k-1
+    if kind in ("memo_list", "memo_list_topdown"):  # n empty lists in the memo, then list k appended to list k-1
+        order = range(n - 2, -1, -1) if kind == "memo_list" else range(n - 1)  # innermost first, or outermost
         return b"".join(EMPTY_LIST + put(k) + POP for k in range(n)) + \
-            b"".join(get(k) + get(k + 1) + APPEND + POP for k in range(n - 1)) + get(0)
+            b"".join(get(k) + get(k + 1) + APPEND + POP for k in order) + get(0)
     raise ValueError(kind)
 
 
@@ -283,6 +285,8 @@ FAMILIES = [
     Family("torch_deep_list_value_legacy", make_deep("list", False, True), _DEEP, issue_item="#12.1"),
     Family("torch_deep_dict_value_zip", make_deep("dict", False, False), (100, 20_000, 200_000), issue_item="#12.1"),
     Family("torch_deep_memo_list_zip", make_deep("memo_list", False, False), (100, 20_000, 100_000),
+           issue_item="#12.1"),
+    Family("torch_deep_memo_list_topdown_zip", make_deep("memo_list_topdown", False, False), (100, 100_000),
            issue_item="#12.1"),
     Family("torch_stride0", make_stride0(1), (20, 28, 31, 40), issue_item="#12.2"),
     Family("torch_stride0_x8", make_stride0(8), (20, 24, 28, 31), issue_item="#12.2"),

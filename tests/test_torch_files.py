@@ -654,24 +654,28 @@ def _refused(res, path, cls="ModelFormatError", *needles, seconds=5.0, rss_mib=2
 @pytest.mark.parametrize("kind,as_key,legacy,depth", [
     ("tuple", True, False, 65), ("tuple", True, False, 20_000), ("tuple", True, False, 1_000_000),
     ("tuple", True, True, 1_000_000), ("frozenset", True, False, 20_000), ("dict", False, False, 1000),
-    ("memo_list", False, False, 1000)])
+    ("memo_list", False, False, 1000), ("memo_list_topdown", False, False, 1000)])
 def test_deep_nesting_refused_before_unpickling(tmp_path, kind, as_key, legacy, depth):
     path = H.make_deep(kind, as_key, legacy)(str(tmp_path), depth)
-    _refused(_direct(path), path, "ModelFormatError", "nested more than 64 deep")
+    needle = "already held by another one" if kind == "memo_list_topdown" else "nested more than 64 deep"
+    _refused(_direct(path), path, "ModelFormatError", needle)
 
 
 def test_depth_bound_is_exact_and_follows_the_memo():
-    """64 levels pass the scan, 65 do not; lists filled through the memo AFTER they were nested (the depth
-    only shows when mutations are followed) and cycles count too."""
+    """64 levels pass the scan, 65 do not, also when built through the memo; an object filled after it
+    is held (which would hide its depth from the scan) and an object holding itself are refused."""
     from fastrnn.errors import ModelFormatError
     from fastrnn.io.torch_file import _scan_pickle
 
-    ok = H.PROTO2 + H.deep("tuple", 64) + H.STOP
-    assert _scan_pickle(ok, 0, "f.pt") == len(ok)
-    for pkl in (H.PROTO2 + H.deep("tuple", 65) + H.STOP, H.PROTO2 + H.deep("memo_list", 65) + H.STOP,
-                H.PROTO2 + H.EMPTY_LIST + H.put(0) + H.get(0) + H.APPEND + H.STOP):  # a list holding itself
+    for kind in ("tuple", "frozenset", "list", "dict", "memo_list"):
+        ok = H.PROTO2 + H.deep(kind, 64) + H.STOP
+        assert _scan_pickle(ok, 0, "f.pt") == len(ok)
         with pytest.raises(ModelFormatError, match="f.pt: pickle nested more than 64 deep"):
-            _scan_pickle(pkl, 0, "f.pt")
+            _scan_pickle(H.PROTO2 + H.deep(kind, 65) + H.STOP, 0, "f.pt")
+    with pytest.raises(ModelFormatError, match="f.pt: .* APPEND/SETITEM opcode fills an object already held"):
+        _scan_pickle(H.PROTO2 + H.deep("memo_list_topdown", 3) + H.STOP, 0, "f.pt")
+    with pytest.raises(ModelFormatError, match="f.pt: .*an object that holds itself"):
+        _scan_pickle(H.PROTO2 + H.EMPTY_LIST + H.put(0) + H.get(0) + H.APPEND + H.STOP, 0, "f.pt")
 
 
 def test_scan_agrees_with_pickletools():

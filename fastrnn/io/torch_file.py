@@ -316,21 +316,26 @@ _OPS = {
 }
 _TABLE = [_OPS[c] + (_ARG_FIXED.get(bytes([c])), _ARG_COUNTED.get(bytes([c])), _ARG_LINES.get(bytes([c])))
           if c in _OPS else None for c in range(256)]  # opcode -> (kind, count, fixed, counted, lines)
-_SCALAR = [0, None, 0, ""]  # [depth, holders (None, one, or a list), kind, global name]
+_SCALAR = (0, False, 0, "")  # an object is [depth, held (by a container or a call), kind, global name]
 
 
 def _scan_pickle(data, start, path):
     """Check the pickle at ``data[start:]`` BEFORE it is unpickled, by simulating its stack (no object is
-    built): every memo index is below the pickle's size (C pickle grows its memo to the largest index: a
-    10-byte LONG_BINPUT could ask for 16 GiB); nothing is nested more than ``_MAX_DEPTH`` deep, counting
-    objects filled after they were put into others (through the memo) and cycles (a tuple's hash recurses
-    in C without a recursion check: 10^6 nested tuples used as a dict key crash the process); BUILD
-    only targets the result of a call (never a global, a storage or a container); no extension codes.
-    Raises :class:`ModelFormatError`; returns the offset just past the pickle's STOP."""
+    built).  Refused with :class:`ModelFormatError`:
+
+    * anything nested more than ``_MAX_DEPTH`` deep (a tuple's hash, and repr, recurse in C without a
+      recursion check: 10^6 nested tuples used as a dict key crash the process).  The depth of each
+      object is exact because no object may be filled (APPEND, SETITEM(S), ADDITEMS, BUILD) once it is
+      held by another one -- the pickler always finishes an object before using it; only cycles need
+      that, and a state dict has none -- so the memo cannot hide depth;
+    * BUILD on anything but the result of a call (a global, a storage, a container);
+    * memo indices beyond the pickle's size (C pickle grows its memo to the largest index: a 10-byte
+      LONG_BINPUT could ask for 16 GiB), a FRAME or an argument longer than the data, copyreg extensions.
+
+    Returns the offset just past the pickle's STOP."""
     n = len(data)
     limit = max(1024, n - start)
     stack, marks, memo = [], [], {}
-    work = 4 * limit  # depth propagation steps (a real pickle needs none: containers fill before use)
     unpack = struct.unpack_from
     pos = start
 
@@ -338,37 +343,20 @@ def _scan_pickle(data, start, path):
         raise ModelFormatError(f"{path}: {why}")
 
     def contain(parent, children):
-        """``parent`` now holds ``children``: record it as their holder and deepen it (and its holders)."""
-        nonlocal work
+        """``parent`` now holds ``children``: they are held, and it is deeper than each of them."""
         d = parent[0]
         for c in children:
             if c[2] in (0, 3, 4):  # scalars, globals, persistent objects: depth 0, never filled
                 continue
-            up = c[1]
-            if up is None:
-                c[1] = parent
-            elif type(up[0]) is list:
-                up.append(parent)
-            elif up is not parent:
-                c[1] = [up, parent]
+            if c is parent:
+                fail("refusing a pickle with an object that holds itself (a state dict has no cycles)")
+            c[1] = True
             if c[0] >= d:
                 d = c[0] + 1
-        todo = [(parent, d)]
-        while todo:
-            o, d = todo.pop()
-            if d <= o[0]:
-                continue
-            if d > _MAX_DEPTH:
-                fail(f"pickle nested more than {_MAX_DEPTH} deep (a state dict is a few levels deep): a corrupt or "
-                     "hostile file")
-            o[0] = d
-            up = o[1]
-            if up is not None:
-                ups = up if type(up[0]) is list else (up,)
-                work -= len(ups)
-                if work < 0:
-                    fail("pickle too complex (objects filled after they were nested)")
-                todo.extend((p, d + 1) for p in ups)
+        if d > _MAX_DEPTH:
+            fail(f"pickle nested more than {_MAX_DEPTH} deep (a state dict is a few levels deep): a corrupt or "
+                 "hostile file")
+        parent[0] = d
         return parent
 
     def underflow():
@@ -382,6 +370,9 @@ def _scan_pickle(data, start, path):
             what = {0: "a scalar", 1: "a container", 2: "a tuple", 3: f"the global {_short(t[3], 200)}",
                     4: "a storage"}.get(t[2], "an object")
             fail(f"refusing a pickle whose {op} opcode modifies {what} (a torch.save state dict never does)")
+        if t[1]:
+            fail(f"refusing a pickle whose {op} opcode fills an object already held by another one (torch.save "
+                 "finishes each object before using it; only cycles need this)")
         return t
 
     def pop_mark():
@@ -452,11 +443,11 @@ def _scan_pickle(data, start, path):
         elif kind == _MARK:
             marks.append(len(stack))
         elif kind == _NEW:
-            stack.append([1, None, k, ""])
+            stack.append([1, False, k, ""])
         elif kind == _FROM_MARK:
-            stack.append(contain([1, None, k, ""], pop_mark()))
+            stack.append(contain([1, False, k, ""], pop_mark()))
         elif kind == _TUPLE_N:
-            stack.append(contain([1, None, 2, ""], pop(k)))
+            stack.append(contain([1, False, 2, ""], pop(k)))
         elif kind == _INTO:
             items = pop(k)
             contain(target((1, 5), "APPEND/SETITEM"), items)
@@ -467,14 +458,14 @@ def _scan_pickle(data, start, path):
             state = pop(1)
             contain(target((5,), "BUILD"), state)
         elif kind == _CALL:
-            stack.append(contain([1, None, 5, ""], pop(k)))
+            stack.append(contain([1, False, 5, ""], pop(k)))
         elif kind == _CALL_MARK:
-            stack.append(contain([1, None, 5, ""], pop_mark()))
+            stack.append(contain([1, False, 5, ""], pop_mark()))
         elif kind == _GLOBAL:
-            stack.append([0, None, 3, data[arg_at:pos - 1].decode("utf-8", "replace").replace("\n", ".")])
+            stack.append([0, False, 3, data[arg_at:pos - 1].decode("utf-8", "replace").replace("\n", ".")])
         elif kind == _STACK_GLOBAL:
             pop(2)
-            stack.append([0, None, 3, "(a stack global)"])
+            stack.append([0, False, 3, "(a stack global)"])
         elif kind == _POP:
             if marks and marks[-1] == len(stack):
                 marks.pop()
@@ -487,7 +478,7 @@ def _scan_pickle(data, start, path):
         elif kind == _PERSID or kind == _BINPERSID:
             if kind == _BINPERSID:
                 pop(1)
-            stack.append([0, None, 4, ""])
+            stack.append([0, False, 4, ""])
         elif kind == _STOP:
             pop(1)
             return pos
