@@ -20,6 +20,7 @@ import zipfile
 import numpy as np
 import pytest
 
+import hostile_keras
 import reference
 from conftest import REQUIRE_FRAMEWORKS, assert_close, require, child_env, CHILD_CWD
 from fastrnn.errors import ModelFormatError, UnsupportedLayerError
@@ -654,7 +655,8 @@ def test_isolate_option_is_checked(tmp_path):
 
     p = os.path.join(DATA, "keras22_lstm.h5")
     for bad, err in (("yes", TypeError), (1, TypeError), ({"bogus": 1}, TypeError), ({"cpu": -1}, ValueError),
-                     ({"wall": True}, ValueError)):
+                     ({"wall": True}, ValueError), ({"cpu": float("inf")}, ValueError),
+                     ({"memory": float("nan")}, ValueError)):
         with pytest.raises(err):
             fastrnn.load(p, isolate=bad)
     native = tmp_path / "m.fastrnn"
@@ -677,10 +679,11 @@ def test_isolated_reader_ignores_the_callers_working_directory(tmp_path, monkeyp
     _raises(ModelFormatError, "missing.h5")  # and the error names the path as given
 
 
-def test_declared_huge_weight_hits_the_memory_limit(tmp_path):
+def test_declared_huge_weight_is_refused(tmp_path):
     """A 15 KB .h5 whose kernel is a chunked dataset declaring 3 GiB (no chunk written: reads as
-    zeros): the isolated reader stops at its address-space limit (2 GiB) instead of filling memory,
-    and the caller gets a ModelFormatError naming the file."""
+    zeros): the reader refuses it before reading (its budget: 4 x the real file size + 64 MiB; the
+    isolated child's address-space limit, 2 GiB, is the backstop), and the caller gets a
+    ModelFormatError naming the file, isolated or not."""
     import h5py
 
     p = tmp_path / "bomb.h5"
@@ -690,8 +693,9 @@ def test_declared_huge_weight_hits_the_memory_limit(tmp_path):
         del g["kernel:0"]
         g.create_dataset("kernel:0", shape=(3, 1 << 28), dtype="f4", chunks=(1, 1 << 16))
     assert os.path.getsize(p) < 64 << 10
-    msg = _raises(ModelFormatError, p)
-    assert "GiB" in msg or "memory limit" in msg, msg
+    for isolate in (True, False):
+        msg = _raises(ModelFormatError, p, "kernel:0", "3,221,225,472 bytes", isolate=isolate)
+        assert "byte file may cost" in msg, msg
 
 
 def test_wall_time_limit_kills_the_child():
@@ -700,12 +704,126 @@ def test_wall_time_limit_kills_the_child():
     assert "killed" in msg
 
 
+class _ImportsTorch:
+    """Unpickling it imports torch (the parent never does: importing torch after TensorFlow crashes)."""
+
+    def __reduce__(self):
+        import importlib
+
+        return importlib.import_module, ("torch",)
+
+
 def test_isolated_reader_cannot_import_frameworks():
     """In the child, Keras / TensorFlow / PyTorch imports fail, whatever asks for them: here an
-    architecture= argument whose unpickling in the child would import torch."""
-    torch = require("torch")
-    with pytest.raises(ImportError, match="torch must not be imported while reading a model file"):
-        spec_from_keras_file(os.path.join(DATA, "keras22_lstm.h5"), architecture={"dtype": torch.float32})
+    architecture= argument whose unpickling in the child would import torch (the ImportError arrives
+    as a ModelFormatError naming the file and the child's exception)."""
+    _raises(ModelFormatError, os.path.join(DATA, "keras22_lstm.h5"), "ImportError",
+            "torch must not be imported while reading a model file", architecture={"dtype": _ImportsTorch()})
     # the same argument in-process reaches the reader, which refuses it as a Keras config
-    _raises(ModelFormatError, os.path.join(DATA, "keras22_lstm.h5"), architecture={"dtype": torch.float32},
+    _raises(ModelFormatError, os.path.join(DATA, "keras22_lstm.h5"), architecture={"dtype": _ImportsTorch()},
             isolate=False)
+
+
+# --------------------------------------------------------------------------- hostile files (issue 12)
+# Files built by tests/hostile_keras.py (also run as families by test_hostile_files.py, through
+# fastrnn.load and its exception boundary); here the reader itself, isolated and in-process.
+def test_isolated_limits_come_from_the_real_file_size(tmp_path):
+    """#12.4: an unused zip64 member declaring 1 TiB once lifted the child's limits to 4 TiB of
+    address space, 65,556 s of CPU and 196,698 s of wall time: the limits follow the bytes on disk."""
+    from fastrnn.io.isolate import limits_for
+
+    plain = hostile_keras.keras_file(str(tmp_path / "plain.keras"))
+    floor = {"memory": 2 << 30, "cpu": 20, "wall": 90}
+    assert limits_for(plain) == floor
+    for declared in (1 << 30, 1 << 34, 1 << 40):
+        junk = hostile_keras.stored("assets/junk.bin", b"\0" * 16, declared=declared)
+        p = hostile_keras.keras_file(str(tmp_path / f"junk{declared}.keras"), extra=[junk])
+        with zipfile.ZipFile(p) as z:
+            assert z.getinfo("assets/junk.bin").file_size == declared  # the archive does declare it
+        assert limits_for(p) == floor, declared
+    big = tmp_path / "sparse.keras"  # 1 GiB on disk (sparse): the limits grow with the real size
+    with open(big, "wb") as f:
+        f.truncate(1 << 30)
+    assert limits_for(big) == {"memory": (4 << 30) + (1 << 30), "cpu": 20 + 64, "wall": 3 * 84 + 30}
+
+
+def test_unwritten_dataset_with_junk_member_is_refused(tmp_path):
+    """#12.4: a .keras whose kernel is a never-written 5 GiB dataset, plus a junk zip64 member
+    claiming 1 TiB, is refused before anything is allocated, in the isolated child (whose limits the
+    junk no longer lifts) and in this process; this process's peak RSS does not grow."""
+    import resource
+
+    p = hostile_keras.make_zip64_junk(str(tmp_path), 1 << 40)
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    for isolate in (True, False):
+        msg = _raises(ModelFormatError, p, "layers/lstm/cell/vars/0", "5,368,709,112 bytes", isolate=isolate)
+        assert "byte file may cost" in msg, msg
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0 < 128 << 10  # KiB
+
+
+def test_lone_surrogate_text_is_refused(tmp_path):
+    """#12.10: a lone UTF-16 surrogate (no UTF-8 form: Keras never writes one) in the model name, a
+    layer name, the input layer's name, a config key, metadata.json or a legacy .h5's model_config.
+    Isolated it raised ``TypeError: function takes exactly 5 arguments`` (the parent rebuilt the
+    child's UnicodeEncodeError from one string); in-process it loaded, and save() / to_bytes() /
+    pickle.dumps() then raised UnicodeEncodeError.  Refused: ModelFormatError naming the file, the
+    JSON path and the layer."""
+    for i, place in enumerate(hostile_keras.SURROGATE_PLACES):
+        p = hostile_keras.make_surrogate(str(tmp_path), i)
+        for isolate in ((True, False) if place in ("model_name", "layer_name") else (False,)):
+            msg = _raises(ModelFormatError, p, "not valid Unicode", "\\ud800", isolate=isolate)
+            if place in ("layer_name", "input_name", "config_key"):
+                assert "in layer " in msg, msg
+            if place == "layer_name":
+                assert "'lstm\\ud800' (LSTM)" in msg, msg
+    # the same text in an architecture= argument (JSON text or a dict) is refused too
+    weights = tmp_path / "w.weights.h5"
+    weights.write_bytes(hostile_keras.weights_h5(names=False))
+    cfg = hostile_keras.model_config(lstm_name="lstm\ud800")
+    for arch in (cfg, json.dumps(cfg), json.dumps(cfg, ensure_ascii=False)):
+        _raises(ModelFormatError, weights, "not valid Unicode", architecture=arch, isolate=False)
+    assert spec_from_keras_file(weights, architecture=hostile_keras.model_config(), isolate=False).layers
+
+
+def test_broken_deflate_stream_in_config(tmp_path):
+    """#12.10: config.json deflated with a broken stream: RuntimeError isolated, a bare zlib.error in
+    process; now a ModelFormatError naming the file and the member."""
+    for size in (0, 300):
+        p = hostile_keras.make_deflate_config(str(tmp_path), size)
+        for isolate in (True, False):
+            _raises(ModelFormatError, p, "config.json", "damaged", isolate=isolate)
+    # the same archive with an intact stream loads: the test exercises the deflate path, not something else
+    cfg = json.dumps(hostile_keras.model_config()).encode()
+    good = hostile_keras.keras_file(str(tmp_path / "deflated.keras"),
+                                    config_member=hostile_keras.deflated("config.json", cfg))
+    assert [l.kind for l in spec_from_keras_file(good, isolate=False).layers] == ["lstm", "dense"]
+
+
+def test_child_errors_are_rebuilt_robustly():
+    """The parent rebuilds what the isolated child reports: a FastRNNError class with its message
+    (naming the file), anything else (a builtin that takes other arguments, a name in errors.__all__
+    that is no class, a non-string type) a ModelFormatError naming the file and the child's error."""
+    from fastrnn.errors import ShapeError, UnsupportedLayerError as ULE
+    from fastrnn.io.isolate import CHILD_ESCAPE, _raise_child_error
+
+    lim = {"memory": 2 << 30, "cpu": 20, "wall": 90}
+
+    def rebuilt(typ, message):
+        with pytest.raises(Exception) as ei:
+            _raise_child_error({"ok": False, "type": typ, "message": message}, "'m.keras'", lim)
+        return ei.value
+
+    e = rebuilt("ShapeError", "'m.keras': bad shape")
+    assert type(e) is ShapeError and str(e) == "'m.keras': bad shape"
+    e = rebuilt("UnsupportedLayerError", "layer 'x' (Conv1D) is not supported")
+    assert type(e) is ULE and str(e).startswith("'m.keras': layer 'x'")
+    for typ, message in (("UnicodeEncodeError", "'utf-8' codec can't encode character '\\ud800'"),
+                         ("error", "Error -3 while decompressing data"), ("file_errors", "x"),
+                         ("KeyError", "'k'"), ("OSError", "[Errno 5] I/O error"), (None, None), (7, ["x"])):
+        e = rebuilt(typ, message)
+        assert type(e) is ModelFormatError, (typ, e)
+        assert "'m.keras'" in str(e) and CHILD_ESCAPE in str(e), str(e)
+        if isinstance(typ, str):
+            assert typ in str(e) and message in str(e), str(e)
+    e = rebuilt("MemoryError", "")
+    assert type(e) is ModelFormatError and "memory limit" in str(e)

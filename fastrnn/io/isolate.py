@@ -8,15 +8,18 @@ ordinary reader (:func:`fastrnn.io.keras_file.spec_from_keras_file` with ``isola
 
 * limits in the child: address space ``max(2 GiB, 4 x the file's size + 1 GiB)`` (``RLIMIT_AS``),
   CPU time ``20 s + 1 s per 16 MiB`` (``RLIMIT_CPU``), no core dumps; the parent kills it after
-  ``3 x the CPU limit + 30 s`` of wall time.  One BLAS / OpenMP thread, a new session (a Ctrl-C
+  ``3 x the CPU limit + 30 s`` of wall time.  "The file's size" is its real size on disk (``os.stat``),
+  never a size the file declares (a zip member claiming 1 TiB must not lift the limits).  One BLAS / OpenMP thread, a new session (a Ctrl-C
   at the terminal reaches only the caller, which then kills the child).
 * Keras, TensorFlow and PyTorch cannot be imported in the child (an import hook refuses them).
 * The child sends the model back as the bytes of a ``.fastrnn`` file (:func:`fastrnn.io.native.dumps_spec`),
   read by the parent with every check of the native reader (:func:`fastrnn.io.native.loads_spec`):
   nothing the child says is unpickled.  The request (path, ``architecture``) goes the other way as a
   pickle, from the trusted parent.
-* A reader error in the child is raised in the parent with the same type and message.  A child
-  killed by a signal, or out of memory, CPU time or wall time, raises
+* A reader error in the child that is a :class:`~fastrnn.errors.FastRNNError` is raised in the parent
+  with the same class and message; anything else (and a class the parent cannot build) becomes a
+  :class:`~fastrnn.errors.ModelFormatError` naming the file and the child's exception type and
+  message.  A child killed by a signal, or out of memory, CPU time or wall time, raises
   :class:`~fastrnn.errors.ModelFormatError` naming the file and the signal or the limit.
 
 Cost: the start of a Python process importing numpy and h5py (about 0.3-0.5 s).  Pass
@@ -35,7 +38,7 @@ import signal
 import subprocess
 import sys
 
-from ..errors import FastRNNError, ModelFormatError
+from ..errors import ArgumentError, ArgumentTypeError, FastRNNError, ModelFormatError
 
 __all__ = ["spec_isolated", "limits_for", "check_isolate"]
 
@@ -51,27 +54,14 @@ _BOOT = ("import sys, json; sys.path[:] = json.loads(sys.argv[1]); "
          "from fastrnn.io.isolate import _child_main; _child_main()")
 
 
-def _declared_size(p: str, size: int) -> int:
-    """The file's size, or for a zip archive the larger of it and its members' declared sizes."""
-    try:
-        import zipfile
-
-        with open(p, "rb") as fh:
-            if fh.read(2) != b"PK":
-                return size
-        with zipfile.ZipFile(p) as z:
-            return max(size, sum(i.file_size for i in z.infolist()))
-    except Exception:  # noqa: BLE001 - only a size estimate: the child reports the real problem
-        return size
-
-
 def limits_for(path) -> dict:
     """The limits :func:`spec_isolated` puts on the child for ``path``: ``memory`` (bytes of address
-    space), ``cpu`` (CPU seconds) and ``wall`` (seconds before the parent kills it)."""
+    space), ``cpu`` (CPU seconds) and ``wall`` (seconds before the parent kills it), from the file's
+    real size on disk only: nothing the file declares (zip member sizes, dataset shapes) raises them."""
     p = os.fspath(path)
     try:
-        size = _declared_size(p, os.path.getsize(p))
-    except OSError:
+        size = os.stat(p).st_size
+    except (OSError, ValueError):
         size = 0
     cpu = int(CPU_FLOOR_S + size // CPU_BYTES_PER_S)
     return {"memory": max(MEMORY_FLOOR, 4 * size + (1 << 30)), "cpu": cpu, "wall": 3 * cpu + 30}
@@ -80,17 +70,18 @@ def limits_for(path) -> dict:
 def check_isolate(isolate):
     """The ``isolate`` option: ``True`` (default limits), ``False``, or a dict overriding some limits
     (``memory`` bytes, ``cpu`` seconds, ``wall`` seconds; positive numbers).  ``None`` for ``False``,
-    else the overrides (a dict, maybe empty); TypeError / ValueError for anything else."""
+    else the overrides (a dict, maybe empty); ArgumentTypeError / ArgumentError (TypeError / ValueError)
+    for anything else."""
     if isinstance(isolate, bool):
         return {} if isolate else None
     if not isinstance(isolate, dict):
-        raise TypeError(f"isolate must be True, False or a dict of limits, got {isolate!r}")
+        raise ArgumentTypeError(f"isolate must be True, False or a dict of limits, got {isolate!r}")
     extra = set(isolate) - {"memory", "cpu", "wall"}
     if extra:
-        raise TypeError(f"isolate: unknown limit(s) {', '.join(sorted(map(str, extra)))} (memory, cpu, wall)")
+        raise ArgumentTypeError(f"isolate: unknown limit(s) {', '.join(sorted(map(str, extra)))} (memory, cpu, wall)")
     for k, v in isolate.items():
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
-            raise ValueError(f"isolate: limit {k!r} must be a positive number, got {v!r}")
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < float("inf"):
+            raise ArgumentError(f"isolate: limit {k!r} must be a positive number, got {v!r}")
     return {k: (int(v) if k != "wall" else float(v)) for k, v in isolate.items()}
 
 
@@ -193,23 +184,36 @@ def _parse_reply(out: bytes):
     return msg, memoryview(out)[m + 8 + n:]
 
 
+# The message of a non-FastRNNError that escaped the reader in the child; the isolated fuzz targets
+# (fuzz/fuzz_h5.py, fuzz/fuzz_keras_isolated.py) count a refusal carrying it as a finding.
+CHILD_ESCAPE = "the isolated reader raised"
+
+
 def _raise_child_error(msg, origin, lim):
+    """Raise, in the parent, the error the child reported: a FastRNNError with its class and message
+    (naming the file), anything else a ModelFormatError naming the file and the child's exception.
+    Nothing here can fail on what the child sent (a class that takes other arguments, odd text)."""
     from .. import errors
 
-    typ, text = str(msg.get("type", "")), str(msg.get("message", ""))
+    typ, text = msg.get("type"), msg.get("message")
+    typ = typ if isinstance(typ, str) else "?"
+    text = text if isinstance(text, str) else repr(text)
     if typ == "MemoryError":
         raise ModelFormatError(f"{origin}: parsing the HDF5 content needed more than the {lim['memory'] >> 20} MiB "
                                "memory limit of the isolated reader process" + (f" ({text[:200]})" if text else ""))
     cls = getattr(errors, typ, None) if typ in errors.__all__ else None
-    if cls is not None and issubclass(cls, FastRNNError) and not issubclass(cls, OSError):
-        raise cls(text)
-    import builtins
-
-    cls = getattr(builtins, typ, None)
-    if isinstance(cls, type) and issubclass(cls, Exception) and not issubclass(cls, OSError):
-        raise cls(text)
-    # Anything else escaped the reader: not a FastRNNError on purpose (a bug for the fuzzers to find).
-    raise RuntimeError(f"{origin}: the isolated reader raised {typ}: {text}")
+    if isinstance(cls, type) and issubclass(cls, FastRNNError):
+        if origin not in text:
+            text = f"{origin}: {text}"
+        try:
+            err = cls(text)
+        except Exception:  # noqa: BLE001 - a subclass with another signature: the generic error below
+            err = None
+        if err is not None and str(err) == text:
+            raise err
+    # Anything else escaped the reader (not a FastRNNError: a bug, which the fuzzers look for): still
+    # a FastRNNError naming the file here, with the child's exception type and message.
+    raise ModelFormatError(f"{origin}: cannot read the file ({CHILD_ESCAPE} {typ}: {text[:2000]})")
 
 
 # --------------------------------------------------------------------------------- the child
@@ -235,6 +239,14 @@ def _set_limits(memory, cpu):
             pass
 
 
+def _text(e) -> str:
+    """``str(e)``, whatever ``e`` is (its ``__str__`` may fail)."""
+    try:
+        return str(e)
+    except Exception:  # noqa: BLE001
+        return f"<{type(e).__name__} with an unprintable message>"
+
+
 def _child_main():
     # stdout carries the reply; anything a library prints goes to stderr instead
     reply = os.fdopen(os.dup(1), "wb")
@@ -253,9 +265,9 @@ def _child_main():
         payload = dumps_spec(spec)
         msg = {"ok": True}
     except MemoryError as e:
-        payload, msg = b"", {"ok": False, "type": "MemoryError", "message": str(e)}
+        payload, msg = b"", {"ok": False, "type": "MemoryError", "message": _text(e)}
     except Exception as e:  # noqa: BLE001 - sent to the parent, which raises it there
-        msg = {"ok": False, "type": type(e).__name__, "message": str(e)}
+        payload, msg = b"", {"ok": False, "type": type(e).__name__, "message": _text(e)}
     loaded = sorted(m for m in sys.modules if m.split(".")[0] in _FRAMEWORKS)
     if loaded:  # never expected: the hook refuses them
         payload, msg = b"", {"ok": False, "type": "RuntimeError", "message": f"frameworks were imported: {loaded}"}

@@ -29,12 +29,15 @@ import copy
 import io
 import json
 import os
+import re
 import zipfile
+import zlib
 
 import numpy as np
 
 from ..errors import FastRNNError, ModelFormatError, UnsupportedLayerError
 from ..spec import DenseSpec, EmbeddingSpec, ModelSpec, RecurrentSpec
+from .budget import LoadBudget
 
 __all__ = ["spec_from_keras_file"]
 
@@ -54,6 +57,10 @@ class _Fail(Exception):
     """Internal: a problem with the file (becomes ModelFormatError with the file name)."""
 
 
+class _BadText(_Fail):
+    """Internal: JSON text holding a string that is not valid Unicode."""
+
+
 def _parse_json(text, what):
     if isinstance(text, (bytes, bytearray, np.bytes_)):
         if len(text) > _MAX_JSON_BYTES:
@@ -69,9 +76,75 @@ def _parse_json(text, what):
     if len(text) > _MAX_JSON_BYTES:
         raise _Fail(f"{what} is larger than {_MAX_JSON_BYTES >> 20} MiB")
     try:
-        return json.loads(text)
+        obj = json.loads(text)
     except (ValueError, RecursionError) as e:
         raise _Fail(f"{what} is not valid JSON ({str(e)[:120]})") from None
+    if _may_hold_surrogates(text):
+        _check_text(obj, what)
+    return obj
+
+
+def _may_hold_surrogates(text: str) -> bool:
+    """False when no string parsed from the JSON ``text`` can hold a lone surrogate: none is in the
+    text itself and no ``\\uD800``-``\\uDFFF`` escape is either (a cheap test before :func:`_check_text`)."""
+    if _SURROGATE_ESCAPE.search(text):
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _bad_text(obj):
+    """None, or a piece of text around the first string of ``obj`` (keys included) that is not valid
+    Unicode.  At C speed (json.dumps) for JSON data; a walk for anything else (no recursion)."""
+    try:
+        text = json.dumps(obj, ensure_ascii=False)
+    except (TypeError, ValueError, RecursionError):  # not plain JSON data (an architecture= argument)
+        stack = [obj]
+        while stack:
+            v = stack.pop()
+            if isinstance(v, str):
+                if not v.isascii() and _bad_text(v) is not None:
+                    return v
+            elif isinstance(v, dict):
+                stack.extend(v.keys())
+                stack.extend(v.values())
+            elif isinstance(v, (list, tuple)):
+                stack.extend(v)
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        return text[max(0, e.start - 60):e.start + 1]
+    return None
+
+
+def _check_text(obj, what):
+    """Refuse a lone UTF-16 surrogate in any string (key or value) of the parsed JSON ``obj``: Keras
+    never writes one, and as a layer / model name it would make the model unsavable (no UTF-8
+    form).  The message names the layer it is in and shows the text before it."""
+    bad = _bad_text(obj)
+    if bad is None:
+        return
+    where = ""
+    layers = obj
+    for key in ("config", "layers"):
+        if isinstance(layers, dict):
+            layers = layers.get(key, layers)
+    if isinstance(layers, list):
+        for i, entry in enumerate(layers):
+            if isinstance(entry, dict) and _bad_text(entry) is not None:
+                inner = entry.get("config") if isinstance(entry.get("config"), dict) else {}
+                name, cls = entry.get("name", inner.get("name")), entry.get("class_name")
+                where = f" in layer {i} {ascii(name)} ({ascii(cls)[1:-1] if isinstance(cls, str) else '?'})"
+                break
+    raise _BadText(f"{what}: text that is not valid Unicode (a lone UTF-16 surrogate){where}, at ...{ascii(bad)[1:-1]}: "
+                   "refused")
 
 
 def _attr_str(v):
@@ -108,12 +181,16 @@ def _attr_list(group, name):
     return out
 
 
-def _read_dataset(ds, what):
+def _read_dataset(ds, what, budget):
     h5py = _h5py()
     if not isinstance(ds, h5py.Dataset):
         raise _Fail(f"{what} is not a dataset")
     if ds.dtype.kind not in "fiu":
         raise _Fail(f"{what} has dtype {ds.dtype}, not a number")
+    # before reading: a chunked dataset may declare gigabytes that no chunk in the file backs (it reads as
+    # zeros); what it may cost is bounded by the file's real size (read as stored, plus a float32 copy)
+    per = ds.dtype.itemsize + (0 if ds.dtype == np.float32 else 4)
+    budget.charge(int(ds.size) * per, f"{what} (shape {ds.shape}, {ds.dtype})")
     try:
         return np.asarray(ds[()], dtype=np.float32)
     except (OSError, ValueError, TypeError) as e:
@@ -128,8 +205,9 @@ def _read_dataset(ds, what):
 class _V3Store:
     """Keras 3 weights (model.weights.h5 in a .keras, or a *.weights.h5): ``layers/<key>/.../vars/<i>``."""
 
-    def __init__(self, f):
+    def __init__(self, f, budget):
         self.f = f
+        self.budget = budget
         self.root = f["layers"] if "layers" in f else None
 
     def _vars(self, grp, path):
@@ -143,7 +221,7 @@ class _V3Store:
         for i in range(n):
             if str(i) not in v:
                 raise _Fail(f"'{path}/vars' lacks variable {i} (has {sorted(v.keys())})")
-        return [_read_dataset(v[str(i)], f"weight '{path}/vars/{i}'") for i in range(n)]
+        return [_read_dataset(v[str(i)], f"weight '{path}/vars/{i}'", self.budget) for i in range(n)]
 
     def _sub(self, grp, path, name, required=True):
         if name not in grp:
@@ -208,8 +286,9 @@ _NO_WEIGHTS = ("Dropout", "SpatialDropout1D", "GaussianNoise", "GaussianDropout"
 class _LegacyStore:
     """Keras 2 / legacy h5 weights: a group with ``layer_names``, one group per layer with ``weight_names``."""
 
-    def __init__(self, grp):
+    def __init__(self, grp, budget):
         self.grp = grp
+        self.budget = budget
         names = _attr_list(grp, "layer_names")
         if names is None:
             raise _Fail("the weights group has no 'layer_names' attribute")
@@ -231,7 +310,7 @@ class _LegacyStore:
         for wn in wnames:
             if wn not in g:
                 raise _Fail(f"weight '{wn}' of layer '{layer_name}' is listed but missing")
-            out.append(_read_dataset(g[wn], f"weight '{layer_name}/{wn}'"))
+            out.append(_read_dataset(g[wn], f"weight '{layer_name}/{wn}'", self.budget))
         return out
 
 
@@ -274,7 +353,7 @@ def spec_from_keras_file(path, architecture=None, **options) -> ModelSpec:
             raise type(e)(f"{origin}: {msg}") from None
         raise
     except (OSError, KeyError, ValueError, TypeError, IndexError, AttributeError, RecursionError, EOFError,
-            zipfile.BadZipFile, RuntimeError, OverflowError) as e:
+            zipfile.BadZipFile, RuntimeError, OverflowError, zlib.error) as e:
         raise ModelFormatError(f"{origin}: not a readable Keras model file ({type(e).__name__}: {str(e)[:200]})") from None
 
 
@@ -285,8 +364,9 @@ def _load(path, architecture, keras_version, origin):
         raise _Fail("is a directory (TensorFlow SavedModel directories are not supported; save a .keras or .h5 file)")
     with open(p, "rb") as fh:
         head = fh.read(8)
+    budget = LoadBudget.for_file(p, origin)  # what this load may allocate: from the real size on disk
     if head[:4] == b"PK\x03\x04" or (zipfile.is_zipfile(p) and head[:8] != _H5_SIGNATURE):
-        return _load_keras_zip(p, architecture, keras_version, origin)
+        return _load_keras_zip(p, architecture, keras_version, origin, budget)
     try:
         f = h5py.File(p, "r")
     except OSError as e:
@@ -294,7 +374,7 @@ def _load(path, architecture, keras_version, origin):
             raise _Fail("is a damaged zip (.keras) file") from None
         raise _Fail(f"is neither a .keras (zip) nor an HDF5 (.h5) file ({str(e)[:120]})") from None
     with f:
-        return _load_h5(f, architecture, keras_version, origin)
+        return _load_h5(f, architecture, keras_version, origin, budget)
 
 
 def _arch_config(architecture):
@@ -305,6 +385,8 @@ def _arch_config(architecture):
         return None, architecture
     if isinstance(architecture, (str, bytes)):
         architecture = _parse_json(architecture, "architecture JSON")
+    elif isinstance(architecture, (dict, list)):
+        _check_text(architecture, "architecture")
     if isinstance(architecture, dict) and "class_name" not in architecture and isinstance(architecture.get("layers"), list):
         # model.get_config() of a Sequential / functional model: the inner config
         cls = "Functional" if "output_layers" in architecture else "Sequential"
@@ -315,11 +397,30 @@ def _arch_config(architecture):
     return architecture, None
 
 
-def _load_keras_zip(p, architecture, keras_version, origin):
+def _read_member(z, name, limit, budget):
+    """The bytes of archive member ``name``, at most ``limit`` of them, charged to ``budget``: read with
+    a bound, never trusting the size the archive declares (a lie either way)."""
+    limit = max(0, min(limit, budget.limit - budget.spent))
+    try:
+        with z.open(name) as fh:
+            data = fh.read(limit + 1)
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, RuntimeError, NotImplementedError) as e:
+        # zlib.error: a broken deflate stream; RuntimeError: an encrypted member; NotImplementedError:
+        # a compression method zipfile lacks
+        raise _Fail(f"{name} in the archive cannot be read: the archive is damaged ({type(e).__name__}: "
+                    f"{str(e)[:160]})") from None
+    if len(data) > limit:
+        raise _Fail(f"{name} in the archive is larger than {limit:,} bytes (what a {budget.file_size:,}-byte file "
+                    "may hold): a corrupt or hostile archive")
+    budget.charge(len(data), f"{name} in the archive")
+    return data
+
+
+def _load_keras_zip(p, architecture, keras_version, origin, budget):
     h5py = _h5py()
     try:
         z = zipfile.ZipFile(p)
-    except (zipfile.BadZipFile, OSError) as e:
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
         raise _Fail(f"is not a valid .keras (zip) file ({e})") from None
     with z:
         names = set(z.namelist())
@@ -327,11 +428,11 @@ def _load_keras_zip(p, architecture, keras_version, origin):
             raise _Fail("the .keras archive has no model.weights.h5 (sharded or npz weights are not supported)")
         meta = {}
         if "metadata.json" in names:
-            info = z.getinfo("metadata.json")
-            if info.file_size > _MAX_JSON_BYTES:
-                raise _Fail("metadata.json is too large")
+            raw = _read_member(z, "metadata.json", _MAX_JSON_BYTES, budget)
             try:
-                meta = _parse_json(z.read("metadata.json"), "metadata.json")
+                meta = _parse_json(raw, "metadata.json")
+            except _BadText:  # garbage is ignored (nothing needs it), text Keras never writes is not
+                raise
             except _Fail:
                 meta = {}
             meta = meta if isinstance(meta, dict) else {}
@@ -339,14 +440,8 @@ def _load_keras_zip(p, architecture, keras_version, origin):
         if cfg is None and spec is None:
             if "config.json" not in names:
                 raise _Fail("the .keras archive has no config.json")
-            info = z.getinfo("config.json")
-            if info.file_size > _MAX_JSON_BYTES:
-                raise _Fail("config.json is too large")
-            cfg = _parse_json(z.read("config.json"), "config.json")
-        try:
-            data = z.read("model.weights.h5")
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
-            raise _Fail(f"cannot read model.weights.h5 from the archive ({e})") from None
+            cfg = _parse_json(_read_member(z, "config.json", _MAX_JSON_BYTES, budget), "config.json")
+        data = _read_member(z, "model.weights.h5", budget.limit, budget)
     version = keras_version or meta.get("keras_version") or "3"
     try:
         f = h5py.File(io.BytesIO(data), "r")
@@ -354,7 +449,7 @@ def _load_keras_zip(p, architecture, keras_version, origin):
         # OverflowError: h5py's file-object driver asked for an offset past ssize_t (corrupted superblock)
         raise _Fail(f"model.weights.h5 in the archive is not a valid HDF5 file ({str(e)[:120]})") from None
     with f:
-        store = _V3Store(f)
+        store = _V3Store(f, budget)
         if spec is not None:
             return _fill_spec(spec, lambda n, c: store.by_name(n, c), origin)
         return _convert(cfg, lambda name, key, e: store.by_key(name, key, e.class_name), version, origin)
@@ -366,7 +461,7 @@ def _convert(cfg, weights, version, origin):
     return spec_from_keras_config(cfg, weights, keras_version=version, origin=origin)
 
 
-def _load_h5(f, architecture, keras_version, origin):
+def _load_h5(f, architecture, keras_version, origin, budget):
     h5py = _h5py()
     cfg, spec = _arch_config(architecture)
     root_version = _attr_str(f.attrs.get("keras_version"))
@@ -375,13 +470,13 @@ def _load_h5(f, architecture, keras_version, origin):
             cfg = _parse_json(f.attrs["model_config"], "attribute 'model_config'")
         if "model_weights" not in f or not isinstance(f["model_weights"], h5py.Group):
             raise _Fail("the model file has no 'model_weights' group (saved without weights?)")
-        store = _LegacyStore(f["model_weights"])
+        store = _LegacyStore(f["model_weights"], budget)
         version = keras_version or root_version or _attr_str(f["model_weights"].attrs.get("keras_version"))
     elif _attr_list(f, "layer_names") is not None:  # Keras 2 save_weights
-        store = _LegacyStore(f)
+        store = _LegacyStore(f, budget)
         version = keras_version or root_version
     elif "layers" in f or "vars" in f:  # Keras 3 *.weights.h5
-        store = _V3Store(f)
+        store = _V3Store(f, budget)
         version = keras_version or "3"
         if cfg is None and spec is None:
             raise _Fail("is a weights-only file: pass architecture= (the model's Keras config JSON or a ModelSpec)")
