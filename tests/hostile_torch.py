@@ -6,7 +6,7 @@
   memo after they were built (innermost first; or outermost first, so that a list is filled after it
   is held, which hides depth from a scan that does not follow mutations); zip and legacy.
 * ``torch_stride0*``: a tensor of 2^20 .. 2^31 elements with stride 0 over a 4-byte storage (one,
-  or eight of them); zip, legacy and bfloat16.
+  or eight of them); zip, legacy, bfloat16 and uint8 (4 bytes a weight once it is float32).
 * ``torch_shared_storage`` / ``torch_legacy_views``: n tensors (or legacy storage views) over one
   storage of n KiB (at most 1 MiB): each materialised tensor costs the whole storage again.
 * ``torch_size_wrap``: dimensions whose product wraps int64 (to 0, to a negative, to a small number).
@@ -292,6 +292,7 @@ FAMILIES = [
     Family("torch_stride0_x8", make_stride0(8), (20, 24, 28, 31), issue_item="#12.2"),
     Family("torch_stride0_legacy", make_stride0(1, legacy=True), (20, 28, 31), issue_item="#12.2"),
     Family("torch_stride0_bf16", make_stride0(1, stype="BFloat16Storage"), (20, 28, 31), issue_item="#12.2"),
+    Family("torch_stride0_u8", make_stride0(1, stype="ByteStorage"), (20, 25, 28), issue_item="#12.2"),
     Family("torch_shared_storage", make_shared_storage, (4, 100, 1000), issue_item="#12.2"),
     Family("torch_legacy_views", make_legacy_views, (4, 100, 1000), issue_item="#12.2"),
     Family("torch_odict_copies", make_odict_copies, (10, 10_000, 100_000), issue_item="#12.2"),

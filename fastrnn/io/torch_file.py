@@ -683,8 +683,8 @@ def _materialize(t: _TensorRef, byteorder, path, name, budget):
     numel = min(st.numel, len(st.data) // isz)
     size, stride, off = t.size, t.stride, t.offset  # checked by _rebuild_tensor: ranks, ranges
     count = math.prod(size)  # Python ints: no int64 wrap
-    # what the array costs once expanded (a zero stride repeats one element) and converted to float32
-    budget.charge(count * max(isz, 4), f"tensor '{name}' (size {_short(size)}, {count:,} elements)")
+    # what the array costs once expanded (a zero stride repeats one element); bfloat16 is read as float32
+    budget.charge(count * (4 if dt == "bf16" else isz), f"tensor '{name}' (size {_short(size)}, {count:,} elements)")
     end = "<" if byteorder == "little" else ">"
     if dt == "bf16":
         base = np.frombuffer(st.data, dtype=end + "u2", count=numel)
@@ -743,22 +743,24 @@ def read_torch_file(path):
     memory spent is bounded by :class:`~fastrnn.io.budget.LoadBudget` (the file's real size)."""
     path = os.fspath(path)
     with file_errors(path):
-        try:
-            with open(path, "rb") as f:
-                head = f.read(512)
-        except OSError as e:
-            raise ModelFormatError(f"{path}: cannot read ({e})") from None
-        budget = LoadBudget.for_file(path)
-        if head.startswith(b"PK"):
-            obj, order = _read_zip(path, budget)
-        elif head[:1] == b"\x80":
-            obj, order = _read_legacy(path, budget)
-        elif len(head) >= 262 and head[257:262] == b"ustar":
-            raise ModelFormatError(f"{path}: the pre-0.4 torch tar format is not supported; re-save with a recent "
-                                   "torch")
-        else:
-            raise ModelFormatError(f"{path}: not a torch.save file (neither a zip archive nor a legacy torch pickle)")
-        return _convert(obj, order, path, budget)
+        return _read(path, LoadBudget.for_file(path))
+
+
+def _read(path, budget):
+    try:
+        with open(path, "rb") as f:
+            head = f.read(512)
+    except OSError as e:
+        raise ModelFormatError(f"{path}: cannot read ({e})") from None
+    if head.startswith(b"PK"):
+        obj, order = _read_zip(path, budget)
+    elif head[:1] == b"\x80":
+        obj, order = _read_legacy(path, budget)
+    elif len(head) >= 262 and head[257:262] == b"ustar":
+        raise ModelFormatError(f"{path}: the pre-0.4 torch tar format is not supported; re-save with a recent torch")
+    else:
+        raise ModelFormatError(f"{path}: not a torch.save file (neither a zip archive nor a legacy torch pickle)")
+    return _convert(obj, order, path, budget)
 
 
 # --------------------------------------------------------------------------- state dict -> spec
@@ -797,17 +799,22 @@ def _state_dict(obj, path):
     return sd
 
 
-def _float(a, key):
+def _float(a, key, budget):
     if a.dtype.kind not in "fiub":
         raise ConversionError(f"tensor '{key}' has dtype {a.dtype}; weights must be real numbers")
+    if a.dtype != np.float32 or not a.flags.c_contiguous:  # a copy: charged like the tensor itself
+        budget.charge(a.size * 4, f"tensor '{_short(key)}' as float32")
     return np.ascontiguousarray(a, dtype=np.float32)
 
 
 class _Dict:
-    """The state dict with use tracking."""
+    """The state dict with use tracking; ``float(key)``: a tensor as float32, charged to the load's budget."""
 
-    def __init__(self, sd):
-        self.sd, self.used = sd, set()
+    def __init__(self, sd, budget):
+        self.sd, self.used, self.budget = sd, set(), budget
+
+    def float(self, key):
+        return _float(self.sd[key], key, self.budget)
 
     def sub(self, prefix):
         p = f"{prefix}." if prefix else ""
@@ -820,7 +827,7 @@ class _Dict:
         for n in names:
             k = p + n
             if k in self.sd:
-                out[n] = _float(self.sd[k], k)
+                out[n] = self.float(k)
                 self.used.add(k)
             elif n not in optional:
                 near = sorted(self.sub(prefix))[:8]
@@ -863,8 +870,8 @@ def _parse_arch(architecture, path):
     return list(a)
 
 
-def _infer_single_rnn(sd, where, mode=None, path=""):
-    prefixes = {k.rsplit(".", 1)[0] if "." in k else "" for k in sd}
+def _infer_single_rnn(d, where, mode=None, path=""):
+    prefixes = {k.rsplit(".", 1)[0] if "." in k else "" for k in d.sd}
     if len(prefixes) != 1:
         groups = sorted(prefixes)
         raise ConversionError(
@@ -873,7 +880,7 @@ def _infer_single_rnn(sd, where, mode=None, path=""):
             "{'type': 'last_step'}, {'type': 'linear', 'key': 'fc'}] (see fastrnn.io.torch_file)")
     prefix = prefixes.pop()
     p = f"{prefix}." if prefix else ""
-    tensors = {k[len(p):]: _float(v, k) for k, v in sd.items()}
+    tensors = {k[len(p):]: d.float(k) for k in d.sd}
     desc = rnn_desc_from_tensors(tensors, where + (f" ('{prefix}')" if prefix else ""), mode)
     return prefix, desc, tensors
 
@@ -917,7 +924,7 @@ def _pieces_from_arch(arch, d: _Dict, path):
                 p = f"{key}." if key else ""
                 raise ConversionError(f"{where}: state dict has no '{p}weight_ih_l0' (no recurrent parameters under "
                                       f"'{key or ''}'; keys: {sorted(d.sd)[:12]})")
-            tensors = {n: _float(d.sd[k], k) for n, k in rnn_names.items()}
+            tensors = {n: d.float(k) for n, k in rnn_names.items()}
             desc = rnn_desc_from_tensors(tensors, where, mode)
             d.used.update(rnn_names.values())
             for f in ("num_layers", "bidirectional", "proj_size", "input_size", "hidden_size", "bias"):
@@ -986,14 +993,15 @@ def spec_from_torch_file(path, architecture=None, **options) -> ModelSpec:
 
 
 def _spec(path, architecture, strict) -> ModelSpec:
-    sd = _state_dict(read_torch_file(path), path)
+    budget = LoadBudget.for_file(path)
+    sd = _state_dict(_read(path, budget), path)
     meta = {"framework": "torch", "source_file": os.path.basename(path)}
-    d = _Dict(sd)
+    d = _Dict(sd, budget)
     arch = None if architecture is None else _parse_arch(architecture, path)
     if isinstance(arch, dict):  # a fastrnn ModelSpec JSON referring to state-dict keys
         refs = {r for l in arch.get("layers") or [] if isinstance(l, dict)
                 for r in (l.get("tensors") or {}).values()}
-        tensors = {k: _float(v, k) for k, v in sd.items() if k in refs}
+        tensors = {k: d.float(k) for k in sd if k in refs}
         spec = ModelSpec.from_core(arch, tensors)
         d.used.update(tensors)
         _leftovers(d, strict, path)
@@ -1004,7 +1012,7 @@ def _spec(path, architecture, strict) -> ModelSpec:
         mode = None if arch is None else _RNN_TYPES[arch]
         if arch == "rnn":
             raise ConversionError("architecture='rnn' is ambiguous: say 'rnn_tanh' or 'rnn_relu'")
-        prefix, desc, tensors = _infer_single_rnn(sd, "state dict", mode, path)
+        prefix, desc, tensors = _infer_single_rnn(d, "state dict", mode, path)
         d.used.update(sd)
         pieces = [Piece("rnn", prefix or desc.mode.split("_")[0].lower(), tensors, rnn=desc, where=path)]
         meta["inferred_architecture"] = True
