@@ -25,9 +25,18 @@ Safety: the pickles are read by a restricted unpickler whose ``find_class`` allo
 ``torch.cuda.*Storage`` type *names* (mapped to numpy dtypes; no torch object is ever created -- the
 fastrnn replacements only record (storage, offset, size, stride)).  Any other global raises
 :class:`~fastrnn.errors.ModelFormatError` ("refusing to load global 'os.system' ..."): fastrnn never
-executes code from a model file.  Tensors of any dtype (float16 / bfloat16 / float64 are converted to
-float32 for weights), strided views (bounds-checked against the storage) and shared storages are
-supported; the device a tensor was saved on (``cuda:0``...) is ignored: everything is read to the CPU.
+executes code from a model file.  Each global is handed to the pickle as a fresh object whose
+attributes cannot be set (a BUILD opcode aimed at one changes nothing of fastrnn).  Before any pickle
+is unpickled, :func:`_scan_pickle` simulates its stack and refuses nesting deeper than 64 (a tuple's
+hash recurses in C: a deep key would crash the process), objects filled after they are held, BUILD on
+anything but a call's result, and memo indices, frames or lengths beyond the data.  What a file may
+cost is bounded by its real size (:class:`~fastrnn.io.budget.LoadBudget`): every zip member, legacy
+storage, materialised tensor (a stride-0 view expands) and float32 copy is charged before it is made;
+declared sizes are checked against the real bytes, sizes multiply as Python ints (at most 32
+dimensions).  Any bad content raises a :class:`~fastrnn.errors.FastRNNError` naming the file.
+Tensors of any dtype (float16 / bfloat16 / float64 are converted to float32 for weights), strided
+views (bounds-checked against the storage) and shared storages are supported; the device a tensor
+was saved on (``cuda:0``...) is ignored: everything is read to the CPU.
 
 The object may be a state dict, or a dict holding one under ``"state_dict"`` / ``"model_state_dict"``
 / ``"model"`` / ``"net"`` (training checkpoints; other entries such as optimizer state are ignored).
@@ -546,8 +555,8 @@ def _check_members(zf, path, file_size):
     holds exactly its bytes, and a compressed one expands at most 64 times (torch stores members)."""
     for info in zf.infolist():
         if info.header_offset + info.compress_size > file_size:
-            raise ModelFormatError(f"{path}: member {_short(info.filename)} claims {info.compress_size:,} bytes but the "
-                                   f"file has {file_size:,} (corrupt or hostile zip headers)")
+            raise ModelFormatError(f"{path}: member {_short(info.filename)} claims {info.compress_size:,} bytes but "
+                                   f"the file has {file_size:,} (corrupt or hostile zip headers)")
         if info.compress_type == zipfile.ZIP_STORED:
             if info.file_size != info.compress_size:
                 raise ModelFormatError(f"{path}: stored member {_short(info.filename)} claims {info.file_size:,} "
@@ -876,8 +885,9 @@ def _infer_single_rnn(d, where, mode=None, path=""):
         groups = sorted(prefixes)
         raise ConversionError(
             f"{path}: the state dict is not a single nn.RNN/LSTM/GRU (module prefixes: {_short(groups, 400)}); "
-            "describe the model with architecture=[...], e.g. [{'type': 'embedding', 'key': 'emb'}, {'type': 'lstm', 'key': 'rnn'}, "
-            "{'type': 'last_step'}, {'type': 'linear', 'key': 'fc'}] (see fastrnn.io.torch_file)")
+            "describe the model with architecture=[...], e.g. [{'type': 'embedding', 'key': 'emb'}, "
+            "{'type': 'lstm', 'key': 'rnn'}, {'type': 'last_step'}, {'type': 'linear', 'key': 'fc'}] "
+            "(see fastrnn.io.torch_file)")
     prefix = prefixes.pop()
     p = f"{prefix}." if prefix else ""
     tensors = {k[len(p):]: d.float(k) for k in d.sd}
