@@ -4,6 +4,8 @@ saved inputs through the same functions).
 The contract every harness checks: an input either returns normally or raises a
 ``fastrnn.FastRNNError`` (``TypeError`` only where the harness deliberately passed an argument of a
 wrong type).  Anything else escapes ``test_one_input`` and is a finding; a crash or a hang is one too.
+So is a ``CoreNotBuiltError``: a harness that runs without the compiled core tests nothing
+(``fuzz/run.py`` also refuses to start without it: :func:`require_core`).
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import json
 import os
 import shutil
 import struct
+import sys
 import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -147,14 +150,27 @@ def check_error(e: BaseException) -> None:
         raise AssertionError(f"a small input exhausted memory: {str(e)[:300]}") from e
 
 
+def check_isolated(e: BaseException) -> None:
+    """For the targets that load through the isolated reader (fastrnn.io.isolate): a refusal saying
+    that a non-FastRNNError escaped the reader in the child is a finding (the parent turns it into a
+    ModelFormatError, so that the caller is safe, but the reader has a bug)."""
+    from fastrnn.io.isolate import CHILD_ESCAPE
+
+    if CHILD_ESCAPE in str(e):
+        raise AssertionError(f"a non-FastRNNError escaped the reader in the isolated child: {str(e)[:600]}") from e
+
+
 @contextlib.contextmanager
 def contract(on_refused=None):
     """The contract around one input: a ``FastRNNError`` is a refusal (``on_refused(e)`` if given,
-    then check_error); any other exception escapes as a finding, unless skip_known says otherwise."""
-    from fastrnn.errors import FastRNNError
+    then check_error); any other exception escapes as a finding, unless skip_known says otherwise.
+    ``CoreNotBuiltError`` is a finding: nothing was tested."""
+    from fastrnn.errors import CoreNotBuiltError, FastRNNError
 
     try:
         yield
+    except CoreNotBuiltError as e:
+        raise AssertionError(f"the compiled core cannot be imported: nothing is being tested ({e})") from e
     except FastRNNError as e:
         if on_refused is not None:
             on_refused(e)
@@ -162,6 +178,32 @@ def contract(on_refused=None):
     except Exception as e:  # noqa: BLE001 - a finding, unless already known and skipped on purpose
         if not skip_known(e):
             raise
+
+
+def require_core() -> str:
+    """Import fastrnn and check that its compiled core builds and runs a model; the path of the
+    fastrnn package in use.  Raises ``SystemExit`` with the reason otherwise: without the core every
+    model build raises ``CoreNotBuiltError``, which a harness would count as a clean refusal (a
+    checkout imported through ``PYTHONPATH=.`` while the built package is installed elsewhere)."""
+    try:
+        import numpy as np
+
+        import fastrnn
+        from fastrnn import _core  # noqa: F401
+        from fastrnn.spec import DenseSpec, ModelSpec
+
+        spec = ModelSpec(layers=[DenseSpec(name="d", weight=np.eye(2, dtype=np.float32), bias=None)],
+                         input_features=2)
+        y = fastrnn.Model(spec).predict(np.ones((1, 1, 2), np.float32))
+        assert np.allclose(y, 1.0), y
+    except BaseException as e:  # noqa: BLE001 - any failure here: stop before fuzzing nothing
+        where = getattr(sys.modules.get("fastrnn"), "__file__", None)
+        raise SystemExit(
+            f"fuzz: the fastrnn imported from {where} cannot build a model ({type(e).__name__}: {e}).\n"
+            "Every input would be refused with CoreNotBuiltError and the run would test nothing.  Run "
+            "`python fuzz/run.py ...` (no PYTHONPATH=.) to use the installed fastrnn, or build the checkout "
+            "in place first (pip install -e . --no-build-isolation).") from None
+    return os.path.dirname(os.path.abspath(fastrnn.__file__))
 
 
 def predict_probe(model) -> None:

@@ -13,7 +13,8 @@ corrupted file is reported as a ``ModelFormatError`` ("the HDF5 library crashed 
 is the contract holding, not a finding.  Such inputs are counted (and kept under
 ``WORKDIR/contained/`` when ``FASTRNN_FUZZ_KEEP_CONTAINED`` names a directory) so that a run reports
 how many crashes the isolation contained.  A finding is anything else escaping: an exception that is
-not a FastRNNError, a crash or hang of the *caller*, or a MemoryError in the caller.
+not a FastRNNError, a crash or hang of the *caller*, a MemoryError in the caller, or a refusal saying
+that a non-FastRNNError escaped the reader in the child (_harness.check_isolated).
 
 Each execution starts a Python process (the isolation): a few executions per second, and no coverage
 feedback from the child, so ``fuzz/run.py`` runs this target with its mutation fuzzer (``--fallback``
@@ -38,7 +39,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import fastrnn  # noqa: E402
 from fastrnn.errors import FastRNNError  # noqa: E402
-from _harness import CORPUS_DIR, KERAS_WEIGHTS, contract, predict_probe, write_tmp  # noqa: E402
+from _harness import CORPUS_DIR, KERAS_WEIGHTS, check_isolated, contract, predict_probe, write_tmp  # noqa: E402
 
 _CONFIGS = {}
 LIMITS = {"cpu": 4, "wall": 15}  # for fastrnn.load(path, isolate=LIMITS); default memory limit (2 GiB)
@@ -140,6 +141,7 @@ def test_one_input(data: bytes) -> None:
 
 def _count_refusal(data, e):
     STATS["refused"] += 1
+    check_isolated(e)
     msg = str(e)
     if "isolated reader process" in msg and ("crashed" in msg or "was killed" in msg or "limit" in msg
                                              or "longer than" in msg or "failed" in msg):

@@ -1,12 +1,19 @@
-"""Fuzz the .keras (zip) reader through its config.json -> ModelSpec path, with VALID weights.
+"""Fuzz the .keras (zip) reader in this process: the function the isolated child runs,
+``spec_from_keras_file(path, isolate=False)`` (zip, JSON, config -> ModelSpec, HDF5 weights), so
+that libFuzzer sees its coverage.  ``fastrnn.load`` would parse in a child process (no coverage
+feedback): that path, the containment, is the ``keras_isolated`` target (fuzz_keras_isolated.py),
+with the same inputs.
 
-Input: one selector byte (which fuzz/data/keras/<name>.weights.h5, mod 4), then the config.json
-bytes.  The harness builds a .keras archive (config.json + metadata.json + model.weights.h5) and
-loads it with fastrnn.load, then runs one predict on the model when it loads.
+Input: one selector byte, then
+  * selector < 0x80: the ``config.json`` bytes; the harness builds a .keras archive (config.json +
+    metadata.json + a *valid* ``fuzz/data/keras/<KERAS_WEIGHTS[selector % 4]>.weights.h5``);
+  * selector >= 0x80: a whole ``.keras`` file (zip structure, member sizes, compression, metadata
+    and weights all fuzzed; the seeds include the hostile files of tests/hostile_keras.py).
 
-The HDF5 payload itself is never mutated: a corrupted HDF5 file can crash inside the HDF5 C
-library (a known limitation, see tests/test_keras_files.py::test_corrupted_bytes_never_crash), so
-raw .h5 files are out of scope here.
+A model that loads is built (the C++ core), runs one predict and is serialised (``to_bytes``: a
+loaded model that cannot be saved, e.g. a name with no UTF-8 form, is a finding).  A libhdf5 crash on
+a corrupted ``model.weights.h5`` kills this process (fuzz_h5.py is where whole HDF5 files go);
+whole-archive inputs mostly fail the zip CRC before HDF5 sees them.
 """
 from __future__ import annotations
 
@@ -18,8 +25,12 @@ import zipfile
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import fastrnn  # noqa: E402
+from fastrnn.io.keras_file import spec_from_keras_file  # noqa: E402
 from _harness import contract, predict_probe, KERAS_WEIGHTS, KERAS_WEIGHTS_DIR, write_tmp  # noqa: E402
 
+WHOLE_FILE = 0x80  # selector bit: the rest of the input is a whole .keras file
+# imported inside functions by the code under test: run.py imports them while atheris instruments
+LAZY_IMPORTS = ("fastrnn.converters.keras", "fastrnn.io.isolate", "fastrnn.io.native")
 _WEIGHTS = {}
 
 
@@ -39,13 +50,27 @@ def _archive(config: bytes, weights: bytes) -> bytes:
     return buf.getvalue()
 
 
-def test_one_input(data: bytes) -> None:
+def input_file(data: bytes):
+    """The .keras file an input stands for (written to a private temporary file), or None."""
     if not data:
+        return None
+    if data[0] & WHOLE_FILE:
+        return write_tmp("input.keras", data[1:])
+    return write_tmp("input.keras", _archive(data[1:], _weights(data[0] % len(KERAS_WEIGHTS))))
+
+
+def exercise(model) -> None:
+    """What a model that loaded must also do: run, and serialise."""
+    predict_probe(model)
+    model.to_bytes()
+
+
+def test_one_input(data: bytes) -> None:
+    path = input_file(data)
+    if path is None:
         return
-    path = write_tmp("input.keras", _archive(data[1:], _weights(data[0] % len(KERAS_WEIGHTS))))
     with contract():
-        model = fastrnn.load(path)
-        predict_probe(model)
+        exercise(fastrnn.Model(spec_from_keras_file(path, isolate=False)))
 
 
 TestOneInput = test_one_input

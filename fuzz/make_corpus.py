@@ -1,20 +1,30 @@
 """Generate the seed corpora in fuzz/corpus/<target>/ (small valid inputs; seeded, reproducible).
 
-    PYTHONPATH=. python fuzz/make_corpus.py          # needs torch, keras (TensorFlow backend) and h5py
+    python fuzz/make_corpus.py          # needs torch, keras (TensorFlow backend) and h5py
 
 Writes (and first empties) fuzz/corpus/{native,torch_file,keras_zip,predict,h5}/ and fuzz/data/keras/
 (the model.weights.h5 payloads the keras_zip harness pairs with a fuzzed config.json).
 ``python fuzz/make_corpus.py h5`` writes fuzz/corpus/h5/ only (needs keras and h5py).  The fuzz
 runs themselves need neither torch nor keras: only this generator does.  Keep the total < 300 KB.
+
+``python fuzz/make_corpus.py hostile`` (also part of the full run; needs h5py only) replaces the
+``hostile-*`` seeds: for each hostile-file family of tests/hostile_*.py (test_hostile_files.py) and
+each target that reads its kind of file, its largest size whose file fits the target's input length
+and HOSTILE_SEED_BYTES (with the harness's mode byte); fuzz/corpus/HOSTILE_SEEDS.txt lists every
+family and its seeds.  Run it when a family is added (about 30 s):
+tests/test_fuzz_regressions.py::test_every_hostile_family_seeds_the_fuzzers checks.
 """
 from __future__ import annotations
 
+import glob
+import importlib
 import io
 import json
 import os
 import pickle
 import shutil
 import sys
+import tempfile
 import zipfile
 
 import numpy as np
@@ -166,6 +176,105 @@ def make_h5(keras, h5_dir):
             _write(h5_dir, f"zip_{name}.weights.h5", bytes([1 | (i << 1)]) + f.read())
 
 
+# ------------------------------------------------------------------------------------ hostile families
+HOSTILE_SEED_BYTES = 24 << 10  # a seed larger than this is not kept (small seeds only)
+_ROUTES = {".pt": "torch_file", ".pth": "torch_file", ".fastrnn": "native", ".keras": "keras_zip", ".h5": "h5"}
+_FORMAT_ROUTES = {"torch": "torch_file", "fastrnn": "native", "keras": "keras_zip", "keras_h5": "h5"}
+
+
+def hostile_families():
+    """Every Family of tests/hostile_*.py (the hostile-file test generator)."""
+    tests = os.path.join(os.path.dirname(HERE), "tests")
+    if tests not in sys.path:
+        sys.path.insert(0, tests)
+    out = []
+    for f in sorted(glob.glob(os.path.join(tests, "hostile_*.py"))):
+        name = os.path.basename(f)[:-3]
+        if name != "hostile_common":
+            out += list(importlib.import_module(name).FAMILIES)
+    return out
+
+
+def hostile_seed(fam, path):
+    """``(target, seed bytes)`` for the file ``path`` of family ``fam``: the harness's mode byte (if it
+    has one) + the whole file, for the target that reads that kind of file; None if none does."""
+    from fastrnn.io.detect import detect_format
+
+    target = _ROUTES.get(os.path.splitext(path)[1].lower())
+    if target is None:
+        try:
+            target = _FORMAT_ROUTES.get(detect_format(path))
+        except Exception:  # noqa: BLE001 - not a format fastrnn detects: no target reads it
+            return None
+        if target is None:
+            return None
+    with open(path, "rb") as f:
+        data = f.read()
+    kw = fam.load_kwargs or {}
+    if target == "torch_file":  # mode bit 0 = 0: a whole file; bits 1-3: architecture=; bit 4: strict=False
+        archs = [json.dumps(a) for a in TORCH_ARCHS]
+        arch = json.dumps(kw.get("architecture"))
+        mode = (archs.index(arch) if arch in archs else 0) << 1 | (0x10 if kw.get("strict") is False else 0)
+        return target, bytes([mode]) + data
+    if target == "keras_zip":
+        from fuzz_keras_zip import WHOLE_FILE
+
+        return target, bytes([WHOLE_FILE]) + data
+    if target == "h5":
+        return target, b"\x00" + data  # mode 0: a raw .h5 file
+    if target == "native" and data[:1] == b"{":
+        return None  # the native harness would read it as a bare header
+    return target, data
+
+
+def hostile_seeds(families=None):
+    """``{family name: ([(target, seed file name, seed bytes), ...], why there is none)}``."""
+    from run import TARGETS
+
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for fam in families if families is not None else hostile_families():
+            best, why = {}, "every file is too large"  # target -> the largest size that fits
+            for size in sorted(fam.sizes):
+                d = os.path.join(tmp, f"{fam.name}-{size}")
+                os.makedirs(d)
+                try:
+                    path = fam.make(d, size)
+                except Exception as e:  # noqa: BLE001 - a family that needs what is not installed here
+                    print(f"hostile family {fam.name} ({size}): not made ({type(e).__name__}: {e})")
+                    continue
+                seed = hostile_seed(fam, path)
+                if seed is None:
+                    why = f"no fuzz target reads {os.path.splitext(path)[1] or 'such'} files"
+                elif len(seed[1]) <= min(TARGETS[seed[0]], HOSTILE_SEED_BYTES):
+                    best[seed[0]] = (seed[0], f"hostile-{fam.name}-{size}{os.path.splitext(path)[1]}", seed[1])
+                shutil.rmtree(d, ignore_errors=True)
+            out[fam.name] = sorted(best.values()), why
+    return out
+
+
+HOSTILE_MANIFEST = os.path.join(CORPUS, "HOSTILE_SEEDS.txt")
+
+
+def make_hostile():
+    """Replace the hostile-* seeds of every corpus and the manifest (a file identical to one already
+    written, e.g. a family run isolated and in-process, is kept once)."""
+    for old in glob.glob(os.path.join(CORPUS, "*", "hostile-*")):
+        os.remove(old)
+    written, lines = {}, []
+    for fam, (seeds, why) in hostile_seeds().items():
+        names = []
+        for target, name, data in seeds:
+            if data not in written:
+                written[data] = f"{target}/{name}"
+                _write(os.path.join(CORPUS, target), name, data)
+            names.append(written[data])
+        lines.append(f"{fam}: {' '.join(names) if names else f'(no seed: {why})'}")
+    with open(HOSTILE_MANIFEST, "w") as f:
+        f.write("# family: its seeds (fuzz/make_corpus.py hostile)\n" + "\n".join(lines) + "\n")
+    print(f"hostile seeds written: {len(written)} files, {sum(map(len, written)) / 1024:.0f} KB")
+
+
 # ------------------------------------------------------------------------------------ predict
 def make_predict(predict_dir):
     """Byte strings for the predict harness (a FuzzedDataProvider decodes them: any bytes work)."""
@@ -180,6 +289,9 @@ def main(argv=None):
         import keras
 
         make_h5(keras, _fresh(os.path.join(CORPUS, "h5")))
+        return
+    if argv == ["hostile"]:  # only the hostile-* seeds
+        make_hostile()
         return
     import torch
     import keras
@@ -206,6 +318,7 @@ def main(argv=None):
                 for r, _, fs in os.walk(base) for f in fs)
     print(f"corpus written: {total / 1024:.0f} KB")
     assert total < 300 * 1024, "corpus too large"
+    make_hostile()
 
 
 if __name__ == "__main__":

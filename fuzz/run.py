@@ -1,10 +1,16 @@
 """Run one fuzz target.
 
-    PYTHONPATH=. python fuzz/run.py TARGET [--runs N] [--seconds S] [--workdir DIR] [-- LIBFUZZER_ARGS...]
-    PYTHONPATH=. python fuzz/run.py TARGET --replay FILE [FILE...]     # run given inputs once each
+    python fuzz/run.py TARGET [--runs N] [--seconds S] [--workdir DIR] [-- LIBFUZZER_ARGS...]
+    python fuzz/run.py TARGET --replay FILE [FILE...]     # run given inputs once each
 
-TARGET: native | torch_file | keras_zip | predict | h5 (fuzz/fuzz_<TARGET>.py).  ``h5`` always runs the
-mutation fuzzer below (each input is parsed in a child process: no coverage feedback to collect).
+TARGET: native | torch_file | keras_zip | keras_isolated | predict | h5 (fuzz/fuzz_<TARGET>.py).  ``h5`` and
+``keras_isolated`` always run the mutation fuzzer below (each input is parsed in a child process: no
+coverage feedback to collect).
+
+The fastrnn that is fuzzed is the one Python imports: the installed package (this script puts fuzz/,
+not the checkout, on sys.path), or the checkout when none is installed or PYTHONPATH names it.  The
+run stops at once (exit 2) unless that fastrnn's compiled core builds and runs a model: without it
+every input would be "refused" with CoreNotBuiltError and nothing would be tested.
 
 With atheris installed (pip install atheris) this is libFuzzer with Python coverage feedback over
 fastrnn and zipfile; without it, a simple mutation fuzzer (no coverage feedback) with the same
@@ -32,8 +38,10 @@ sys.path.insert(0, HERE)
 if importlib.util.find_spec("fastrnn") is None:  # not installed: the checkout (in-place build)
     sys.path.append(os.path.dirname(HERE))
 
-TARGETS = {"native": 65536, "torch_file": 16384, "keras_zip": 16384, "predict": 512, "h5": 65536}  # -> max input length
-NO_COVERAGE = ("h5",)  # targets whose code under test runs in another process: the mutation fuzzer only
+TARGETS = {"native": 65536, "torch_file": 16384, "keras_zip": 65536, "keras_isolated": 65536, "predict": 512,
+           "h5": 65536}  # -> max input length
+NO_COVERAGE = ("h5", "keras_isolated")  # code under test in another process: the mutation fuzzer only
+SHARES = {"keras_isolated": "keras_zip"}  # targets that use another target's corpus and dictionary
 
 
 def _parse(argv):
@@ -59,12 +67,20 @@ def _parse(argv):
 
 
 def _load_target(target, instrument):
+    """Import fuzz/fuzz_<target>.py; with ``instrument``, under atheris's instrumentation of fastrnn,
+    together with the target's ``LAZY_IMPORTS``: the fastrnn modules its code under test imports
+    inside functions (only modules imported inside instrument_imports give coverage feedback)."""
     name = f"fuzz_{target}"
     if instrument:
         import atheris
 
+        if "fastrnn" in sys.modules:  # imported before: it would run uninstrumented
+            raise RuntimeError("fastrnn was imported before the fuzz target: no coverage feedback from it")
         with atheris.instrument_imports(include=["fastrnn", "zipfile", "_harness", name]):
-            return importlib.import_module(name)
+            mod = importlib.import_module(name)
+            for lazy in getattr(mod, "LAZY_IMPORTS", ()):
+                importlib.import_module(lazy)
+            return mod
     return importlib.import_module(name)
 
 
@@ -99,7 +115,7 @@ def _read_dict(path):
 
 
 def _seeds(target):
-    d = os.path.join(HERE, "corpus", target)
+    d = os.path.join(HERE, "corpus", SHARES.get(target, target))
     out = []
     for n in sorted(os.listdir(d)) if os.path.isdir(d) else []:
         with open(os.path.join(d, n), "rb") as f:
@@ -154,7 +170,7 @@ def _fallback(mod, a):
     os.makedirs(os.path.join(a.workdir, "artifacts"), exist_ok=True)
     rnd = random.Random(a.seed or None)
     pool = _seeds(a.target)
-    tokens = _read_dict(os.path.join(HERE, "dicts", f"{a.target}.dict"))
+    tokens = _read_dict(os.path.join(HERE, "dicts", f"{SHARES.get(a.target, a.target)}.dict"))
     current = os.path.join(a.workdir, "current-input")  # what was running if the process dies
 
     def alarm(*_):
@@ -216,10 +232,11 @@ def _atheris(mod, a):
         args.append(f"-max_total_time={max(1, int(a.seconds))}")
     if a.seed:
         args.append(f"-seed={a.seed}")
-    dic = os.path.join(HERE, "dicts", f"{a.target}.dict")
+    source = SHARES.get(a.target, a.target)
+    dic = os.path.join(HERE, "dicts", f"{source}.dict")
     if os.path.exists(dic):
         args.append(f"-dict={dic}")
-    args += a.extra + [corpus, os.path.join(HERE, "corpus", a.target)]
+    args += a.extra + [corpus, os.path.join(HERE, "corpus", source)]
     atheris.Setup(args, mod.test_one_input)
     atheris.Fuzz()  # exits the process: 0 when the runs / time are used up without a finding
     return 0
@@ -234,6 +251,14 @@ def main(argv=None):
     except ImportError:
         have_atheris = False
     mod = _load_target(a.target, instrument=have_atheris and not a.replay)
+    from _harness import require_core  # after the target: fastrnn is imported (and instrumented) there
+
+    try:
+        where = require_core()
+    except SystemExit as e:  # no working core: every input would be "refused", nothing tested
+        print(e, file=sys.stderr, flush=True)
+        return 2
+    print(f"fuzz {a.target}: fastrnn from {where}", flush=True)
     if a.replay:
         return _replay(mod, a.replay)
     if have_atheris:

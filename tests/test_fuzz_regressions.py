@@ -117,3 +117,102 @@ def test_h5_input_crashes_in_process(name, tmp_path):
 
 def _no_core_dump():
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+# --------------------------------------------------------------------------- the harnesses themselves
+FUZZ_DIR = os.path.join(REPO, "fuzz")
+
+
+def _fuzz_module(name):
+    import importlib
+
+    if FUZZ_DIR not in sys.path:
+        sys.path.insert(0, FUZZ_DIR)
+    return importlib.import_module(name)
+
+
+@pytest.mark.skipif(not os.path.exists(RUNNER), reason="fuzz/ is not in this checkout")
+def test_runner_without_the_core_stops_at_once(tmp_path):
+    """#12.16: ``PYTHONPATH=. python fuzz/run.py`` in a checkout whose core is built elsewhere imported
+    the checkout; every model build raised CoreNotBuiltError, which the harness counted as a refusal
+    (212k "clean" runs that tested nothing).  Now the runner checks first that the fastrnn it imports
+    builds and runs a model, and stops with exit status 2 saying why."""
+    import shutil
+
+    import fastrnn
+
+    pkg = os.path.dirname(os.path.abspath(fastrnn.__file__))
+    shutil.copytree(pkg, tmp_path / "fastrnn", ignore=shutil.ignore_patterns("*.so", "*.pyd", "__pycache__"))
+    # as in a checkout that was never built (also where an editable install's finder would supply the core)
+    (tmp_path / "fastrnn" / "_core.py").write_text("raise ImportError('fastrnn._core is not built here')\n")
+    env = child_env()
+    env["PYTHONPATH"] = str(tmp_path)  # the core-less copy, as a checkout that was never built
+    r = subprocess.run([sys.executable, RUNNER, "native", "--runs", "200", "--fallback",
+                        "--workdir", str(tmp_path / "work")], capture_output=True, text=True, env=env, timeout=120,
+                       cwd=str(tmp_path))
+    assert r.returncode == 2, f"rc={r.returncode}\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}"
+    assert "cannot build a model" in r.stderr and str(tmp_path / "fastrnn") in r.stderr, r.stderr[-2000:]
+    assert "Done" not in r.stdout, r.stdout[-2000:]
+
+
+def test_contract_counts_a_missing_core_as_a_finding():
+    """A CoreNotBuiltError inside a harness is a finding, not a refusal."""
+    from fastrnn.errors import CoreNotBuiltError, ModelFormatError
+
+    contract = _fuzz_module("_harness").contract
+    with contract():
+        raise ModelFormatError("a refusal")
+    with pytest.raises(AssertionError, match="nothing is being tested"):
+        with contract():
+            raise CoreNotBuiltError("fastrnn._core is not built")
+
+
+def test_keras_zip_target_reads_in_this_process(monkeypatch):
+    """#12.17: the keras_zip target ran fastrnn.load, which parses in the isolated child, so libFuzzer
+    saw almost no coverage (20 new units in 1,700 runs).  It now calls the reader the child runs,
+    in this process: with the isolated reader made to fail, its seeds still
+    load, run and serialise; the isolated path has its own target, keras_isolated."""
+    import fastrnn.io.isolate
+
+    def no_child(*a, **k):
+        raise AssertionError("the keras_zip target started the isolated reader")
+
+    monkeypatch.setattr(fastrnn.io.isolate, "spec_isolated", no_child)
+    mod = _fuzz_module("fuzz_keras_zip")
+    seeds = sorted(n for n in os.listdir(os.path.join(FUZZ_DIR, "corpus", "keras_zip")) if n.endswith(".json"))
+    assert seeds
+    loaded = []
+    real_exercise = mod.exercise
+    monkeypatch.setattr(mod, "exercise", lambda m: (loaded.append(m), real_exercise(m)))
+    for n in seeds:
+        with open(os.path.join(FUZZ_DIR, "corpus", "keras_zip", n), "rb") as f:
+            mod.test_one_input(f.read())
+    assert len(loaded) == len(seeds)
+
+
+def test_every_hostile_family_seeds_the_fuzzers():
+    """Every family of the hostile-file test generator (tests/hostile_*.py) is in the fuzz corpora
+    (fuzz/corpus/HOSTILE_SEEDS.txt, written with the seeds by ``python fuzz/make_corpus.py hostile``),
+    and each seed it lists exists: a new family reaches the fuzzers, and CI's bounded fuzz run
+    (.ci/fuzz.sh) replays it."""
+    import glob
+    import importlib
+
+    families = set()
+    for f in glob.glob(os.path.join(TESTS_DIR, "hostile_*.py")):
+        name = os.path.basename(f)[:-3]
+        if name != "hostile_common":
+            families |= {fam.name for fam in importlib.import_module(name).FAMILIES}
+    manifest = os.path.join(FUZZ_DIR, "corpus", "HOSTILE_SEEDS.txt")
+    listed = {}
+    with open(manifest) as f:
+        for line in f:
+            if line.strip() and not line.startswith("#"):
+                fam, _, seeds = line.partition(":")
+                listed[fam.strip()] = [s for s in seeds.split() if "/" in s]
+    missing = sorted(families - set(listed))
+    assert not missing, f"families without fuzz seeds: {missing}; run python fuzz/make_corpus.py hostile"
+    for fam, seeds in listed.items():
+        for s in seeds:
+            assert os.path.exists(os.path.join(FUZZ_DIR, "corpus", s)), (fam, s)
+    assert sum(len(s) for s in listed.values()) >= len(families) // 2  # most families fit a small seed
