@@ -5,6 +5,7 @@
   chunk written (it reads as zeros: a 10 KB file asks for gigabytes); isolated and in-process.
 * ``keras_zip64_junk``: the same 5 GiB never-written kernel plus an unused zip64 member whose
   central directory claims 1 GiB .. 1 TiB (it once lifted the isolated reader's limits to 4 TiB).
+* ``keras_many_members``: 25,000 and 100,000 empty members (a central directory of 1.4 and 5.8 MB).
 * ``keras_deflate_config``: ``config.json`` stored with deflate, its stream broken (an invalid block
   type) after 0 .. all of the config's bytes; isolated and in-process.
 * ``keras_surrogate``: a lone UTF-16 surrogate (``"\\ud800"`` in the JSON) as the model name, a layer
@@ -89,7 +90,8 @@ def zip_bytes(members) -> bytes:
                                csize, usize, len(nm), len(extra), 0, 0, 0, 0, offset) + nm + extra
     cd_offset = len(out)
     out += central
-    out += struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, len(members), len(members), len(central), cd_offset, 0)
+    n = min(len(members), 0xFFFF)  # more: the count is wrong (zipfile reads the central directory by its size)
+    out += struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, n, n, len(central), cd_offset, 0)
     return bytes(out)
 
 
@@ -140,6 +142,13 @@ def make_deflate_config(d, size):
     return keras_file(os.path.join(d, f"deflate{size}.keras"), config_member=member)
 
 
+def make_many_members(d, size):
+    """A valid .keras plus ``size`` empty members: zipfile parses its whole central directory into one
+    object per member (~11 bytes of memory and microseconds of CPU per byte) before anything is read."""
+    extra = [stored(f"assets/{i}", b"") for i in range(size)]
+    return keras_file(os.path.join(d, f"members{size}.keras"), extra=extra)
+
+
 SURROGATE_PLACES = ("model_name", "layer_name", "input_name", "config_key", "metadata", "legacy_h5")
 
 
@@ -187,6 +196,9 @@ FAMILIES = [
     Family("keras_deflate_config", make_deflate_config, (0, 300, 1 << 20), issue_item="#12.10"),
     Family("keras_deflate_config_in_process", make_deflate_config, (0, 1 << 20), IN_PROCESS, cli=False,
            issue_item="#12.10"),
+    Family("keras_many_members", make_many_members, (25_000, 100_000), issue_item="#12.4"),
+    Family("keras_many_members_in_process", make_many_members, (100_000,), IN_PROCESS, cli=False,
+           issue_item="#12.4"),
     Family("keras_surrogate", make_surrogate, _SURROGATES, issue_item="#12.10"),
     Family("keras_surrogate_in_process", make_surrogate, _SURROGATES, IN_PROCESS, cli=False, issue_item="#12.10"),
 ]
