@@ -577,6 +577,9 @@ def _read_member(zf, name, budget, n=None):
 
 def _read_zip(path, budget):
     try:
+        from .detect import check_zip_directory
+
+        check_zip_directory(path)
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, RuntimeError) as e:
         raise ModelFormatError(f"{path}: not a readable zip archive (truncated or corrupt torch file: {e})") from None
