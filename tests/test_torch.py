@@ -566,3 +566,67 @@ def test_import_without_torch():
     env = child_env()
     r = subprocess.run([sys.executable, "-c", code], cwd=CHILD_CWD, env=env, capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.startswith("ok"), r.stdout + r.stderr
+
+
+# --------------------------------------------------------------------------- training mode (issue 11 item 6)
+def test_training_mode_dropout_refused(torch):
+    """A module left in training mode whose output depends on it (dropout) is refused, saying to call
+    .eval(); after .eval() it converts and matches torch.  torch itself shows the difference."""
+    nn = torch.nn
+    torch.manual_seed(3)
+    m = nn.Sequential(nn.Linear(4, 8), nn.Dropout(0.5), nn.LSTM(8, 5, num_layers=2, dropout=0.3, batch_first=True))
+    x = torch.randn(2, 6, 4)
+    assert not torch.allclose(m(x)[0], m(x)[0])  # training mode: two calls differ (the trap)
+    with pytest.raises(ConversionError, match=r"training mode.*'1' \(Dropout\).*p=0\.5.*'2' \(LSTM\).*dropout=0\.3"
+                                              r".*\.eval\(\)") as ei:
+        fastrnn.from_torch(m)
+    assert isinstance(ei.value, ValueError)
+    m.eval()
+    with torch.no_grad():
+        want = m(x)[0].numpy()
+    assert_close(fastrnn.from_torch(m).predict(x.numpy()), want, ATOL_F32)
+
+
+def test_training_mode_without_dropout_converts(torch):
+    """Training mode that changes nothing (no dropout, p=0, one layer) converts: fresh torch modules are in
+    training mode, and refusing them would refuse models whose output is the same."""
+    nn = torch.nn
+    m = nn.Sequential(nn.Dropout(0.0), nn.GRU(3, 4, dropout=0.0, batch_first=True))
+    assert m.training
+    x = torch.randn(2, 5, 3)
+    with torch.no_grad():
+        want = m(x)[0].numpy()
+    assert_close(fastrnn.from_torch(m).predict(x.numpy()), want, ATOL_F32)
+
+
+def test_training_mode_custom_module_refused(torch):
+    """The same for a custom (fx-traced) module: a Dropout submodule in training mode, and a functional
+    dropout that drops (training=True, F.dropout's default) are refused."""
+    nn, F = torch.nn, torch.nn.functional
+
+    class Sub(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = nn.GRU(3, 4, batch_first=True)
+            self.drop = nn.Dropout(0.2)
+
+        def forward(self, x):
+            out, _ = self.rnn(x)
+            return self.drop(out)
+
+    with pytest.raises(ConversionError, match=r"'drop' \(Dropout\) drops activations with p=0\.2.*\.eval\(\)"):
+        fastrnn.from_torch(Sub())
+    assert fastrnn.from_torch(Sub().eval()).spec.layers[0].kind == "gru"
+
+    class Func(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = nn.GRU(3, 4, batch_first=True)
+
+        def forward(self, x):
+            out, _ = self.rnn(x)
+            return F.dropout(out, 0.3, training=self.training)
+
+    with pytest.raises(UnsupportedLayerError, match=r"p=0\.3 and training=True.*module\.eval\(\)"):
+        fastrnn.from_torch(Func())
+    assert fastrnn.from_torch(Func().eval()).spec.layers[0].kind == "gru"

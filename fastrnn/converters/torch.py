@@ -458,6 +458,27 @@ def _find_recurrent(module):
     return rec[0][1]
 
 
+def _training_sensitive(m, nn) -> str:
+    """Why ``m``'s output in training mode differs from inference ('' when it does not)."""
+    if isinstance(m, nn.modules.dropout._DropoutNd) and float(m.p) > 0:
+        return f"drops activations with p={m.p}"
+    if isinstance(m, nn.RNNBase) and float(m.dropout) > 0 and int(m.num_layers) > 1:
+        return f"drops between its {m.num_layers} stacked layers with dropout={m.dropout}"
+    return ""
+
+
+def _check_eval_mode(module, nn):
+    """Refuse a module left in training mode when that changes its output: fastrnn computes inference
+    (no dropout), so converting it would silently give other numbers than the module gives."""
+    found = [f"{_where(p, m)} {why}" for p, m in module.named_modules()
+             if m.training and (why := _training_sensitive(m, nn))]
+    if found:
+        raise ConversionError(
+            f"{_cls(module)} is in training mode, where {'; '.join(found[:8])}"
+            f"{f' ({len(found) - 8} more)' if len(found) > 8 else ''}: its outputs differ from inference, which is what "
+            "fastrnn computes. Call module.eval() before converting (fastrnn.from_torch(module.eval()))")
+
+
 def _is_plain_torch_class(m) -> bool:
     return type(m).__module__.startswith("torch.")
 
@@ -472,6 +493,7 @@ def spec_from_torch(module) -> ModelSpec:
     nn = torch.nn
     if not isinstance(module, nn.Module):
         raise ConversionError(f"spec_from_torch expects a torch.nn.Module, got {type(module).__name__}")
+    _check_eval_mode(module, nn)
     if not _is_plain_torch_class(module) and not isinstance(module, _LEAF_BASES(nn)) \
             and type(module).forward is not nn.Module.forward:
         return _spec_from_fx(module, torch)
@@ -952,6 +974,14 @@ def _spec_from_fx(module, torch):
                         head[0] = n
                     continue
                 if tgt in (F.dropout, torch.dropout) or (n.op == "call_method" and tgt == "dropout"):
+                    p_drop, train = (list(n.args[1:3]) + [0.5, True][len(n.args[1:3]):])[:2]
+                    p_drop = n.kwargs.get("p", p_drop)
+                    train = n.kwargs.get("training", n.kwargs.get("train", train))
+                    if train is not False and not (isinstance(p_drop, (int, float)) and p_drop == 0):
+                        bad(n, f"dropout with p={p_drop!r} and training={train!r} drops activations, so the outputs "
+                               "differ from inference; write F.dropout(x, p, training=self.training) and call "
+                               "module.eval() before converting")
+                        continue
                     if take(n, src):
                         vals[n] = sv
                         head[0] = n
