@@ -15,7 +15,7 @@ from .runtime import Model, core as _load_core
 from .spec import ModelSpec
 
 __all__ = [
-    "Model", "ModelSpec", "load", "from_torch", "from_keras", "set_num_threads", "get_num_threads", "set_isa", "info",
+    "Model", "ModelSpec", "load", "from_torch", "from_keras", "from_state_dict", "set_num_threads", "get_num_threads", "set_isa", "info",
     "FastRNNError", "ShapeError", "ModelFormatError", "UnsupportedLayerError", "ConversionError",
     "CoreNotBuiltError", "ModelFileNotFoundError", "__version__",
 ]
@@ -33,6 +33,15 @@ def from_keras(model) -> Model:
     from .converters.keras import spec_from_keras
 
     return Model(spec_from_keras(model))
+
+
+def from_state_dict(state_dict, architecture=None, strict=True, key=None) -> Model:
+    """Build a model from an in-memory state dict of numpy arrays or torch tensors (or a checkpoint dict
+    nesting one: ``key`` names it), with the architecture list of ``fastrnn.io.torch_file``; the same path
+    as ``load("weights.pt" / ".safetensors" / ".npz", architecture=...)``."""
+    from .io.containers import spec_from_state_dict
+
+    return Model(spec_from_state_dict(state_dict, architecture, strict=strict, key=key))
 
 
 def _framework(obj):
@@ -53,8 +62,9 @@ def load(path_or_object, **options) -> Model:
 
     * a path (``str`` / ``os.PathLike``), format told by content, not suffix: a ``.fastrnn`` file
       (:meth:`Model.save`), a Keras ``.keras`` / ``.h5`` file, a PyTorch ``.pt`` / ``.pth`` file
-      (a state dict needs ``architecture=...``, see ``fastrnn.io.torch_file``).  Options are passed
-      to the file reader.
+      (a state dict needs ``architecture=...``, see ``fastrnn.io.torch_file``), or weights in a plain
+      ``.safetensors`` / ``.npz`` file (the same ``architecture=``); ``key="model_state"`` (or a dotted
+      path) names the state dict in a checkpoint holding several.  Options are passed to the file reader.
     * a live ``torch.nn.Module`` (as :func:`from_torch`), ``keras.Model`` (as :func:`from_keras`),
       a :class:`ModelSpec`, or a :class:`Model` (returned as is).
 

@@ -7,6 +7,8 @@ format          recognised by                                                   
 ``keras``       zip archive holding ``config.json`` (+ ``model.weights.h5``)            ``fastrnn.io.keras_file``
 ``keras_h5``    HDF5 signature ``\\x89HDF\\r\\n\\x1a\\n`` (at 0 or a 512·2^k user block)    ``fastrnn.io.keras_file``
 ``torch``       zip archive holding ``<dir>/data.pkl``, or a pickle (``\\x80`` + protocol)  ``fastrnn.io.torch_file``
+``safetensors`` u64 LE header length + ``{`` without fastrnn metadata (a plain safetensors file)  ``fastrnn.io.containers``
+``npz``         zip archive whose members are all ``.npy`` arrays (``numpy.savez``)           ``fastrnn.io.containers``
 ``onnx``        protobuf ``ModelProto`` (no magic: ``ir_version`` field first, then another   ``fastrnn.converters.onnx``
                 ModelProto field), or any other content in a ``.onnx`` file
 =============== ===================================================================== ===============================
@@ -89,11 +91,26 @@ def _zip_format(path):
         return "keras"
     if any(_TORCH_PKL.match(n) for n in names):
         return "torch"
+    if names and all(n.endswith(".npy") for n in names):
+        return "npz"
     shown = ", ".join(names[:6]) + (", ..." if len(names) > 6 else "")
-    what = "a numpy .npz archive" if names and all(n.endswith(".npy") for n in names) else "a zip archive"
     raise ModelFormatError(
-        f"{path}: {what} ({shown or 'empty'}) that is neither a Keras .keras file (config.json + "
-        "model.weights.h5) nor a PyTorch file (<dir>/data.pkl)")
+        f"{path}: a zip archive ({shown or 'empty'}) that is neither a Keras .keras file (config.json + "
+        "model.weights.h5), a PyTorch file (<dir>/data.pkl) nor a numpy .npz archive (.npy members)")
+
+
+_FASTRNN_META = re.compile(rb'"format"\s*:\s*"fastrnn"')
+
+
+def _native_kind(path) -> str:
+    """``"fastrnn"`` or ``"safetensors"`` for a file with a safetensors-style prefix: fastrnn metadata
+    (which fastrnn writes first) in the header's first MiB, or a ``.fastrnn`` name, says fastrnn."""
+    if path.endswith(".fastrnn"):
+        return "fastrnn"
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        head = f.read(min(n, 1 << 20))
+    return "fastrnn" if _FASTRNN_META.search(head) else "safetensors"
 
 
 def _looks_like_onnx(head: bytes) -> bool:
@@ -105,7 +122,7 @@ def _looks_like_onnx(head: bytes) -> bool:
 
 
 def detect_format(path) -> str:
-    """``"fastrnn" | "keras" | "keras_h5" | "torch" | "onnx"`` from the content of ``path``, else ModelFormatError."""
+    """``"fastrnn" | "keras" | "keras_h5" | "torch" | "safetensors" | "npz" | "onnx"`` from the content of ``path``, else ModelFormatError."""
     from .native import is_native_file
 
     path = _check_path(path)
@@ -121,7 +138,7 @@ def detect_format(path) -> str:
     if not head and not path.endswith(".fastrnn"):
         raise ModelFormatError(f"{path}: the file is empty")
     if is_native_file(path):  # first: a header length of 0x0280 would also start like a pickle
-        return "fastrnn"
+        return _native_kind(path)
     if head[:4] in ZIP_SIGNATURES:
         return _zip_format(path)
     if hdf5:
@@ -136,7 +153,7 @@ def detect_format(path) -> str:
         raise ModelFormatError(f"{path}: a numpy .npy array, not a model")
     raise ModelFormatError(
         f"{path}: unknown model file format (first bytes {head!r}); fastrnn reads .fastrnn files, Keras "
-        ".keras / .h5 files, PyTorch .pt / .pth files and ONNX .onnx files")
+        ".keras / .h5 files, PyTorch .pt / .pth files, ONNX .onnx files, and weights in .safetensors / .npz files")
 
 
 def _reader(module, func, what):
@@ -191,6 +208,11 @@ def _spec_from_file(path, **options):
             raise UnsupportedLayerError(f"option(s) {', '.join(sorted(extra))} do not apply to an ONNX file ({path}); "
                                         "it takes output='<graph output name>'")
         return spec_from_onnx_file(path, **options), fmt
+    if fmt in ("safetensors", "npz"):
+        from .containers import spec_from_npz_file, spec_from_safetensors_file
+
+        read = spec_from_safetensors_file if fmt == "safetensors" else spec_from_npz_file
+        return read(path, **options), fmt
     if fmt in ("keras", "keras_h5"):
         return _reader("keras_file", "spec_from_keras_file", "Keras")(path, **isolate, **options), fmt
     return _reader("torch_file", "spec_from_torch_file", "PyTorch")(path, **options), fmt

@@ -52,7 +52,7 @@ from ..spec import (MAX_LAYERS, ActivationSpec, DenseSpec, EmbeddingSpec, LastSt
 from .budget import LoadBudget
 
 __all__ = ["FILE_FORMAT_VERSION", "FORMAT_NAME", "ALIGNMENT", "MAX_HEADER_BYTES", "save_spec", "load_spec",
-           "dumps_spec", "loads_spec", "is_native_file", "read_header"]
+           "dumps_spec", "loads_spec", "is_native_file", "read_header", "read_safetensors_header"]
 
 FORMAT_NAME = "fastrnn"
 FILE_FORMAT_VERSION = 1  # bump when a reader of this version could misread a newer file
@@ -228,28 +228,7 @@ def _parse_header(f, size: int, path: str, budget=None):
     def bad(msg):
         return ModelFormatError(f"{path}: {msg}")
 
-    if size < 8:
-        raise bad(f"not a fastrnn model file: {size} bytes, too short to hold a header "
-                  "(empty or truncated file)")
-    n = int.from_bytes(f.read(8), "little")
-    if n > MAX_HEADER_BYTES:
-        raise bad(f"not a fastrnn model file: the header length field says {n} bytes "
-                  f"(more than the {MAX_HEADER_BYTES} allowed)")
-    if n > size - 8:
-        raise bad(f"the header length field says {n} bytes but only {size - 8} follow: "
-                  "the file is truncated or not a fastrnn model")
-    raw = f.read(n)
-    if len(raw) != n:
-        raise bad("the file is truncated (short read of the header)")
-    # both parses (the header, then the model description inside it), before either runs
-    tokens = sum(raw.count(c) for c in (b"{", b"[", b",", b":"))
-    budget.charge(JSON_BYTES_PER_TOKEN * tokens + JSON_BYTES_PER_BYTE * n, f"parsing the {n:,}-byte header")
-    try:
-        header = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
-    except (UnicodeDecodeError, ValueError, RecursionError) as e:
-        raise bad(f"not a fastrnn model file: the header is not valid UTF-8 JSON ({e})") from None
-    if not isinstance(header, dict):
-        raise bad(f"not a fastrnn model file: the header is a JSON {type(header).__name__}, not an object")
+    header, data_start = _json_header(f, size, budget, bad, "a fastrnn model file")
     meta = header.pop("__metadata__", None)
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
         raise bad("a safetensors-style file without fastrnn metadata (__metadata__.format != 'fastrnn'): "
@@ -274,16 +253,62 @@ def _parse_header(f, size: int, path: str, budget=None):
         raise bad(f"the model description (__metadata__.spec) is not valid JSON ({e})") from None
     if not isinstance(spec_header, dict):
         raise bad("the model description (__metadata__.spec) is not a JSON object")
+    entries = _tensor_entries(header, data_start, size, bad, _TENSOR_DTYPES, _PAD_DTYPES)
+    return spec_header, entries, data_start, size
 
-    data_start = 8 + n
+
+def read_safetensors_header(f, size: int, path: str, budget, dtypes: dict):
+    """The header of a plain safetensors file (any ``__metadata__`` of strings, tensors of ``dtypes``:
+    {name: (numpy dtype, bytes per element)}), with every check of :func:`read_header`:
+    ``(entries: {name: (dtype, shape, begin, end)}, data_start)``."""
+    def bad(msg):
+        return ModelFormatError(f"{path}: {msg}")
+
+    header, data_start = _json_header(f, size, budget, bad, "a safetensors file")
+    meta = header.pop("__metadata__", {})
+    if not isinstance(meta, dict):
+        raise bad("__metadata__ is not a JSON object")
+    return _tensor_entries(header, data_start, size, bad, dtypes, {}), data_start
+
+
+def _json_header(f, size, budget, bad, what):
+    """The length-prefixed JSON object at the start of ``f`` (budget charged before parsing)."""
+    if size < 8:
+        raise bad(f"not {what}: {size} bytes, too short to hold a header "
+                  "(empty or truncated file)")
+    n = int.from_bytes(f.read(8), "little")
+    if n > MAX_HEADER_BYTES:
+        raise bad(f"not {what}: the header length field says {n} bytes "
+                  f"(more than the {MAX_HEADER_BYTES} allowed)")
+    if n > size - 8:
+        raise bad(f"the header length field says {n} bytes but only {size - 8} follow: "
+                  f"the file is truncated or not {what}")
+    raw = f.read(n)
+    if len(raw) != n:
+        raise bad("the file is truncated (short read of the header)")
+    # both parses (the header, then the model description inside it), before either runs
+    tokens = sum(raw.count(c) for c in (b"{", b"[", b",", b":"))
+    budget.charge(JSON_BYTES_PER_TOKEN * tokens + JSON_BYTES_PER_BYTE * n, f"parsing the {n:,}-byte header")
+    try:
+        header = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise bad(f"not {what}: the header is not valid UTF-8 JSON ({e})") from None
+    if not isinstance(header, dict):
+        raise bad(f"not {what}: the header is a JSON {type(header).__name__}, not an object")
+    return header, 8 + n
+
+
+def _tensor_entries(header, data_start, size, bad, dtypes, pad_dtypes):
+    """Check every tensor entry of a parsed header (dtype, shape, offsets in bounds, sizes, no overlap,
+    no hole): ``{name: (dtype, shape, begin, end)}``, padding entries left out."""
     data_size = size - data_start
     entries, spans = {}, []
     for name, info in header.items():
         where = f"tensor {name!r}"
         if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
             raise bad(f"{where}: expected an object with exactly 'dtype', 'shape', 'data_offsets'")
-        pad = name.startswith(PAD_PREFIX)
-        allowed = _PAD_DTYPES if pad else _TENSOR_DTYPES
+        pad = bool(pad_dtypes) and name.startswith(PAD_PREFIX)
+        allowed = pad_dtypes if pad else dtypes
         dtype = info["dtype"]
         if not isinstance(dtype, str) or dtype not in allowed:
             raise bad(f"{where}: dtype {dtype!r} is not supported (supported: {', '.join(allowed)})")
@@ -323,7 +348,7 @@ def _parse_header(f, size: int, path: str, budget=None):
         pos, prev = e, name
     if pos != data_size:
         raise bad(f"{data_size - pos} bytes after the last tensor: the file is corrupt or has trailing data")
-    return spec_header, entries, data_start, size
+    return entries
 
 
 def _check_spec_header(h):

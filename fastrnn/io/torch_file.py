@@ -38,9 +38,18 @@ Tensors of any dtype (float16 / bfloat16 / float64 are converted to float32 for 
 views (bounds-checked against the storage) and shared storages are supported; the device a tensor
 was saved on (``cuda:0``...) is ignored: everything is read to the CPU.
 
-The object may be a state dict, or a dict holding one under ``"state_dict"`` / ``"model_state_dict"``
-/ ``"model"`` / ``"net"`` (training checkpoints; other entries such as optimizer state are ignored).
-A ``module.`` prefix on every key (``nn.DataParallel``) is stripped.
+The object may be a state dict (a dict of tensors), or a checkpoint nesting one anywhere in dicts,
+lists and tuples: the one dict of tensors found is taken on its own (other entries -- epoch, config
+-- are ignored).  When there are several (an optimizer state, an EMA copy...), the one under
+``"state_dict"`` / ``"model_state_dict"`` / ``"model"`` / ``"net"`` / ``"module"`` at the top level is
+taken, else the error lists their dotted paths and ``key="model_state"`` (a top-level key) or
+``key="train.model_state"`` (a dotted path; list items by index) names one.  A ``module.`` prefix on
+every key (``nn.DataParallel``) is stripped.
+
+The same state dict -> spec path (:func:`spec_from_tensors`), architecture list, ``strict`` and ``key``
+serve every container (:mod:`fastrnn.io.containers`): ``fastrnn.load("w.safetensors" / "w.npz",
+architecture=...)`` and ``fastrnn.from_state_dict(d, architecture=...)`` for an in-memory dict of numpy
+arrays or torch tensors.
 
 Architecture (``architecture=``)
 --------------------------------
@@ -82,7 +91,7 @@ obvious case:
   :meth:`ModelSpec.from_core` (canonical layouts are PyTorch's, so no transposes are needed).
 
 Every state-dict entry must be used by the architecture (a leftover usually means a wrong
-architecture); pass ``strict=False`` to ignore leftovers.  Options: ``architecture``, ``strict``.
+architecture); pass ``strict=False`` to ignore leftovers.  Options: ``architecture``, ``strict``, ``key``.
 """
 from __future__ import annotations
 
@@ -105,7 +114,7 @@ from ..errors import ArgumentTypeError, ConversionError, ModelFormatError, Unsup
 from ..spec import ACTIVATIONS, AXIS_ACTIVATIONS, ModelSpec
 from .budget import LoadBudget
 
-__all__ = ["spec_from_torch_file", "read_torch_file", "is_torch_file"]
+__all__ = ["spec_from_torch_file", "spec_from_tensors", "read_torch_file", "is_torch_file"]
 
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 _LEGACY_PROTOCOL = 1001
@@ -791,21 +800,93 @@ def _is_tensor_dict(d):
         all(isinstance(v, np.ndarray) for v in d.values())
 
 
-def _state_dict(obj, path):
+def _tensor_dicts(obj, budget):
+    """``[(dotted path, dict)]`` of every dict of tensors nested in ``obj`` (dicts, lists, tuples), outermost
+    first; a dict of tensors is not searched further.  Iterative: no recursion, whatever the nesting."""
+    found, stack, seen = [], [(None, obj)], 0
+    while stack:
+        where, o = stack.pop()  # where: None (the top) or (parent's where, key): joined only when found
+        seen += 1
+        if not seen & 0xFFF:
+            budget.items(seen, "nested containers")
+        if isinstance(o, dict):
+            if o and all(isinstance(v, np.ndarray) for v in o.values()) and all(isinstance(k, str) for k in o):
+                found.append((where, o))
+                continue
+            items = o.items()
+        elif isinstance(o, (list, tuple)):
+            items = enumerate(o)
+        else:
+            continue
+        kids = [((where, k), v) for k, v in items if isinstance(v, (dict, list, tuple))]
+        kids.reverse()
+        stack.extend(kids)
+    return [(_dotted(w), o) for w, o in found]
+
+
+def _dotted(where):
+    parts = []
+    while where is not None:
+        where, k = where
+        parts.append(str(k))
+    return ".".join(reversed(parts))
+
+
+def _at_key(obj, key, path):
+    """The object at ``key`` in ``obj``: a top-level key, or a dotted path ``"a.b.0"`` (a key holding dots
+    is matched whole first)."""
+    o, rest, walked = obj, key, []
+    while rest:
+        if isinstance(o, dict):
+            cut = next((i for i in [len(rest)] + [i for i in range(len(rest) - 1, 0, -1) if rest[i] == "."]
+                        if rest[:i] in o), None)
+            if cut is None:
+                near = ", ".join(_short(k, 60) for k in list(o)[:12])
+                raise ConversionError(f"{path}: key={key!r}: no {rest!r} under "
+                                      f"{'.'.join(walked) or 'the top level'} (keys: {near})")
+            walked.append(rest[:cut])
+            o, rest = o[rest[:cut]], rest[cut + 1:]
+        elif isinstance(o, (list, tuple)):
+            head, _, rest2 = rest.partition(".")
+            if not head.isdigit() or int(head) >= len(o):
+                raise ConversionError(f"{path}: key={key!r}: {'.'.join(walked)} is a list of {len(o)}; "
+                                      f"{head!r} is not an index in it")
+            walked.append(head)
+            o, rest = o[int(head)], rest2
+        else:
+            raise ConversionError(f"{path}: key={key!r}: {'.'.join(walked)} is a {type(o).__name__}, not a dict")
+    return o
+
+
+def _state_dict(obj, path, key=None, budget=None):
+    """The state dict in a loaded object: ``obj`` itself when it is a dict of tensors; else the one dict
+    of tensors nested in it (under ``key``, a key or dotted path, when given); several: the one under a
+    usual checkpoint name at the top level (``state_dict``, ``model_state_dict``...), else an error
+    listing their dotted paths."""
+    budget = budget or LoadBudget(path, 0)
+    if key is not None:
+        if not isinstance(key, str) or not key:
+            raise ArgumentTypeError(f"key must be a non-empty str (a key or a dotted path), got {key!r:.60}")
+        obj = _at_key(obj, key, path)
+        if not _is_tensor_dict(obj):
+            raise ConversionError(f"{path}: key={key!r} holds a {type(obj).__name__}, not a dict of tensors")
     if _is_tensor_dict(obj):
         sd = dict(obj)
-    elif isinstance(obj, dict):
-        for k in _WRAPPERS:
-            if _is_tensor_dict(obj.get(k)):
-                sd = dict(obj[k])
-                break
-        else:
-            keys = ", ".join(_short(k, 80) for k in list(obj)[:12])
-            raise ModelFormatError(f"{path}: not a state dict of tensors, and no state dict under "
-                                   f"{' / '.join(repr(w) for w in _WRAPPERS)} (keys: {keys})")
     else:
-        raise ModelFormatError(f"{path}: holds a {type(obj).__name__}, not a state dict; save "
-                               "model.state_dict() with torch.save")
+        found = _tensor_dicts(obj, budget)
+        top = [(w, d) for w, d in found if isinstance(obj, dict) and w in _WRAPPERS and obj.get(w) is d]
+        if len(found) == 1 or (len(found) > 1 and len(top) == 1):
+            sd = dict((top or found)[0][1])
+        elif found:
+            shown = ", ".join(_short(w, 80) for w, _ in found[:20]) + (" ..." if len(found) > 20 else "")
+            raise ConversionError(f"{path}: holds {len(found)} dicts of tensors ({shown}); name the one to load "
+                                  f"with key=, e.g. key={found[0][0]!r}")
+        elif isinstance(obj, dict):
+            keys = ", ".join(_short(k, 80) for k in list(obj)[:12])
+            raise ModelFormatError(f"{path}: holds no dict of tensors (a state dict), nested or not (keys: {keys})")
+        else:
+            raise ModelFormatError(f"{path}: holds a {type(obj).__name__}, not a state dict; save "
+                                   "model.state_dict() with torch.save")
     if sd and all(k.startswith("module.") for k in sd):
         sd = {k[len("module."):]: v for k, v in sd.items()}
     return sd
@@ -994,21 +1075,28 @@ def _act_ok(act, where):
 def spec_from_torch_file(path, architecture=None, **options) -> ModelSpec:
     """Build a :class:`ModelSpec` from a ``torch.save`` file without torch (see the module docstring).
 
-    Options: ``strict`` (default True: every state-dict tensor must be used by the architecture).
+    Options: ``strict`` (default True: every state-dict tensor must be used by the architecture),
+    ``key`` (the key or dotted path of the state dict inside a checkpoint holding several).
     """
     strict = options.pop("strict", True)
+    key = options.pop("key", None)
     if options:
         raise ArgumentTypeError(f"spec_from_torch_file: unknown option(s) {sorted(options)} (known: architecture, "
-                                "strict)")
+                                "strict, key)")
     path = os.fspath(path)
     with file_errors(path):  # whatever the content: a FastRNNError naming the file
-        return _spec(path, architecture, strict)
+        budget = LoadBudget.for_file(path)
+        return spec_from_tensors(_read(path, budget), architecture, strict, path, budget, key=key,
+                                 meta={"framework": "torch", "source_file": os.path.basename(path)})
 
 
-def _spec(path, architecture, strict) -> ModelSpec:
-    budget = LoadBudget.for_file(path)
-    sd = _state_dict(_read(path, budget), path)
-    meta = {"framework": "torch", "source_file": os.path.basename(path)}
+def spec_from_tensors(obj, architecture, strict, origin, budget, key=None, meta=None) -> ModelSpec:
+    """The one state dict -> spec path of every container (torch files, safetensors, npz, in-memory dicts):
+    ``obj`` holds numpy arrays (a state dict, or a checkpoint nesting one: see :func:`_state_dict`);
+    ``origin`` names it in messages; every float32 copy is charged to ``budget``."""
+    sd = _state_dict(obj, origin, key, budget)
+    path = origin
+    meta = dict(meta or {"framework": "torch"})
     d = _Dict(sd, budget)
     arch = None if architecture is None else _parse_arch(architecture, path)
     if isinstance(arch, dict):  # a fastrnn ModelSpec JSON referring to state-dict keys
