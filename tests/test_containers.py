@@ -192,3 +192,26 @@ def test_fastrnn_file_still_native(tmp_path):
     m.save(tmp_path / "m.fastrnn")
     os.rename(tmp_path / "m.fastrnn", tmp_path / "m.bin")
     assert detect_format(tmp_path / "m.bin") == "fastrnn"
+
+
+def test_lstm_cell_in_safetensors_streams(torch, tmp_path):
+    """The issue's case: an LSTMCell's weights in a plain safetensors file, loaded with a cell entry;
+    stream().step is one cell call (from a state set through stream.state), predict the cell stepped."""
+    st = require("safetensors.torch")
+    torch.manual_seed(12)
+    cell = torch.nn.LSTMCell(3, 4)
+    st.save_file({f"cell.{k}": v for k, v in cell.state_dict().items()}, str(tmp_path / "cell.safetensors"))
+    m = fastrnn.load(tmp_path / "cell.safetensors", architecture=[{"type": "lstm_cell", "key": "cell"}])
+    x = torch.randn(2, 5, 3)
+    h0, c0 = torch.randn(2, 4), torch.randn(2, 4)
+    s = m.stream(batch_size=2)
+    s.state = (h0.numpy()[None], c0.numpy()[None])
+    h, c, outs = h0, c0, []
+    with torch.no_grad():
+        for t in range(5):
+            h, c = cell(x[:, t], (h, c))
+            assert_close(s.step(x[:, t].numpy()), h.numpy(), ATOL_F32)
+            outs.append(h.numpy())
+    assert_close(s.state[0][1][0], c.numpy(), ATOL_F32)
+    got = m.predict(x.numpy(), initial_state=(h0.numpy()[None], c0.numpy()[None]))
+    assert_close(got, np.stack(outs, 1), ATOL_F32)

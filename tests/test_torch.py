@@ -518,7 +518,8 @@ def test_error_module_after_recurrent(torch):
     (lambda nn: nn.Sequential(nn.Linear(3, 3), nn.Softmax(dim=1), nn.LSTM(3, 3)), "dim=1"),
     (lambda nn: nn.Sequential(nn.Embedding(5, 3, max_norm=1.0), nn.LSTM(3, 3)), "max_norm"),
     (lambda nn: nn.Sequential(nn.Linear(3, 3), nn.Embedding(5, 3)), "first"),
-    (lambda nn: nn.LSTMCell(3, 3), "LSTMCell"),
+    (lambda nn: nn.Sequential(type("MyCell", (nn.LSTMCell,), {"forward": lambda self, x, hx=None: x})(3, 3)),
+     "a cell subclass that overrides forward()"),
     (lambda nn: nn.Sequential(nn.Linear(3, 3), nn.ModuleList([nn.ReLU()])), "ModuleList"),
     (lambda nn: nn.Sequential(nn.Linear(3, 3), nn.Threshold(0.1, 0.0)), "Threshold"),
 ], ids=lambda v: v if isinstance(v, str) else "")
@@ -630,3 +631,70 @@ def test_training_mode_custom_module_refused(torch):
     with pytest.raises(UnsupportedLayerError, match=r"p=0\.3 and training=True.*module\.eval\(\)"):
         fastrnn.from_torch(Func())
     assert fastrnn.from_torch(Func().eval()).spec.layers[0].kind == "gru"
+
+
+# --------------------------------------------------------------------------- cells (issue 11 item 3)
+def _step_cell(torch, cell, x, state=None):
+    """torch's own cell stepped by hand over x (B, T, F) from ``state``: (outputs (B, T, H), final state)."""
+    outs = []
+    with torch.no_grad():
+        for t in range(x.shape[1]):
+            state = cell(x[:, t], state)
+            outs.append(state[0] if isinstance(state, tuple) else state)
+    return torch.stack(outs, 1).numpy(), state
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn_tanh", "rnn_relu"])
+@pytest.mark.parametrize("bias", [True, False])
+def test_cell_predict_and_stream(torch, kind, bias):
+    """nn.LSTMCell / GRUCell / RNNCell: predict over a sequence = the cell stepped over time from zero;
+    stream().step(x_t) = one cell call, from a state set through stream.state."""
+    nn = torch.nn
+    torch.manual_seed(5)
+    cell = {"lstm": lambda: nn.LSTMCell(3, 5, bias=bias), "gru": lambda: nn.GRUCell(3, 5, bias=bias),
+            "rnn_tanh": lambda: nn.RNNCell(3, 5, bias=bias), "rnn_relu": lambda: nn.RNNCell(3, 5, bias, "relu")}[kind]()
+    x = torch.randn(2, 6, 3)
+    m = fastrnn.from_torch(cell)
+    want, _ = _step_cell(torch, cell, x)
+    assert_close(m.predict(x.numpy()), want, ATOL_F32)
+    assert_close(reference.run_spec(spec_from_torch(cell), x.numpy()), want, ATOL_F32)
+    h0 = torch.randn(2, 5)
+    s0 = (h0, torch.randn(2, 5)) if kind == "lstm" else h0
+    st = m.stream(batch_size=2)
+    st.state = tuple(a.numpy()[None] for a in s0) if kind == "lstm" else h0.numpy()[None]
+    state = s0
+    for t in range(x.shape[1]):
+        with torch.no_grad():
+            state = cell(x[:, t], state)
+        h = state[0] if kind == "lstm" else state
+        assert_close(st.step(x[:, t].numpy()), h.numpy(), ATOL_F32)
+    got = st.state[0]
+    assert_close(got[0][0] if kind == "lstm" else got[0], h.numpy(), ATOL_F32)
+    if kind == "lstm":
+        assert_close(got[1][0], state[1].numpy(), ATOL_F32)
+    # predict with the same initial state (predict's format) equals the hand-stepped cell too
+    init = tuple(a.numpy()[None] for a in s0) if kind == "lstm" else h0.numpy()[None]
+    assert_close(m.predict(x.numpy(), initial_state=init), _step_cell(torch, cell, x, s0)[0], ATOL_F32)
+
+
+def test_cell_in_sequential(torch):
+    """A GRUCell (returns h) followed by modules in nn.Sequential: they apply to each step's h; an LSTMCell
+    returns (h, c) so nothing can follow it."""
+    nn = torch.nn
+    torch.manual_seed(6)
+    seq = nn.Sequential(nn.Linear(4, 3), nn.Tanh(), nn.GRUCell(3, 5), nn.Linear(5, 2), nn.Softmax(dim=-1)).eval()
+    x = torch.randn(3, 7, 4)
+    with torch.no_grad():
+        want = np.stack([seq(x[:, t]).numpy() for t in range(7)], 1)  # a fresh (zero) state at each call...
+    m = fastrnn.from_torch(seq)
+    st = m.stream(batch_size=3)
+    assert_close(st.step(x[:, 0].numpy()), want[:, 0], ATOL_F32)  # ...so only the first step is comparable
+    h, outs = None, []
+    with torch.no_grad():
+        for t in range(7):
+            h = seq[2](seq[1](seq[0](x[:, t])), h)
+            outs.append(seq[4](seq[3](h)).numpy())
+    assert_close(m.predict(x.numpy()), np.stack(outs, 1), ATOL_F32)
+    with pytest.raises(UnsupportedLayerError, match=r"'1' \(Linear\): comes after the recurrent module '0' "
+                                                    r"\(LSTMCell\).*returns a tuple"):
+        spec_from_torch(nn.Sequential(nn.LSTMCell(3, 4), nn.Linear(4, 2)))

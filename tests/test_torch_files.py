@@ -817,3 +817,48 @@ def test_unpickler_hands_out_frozen_fresh_objects():
     with pytest.raises(ModelFormatError):
         tf._RestrictedUnpickler(io.BytesIO(pkl), "f.pt").load()  # no scan: the object refuses BUILD itself
     assert tf._rebuild_tensor_v2.__defaults__ == defaults
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_cell_architecture_entries(env, tmp_path, legacy):
+    """lstm_cell / gru_cell / rnn_cell entries (keys without _l0) in the architecture list of a torch.save
+    file: equal to torch's cells stepped by hand, inside an Embedding -> cell -> Linear decoder."""
+    import fastrnn
+    from fastrnn.io.torch_file import spec_from_torch_file
+
+    torch = env["torch"]
+    nn = torch.nn
+    torch.manual_seed(9)
+    ids = torch.randint(0, 11, (2, 6))
+    for kind, cell in [("lstm_cell", nn.LSTMCell(4, 5)), ("gru_cell", nn.GRUCell(4, 5)),
+                       ("rnn_cell", nn.RNNCell(4, 5, nonlinearity="relu"))]:
+        emb, fc = nn.Embedding(11, 4), nn.Linear(5, 11)
+        sd = {**{f"emb.{k}": v for k, v in emb.state_dict().items()},
+              **{f"dec.{k}": v for k, v in cell.state_dict().items()},
+              **{f"fc.{k}": v for k, v in fc.state_dict().items()}}
+        p = tmp_path / f"{kind}.pt"
+        torch.save(sd, p, _use_new_zipfile_serialization=not legacy)
+        entry = {"type": kind, "key": "dec", "hidden_size": 5}
+        if kind == "rnn_cell":
+            entry["nonlinearity"] = "relu"
+        arch = [{"type": "embedding", "key": "emb"}, entry, {"type": "linear", "key": "fc", "activation": "log_softmax"}]
+        m = fastrnn.Model(spec_from_torch_file(p, architecture=arch))
+        state, want = None, []
+        with torch.no_grad():
+            for t in range(ids.shape[1]):
+                state = cell(emb(ids[:, t]), state)
+                h = state[0] if kind == "lstm_cell" else state
+                want.append(torch.log_softmax(fc(h), -1).numpy())
+        assert_close(m.predict(ids.numpy()), np.stack(want, 1), ATOL_F32, what=kind)
+    with pytest.raises(fastrnn.ConversionError, match=r"architecture\[0\].*rnn_cell.*needs \"nonlinearity\""):
+        spec_from_torch_file(tmp_path / "rnn_cell.pt", architecture=[{"type": "rnn_cell", "key": "dec"}],
+                             strict=False)
+    with pytest.raises(fastrnn.ConversionError, match=r"hidden_size=6 but the tensors give 5"):
+        spec_from_torch_file(tmp_path / "gru_cell.pt", architecture=[{"type": "gru_cell", "key": "dec",
+                                                                       "hidden_size": 6}], strict=False)
+    with pytest.raises(fastrnn.ConversionError, match=r"state dict has no 'emb\.weight_ih'"):
+        spec_from_torch_file(tmp_path / "gru_cell.pt", architecture=[{"type": "gru_cell", "key": "emb"}],
+                             strict=False)
+    with pytest.raises(fastrnn.ConversionError, match=r"LSTM \(4 gate\(s\)\).*3 gate\(s\)"):
+        spec_from_torch_file(tmp_path / "gru_cell.pt", architecture=[{"type": "lstm_cell", "key": "dec"}],
+                             strict=False)

@@ -8,6 +8,11 @@ Supported modules (exact classes, or subclasses that do not override ``forward``
   ``batch_first`` True or False.  ``dropout`` between stacked layers is ignored (inference = eval).
   Every recurrent layer uses PyTorch packed-sequence semantics: ``mask_mode="zero"``,
   ``return_sequences=True``, direction ``forward`` / ``bidirectional``.
+* ``nn.LSTMCell``, ``nn.GRUCell``, ``nn.RNNCell`` (also inside ``nn.Sequential``; an LSTMCell returns
+  ``(h, c)``, so it must be last there): one forward recurrent layer with ``return_sequences=True``.
+  ``predict`` over ``(B, T, F)`` equals the cell stepped over time from a zero state (each step's ``h``);
+  ``model.stream().step(x_t)`` is one cell call, and ``stream.state`` / ``initial_state`` take the cell's
+  state as ``(1, B, H)`` arrays (``(h, c)`` for an LSTMCell).
 * ``nn.Linear`` -> :class:`~fastrnn.spec.DenseSpec`; an activation module directly after it (no-op
   modules in between are ignored) is folded into the Dense activation.
 * ``nn.Embedding`` -> :class:`~fastrnn.spec.EmbeddingSpec` (``padding_idx`` only affects training;
@@ -61,7 +66,7 @@ from ..spec import (AXIS_ACTIVATIONS, GATES, ActivationSpec, DenseSpec, Directio
                     LastStepSpec, ModelSpec, RecurrentSpec)
 
 __all__ = ["spec_from_torch", "torch_state_to_fastrnn", "fastrnn_state_to_torch", "RNNDesc", "Piece",
-           "rnn_desc_from_tensors", "recurrent_specs", "build_spec"]
+           "rnn_desc_from_tensors", "recurrent_specs", "build_spec", "cell_piece", "CELL_MODES"]
 
 # Softplus: torch returns x itself where beta*x > threshold; log1p(exp(x)) - x = log1p(exp(-x)) <= e^-x,
 # so any threshold with e^-threshold <= 1e-5 (threshold >= 11.52) stays within the float32 tolerance.
@@ -179,6 +184,7 @@ class RNNDesc:
     bias: bool = True
     batch_first: Optional[bool] = None  # None: unknown (a state dict does not record it)
     dropout: float = 0.0
+    cell: bool = False  # an nn.LSTMCell / GRUCell / RNNCell, stepped over time
 
 
 @dataclass
@@ -276,6 +282,25 @@ def rnn_desc_from_tensors(tensors: dict, where: str, mode: Optional[str] = None)
                    proj_size=P, bias=has_bias)
 
 
+_CELL_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+CELL_MODES = {"lstm_cell": "LSTM", "gru_cell": "GRU", "rnn_cell": None}
+
+
+def cell_piece(tensors: dict, mode: str, name: str, where: str) -> Piece:
+    """An ``nn.LSTMCell`` / ``nn.GRUCell`` / ``nn.RNNCell`` (tensors ``weight_ih``, ``weight_hh``, optional
+    ``bias_ih`` / ``bias_hh``: a cell's names, without ``_l0``) as the one-layer, one-direction recurrent
+    piece it equals when stepped over time from a zero state (``return_sequences``: each step's ``h``)."""
+    bad = sorted(str(k) for k in tensors if k not in _CELL_NAMES)
+    if bad:
+        raise ConversionError(f"{where}: not parameters of an RNN cell (weight_ih, weight_hh, bias_ih, bias_hh): "
+                              f"{_names(bad)}")
+    if ("bias_ih" in tensors) != ("bias_hh" in tensors):
+        raise ConversionError(f"{where}: a cell has both bias_ih and bias_hh or neither")
+    desc = rnn_desc_from_tensors({f"{k}_l0": v for k, v in tensors.items()}, where, mode)
+    desc.cell = True
+    return Piece("rnn", name, {f"{k}_l0": v for k, v in tensors.items()}, rnn=desc, where=where)
+
+
 def recurrent_specs(desc: RNNDesc, tensors: dict, name: str) -> list:
     """One :class:`RecurrentSpec` per stacked layer (``"<name>.l0"``...) from torch-named tensors."""
     mode = desc.mode
@@ -347,7 +372,8 @@ def build_spec(pieces: list, source: str = "torch", metadata: Optional[dict] = N
             if p.rnn.batch_first is not None:
                 meta["torch_batch_first"] = bool(p.rnn.batch_first)
             rnn_meta.append({"module": p.name, "mode": p.rnn.mode, "num_layers": int(p.rnn.num_layers),
-                             "bidirectional": bool(p.rnn.bidirectional), "dropout_ignored": float(p.rnn.dropout)})
+                             "bidirectional": bool(p.rnn.bidirectional), "dropout_ignored": float(p.rnn.dropout)}
+                            | ({"cell": True} if p.rnn.cell else {}))
             if i == 0:
                 input_features = int(p.rnn.input_size)
         elif p.tag == "linear":
@@ -510,8 +536,8 @@ def spec_from_torch(module) -> ModelSpec:
         base = path or type(m).__name__.lower()
         if rec_seen is not None:
             problems.append(
-                f"{where}: comes after the recurrent module {_where(*rec_seen)}; a PyTorch RNN/LSTM/GRU returns an "
-                "(output, h_n) tuple, so inside nn.Sequential it can only be the last module (apply the following "
+                f"{where}: comes after the recurrent module {_where(*rec_seen)}; a PyTorch RNN/LSTM/GRU (and an "
+                "LSTMCell) returns a tuple, so inside nn.Sequential it can only be the last module (apply the following "
                 "layers to the output yourself, or convert them as a separate Sequential)")
             continue
         if _supported_rnn(m, nn):
@@ -520,6 +546,14 @@ def spec_from_torch(module) -> ModelSpec:
             else:
                 pieces.append(Piece("rnn", base, _params(m), rnn=_rnn_desc(m), where=where))
             rec_seen = (path, m)
+            continue
+        cell = next((c for c in (nn.LSTMCell, nn.GRUCell, nn.RNNCell) if _is(m, c)), None)
+        if cell is not None:
+            mode = {nn.LSTMCell: "LSTM", nn.GRUCell: "GRU"}.get(cell) or \
+                ("RNN_TANH" if m.nonlinearity == "tanh" else "RNN_RELU")
+            pieces.append(cell_piece(_params(m), mode, base, where))
+            if cell is nn.LSTMCell:  # returns (h, c): nothing can follow it in a Sequential
+                rec_seen = (path, m)
             continue
         if _is(m, nn.Linear):
             pieces.append(Piece("linear", base, _params(m), where=where))
@@ -543,7 +577,7 @@ def spec_from_torch(module) -> ModelSpec:
         else:
             hint = ""
             if isinstance(m, nn.RNNCellBase):
-                hint = " (single-step cells are not supported; use nn.RNN / nn.LSTM / nn.GRU)"
+                hint = " (a cell subclass that overrides forward())"
             elif isinstance(m, (nn.ModuleList, nn.ModuleDict)):
                 hint = " (only nn.Sequential containers are supported)"
             elif not _is_plain_torch_class(m):
@@ -838,7 +872,8 @@ def _spec_from_fx(module, torch):
                 if isinstance(m, nn.RNNBase):
                     hint = " (a subclass that overrides forward())"
                 elif isinstance(m, nn.RNNCellBase):
-                    hint = " (single-step cells are not supported; use nn.RNN / nn.LSTM / nn.GRU)"
+                    hint = (" (a cell called inside a custom forward() is not converted: convert the cell itself, "
+                            "fastrnn.from_torch(cell), which steps it over time, or use nn.RNN / nn.LSTM / nn.GRU)")
                 bad(n, f"module {_cls(m)} is not supported{hint}")
                 continue
             if n.op in ("call_function", "call_method"):

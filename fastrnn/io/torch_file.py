@@ -72,6 +72,11 @@ obvious case:
     "num_layers", "bidirectional", "proj_size", "input_size", "hidden_size", "bias" (checked if given),
     "batch_first" (recorded in metadata only: fastrnn.predict is always batch-first)}`` --
     outputs the sequence ``out`` (B, T, D*H).
+  - ``{"type": "lstm_cell" | "gru_cell" | "rnn_cell", "key": K, "nonlinearity": "tanh" | "relu" (rnn_cell:
+    required), "input_size", "hidden_size", "bias" (checked if given)}`` -- an ``nn.LSTMCell`` / ``GRUCell``
+    / ``RNNCell``: keys ``K.weight_ih``, ``K.weight_hh``, optional ``K.bias_ih`` / ``K.bias_hh`` (no ``_l0``
+    suffix).  One forward recurrent layer that outputs each step's ``h`` (B, T, H): the cell stepped over
+    time from a zero state; ``stream().step(x_t)`` is one cell call.
   - ``{"type": "linear", "key": K, "activation": A}`` -- ``K.weight`` [O, I], ``K.bias`` optional;
     ``activation`` optional (a fastrnn activation name, e.g. relu, tanh, softmax, log_softmax).
   - ``{"type": "activation", "activation": A}`` or just ``{"type": A}`` / the string ``A``.
@@ -109,7 +114,7 @@ from typing import Optional
 
 import numpy as np
 
-from ..converters.torch import Piece, RNNDesc, build_spec, rnn_desc_from_tensors
+from ..converters.torch import CELL_MODES, Piece, RNNDesc, build_spec, cell_piece, rnn_desc_from_tensors
 from ..errors import ArgumentTypeError, ConversionError, ModelFormatError, UnsupportedLayerError, file_errors
 from ..spec import ACTIVATIONS, AXIS_ACTIVATIONS, ModelSpec
 from .budget import LoadBudget
@@ -1003,15 +1008,7 @@ def _pieces_from_arch(arch, d: _Dict, path):
             _check(where, e.pop("num_embeddings", None), tens["weight"].shape[0], "num_embeddings")
             _check(where, e.pop("embedding_dim", None), tens["weight"].shape[1], "embedding_dim")
         elif tl in _RNN_TYPES:
-            mode = _RNN_TYPES[tl]
-            nl = e.pop("nonlinearity", None)
-            if tl == "rnn":
-                if nl not in ("tanh", "relu"):
-                    raise ConversionError(f"{where}: an nn.RNN entry needs \"nonlinearity\": \"tanh\" or \"relu\" "
-                                          "(it cannot be inferred from the weights)")
-                mode = "RNN_TANH" if nl == "tanh" else "RNN_RELU"
-            elif nl is not None:
-                raise ConversionError(f"{where}: 'nonlinearity' only applies to type 'rnn'")
+            mode = _mode(tl, _RNN_TYPES[tl], e, where, "rnn", "nn.RNN")
             names = d.sub(key or "")
             rnn_names = {n: k for n, k in names.items() if "." not in n}
             if not rnn_names:
@@ -1027,6 +1024,14 @@ def _pieces_from_arch(arch, d: _Dict, path):
             desc.batch_first = None if bf is None else bool(bf)
             e.pop("dropout", None)
             pieces.append(Piece("rnn", name, tensors, rnn=desc, where=where))
+        elif tl in CELL_MODES:
+            mode = _mode(tl, CELL_MODES[tl], e, where, "rnn_cell", "nn.RNNCell")
+            tens = d.take(key or "", ["weight_ih", "weight_hh", "bias_ih", "bias_hh"], where,
+                          optional=("bias_ih", "bias_hh"))
+            piece = cell_piece(tens, mode, name, where)
+            for f in ("input_size", "hidden_size", "bias"):
+                _check(where, e.pop(f, None), getattr(piece.rnn, f), f)
+            pieces.append(piece)
         elif tl in ("linear", "dense"):
             act = e.pop("activation", None) or "linear"
             tens = d.take(key or "", ["weight", "bias"], where, optional=("bias",))
@@ -1059,11 +1064,26 @@ def _pieces_from_arch(arch, d: _Dict, path):
                 pieces.append(Piece("select", sel, select="final", dirs=dirs, where=where))
         else:
             raise UnsupportedLayerError(
-                f"{where}: unknown type {t!r} (known: embedding, lstm, gru, rnn, rnn_tanh, rnn_relu, linear, "
+                f"{where}: unknown type {t!r} (known: embedding, lstm, gru, rnn, rnn_tanh, rnn_relu, lstm_cell, "
+                f"gru_cell, rnn_cell, linear, "
                 f"activation, <activation name>, dropout, identity, {', '.join(sorted(set(_SELECT_ALIASES)))})")
         if e:
             raise ConversionError(f"{where}: unknown field(s) {sorted(e)}")
     return pieces
+
+
+def _mode(tl, mode, e, where, plain, cls):
+    """The recurrent mode of an entry: ``mode``, or for type ``plain`` (an nn.RNN / nn.RNNCell) the one its
+    required "nonlinearity" field names (tanh and relu weights look alike)."""
+    nl = e.pop("nonlinearity", None)
+    if tl == plain:
+        if nl not in ("tanh", "relu"):
+            raise ConversionError(f"{where}: an {cls} entry needs \"nonlinearity\": \"tanh\" or \"relu\" "
+                                  "(it cannot be inferred from the weights)")
+        return "RNN_TANH" if nl == "tanh" else "RNN_RELU"
+    if nl is not None:
+        raise ConversionError(f"{where}: 'nonlinearity' only applies to type '{plain}'")
+    return mode
 
 
 def _act_ok(act, where):
