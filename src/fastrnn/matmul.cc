@@ -2,11 +2,31 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 
 #include "fastrnn/blas.h"
-#include "fastrnn/cpu/kernels.h"
 
 namespace fastrnn {
+
+namespace {
+std::mutex& layout_mutex() {
+  static std::mutex* m = new std::mutex();  // leaked: used until exit
+  return *m;
+}
+}  // namespace
+
+const float* IsaLayouts::get(const cpu::KernelTable& k, const Make& make) const {
+  std::atomic<const float*>& slot = s_->p[k.slot];
+  if (const float* p = slot.load(std::memory_order_acquire)) return p;
+  std::lock_guard<std::mutex> lk(layout_mutex());
+  if (const float* p = slot.load(std::memory_order_relaxed)) return p;
+  Buffer& b = s_->b[k.slot];
+  make(k, b);
+  slot.store(b.data(), std::memory_order_release);
+  return b.data();
+}
+
+void IsaLayouts::clear() { s_ = std::make_unique<Slots>(); }
 
 int packed_max_rows() {
   static const int v = [] {
@@ -16,13 +36,20 @@ int packed_max_rows() {
   return v;
 }
 
-void Mat::set(const float* src, dim_t n, dim_t k) {
+void Mat::set(const float* src, dim_t n, dim_t k, bool pack_now) {
   N = n;
   K = k;
   w.resize(n * k);
   std::memcpy(w.data(), src, n * k * sizeof(float));
-  packed.resize(cpu::packed_size(n, k));
-  cpu::pack_panels(src, n, k, packed.data());
+  packed_.clear();
+  if (pack_now) packed(cpu::kernels());
+}
+
+const float* Mat::packed(const cpu::KernelTable& k) const {
+  return packed_.get(k, [this](const cpu::KernelTable& t, Buffer& b) {
+    b.resize(cpu::packed_size(N, K, t.panel));
+    cpu::pack_panels(w.data(), N, K, b.data(), t.panel);
+  });
 }
 
 bool Mat::uses_packed(dim_t rows) const {
@@ -37,7 +64,8 @@ void Mat::apply(dim_t rows, const float* x, dim_t ldx, float* y, dim_t ldy, bool
   if (uses_packed(rows)) {
     if (!accumulate)
       for (dim_t r = 0; r < rows; ++r) std::memset(y + r * ldy, 0, N * sizeof(float));
-    cpu::kernels().gemm_packed(rows, N, K, x, ldx, packed.data(), y, ldy, nullptr);
+    const cpu::KernelTable& k = cpu::kernels();
+    k.gemm_packed(rows, N, K, x, ldx, packed(k), y, ldy, nullptr);
   } else {
     blas::sgemm(true, static_cast<int>(rows), static_cast<int>(N), static_cast<int>(K), 1.f, x, static_cast<int>(ldx),
                 w.data(), static_cast<int>(K), accumulate ? 1.f : 0.f, y, static_cast<int>(ldy));
@@ -47,7 +75,8 @@ void Mat::apply(dim_t rows, const float* x, dim_t ldx, float* y, dim_t ldy, bool
 void Mat::apply_bias(dim_t rows, const float* x, dim_t ldx, float* y, dim_t ldy, const float* bias) const {
   if (rows <= 0) return;
   if (uses_packed(rows)) {  // the bias starts the accumulators: one pass over y
-    cpu::kernels().gemm_packed(rows, N, K, x, ldx, packed.data(), y, ldy, bias);
+    const cpu::KernelTable& k = cpu::kernels();
+    k.gemm_packed(rows, N, K, x, ldx, packed(k), y, ldy, bias);
     return;
   }
   for (dim_t r = 0; r < rows; ++r) std::memcpy(y + r * ldy, bias, N * sizeof(float));

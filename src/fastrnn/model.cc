@@ -251,7 +251,7 @@ std::unique_ptr<StreamState> Model::new_stream(dim_t B) const {
     }
     r.started.assign(B, 0);
     r.xw.resize(B * GH);
-    r.rec.resize(B * GH);
+    r.rec.resize(l.rnn->rec_scratch(B));
     r.rh.resize(B * c.units);
     r.hraw.resize(B * c.units);
     s->rnn.push_back(std::move(r));

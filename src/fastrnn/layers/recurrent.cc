@@ -42,9 +42,9 @@ void copy_to(Buffer& dst, const float* src, std::size_t n) {
 // batch 32, 1 thread: 18.7 ms vs 21.4 ms with 16 MiB chunks).
 constexpr dim_t kChunkFloats = dim_t(1) << 18;
 constexpr dim_t kMaxBlockRows = 4096;
-// Batch-1 hidden-unit split: units in blocks of one packed panel; used when one step's recurrent
-// multiply-adds reach kSplitMinMacs (below that the per-step barrier costs more than it saves).
-constexpr dim_t kSplitUnits = cpu::kPanel;
+// Batch-1 hidden-unit split: the fused step's unit blocks shared out; used when one step's
+// recurrent multiply-adds reach kSplitMinMacs (below that the per-step barrier costs more than
+// it saves).
 constexpr double kSplitMinMacs = 32768;
 }  // namespace
 
@@ -61,7 +61,8 @@ Recurrent::Recurrent(RecurrentConfig cfg, const DirectionTensors* dirs) : cfg_(s
       w.hh_rz.set(t.w_hh, 2 * H, P);
       w.hh_n.set(t.w_hh + 2 * H * P, H, P);
     } else {
-      w.hh.set(t.w_hh, G * H, P);
+      fused_ = true;  // LSTM (a projection runs after it), GRU reset_after, SimpleRNN
+      w.hh.set(t.w_hh, G * H, P, false);  // row-major for BLAS; panels only if ever used
     }
     w.bias.resize(G * H);
     for (dim_t j = 0; j < G * H; ++j) w.bias[j] = t.b_ih[j] + t.b_hh[j];
@@ -76,18 +77,22 @@ Recurrent::Recurrent(RecurrentConfig cfg, const DirectionTensors* dirs) : cfg_(s
               ((cfg_.cell == LayerKind::Lstm && !cfg_.proj_size) || (gru && cfg_.reset_after) ||
                cfg_.cell == LayerKind::SimpleRnn) &&
               static_cast<double>(G * H) * P >= kSplitMinMacs;
-  if (split_ok_) {
-    // Row (q*G + g)*kSplitUnits + c of the regrouped matrix = W_hh row g*H + q*kSplitUnits + c.
-    const dim_t nblk = (H + kSplitUnits - 1) / kSplitUnits, rows = nblk * G * kSplitUnits;
-    Buffer re(static_cast<std::size_t>(rows * P), true);
-    for (dim_t q = 0; q < nblk; ++q)
-      for (dim_t g = 0; g < G; ++g)
-        for (dim_t c = 0; c < kSplitUnits && q * kSplitUnits + c < H; ++c)
-          std::memcpy(re.data() + ((q * G + g) * kSplitUnits + c) * P, dirs[0].w_hh + (g * H + q * kSplitUnits + c) * P,
-                      P * sizeof(float));
-    dir_[0].split_packed.resize(static_cast<std::size_t>(cpu::packed_size(rows, P)));
-    cpu::pack_panels(re.data(), rows, P, dir_[0].split_packed.data());
-  }
+  if (fused_)
+    for (int d = 0; d < cfg_.num_directions(); ++d) fused_weights(d, cpu::kernels());
+}
+
+const float* Recurrent::fused_weights(int d, const cpu::KernelTable& k) const {
+  const Dir& w = dir_[d];
+  return w.fused.get(k, [&](const cpu::KernelTable& t, Buffer& b) {
+    const dim_t G = cfg_.gates(), H = cfg_.units, P = cfg_.hidden_out();
+    b.resize(static_cast<std::size_t>(cpu::fused_size(t, G, H, P)));
+    cpu::pack_fused(t, w.hh.w.data(), G, H, P, b.data());
+  });
+}
+
+dim_t Recurrent::rec_scratch(dim_t nb) const {
+  // G*H per row, or the fused step's partial sums: H rounded up to the largest unit block (64).
+  return nb * cfg_.gates() * ((cfg_.units + 63) / 64 * 64);
 }
 
 // The team of threads sharing one batch-1 sequence, each owning a range of unit blocks.
@@ -95,7 +100,6 @@ struct Recurrent::Team {
   explicit Team(int n) : size(n), barrier(n) {}
   int size;
   SpinBarrier barrier;
-  std::vector<Buffer> scratch;  // per rank: gates (and GRU recurrent part) of its unit blocks
 };
 
 // Per (direction, batch slice) state carried from one time chunk to the next.
@@ -116,6 +120,7 @@ void Recurrent::forward(const float* x, dim_t B, dim_t T, const std::uint8_t* ma
   ThreadPool& pool = ThreadPool::global();
   const int threads = pool.num_threads();
   const bool lstm = cfg_.cell == LayerKind::Lstm, gru = cfg_.cell == LayerKind::Gru;
+  const cpu::KernelTable& kt = cpu::kernels();  // one table (and its layouts) for the whole call
 
   // Outputs: straight into y (concat / one direction), or side by side into tmp, merged below.
   const bool split_out = ndir == 2 && cfg_.merge != Merge::Concat;
@@ -142,7 +147,7 @@ void Recurrent::forward(const float* x, dim_t B, dim_t T, const std::uint8_t* ma
     const dim_t nb = w.b1 - w.b0;
     w.hbuf.resize(2 * nb * P);
     if (lstm) w.cbuf.resize(2 * nb * H);
-    if (gru && cfg_.reset_after) w.rec.resize(nb * GH);
+    if (fused_ || (gru && cfg_.reset_after)) w.rec.resize(static_cast<std::size_t>(rec_scratch(nb)));
     if (gru && !cfg_.reset_after) w.rh.resize(nb * H);
     if (cfg_.proj_size) w.hraw.resize(nb * H);
     w.started.assign(nb, 0);
@@ -173,14 +178,8 @@ void Recurrent::forward(const float* x, dim_t B, dim_t T, const std::uint8_t* ma
   // across a team that meets at a barrier every step.
   std::unique_ptr<Team> team;
   if (split_ok_ && B == 1 && threads > 1) {
-    const dim_t nblk = (H + kSplitUnits - 1) / kSplitUnits;
-    const int n = static_cast<int>(std::min<dim_t>(threads, nblk));
-    if (n > 1) {
-      team = std::make_unique<Team>(n);
-      team->scratch.resize(n);
-      for (int r = 0; r < n; ++r)
-        team->scratch[r].resize(static_cast<std::size_t>(2 * (nblk * (r + 1) / n - nblk * r / n) * G * kSplitUnits));
-    }
+    const int n = static_cast<int>(std::min<dim_t>(threads, cpu::fused_blocks(kt, G, H)));
+    if (n > 1) team = std::make_unique<Team>(n);
   }
   for (dim_t s0 = 0; s0 < T; s0 += Tc) {
     const dim_t len = std::min(Tc, T - s0), rows = len * B;
@@ -202,7 +201,7 @@ void Recurrent::forward(const float* x, dim_t B, dim_t T, const std::uint8_t* ma
       Team& tm = *team;
       auto body = [&](int rank) {
         try {
-          run_chunk_split(ws[0], tm, rank, xw[0].data(), T, s0, len, mask, dst, y_stride, T_out, cancel);
+          run_chunk_split(kt, ws[0], tm, rank, xw[0].data(), T, s0, len, mask, dst, y_stride, T_out, cancel);
         } catch (...) {
           tm.barrier.abort();  // release the others, then report (the pool rethrows on the caller)
           throw;
@@ -212,7 +211,7 @@ void Recurrent::forward(const float* x, dim_t B, dim_t T, const std::uint8_t* ma
       team.reset();  // pool busy (another caller) or shrunk: the rest runs on this thread
     }
     pool.run(ndir * slices, [&](int task) {
-      run_chunk(ws[task], xw[ws[task].d].data(), B, T, s0, len, mask, dst, y_stride, T_out, cancel);
+      run_chunk(kt, ws[task], xw[ws[task].d].data(), B, T, s0, len, mask, dst, y_stride, T_out, cancel);
     });
   }
 
@@ -254,8 +253,8 @@ void Recurrent::forward(const float* x, dim_t B, dim_t T, const std::uint8_t* ma
   }
 }
 
-void Recurrent::run_chunk(Slice& w, const float* xw, dim_t B, dim_t T, dim_t s0, dim_t len,
-                          const std::uint8_t* mask, float* y, dim_t y_stride, dim_t T_out,
+void Recurrent::run_chunk(const cpu::KernelTable& k, Slice& w, const float* xw, dim_t B, dim_t T, dim_t s0,
+                          dim_t len, const std::uint8_t* mask, float* y, dim_t y_stride, dim_t T_out,
                           const CancelToken* cancel) const {
   const dim_t GH = cfg_.gates() * cfg_.units, P = cfg_.hidden_out();
   const int nb = static_cast<int>(w.b1 - w.b0);
@@ -269,7 +268,7 @@ void Recurrent::run_chunk(Slice& w, const float* xw, dim_t B, dim_t T, dim_t s0,
     float* g = const_cast<float*>(xw) + (j * B + w.b0) * GH;  // this slice's rows at this step
     if (mask)
       for (int b = 0; b < nb; ++b) w.valid[b] = mask[(w.b0 + b) * T + t];
-    cell_step(w.d, nb, g, GH, w.h_prev, w.h_new, w.c_prev, w.c_new, scratch, mask ? w.valid.data() : nullptr);
+    step(k, w.d, nb, g, GH, w.h_prev, w.h_new, w.c_prev, w.c_new, scratch, mask ? w.valid.data() : nullptr);
     for (int b = 0; b < nb; ++b) {
       const bool v = !mask || w.valid[b];
       if (v) w.started[b] = 1;
@@ -287,63 +286,38 @@ void Recurrent::run_chunk(Slice& w, const float* xw, dim_t B, dim_t T, dim_t s0,
   }
 }
 
-// One chunk of a batch-1 sequence, rank `rank` of the team.  The rank owns unit blocks
-// [q0, q1) (kSplitUnits units each, all gates): per step it gathers its gates' input projection,
-// multiplies its rows of the regrouped W_hh by the whole h_prev, runs the gate kernel on its
-// units, writes its part of h_new / c_new / the output, and meets the team at the barrier (after
-// which h_new is complete and becomes h_prev).  Masked steps (decided from the shared mask, so
-// every rank agrees) leave the state as it is.  Same arithmetic per unit as cell_step.
-void Recurrent::run_chunk_split(Slice& w, Team& team, int rank, const float* xw, dim_t T, dim_t s0, dim_t len,
-                                const std::uint8_t* mask, float* y, dim_t y_stride, dim_t T_out,
+// One chunk of a batch-1 sequence, rank `rank` of the team.  The rank owns the fused step's unit
+// blocks [q0, q1) (all gates of their units): per step it runs the fused kernel on them (the
+// whole h_prev against its blocks of W_hh, gate math, its part of h_new / c_new), writes its part
+// of the output, and meets the team at the barrier (after which h_new is complete and becomes
+// h_prev).  Masked steps (decided from the shared mask, so every rank agrees) leave the state as
+// it is.  The same kernel and the same sums as the one-thread step: bit-identical results.
+void Recurrent::run_chunk_split(const cpu::KernelTable& k, Slice& w, Team& team, int rank, const float* xw, dim_t T,
+                                dim_t s0, dim_t len, const std::uint8_t* mask, float* y, dim_t y_stride, dim_t T_out,
                                 const CancelToken* cancel) const {
-  const cpu::KernelTable& k = cpu::kernels();
   const Dir& dw = dir_[0];
   const dim_t G = cfg_.gates(), H = cfg_.units, P = cfg_.hidden_out(), GH = G * H;
-  const dim_t nblk = (H + kSplitUnits - 1) / kSplitUnits;
+  const dim_t U = cpu::block_units(k, G), nblk = cpu::fused_blocks(k, G, H);
   const dim_t q0 = nblk * rank / team.size, q1 = nblk * (rank + 1) / team.size;
-  const dim_t u0 = q0 * kSplitUnits, u1 = std::min(H, q1 * kSplitUnits), nrows = (q1 - q0) * G * kSplitUnits;
-  const bool lstm = cfg_.cell == LayerKind::Lstm, gru = cfg_.cell == LayerKind::Gru;
+  const dim_t u0 = std::min(H, q0 * U), u1 = std::min(H, q1 * U);
   const bool reverse = cfg_.direction == Direction::Reverse, hold = cfg_.mask_mode == MaskMode::Hold;
-  float* gates = team.scratch[rank].data();
-  float* rec = gates + nrows;  // GRU: W_hh h without bias
-  const float* wp = dw.split_packed.data() + q0 * G * kSplitUnits * P;  // panels of blocks q0.. (one per gate)
+  cpu::FusedStep a;
+  a.G = static_cast<int>(G), a.act = cfg_.act, a.ract = cfg_.ract;
+  a.nb = 1, a.H = H, a.K = P, a.q0 = q0, a.q1 = q1;
+  a.w = fused_weights(0, k);
+  a.b_hn = dw.b_hn.data();
+  a.ldh = P, a.ldx = GH, a.ldc = H, a.ldo = P;
+  a.part = w.rec.data();
   float *h_prev = w.h_prev, *h_new = w.h_new, *c_prev = w.c_prev, *c_new = w.c_new;
   bool started = w.started[0];
   for (dim_t j = 0; j < len; ++j) {
     if (cancel && rank == 0) cancel->check();
     const dim_t s = s0 + j, t = reverse ? T - 1 - s : s;
     const bool valid = !mask || mask[t];
-    const float* xrow = xw + j * GH;
     if (valid) {
-      for (dim_t q = q0; q < q1; ++q) {
-        float* gq = gates + (q - q0) * G * kSplitUnits;
-        const dim_t nu = std::min(kSplitUnits, H - q * kSplitUnits);
-        for (dim_t g = 0; g < G; ++g) std::memcpy(gq + g * kSplitUnits, xrow + g * H + q * kSplitUnits, nu * sizeof(float));
-      }
-      if (gru) {
-        std::memset(rec, 0, nrows * sizeof(float));
-        k.gemm_packed(1, nrows, P, h_prev, P, wp, rec, nrows, nullptr);
-      } else {
-        k.gemm_packed(1, nrows, P, h_prev, P, wp, gates, nrows, nullptr);
-      }
-      for (dim_t q = q0; q < q1; ++q) {
-        float* gq = gates + (q - q0) * G * kSplitUnits;
-        float* rq = rec + (q - q0) * G * kSplitUnits;
-        const dim_t u = q * kSplitUnits, nu = std::min(kSplitUnits, H - u);
-        if (nu < kSplitUnits)  // last, partial block: gates to stride nu, as the kernels expect
-          for (dim_t g = 1; g < G; ++g) {
-            std::memmove(gq + g * nu, gq + g * kSplitUnits, nu * sizeof(float));
-            if (gru) std::memmove(rq + g * nu, rq + g * kSplitUnits, nu * sizeof(float));
-          }
-        if (lstm) {
-          k.lstm_cell(cfg_.act, cfg_.ract, gq, c_prev + u, c_new + u, h_new + u, nu);
-        } else if (gru) {
-          k.gru_cell_after(cfg_.act, cfg_.ract, gq, rq, dw.b_hn.data() + u, h_prev + u, h_new + u, nu);
-        } else {
-          k.activate(cfg_.act, gq, nu);
-          std::memcpy(h_new + u, gq, nu * sizeof(float));
-        }
-      }
+      a.x = xw + j * GH;
+      a.h = h_prev, a.h_new = h_new, a.c_prev = c_prev, a.c_new = c_new;
+      k.recurrent_fused(a);
       started = true;
     }
     if (cfg_.return_sequences) {
@@ -375,14 +349,31 @@ void Recurrent::input_projection(int d, dim_t rows, const float* x, float* xw) c
 
 void Recurrent::cell_step(int d, int nb, float* g, dim_t ldg, const float* h_prev, float* h_new, const float* c_prev,
                           float* c_new, const StepScratch& s, const std::uint8_t* valid) const {
-  const cpu::KernelTable& k = cpu::kernels();
+  step(cpu::kernels(), d, nb, g, ldg, h_prev, h_new, c_prev, c_new, s, valid);
+}
+
+void Recurrent::step(const cpu::KernelTable& k, int d, int nb, float* g, dim_t ldg, const float* h_prev, float* h_new,
+                     const float* c_prev, float* c_new, const StepScratch& s, const std::uint8_t* valid) const {
   const Dir& w = dir_[d];
   const dim_t G = cfg_.gates(), H = cfg_.units, P = cfg_.hidden_out(), GH = G * H;
   const bool lstm = cfg_.cell == LayerKind::Lstm, gru = cfg_.cell == LayerKind::Gru;
   const bool proj = cfg_.proj_size > 0;
   auto ok = [&](int b) { return !valid || valid[b]; };
 
-  if (gru && cfg_.reset_after) {
+  if (fused_) {
+    cpu::FusedStep a;
+    a.G = static_cast<int>(G), a.act = cfg_.act, a.ract = cfg_.ract;
+    a.nb = nb, a.H = H, a.K = P, a.q0 = 0, a.q1 = cpu::fused_blocks(k, G, H);
+    a.h = h_prev, a.ldh = P;
+    a.w = fused_weights(d, k);
+    a.x = g, a.ldx = ldg;
+    a.b_hn = gru ? w.b_hn.data() : nullptr;
+    a.c_prev = c_prev, a.c_new = c_new, a.ldc = H;
+    a.h_new = proj ? s.hraw : h_new, a.ldo = proj ? H : P;
+    a.part = s.rec;
+    k.recurrent_fused(a);
+    if (proj) w.hr.apply(nb, s.hraw, H, h_new, P, false);
+  } else if (gru && cfg_.reset_after) {
     w.hh.apply(nb, h_prev, P, s.rec, GH, false);
     for (int b = 0; b < nb; ++b)
       if (ok(b))

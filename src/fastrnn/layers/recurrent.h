@@ -34,12 +34,14 @@ class Recurrent {
   // stride ldg; used as scratch).  Reads h_prev/c_prev, writes h_new/c_new; rows with
   // valid[b] == 0 keep their state (valid may be null).  Allocates nothing.
   struct StepScratch {
-    float* rec;   // [nb, G*H]  GRU reset_after
+    float* rec;   // rec_scratch(nb): GRU reset_after W_hh h, or the fused step's partial sums
     float* rh;    // [nb, H]    GRU reset before
     float* hraw;  // [nb, H]    LSTM projection input
   };
   void cell_step(int d, int nb, float* g, dim_t ldg, const float* h_prev, float* h_new, const float* c_prev,
                  float* c_new, const StepScratch& s, const std::uint8_t* valid) const;
+  // Floats of StepScratch::rec for nb rows (the fused step's partial sums, for every ISA).
+  dim_t rec_scratch(dim_t nb) const;
   // x [rows, I] -> xw [rows, G*H] = x W_ih^T + bias (direction d)
   void input_projection(int d, dim_t rows, const float* x, float* xw) const;
 
@@ -47,18 +49,22 @@ class Recurrent {
   struct Dir {
     Buffer bias, b_hn;
     Mat ih, hh, hh_rz, hh_n, hr;  // W_hh; GRU reset-before splits it into [r z] and [n]; LSTM projection
-    // W_hh rows regrouped by blocks of kSplitUnits hidden units (all gates of a block together,
-    // zero-padded), panel-packed: the batch-1 hidden-unit split of one-direction layers (see
-    // run_chunk_split); empty otherwise.
-    Buffer split_packed;
+    // W_hh in blocks of hidden units carrying all their gates, per ISA (cpu::pack_fused): the
+    // fused step (fused_), also split across threads at batch 1.
+    IsaLayouts fused;
   };
   struct Slice;
   struct Team;
-  void run_chunk(Slice& w, const float* xw, dim_t B, dim_t T, dim_t s0, dim_t len, const std::uint8_t* mask, float* y,
-                 dim_t y_stride, dim_t T_out, const CancelToken* cancel) const;
-  void run_chunk_split(Slice& w, Team& team, int rank, const float* xw, dim_t T, dim_t s0, dim_t len,
-                       const std::uint8_t* mask, float* y, dim_t y_stride, dim_t T_out, const CancelToken* cancel) const;
-  bool split_ok_ = false;
+  const float* fused_weights(int d, const cpu::KernelTable& k) const;
+  void step(const cpu::KernelTable& k, int d, int nb, float* g, dim_t ldg, const float* h_prev, float* h_new,
+            const float* c_prev, float* c_new, const StepScratch& s, const std::uint8_t* valid) const;
+  void run_chunk(const cpu::KernelTable& k, Slice& w, const float* xw, dim_t B, dim_t T, dim_t s0, dim_t len,
+                 const std::uint8_t* mask, float* y, dim_t y_stride, dim_t T_out, const CancelToken* cancel) const;
+  void run_chunk_split(const cpu::KernelTable& k, Slice& w, Team& team, int rank, const float* xw, dim_t T, dim_t s0,
+                       dim_t len, const std::uint8_t* mask, float* y, dim_t y_stride, dim_t T_out,
+                       const CancelToken* cancel) const;
+  bool fused_ = false;     // LSTM, GRU reset_after, SimpleRNN: the gate math runs inside the recurrent matmul
+  bool split_ok_ = false;  // batch 1 may split the hidden units across a thread team
   RecurrentConfig cfg_;
   Dir dir_[2];
 };

@@ -1,0 +1,131 @@
+// Kernel microbenchmark: one recurrent step, the fused kernel (recurrent_fused) against the
+// separate-gates path it replaces (gemm_packed into the gate buffer, then the gate kernel per
+// row), and gemm_packed against OpenBLAS sgemm.  Minimum over many short repetitions (robust on
+// a shared machine: a repetition of a few microseconds usually runs undisturbed).
+// Build and run: benchmarks/kernels/run.sh
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "fastrnn/blas.h"
+#include "fastrnn/common.h"
+#include "fastrnn/cpu/kernels.h"
+
+using namespace fastrnn;
+using Clock = std::chrono::steady_clock;
+
+double g_budget_scale = 1;
+template <typename F>
+double min_us(F&& f, double budget_s = 0.25) {
+  budget_s *= g_budget_scale;
+  f();
+  double best = 1e30;
+  const auto end = Clock::now() + std::chrono::duration<double>(budget_s);
+  int n = 0;
+  while (Clock::now() < end || n < 20) {
+    const auto t0 = Clock::now();
+    f();
+    best = std::min(best, std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
+    ++n;
+  }
+  return best;
+}
+
+Buffer rnd(std::size_t n, std::mt19937& g, float s) {
+  Buffer b(n);
+  std::uniform_real_distribution<float> u(-s, s);
+  for (std::size_t i = 0; i < n; ++i) b[i] = u(g);
+  return b;
+}
+
+// One step of `cell` (4 LSTM, 3 GRU, 1 RNN) for nb rows, K = H: fused vs separate.
+void step_case(const cpu::KernelTable& k, int G, long H, long nb) {
+  std::mt19937 gen(1);
+  const long GH = G * H, K = H;
+  Buffer w = rnd(GH * K, gen, 1.f / std::sqrt(float(H))), x = rnd(nb * GH, gen, 1.f), h = rnd(nb * K, gen, 1.f),
+         c = rnd(nb * H, gen, 1.f), bhn = rnd(H, gen, 0.1f);
+  Buffer panels(cpu::packed_size(GH, K, k.panel)), fused(cpu::fused_size(k, G, H, K));
+  cpu::pack_panels(w.data(), GH, K, panels.data(), k.panel);
+  cpu::pack_fused(k, w.data(), G, H, K, fused.data());
+  Buffer g(nb * GH), rec(nb * GH), hn(nb * H), cn(nb * H), part(std::max<long>(1, cpu::fused_part_size(k, G, H, K, nb)));
+  auto copy_x = [&] { std::memcpy(g.data(), x.data(), nb * GH * sizeof(float)); };
+  auto separate = [&] {
+    copy_x();
+    if (G == 3) {
+      std::memset(rec.data(), 0, nb * GH * sizeof(float));
+      k.gemm_packed(nb, GH, K, h.data(), K, panels.data(), rec.data(), GH, nullptr);
+      for (long b = 0; b < nb; ++b)
+        k.gru_cell_after(cpu::Act::Tanh, cpu::Act::Sigmoid, g.data() + b * GH, rec.data() + b * GH, bhn.data(),
+                         h.data() + b * H, hn.data() + b * H, H);
+    } else {
+      k.gemm_packed(nb, GH, K, h.data(), K, panels.data(), g.data(), GH, nullptr);
+      for (long b = 0; b < nb; ++b) {
+        if (G == 4)
+          k.lstm_cell(cpu::Act::Tanh, cpu::Act::Sigmoid, g.data() + b * GH, c.data() + b * H, cn.data() + b * H,
+                      hn.data() + b * H, H);
+        else
+          k.activate(cpu::Act::Tanh, g.data() + b * GH, H);
+      }
+    }
+  };
+  cpu::FusedStep a;
+  a.G = G, a.nb = nb, a.H = H, a.K = K, a.q0 = 0, a.q1 = cpu::fused_blocks(k, G, H);
+  a.h = h.data(), a.ldh = K, a.w = fused.data(), a.x = x.data(), a.ldx = GH, a.b_hn = bhn.data();
+  a.c_prev = c.data(), a.c_new = cn.data(), a.ldc = H, a.h_new = hn.data(), a.ldo = H, a.part = part.data();
+  auto fused_step = [&] { k.recurrent_fused(a); };
+  const double t_copy = min_us(copy_x), t_sep = min_us(separate) - t_copy, t_fused = min_us(fused_step);
+  const double flops = 2.0 * nb * GH * K;
+  const char* name = G == 4 ? "lstm" : G == 3 ? "gru" : "rnn";
+  std::printf("%-7s %-5s H=%-4ld rows=%-4ld separate %9.2f us (%5.1f GF/s)  fused %9.2f us (%5.1f GF/s)  sep/fused %.2f\n",
+              k.isa, name, H, nb, t_sep, flops / t_sep * 1e-3, t_fused, flops / t_fused * 1e-3, t_sep / t_fused);
+}
+
+// g[rows, N] = x[rows, K] W^T: packed kernel vs OpenBLAS.
+void gemm_case(const cpu::KernelTable& k, long rows, long N, long K) {
+  std::mt19937 gen(2);
+  Buffer w = rnd(N * K, gen, 0.1f), x = rnd(rows * K, gen, 1.f), y(rows * N);
+  Buffer panels(cpu::packed_size(N, K, k.panel));
+  cpu::pack_panels(w.data(), N, K, panels.data(), k.panel);
+  auto packed = [&] {
+    std::memset(y.data(), 0, rows * N * sizeof(float));
+    k.gemm_packed(rows, N, K, x.data(), K, panels.data(), y.data(), N, nullptr);
+  };
+  auto blas = [&] { blas::sgemm(true, rows, N, K, 1.f, x.data(), K, w.data(), K, 0.f, y.data(), N); };
+  const double budget = rows * N * K > 1e8 ? 1.0 : 0.25;
+  const double tp = min_us(packed, budget), tb = min_us(blas, budget), flops = 2.0 * rows * N * K;
+  std::printf("%-7s gemm rows=%-5ld N=%-5ld K=%-5ld packed %6.1f GF/s  blas %6.1f GF/s  packed/blas %.2f\n", k.isa, rows, N,
+              K, flops / tp * 1e-3, flops / tb * 1e-3, tb / tp);
+}
+
+int main(int argc, char** argv) {
+  blas::set_num_threads(1);
+  if (const char* b = std::getenv("BUDGET")) g_budget_scale = std::atof(b);
+  const std::string what = argc > 1 ? argv[1] : "step";
+  const std::string isa = argc > 2 ? argv[2] : "";
+  for (const auto& name : cpu::available_isas()) {
+    if (!isa.empty() && name != isa) continue;
+    const cpu::KernelTable& k = *cpu::kernels_for(name);
+    if (what == "step") {
+      const char* cells = std::getenv("CELLS");  // e.g. CELLS=43
+      for (int G : {4, 3, 1})
+        if (!cells || std::strchr(cells, '0' + G))
+        for (long H : {64L, 128L, 512L})
+          for (long nb : {1L, 32L, 256L}) if (!std::getenv("ROWS1") || nb == 1) {
+            if (H == 512 && nb == 256 && G != 4) continue;
+            step_case(k, G, H, nb);
+          }
+    } else if (what == "gemm") {
+      for (long K : {64L, 128L, 512L})
+        for (long rows : {1L, 8L, 32L, 128L, 256L, 1024L, 3200L}) gemm_case(k, rows, 4 * K, K);
+    } else if (what == "gemmproj") {  // input projections: N = 4H, small K
+      for (long K : {8L, 32L, 128L})
+        for (long N : {256L, 512L, 2048L})
+          for (long rows : {100L, 3200L, 25600L}) gemm_case(k, rows, N, K);
+    }
+  }
+}
