@@ -78,11 +78,32 @@ void step_case(const cpu::KernelTable& k, int G, long H, long nb) {
   a.h = h.data(), a.ldh = K, a.w = fused.data(), a.x = x.data(), a.ldx = GH, a.b_hn = bhn.data();
   a.c_prev = c.data(), a.c_new = cn.data(), a.ldc = H, a.h_new = hn.data(), a.ldo = H, a.part = part.data();
   auto fused_step = [&] { k.recurrent_fused(a); };
+  auto blas_separate = [&] {  // the old path above the packed-rows limit: sgemm, then the gates
+    copy_x();
+    if (G == 3) {
+      blas::sgemm(true, nb, GH, K, 1.f, h.data(), K, w.data(), K, 0.f, rec.data(), GH);
+      for (long b = 0; b < nb; ++b)
+        k.gru_cell_after(cpu::Act::Tanh, cpu::Act::Sigmoid, g.data() + b * GH, rec.data() + b * GH, bhn.data(),
+                         h.data() + b * H, hn.data() + b * H, H);
+    } else {
+      blas::sgemm(true, nb, GH, K, 1.f, h.data(), K, w.data(), K, 1.f, g.data(), GH);
+      for (long b = 0; b < nb; ++b) {
+        if (G == 4)
+          k.lstm_cell(cpu::Act::Tanh, cpu::Act::Sigmoid, g.data() + b * GH, c.data() + b * H, cn.data() + b * H,
+                      hn.data() + b * H, H);
+        else
+          k.activate(cpu::Act::Tanh, g.data() + b * GH, H);
+      }
+    }
+  };
   const double t_copy = min_us(copy_x), t_sep = min_us(separate) - t_copy, t_fused = min_us(fused_step);
+  const double t_blas = std::getenv("WITH_BLAS") ? min_us(blas_separate) - t_copy : 0;
   const double flops = 2.0 * nb * GH * K;
   const char* name = G == 4 ? "lstm" : G == 3 ? "gru" : "rnn";
-  std::printf("%-7s %-5s H=%-4ld rows=%-4ld separate %9.2f us (%5.1f GF/s)  fused %9.2f us (%5.1f GF/s)  sep/fused %.2f\n",
+  std::printf("%-7s %-5s H=%-4ld rows=%-4ld separate %9.2f us (%5.1f GF/s)  fused %9.2f us (%5.1f GF/s)  sep/fused %.2f",
               k.isa, name, H, nb, t_sep, flops / t_sep * 1e-3, t_fused, flops / t_fused * 1e-3, t_sep / t_fused);
+  if (t_blas > 0) std::printf("  blas+gates %9.2f us (%5.1f GF/s) blas/fused %.2f", t_blas, flops / t_blas * 1e-3, t_blas / t_fused);
+  std::printf("\n");
 }
 
 // g[rows, N] = x[rows, K] W^T: packed kernel vs OpenBLAS.
@@ -112,16 +133,22 @@ int main(int argc, char** argv) {
     const cpu::KernelTable& k = *cpu::kernels_for(name);
     if (what == "step") {
       const char* cells = std::getenv("CELLS");  // e.g. CELLS=43
+      const char* hs = std::getenv("HS");  // e.g. HS=512
       for (int G : {4, 3, 1})
         if (!cells || std::strchr(cells, '0' + G))
         for (long H : {64L, 128L, 512L})
-          for (long nb : {1L, 32L, 256L}) if (!std::getenv("ROWS1") || nb == 1) {
+          if (!hs || std::atol(hs) == H)
+          for (long nb : {1L, 32L, 256L, 1024L}) if (!std::getenv("ROWS1") || nb == 1) {
             if (H == 512 && nb == 256 && G != 4) continue;
+            if ((nb == 1024) != (std::getenv("BIG") != nullptr) && !std::getenv("ALLROWS")) continue;
             step_case(k, G, H, nb);
           }
     } else if (what == "gemm") {
       for (long K : {64L, 128L, 512L})
         for (long rows : {1L, 8L, 32L, 128L, 256L, 1024L, 3200L}) gemm_case(k, rows, 4 * K, K);
+    } else if (what == "gemmbig") {  // the BLAS crossover region
+      for (long K : {128L, 256L, 512L})
+        for (long rows : {128L, 256L, 512L, 1024L, 2048L}) gemm_case(k, rows, 4 * K, K);
     } else if (what == "gemmproj") {  // input projections: N = 4H, small K
       for (long K : {8L, 32L, 128L})
         for (long N : {256L, 512L, 2048L})

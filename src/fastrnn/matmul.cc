@@ -28,12 +28,24 @@ const float* IsaLayouts::get(const cpu::KernelTable& k, const Make& make) const 
 
 void IsaLayouts::clear() { s_ = std::make_unique<Slots>(); }
 
-int packed_max_rows() {
-  static const int v = [] {
-    const char* e = std::getenv("FASTRNN_PACKED_MAX_ROWS");  // for benchmarking the crossover
-    return e && *e ? std::atoi(e) : 256;  // measured crossover: see benchmarks/README.md
+bool blas_faster(const cpu::KernelTable& k, dim_t rows, dim_t N, dim_t K) {
+  static const long forced = [] {
+    const char* e = std::getenv("FASTRNN_PACKED_MAX_ROWS");
+    return e && *e ? std::atol(e) : -1L;
   }();
-  return v;
+  if (forced >= 0) return rows > forced;
+  const dim_t weights = N * K;
+  switch (k.slot) {
+    case 1:  // AVX2, measured on Zen 1 (kernel_bench gemm / gemmbig / gemmproj / step WITH_BLAS):
+      // our kernel is 1.1-8x faster up to 512 rows, within 5% of OpenBLAS at 1024+ rows of a 4 MiB
+      // matrix (BLAS ahead there), and behind it (0.7-0.8x) for a wide matrix with a short K.
+      return (rows > 512 && weights >= (dim_t(1) << 20)) || (K <= 8 && N >= 2048 && rows >= 64);
+    case 2:  // AVX-512: not measured yet (no AVX-512 machine); our kernels throughout.  OpenBLAS may
+      // also run its AVX2 kernels there (OPENBLAS_CORETYPE=Haswell), ours do not depend on it.
+      return false;
+    default:  // the portable kernel (SSE2 / NEON, 4-float vectors): BLAS for big products
+      return rows > 256 && weights > 64 * 1024;
+  }
 }
 
 void Mat::set(const float* src, dim_t n, dim_t k, bool pack_now) {
@@ -52,19 +64,14 @@ const float* Mat::packed(const cpu::KernelTable& k) const {
   });
 }
 
-bool Mat::uses_packed(dim_t rows) const {
-  constexpr dim_t kL2Floats = 64 * 1024;  // 256 KiB
-  return rows <= packed_max_rows() || N * K <= kL2Floats;
-}
+bool Mat::uses_packed(const cpu::KernelTable& k, dim_t rows) const { return !blas_faster(k, rows, N, K); }
 
 void Mat::apply(dim_t rows, const float* x, dim_t ldx, float* y, dim_t ldy, bool accumulate) const {
   if (rows <= 0) return;
-  // Packed kernel up to packed_max_rows rows, and at any row count when the packed weights fit
-  // in L2 (it re-reads them once per 64-row block); BLAS for many rows of a big matrix.
-  if (uses_packed(rows)) {
+  const cpu::KernelTable& k = cpu::kernels();
+  if (uses_packed(k, rows)) {
     if (!accumulate)
       for (dim_t r = 0; r < rows; ++r) std::memset(y + r * ldy, 0, N * sizeof(float));
-    const cpu::KernelTable& k = cpu::kernels();
     k.gemm_packed(rows, N, K, x, ldx, packed(k), y, ldy, nullptr);
   } else {
     blas::sgemm(true, static_cast<int>(rows), static_cast<int>(N), static_cast<int>(K), 1.f, x, static_cast<int>(ldx),
@@ -74,8 +81,8 @@ void Mat::apply(dim_t rows, const float* x, dim_t ldx, float* y, dim_t ldy, bool
 
 void Mat::apply_bias(dim_t rows, const float* x, dim_t ldx, float* y, dim_t ldy, const float* bias) const {
   if (rows <= 0) return;
-  if (uses_packed(rows)) {  // the bias starts the accumulators: one pass over y
-    const cpu::KernelTable& k = cpu::kernels();
+  const cpu::KernelTable& k = cpu::kernels();
+  if (uses_packed(k, rows)) {  // the bias starts the accumulators: one pass over y
     k.gemm_packed(rows, N, K, x, ldx, packed(k), y, ldy, bias);
     return;
   }

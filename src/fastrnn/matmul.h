@@ -41,13 +41,15 @@ struct Mat {
   void apply(dim_t rows, const float* x, dim_t ldx, float* y, dim_t ldy, bool accumulate) const;
   // y[r, :N] = bias + x[r, :K] W^T (one pass over y: bias copied in, products accumulated)
   void apply_bias(dim_t rows, const float* x, dim_t ldx, float* y, dim_t ldy, const float* bias) const;
-  bool uses_packed(dim_t rows) const;  // the packed kernel (else BLAS) for this many rows
+  bool uses_packed(const cpu::KernelTable& k, dim_t rows) const;  // our kernel (else BLAS) for this many rows
 
  private:
   IsaLayouts packed_;
 };
 
-// Rows up to which the packed kernel is used (FASTRNN_PACKED_MAX_ROWS, default below).
-int packed_max_rows();
+// Whether OpenBLAS sgemm measured faster than the kernels of table k for y[rows, N] = x[rows, K] W^T
+// (per ISA; benchmarks/README.md).  FASTRNN_PACKED_MAX_ROWS=n overrides it (BLAS above n rows),
+// for benchmarking and for the tests of the BLAS path.
+bool blas_faster(const cpu::KernelTable& k, dim_t rows, dim_t N, dim_t K);
 
 }  // namespace fastrnn

@@ -360,7 +360,7 @@ void Recurrent::step(const cpu::KernelTable& k, int d, int nb, float* g, dim_t l
   const bool proj = cfg_.proj_size > 0;
   auto ok = [&](int b) { return !valid || valid[b]; };
 
-  if (fused_) {
+  if (fused_ && !blas_faster(k, nb, G * H, P)) {
     cpu::FusedStep a;
     a.G = static_cast<int>(G), a.act = cfg_.act, a.ract = cfg_.ract;
     a.nb = nb, a.H = H, a.K = P, a.q0 = 0, a.q1 = cpu::fused_blocks(k, G, H);
