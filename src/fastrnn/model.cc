@@ -5,6 +5,7 @@
 #include <cstring>
 #include <random>
 
+#include "fastrnn/cpu/fpenv.h"
 #include "fastrnn/parallel/thread_pool.h"
 
 namespace fastrnn {
@@ -88,6 +89,7 @@ void Model::dense(const Layer& l, const Activations& in, Activations& out) const
 void Model::predict(const float* x, const std::int64_t* ids, dim_t B, dim_t T, dim_t F, bool seq,
                     const std::int64_t* lengths, const std::vector<StateIO>& states,
                     std::vector<Activations>& outputs, const CancelToken* cancel) const {
+  const cpu::DenormalGuard ftz;  // flush denormals while computing (restored on return)
   if (layers_.empty()) fail<FormatError>("model has no layers");
   Activations cur, next;
   std::vector<std::uint8_t> mask;  // [B, T], 1 = valid; empty = every step valid
@@ -284,6 +286,7 @@ void Model::reset_stream(StreamState& s, const std::int64_t* rows, dim_t n) cons
 }
 
 void Model::step(StreamState& s, const float* x, const std::int64_t* ids, float* out) const {
+  const cpu::DenormalGuard ftz;  // flush denormals while computing (restored on return)
   const cpu::KernelTable& k = cpu::kernels();
   const dim_t B = s.B;
   std::size_t first = 0, ri = 0;
