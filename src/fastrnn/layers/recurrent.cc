@@ -22,6 +22,7 @@
 #include "fastrnn/layers/recurrent.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -46,6 +47,33 @@ constexpr dim_t kMaxBlockRows = 4096;
 // recurrent multiply-adds reach kSplitMinMacs (below that the per-step barrier costs more than
 // it saves).
 constexpr double kSplitMinMacs = 32768;
+// The split must never be slower than one thread (a busy machine: the team's threads wait for
+// each other whenever one is descheduled; the issue measured 27x slower).  Decided per call from
+// measurement: the first kProbeSteps steps run on the calling thread, timed (t1 = the fastest
+// one-thread step seen so far: these, and every batch-1 stretch run on one thread, timed);
+// a team is tried only if the rest of the sequence is worth kTeamMinSeconds of one thread's work;
+// then the team's rank 0 times every step, and when (checked every kTeamWindow steps) the team's
+// steps so far average more than kTeamSlowRatio * t1, the team stops and the calling thread
+// finishes alone.  The next team
+// is then tried only after a back-off (kBackoffMin, doubling up to kBackoffMax; reset by a team
+// that ran at speed), so a machine that stays busy pays at most one slow window per back-off.
+constexpr dim_t kProbeSteps = 4;
+constexpr dim_t kTeamWindow = 8;
+constexpr double kTeamSlowRatio = 1.0;
+constexpr double kTeamMinSeconds = 100e-6;
+constexpr std::int64_t kBackoffMin = 20'000'000, kBackoffMax = 2'000'000'000;  // ns
+using Clock = std::chrono::steady_clock;
+// Tests: FASTRNN_TEAM_STOP_AFTER=n makes every team stop as if slow after n counted steps.
+dim_t forced_stop() {
+  static const dim_t n = [] {
+    const char* e = std::getenv("FASTRNN_TEAM_STOP_AFTER");
+    return e && *e ? static_cast<dim_t>(std::atol(e)) : dim_t(-1);
+  }();
+  return n;
+}
+std::int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
+}
 }  // namespace
 
 Recurrent::Recurrent(RecurrentConfig cfg, const DirectionTensors* dirs) : cfg_(std::move(cfg)) {
@@ -81,6 +109,13 @@ Recurrent::Recurrent(RecurrentConfig cfg, const DirectionTensors* dirs) : cfg_(s
     for (int d = 0; d < cfg_.num_directions(); ++d) fused_weights(d, cpu::kernels());
 }
 
+void Recurrent::note_t1(double seconds) const {
+  const auto ns = static_cast<std::int64_t>(seconds * 1e9) + 1;
+  std::int64_t cur = t1_ns_.load(std::memory_order_relaxed);
+  while ((cur == 0 || ns < cur) && !t1_ns_.compare_exchange_weak(cur, ns, std::memory_order_relaxed)) {
+  }
+}
+
 const float* Recurrent::fused_weights(int d, const cpu::KernelTable& k) const {
   const Dir& w = dir_[d];
   return w.fused.get(k, [&](const cpu::KernelTable& t, Buffer& b) {
@@ -100,6 +135,10 @@ struct Recurrent::Team {
   explicit Team(int n) : size(n), barrier(n) {}
   int size;
   SpinBarrier barrier;
+  double t1 = 0;                  // seconds per step on one thread (measured)
+  std::atomic<dim_t> stop{-1};    // all ranks leave after the barrier of step stop - 1
+  bool slow = false;              // rank 0 found the team no faster than one thread
+  dim_t next = 0;                 // the chunk's next step to run (written by rank 0)
 };
 
 // Per (direction, batch slice) state carried from one time chunk to the next.
@@ -177,10 +216,11 @@ void Recurrent::forward(const float* x, dim_t B, dim_t T, const std::uint8_t* ma
   // Batch 1 (one slice, one direction) with threads to spare: the hidden units are split
   // across a team that meets at a barrier every step.
   std::unique_ptr<Team> team;
-  if (split_ok_ && B == 1 && threads > 1) {
+  if (split_ok_ && B == 1 && threads > 1 && now_ns() >= team_retry_ns_.load(std::memory_order_relaxed)) {
     const int n = static_cast<int>(std::min<dim_t>(threads, cpu::fused_blocks(kt, G, H)));
     if (n > 1) team = std::make_unique<Team>(n);
   }
+  double t1 = 0;  // one thread's time per step, measured by the probe
   for (dim_t s0 = 0; s0 < T; s0 += Tc) {
     const dim_t len = std::min(Tc, T - s0), rows = len * B;
     const dim_t row_block = (rows + blocks - 1) / blocks;
@@ -197,22 +237,55 @@ void Recurrent::forward(const float* x, dim_t B, dim_t T, const std::uint8_t* ma
       }
       input_projection(d, r1 - r0, xin.data(), xw[d].data() + r0 * GH);
     });
-    if (team) {
+    dim_t j0 = 0;  // this chunk's first step not yet run
+    if (team && t1 == 0) {  // probe: the first steps on this thread, one by one, timed
+      const dim_t n = std::min(len, kProbeSteps);
+      double best = 1e30;
+      for (; j0 < n; ++j0) {
+        const auto c0 = Clock::now();
+        run_chunk(kt, ws[0], xw[0].data(), B, T, s0, j0, j0 + 1, mask, dst, y_stride, T_out, cancel);
+        best = std::min(best, std::chrono::duration<double>(Clock::now() - c0).count());
+      }
+      note_t1(best);
+      t1 = static_cast<double>(t1_ns_.load(std::memory_order_relaxed)) * 1e-9;
+      if (t1 * static_cast<double>(T - s0 - j0) < kTeamMinSeconds) team.reset();  // not worth a team
+    }
+    if (team && j0 < len) {
       Team& tm = *team;
+      tm.t1 = t1;
+      tm.stop.store(-1);
+      tm.slow = false;
+      tm.next = len;
       auto body = [&](int rank) {
         try {
-          run_chunk_split(kt, ws[0], tm, rank, xw[0].data(), T, s0, len, mask, dst, y_stride, T_out, cancel);
+          run_chunk_split(kt, ws[0], tm, rank, xw[0].data(), T, s0, j0, len, mask, dst, y_stride, T_out, cancel);
         } catch (...) {
           tm.barrier.abort();  // release the others, then report (the pool rethrows on the caller)
           throw;
         }
       };
-      if (pool.run_team(tm.size, body)) continue;
-      team.reset();  // pool busy (another caller) or shrunk: the rest runs on this thread
+      if (pool.run_team(tm.size, body)) {
+        j0 = tm.next;
+        if (tm.slow) {  // no faster than one thread: finish alone, and back off
+          const std::int64_t b = team_backoff_ns_.load(std::memory_order_relaxed);
+          team_retry_ns_.store(now_ns() + std::max(b, kBackoffMin), std::memory_order_relaxed);
+          team_backoff_ns_.store(std::min(std::max(2 * b, kBackoffMin), kBackoffMax), std::memory_order_relaxed);
+          team.reset();
+        } else {
+          team_backoff_ns_.store(0, std::memory_order_relaxed);
+        }
+      } else {
+        team.reset();  // pool busy (another caller) or shrunk: the rest runs on this thread
+      }
     }
-    pool.run(ndir * slices, [&](int task) {
-      run_chunk(kt, ws[task], xw[ws[task].d].data(), B, T, s0, len, mask, dst, y_stride, T_out, cancel);
-    });
+    if (j0 < len) {
+      const auto c0 = Clock::now();
+      pool.run(ndir * slices, [&](int task) {
+        run_chunk(kt, ws[task], xw[ws[task].d].data(), B, T, s0, j0, len, mask, dst, y_stride, T_out, cancel);
+      });
+      if (split_ok_ && B == 1 && len - j0 >= kTeamWindow)  // one thread's pace, the bar for a team
+        note_t1(std::chrono::duration<double>(Clock::now() - c0).count() / static_cast<double>(len - j0));
+    }
   }
 
   // Final states, and the last output when only that is returned.
@@ -254,7 +327,7 @@ void Recurrent::forward(const float* x, dim_t B, dim_t T, const std::uint8_t* ma
 }
 
 void Recurrent::run_chunk(const cpu::KernelTable& k, Slice& w, const float* xw, dim_t B, dim_t T, dim_t s0,
-                          dim_t len, const std::uint8_t* mask, float* y, dim_t y_stride, dim_t T_out,
+                          dim_t j0, dim_t len, const std::uint8_t* mask, float* y, dim_t y_stride, dim_t T_out,
                           const CancelToken* cancel) const {
   const dim_t GH = cfg_.gates() * cfg_.units, P = cfg_.hidden_out();
   const int nb = static_cast<int>(w.b1 - w.b0);
@@ -262,7 +335,7 @@ void Recurrent::run_chunk(const cpu::KernelTable& k, Slice& w, const float* xw, 
   const bool hold = cfg_.mask_mode == MaskMode::Hold;
   const StepScratch scratch{w.rec.data(), w.rh.data(), w.hraw.data()};
   const dim_t y_off = w.d * P;
-  for (dim_t j = 0; j < len; ++j) {
+  for (dim_t j = j0; j < len; ++j) {
     if (cancel) cancel->check();
     const dim_t s = s0 + j, t = reverse ? T - 1 - s : s;
     float* g = const_cast<float*>(xw) + (j * B + w.b0) * GH;  // this slice's rows at this step
@@ -293,8 +366,8 @@ void Recurrent::run_chunk(const cpu::KernelTable& k, Slice& w, const float* xw, 
 // h_prev).  Masked steps (decided from the shared mask, so every rank agrees) leave the state as
 // it is.  The same kernel and the same sums as the one-thread step: bit-identical results.
 void Recurrent::run_chunk_split(const cpu::KernelTable& k, Slice& w, Team& team, int rank, const float* xw, dim_t T,
-                                dim_t s0, dim_t len, const std::uint8_t* mask, float* y, dim_t y_stride, dim_t T_out,
-                                const CancelToken* cancel) const {
+                                dim_t s0, dim_t j0, dim_t len, const std::uint8_t* mask, float* y, dim_t y_stride,
+                                dim_t T_out, const CancelToken* cancel) const {
   const Dir& dw = dir_[0];
   const dim_t G = cfg_.gates(), H = cfg_.units, P = cfg_.hidden_out(), GH = G * H;
   const dim_t U = cpu::block_units(k, G), nblk = cpu::fused_blocks(k, G, H);
@@ -310,7 +383,13 @@ void Recurrent::run_chunk_split(const cpu::KernelTable& k, Slice& w, Team& team,
   a.part = w.rec.data();
   float *h_prev = w.h_prev, *h_new = w.h_new, *c_prev = w.c_prev, *c_new = w.c_new;
   bool started = w.started[0];
-  for (dim_t j = 0; j < len; ++j) {
+  // Rank 0 times the team's steps (barrier to barrier; the first one, which includes waking the
+  // team, is not counted) and stops the team when it is no faster than one thread.
+  auto t_prev = Clock::now();
+  double spent = 0;
+  dim_t counted = -1;
+  dim_t j = j0;
+  for (; j < len; ++j) {
     if (cancel && rank == 0) cancel->check();
     const dim_t s = s0 + j, t = reverse ? T - 1 - s : s;
     const bool valid = !mask || mask[t];
@@ -335,10 +414,29 @@ void Recurrent::run_chunk_split(const cpu::KernelTable& k, Slice& w, Team& team,
       std::swap(h_prev, h_new);
       std::swap(c_prev, c_new);
     }
+    if (rank == 0 && team.t1 > 0 && !team.slow) {
+      const auto now = Clock::now();
+      if (counted >= 0) spent += std::chrono::duration<double>(now - t_prev).count();
+      t_prev = now;
+      // Every kTeamWindow steps: is the team, over all its steps so far, faster than one thread?
+      // (A stall - a rank descheduled for a time slice - shows at once; a short burst of noise
+      // is absorbed by what the team gained before it.)
+      ++counted;
+      if ((counted % kTeamWindow == 0 && spent > kTeamSlowRatio * team.t1 * static_cast<double>(counted)) ||
+          counted == forced_stop()) {
+        team.slow = true;
+        team.stop.store(j + 2, std::memory_order_relaxed);  // seen by all after the next barrier
+      }
+    }
+    if (team.stop.load(std::memory_order_relaxed) == j + 1) {
+      ++j;
+      break;
+    }
   }
   if (rank == 0) {
     w.h_prev = h_prev, w.h_new = h_new, w.c_prev = c_prev, w.c_new = c_new;
     w.started[0] = started;
+    team.next = j;
   }
 }
 

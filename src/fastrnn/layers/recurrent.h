@@ -1,6 +1,7 @@
 // THE sequence runner for every cell: input GEMM for all steps, one recurrent GEMM per step
 // for all gates, fused gate kernel, masks / lengths, reverse by iteration, bidirectional.
 #pragma once
+#include <atomic>
 #include <cstdint>
 
 #include "fastrnn/cancel.h"
@@ -56,15 +57,25 @@ class Recurrent {
   struct Slice;
   struct Team;
   const float* fused_weights(int d, const cpu::KernelTable& k) const;
+  void note_t1(double seconds) const;  // a one-thread step time measured at batch 1
   void step(const cpu::KernelTable& k, int d, int nb, float* g, dim_t ldg, const float* h_prev, float* h_new,
             const float* c_prev, float* c_new, const StepScratch& s, const std::uint8_t* valid) const;
-  void run_chunk(const cpu::KernelTable& k, Slice& w, const float* xw, dim_t B, dim_t T, dim_t s0, dim_t len,
-                 const std::uint8_t* mask, float* y, dim_t y_stride, dim_t T_out, const CancelToken* cancel) const;
+  // Steps [j0, len) of the time chunk starting at step s0.
+  void run_chunk(const cpu::KernelTable& k, Slice& w, const float* xw, dim_t B, dim_t T, dim_t s0, dim_t j0,
+                 dim_t len, const std::uint8_t* mask, float* y, dim_t y_stride, dim_t T_out,
+                 const CancelToken* cancel) const;
   void run_chunk_split(const cpu::KernelTable& k, Slice& w, Team& team, int rank, const float* xw, dim_t T, dim_t s0,
-                       dim_t len, const std::uint8_t* mask, float* y, dim_t y_stride, dim_t T_out,
+                       dim_t j0, dim_t len, const std::uint8_t* mask, float* y, dim_t y_stride, dim_t T_out,
                        const CancelToken* cancel) const;
   bool fused_ = false;     // LSTM, GRU reset_after, SimpleRNN: the gate math runs inside the recurrent matmul
   bool split_ok_ = false;  // batch 1 may split the hidden units across a thread team
+  // After a team measured no faster than one thread (busy machine): no team before this time
+  // (steady clock, ns), and the wait imposed after the next such failure.
+  mutable std::atomic<std::int64_t> team_retry_ns_{0};
+  mutable std::atomic<std::int64_t> team_backoff_ns_{0};
+  // The fastest step one thread has taken at batch 1 (ns; 0: not measured yet): the bar a team
+  // must beat.
+  mutable std::atomic<std::int64_t> t1_ns_{0};
   RecurrentConfig cfg_;
   Dir dir_[2];
 };
