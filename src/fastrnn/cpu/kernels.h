@@ -35,7 +35,7 @@ inline void pack_panels(const float* w, long N, long K, float* out, long panel) 
 }
 
 // One recurrent step with the gate math fused into the matmul (KernelTable::recurrent_fused).
-// W_hh [G*H, K] is laid out in blocks of U = KernelTable::block_units(G) hidden units, each block
+// W_hh [G*H, K] (or [W_ih | W_hh], see K_in) is laid out in blocks of U = KernelTable::block_units(G) hidden units, each block
 // carrying all G gates of its units: block q, input k holds, gate after gate, the U weights
 // W_hh[g*H + q*U + c, k] (c < U, zero past H), i.e. the panel layout of the regrouped matrix
 // (row (q*G + g)*U + c) with panel width G*U (pack_fused).  The kernel computes, for the unit
@@ -52,6 +52,13 @@ struct FusedStep {
   int G = 4;
   Act act = Act::Tanh, ract = Act::Sigmoid;
   long nb = 0, H = 0, K = 0;      // rows, units, width of the recurrent input h
+  // Input projection folded into the step (LSTM / RNN with a narrow input): the layout's blocks
+  // start with K_in input columns ([W_ih | W_hh], pack_fused of the concatenated matrix).  With
+  // x_in ([nb, ldxi], this step's inputs) they are multiplied in and x is just the bias (ldx 0);
+  // with x_in null they are skipped (x then holds the projection, as without folding).
+  long K_in = 0;
+  const float* x_in = nullptr;
+  long ldxi = 0;
   long q0 = 0, q1 = 0;            // unit blocks to compute
   const float* h = nullptr;       // [nb, ldh] recurrent input (GRU: also h_prev of the update, K == H)
   long ldh = 0;

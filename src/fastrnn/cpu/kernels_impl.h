@@ -543,19 +543,22 @@ FI void init_sums(const fastrnn::cpu::FusedStep& a, long row, long q, long nu, v
 template <int G, int NB>
 __attribute__((noinline)) void fused_row_sums(const fastrnn::cpu::FusedStep& a, long row, long q, float* stage) {
   constexpr long V = kVPB<G>, U = kUB<G>, PW = G * U;
-  const long K = a.K;
+  const long Kt = a.K_in + a.K;  // layout columns: [inputs | h]
   vf acc[NB][V];
   for (int b = 0; b < NB; ++b) {
     const long unit = (q + b) * U;
     init_sums<G>(a, row, q + b, a.H - unit < U ? a.H - unit : U, acc[b]);
   }
-  const float* wq = a.w + q * K * PW;
-  const float* h = a.h + row * a.ldh;
-  for (long k = 0; k < K; ++k) {
-    const vf x = splat(h[k]);
-    for (int b = 0; b < NB; ++b)
-      for (long v = 0; v < V; ++v) acc[b][v] += x * load(wq + b * K * PW + k * PW + v * W);
-  }
+  const float* wq = a.w + q * Kt * PW;
+  auto sweep = [&](const float* src, long c0, long c1) {  // columns [c0, c1) of the layout, src[c - c0]
+    for (long c = c0; c < c1; ++c) {
+      const vf x = splat(src[c - c0]);
+      for (int b = 0; b < NB; ++b)
+        for (long v = 0; v < V; ++v) acc[b][v] += x * load(wq + b * Kt * PW + c * PW + v * W);
+    }
+  };
+  if (a.x_in) sweep(a.x_in + row * a.ldxi, 0, a.K_in);
+  sweep(a.h + row * a.ldh, a.K_in, Kt);
   for (int b = 0; b < NB; ++b)
     for (long v = 0; v < V; ++v) store(stage + (q + b) * PW + v * W, acc[b][v]);
 }
@@ -588,24 +591,28 @@ template <int G, int R>
 __attribute__((noinline)) void fused_tile(const fastrnn::cpu::FusedStep& a, long row, long q, long k0, long kc,
                                           float* stage, long srow) {
   constexpr long V = kVPB<G>, U = kUB<G>, PW = G * U;
-  const long K = a.K, nu = a.H - q * U < U ? a.H - q * U : U;
+  const long Kt = a.K_in + a.K, nu = a.H - q * U < U ? a.H - q * U : U;
   vf acc[R][V];
   for (int r = 0; r < R; ++r) {
-    if (k0 == 0)
+    if (k0 == (a.x_in ? 0 : a.K_in))
       init_sums<G>(a, row + r, q, nu, acc[r]);
     else
       for (long v = 0; v < V; ++v) acc[r][v] = load(stage + (srow + r) * PW + v * W);
   }
-  const float* wq = a.w + q * K * PW + k0 * PW;
-  const float* hr = a.h + row * a.ldh + k0;
-  for (long k = 0; k < kc; ++k) {
-    vf x[R];
-    for (int r = 0; r < R; ++r) x[r] = splat(hr[r * a.ldh + k]);
-    for (long v = 0; v < V; ++v) {
-      const vf wv = load(wq + k * PW + v * W);
-      for (int r = 0; r < R; ++r) acc[r][v] += x[r] * wv;
+  const float* wq = a.w + q * Kt * PW;
+  auto sweep = [&](const float* src, long ld, long c0, long c1, long base) {  // columns [c0, c1), src[c - base]
+    for (long c = c0; c < c1; ++c) {
+      vf x[R];
+      for (int r = 0; r < R; ++r) x[r] = splat(src[r * ld + c - base]);
+      for (long v = 0; v < V; ++v) {
+        const vf wv = load(wq + c * PW + v * W);
+        for (int r = 0; r < R; ++r) acc[r][v] += x[r] * wv;
+      }
     }
-  }
+  };
+  const long k1 = k0 + kc;
+  if (k0 < a.K_in) sweep(a.x_in + row * a.ldxi, a.ldxi, k0, k1 < a.K_in ? k1 : a.K_in, 0);
+  if (k1 > a.K_in) sweep(a.h + row * a.ldh, a.ldh, k0 > a.K_in ? k0 : a.K_in, k1, a.K_in);
   for (int r = 0; r < R; ++r)
     for (long v = 0; v < V; ++v) store(stage + (srow + r) * PW + v * W, acc[r][v]);
 }
@@ -661,8 +668,9 @@ void fused_run(const fastrnn::cpu::FusedStep& a) {
     }
     const long tiles = (rows + RF - 1) / RF;
     for (long q = a.q0; q < a.q1; ++q) {
-      for (long k0 = 0; k0 < a.K; k0 += kKBlock) {
-        const long kc = a.K - k0 < kKBlock ? a.K - k0 : kKBlock;
+      const long Kt = a.K_in + a.K;
+      for (long k0 = a.x_in ? 0 : a.K_in; k0 < Kt; k0 += kKBlock) {
+        const long kc = Kt - k0 < kKBlock ? Kt - k0 : kKBlock;
         for (long t = 0; t < tiles; ++t) {
           const long b = rows * t / tiles, e = rows * (t + 1) / tiles;
           Fns::tiles[e - b - 1](a, r0 + b, q, k0, kc, a.part, b);

@@ -58,8 +58,10 @@ class Recurrent {
   struct Team;
   const float* fused_weights(int d, const cpu::KernelTable& k) const;
   void note_t1(double seconds) const;  // a one-thread step time measured at batch 1
+  // xin: this step's input rows (stride ldxi) when the projection is folded into the step (g unused).
   void step(const cpu::KernelTable& k, int d, int nb, float* g, dim_t ldg, const float* h_prev, float* h_new,
-            const float* c_prev, float* c_new, const StepScratch& s, const std::uint8_t* valid) const;
+            const float* c_prev, float* c_new, const StepScratch& s, const std::uint8_t* valid,
+            const float* xin = nullptr, dim_t ldxi = 0) const;
   // Steps [j0, len) of the time chunk starting at step s0.
   void run_chunk(const cpu::KernelTable& k, Slice& w, const float* xw, dim_t B, dim_t T, dim_t s0, dim_t j0,
                  dim_t len, const std::uint8_t* mask, float* y, dim_t y_stride, dim_t T_out,
@@ -68,6 +70,8 @@ class Recurrent {
                        dim_t j0, dim_t len, const std::uint8_t* mask, float* y, dim_t y_stride, dim_t T_out,
                        const CancelToken* cancel) const;
   bool fused_ = false;     // LSTM, GRU reset_after, SimpleRNN: the gate math runs inside the recurrent matmul
+  bool fold_ = false;      // LSTM / SimpleRNN with 4*I <= H: the fused layout is [W_ih | W_hh], the
+                           // input projection can be folded into the step (predict)
   bool split_ok_ = false;  // batch 1 may split the hidden units across a thread team
   // After a team measured no faster than one thread (busy machine): no team before this time
   // (steady clock, ns), and the wait imposed after the next such failure.
