@@ -212,9 +212,10 @@ int main(int argc, char** argv) {
         if (!cells || std::strchr(cells, '0' + G))
         for (long H : {64L, 128L, 512L})
           if (!hs || std::atol(hs) == H)
-          for (long nb : {1L, 32L, 256L, 1024L}) if (!std::getenv("ROWS1") || nb == 1) {
+          for (long nb : {1L, 16L, 32L, 128L, 256L, 1024L}) if (!std::getenv("ROWS1") || nb == 1) {
             if (H == 512 && nb == 256 && G != 4) continue;
             if ((nb == 1024) != (std::getenv("BIG") != nullptr) && !std::getenv("ALLROWS")) continue;
+            if ((nb == 16 || nb == 128) && !std::getenv("ALLROWS")) continue;
             step_case(k, G, H, nb);
           }
     } else if (what == "gemm") {
