@@ -236,7 +236,8 @@ void Recurrent::forward(const float* x, dim_t B, dim_t T, const std::uint8_t* ma
   // Time in chunks: the input projection of a chunk (one GEMM per direction over Tc * B rows,
   // time-major so each step's slice rows are contiguous), then the recurrence over that chunk.
   // Memory stays O(Tc * B * G*H) however long the sequence, and a cancel lands within a chunk.
-  const dim_t Tc = std::max<dim_t>(1, std::min<dim_t>(T, kChunkFloats / std::max<dim_t>(1, B * GH)));
+  // (Folded: no projection to hold, the whole sequence is one chunk: one dispatch per call.)
+  const dim_t Tc = fold ? T : std::max<dim_t>(1, std::min<dim_t>(T, kChunkFloats / std::max<dim_t>(1, B * GH)));
   std::vector<Buffer> xw(ndir);
   if (!fold)
     for (auto& b : xw) b.resize(static_cast<std::size_t>(Tc * B * GH));
