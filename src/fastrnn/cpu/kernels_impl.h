@@ -56,8 +56,10 @@ FI void store_n(float* p, vf v, long n) {
 // operand when either is NaN, so the constant goes first: one instruction instead of the
 // compare + blend the portable form compiles to (the exp clamps are on every gate's path).
 #if defined(__AVX512F__) && FASTRNN_VBYTES == 64
-FI vf vmin(vf a, float b) { return (vf)_mm512_min_ps((__m512)splat(b), (__m512)a); }
-FI vf vmax(vf a, float b) { return (vf)_mm512_max_ps((__m512)splat(b), (__m512)a); }
+// (the all-ones zero-masking forms compile to plain vminps / vmaxps; the unmasked intrinsics trip
+// GCC 12's -Wmaybe-uninitialized on their internal _mm512_undefined_ps)
+FI vf vmin(vf a, float b) { return (vf)_mm512_maskz_min_ps(0xFFFF, (__m512)splat(b), (__m512)a); }
+FI vf vmax(vf a, float b) { return (vf)_mm512_maskz_max_ps(0xFFFF, (__m512)splat(b), (__m512)a); }
 #elif defined(__AVX__) && FASTRNN_VBYTES == 32
 FI vf vmin(vf a, float b) { return (vf)_mm256_min_ps((__m256)splat(b), (__m256)a); }
 FI vf vmax(vf a, float b) { return (vf)_mm256_max_ps((__m256)splat(b), (__m256)a); }
