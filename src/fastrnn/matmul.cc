@@ -15,9 +15,8 @@ std::mutex& layout_mutex() {
 }
 }  // namespace
 
-const float* IsaLayouts::get(const cpu::KernelTable& k, const Make& make) const {
+const float* IsaLayouts::make_once(const cpu::KernelTable& k, const Make& make) const {
   std::atomic<const float*>& slot = s_->p[k.slot];
-  if (const float* p = slot.load(std::memory_order_acquire)) return p;
   std::lock_guard<std::mutex> lk(layout_mutex());
   if (const float* p = slot.load(std::memory_order_relaxed)) return p;
   Buffer& b = s_->b[k.slot];

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <utility>
 
 #include "fastrnn/common.h"
 #include "fastrnn/cpu/kernels.h"
@@ -19,11 +20,17 @@ class IsaLayouts {
  public:
   using Make = std::function<void(const cpu::KernelTable&, Buffer&)>;
   IsaLayouts() : s_(std::make_unique<Slots>()) {}
-  // The layout for table k, made by make(k, buffer) the first time (thread-safe).
-  const float* get(const cpu::KernelTable& k, const Make& make) const;
+  // The layout for table k, made by make(k, buffer) the first time (thread-safe).  The common
+  // case (made already) is one atomic load, inline.
+  template <typename F>
+  const float* get(const cpu::KernelTable& k, F&& make) const {
+    if (const float* p = s_->p[k.slot].load(std::memory_order_acquire)) return p;
+    return make_once(k, Make(std::forward<F>(make)));
+  }
   void clear();
 
  private:
+  const float* make_once(const cpu::KernelTable& k, const Make& make) const;
   struct Slots {
     std::atomic<const float*> p[cpu::kIsaSlots] = {};
     Buffer b[cpu::kIsaSlots];
