@@ -35,12 +35,12 @@ inline void pack_panels(const float* w, long N, long K, float* out, long panel) 
 }
 
 // One recurrent step with the gate math fused into the matmul (KernelTable::recurrent_fused).
-// W_hh [G*H, K] (or [W_ih | W_hh], see K_in) is laid out in blocks of U = KernelTable::block_units(G) hidden units, each block
-// carrying all G gates of its units: block q, input k holds, gate after gate, the U weights
-// W_hh[g*H + q*U + c, k] (c < U, zero past H), i.e. the panel layout of the regrouped matrix
-// (row (q*G + g)*U + c) with panel width G*U (pack_fused).  The kernel computes, for the unit
-// blocks [q0, q1) of every row, the G*U gate sums in registers (starting from the input part),
-// then the cell update, and writes h (and c) once:
+// W_hh [G*H, K] (or [W_ih | W_hh], see K_in) is laid out in blocks of U = block_units(G) hidden
+// units, each block carrying all G gates of its units: block q, input k holds, gate after gate,
+// the U weights W_hh[g*H + q*U + c, k] (c < U, zero past H), i.e. the panel layout of the
+// regrouped matrix (row (q*G + g)*U + c) with panel width G*U (pack_fused).  For the unit blocks
+// [q0, q1) of every row the kernel sums the gates in registers (from the input part), stages them
+// in L1 and runs the cell update over them there, writing h (and c) once (kernels_impl.h):
 //   G = 4, LSTM (i f g o):  a = x + W_hh h;  c' = ract(a_f)*c + ract(a_i)*act(a_g);  h' = ract(a_o)*act(c')
 //   G = 3, GRU reset after (r z n): a_r = x_r + W_hr h, a_z = x_z + W_hz h, a_n = b_hn + W_hn h;
 //          r = ract(a_r), z = ract(a_z), n = act(x_n + r*a_n);  h' = (1-z)*n + z*h

@@ -70,9 +70,9 @@ constexpr double kSplitMinMacs = 32768;
 // a team is tried only if the rest of the sequence is worth kTeamMinSeconds of one thread's work;
 // then the team's rank 0 times every step, and when (checked every kTeamWindow steps) the team's
 // steps so far average more than kTeamSlowRatio * t1, the team stops and the calling thread
-// finishes alone.  The next team
-// is then tried only after a back-off (kBackoffMin, doubling up to kBackoffMax; reset by a team
-// that ran at speed), so a machine that stays busy pays at most one slow window per back-off.
+// finishes alone.  The next team is tried only after a back-off (kBackoffMin, doubling up to
+// kBackoffMax; reset by a team that ran at speed), so a machine that stays busy pays at most one
+// slow stretch per back-off.
 constexpr dim_t kProbeSteps = 4;
 constexpr dim_t kTeamWindow = 8;
 constexpr double kTeamSlowRatio = 1.0;
