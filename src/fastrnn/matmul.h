@@ -1,22 +1,62 @@
 // A weight matrix W [N, K] used as y = x W^T: kept row-major for BLAS sgemm and panel-packed
-// for our small-batch kernel (cpu::KernelTable::gemm_packed); apply() picks by row count.
+// for our kernels (cpu::KernelTable::gemm_packed); apply() picks by row count.
+//
+// Packed layouts belong to an ISA (its panel width / unit block): IsaLayouts keeps one per ISA,
+// the current ISA's made at load, another's on its first use (after set_isa()), so a model built
+// under one ISA runs correctly under any other.  A call reads the kernel table once and uses that
+// table's layout with that table's kernels.
 #pragma once
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <utility>
+
 #include "fastrnn/common.h"
+#include "fastrnn/cpu/kernels.h"
 
 namespace fastrnn {
 
+class IsaLayouts {
+ public:
+  using Make = std::function<void(const cpu::KernelTable&, Buffer&)>;
+  IsaLayouts() : s_(std::make_unique<Slots>()) {}
+  // The layout for table k, made by make(k, buffer) the first time (thread-safe).  The common
+  // case (made already) is one atomic load, inline.
+  template <typename F>
+  const float* get(const cpu::KernelTable& k, F&& make) const {
+    if (const float* p = s_->p[k.slot].load(std::memory_order_acquire)) return p;
+    return make_once(k, Make(std::forward<F>(make)));
+  }
+  void clear();
+
+ private:
+  const float* make_once(const cpu::KernelTable& k, const Make& make) const;
+  struct Slots {
+    std::atomic<const float*> p[cpu::kIsaSlots] = {};
+    Buffer b[cpu::kIsaSlots];
+  };
+  std::unique_ptr<Slots> s_;
+};
+
 struct Mat {
-  Buffer w, packed;
+  Buffer w;
   dim_t N = 0, K = 0;
-  void set(const float* src, dim_t n, dim_t k);
+  // pack_now: make the current ISA's packed layout at once (else on first use).
+  void set(const float* src, dim_t n, dim_t k, bool pack_now = true);
+  const float* packed(const cpu::KernelTable& k) const;
   // y[r, :N] (+)= x[r, :K] W^T for r < rows
   void apply(dim_t rows, const float* x, dim_t ldx, float* y, dim_t ldy, bool accumulate) const;
   // y[r, :N] = bias + x[r, :K] W^T (one pass over y: bias copied in, products accumulated)
   void apply_bias(dim_t rows, const float* x, dim_t ldx, float* y, dim_t ldy, const float* bias) const;
-  bool uses_packed(dim_t rows) const;  // the packed kernel (else BLAS) for this many rows
+  bool uses_packed(const cpu::KernelTable& k, dim_t rows) const;  // our kernel (else BLAS) for this many rows
+
+ private:
+  IsaLayouts packed_;
 };
 
-// Rows up to which the packed kernel is used (FASTRNN_PACKED_MAX_ROWS, default below).
-int packed_max_rows();
+// Whether OpenBLAS sgemm measured faster than the kernels of table k for y[rows, N] = x[rows, K] W^T
+// (per ISA; benchmarks/README.md).  FASTRNN_PACKED_MAX_ROWS=n overrides it (BLAS above n rows),
+// for benchmarking and for the tests of the BLAS path.
+bool blas_faster(const cpu::KernelTable& k, dim_t rows, dim_t N, dim_t K);
 
 }  // namespace fastrnn

@@ -8,6 +8,7 @@
 
 #include <unistd.h>
 
+#include "fastrnn/cpu/fpenv.h"
 #include "fastrnn/parallel/thread_pool.h"
 
 namespace fastrnn {
@@ -101,6 +102,7 @@ void Model::dense(const Layer& l, const Activations& in, Activations& out) const
 void Model::predict(const float* x, const std::int64_t* ids, dim_t B, dim_t T, dim_t F, bool seq,
                     const std::int64_t* lengths, const std::vector<StateIO>& states,
                     std::vector<Activations>& outputs, const CancelToken* cancel) const {
+  const cpu::DenormalGuard ftz;  // flush denormals while computing (restored on return)
   if (layers_.empty()) fail<FormatError>("model has no layers");
   Activations cur, next;
   std::vector<std::uint8_t> mask;  // [B, T], 1 = valid; empty = every step valid
@@ -285,7 +287,7 @@ std::unique_ptr<StreamState> Model::alloc_stream(dim_t B, dim_t widest) const {
     }
     r.started.assign(B, 0);
     r.xw.resize(B * GH);
-    r.rec.resize(B * GH);
+    r.rec.resize(l.rnn->rec_scratch(B));
     r.rh.resize(B * c.units);
     r.hraw.resize(B * c.units);
     s->rnn.push_back(std::move(r));
@@ -318,6 +320,7 @@ void Model::reset_stream(StreamState& s, const std::int64_t* rows, dim_t n) cons
 }
 
 void Model::step(StreamState& s, const float* x, const std::int64_t* ids, float* out) const {
+  const cpu::DenormalGuard ftz;  // flush denormals while computing (restored on return)
   const cpu::KernelTable& k = cpu::kernels();
   const dim_t B = s.B;
   std::size_t first = 0, ri = 0;

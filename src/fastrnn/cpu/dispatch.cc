@@ -92,6 +92,27 @@ void set_isa(const std::string& isa) {
   current.store(t, std::memory_order_release);
 }
 
+long block_units(const KernelTable& k, long G) {
+  return k.vec * (G >= k.panel_vecs_fused ? 1 : k.panel_vecs_fused / G);
+}
+
+long fused_part_size(const KernelTable& k, long G, long H, long K, long nb) {
+  (void)K;
+  if (nb == 1) return fused_blocks(k, G, H) * G * block_units(k, G);  // one row: all its blocks
+  return (nb < kFusedRowBlock ? nb : kFusedRowBlock) * G * block_units(k, G);
+}
+
+void pack_fused(const KernelTable& k, const float* w_hh, long G, long H, long K, float* out) {
+  const long U = block_units(k, G), PW = G * U;
+  for (long q = 0; q * U < H; ++q)
+    for (long kk = 0; kk < K; ++kk)
+      for (long g = 0; g < G; ++g)
+        for (long c = 0; c < U; ++c) {
+          const long j = q * U + c;
+          out[(q * K + kk) * PW + g * U + c] = j < H ? w_hh[(g * H + j) * K + kk] : 0.f;
+        }
+}
+
 const std::vector<std::string>& act_names() {
   static const std::vector<std::string> names = {
       "linear", "tanh", "sigmoid", "relu", "relu6", "hard_sigmoid", "hard_sigmoid_tf2", "elu", "selu", "softplus",

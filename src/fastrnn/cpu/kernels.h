@@ -18,23 +18,79 @@ const std::vector<std::string>& act_names();
 Act act_from_name(const std::string& name);  // throws UnsupportedError
 inline bool is_axis_act(Act a) { return a == Act::Softmax || a == Act::LogSoftmax; }
 
-// Column-panel width of packed recurrent weights (same for every ISA, so packing does not
-// depend on the ISA chosen later).
-constexpr long kPanel = 32;
-// W [N, K] row-major -> panels: out[p][k][0:kPanel] = W[p*kPanel + c, k] (zero padded past N).
-// out must hold packed_size(N, K) floats.
-inline long packed_size(long N, long K) { return (N + kPanel - 1) / kPanel * kPanel * K; }
-inline void pack_panels(const float* w, long N, long K, float* out) {
-  for (long p = 0; p * kPanel < N; ++p)
+// Packed weight layouts.  Each ISA packs its weights for its own register tile: the panel
+// width (floats per packed column panel) and the unit block of the fused recurrent step belong
+// to the KernelTable (kernels_impl.h), so a layout is made for one table and used only with it
+// (matmul.h keeps one layout per ISA, made on first use: set_isa() mid-process stays correct).
+//
+// Panels: W [N, K] row-major -> out[p][k][0:panel] = W[p*panel + c, k] (zero padded past N).
+inline long packed_size(long N, long K, long panel) { return (N + panel - 1) / panel * panel * K; }
+inline void pack_panels(const float* w, long N, long K, float* out, long panel) {
+  for (long p = 0; p * panel < N; ++p)
     for (long k = 0; k < K; ++k)
-      for (long c = 0; c < kPanel; ++c) {
-        const long j = p * kPanel + c;
-        out[(p * K + k) * kPanel + c] = j < N ? w[j * K + k] : 0.f;
+      for (long c = 0; c < panel; ++c) {
+        const long j = p * panel + c;
+        out[(p * K + k) * panel + c] = j < N ? w[j * K + k] : 0.f;
       }
 }
 
+// One recurrent step with the gate math fused into the matmul (KernelTable::recurrent_fused).
+// W_hh [G*H, K] (or [W_ih | W_hh], see K_in) is laid out in blocks of U = block_units(G) hidden
+// units, each block carrying all G gates of its units: block q, input k holds, gate after gate,
+// the U weights W_hh[g*H + q*U + c, k] (c < U, zero past H), i.e. the panel layout of the
+// regrouped matrix (row (q*G + g)*U + c) with panel width G*U (pack_fused).  For the unit blocks
+// [q0, q1) of every row the kernel sums the gates in registers (from the input part), stages them
+// in L1 and runs the cell update over them there, writing h (and c) once (kernels_impl.h):
+//   G = 4, LSTM (i f g o):  a = x + W_hh h;  c' = ract(a_f)*c + ract(a_i)*act(a_g);  h' = ract(a_o)*act(c')
+//   G = 3, GRU reset after (r z n): a_r = x_r + W_hr h, a_z = x_z + W_hz h, a_n = b_hn + W_hn h;
+//          r = ract(a_r), z = ract(a_z), n = act(x_n + r*a_n);  h' = (1-z)*n + z*h
+//   G = 1, simple RNN:      h' = act(x + W_hh h)
+// x: the step's input projection with every bias but b_hn folded in, canonical gate order
+// (unit j of gate g at x[row*ldx + g*H + j]).  Rows whose mask says "keep" are written anyway
+// (the caller restores them).
+struct FusedStep {
+  int G = 4;
+  Act act = Act::Tanh, ract = Act::Sigmoid;
+  long nb = 0, H = 0, K = 0;      // rows, units, width of the recurrent input h
+  // Input projection folded into the step (LSTM / RNN with a narrow input): the layout's blocks
+  // start with K_in input columns ([W_ih | W_hh], pack_fused of the concatenated matrix).  With
+  // x_in ([nb, ldxi], this step's inputs) they are multiplied in and x is just the bias (ldx 0);
+  // with x_in null they are skipped (x then holds the projection, as without folding).
+  long K_in = 0;
+  const float* x_in = nullptr;
+  long ldxi = 0;
+  long q0 = 0, q1 = 0;            // unit blocks to compute
+  const float* h = nullptr;       // [nb, ldh] recurrent input (GRU: also h_prev of the update, K == H)
+  long ldh = 0;
+  const float* w = nullptr;       // pack_fused layout for this kernel table
+  const float* x = nullptr;       // [nb, ldx]
+  long ldx = 0;
+  const float* b_hn = nullptr;    // GRU [H]
+  const float* c_prev = nullptr;  // LSTM [nb, ldc]
+  float* c_new = nullptr;
+  long ldc = 0;
+  float* h_new = nullptr;         // [nb, ldo]
+  long ldo = 0;
+  float* part = nullptr;          // scratch, fused_part_size() floats (staging area of the gate sums)
+};
+
+struct KernelTable;
+long block_units(const KernelTable& k, long G);
+inline long fused_blocks(const KernelTable& k, long G, long H) { return (H + block_units(k, G) - 1) / block_units(k, G); }
+inline long fused_size(const KernelTable& k, long G, long H, long K) { return fused_blocks(k, G, H) * G * block_units(k, G) * K; }
+// Rows of a row block in the kernels (their inputs stay in cache while W streams past).
+constexpr long kFusedRowBlock = 96;
+// Scratch floats recurrent_fused needs for nb rows (at most kFusedRowBlock x G*U).
+long fused_part_size(const KernelTable& k, long G, long H, long K, long nb);
+void pack_fused(const KernelTable& k, const float* w_hh, long G, long H, long K, float* out);
+
 struct KernelTable {
   const char* isa;
+  int slot;          // index of this ISA's packed layouts (0 generic, 1 avx2, 2 avx512)
+  long vec;          // floats per vector register
+  long panel;        // floats per packed panel of gemm_packed (pack_panels)
+  long panel_vecs_fused;  // vectors per unit block of the fused step (block_units)
+  long k_block;      // depth of the k blocks (a k block of one panel stays in L1)
   // x[0..n) = act(x), element-wise (softmax family: over the whole row of n).
   void (*activate)(Act act, float* x, long n);
   // y[0..n) = x + b (then activate)
@@ -51,14 +107,17 @@ struct KernelTable {
   void (*gru_before_rz)(Act ract, float* g, const float* h_prev, float* rh, long H);
   // phase 2: g[2H:3H] holds x-part + b + W_hn(r*h); h_new = (1-z)*act(g_n) + z*h_prev
   void (*gru_before_out)(Act act, float* g, const float* h_prev, float* h_new, long H);
-  // g[b*ldg + j] += sum_k h[b*ldh + k] * W[j, k] for b < nb, j < N; W packed by pack_panels.
+  // g[b*ldg + j] += sum_k h[b*ldh + k] * W[j, k] for b < nb, j < N; W packed by pack_panels(panel).
   // With init != nullptr (N floats): g[b*ldg + j] = init[j] + sum (g is not read).
   void (*gemm_packed)(long nb, long N, long K, const float* h, long ldh, const float* packed, float* g, long ldg,
                       const float* init);
+  // One recurrent step, gate math fused (FusedStep above).
+  void (*recurrent_fused)(const FusedStep& a);
   // Benchmark probe: `iters` rounds of independent vector FMAs; returns the flops done.
   double (*fma_probe)(long iters);
 };
 
+constexpr int kIsaSlots = 3;
 const KernelTable& kernels();                          // the table in use
 const KernelTable* kernels_for(const std::string& isa);  // nullptr if not compiled / not supported by this CPU
 void set_isa(const std::string& isa);                  // throws if unavailable

@@ -6,7 +6,7 @@ namespace fastrnn::cpu::avx2 {
 const KernelTable& table() {
   // Constant-initialized (no code runs to build it): this file is compiled with the ISA's flags, and
   // a dynamically built table was copied with AVX-512 stores on CPUs without AVX-512.
-  static constexpr KernelTable t = make_table("avx2");
+  static constexpr KernelTable t = make_table("avx2", 1);
   return t;
 }
 }  // namespace fastrnn::cpu::avx2

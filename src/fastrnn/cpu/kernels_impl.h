@@ -11,7 +11,9 @@
 // (absolute error < 1.5e-7, which keeps 1000-step recurrences within 1e-5 of the frameworks).
 #include <cmath>
 #include <cstdint>
+#include <array>
 #include <cstring>
+#include <type_traits>
 #include <utility>
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -54,8 +56,10 @@ FI void store_n(float* p, vf v, long n) {
 // operand when either is NaN, so the constant goes first: one instruction instead of the
 // compare + blend the portable form compiles to (the exp clamps are on every gate's path).
 #if defined(__AVX512F__) && FASTRNN_VBYTES == 64
-FI vf vmin(vf a, float b) { return (vf)_mm512_min_ps((__m512)splat(b), (__m512)a); }
-FI vf vmax(vf a, float b) { return (vf)_mm512_max_ps((__m512)splat(b), (__m512)a); }
+// (the all-ones zero-masking forms compile to plain vminps / vmaxps; the unmasked intrinsics trip
+// GCC 12's -Wmaybe-uninitialized on their internal _mm512_undefined_ps)
+FI vf vmin(vf a, float b) { return (vf)_mm512_maskz_min_ps(0xFFFF, (__m512)splat(b), (__m512)a); }
+FI vf vmax(vf a, float b) { return (vf)_mm512_maskz_max_ps(0xFFFF, (__m512)splat(b), (__m512)a); }
 #elif defined(__AVX__) && FASTRNN_VBYTES == 32
 FI vf vmin(vf a, float b) { return (vf)_mm256_min_ps((__m256)splat(b), (__m256)a); }
 FI vf vmax(vf a, float b) { return (vf)_mm256_max_ps((__m256)splat(b), (__m256)a); }
@@ -280,18 +284,58 @@ void gru_before_out(Act act, float* g, const float* h_prev, float* h_new, long H
   for (long j = 0; j < H; ++j) h_new[j] = (1.0f - z[j]) * n[j] + z[j] * h_prev[j];
 }
 
-// Recurrent matmul for small batches (BLAS call and packing overhead dominate there):
-//   g[b, j] += sum_k h[b, k] * W[j, k]     b < nb, j < N, k < K
-// with W pre-packed by pack_panels() into column panels of kPanel outputs:
-//   packed[p][k][0:kPanel] = W[p*kPanel + 0:kPanel, k]  (zero padded past N)
-// so each panel is one contiguous stream; accumulators for one panel stay in registers while
-// k runs, and two batch rows share every weight load.
-constexpr long kPanel = fastrnn::cpu::kPanel;
-constexpr long PV = kPanel / W;  // vectors per panel row
+// ---------------------------------------------------------------------------------------------
+// Register tiles, per ISA.  A tile keeps R rows x V vectors of accumulators in registers while
+// k runs; each k loads V weight vectors (shared by the R rows) and broadcasts R inputs.  The
+// accumulators must cover the FMA latency x FMA pipes of the core (independent chains), and
+// accumulators + weights + broadcasts must fit the register file:
+//   AVX-512 (32 zmm): 6 rows x 4 vectors = 24 accumulators (+ 6 broadcasts + 1 weight in flight):
+//                     covers 2 pipes x 4 cycles (Skylake-SP, Zen 4/5) three times over.
+//   AVX2 (16 ymm):    3 rows x 4 vectors = 12 accumulators (+ 3 broadcasts + 1 weight).
+//   NEON (32 q):      6 rows x 4 vectors = 24 accumulators.
+//   SSE2 (16 xmm, no FMA: a multiply and an add, one temporary more): 2 rows x 4 vectors.
+// A single row (batch 1) has no weight reuse: it takes several panels (unit blocks) at once so
+// that at least kChains1 accumulators are independent.  k is cut in blocks of kKBlock so that
+// the slice of a panel being read (kKBlock x kPanel floats, 16 KiB) stays in L1 while every row
+// tile of a row block (kRowBlock rows, whose inputs stay in cache) reuses it.
+#if FASTRNN_VBYTES == 64
+constexpr long kPanelVecs = 4, kKBlock = 64;
+constexpr int kRegs = 32, kAcc = 24, kChains1 = 8, kTemps = 1;
+#elif FASTRNN_VBYTES == 32
+constexpr long kPanelVecs = 4, kKBlock = 128;
+constexpr int kRegs = 16, kAcc = 12, kChains1 = 8, kTemps = 1;
+#elif defined(__aarch64__) || defined(__ARM_NEON)
+constexpr long kPanelVecs = 4, kKBlock = 256;
+constexpr int kRegs = 32, kAcc = 24, kChains1 = 8, kTemps = 1;
+#else
+constexpr long kPanelVecs = 4, kKBlock = 256;
+constexpr int kRegs = 16, kAcc = 8, kChains1 = 8, kTemps = 2;
+#endif
+// Rows of a tile of V vectors per row: R*V accumulators + R broadcasts + the weight (and, without
+// FMA, a product) in flight must fit the registers, and R*V <= kAcc.
+constexpr int tile_rows(long V) {
+  const int by_regs = static_cast<int>((kRegs - kTemps) / (V + 1)), by_acc = static_cast<int>(kAcc / V);
+  const int r = by_regs < by_acc ? by_regs : by_acc;
+  return r > 0 ? r : 1;
+}
+constexpr int kRows = tile_rows(kPanelVecs);
+constexpr long kRowBlock = fastrnn::cpu::kFusedRowBlock;
+constexpr long kPanel = kPanelVecs * W;  // floats per packed panel (KernelTable::panel)
+constexpr long PV = kPanelVecs;
+constexpr int kPanels1 = (kChains1 + kPanelVecs - 1) / kPanelVecs;  // panels taken at once by one row
 
-// R rows x NP panels of accumulators (R*NP*PV vector registers), k runs over K floats of the
-// packed panels (panel q starts panel_stride floats after panel 0).  init == nullptr: g += sum;
-// otherwise g = init + sum (init: kPanel floats per panel, zero padded; g is not read).
+template <typename F, std::size_t... I>
+constexpr auto fn_table(std::index_sequence<I...>, F f) {
+  return std::array<decltype(f(std::integral_constant<int, 1>{})), sizeof...(I)>{
+      f(std::integral_constant<int, static_cast<int>(I) + 1>{})...};
+}
+
+// Recurrent / projection matmul, weights packed once at load (no BLAS call or packing per call):
+//   g[b, j] (+)= sum_k h[b, k] * W[j, k]     b < nb, j < N, k < K
+// with W packed by pack_panels(kPanel):  packed[p][k][0:kPanel] = W[p*kPanel + 0:kPanel, k].
+// R rows x NP panels of accumulators; k runs over K floats of the packed panels (panel q starts
+// panel_stride floats after panel 0).  init == nullptr: g += sum; otherwise g = init + sum
+// (init: kPanel floats per panel, zero padded; g is not read).
 template <int R, int NP>
 FI void panel_block(long K, const float* h, long ldh, const float* wp, long panel_stride, float* g, long ldg,
                     long n_last, const float* init) {
@@ -324,22 +368,30 @@ FI void panel_block(long K, const float* h, long ldh, const float* wp, long pane
     }
 }
 
-// Blocking: rows in blocks of kRowBlock whose h stays in cache; k in blocks of kKBlock so the
-// slice of a panel being read (kKBlock x kPanel floats, 16 KiB) stays in L1 while every row group
-// of the block reuses it.  Register tiles: a single row takes two panels at a time (2 x PV
-// independent accumulator chains: 8 on AVX2, enough to hide the FMA latency); otherwise three
-// rows share every weight load (3 x PV accumulators: 12 of AVX2's 16 registers), with 2- and
-// 1-row tiles for the remainder.
+using TileFn = void (*)(long K, const float* h, long ldh, const float* wp, long panel_stride, float* g, long ldg,
+                        long n_last, const float* init);
+template <int R, int NP>
+__attribute__((noinline)) void panel_tile(long K, const float* h, long ldh, const float* wp, long panel_stride,
+                                          float* g, long ldg, long n_last, const float* init) {
+  panel_block<R, NP>(K, h, ldh, wp, panel_stride, g, ldg, n_last, init);
+}
+// tile_fns[R - 1]: R rows, one panel.
+constexpr auto tile_fns = fn_table(std::make_index_sequence<kRows>{}, [](auto r) -> TileFn {
+  return &panel_tile<decltype(r)::value, 1>;
+});
+
+// Rows in blocks of kRowBlock; in a block, panel by panel (each streamed front to back:
+// prefetch-friendly when W is beyond L2), k blocks inside (the rows' outputs for this panel stay
+// in L1 across them), row tiles of at most kRows rows, sizes as equal as possible (a lone row has
+// only PV accumulator chains and reloads the panel for itself).  One row: kPanels1 panels at a
+// time, the whole of k in one go.
 void gemm_packed(long nb, long N, long K, const float* h, long ldh, const float* packed, float* g, long ldg,
                  const float* init) {
-  constexpr long kRowBlock = 96;
-  constexpr long kKBlock = 128;
   const long panels = (N + kPanel - 1) / kPanel;
   const long tail = N - (panels - 1) * kPanel;  // outputs in the last panel
-  // A tile reads kPanel init floats per panel: the last panel's (and, for the two-panel tile, the
-  // one before it) come from a zero-padded copy.
-  float init_end[2 * kPanel] = {};
-  const long first_end = panels >= 2 ? panels - 2 : 0;  // init_end[0] = init[first_end * kPanel]
+  // A tile reads kPanel init floats per panel: the last kPanels1 panels' come from a zero-padded copy.
+  float init_end[kPanels1 * kPanel] = {};
+  const long first_end = panels >= kPanels1 ? panels - kPanels1 : 0;  // init_end[0] = init[first_end * kPanel]
   if (init) std::memcpy(init_end, init + first_end * kPanel, (N - first_end * kPanel) * sizeof(float));
   auto init_at = [&](long p, long np) -> const float* {
     if (!init) return nullptr;
@@ -349,33 +401,294 @@ void gemm_packed(long nb, long N, long K, const float* h, long ldh, const float*
     const long rows = nb - r0 < kRowBlock ? nb - r0 : kRowBlock;
     const float* hb = h + r0 * ldh;
     float* gb = g + r0 * ldg;
-    // Panel by panel (each streamed front to back: prefetch-friendly when W is beyond L2), k
-    // blocks inside (the rows' outputs for this panel stay in L1 across them).
+    if (rows == 1) {
+      long p = 0;
+      for (; p + kPanels1 <= panels; p += kPanels1)
+        panel_block<1, kPanels1>(K, hb, ldh, packed + p * K * kPanel, K * kPanel, gb + p * kPanel, ldg,
+                                 p + kPanels1 == panels ? tail : kPanel, init_at(p, kPanels1));
+      for (; p < panels; ++p)
+        panel_block<1, 1>(K, hb, ldh, packed + p * K * kPanel, 0, gb + p * kPanel, ldg, p + 1 == panels ? tail : kPanel,
+                          init_at(p, 1));
+      continue;
+    }
+    const long tiles = (rows + kRows - 1) / kRows;
     for (long p = 0; p < panels; ++p) {
       const float* wp = packed + p * K * kPanel;
       float* gp = gb + p * kPanel;
-      if (rows == 1 && p + 1 < panels) {  // two panels for one row (panel p+1 starts K*kPanel later)
-        for (long k0 = 0; k0 < K; k0 += kKBlock)
-          panel_block<1, 2>(K - k0 < kKBlock ? K - k0 : kKBlock, hb + k0, ldh, wp + k0 * kPanel, K * kPanel, gp, ldg,
-                            p + 2 == panels ? tail : kPanel, k0 == 0 ? init_at(p, 2) : nullptr);
-        ++p;
-        continue;
-      }
       const long n = p + 1 == panels ? tail : kPanel;
       for (long k0 = 0; k0 < K; k0 += kKBlock) {
         const long kc = K - k0 < kKBlock ? K - k0 : kKBlock;
-        const float* hk = hb + k0;
-        const float* wk = wp + k0 * kPanel;
         const float* in = k0 == 0 ? init_at(p, 1) : nullptr;
-        // 3-row tiles; a remainder of 1 row after at least one tile becomes 2 + 2 rows (a lone
-        // row has only PV accumulator chains and reloads the panel for itself).
-        const long r3 = rows % 3 == 1 && rows >= 4 ? rows - 4 : rows - rows % 3;
-        long b = 0;
-        for (; b < r3; b += 3) panel_block<3, 1>(kc, hk + b * ldh, ldh, wk, 0, gp + b * ldg, ldg, n, in);
-        for (; b + 2 <= rows; b += 2) panel_block<2, 1>(kc, hk + b * ldh, ldh, wk, 0, gp + b * ldg, ldg, n, in);
-        if (b < rows) panel_block<1, 1>(kc, hk + b * ldh, ldh, wk, 0, gp + b * ldg, ldg, n, in);
+        for (long t = 0; t < tiles; ++t) {
+          const long b = rows * t / tiles, e = rows * (t + 1) / tiles;
+          tile_fns[e - b - 1](kc, hb + b * ldh + k0, ldh, wp + k0 * kPanel, 0, gp + b * ldg, ldg, n, in);
+        }
       }
     }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// One recurrent step with the gate math fused into the matmul (kernels.h, FusedStep):
+//   LSTM (G=4):  a = x + W_hh h  (i f g o);  c' = ract(a_f)*c + ract(a_i)*act(a_g);  h' = ract(a_o)*act(c')
+//   GRU  (G=3, reset after):  a_r = x_r + W_hr h,  a_z = x_z + W_hz h,  a_n = b_hn + W_hn h;
+//                r = ract(a_r),  z = ract(a_z),  n = act(x_n + r*a_n),  h' = (1-z)*n + z*h
+//   RNN  (G=1):  h' = act(x + W_hh h)
+// W_hh in blocks of U units carrying all their gates (pack_fused): U = one vector per gate for
+// LSTM/GRU (a block is then a panel of G vectors: 4 for LSTM, 3 for GRU), kPanelVecs vectors
+// for the single-gate RNN.  A tile's gate sums start from x (and b_hn) in registers and run over
+// k; they then go to a staging area in L1 (`part`: kRowBlock rows x G*U floats of one block, or
+// one row's blocks), and the cell update runs over the staged sums two (row, block) pairs at a
+// time, writing h' (and c') once.  No gate buffer of G*H floats per row is written to memory and
+// read back, and x is read in place (not copied).
+//  * one row (batch 1, and each thread's share of the batch-1 split): groups of at most
+//    kFusedBlocks1 blocks side by side (independent accumulator chains), all of k at once;
+//  * several rows: tiles of R rows x one block (the GEMM tile), k in L1-sized blocks (the
+//    staging area carries the partial sums between them); after a block's rows, its update.
+// Why stage instead of updating straight from the registers: there, each tile's update is a
+// chain of ~200 cycles of dependent exp / divide steps that the out-of-order core cannot overlap
+// with the FMA loop of the next tile; on Zen 1 that measured 2-15% slower than the separate
+// GEMM + gate passes, the staged form 0-3% faster (benchmarks/README.md).
+// Every output is the same sum in the same order whatever the tile, the row count or the block
+// range (bit-identical results when the units are split across threads).
+template <int G> constexpr long kVPG = G >= kPanelVecs ? 1 : kPanelVecs / G;  // vectors per gate in a block
+template <int G> constexpr long kUB = kVPG<G> * W;                               // units per block
+template <int G> constexpr long kVPB = G * kVPG<G>;                              // vectors per block
+template <int G> constexpr int kFusedRows = tile_rows(kVPB<G>);
+template <int G> constexpr int kFusedBlocks1 = static_cast<int>((kChains1 + kVPB<G> - 1) / kVPB<G>);
+
+// Any element-wise activation of a cell (the common tanh / sigmoid pair has its own path; this
+// one is called, not inlined, to keep the kernels small).
+__attribute__((noinline)) vf act_rt(Act a, vf v) {
+  switch (a) {
+#define CASE(A) \
+  case Act::A: return act_v<Act::A>(v);
+    CASE(Linear) CASE(Tanh) CASE(Sigmoid) CASE(Relu) CASE(Relu6) CASE(HardSigmoid) CASE(HardSigmoidTf2) CASE(Elu)
+    CASE(Selu) CASE(Softplus) CASE(Softsign) CASE(Silu) CASE(HardSilu) CASE(Exponential) CASE(LeakyRelu) CASE(Gelu)
+    CASE(GeluTanh) CASE(HardTanh) CASE(Mish) CASE(LogSigmoid)
+#undef CASE
+    default: return v;
+  }
+}
+FI vf load_part(const float* p, long n) { return n >= W ? load(p) : n > 0 ? load_n(p, n) : splat(0.f); }
+FI void store_part(float* p, vf v, long n) {
+  if (n >= W) store(p, v); else if (n > 0) store_n(p, v, n);
+}
+
+// The cell update of T (row, block) pairs whose gate sums are in acc[t][0..V): row row[t], units
+// from unit[t], nu[t] of them valid.
+template <int G, int T, bool FAST>
+FI void cell_update(const fastrnn::cpu::FusedStep& a, const vf (*acc)[kVPB<G>], const long* row, const long* unit,
+                    const long* nu) {
+  if constexpr (G == 4) {
+    vf c[T], hn[T];
+    for (int t = 0; t < T; ++t) {
+      const vf cp = load_part(a.c_prev + row[t] * a.ldc + unit[t], nu[t]);
+      if constexpr (FAST) {  // sigmoid / tanh with 3 divisions instead of 5 (see lstm_vecs)
+        const vf ei = v_exp(-acc[t][0]), ef = v_exp(-acc[t][1]), eg = v_exp(-2.0f * acc[t][2]);
+        c[t] = cp / (1.0f + ef) + (1.0f - eg) / ((1.0f + ei) * (1.0f + eg));
+      } else {
+        c[t] = act_rt(a.ract, acc[t][1]) * cp + act_rt(a.ract, acc[t][0]) * act_rt(a.act, acc[t][2]);
+      }
+    }
+    for (int t = 0; t < T; ++t) {
+      if constexpr (FAST) {
+        const vf eo = v_exp(-acc[t][3]), ec = v_exp(-2.0f * c[t]);
+        hn[t] = (1.0f - ec) / ((1.0f + eo) * (1.0f + ec));
+      } else {
+        hn[t] = act_rt(a.ract, acc[t][3]) * act_rt(a.act, c[t]);
+      }
+    }
+    for (int t = 0; t < T; ++t) {
+      store_part(a.c_new + row[t] * a.ldc + unit[t], c[t], nu[t]);
+      store_part(a.h_new + row[t] * a.ldo + unit[t], hn[t], nu[t]);
+    }
+  } else if constexpr (G == 3) {
+    vf z[T], n[T];
+    for (int t = 0; t < T; ++t) {
+      const vf xn = load_part(a.x + row[t] * a.ldx + 2 * a.H + unit[t], nu[t]);
+      if constexpr (FAST) {
+        const vf r = v_sigmoid(acc[t][0]);
+        z[t] = v_sigmoid(acc[t][1]);
+        n[t] = v_tanh(xn + r * acc[t][2]);
+      } else {
+        const vf r = act_rt(a.ract, acc[t][0]);
+        z[t] = act_rt(a.ract, acc[t][1]);
+        n[t] = act_rt(a.act, xn + r * acc[t][2]);
+      }
+    }
+    for (int t = 0; t < T; ++t) {
+      const vf hp = load_part(a.h + row[t] * a.ldh + unit[t], nu[t]);
+      store_part(a.h_new + row[t] * a.ldo + unit[t], (1.0f - z[t]) * n[t] + z[t] * hp, nu[t]);
+    }
+  } else {
+    for (int t = 0; t < T; ++t)
+      for (long v = 0; v < kVPB<G>; ++v)
+        store_part(a.h_new + row[t] * a.ldo + unit[t] + v * W, FAST ? v_tanh(acc[t][v]) : act_rt(a.act, acc[t][v]),
+                   nu[t] - v * W);
+  }
+}
+
+// Initial gate sums of block q for one row: x (GRU n gate: b_hn), zero past the valid units.
+template <int G>
+FI void init_sums(const fastrnn::cpu::FusedStep& a, long row, long q, long nu, vf* acc) {
+  constexpr long U = kUB<G>, VG = kVPG<G>;
+  for (long g = 0; g < G; ++g)
+    for (long v = 0; v < VG; ++v) {
+      const long j = q * U + v * W;
+      acc[g * VG + v] = G == 3 && g == 2 ? load_part(a.b_hn + j, nu - v * W)
+                                         : load_part(a.x + row * a.ldx + g * a.H + j, nu - v * W);
+    }
+}
+
+// One row, NB blocks from q, all of k, sums to stage + q*G*U (no cell update).
+template <int G, int NB>
+__attribute__((noinline)) void fused_row_sums(const fastrnn::cpu::FusedStep& a, long row, long q, float* stage) {
+  constexpr long V = kVPB<G>, U = kUB<G>, PW = G * U;
+  const long Kt = a.K_in + a.K;  // layout columns: [inputs | h]
+  vf acc[NB][V];
+  for (int b = 0; b < NB; ++b) {
+    const long unit = (q + b) * U;
+    init_sums<G>(a, row, q + b, a.H - unit < U ? a.H - unit : U, acc[b]);
+  }
+  const float* wq = a.w + q * Kt * PW;
+  auto sweep = [&](const float* src, long c0, long c1) {  // columns [c0, c1) of the layout, src[c - c0]
+    for (long c = c0; c < c1; ++c) {
+      const vf x = splat(src[c - c0]);
+      for (int b = 0; b < NB; ++b)
+        for (long v = 0; v < V; ++v) acc[b][v] += x * load(wq + b * Kt * PW + c * PW + v * W);
+    }
+  };
+  if (a.x_in) sweep(a.x_in + row * a.ldxi, 0, a.K_in);
+  sweep(a.h + row * a.ldh, a.K_in, Kt);
+  for (int b = 0; b < NB; ++b)
+    for (long v = 0; v < V; ++v) store(stage + (q + b) * PW + v * W, acc[b][v]);
+}
+
+// The cell update of one row's blocks [q0, q1), sums at stage + q*G*U: two blocks at a time.
+template <int G, bool FAST>
+__attribute__((noinline)) void fused_row_update(const fastrnn::cpu::FusedStep& a, long row, long q0, long q1,
+                                                const float* stage) {
+  constexpr long V = kVPB<G>, U = kUB<G>, PW = G * U;
+  long q = q0;
+  for (; q + 2 <= q1; q += 2) {
+    vf acc[2][V];
+    for (int t = 0; t < 2; ++t)
+      for (long v = 0; v < V; ++v) acc[t][v] = load(stage + (q + t) * PW + v * W);
+    const long rr[2] = {row, row}, uu[2] = {q * U, (q + 1) * U};
+    const long nn[2] = {a.H - uu[0] < U ? a.H - uu[0] : U, a.H - uu[1] < U ? a.H - uu[1] : U};
+    cell_update<G, 2, FAST>(a, acc, rr, uu, nn);
+  }
+  if (q < q1) {
+    vf acc[1][V];
+    for (long v = 0; v < V; ++v) acc[0][v] = load(stage + q * PW + v * W);
+    const long rr[1] = {row}, uu[1] = {q * U}, nn[1] = {a.H - uu[0] < U ? a.H - uu[0] : U};
+    cell_update<G, 1, FAST>(a, acc, rr, uu, nn);
+  }
+}
+
+// R rows x block q over k in [k0, k0 + kc): sums from x (first k block) or the staging area
+// (stage: the row block's [rows][G*U] floats, srow = this tile's first row in it), back to it.
+template <int G, int R>
+__attribute__((noinline)) void fused_tile(const fastrnn::cpu::FusedStep& a, long row, long q, long k0, long kc,
+                                          float* stage, long srow) {
+  constexpr long V = kVPB<G>, U = kUB<G>, PW = G * U;
+  const long Kt = a.K_in + a.K, nu = a.H - q * U < U ? a.H - q * U : U;
+  vf acc[R][V];
+  for (int r = 0; r < R; ++r) {
+    if (k0 == (a.x_in ? 0 : a.K_in))
+      init_sums<G>(a, row + r, q, nu, acc[r]);
+    else
+      for (long v = 0; v < V; ++v) acc[r][v] = load(stage + (srow + r) * PW + v * W);
+  }
+  const float* wq = a.w + q * Kt * PW;
+  auto sweep = [&](const float* src, long ld, long c0, long c1, long base) {  // columns [c0, c1), src[c - base]
+    for (long c = c0; c < c1; ++c) {
+      vf x[R];
+      for (int r = 0; r < R; ++r) x[r] = splat(src[r * ld + c - base]);
+      for (long v = 0; v < V; ++v) {
+        const vf wv = load(wq + c * PW + v * W);
+        for (int r = 0; r < R; ++r) acc[r][v] += x[r] * wv;
+      }
+    }
+  };
+  const long k1 = k0 + kc;
+  if (k0 < a.K_in) sweep(a.x_in + row * a.ldxi, a.ldxi, k0, k1 < a.K_in ? k1 : a.K_in, 0);
+  if (k1 > a.K_in) sweep(a.h + row * a.ldh, a.ldh, k0 > a.K_in ? k0 : a.K_in, k1, a.K_in);
+  for (int r = 0; r < R; ++r)
+    for (long v = 0; v < V; ++v) store(stage + (srow + r) * PW + v * W, acc[r][v]);
+}
+
+// The cell update of block q for `rows` rows from `row`, sums in the staging area: two rows at a time.
+template <int G, bool FAST>
+__attribute__((noinline)) void fused_update(const fastrnn::cpu::FusedStep& a, long row, long rows, long q,
+                                            const float* stage) {
+  constexpr long V = kVPB<G>, U = kUB<G>, PW = G * U;
+  const long unit = q * U, nu = a.H - unit < U ? a.H - unit : U;
+  long r = 0;
+  for (; r + 2 <= rows; r += 2) {
+    vf acc[2][V];
+    for (int t = 0; t < 2; ++t)
+      for (long v = 0; v < V; ++v) acc[t][v] = load(stage + (r + t) * PW + v * W);
+    const long rr[2] = {row + r, row + r + 1}, uu[2] = {unit, unit}, nn[2] = {nu, nu};
+    cell_update<G, 2, FAST>(a, acc, rr, uu, nn);
+  }
+  if (r < rows) {
+    vf acc[1][V];
+    for (long v = 0; v < V; ++v) acc[0][v] = load(stage + r * PW + v * W);
+    const long rr[1] = {row + r}, uu[1] = {unit}, nn[1] = {nu};
+    cell_update<G, 1, FAST>(a, acc, rr, uu, nn);
+  }
+}
+
+using FusedTileFn = void (*)(const fastrnn::cpu::FusedStep&, long, long, long, long, float*, long);
+using FusedRowSumsFn = void (*)(const fastrnn::cpu::FusedStep&, long, long, float*);
+template <int G, bool FAST>
+struct FusedFns {
+  static constexpr auto tiles = fn_table(std::make_index_sequence<kFusedRows<G>>{}, [](auto r) -> FusedTileFn {
+    return &fused_tile<G, decltype(r)::value>;
+  });
+  static constexpr auto row_sums = fn_table(std::make_index_sequence<kFusedBlocks1<G>>{}, [](auto b) -> FusedRowSumsFn {
+    return &fused_row_sums<G, decltype(b)::value>;
+  });
+};
+
+template <int G, bool FAST>
+void fused_run(const fastrnn::cpu::FusedStep& a) {
+  using Fns = FusedFns<G, FAST>;
+  constexpr int RF = kFusedRows<G>, NB1 = kFusedBlocks1<G>;
+  for (long r0 = 0; r0 < a.nb; r0 += kRowBlock) {
+    const long rows = a.nb - r0 < kRowBlock ? a.nb - r0 : kRowBlock;
+    if (rows == 1) {  // groups of at most NB1 blocks, sizes as equal as possible
+      const long nq = a.q1 - a.q0, groups = (nq + NB1 - 1) / NB1;
+      for (long i = 0; i < groups; ++i) {
+        const long b = a.q0 + nq * i / groups, e = a.q0 + nq * (i + 1) / groups;
+        Fns::row_sums[e - b - 1](a, r0, b, a.part);
+      }
+      fused_row_update<G, FAST>(a, r0, a.q0, a.q1, a.part);
+      continue;
+    }
+    const long tiles = (rows + RF - 1) / RF;
+    for (long q = a.q0; q < a.q1; ++q) {
+      const long Kt = a.K_in + a.K;
+      for (long k0 = a.x_in ? 0 : a.K_in; k0 < Kt; k0 += kKBlock) {
+        const long kc = Kt - k0 < kKBlock ? Kt - k0 : kKBlock;
+        for (long t = 0; t < tiles; ++t) {
+          const long b = rows * t / tiles, e = rows * (t + 1) / tiles;
+          Fns::tiles[e - b - 1](a, r0 + b, q, k0, kc, a.part, b);
+        }
+      }
+      fused_update<G, FAST>(a, r0, rows, q, a.part);
+    }
+  }
+}
+
+void recurrent_fused(const fastrnn::cpu::FusedStep& a) {
+  const bool fast = a.act == Act::Tanh && (a.G == 1 || a.ract == Act::Sigmoid);
+  switch (a.G) {
+    case 4: return fast ? fused_run<4, true>(a) : fused_run<4, false>(a);
+    case 3: return fast ? fused_run<3, true>(a) : fused_run<3, false>(a);
+    default: return fast ? fused_run<1, true>(a) : fused_run<1, false>(a);
   }
 }
 
@@ -398,7 +711,8 @@ double fma_probe(long iters) {
 
 }  // namespace
 
-static constexpr fastrnn::cpu::KernelTable make_table(const char* isa) {
-  return fastrnn::cpu::KernelTable{isa,          activate,      bias_act,       lstm_cell,  gru_cell_after,
-                                   gru_before_rz, gru_before_out, gemm_packed, fma_probe};
+static constexpr fastrnn::cpu::KernelTable make_table(const char* isa, int slot) {
+  return fastrnn::cpu::KernelTable{isa,       slot,          W,           kPanel,          kPanelVecs,
+                                   kKBlock,   activate,      bias_act,    lstm_cell,       gru_cell_after,
+                                   gru_before_rz, gru_before_out, gemm_packed, recurrent_fused, fma_probe};
 }

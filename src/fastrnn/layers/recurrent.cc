@@ -22,6 +22,7 @@
 #include "fastrnn/layers/recurrent.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -36,16 +37,59 @@ void copy_to(Buffer& dst, const float* src, std::size_t n) {
   dst.resize(n);
   std::memcpy(dst.data(), src, n * sizeof(float));
 }
+// Fold the input projection into the step ([x_t, h] against [W_ih | W_hh], one product per step
+// instead of a GEMM over all steps writing T*B*G*H floats that the steps read back) when the
+// input is narrow: 4*I <= H.  Measured on Zen 1 (AVX2, kernel_bench fold): LSTM 8->64 1.04x
+// (batch 1) / 1.13x (batch 32), 16->64 1.02x / 1.09x, 32->128 1.00x / 1.03x; 64->128 0.95x at
+// batch 1 and 128->512 0.64-0.8x (the wider product per step costs more than the GEMM saves);
+// end to end (predict, T=100, 1 thread): LSTM 8->64 1.04x / 1.02x / 1.20x at batch 1 / 32 / 256,
+// RNN 8->64 1.05x / 1.11x, LSTM 32->128 0.97x at batch 1 (hence H/8 there), 1.07x at batch 32.
+// LSTM and SimpleRNN only: GRU's n gate needs its input part apart from its recurrent part.
+constexpr dim_t kFoldMaxInputRatio = 4;
+bool fold_allowed() {  // FASTRNN_FOLD=0: never fold (for benchmarking the two forms)
+  static const bool v = [] {
+    const char* e = std::getenv("FASTRNN_FOLD");
+    return !(e && e[0] == '0');
+  }();
+  return v;
+}
 // Floats of input projection held at once per direction (time is processed in chunks of this
 // size), and the most rows one input-projection task takes (so that a cancel lands quickly).
 // 1 MiB: a chunk's gates stay in cache between the projection and the recurrence (LSTM 32x128,
 // batch 32, 1 thread: 18.7 ms vs 21.4 ms with 16 MiB chunks).
 constexpr dim_t kChunkFloats = dim_t(1) << 18;
 constexpr dim_t kMaxBlockRows = 4096;
-// Batch-1 hidden-unit split: units in blocks of one packed panel; used when one step's recurrent
-// multiply-adds reach kSplitMinMacs (below that the per-step barrier costs more than it saves).
-constexpr dim_t kSplitUnits = cpu::kPanel;
+// Batch-1 hidden-unit split: the fused step's unit blocks shared out; used when one step's
+// recurrent multiply-adds reach kSplitMinMacs (below that the per-step barrier costs more than
+// it saves).
 constexpr double kSplitMinMacs = 32768;
+// The split must never be slower than one thread (a busy machine: the team's threads wait for
+// each other whenever one is descheduled; the issue measured 27x slower).  Decided per call from
+// measurement: the first kProbeSteps steps run on the calling thread, timed (t1 = the fastest
+// one-thread step seen so far: these, and every batch-1 stretch run on one thread, timed);
+// a team is tried only if the rest of the sequence is worth kTeamMinSeconds of one thread's work;
+// then the team's rank 0 times every step, and when (checked every kTeamWindow steps) the team's
+// steps so far average more than kTeamSlowRatio * t1, the team stops and the calling thread
+// finishes alone.  The next team is tried only after a back-off (kBackoffMin, doubling up to
+// kBackoffMax; reset by a team that ran at speed), so a machine that stays busy pays at most one
+// slow stretch per back-off.
+constexpr dim_t kProbeSteps = 4;
+constexpr dim_t kTeamWindow = 8;
+constexpr double kTeamSlowRatio = 1.0;
+constexpr double kTeamMinSeconds = 100e-6;
+constexpr std::int64_t kBackoffMin = 20'000'000, kBackoffMax = 2'000'000'000;  // ns
+using Clock = std::chrono::steady_clock;
+// Tests: FASTRNN_TEAM_STOP_AFTER=n makes every team stop as if slow after n counted steps.
+dim_t forced_stop() {
+  static const dim_t n = [] {
+    const char* e = std::getenv("FASTRNN_TEAM_STOP_AFTER");
+    return e && *e ? static_cast<dim_t>(std::atol(e)) : dim_t(-1);
+  }();
+  return n;
+}
+std::int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
+}
 }  // namespace
 
 Recurrent::Recurrent(RecurrentConfig cfg, const DirectionTensors* dirs) : cfg_(std::move(cfg)) {
@@ -61,7 +105,9 @@ Recurrent::Recurrent(RecurrentConfig cfg, const DirectionTensors* dirs) : cfg_(s
       w.hh_rz.set(t.w_hh, 2 * H, P);
       w.hh_n.set(t.w_hh + 2 * H * P, H, P);
     } else {
-      w.hh.set(t.w_hh, G * H, P);
+      fused_ = true;  // LSTM (a projection runs after it), GRU reset_after, SimpleRNN
+      fold_ = !gru && kFoldMaxInputRatio * I <= H && fold_allowed();
+      w.hh.set(t.w_hh, G * H, P, false);  // row-major for BLAS; panels only if ever used
     }
     w.bias.resize(G * H);
     for (dim_t j = 0; j < G * H; ++j) w.bias[j] = t.b_ih[j] + t.b_hh[j];
@@ -76,18 +122,35 @@ Recurrent::Recurrent(RecurrentConfig cfg, const DirectionTensors* dirs) : cfg_(s
               ((cfg_.cell == LayerKind::Lstm && !cfg_.proj_size) || (gru && cfg_.reset_after) ||
                cfg_.cell == LayerKind::SimpleRnn) &&
               static_cast<double>(G * H) * P >= kSplitMinMacs;
-  if (split_ok_) {
-    // Row (q*G + g)*kSplitUnits + c of the regrouped matrix = W_hh row g*H + q*kSplitUnits + c.
-    const dim_t nblk = (H + kSplitUnits - 1) / kSplitUnits, rows = nblk * G * kSplitUnits;
-    Buffer re(static_cast<std::size_t>(rows * P), true);
-    for (dim_t q = 0; q < nblk; ++q)
-      for (dim_t g = 0; g < G; ++g)
-        for (dim_t c = 0; c < kSplitUnits && q * kSplitUnits + c < H; ++c)
-          std::memcpy(re.data() + ((q * G + g) * kSplitUnits + c) * P, dirs[0].w_hh + (g * H + q * kSplitUnits + c) * P,
-                      P * sizeof(float));
-    dir_[0].split_packed.resize(static_cast<std::size_t>(cpu::packed_size(rows, P)));
-    cpu::pack_panels(re.data(), rows, P, dir_[0].split_packed.data());
+  if (fused_)
+    for (int d = 0; d < cfg_.num_directions(); ++d) fused_weights(d, cpu::kernels());
+}
+
+void Recurrent::note_t1(double seconds) const {
+  const auto ns = static_cast<std::int64_t>(seconds * 1e9) + 1;
+  std::int64_t cur = t1_ns_.load(std::memory_order_relaxed);
+  while ((cur == 0 || ns < cur) && !t1_ns_.compare_exchange_weak(cur, ns, std::memory_order_relaxed)) {
   }
+}
+
+const float* Recurrent::fused_weights(int d, const cpu::KernelTable& k) const {
+  const Dir& w = dir_[d];
+  return w.fused.get(k, [&](const cpu::KernelTable& t, Buffer& b) {
+    const dim_t G = cfg_.gates(), H = cfg_.units, P = cfg_.hidden_out(), I = fold_ ? cfg_.input_size : 0;
+    b.resize(static_cast<std::size_t>(cpu::fused_size(t, G, H, I + P)));
+    if (!fold_) return cpu::pack_fused(t, w.hh.w.data(), G, H, P, b.data());
+    Buffer cat(static_cast<std::size_t>(G * H * (I + P)));  // [W_ih | W_hh]
+    for (dim_t j = 0; j < G * H; ++j) {
+      std::memcpy(cat.data() + j * (I + P), w.ih.w.data() + j * I, I * sizeof(float));
+      std::memcpy(cat.data() + j * (I + P) + I, w.hh.w.data() + j * P, P * sizeof(float));
+    }
+    cpu::pack_fused(t, cat.data(), G, H, I + P, b.data());
+  });
+}
+
+dim_t Recurrent::rec_scratch(dim_t nb) const {
+  // G*H per row, or the fused step's partial sums: H rounded up to the largest unit block (64).
+  return nb * cfg_.gates() * ((cfg_.units + 63) / 64 * 64);
 }
 
 // The team of threads sharing one batch-1 sequence, each owning a range of unit blocks.
@@ -95,12 +158,16 @@ struct Recurrent::Team {
   explicit Team(int n) : size(n), barrier(n) {}
   int size;
   SpinBarrier barrier;
-  std::vector<Buffer> scratch;  // per rank: gates (and GRU recurrent part) of its unit blocks
+  double t1 = 0;                  // seconds per step on one thread (measured)
+  std::atomic<dim_t> stop{-1};    // all ranks leave after the barrier of step stop - 1
+  bool slow = false;              // rank 0 found the team no faster than one thread
+  dim_t next = 0;                 // the chunk's next step to run (written by rank 0)
 };
 
 // Per (direction, batch slice) state carried from one time chunk to the next.
 struct Recurrent::Slice {
   int d = 0;
+  const float* x = nullptr;  // the layer input [B, T, I] when the projection is folded into the steps
   dim_t b0 = 0, b1 = 0;
   Buffer hbuf, cbuf, rec, rh, hraw;
   std::vector<std::uint8_t> started, valid;
@@ -116,6 +183,7 @@ void Recurrent::forward(const float* x, dim_t B, dim_t T, const std::uint8_t* ma
   ThreadPool& pool = ThreadPool::global();
   const int threads = pool.num_threads();
   const bool lstm = cfg_.cell == LayerKind::Lstm, gru = cfg_.cell == LayerKind::Gru;
+  const cpu::KernelTable& kt = cpu::kernels();  // one table (and its layouts) for the whole call
 
   // Outputs: straight into y (concat / one direction), or side by side into tmp, merged below.
   const bool split_out = ndir == 2 && cfg_.merge != Merge::Concat;
@@ -133,6 +201,10 @@ void Recurrent::forward(const float* x, dim_t B, dim_t T, const std::uint8_t* ma
   int slices = static_cast<int>(std::min<dim_t>(B, std::max(1, threads / ndir + (threads % ndir ? 1 : 0))));
   slices = std::max(1, std::min(slices, static_cast<int>(work / kMinTaskWork)));
   std::vector<Slice> ws(ndir * slices);
+  // Fold the input projection into the steps (no xw): the fused step must run for every slice.
+  // At batch 1 only for an input of at most H/8 (e2e, LSTM 32->128, batch 1: 0.97x folded).
+  const bool fold = fold_ && (B > 1 || 2 * kFoldMaxInputRatio * I <= H) &&
+                    !blas_faster(kt, (B + slices - 1) / slices, GH, P);
   for (int task = 0; task < ndir * slices; ++task) {
     Slice& w = ws[task];
     w.d = task / slices;
@@ -142,11 +214,12 @@ void Recurrent::forward(const float* x, dim_t B, dim_t T, const std::uint8_t* ma
     const dim_t nb = w.b1 - w.b0;
     w.hbuf.resize(2 * nb * P);
     if (lstm) w.cbuf.resize(2 * nb * H);
-    if (gru && cfg_.reset_after) w.rec.resize(nb * GH);
+    if (fused_ || (gru && cfg_.reset_after)) w.rec.resize(static_cast<std::size_t>(rec_scratch(nb)));
     if (gru && !cfg_.reset_after) w.rh.resize(nb * H);
     if (cfg_.proj_size) w.hraw.resize(nb * H);
     w.started.assign(nb, 0);
     w.valid.assign(nb, 1);
+    w.x = fold ? x : nullptr;
     w.h_prev = w.hbuf.data();
     w.h_new = w.h_prev + nb * P;
     w.c_prev = lstm ? w.cbuf.data() : nullptr;
@@ -163,29 +236,26 @@ void Recurrent::forward(const float* x, dim_t B, dim_t T, const std::uint8_t* ma
   // Time in chunks: the input projection of a chunk (one GEMM per direction over Tc * B rows,
   // time-major so each step's slice rows are contiguous), then the recurrence over that chunk.
   // Memory stays O(Tc * B * G*H) however long the sequence, and a cancel lands within a chunk.
-  const dim_t Tc = std::max<dim_t>(1, std::min<dim_t>(T, kChunkFloats / std::max<dim_t>(1, B * GH)));
+  // (Folded: no projection to hold, the whole sequence is one chunk: one dispatch per call.)
+  const dim_t Tc = fold ? T : std::max<dim_t>(1, std::min<dim_t>(T, kChunkFloats / std::max<dim_t>(1, B * GH)));
   std::vector<Buffer> xw(ndir);
-  for (auto& b : xw) b.resize(static_cast<std::size_t>(Tc * B * GH));
+  if (!fold)
+    for (auto& b : xw) b.resize(static_cast<std::size_t>(Tc * B * GH));
   const dim_t max_rows = Tc * B;
   const int blocks = std::max<int>(row_blocks(max_rows, threads, 16, static_cast<double>(GH) * I),
                                    static_cast<int>((max_rows + kMaxBlockRows - 1) / kMaxBlockRows));
   // Batch 1 (one slice, one direction) with threads to spare: the hidden units are split
   // across a team that meets at a barrier every step.
   std::unique_ptr<Team> team;
-  if (split_ok_ && B == 1 && threads > 1) {
-    const dim_t nblk = (H + kSplitUnits - 1) / kSplitUnits;
-    const int n = static_cast<int>(std::min<dim_t>(threads, nblk));
-    if (n > 1) {
-      team = std::make_unique<Team>(n);
-      team->scratch.resize(n);
-      for (int r = 0; r < n; ++r)
-        team->scratch[r].resize(static_cast<std::size_t>(2 * (nblk * (r + 1) / n - nblk * r / n) * G * kSplitUnits));
-    }
+  if (split_ok_ && B == 1 && threads > 1 && now_ns() >= team_retry_ns_.load(std::memory_order_relaxed)) {
+    const int n = static_cast<int>(std::min<dim_t>(threads, cpu::fused_blocks(kt, G, H)));
+    if (n > 1) team = std::make_unique<Team>(n);
   }
+  double t1 = 0;  // one thread's time per step, measured by the probe
   for (dim_t s0 = 0; s0 < T; s0 += Tc) {
     const dim_t len = std::min(Tc, T - s0), rows = len * B;
     const dim_t row_block = (rows + blocks - 1) / blocks;
-    pool.run(ndir * blocks, [&](int task) {
+    if (!fold) pool.run(ndir * blocks, [&](int task) {
       if (cancel) cancel->check();
       const int d = task / blocks;
       const dim_t r0 = (task % blocks) * row_block, r1 = std::min(rows, r0 + row_block);
@@ -198,22 +268,55 @@ void Recurrent::forward(const float* x, dim_t B, dim_t T, const std::uint8_t* ma
       }
       input_projection(d, r1 - r0, xin.data(), xw[d].data() + r0 * GH);
     });
-    if (team) {
+    dim_t j0 = 0;  // this chunk's first step not yet run
+    if (team && t1 == 0) {  // probe: the first steps on this thread, one by one, timed
+      const dim_t n = std::min(len, kProbeSteps);
+      double best = 1e30;
+      for (; j0 < n; ++j0) {
+        const auto c0 = Clock::now();
+        run_chunk(kt, ws[0], xw[0].data(), B, T, s0, j0, j0 + 1, mask, dst, y_stride, T_out, cancel);
+        best = std::min(best, std::chrono::duration<double>(Clock::now() - c0).count());
+      }
+      note_t1(best);
+      t1 = static_cast<double>(t1_ns_.load(std::memory_order_relaxed)) * 1e-9;
+      if (t1 * static_cast<double>(T - s0 - j0) < kTeamMinSeconds) team.reset();  // not worth a team
+    }
+    if (team && j0 < len) {
       Team& tm = *team;
+      tm.t1 = t1;
+      tm.stop.store(-1);
+      tm.slow = false;
+      tm.next = len;
       auto body = [&](int rank) {
         try {
-          run_chunk_split(ws[0], tm, rank, xw[0].data(), T, s0, len, mask, dst, y_stride, T_out, cancel);
+          run_chunk_split(kt, ws[0], tm, rank, xw[0].data(), T, s0, j0, len, mask, dst, y_stride, T_out, cancel);
         } catch (...) {
           tm.barrier.abort();  // release the others, then report (the pool rethrows on the caller)
           throw;
         }
       };
-      if (pool.run_team(tm.size, body)) continue;
-      team.reset();  // pool busy (another caller) or shrunk: the rest runs on this thread
+      if (pool.run_team(tm.size, body)) {
+        j0 = tm.next;
+        if (tm.slow) {  // no faster than one thread: finish alone, and back off
+          const std::int64_t b = team_backoff_ns_.load(std::memory_order_relaxed);
+          team_retry_ns_.store(now_ns() + std::max(b, kBackoffMin), std::memory_order_relaxed);
+          team_backoff_ns_.store(std::min(std::max(2 * b, kBackoffMin), kBackoffMax), std::memory_order_relaxed);
+          team.reset();
+        } else {
+          team_backoff_ns_.store(0, std::memory_order_relaxed);
+        }
+      } else {
+        team.reset();  // pool busy (another caller) or shrunk: the rest runs on this thread
+      }
     }
-    pool.run(ndir * slices, [&](int task) {
-      run_chunk(ws[task], xw[ws[task].d].data(), B, T, s0, len, mask, dst, y_stride, T_out, cancel);
-    });
+    if (j0 < len) {
+      const auto c0 = Clock::now();
+      pool.run(ndir * slices, [&](int task) {
+        run_chunk(kt, ws[task], xw[ws[task].d].data(), B, T, s0, j0, len, mask, dst, y_stride, T_out, cancel);
+      });
+      if (split_ok_ && B == 1 && len - j0 >= kTeamWindow)  // one thread's pace, the bar for a team
+        note_t1(std::chrono::duration<double>(Clock::now() - c0).count() / static_cast<double>(len - j0));
+    }
   }
 
   // Final states, and the last output when only that is returned.
@@ -254,8 +357,8 @@ void Recurrent::forward(const float* x, dim_t B, dim_t T, const std::uint8_t* ma
   }
 }
 
-void Recurrent::run_chunk(Slice& w, const float* xw, dim_t B, dim_t T, dim_t s0, dim_t len,
-                          const std::uint8_t* mask, float* y, dim_t y_stride, dim_t T_out,
+void Recurrent::run_chunk(const cpu::KernelTable& k, Slice& w, const float* xw, dim_t B, dim_t T, dim_t s0,
+                          dim_t j0, dim_t len, const std::uint8_t* mask, float* y, dim_t y_stride, dim_t T_out,
                           const CancelToken* cancel) const {
   const dim_t GH = cfg_.gates() * cfg_.units, P = cfg_.hidden_out();
   const int nb = static_cast<int>(w.b1 - w.b0);
@@ -263,13 +366,16 @@ void Recurrent::run_chunk(Slice& w, const float* xw, dim_t B, dim_t T, dim_t s0,
   const bool hold = cfg_.mask_mode == MaskMode::Hold;
   const StepScratch scratch{w.rec.data(), w.rh.data(), w.hraw.data()};
   const dim_t y_off = w.d * P;
-  for (dim_t j = 0; j < len; ++j) {
+  for (dim_t j = j0; j < len; ++j) {
     if (cancel) cancel->check();
     const dim_t s = s0 + j, t = reverse ? T - 1 - s : s;
-    float* g = const_cast<float*>(xw) + (j * B + w.b0) * GH;  // this slice's rows at this step
+    // This slice's rows at this step: their input projection, or (folded) their inputs.
+    float* g = w.x ? nullptr : const_cast<float*>(xw) + (j * B + w.b0) * GH;
+    const float* xin = w.x ? w.x + (w.b0 * T + t) * cfg_.input_size : nullptr;
     if (mask)
       for (int b = 0; b < nb; ++b) w.valid[b] = mask[(w.b0 + b) * T + t];
-    cell_step(w.d, nb, g, GH, w.h_prev, w.h_new, w.c_prev, w.c_new, scratch, mask ? w.valid.data() : nullptr);
+    step(k, w.d, nb, g, GH, w.h_prev, w.h_new, w.c_prev, w.c_new, scratch, mask ? w.valid.data() : nullptr, xin,
+         T * cfg_.input_size);
     for (int b = 0; b < nb; ++b) {
       const bool v = !mask || w.valid[b];
       if (v) w.started[b] = 1;
@@ -287,63 +393,50 @@ void Recurrent::run_chunk(Slice& w, const float* xw, dim_t B, dim_t T, dim_t s0,
   }
 }
 
-// One chunk of a batch-1 sequence, rank `rank` of the team.  The rank owns unit blocks
-// [q0, q1) (kSplitUnits units each, all gates): per step it gathers its gates' input projection,
-// multiplies its rows of the regrouped W_hh by the whole h_prev, runs the gate kernel on its
-// units, writes its part of h_new / c_new / the output, and meets the team at the barrier (after
-// which h_new is complete and becomes h_prev).  Masked steps (decided from the shared mask, so
-// every rank agrees) leave the state as it is.  Same arithmetic per unit as cell_step.
-void Recurrent::run_chunk_split(Slice& w, Team& team, int rank, const float* xw, dim_t T, dim_t s0, dim_t len,
-                                const std::uint8_t* mask, float* y, dim_t y_stride, dim_t T_out,
-                                const CancelToken* cancel) const {
-  const cpu::KernelTable& k = cpu::kernels();
+// One chunk of a batch-1 sequence, rank `rank` of the team.  The rank owns the fused step's unit
+// blocks [q0, q1) (all gates of their units): per step it runs the fused kernel on them (the
+// whole h_prev against its blocks of W_hh, gate math, its part of h_new / c_new), writes its part
+// of the output, and meets the team at the barrier (after which h_new is complete and becomes
+// h_prev).  Masked steps (decided from the shared mask, so every rank agrees) leave the state as
+// it is.  The same kernel and the same sums as the one-thread step: bit-identical results.
+void Recurrent::run_chunk_split(const cpu::KernelTable& k, Slice& w, Team& team, int rank, const float* xw, dim_t T,
+                                dim_t s0, dim_t j0, dim_t len, const std::uint8_t* mask, float* y, dim_t y_stride,
+                                dim_t T_out, const CancelToken* cancel) const {
   const Dir& dw = dir_[0];
   const dim_t G = cfg_.gates(), H = cfg_.units, P = cfg_.hidden_out(), GH = G * H;
-  const dim_t nblk = (H + kSplitUnits - 1) / kSplitUnits;
+  const dim_t U = cpu::block_units(k, G), nblk = cpu::fused_blocks(k, G, H);
   const dim_t q0 = nblk * rank / team.size, q1 = nblk * (rank + 1) / team.size;
-  const dim_t u0 = q0 * kSplitUnits, u1 = std::min(H, q1 * kSplitUnits), nrows = (q1 - q0) * G * kSplitUnits;
-  const bool lstm = cfg_.cell == LayerKind::Lstm, gru = cfg_.cell == LayerKind::Gru;
+  const dim_t u0 = std::min(H, q0 * U), u1 = std::min(H, q1 * U);
   const bool reverse = cfg_.direction == Direction::Reverse, hold = cfg_.mask_mode == MaskMode::Hold;
-  float* gates = team.scratch[rank].data();
-  float* rec = gates + nrows;  // GRU: W_hh h without bias
-  const float* wp = dw.split_packed.data() + q0 * G * kSplitUnits * P;  // panels of blocks q0.. (one per gate)
+  cpu::FusedStep a;
+  a.G = static_cast<int>(G), a.act = cfg_.act, a.ract = cfg_.ract;
+  a.nb = 1, a.H = H, a.K = P, a.q0 = q0, a.q1 = q1;
+  a.w = fused_weights(0, k);
+  a.K_in = fold_ ? cfg_.input_size : 0;
+  a.b_hn = dw.b_hn.data();
+  a.ldh = P, a.ldx = w.x ? 0 : GH, a.ldc = H, a.ldo = P;
+  a.part = w.rec.data();
   float *h_prev = w.h_prev, *h_new = w.h_new, *c_prev = w.c_prev, *c_new = w.c_new;
   bool started = w.started[0];
-  for (dim_t j = 0; j < len; ++j) {
+  // Rank 0 times the team's steps (barrier to barrier; the first one, which includes waking the
+  // team, is not counted) and stops the team when it is no faster than one thread.
+  auto t_prev = Clock::now();
+  double spent = 0;
+  dim_t counted = -1;
+  dim_t j = j0;
+  for (; j < len; ++j) {
     if (cancel && rank == 0) cancel->check();
     const dim_t s = s0 + j, t = reverse ? T - 1 - s : s;
     const bool valid = !mask || mask[t];
-    const float* xrow = xw + j * GH;
     if (valid) {
-      for (dim_t q = q0; q < q1; ++q) {
-        float* gq = gates + (q - q0) * G * kSplitUnits;
-        const dim_t nu = std::min(kSplitUnits, H - q * kSplitUnits);
-        for (dim_t g = 0; g < G; ++g) std::memcpy(gq + g * kSplitUnits, xrow + g * H + q * kSplitUnits, nu * sizeof(float));
-      }
-      if (gru) {
-        std::memset(rec, 0, nrows * sizeof(float));
-        k.gemm_packed(1, nrows, P, h_prev, P, wp, rec, nrows, nullptr);
+      if (w.x) {  // folded: the bias starts the sums, the step's input joins h in the product
+        a.x = dw.bias.data();
+        a.x_in = w.x + t * cfg_.input_size;
       } else {
-        k.gemm_packed(1, nrows, P, h_prev, P, wp, gates, nrows, nullptr);
+        a.x = xw + j * GH;
       }
-      for (dim_t q = q0; q < q1; ++q) {
-        float* gq = gates + (q - q0) * G * kSplitUnits;
-        float* rq = rec + (q - q0) * G * kSplitUnits;
-        const dim_t u = q * kSplitUnits, nu = std::min(kSplitUnits, H - u);
-        if (nu < kSplitUnits)  // last, partial block: gates to stride nu, as the kernels expect
-          for (dim_t g = 1; g < G; ++g) {
-            std::memmove(gq + g * nu, gq + g * kSplitUnits, nu * sizeof(float));
-            if (gru) std::memmove(rq + g * nu, rq + g * kSplitUnits, nu * sizeof(float));
-          }
-        if (lstm) {
-          k.lstm_cell(cfg_.act, cfg_.ract, gq, c_prev + u, c_new + u, h_new + u, nu);
-        } else if (gru) {
-          k.gru_cell_after(cfg_.act, cfg_.ract, gq, rq, dw.b_hn.data() + u, h_prev + u, h_new + u, nu);
-        } else {
-          k.activate(cfg_.act, gq, nu);
-          std::memcpy(h_new + u, gq, nu * sizeof(float));
-        }
-      }
+      a.h = h_prev, a.h_new = h_new, a.c_prev = c_prev, a.c_new = c_new;
+      k.recurrent_fused(a);
       started = true;
     }
     if (cfg_.return_sequences) {
@@ -361,10 +454,29 @@ void Recurrent::run_chunk_split(Slice& w, Team& team, int rank, const float* xw,
       std::swap(h_prev, h_new);
       std::swap(c_prev, c_new);
     }
+    if (rank == 0 && team.t1 > 0 && !team.slow) {
+      const auto now = Clock::now();
+      if (counted >= 0) spent += std::chrono::duration<double>(now - t_prev).count();
+      t_prev = now;
+      // Every kTeamWindow steps: is the team, over all its steps so far, faster than one thread?
+      // (A stall - a rank descheduled for a time slice - shows at once; a short burst of noise
+      // is absorbed by what the team gained before it.)
+      ++counted;
+      if ((counted % kTeamWindow == 0 && spent > kTeamSlowRatio * team.t1 * static_cast<double>(counted)) ||
+          counted == forced_stop()) {
+        team.slow = true;
+        team.stop.store(j + 2, std::memory_order_relaxed);  // seen by all after the next barrier
+      }
+    }
+    if (team.stop.load(std::memory_order_relaxed) == j + 1) {
+      ++j;
+      break;
+    }
   }
   if (rank == 0) {
     w.h_prev = h_prev, w.h_new = h_new, w.c_prev = c_prev, w.c_new = c_new;
     w.started[0] = started;
+    team.next = j;
   }
 }
 
@@ -375,14 +487,38 @@ void Recurrent::input_projection(int d, dim_t rows, const float* x, float* xw) c
 
 void Recurrent::cell_step(int d, int nb, float* g, dim_t ldg, const float* h_prev, float* h_new, const float* c_prev,
                           float* c_new, const StepScratch& s, const std::uint8_t* valid) const {
-  const cpu::KernelTable& k = cpu::kernels();
+  step(cpu::kernels(), d, nb, g, ldg, h_prev, h_new, c_prev, c_new, s, valid);
+}
+
+void Recurrent::step(const cpu::KernelTable& k, int d, int nb, float* g, dim_t ldg, const float* h_prev, float* h_new,
+                     const float* c_prev, float* c_new, const StepScratch& s, const std::uint8_t* valid,
+                     const float* xin, dim_t ldxi) const {
   const Dir& w = dir_[d];
   const dim_t G = cfg_.gates(), H = cfg_.units, P = cfg_.hidden_out(), GH = G * H;
   const bool lstm = cfg_.cell == LayerKind::Lstm, gru = cfg_.cell == LayerKind::Gru;
   const bool proj = cfg_.proj_size > 0;
   auto ok = [&](int b) { return !valid || valid[b]; };
 
-  if (gru && cfg_.reset_after) {
+  if (xin || (fused_ && !blas_faster(k, nb, G * H, P))) {
+    cpu::FusedStep a;
+    a.G = static_cast<int>(G), a.act = cfg_.act, a.ract = cfg_.ract;
+    a.nb = nb, a.H = H, a.K = P, a.q0 = 0, a.q1 = cpu::fused_blocks(k, G, H);
+    a.h = h_prev, a.ldh = P;
+    a.w = fused_weights(d, k);
+    a.K_in = fold_ ? cfg_.input_size : 0;  // the layout's input columns (skipped unless xin)
+    if (xin) {
+      a.x = w.bias.data(), a.ldx = 0;
+      a.x_in = xin, a.ldxi = ldxi;
+    } else {
+      a.x = g, a.ldx = ldg;
+    }
+    a.b_hn = gru ? w.b_hn.data() : nullptr;
+    a.c_prev = c_prev, a.c_new = c_new, a.ldc = H;
+    a.h_new = proj ? s.hraw : h_new, a.ldo = proj ? H : P;
+    a.part = s.rec;
+    k.recurrent_fused(a);
+    if (proj) w.hr.apply(nb, s.hraw, H, h_new, P, false);
+  } else if (gru && cfg_.reset_after) {
     w.hh.apply(nb, h_prev, P, s.rec, GH, false);
     for (int b = 0; b < nb; ++b)
       if (ok(b))

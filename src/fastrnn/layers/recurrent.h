@@ -1,6 +1,7 @@
 // THE sequence runner for every cell: input GEMM for all steps, one recurrent GEMM per step
 // for all gates, fused gate kernel, masks / lengths, reverse by iteration, bidirectional.
 #pragma once
+#include <atomic>
 #include <cstdint>
 
 #include "fastrnn/cancel.h"
@@ -34,12 +35,14 @@ class Recurrent {
   // stride ldg; used as scratch).  Reads h_prev/c_prev, writes h_new/c_new; rows with
   // valid[b] == 0 keep their state (valid may be null).  Allocates nothing.
   struct StepScratch {
-    float* rec;   // [nb, G*H]  GRU reset_after
+    float* rec;   // rec_scratch(nb): GRU reset_after W_hh h, or the fused step's partial sums
     float* rh;    // [nb, H]    GRU reset before
     float* hraw;  // [nb, H]    LSTM projection input
   };
   void cell_step(int d, int nb, float* g, dim_t ldg, const float* h_prev, float* h_new, const float* c_prev,
                  float* c_new, const StepScratch& s, const std::uint8_t* valid) const;
+  // Floats of StepScratch::rec for nb rows (the fused step's partial sums, for every ISA).
+  dim_t rec_scratch(dim_t nb) const;
   // x [rows, I] -> xw [rows, G*H] = x W_ih^T + bias (direction d)
   void input_projection(int d, dim_t rows, const float* x, float* xw) const;
 
@@ -47,18 +50,36 @@ class Recurrent {
   struct Dir {
     Buffer bias, b_hn;
     Mat ih, hh, hh_rz, hh_n, hr;  // W_hh; GRU reset-before splits it into [r z] and [n]; LSTM projection
-    // W_hh rows regrouped by blocks of kSplitUnits hidden units (all gates of a block together,
-    // zero-padded), panel-packed: the batch-1 hidden-unit split of one-direction layers (see
-    // run_chunk_split); empty otherwise.
-    Buffer split_packed;
+    // W_hh in blocks of hidden units carrying all their gates, per ISA (cpu::pack_fused): the
+    // fused step (fused_), also split across threads at batch 1.
+    IsaLayouts fused;
   };
   struct Slice;
   struct Team;
-  void run_chunk(Slice& w, const float* xw, dim_t B, dim_t T, dim_t s0, dim_t len, const std::uint8_t* mask, float* y,
-                 dim_t y_stride, dim_t T_out, const CancelToken* cancel) const;
-  void run_chunk_split(Slice& w, Team& team, int rank, const float* xw, dim_t T, dim_t s0, dim_t len,
-                       const std::uint8_t* mask, float* y, dim_t y_stride, dim_t T_out, const CancelToken* cancel) const;
-  bool split_ok_ = false;
+  const float* fused_weights(int d, const cpu::KernelTable& k) const;
+  void note_t1(double seconds) const;  // a one-thread step time measured at batch 1
+  // xin: this step's input rows (stride ldxi) when the projection is folded into the step (g unused).
+  void step(const cpu::KernelTable& k, int d, int nb, float* g, dim_t ldg, const float* h_prev, float* h_new,
+            const float* c_prev, float* c_new, const StepScratch& s, const std::uint8_t* valid,
+            const float* xin = nullptr, dim_t ldxi = 0) const;
+  // Steps [j0, len) of the time chunk starting at step s0.
+  void run_chunk(const cpu::KernelTable& k, Slice& w, const float* xw, dim_t B, dim_t T, dim_t s0, dim_t j0,
+                 dim_t len, const std::uint8_t* mask, float* y, dim_t y_stride, dim_t T_out,
+                 const CancelToken* cancel) const;
+  void run_chunk_split(const cpu::KernelTable& k, Slice& w, Team& team, int rank, const float* xw, dim_t T, dim_t s0,
+                       dim_t j0, dim_t len, const std::uint8_t* mask, float* y, dim_t y_stride, dim_t T_out,
+                       const CancelToken* cancel) const;
+  bool fused_ = false;     // LSTM, GRU reset_after, SimpleRNN: the gate math runs inside the recurrent matmul
+  bool fold_ = false;      // LSTM / SimpleRNN with 4*I <= H: the fused layout is [W_ih | W_hh], the
+                           // input projection can be folded into the step (predict)
+  bool split_ok_ = false;  // batch 1 may split the hidden units across a thread team
+  // After a team measured no faster than one thread (busy machine): no team before this time
+  // (steady clock, ns), and the wait imposed after the next such failure.
+  mutable std::atomic<std::int64_t> team_retry_ns_{0};
+  mutable std::atomic<std::int64_t> team_backoff_ns_{0};
+  // The fastest step one thread has taken at batch 1 (ns; 0: not measured yet): the bar a team
+  // must beat.
+  mutable std::atomic<std::int64_t> t1_ns_{0};
   RecurrentConfig cfg_;
   Dir dir_[2];
 };

@@ -7,6 +7,8 @@
 #include <cstdlib>
 #include <string>
 
+#include "fastrnn/cpu/fpenv.h"
+
 namespace fastrnn {
 
 namespace {
@@ -80,6 +82,7 @@ void ThreadPool::set_num_threads(int n) {
 }
 
 void ThreadPool::work(const std::function<void(int)>& f) {
+  const cpu::DenormalGuard ftz;  // every thread that computes: flush denormals, restore after
   in_pool_task = true;
   for (int i; (i = next_.fetch_add(1)) < job_n_;) {
     try {

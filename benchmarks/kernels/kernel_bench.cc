@@ -1,0 +1,236 @@
+// Kernel microbenchmark: one recurrent step, the fused kernel (recurrent_fused) against the
+// separate-gates path it replaces (gemm_packed into the gate buffer, then the gate kernel per
+// row), and gemm_packed against OpenBLAS sgemm.  Minimum over many short repetitions (robust on
+// a shared machine: a repetition of a few microseconds usually runs undisturbed).
+// Build and run: benchmarks/kernels/run.sh
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "fastrnn/blas.h"
+#include "fastrnn/common.h"
+#include "fastrnn/cpu/kernels.h"
+
+using namespace fastrnn;
+using Clock = std::chrono::steady_clock;
+
+double g_budget_scale = 1;
+template <typename F>
+double min_us(F&& f, double budget_s = 0.25) {
+  budget_s *= g_budget_scale;
+  f();
+  double best = 1e30;
+  const auto end = Clock::now() + std::chrono::duration<double>(budget_s);
+  int n = 0;
+  while (Clock::now() < end || n < 20) {
+    const auto t0 = Clock::now();
+    f();
+    best = std::min(best, std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
+    ++n;
+  }
+  return best;
+}
+
+// Both, alternating (a change of load hits both alike): the minimum of each.
+template <typename A, typename B>
+std::pair<double, double> min_pair_us(A&& fa, B&& fb, double budget_s = 0.5) {
+  budget_s *= g_budget_scale;
+  fa(), fb();
+  double ba = 1e30, bb = 1e30;
+  const auto end = Clock::now() + std::chrono::duration<double>(budget_s);
+  for (int n = 0; Clock::now() < end || n < 20; ++n) {
+    auto t0 = Clock::now();
+    fa();
+    auto t1 = Clock::now();
+    fb();
+    auto t2 = Clock::now();
+    ba = std::min(ba, std::chrono::duration<double, std::micro>(t1 - t0).count());
+    bb = std::min(bb, std::chrono::duration<double, std::micro>(t2 - t1).count());
+  }
+  return {ba, bb};
+}
+
+Buffer rnd(std::size_t n, std::mt19937& g, float s) {
+  Buffer b(n);
+  std::uniform_real_distribution<float> u(-s, s);
+  for (std::size_t i = 0; i < n; ++i) b[i] = u(g);
+  return b;
+}
+
+// One step of `cell` (4 LSTM, 3 GRU, 1 RNN) for nb rows, K = H: fused vs separate.
+void step_case(const cpu::KernelTable& k, int G, long H, long nb) {
+  std::mt19937 gen(1);
+  const long GH = G * H, K = H;
+  Buffer w = rnd(GH * K, gen, 1.f / std::sqrt(float(H))), x = rnd(nb * GH, gen, 1.f), h = rnd(nb * K, gen, 1.f),
+         c = rnd(nb * H, gen, 1.f), bhn = rnd(H, gen, 0.1f);
+  Buffer panels(cpu::packed_size(GH, K, k.panel)), fused(cpu::fused_size(k, G, H, K));
+  cpu::pack_panels(w.data(), GH, K, panels.data(), k.panel);
+  cpu::pack_fused(k, w.data(), G, H, K, fused.data());
+  Buffer g(nb * GH), rec(nb * GH), hn(nb * H), cn(nb * H), part(std::max<long>(1, cpu::fused_part_size(k, G, H, K, nb)));
+  auto copy_x = [&] { std::memcpy(g.data(), x.data(), nb * GH * sizeof(float)); };
+  auto separate = [&] {
+    copy_x();
+    if (G == 3) {
+      std::memset(rec.data(), 0, nb * GH * sizeof(float));
+      k.gemm_packed(nb, GH, K, h.data(), K, panels.data(), rec.data(), GH, nullptr);
+      for (long b = 0; b < nb; ++b)
+        k.gru_cell_after(cpu::Act::Tanh, cpu::Act::Sigmoid, g.data() + b * GH, rec.data() + b * GH, bhn.data(),
+                         h.data() + b * H, hn.data() + b * H, H);
+    } else {
+      k.gemm_packed(nb, GH, K, h.data(), K, panels.data(), g.data(), GH, nullptr);
+      for (long b = 0; b < nb; ++b) {
+        if (G == 4)
+          k.lstm_cell(cpu::Act::Tanh, cpu::Act::Sigmoid, g.data() + b * GH, c.data() + b * H, cn.data() + b * H,
+                      hn.data() + b * H, H);
+        else
+          k.activate(cpu::Act::Tanh, g.data() + b * GH, H);
+      }
+    }
+  };
+  cpu::FusedStep a;
+  a.G = G, a.nb = nb, a.H = H, a.K = K, a.q0 = 0, a.q1 = cpu::fused_blocks(k, G, H);
+  a.h = h.data(), a.ldh = K, a.w = fused.data(), a.x = x.data(), a.ldx = GH, a.b_hn = bhn.data();
+  a.c_prev = c.data(), a.c_new = cn.data(), a.ldc = H, a.h_new = hn.data(), a.ldo = H, a.part = part.data();
+  auto fused_step = [&] { k.recurrent_fused(a); };
+  auto blas_separate = [&] {  // the old path above the packed-rows limit: sgemm, then the gates
+    copy_x();
+    if (G == 3) {
+      blas::sgemm(true, nb, GH, K, 1.f, h.data(), K, w.data(), K, 0.f, rec.data(), GH);
+      for (long b = 0; b < nb; ++b)
+        k.gru_cell_after(cpu::Act::Tanh, cpu::Act::Sigmoid, g.data() + b * GH, rec.data() + b * GH, bhn.data(),
+                         h.data() + b * H, hn.data() + b * H, H);
+    } else {
+      blas::sgemm(true, nb, GH, K, 1.f, h.data(), K, w.data(), K, 1.f, g.data(), GH);
+      for (long b = 0; b < nb; ++b) {
+        if (G == 4)
+          k.lstm_cell(cpu::Act::Tanh, cpu::Act::Sigmoid, g.data() + b * GH, c.data() + b * H, cn.data() + b * H,
+                      hn.data() + b * H, H);
+        else
+          k.activate(cpu::Act::Tanh, g.data() + b * GH, H);
+      }
+    }
+  };
+  const double t_copy = min_us(copy_x);
+  const auto [t_sep0, t_fused] = min_pair_us(separate, fused_step);
+  const double t_sep = t_sep0 - t_copy;
+  const double t_blas = std::getenv("WITH_BLAS") ? min_us(blas_separate) - t_copy : 0;
+  const double flops = 2.0 * nb * GH * K;
+  const char* name = G == 4 ? "lstm" : G == 3 ? "gru" : "rnn";
+  std::printf("%-7s %-5s H=%-4ld rows=%-4ld separate %9.2f us (%5.1f GF/s)  fused %9.2f us (%5.1f GF/s)  sep/fused %.2f",
+              k.isa, name, H, nb, t_sep, flops / t_sep * 1e-3, t_fused, flops / t_fused * 1e-3, t_sep / t_fused);
+  if (t_blas > 0) std::printf("  blas+gates %9.2f us (%5.1f GF/s) blas/fused %.2f", t_blas, flops / t_blas * 1e-3, t_blas / t_fused);
+  std::printf("\n");
+}
+
+// An LSTM sequence of T steps, batch nb: the input projection for all steps as one GEMM, then the
+// fused step (K = H) per step; against folding the projection into the step: [x_t, h] times
+// [W_ih | W_hh] (K = I + H), the bias as the only start value.
+void fold_case(const cpu::KernelTable& k, long I, long H, long nb, long T) {
+  std::mt19937 gen(3);
+  const int G = 4;
+  const long GH = G * H;
+  Buffer wih = rnd(GH * I, gen, 0.3f), whh = rnd(GH * H, gen, 1.f / std::sqrt(float(H))), bias = rnd(GH, gen, 0.1f);
+  Buffer xs = rnd(T * nb * I, gen, 1.f);  // time-major
+  Buffer wcat(GH * (I + H));
+  for (long j = 0; j < GH; ++j) {
+    std::memcpy(wcat.data() + j * (I + H), wih.data() + j * I, I * sizeof(float));
+    std::memcpy(wcat.data() + j * (I + H) + I, whh.data() + j * H, H * sizeof(float));
+  }
+  Buffer pih(cpu::packed_size(GH, I, k.panel)), fhh(cpu::fused_size(k, G, H, H)), fcat(cpu::fused_size(k, G, H, I + H));
+  cpu::pack_panels(wih.data(), GH, I, pih.data(), k.panel);
+  cpu::pack_fused(k, whh.data(), G, H, H, fhh.data());
+  cpu::pack_fused(k, wcat.data(), G, H, I + H, fcat.data());
+  Buffer xw(T * nb * GH), h(2 * nb * H, true), c(2 * nb * H, true), hc(2 * nb * (I + H), true),
+      part(cpu::fused_part_size(k, G, H, I + H, nb));
+  const long Tc = std::max(1L, std::min(T, (1L << 18) / (nb * GH)));  // the engine's 1 MiB time chunks
+  auto separate = [&] {
+    cpu::FusedStep a;
+    a.G = G, a.nb = nb, a.H = H, a.K = H, a.q0 = 0, a.q1 = cpu::fused_blocks(k, G, H), a.w = fhh.data();
+    a.ldh = H, a.ldx = GH, a.ldc = H, a.ldo = H, a.part = part.data();
+    for (long t = 0; t < T; ++t) {
+      const int cur = t & 1;
+      if (t % Tc == 0)
+        k.gemm_packed(std::min(Tc, T - t) * nb, GH, I, xs.data() + t * nb * I, I, pih.data(), xw.data(), GH, bias.data());
+      a.x = xw.data() + (t % Tc) * nb * GH, a.h = h.data() + cur * nb * H, a.h_new = h.data() + (1 - cur) * nb * H;
+      a.c_prev = c.data() + cur * nb * H, a.c_new = c.data() + (1 - cur) * nb * H;
+      k.recurrent_fused(a);
+    }
+  };
+  auto folded = [&] {
+    const long L = I + H;
+    cpu::FusedStep a;
+    a.G = G, a.nb = nb, a.H = H, a.K = L, a.q0 = 0, a.q1 = cpu::fused_blocks(k, G, H), a.w = fcat.data();
+    a.x = bias.data(), a.ldx = 0, a.ldh = L, a.ldc = H, a.ldo = L, a.part = part.data();
+    for (long t = 0; t < T; ++t) {
+      const int cur = t & 1;
+      float* hin = hc.data() + cur * nb * L;
+      for (long b = 0; b < nb; ++b) std::memcpy(hin + b * L, xs.data() + (t * nb + b) * I, I * sizeof(float));
+      a.h = hin, a.h_new = hc.data() + (1 - cur) * nb * L + I;
+      a.c_prev = c.data() + cur * nb * H, a.c_new = c.data() + (1 - cur) * nb * H;
+      k.recurrent_fused(a);
+    }
+  };
+  const auto [ts, tf] = min_pair_us(separate, folded);
+  std::printf("%-7s lstm I=%-4ld H=%-4ld B=%-4ld T=%ld  projection+steps %9.1f us  folded %9.1f us  separate/folded %.2f\n",
+              k.isa, I, H, nb, T, ts, tf, ts / tf);
+}
+
+// g[rows, N] = x[rows, K] W^T: packed kernel vs OpenBLAS.
+void gemm_case(const cpu::KernelTable& k, long rows, long N, long K) {
+  std::mt19937 gen(2);
+  Buffer w = rnd(N * K, gen, 0.1f), x = rnd(rows * K, gen, 1.f), y(rows * N);
+  Buffer panels(cpu::packed_size(N, K, k.panel));
+  cpu::pack_panels(w.data(), N, K, panels.data(), k.panel);
+  auto packed = [&] {
+    std::memset(y.data(), 0, rows * N * sizeof(float));
+    k.gemm_packed(rows, N, K, x.data(), K, panels.data(), y.data(), N, nullptr);
+  };
+  auto blas = [&] { blas::sgemm(true, rows, N, K, 1.f, x.data(), K, w.data(), K, 0.f, y.data(), N); };
+  const double budget = rows * N * K > 1e8 ? 1.0 : 0.25;
+  const double tp = min_us(packed, budget), tb = min_us(blas, budget), flops = 2.0 * rows * N * K;
+  std::printf("%-7s gemm rows=%-5ld N=%-5ld K=%-5ld packed %6.1f GF/s  blas %6.1f GF/s  packed/blas %.2f\n", k.isa, rows, N,
+              K, flops / tp * 1e-3, flops / tb * 1e-3, tb / tp);
+}
+
+int main(int argc, char** argv) {
+  blas::set_num_threads(1);
+  if (const char* b = std::getenv("BUDGET")) g_budget_scale = std::atof(b);
+  const std::string what = argc > 1 ? argv[1] : "step";
+  const std::string isa = argc > 2 ? argv[2] : "";
+  for (const auto& name : cpu::available_isas()) {
+    if (!isa.empty() && name != isa) continue;
+    const cpu::KernelTable& k = *cpu::kernels_for(name);
+    if (what == "step") {
+      const char* cells = std::getenv("CELLS");  // e.g. CELLS=43
+      const char* hs = std::getenv("HS");  // e.g. HS=512
+      for (int G : {4, 3, 1})
+        if (!cells || std::strchr(cells, '0' + G))
+        for (long H : {64L, 128L, 512L})
+          if (!hs || std::atol(hs) == H)
+          for (long nb : {1L, 16L, 32L, 128L, 256L, 1024L}) if (!std::getenv("ROWS1") || nb == 1) {
+            if (H == 512 && nb == 256 && G != 4) continue;
+            if ((nb == 1024) != (std::getenv("BIG") != nullptr) && !std::getenv("ALLROWS")) continue;
+            if ((nb == 16 || nb == 128) && !std::getenv("ALLROWS")) continue;
+            step_case(k, G, H, nb);
+          }
+    } else if (what == "gemm") {
+      for (long K : {64L, 128L, 512L})
+        for (long rows : {1L, 8L, 32L, 128L, 256L, 1024L, 3200L}) gemm_case(k, rows, 4 * K, K);
+    } else if (what == "fold") {
+      for (auto ih : {std::pair<long, long>{8, 64}, {16, 64}, {32, 128}, {64, 128}, {128, 512}})
+        for (long nb : {1L, 32L}) fold_case(k, ih.first, ih.second, nb, 100);
+    } else if (what == "gemmbig") {  // the BLAS crossover region
+      for (long K : {128L, 256L, 512L})
+        for (long rows : {128L, 256L, 512L, 1024L, 2048L}) gemm_case(k, rows, 4 * K, K);
+    } else if (what == "gemmproj") {  // input projections: N = 4H, small K
+      for (long K : {8L, 32L, 128L})
+        for (long N : {256L, 512L, 2048L})
+          for (long rows : {100L, 3200L, 25600L}) gemm_case(k, rows, N, K);
+    }
+  }
+}
