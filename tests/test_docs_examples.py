@@ -1,0 +1,109 @@
+"""Every Python example of the documentation site runs.
+
+Each page of ``docs/`` (Markdown) is one test: its ```` ```python ```` blocks, in order, are joined into
+one script and run in a fresh Python process in an empty directory (files an example writes stay
+there).  The examples check themselves against the real frameworks (``np.testing.assert_allclose``
+against torch / Keras / onnxruntime outputs), so a page whose numbers drift fails here.
+
+A block that cannot run (a fragment, a distributed cluster, a path to the user's own file) is marked
+by an HTML comment on the line right before its fence, with the reason::
+
+    <!-- docs-example: skip (needs a dask cluster) -->
+
+Pages whose examples import a framework ``require`` it (a failure under FASTRNN_REQUIRE_FRAMEWORKS=1,
+as in CI, else a skip).
+"""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import child_env, require
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+SKIP = re.compile(r"<!--\s*docs-example:\s*skip\s*\((?P<why>[^)]+)\)\s*-->")
+FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<info>[^\n`]*)$")
+FRAMEWORKS = {"torch": "torch", "keras": "keras", "onnx": "onnx", "onnxruntime": "onnxruntime",
+              "safetensors": "safetensors", "h5py": "h5py", "tf_keras": "tf_keras"}
+TIMEOUT_S = 600
+
+
+def code_blocks(text: str):
+    """(language, code, skip_reason, line) of every fenced block of a Markdown page."""
+    lines = text.split("\n")
+    blocks, i = [], 0
+    while i < len(lines):
+        m = FENCE.match(lines[i])
+        if not m:
+            i += 1
+            continue
+        fence, info, start = m["fence"], m["info"].strip(), i
+        j = i + 1
+        while j < len(lines) and not re.match(rf"^[ \t]*{re.escape(fence[0])}{{{len(fence)},}}\s*$", lines[j]):
+            j += 1
+        if j == len(lines):
+            raise ValueError(f"unclosed code fence at line {start + 1}")
+        prev = lines[start - 1].strip() if start else ""
+        skip = SKIP.fullmatch(prev)
+        lang = info.split()[0] if info else ""
+        indent = len(m["indent"])
+        code = "\n".join(line[indent:] for line in lines[start + 1:j])
+        blocks.append((lang, code, skip["why"] if skip else None, start + 1))
+        i = j + 1
+    return blocks
+
+
+def pages():
+    return sorted(p for p in DOCS.rglob("*.md") if "_build" not in p.parts)
+
+
+def page_script(path: Path):
+    """The runnable script of a page (None when it has no runnable Python block)."""
+    parts = []
+    for lang, code, skip, line in code_blocks(path.read_text(encoding="utf-8")):
+        if lang not in ("python", "py") or skip:
+            continue
+        parts.append(f"# ---- {path.relative_to(DOCS)}:{line}\n{code}\n")
+    return "\n".join(parts) if parts else None
+
+
+def test_pages_exist_and_every_skip_says_why():
+    assert pages(), f"no Markdown pages under {DOCS}"
+    for path in pages():
+        text = path.read_text(encoding="utf-8")
+        for lang, _, skip, line in code_blocks(text):
+            if skip is not None:
+                assert lang in ("python", "py"), f"{path}:{line}: a skip marker stands before a {lang!r} block"
+                assert skip.strip(), f"{path}:{line}: a skip marker without a reason"
+        # a marker that is not right before a fence would silently run the block: refuse it
+        lines = text.split("\n")
+        for k, line in enumerate(lines):
+            if SKIP.search(line):
+                nxt = lines[k + 1] if k + 1 < len(lines) else ""
+                assert FENCE.match(nxt), f"{path}:{k + 1}: the skip marker is not directly before a code fence"
+
+
+def test_code_blocks_parser():
+    text = "a\n```python\nx = 1\n```\n<!-- docs-example: skip (a fragment) -->\n```python\nboom(\n```\n" \
+           "````md\n```python\nnot a block\n```\n````\n"
+    got = code_blocks(text)
+    assert [(b[0], b[1], b[2]) for b in got] == [("python", "x = 1", None), ("python", "boom(", "a fragment"),
+                                                ("md", "```python\nnot a block\n```", None)]
+
+
+@pytest.mark.parametrize("page", [str(p.relative_to(DOCS)) for p in pages() if page_script(p) is not None])
+def test_page_examples_run(page, tmp_path):
+    script = page_script(DOCS / page)
+    for module in sorted(FRAMEWORKS):
+        if re.search(rf"^\s*(import|from)\s+{module}\b", script, re.M):
+            require(FRAMEWORKS[module])
+    (tmp_path / "example.py").write_text(script, encoding="utf-8")
+    env = child_env(MPLBACKEND="Agg", TF_CPP_MIN_LOG_LEVEL="3")
+    out = subprocess.run([sys.executable, "example.py"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=TIMEOUT_S)
+    assert out.returncode == 0, f"the examples of docs/{page} failed:\n{out.stdout[-4000:]}\n{out.stderr[-8000:]}"
