@@ -32,14 +32,62 @@ def core():
     try:
         from . import _core
     except ImportError as e:
-        raise CoreNotBuiltError(
-            f"fastrnn._core is not built or cannot be loaded ({e}); install fastrnn with `pip install .` "
-            "from a source checkout (a C++17 compiler is needed)") from e
+        raise CoreNotBuiltError(_core_import_error(e)) from e
     finally:
         if unset:
             os.environ.pop("OPENBLAS_NUM_THREADS", None)
     _core_module = _core
     return _core
+
+
+def _core_import_error(e: ImportError) -> str:
+    """Why ``fastrnn._core`` did not import, and what to run: the imported package's directory,
+    whether it is a source checkout without a build (often the checkout shadowing an installed
+    fastrnn because Python was started inside it), or an installed copy that is broken."""
+    import importlib.machinery
+    import importlib.metadata
+    import json
+    import os
+    import sys
+
+    pkg = os.path.dirname(os.path.abspath(__file__))
+    parent = os.path.dirname(pkg)
+    built = sorted(f for f in os.listdir(pkg) if f.startswith("_core.") and not f.endswith((".pyi", ".py")))
+    checkout = os.path.isfile(os.path.join(parent, "setup.py")) and os.path.isdir(os.path.join(parent, "src", "bindings"))
+    msg = f"fastrnn._core cannot be imported ({e}).\nfastrnn was imported from {pkg}"
+    if built:
+        msg += (f", which holds {', '.join(built)} (this Python loads extension modules named "
+                f"_core{' / _core'.join(importlib.machinery.EXTENSION_SUFFIXES)})")
+    if not checkout:
+        return msg + (".\nThis installed copy is incomplete or was built for another Python or platform: reinstall "
+                      "it (pip install --force-reinstall <the wheel or the source checkout>).")
+    # A source checkout.  Which sys.path entry picked it, and is fastrnn installed somewhere else?
+    here = os.path.realpath(parent)
+    entry = next((p for p in sys.path if os.path.realpath(p or os.getcwd()) == here), None)
+    elsewhere = []
+    for p in sys.path:
+        d = os.path.realpath(p or os.getcwd())
+        if d != here and os.path.isfile(os.path.join(d, "fastrnn", "__init__.py")):
+            elsewhere.append(os.path.join(d, "fastrnn"))
+    for dist in importlib.metadata.distributions(name="fastrnn"):
+        url = json.loads(dist.read_text("direct_url.json") or "{}")
+        if url.get("dir_info", {}).get("editable") and url.get("url", "").startswith("file://"):
+            src = os.path.realpath(url["url"][len("file://"):])
+            if src != here:
+                elsewhere.append(f"{os.path.join(src, 'fastrnn')} (editable install)")
+    elsewhere = sorted(set(elsewhere))
+    where = "the current directory" if entry == "" else repr(entry)
+    msg += (f", a source checkout{' with no compiled core (no fastrnn/_core.*.so)' if not built else ''}, "
+            f"found first on sys.path through {where}.")
+    if elsewhere:
+        msg += (f"\nAn installed fastrnn exists at {', '.join(elsewhere)}, but Python imports this checkout first "
+                f"({where} comes earlier on sys.path). Start Python outside the checkout to use the installed "
+                f"package, or build the core in place: cd {parent} && pip install -e .")
+    else:
+        msg += (f"\nBuild the core in place (a C++17 compiler is needed): cd {parent} && pip install -e .  "
+                "(a plain `pip install .` installs a copy in site-packages, which Python started inside the "
+                "checkout does not import).")
+    return msg
 
 
 def int_arg(value, what: str, lo: int, hi=None) -> int:
