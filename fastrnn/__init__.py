@@ -68,17 +68,29 @@ def load(path_or_object, **options) -> Model:
     * a live ``torch.nn.Module`` (as :func:`from_torch`), ``keras.Model`` (as :func:`from_keras`),
       a :class:`ModelSpec`, or a :class:`Model` (returned as is).
 
+    ``weights``: the precision of the recurrent weights, ``"f32"`` (``"float32"``), ``"bf16"``
+    (``"bfloat16"``) or ``"int8"`` (see :meth:`Model.with_weights`).  By default a model keeps the
+    precision of its source: float32 for every framework model (never reduced unless asked), bf16 /
+    int8 for a ``.fastrnn`` file converted with ``fastrnn convert --weights``.  An ONNX
+    ``DynamicQuantizeLSTM`` loaded with ``weights="int8"`` keeps its own int8 weights (exact per row
+    where they are symmetric); otherwise it is dequantized to float32.
+
     Raises :class:`ModelFileNotFoundError` (a ``FileNotFoundError``) for a missing path and
     :class:`ModelFormatError` (a ``ValueError``) for content it cannot read, naming the file.
     """
     import os
 
     obj = path_or_object
+    weights = options.pop("weights", None)
+    if weights is not None:
+        from .quantize import precision_arg
+
+        weights = precision_arg(weights, "load: weights")
     if isinstance(obj, (str, os.PathLike)):
         from .errors import file_errors
         from .io.detect import spec_from_file
 
-        spec, _ = spec_from_file(obj, **options)
+        spec, _ = spec_from_file(obj, **options, **({"weights": weights} if weights else {}))
         with file_errors(obj, "load"):  # the core's own refusals (and bad_alloc) name the file too
             return Model(spec)
     if isinstance(obj, Model) or isinstance(obj, ModelSpec):
@@ -90,13 +102,17 @@ def load(path_or_object, **options) -> Model:
     if options:
         raise UnsupportedLayerError(f"load(): option(s) {', '.join(sorted(options))} do not apply to {what or 'this object'}")
     if isinstance(obj, Model):
-        return obj
-    if isinstance(obj, ModelSpec):
-        return Model(obj)
-    if fw == "torch":
-        return from_torch(obj)
-    if fw == "keras":
-        return from_keras(obj)
+        model = obj
+    elif isinstance(obj, ModelSpec):
+        model = Model(obj)
+    elif fw == "torch":
+        model = from_torch(obj)
+    elif fw == "keras":
+        model = from_keras(obj)
+    else:
+        model = None
+    if model is not None:
+        return model.with_weights(weights) if weights else model
     raise TypeError(f"load() takes a path, a torch.nn.Module, a keras.Model or a fastrnn ModelSpec; got "
                     f"{type(obj).__module__}.{type(obj).__qualname__}")
 

@@ -14,6 +14,7 @@ EPILOG = """\
 examples:
   fastrnn convert model.keras model.fastrnn
   fastrnn convert weights.pt model.fastrnn --arch arch.json
+  fastrnn convert model.keras model-int8.fastrnn --weights int8     # or bf16; default: as the source (f32)
   fastrnn info                        # version, ISA, BLAS, threads (--json for JSON)
   fastrnn info model.fastrnn          # layers, shapes, parameter count
   fastrnn predict model.fastrnn x.npy -o y.npy
@@ -67,13 +68,14 @@ def _arch(value):
         raise _UsageError(f"{where}: not valid JSON ({e})") from None
 
 
-def _load(path, arch):
+def _load(path, arch, weights=None):
     import fastrnn
 
+    kw = {"weights": weights} if weights else {}
     if arch is None:
-        return fastrnn.load(path)
+        return fastrnn.load(path, **kw)
     try:
-        return fastrnn.load(path, architecture=_arch(arch))
+        return fastrnn.load(path, architecture=_arch(arch), **kw)
     except TypeError as e:  # a reader that takes no architecture option
         raise _UsageError(f"--arch does not apply to {path} ({e})") from None
 
@@ -92,10 +94,12 @@ def describe(model, path=None) -> dict:
         inp = f"(batch, time) int ids < {first.embeddings.shape[0]}"
     else:
         inp = f"(batch, time, {feats}) float"
-    rows, total = [], 0
+    rows, total, nbytes = [], 0, 0
     for i, layer in enumerate(spec.layers):
-        params = sum(int(t.size) for k, t in tensors.items() if k.startswith(f"layers.{i}."))
+        mine = [(k, t) for k, t in tensors.items() if k.startswith(f"layers.{i}.")]
+        params = sum(int(t.size) for k, t in mine if not k.endswith("_scale"))  # int8 row scales: not parameters
         total += params
+        nbytes += sum(int(t.nbytes) for _, t in mine)
         row = {"name": layer.name, "kind": layer.kind, "units": None, "direction": None, "params": params}
         outs = 1
         if layer.kind == "embedding":
@@ -105,7 +109,7 @@ def describe(model, path=None) -> dict:
             row["mask_zero"] = bool(layer.mask_zero)
         elif isinstance(layer, RecurrentSpec):
             row.update(units=layer.units, direction=layer.direction, activation=layer.activation,
-                       return_sequences=layer.return_sequences, mask_mode=layer.mask_mode)
+                       return_sequences=layer.return_sequences, mask_mode=layer.mask_mode, precision=layer.precision)
             if layer.kind != "simple_rnn":
                 row["recurrent_activation"] = layer.recurrent_activation
             if layer.kind == "gru":
@@ -134,7 +138,7 @@ def describe(model, path=None) -> dict:
         d["file_size"] = os.path.getsize(path)
     inf = info()
     d.update(source=spec.source or None, input=inp, output=rows[-1]["output"], layers=rows, parameters=total,
-             metadata=spec.metadata, isa=inf["isa"], num_threads=inf["num_threads"], fastrnn=inf["version"])
+             weights=spec.precision, weight_bytes=nbytes, metadata=spec.metadata, isa=inf["isa"], num_threads=inf["num_threads"], fastrnn=inf["version"])
     return d
 
 
@@ -148,7 +152,7 @@ def _print_description(d, out=print):
     table = [cols]
     for i, r in enumerate(d["layers"]):
         kind = r["kind"] + (f" ({r['activation']})" if r.get("activation") and r["kind"] in ("dense", "activation")
-                            else "")
+                            else "") + (f" [{r['precision']}]" if r.get("precision") else "")
         direction = r["direction"] or "-"
         if r.get("merge_mode"):
             direction += f" ({r['merge_mode']})"
@@ -160,6 +164,7 @@ def _print_description(d, out=print):
         out("  " + "  ".join(v.rjust(w) if c in (0, 3, 6) else v.ljust(w)
                              for c, (v, w) in enumerate(zip(row, widths))).rstrip())
     out(f"parameters: {d['parameters']:,}")
+    out(f"weights:    {d['weights']} (recurrent layers; {d['weight_bytes']:,} bytes of tensors)")
     out(f"isa:        {d['isa']} ({d['num_threads']} threads), fastrnn {d['fastrnn']}")
 
 
@@ -315,11 +320,11 @@ def _predict(args):
 
 
 def _convert(args):
-    model = _load(args.src, args.arch)
+    model = _load(args.src, args.arch, args.weights)
     model.save(args.dst)
-    n = sum(int(t.size) for t in model.spec.to_core()[1].values())
-    print(f"wrote {args.dst}: {len(model.spec.layers)} layers, {n:,} parameters, "
-          f"{os.path.getsize(args.dst):,} bytes (source: {model.spec.source or '?'})")
+    n = sum(int(t.size) for k, t in model.spec.to_core()[1].items() if not k.endswith("_scale"))
+    print(f"wrote {args.dst}: {len(model.spec.layers)} layers, {n:,} parameters, {model.precision} recurrent "
+          f"weights, {os.path.getsize(args.dst):,} bytes (source: {model.spec.source or '?'})")
     return 0
 
 
@@ -444,6 +449,17 @@ def _positive_int(text):
     return n
 
 
+def _precision(text):
+    """--weights: f32 | bf16 | int8 (or float32 / bfloat16), as fastrnn.quantize.precision_arg."""
+    from .errors import ArgumentError
+    from .quantize import precision_arg
+
+    try:
+        return precision_arg(text, "--weights")
+    except ArgumentError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _parser():
     from ._version import __version__
 
@@ -461,6 +477,10 @@ def _parser():
     c.add_argument("src", metavar="SRC", help="model file (.keras, .h5, .pt, .pth, .fastrnn)")
     c.add_argument("dst", metavar="DST", help="output .fastrnn file")
     c.add_argument("--arch", default=None, metavar="JSON", help=arch_help)
+    c.add_argument("--weights", default=None, type=_precision, metavar="{f32,bf16,int8}",
+                   help="precision of the recurrent weights in DST: f32 (exact), bf16 or int8 (symmetric per row); "
+                   "default: as the source (float32 for framework models). Biases, Dense / Embedding weights, "
+                   "activations and states stay float32")
 
     i = sub.add_parser("info", help="without MODEL: version, ISA, BLAS, threads; with MODEL: its layers",
                        description="Without MODEL: fastrnn version, kernel ISA, BLAS and threads. "

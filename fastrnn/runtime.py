@@ -168,7 +168,29 @@ class Model:
 
     def __repr__(self):
         kinds = ", ".join(f"{l.name}:{l.kind}" for l in self.spec.layers)
-        return f"<fastrnn.Model [{kinds}] source={self.spec.source or '?'}>"
+        return f"<fastrnn.Model [{kinds}] source={self.spec.source or '?'} weights={self.precision}>"
+
+    @property
+    def precision(self) -> str:
+        """The precision of the recurrent weights: ``"f32"`` (exact, the default), ``"bf16"``, ``"int8"``
+        (or ``"mixed"`` for a hand-built spec whose layers differ).  Only recurrent weights are ever
+        reduced; Dense / Embedding weights, activations, states and sums stay float32."""
+        return self.spec.precision
+
+    def with_weights(self, precision: str) -> "Model":
+        """A new Model whose recurrent weights are in ``precision`` (``"f32"``, ``"bf16"``, ``"int8"``; aliases
+        ``"float32"``, ``"bfloat16"``); this model is unchanged (the same precision returns it as is).
+
+        Converted from the weights this model holds (see :mod:`fastrnn.quantize`): from float32 the
+        rounding happens once; from a reduced model the stored weights are dequantized first, so
+        ``bf16 -> int8`` and ``int8 -> bf16`` add both roundings, and ``-> "f32"`` runs the dequantized
+        weights in float32 (it cannot bring back the original weights)."""
+        from .quantize import convert_spec, precision_arg
+
+        p = precision_arg(precision, "with_weights: precision")
+        if p == self.precision:
+            return self
+        return Model(convert_spec(self.spec, p))
 
     # ---- input checks -------------------------------------------------------------------
     def _input(self, x):

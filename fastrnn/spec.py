@@ -48,8 +48,13 @@ from typing import ClassVar, Optional, Union
 import numpy as np
 
 from .errors import ModelFormatError, UnsupportedLayerError
+from .quantize import PRECISIONS
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the newest model description this fastrnn reads and writes
+# Version 2 added RecurrentSpec.precision (bf16 / int8 weights, see fastrnn.quantize).  to_core writes
+# the lowest version that describes a spec: 1 (no "precision" keys) when every layer is float32, so
+# an older fastrnn still reads the .fastrnn files of float32 models.
+PRECISION_FORMAT = 2
 
 LAYER_KINDS = ("embedding", "masking", "simple_rnn", "lstm", "gru", "dense", "activation", "last_step")
 RECURRENT_KINDS = ("simple_rnn", "lstm", "gru")
@@ -134,8 +139,12 @@ class DirectionWeights:
     b_ih: np.ndarray
     b_hh: np.ndarray
     w_hr: Optional[np.ndarray] = None  # LSTM projection [P, H]
+    # int8 only: the float32 row scales of w_ih / w_hh / w_hr (see fastrnn.quantize)
+    w_ih_scale: Optional[np.ndarray] = None
+    w_hh_scale: Optional[np.ndarray] = None
+    w_hr_scale: Optional[np.ndarray] = None
 
-    TENSORS: ClassVar[tuple] = ("w_ih", "w_hh", "b_ih", "b_hh", "w_hr")
+    TENSORS: ClassVar[tuple] = ("w_ih", "w_hh", "b_ih", "b_hh", "w_hr", "w_ih_scale", "w_hh_scale", "w_hr_scale")
 
 
 @dataclass
@@ -189,6 +198,9 @@ class RecurrentSpec:
     merge_mode: str = "concat"  # bidirectional only
     return_sequences: bool = True
     mask_mode: str = "zero"
+    # weights of w_ih / w_hh / w_hr as stored: "f32" | "bf16" (uint16 bits) | "int8" (+ row scales);
+    # see fastrnn.quantize.  Biases are float32 in every precision.
+    precision: str = "f32"
 
     @property
     def num_directions(self) -> int:
@@ -218,6 +230,8 @@ class RecurrentSpec:
             problems.append(f"merge_mode {self.merge_mode!r} not in {MERGE_MODES}")
         if self.mask_mode not in MASK_MODES:
             problems.append(f"mask_mode {self.mask_mode!r} not in {MASK_MODES}")
+        if self.precision not in PRECISIONS:
+            problems.append(f"precision {self.precision!r} not in {PRECISIONS}")
         acts = [self.activation] + ([self.recurrent_activation] if self.kind != "simple_rnn" else [])
         for a in acts:
             if a not in ACTIVATIONS:
@@ -233,17 +247,53 @@ class RecurrentSpec:
         g, h, i, ho = GATES[self.kind], self.units, self.input_size, self.hidden_out
         for d, w in enumerate(self.weights):
             p = f"{self.name}.{('forward', 'backward')[d]}"
-            w.w_ih = _f32(f"{p}.w_ih", w.w_ih, (g * h, i))
-            w.w_hh = _f32(f"{p}.w_hh", w.w_hh, (g * h, ho))
+            w.w_ih, w.w_ih_scale = self._matrix(w, "w_ih", f"{p}.w_ih", (g * h, i))
+            w.w_hh, w.w_hh_scale = self._matrix(w, "w_hh", f"{p}.w_hh", (g * h, ho))
             w.b_ih = _f32(f"{p}.b_ih", w.b_ih, (g * h,))
             w.b_hh = _f32(f"{p}.b_hh", w.b_hh, (g * h,))
             if self.proj_size:
-                w.w_hr = _f32(f"{p}.w_hr", w.w_hr, (self.proj_size, h))
-            elif w.w_hr is not None:
+                w.w_hr, w.w_hr_scale = self._matrix(w, "w_hr", f"{p}.w_hr", (self.proj_size, h))
+            elif w.w_hr is not None or w.w_hr_scale is not None:
                 raise ModelFormatError(f"{where}: w_hr given without proj_size")
             if self.kind == "gru" and not self.reset_after and np.any(w.b_hh != 0):
                 raise ModelFormatError(f"{where}: reset_after=False takes a single (input) bias; b_hh must be zero")
         return self.output_size, self.return_sequences
+
+    def _matrix(self, w, t, name, shape):
+        """A weight matrix in this layer's precision and its int8 row scales (None otherwise), checked:
+        float32 (converted), uint16 bf16 bits or int8 in [-127, 127] with finite scales >= 0."""
+        a, scale = getattr(w, t), getattr(w, f"{t}_scale")
+        where = f"layer '{self.name}' ({self.kind}, precision {self.precision})"
+        if self.precision == "f32":
+            if scale is not None:
+                raise ModelFormatError(f"{where}: tensor '{name}_scale' given, but only int8 weights have scales")
+            if isinstance(a, np.ndarray) and a.dtype.kind in "iub":
+                raise ModelFormatError(f"{where}: tensor '{name}' holds {a.dtype} values; float32 weights must be "
+                                       "floats (reduced weights need precision 'bf16' / 'int8')")
+            return _f32(name, a, shape), None
+        want = np.dtype(np.uint16 if self.precision == "bf16" else np.int8)
+        if not isinstance(a, np.ndarray) or a.dtype != want:
+            got = a.dtype if isinstance(a, np.ndarray) else type(a).__name__
+            raise ModelFormatError(f"{where}: tensor '{name}' must be {want} (the stored {self.precision} form, made by "
+                                   f"fastrnn.quantize / Model.with_weights), got {got}")
+        if a.shape != tuple(shape):
+            raise ModelFormatError(f"{where}: tensor '{name}': expected shape {tuple(shape)}, got {a.shape}")
+        a = np.ascontiguousarray(a)
+        if self.precision == "bf16":
+            if scale is not None:
+                raise ModelFormatError(f"{where}: tensor '{name}_scale' given, but only int8 weights have scales")
+            return a, None
+        if a.size and a.min() < -127:
+            raise ModelFormatError(f"{where}: tensor '{name}' holds -128; int8 weights are symmetric, in [-127, 127]")
+        if scale is None:
+            raise ModelFormatError(f"{where}: tensor '{name}_scale' (the row scales of the int8 weights) is missing")
+        if not isinstance(scale, np.ndarray) or scale.dtype.kind != "f":
+            raise ModelFormatError(f"{where}: tensor '{name}_scale' must be float32 row scales, got "
+                                   f"{getattr(scale, 'dtype', type(scale).__name__)}")
+        scale = _f32(f"{name}_scale", scale, (shape[0],))
+        if not np.all(np.isfinite(scale)) or (scale.size and scale.min() < 0):
+            raise ModelFormatError(f"{where}: tensor '{name}_scale' must hold finite scales >= 0")
+        return a, scale
 
 
 @dataclass
@@ -320,6 +370,19 @@ class ModelSpec:
     def recurrent_layers(self) -> list:
         return [l for l in self.layers if isinstance(l, RecurrentSpec)]
 
+    @property
+    def precision(self) -> str:
+        """The precision of the recurrent weights: ``"f32"`` (also with no recurrent layer), ``"bf16"``,
+        ``"int8"``, or ``"mixed"`` when layers differ (a hand-built spec; see each layer's ``precision``)."""
+        found = {l.precision for l in self.recurrent_layers} or {"f32"}
+        return found.pop() if len(found) == 1 else "mixed"
+
+    @property
+    def format_version(self) -> int:
+        """The lowest model description version that holds this spec: 1 when every layer is float32
+        (readable by every fastrnn), else ``PRECISION_FORMAT``."""
+        return 1 if all(l.precision == "f32" for l in self.recurrent_layers) else PRECISION_FORMAT
+
     def validate(self) -> "ModelSpec":
         """Check every layer and the chain of feature sizes; return self (normalized to float32)."""
         if not self.layers:
@@ -350,8 +413,11 @@ class ModelSpec:
 
     # ---- the (header, tensors) pair: the payload of a .fastrnn file and the input of _core.Model
     def to_core(self):
-        """Return ``(header: dict, tensors: {name: float32 C-contiguous ndarray})``."""
+        """Return ``(header: dict, tensors: {name: C-contiguous ndarray})``: float32 tensors, but for the
+        stored matrices of bf16 (uint16) / int8 (int8, plus float32 ``*_scale``) layers.  The header's
+        ``format`` is :attr:`format_version`; from version 2 every recurrent layer has ``"precision"``."""
         self.validate()
+        version = self.format_version
         tensors = {}
         layers = []
         for i, layer in enumerate(self.layers):
@@ -372,11 +438,11 @@ class ModelSpec:
                     key = f"layers.{i}.{f.name}"
                     tensors[key] = v
                     refs[f.name] = key
-                else:
+                elif f.name != "precision" or version >= PRECISION_FORMAT:
                     d[f.name] = v
             d["tensors"] = refs
             layers.append(d)
-        header = {"format": FORMAT_VERSION, "input_features": self.input_features, "takes_ids": self.takes_ids,
+        header = {"format": version, "input_features": self.input_features, "takes_ids": self.takes_ids,
                   "source": self.source, "metadata": dict(self.metadata), "layers": layers}
         return header, tensors
 
@@ -399,19 +465,36 @@ class ModelSpec:
             kind = d.pop("kind")
             refs = d.pop("tensors", {})
 
-            def get(ref):
+            def get(ref, stored=False):
+                """The tensor behind ``ref``; a float tensor unless ``stored`` (a matrix of a bf16 / int8
+                layer: validate checks its dtype), so integer data is never read as float weights."""
                 if ref not in refs or refs[ref] not in tensors:
                     raise ModelFormatError(f"layer {i} ({kind}): missing tensor '{ref}'")
-                return tensors[refs[ref]]
+                a = tensors[refs[ref]]
+                if not stored and getattr(getattr(a, "dtype", None), "kind", "f") in "iub":
+                    raise ModelFormatError(f"layer {i} ({kind}): tensor '{ref}' holds {a.dtype} values where float32 "
+                                           "is expected")
+                return a
 
             try:
                 if kind in RECURRENT_KINDS:
+                    if ver < PRECISION_FORMAT and d.get("precision", "f32") != "f32":
+                        raise ModelFormatError(f"layer {i} ({kind}): precision {d['precision']!r:.20} needs model "
+                                               f"format {PRECISION_FORMAT}, the header says {ver}")
+                    if ver >= PRECISION_FORMAT and "precision" not in d:
+                        raise ModelFormatError(f"layer {i} ({kind}): missing 'precision' (required from model format "
+                                               f"{PRECISION_FORMAT})")
+                    reduced = d.get("precision", "f32") != "f32"
                     ndir = 2 if d.get("direction") == "bidirectional" else 1
                     ws = []
                     for dname in ("forward", "backward")[:ndir]:
-                        ws.append(DirectionWeights(
-                            get(f"{dname}.w_ih"), get(f"{dname}.w_hh"), get(f"{dname}.b_ih"), get(f"{dname}.b_hh"),
-                            get(f"{dname}.w_hr") if f"{dname}.w_hr" in refs else None))
+                        opt = {t: get(f"{dname}.{t}", t in ("w_ih", "w_hh", "w_hr") and reduced)
+                               for t in ("w_ih", "w_hh", "w_hr", "w_ih_scale", "w_hh_scale", "w_hr_scale")
+                               if f"{dname}.{t}" in refs}
+                        for t in ("w_ih", "w_hh"):
+                            if t not in opt:
+                                get(f"{dname}.{t}")  # raises, naming the missing tensor
+                        ws.append(DirectionWeights(b_ih=get(f"{dname}.b_ih"), b_hh=get(f"{dname}.b_hh"), **opt))
                     layers.append(RecurrentSpec(kind=kind, weights=ws, **d))
                 elif kind in kinds:
                     c = kinds[kind]

@@ -13,7 +13,12 @@ chosen graph output depends on are evaluated.
 Supported (everything else: one :class:`~fastrnn.errors.UnsupportedLayerError` listing every
 unsupported node by name, op type and reason):
 
-* ``LSTM`` / ``GRU`` / ``RNN`` (and ``com.microsoft.DynamicQuantizeLSTM``, dequantized at load):
+* ``LSTM`` / ``GRU`` / ``RNN`` (and ``com.microsoft.DynamicQuantizeLSTM``: dequantized to float32 at load;
+  with ``weights="int8"`` it keeps its int8 weights as fastrnn's symmetric per-row int8 -- each row
+  ``q - zero_point`` with its scale (per tensor or per output channel) where that fits [-127, 127]
+  with a scale >= 0, which is exact and is what onnxruntime's ``quantize_dynamic`` writes (int8,
+  zero point 0); any other row (uint8 / non-zero zero points out of range, -128) is requantized per
+  row from its dequantized values (see :mod:`fastrnn.quantize`)):
   ``direction`` forward / reverse / bidirectional, ``layout`` 0 and 1, GRU ``linear_before_reset`` 1
   (PyTorch, Keras ``reset_after=True``) and 0 (Keras ``reset_after=False``); ``activations`` that are
   fastrnn activations (``Relu``, ``Tanh``, ``Sigmoid``, ``Softsign``, ``Softplus``, ``Elu`` alpha 1,
@@ -190,6 +195,7 @@ class _Rnn:
     reset_after: bool
     lengths: Optional[str]
     where: str
+    int8: Optional[list] = None  # DynamicQuantizeLSTM kept as int8: [(q_ih, s_ih, q_hh, s_hh)] per direction
 
 
 # --------------------------------------------------------------------------- protobuf pre-scan
@@ -375,8 +381,9 @@ def _uniform(arr):
 
 
 class _Converter:
-    def __init__(self, onnx, model, origin, budget, base_dir, output):
+    def __init__(self, onnx, model, origin, budget, base_dir, output, weights=None):
         self.onnx, self.model, self.origin, self.budget = onnx, model, origin, budget
+        self.keep_int8 = weights == "int8"  # DynamicQuantizeLSTM keeps its int8 weights
         self.tensors = _Tensors(onnx, budget, base_dir, origin)
         self.output = output
         self.bind = {}  # unbound input axis label -> "B" | "T"
@@ -664,9 +671,14 @@ class _Converter:
                 raise _Refuse(f"input {name} must be a constant (an initializer), not computed from graph inputs")
             raise _Refuse(f"input {name} must be a constant")
 
+        qW = qR = None
         if quantized:
-            W = self.dequantize(const(1, "W"), const(8, "W_scale"), const(9, "W_zero_point"), "W").transpose(0, 2, 1)
-            R = self.dequantize(const(2, "R"), const(10, "R_scale"), const(11, "R_zero_point"), "R").transpose(0, 2, 1)
+            wq = const(1, "W"), const(8, "W_scale"), const(9, "W_zero_point")
+            rq = const(2, "R"), const(10, "R_scale"), const(11, "R_zero_point")
+            W = self.dequantize(*wq, "W").transpose(0, 2, 1)
+            R = self.dequantize(*rq, "R").transpose(0, 2, 1)
+            if self.keep_int8:
+                qW, qR = self.int8_rows(*wq), self.int8_rows(*rq)
         else:
             W, R = const(1, "W"), const(2, "R")
         if not H:
@@ -724,7 +736,15 @@ class _Converter:
             if kind == "gru" and not reset_after:
                 b_ih, b_hh = b_ih + b_hh, np.zeros_like(b_hh)  # r*(R h) + Rb_h: Rb_h lies outside the product
             weights.append((w_ih, w_hh, b_ih, b_hh))
-        rnn = _Rnn(self.name, kind, direction, I, H, weights, act, ract, reset_after, lengths, where)
+        int8 = None
+        if qW is not None:
+            def rows(q, m):  # the exact rows of the source, in the spec's gate order
+                v, sc, ok = (np.concatenate([a[g * H:(g + 1) * H] for g in order]) for a in q)
+                return _kept_int8(v, sc, ok, m)
+
+            int8 = [rows([a[d] for a in qW], weights[d][0]) + rows([a[d] for a in qR], weights[d][1])
+                    for d in range(nd)]
+        rnn = _Rnn(self.name, kind, direction, I, H, weights, act, ract, reset_after, lengths, where, int8)
         chain = X.chain + (rnn,)
         y_axes = ("T", "D" if nd == 2 else "1", "B", "F") if layout == 0 else ("B", "T", "D" if nd == 2 else "1", "F")
         s_axes = ("S", "B", "F") if layout == 0 else ("B", "S", "F")
@@ -759,6 +779,18 @@ class _Converter:
         s = scale.astype(np.float32).reshape(nd, 1, -1)
         z = zp.astype(np.float32).reshape(nd, 1, -1)
         return (q.astype(np.float32) - z) * s
+
+    def int8_rows(self, q, scale, zp):
+        """The source's own integers per output row (checked by :meth:`dequantize`), in the spec's row
+        layout ``[directions, gates * H, in]``: ``(q - zero_point, scale per row, row is exact)``; a row is
+        exact when every ``q - zp`` is in [-127, 127] and its scale is finite and >= 0 (then ``v * scale``
+        is what :meth:`dequantize` computed)."""
+        nd, _, cols = q.shape
+        self.budget.charge(q.size * 3, "int8 weights kept")
+        v = (q.astype(np.int16) - zp.astype(np.int16).reshape(nd, 1, -1)).transpose(0, 2, 1)
+        s = np.broadcast_to(scale.astype(np.float32).reshape(nd, -1), (nd, cols))
+        ok = (np.abs(v) <= 127).all(axis=2) & np.isfinite(s) & (s >= 0)
+        return v, s, ok
 
     def rnn_activations(self, kind, a, nd, problems):
         names = a.get("activations")
@@ -1588,6 +1620,13 @@ class _Converter:
                 zero = DirectionWeights(*(np.zeros_like(getattr(w, k)) for k in ("w_ih", "w_hh", "b_ih", "b_hh")))
                 layer.weights = [zero, w]
                 layer.direction, layer.merge_mode = "bidirectional", "sum"
+            if el.int8 is not None:  # DynamicQuantizeLSTM kept as int8 (a zero forward direction: q 0, scale 0)
+                src = ([(np.zeros_like(el.int8[0][0]), np.zeros_like(el.int8[0][1]),
+                         np.zeros_like(el.int8[0][2]), np.zeros_like(el.int8[0][3]))]
+                       if impl == "reverse_as_bidirectional" else []) + el.int8
+                layer.precision = "int8"
+                for w, (q_ih, s_ih, q_hh, s_hh) in zip(layer.weights, src):
+                    w.w_ih, w.w_ih_scale, w.w_hh, w.w_hh_scale = q_ih, s_ih, q_hh, s_hh
         return spec.validate()
 
     @staticmethod
@@ -1711,9 +1750,11 @@ def _parse(onnx, data, origin):
     return m
 
 
-def spec_from_onnx_file(path, output: Optional[str] = None):
+def spec_from_onnx_file(path, output: Optional[str] = None, weights: Optional[str] = None):
     """Read an ``.onnx`` file (see the module doc).  ``output``: the graph output to load when the
-    graph has several.  External data is read only from regular files inside the file's directory."""
+    graph has several.  External data is read only from regular files inside the file's directory.
+    ``weights="int8"`` keeps the int8 weights of ``DynamicQuantizeLSTM`` nodes (the other layers stay
+    as they are: ``fastrnn.load(..., weights=...)`` converts the whole model)."""
     onnx = _onnx()
     p = os.fsdecode(os.fspath(path))
     _check_output_arg(output, p)
@@ -1726,12 +1767,12 @@ def spec_from_onnx_file(path, output: Optional[str] = None):
     del data
     base = os.path.dirname(os.path.abspath(p))
     budget = LoadBudget(p, size + _external_size(onnx, model.graph, base))
-    return _Converter(onnx, model, p, budget, base, output).run()
+    return _Converter(onnx, model, p, budget, base, output, _weights_arg(weights)).run()
 
 
-def spec_from_onnx(model, output: Optional[str] = None):
+def spec_from_onnx(model, output: Optional[str] = None, weights: Optional[str] = None):
     """Convert an ``onnx.ModelProto``, or its serialized bytes (see the module doc).  External data
-    is refused here (load the file by its path)."""
+    is refused here (load the file by its path).  ``weights``: as :func:`spec_from_onnx_file`."""
     onnx = _onnx()
     origin = "<onnx model>"
     _check_output_arg(output, origin)
@@ -1743,7 +1784,22 @@ def spec_from_onnx(model, output: Optional[str] = None):
         budget = LoadBudget(origin, model.ByteSize())
     else:
         raise UnsupportedLayerError(f"spec_from_onnx takes an onnx.ModelProto or bytes, got {type(model).__name__}")
-    return _Converter(onnx, model, origin, budget, None, output).run()
+    return _Converter(onnx, model, origin, budget, None, output, _weights_arg(weights)).run()
+
+
+def _weights_arg(weights):
+    from ..quantize import precision_arg
+
+    return None if weights is None else precision_arg(weights, "weights")
+
+
+def _kept_int8(v, scale, exact, values):
+    """One matrix of a DynamicQuantizeLSTM as fastrnn int8 ``[(q, scale)]``: the source's rows where
+    ``exact``, the others requantized per row from their dequantized ``values``."""
+    from ..quantize import to_int8
+
+    q, s = to_int8(values)
+    return (np.where(exact[:, None], v, q).astype(np.int8), np.where(exact, scale, s).astype(np.float32))
 
 
 def _check_output_arg(output, origin):

@@ -178,13 +178,26 @@ def spec_from_file(path, **options):
     dict ``{"memory": bytes, "cpu": s, "wall": s}`` overrides the limits); ``isolate=False`` parses
     trusted files in this process.  ``.fastrnn`` and PyTorch files are read
     by Python code with bounded checks and no C parser, in this process either way.
+    ``weights`` (``"f32"`` / ``"bf16"`` / ``"int8"``, every format) converts the recurrent weights to that
+    precision (:func:`fastrnn.quantize.convert_spec`); the ONNX reader takes it too, to keep the int8
+    weights of a ``DynamicQuantizeLSTM``.
     """
     p = _check_path(path)
+    weights = options.pop("weights", None)
+    if weights is not None:  # every format: the recurrent weights in this precision (fastrnn.quantize)
+        from ..quantize import precision_arg
+
+        weights = precision_arg(weights, "weights")
     with file_errors(p, "load"):  # the one exception boundary of every reader: FastRNNError naming the file
-        return _spec_from_file(p, **options)
+        spec, fmt = _spec_from_file(p, weights, **options)
+        if weights is not None:
+            from ..quantize import convert_spec
+
+            spec = convert_spec(spec, weights)
+        return spec, fmt
 
 
-def _spec_from_file(path, **options):
+def _spec_from_file(path, weights, **options):
     fmt = detect_format(path)
     if "isolate" in options:  # checked here for every format, passed on to the Keras reader only
         from .isolate import check_isolate
@@ -206,8 +219,8 @@ def _spec_from_file(path, **options):
         extra = set(options) - {"output"}
         if extra:
             raise UnsupportedLayerError(f"option(s) {', '.join(sorted(extra))} do not apply to an ONNX file ({path}); "
-                                        "it takes output='<graph output name>'")
-        return spec_from_onnx_file(path, **options), fmt
+                                        "it takes output='<graph output name>' and weights=")
+        return spec_from_onnx_file(path, **options, **({"weights": weights} if weights else {})), fmt
     if fmt in ("safetensors", "npz"):
         from .containers import spec_from_npz_file, spec_from_safetensors_file
 

@@ -4,13 +4,20 @@ Layout (a valid `safetensors <https://github.com/huggingface/safetensors>`_ file
 
     [0:8)        N, the header length: unsigned 64-bit little-endian
     [8:8+N)      the header: UTF-8 JSON, right-padded with spaces so that 8 + N is a multiple of 64
-    [8+N:)       the data section: tensors as raw little-endian float32, each starting 64-byte aligned
+    [8+N:)       the data section: tensors as raw little-endian values, each starting 64-byte aligned
 
 The header maps every tensor name to ``{"dtype": "F32", "shape": [...], "data_offsets": [begin, end]}``
-(offsets relative to the start of the data section, ``end - begin == prod(shape) * 4``) and holds
+(offsets relative to the start of the data section, ``end - begin == prod(shape) * itemsize``) and holds
 ``"__metadata__": {"format": "fastrnn", "fastrnn_format_version": "1", "spec": "<JSON>"}`` where
 ``spec`` is the header of :meth:`ModelSpec.to_core` (layer kinds, sizes, options and the names of
 their tensors).  safetensors requires metadata values to be strings, hence the JSON in a string.
+
+Versions: ``1`` holds float32 tensors only.  ``2`` adds reduced-precision recurrent weights
+(:mod:`fastrnn.quantize`): ``BF16`` (bfloat16, read as uint16 bit patterns) and ``I8`` matrices, the
+``F32`` row scales of the int8 ones (``<direction>.w_ih_scale``...), and ``"precision"`` in every
+recurrent layer of the model description.  The writer writes version 1 whenever every layer is
+float32 (:attr:`ModelSpec.format_version`), so older fastrnn keeps reading float32 models; a file
+of a version newer than this reader is refused with an "upgrade fastrnn" message.
 
 safetensors also requires the data section to be covered by tensors without holes, so the bytes
 that align the next tensor to 64 are declared as a padding entry ``"__pad__.<k>"`` (dtype ``U8``,
@@ -24,7 +31,7 @@ Reading with numpy alone::
     w = np.frombuffer(raw, "<f4", (e - b) // 4, 8 + n + b).reshape(header[...]["shape"])
 
 :func:`load_spec` checks everything before trusting a byte: size, header length, JSON, format
-name and version, dtype (``F32`` only; ``U8`` for padding), shapes, offsets in bounds, sizes,
+name and version, dtype (``F32``; from version 2 also ``BF16`` / ``I8``; ``U8`` for padding), shapes, offsets in bounds, sizes,
 no overlap and no hole; then :meth:`ModelSpec.from_core` and ``validate`` check the model itself.
 Before parsing the JSON and before building anything it charges what the header implies against
 the file's :class:`~fastrnn.io.budget.LoadBudget` (4 x the real file size + 64 MiB): the parse
@@ -55,15 +62,18 @@ __all__ = ["FILE_FORMAT_VERSION", "FORMAT_NAME", "ALIGNMENT", "MAX_HEADER_BYTES"
            "dumps_spec", "loads_spec", "is_native_file", "read_header", "read_safetensors_header"]
 
 FORMAT_NAME = "fastrnn"
-FILE_FORMAT_VERSION = 1  # bump when a reader of this version could misread a newer file
+FILE_FORMAT_VERSION = 2  # the newest this reads; bump when a reader of this version could misread a newer file
 ALIGNMENT = 64  # data section start and every tensor
 MAX_HEADER_BYTES = 100_000_000  # safetensors' own limit
 MAX_RANK = 8
 PAD_PREFIX = "__pad__."
-# dtype name -> (numpy dtype, bytes per element).  Model tensors are float32 only: fastrnn computes
-# in float32 and the writer never produces anything else; F16/BF16/F64 would need a conversion
-# policy and are refused until one exists.  U8 is accepted only for padding entries.
-_TENSOR_DTYPES = {"F32": (np.dtype("<f4"), 4)}
+# dtype name -> (numpy dtype, bytes per element), per file version.  Version 1: float32 only.  Version 2
+# adds the stored matrices of bf16 / int8 layers (BF16 is read as its uint16 bit patterns; which
+# tensor may have which dtype is ModelSpec.from_core's and validate's check).  F16/F64 would need a
+# conversion policy and are refused.  U8 is accepted only for padding entries.
+_F32 = {"F32": (np.dtype("<f4"), 4)}
+_TENSOR_DTYPES = {1: _F32, 2: {**_F32, "BF16": (np.dtype("<u2"), 2), "I8": (np.dtype("i1"), 1)}}
+_DTYPE_NAMES = {np.dtype("<f4"): "F32", np.dtype("<u2"): "BF16", np.dtype("i1"): "I8"}
 _PAD_DTYPES = {"U8": (np.dtype("u1"), 1)}
 
 _LAYER_CLASSES = {c.kind: c for c in (EmbeddingSpec, MaskingSpec, DenseSpec, ActivationSpec, LastStepSpec)}
@@ -97,13 +107,16 @@ def _layout(spec: ModelSpec):
     except (TypeError, ValueError) as e:
         raise ModelFormatError(f"cannot save the model: its description is not JSON-serializable ({e}); "
                                "spec.metadata must hold only JSON values (str, numbers, bools, lists, dicts)") from None
-    header = {"__metadata__": {"format": FORMAT_NAME, "fastrnn_format_version": str(FILE_FORMAT_VERSION),
+    # the file's version is the model description's: 1 for a float32 model (ModelSpec.format_version)
+    header = {"__metadata__": {"format": FORMAT_NAME, "fastrnn_format_version": str(core_header["format"]),
                                "spec": spec_json}}
     chunks = []
     offset = 0
     for name, arr in tensors.items():
-        a = np.ascontiguousarray(arr, dtype="<f4")
-        header[name] = {"dtype": "F32", "shape": list(a.shape), "data_offsets": [offset, offset + a.nbytes]}
+        a = np.ascontiguousarray(arr)
+        a = a.astype(a.dtype.newbyteorder("<"), copy=False)  # little-endian on any host
+        header[name] = {"dtype": _DTYPE_NAMES[a.dtype], "shape": list(a.shape),
+                        "data_offsets": [offset, offset + a.nbytes]}
         chunks.append(a)
         offset += a.nbytes
         pad = _pad(offset)
@@ -253,7 +266,7 @@ def _parse_header(f, size: int, path: str, budget=None):
         raise bad(f"the model description (__metadata__.spec) is not valid JSON ({e})") from None
     if not isinstance(spec_header, dict):
         raise bad("the model description (__metadata__.spec) is not a JSON object")
-    entries = _tensor_entries(header, data_start, size, bad, _TENSOR_DTYPES, _PAD_DTYPES)
+    entries = _tensor_entries(header, data_start, size, bad, _TENSOR_DTYPES[ver], _PAD_DTYPES)
     return spec_header, entries, data_start, size
 
 
@@ -383,19 +396,21 @@ def _check_spec_header(h):
 
 def _build_bytes(layer: dict, entries: dict) -> int:
     """Bytes building ``layer`` (a checked layer of the model description) will cost, from the shapes
-    its header declares: the core copies every tensor and packs every weight matrix in panels of
-    ``PANEL_ROWS`` rows (a [1, K] matrix costs 32 x its bytes), and a Dense layer without a bias
-    gets a zero one.  Charged against the file's budget before anything is built."""
-    shapes = {ref: entries[t][1] for ref, t in layer.get("tensors", {}).items() if t in entries}
+    and dtypes its header declares: the core copies every tensor and packs every weight matrix in
+    panels of ``PANEL_ROWS`` rows (a [1, K] matrix costs 32 x its bytes), both in the stored element
+    size (bf16 / int8 weights stay bf16 / int8), and a Dense layer without a bias gets a zero one.
+    Charged against the file's budget before anything is built."""
+    shapes = {ref: (entries[t][1], entries[t][0].itemsize) for ref, t in layer.get("tensors", {}).items()
+              if t in entries}
     cost = 0
-    for shape in shapes.values():
+    for shape, size in shapes.values():
         n = int(np.prod(shape, dtype=object))
-        cost += 4 * n
+        cost += size * n
         if len(shape) == 2 and layer["kind"] != "embedding":  # a weight matrix: packed panels too
             rows, cols = shape
-            cost += 4 * cols * (-(-rows // PANEL_ROWS) * PANEL_ROWS)
-    weight = shapes.get("weight")
-    if layer["kind"] == "dense" and "bias" not in shapes and weight and len(weight) == 2:
+            cost += size * cols * (-(-rows // PANEL_ROWS) * PANEL_ROWS)
+    weight = shapes.get("weight", ((),))[0]
+    if layer["kind"] == "dense" and "bias" not in shapes and len(weight) == 2:
         cost += 12 * weight[0]  # np.zeros (float64), then float32
     return cost
 
