@@ -1,17 +1,17 @@
 """Tell a model file's format by its content (the suffix is only a hint in messages), then read it.
 
-=============== ===================================================================== ===============================
-format          recognised by                                                          reader
-=============== ===================================================================== ===============================
-``fastrnn``     u64 LE header length + ``{`` (safetensors layout, fastrnn metadata)   :func:`fastrnn.io.native.load_spec`
-``keras``       zip archive holding ``config.json`` (+ ``model.weights.h5``)            ``fastrnn.io.keras_file``
-``keras_h5``    HDF5 signature ``\\x89HDF\\r\\n\\x1a\\n`` (at 0 or a 512·2^k user block)    ``fastrnn.io.keras_file``
-``torch``       zip archive holding ``<dir>/data.pkl``, or a pickle (``\\x80`` + protocol)  ``fastrnn.io.torch_file``
-``safetensors`` u64 LE header length + ``{`` without fastrnn metadata (a plain safetensors file)  ``fastrnn.io.containers``
-``npz``         zip archive whose members are all ``.npy`` arrays (``numpy.savez``)           ``fastrnn.io.containers``
-``onnx``        protobuf ``ModelProto`` (no magic: ``ir_version`` field first, then another   ``fastrnn.converters.onnx``
+=============== ================================================================================ ===================================
+format          recognised by                                                                    reader
+=============== ================================================================================ ===================================
+``fastrnn``     u64 LE header length + ``{`` (safetensors layout, fastrnn metadata)              :func:`fastrnn.io.native.load_spec`
+``keras``       zip archive holding ``config.json`` (+ ``model.weights.h5``)                     ``fastrnn.io.keras_file``
+``keras_h5``    HDF5 signature ``\\x89HDF\\r\\n\\x1a\\n`` (at 0 or a 512·2^k user block)              ``fastrnn.io.keras_file``
+``torch``       zip archive holding ``<dir>/data.pkl``, or a pickle (``\\x80`` + protocol)        ``fastrnn.io.torch_file``
+``safetensors`` u64 LE header length + ``{`` without fastrnn metadata (a plain safetensors file) ``fastrnn.io.containers``
+``npz``         zip archive whose members are all ``.npy`` arrays (``numpy.savez``)              ``fastrnn.io.containers``
+``onnx``        protobuf ``ModelProto`` (no magic: ``ir_version`` field first, then another      ``fastrnn.converters.onnx``
                 ModelProto field), or any other content in a ``.onnx`` file
-=============== ===================================================================== ===============================
+=============== ================================================================================ ===================================
 
 Nothing here unpickles or executes anything: sniffing reads bytes and zip directory entries only.
 """
