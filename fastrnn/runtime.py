@@ -163,6 +163,9 @@ class Model:
         header, tensors = spec.to_core()
         self._core = core().Model(header, tensors)
         self._rnns = spec.recurrent_layers
+        if spec.precision != "f32" and getattr(self._core, "precisions", None) != [l.precision for l in self._rnns]:
+            raise CoreNotBuiltError("the compiled core (fastrnn._core) is older than this fastrnn and does not run bf16 / "
+                                    "int8 weights; rebuild it (pip install -e . in the checkout)")
         self._needs_seq = any(isinstance(l, RecurrentSpec) or l.kind in ("last_step", "masking") for l in spec.layers)
         self._takes_ids = spec.takes_ids  # fixed with the core built above; read on every call
 

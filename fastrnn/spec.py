@@ -290,6 +290,8 @@ class RecurrentSpec:
         if not isinstance(scale, np.ndarray) or scale.dtype.kind != "f":
             raise ModelFormatError(f"{where}: tensor '{name}_scale' must be float32 row scales, got "
                                    f"{getattr(scale, 'dtype', type(scale).__name__)}")
+        if scale.shape != (shape[0],):
+            raise ModelFormatError(f"{where}: tensor '{name}_scale': expected shape {(shape[0],)}, got {scale.shape}")
         scale = _f32(f"{name}_scale", scale, (shape[0],))
         if not np.all(np.isfinite(scale)) or (scale.size and scale.min() < 0):
             raise ModelFormatError(f"{where}: tensor '{name}_scale' must hold finite scales >= 0")

@@ -7,10 +7,16 @@ regression (``tests/test_native_io.py::test_format_fixture``).  Run this once pe
 it refuses to overwrite existing files (``--force`` to regenerate the *current* version only while
 it is still unreleased)::
 
-    PYTHONPATH=. python tests/data/make_fixtures.py
+    PYTHONPATH=. python tests/data/make_fixtures.py              # the current version
+    PYTHONPATH=. python tests/data/make_fixtures.py --version 1  # an older one, into formats/v1
 
 Per fixture NAME: ``NAME.fastrnn`` (the model), ``NAME.input.npy`` (x or ids), optionally
 ``NAME.lengths.npy``, and ``NAME.expected.npy`` (float32).
+
+Version 1: the float32 models.  Version 2 (bf16 / int8 recurrent weights): the same seeded models
+with their recurrent weights quantized (``NAME_bf16``, ``NAME_int8``); the expected output is the
+reference's on the *dequantized* weights, so it checks the stored weights exactly and the core's
+reduced-precision arithmetic within ``ATOL[precision]`` (int8 also quantizes the activations).
 """
 from __future__ import annotations
 
@@ -26,6 +32,7 @@ sys.path.insert(0, os.path.dirname(HERE))  # tests/, for reference.py
 import reference  # noqa: E402
 from fastrnn import spec as S  # noqa: E402
 from fastrnn.io.native import FILE_FORMAT_VERSION, save_spec  # noqa: E402
+from fastrnn.quantize import convert_spec  # noqa: E402
 
 
 def _dirs(rng, kind, I, H, n, proj=0, zero_b_hh=False):
@@ -100,24 +107,38 @@ def lstm_proj_masking(rng):
 
 
 FIXTURES = [lstm_uni, bigru_embedding_softmax, simple_rnn_stack, lstm_proj_masking]
+# format version -> the precisions its fixtures hold (each applied to every model of FIXTURES)
+VERSION_PRECISIONS = {1: ("f32",), 2: ("bf16", "int8")}
+# test_format_fixture's tolerance against the reference on the stored (dequantized) weights, by
+# the model's precision: float32 is assert_close's default; bf16 allows for kernels that round the
+# activations to bf16 (vdpbf16ps); int8 for the per-step activation quantization
+ATOL = {"bf16": 2e-2, "int8": 5e-2}
+
+
+def fixture_names(version: int) -> list:
+    """(name, make, precision) of the fixtures of a format version."""
+    return [(make.__name__ + ("" if p == "f32" else f"_{p}"), make, p)
+            for p in VERSION_PRECISIONS[version] for make in FIXTURES]
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--force", action="store_true", help="overwrite existing files of the current version")
-    p.add_argument("--out", default=os.path.join(HERE, "formats", f"v{FILE_FORMAT_VERSION}"))
+    p.add_argument("--version", type=int, default=FILE_FORMAT_VERSION, choices=sorted(VERSION_PRECISIONS))
+    p.add_argument("--out", default=None, help="default: formats/v<VERSION>")
     args = p.parse_args(argv)
+    args.out = args.out or os.path.join(HERE, "formats", f"v{args.version}")
     os.makedirs(args.out, exist_ok=True)
-    for i, make in enumerate(FIXTURES):
-        name = make.__name__
+    for name, make, precision in fixture_names(args.version):
         target = os.path.join(args.out, f"{name}.fastrnn")
         if os.path.exists(target) and not args.force:
             print(f"{target} exists: kept (fixtures are never regenerated; --force to overwrite)")
             continue
-        spec, x, lengths = make(np.random.default_rng(1000 + i))
-        spec.validate()
+        spec, x, lengths = make(np.random.default_rng(1000 + FIXTURES.index(make)))
+        spec = convert_spec(spec, precision)
+        assert spec.format_version == args.version, (name, spec.format_version)
         x = x.astype(np.int64) if spec.takes_ids else x.astype(np.float32)
-        y = reference.run_spec(spec, x, lengths=lengths)
+        y = reference.run_spec(convert_spec(spec, "f32"), x, lengths=lengths)  # the stored weights, dequantized
         save_spec(spec, target)
         np.save(os.path.join(args.out, f"{name}.input.npy"), x)
         if lengths is not None:
