@@ -104,7 +104,7 @@ def time_side_by_side(what: str, engines: dict, quick: bool) -> dict:
     first = next(iter(med.values()))
     print(f"time {what} (median per call):")
     for k, s in med.items():
-        print(f"  {k:<28} {fmt_s(s):>10}  {s / first:6.2f}x")
+        print(f"  {k:<40} {fmt_s(s):>10}  {s / first:7.2f}x")
     return med
 
 
