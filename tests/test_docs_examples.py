@@ -2,10 +2,12 @@
 
 Each page of ``docs/`` (Markdown) is one test: its ```` ```python ```` blocks, in order, are joined into
 one script and run in a fresh Python process in an empty directory (files an example writes stay
-there).  The examples check themselves against the real frameworks (``np.testing.assert_allclose``
+there).  ```` ```console ```` blocks whose commands (``$ ...`` lines) are all ``fastrnn ...`` run too, in
+page order, as ``python -m fastrnn ...`` in the same directory (a non-zero exit fails the page); other
+console blocks (``pip install ...``) are shown, not run.  The examples check themselves against the real frameworks (``np.testing.assert_allclose``
 against torch / Keras / onnxruntime outputs), so a page whose numbers drift fails here.
 
-A block that cannot run (a fragment, a distributed cluster, a path to the user's own file) is marked
+A python block, or a console block with a ``fastrnn`` command, that cannot run (a fragment, a distributed cluster, a path to the user's own file) is marked
 by an HTML comment on the line right before its fence, with the reason::
 
     <!-- docs-example: skip (needs a dask cluster) -->
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -70,24 +73,54 @@ def pages():
     return sorted(p for p in DOCS.rglob("*.md") if "_build" not in p.parts)
 
 
+def console_commands(code: str):
+    """The ``$ ...`` commands of a console block, each as an argv list (shell comments dropped)."""
+    return [shlex.split(line[2:], comments=True) for line in code.split("\n") if line.startswith("$ ")]
+
+
+def runs_cli(code: str) -> bool:
+    """True when every command of a console block is ``fastrnn ...`` (such a block is run)."""
+    cmds = console_commands(code)
+    return bool(cmds) and all(c and c[0] == "fastrnn" for c in cmds)
+
+
+CLI_RUNNER = """
+def _docs_cli(argv):  # a console block of the page: python -m fastrnn ARGS, which must exit 0
+    import subprocess as _sp, sys as _sys
+    _r = _sp.run([_sys.executable, "-m", "fastrnn", *argv], capture_output=True, text=True)
+    print("$ fastrnn", *argv)
+    print(_r.stdout[-3000:], _r.stderr[-3000:], sep="")
+    if _r.returncode != 0:
+        raise SystemExit(f"fastrnn {' '.join(argv)} exited {_r.returncode}")
+"""
+
+
 def page_script(path: Path):
-    """The runnable script of a page (None when it has no runnable Python block)."""
+    """The runnable script of a page (None when it has no runnable block)."""
     parts = []
     for lang, code, skip, line in code_blocks(path.read_text(encoding="utf-8")):
-        if lang not in ("python", "py") or skip:
+        if skip:
             continue
-        parts.append(f"# ---- {path.relative_to(DOCS)}:{line}\n{code}\n")
-    return "\n".join(parts) if parts else None
+        where = f"# ---- {path.relative_to(DOCS)}:{line}"
+        if lang in ("python", "py"):
+            parts.append(f"{where}\n{code}\n")
+        elif lang == "console" and runs_cli(code):
+            parts.append(where + "\n" + "".join(f"_docs_cli({c[1:]!r})\n" for c in console_commands(code)))
+    return CLI_RUNNER + "\n".join(parts) if parts else None
 
 
 def test_pages_exist_and_every_skip_says_why():
     assert pages(), f"no Markdown pages under {DOCS}"
     for path in pages():
         text = path.read_text(encoding="utf-8")
-        for lang, _, skip, line in code_blocks(text):
+        for lang, code, skip, line in code_blocks(text):
             if skip is not None:
-                assert lang in ("python", "py"), f"{path}:{line}: a skip marker stands before a {lang!r} block"
+                assert lang in ("python", "py", "console"), f"{path}:{line}: a skip marker before a {lang!r} block"
                 assert skip.strip(), f"{path}:{line}: a skip marker without a reason"
+            elif lang == "console":  # a fastrnn command that is not run must say why
+                cmds = console_commands(code)
+                assert runs_cli(code) or not any(c and c[0] == "fastrnn" for c in cmds), \
+                    f"{path}:{line}: a console block mixing fastrnn and other commands needs a skip marker"
         # a marker that is not right before a fence would silently run the block: refuse it
         lines = text.split("\n")
         for k, line in enumerate(lines):
