@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -30,7 +31,7 @@ _LOCK = threading.Lock()
 STATS = {"models_built": 0}  # per process: how many times bytes were turned into a Model here
 
 
-def _import_dask():
+def _import_dask() -> tuple[Any, Any]:
     try:
         import dask
         import dask.array as da
@@ -45,7 +46,7 @@ class ModelRef:
 
     __slots__ = ("key", "data", "_local")
 
-    def __init__(self, key: str, data: bytes, _local: Model | None = None):
+    def __init__(self, key: str, data: bytes, _local: Model | None = None) -> None:
         self.key, self.data, self._local = key, data, _local
 
     @classmethod
@@ -77,24 +78,24 @@ class ModelRef:
         self._local = m  # not pickled (see __reduce__)
         return m
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[type[ModelRef], tuple[str, bytes]]:
         return (ModelRef, (self.key, self.data))
 
-    def __dask_tokenize__(self):
+    def __dask_tokenize__(self) -> tuple[str, str]:
         return ("fastrnn.ModelRef", self.key)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<fastrnn.dask.ModelRef {self.key[:12]} {len(self.data)} bytes>"
 
 
-def _model_task(model: Model):
+def _model_task(model: Model) -> Any:
     """The one graph key holding the model (same model -> same key: dask merges them)."""
     dask, _ = _import_dask()
     ref = ModelRef.of(model)
     return dask.delayed(ref, name=f"fastrnn-model-{ref.key[:32]}", pure=True, traverse=False)
 
 
-def _probe(model: Model, x_shape, takes_ids):
+def _probe(model: Model, x_shape: Sequence[int], takes_ids: bool) -> tuple[int, ...]:
     """The output shape after the batch axis, from one zero row (cost: one sequence)."""
     probe = np.zeros((1,) + tuple(x_shape[1:]), np.int64 if takes_ids else np.float32)
     y = model.predict(probe)
@@ -104,12 +105,12 @@ def _probe(model: Model, x_shape, takes_ids):
     return y.shape[1:]
 
 
-def _predict_block(x, lengths, ref):
+def _predict_block(x: np.ndarray, lengths: np.ndarray | None, ref: ModelRef) -> np.ndarray:
     lens = None if lengths is None else np.asarray(lengths).reshape(-1)
     return ref.model().predict(x, lengths=lens)
 
 
-def predict_dask(model: Model, x, lengths=None):
+def predict_dask(model: Model | ModelRef, x: Any, lengths: Any = None) -> Any:
     """``model.predict`` over a Dask array, block by block: a lazy Dask array of the outputs.
 
     ``x``: ``(batch, time, features)`` floats (or ``(batch, time)`` ids for an Embedding model), a
@@ -164,7 +165,8 @@ def predict_dask(model: Model, x, lengths=None):
 
 
 # --------------------------------------------------------------------------------- dataframes
-def _frame_block(pdf, ref, id_column, time_column, feature_columns, out_columns, id_dtype):
+def _frame_block(pdf: Any, ref: ModelRef, id_column: str, time_column: str, feature_columns: list[str],
+                 out_columns: list[str], id_dtype: Any) -> Any:
     import pandas as pd
 
     model = ref.model()
@@ -188,8 +190,8 @@ def _frame_block(pdf, ref, id_column, time_column, feature_columns, out_columns,
     return pd.DataFrame(y.reshape(n, -1), columns=out_columns, index=pd.Index(ids, dtype=id_dtype, name=id_column))
 
 
-def predict_dask_frame(model: Model, df, id_column: str, time_column: str, feature_columns, prefix: str = "y",
-                       shuffle: bool = True):
+def predict_dask_frame(model: Model | ModelRef, df: Any, id_column: str, time_column: str,
+                       feature_columns: str | Sequence[str], prefix: str = "y", shuffle: bool = True) -> Any:
     """Score a long-format Dask DataFrame: one row per (sequence id, time step) -> one row per id.
 
     Each id's rows, ordered by ``time_column``, form one sequence of ``feature_columns`` (for an

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+from typing import Iterator, Union
+
+PathLike = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
 
 __all__ = [
     "FastRNNError",
@@ -64,13 +67,13 @@ class OutOfMemoryError(FastRNNError, MemoryError):
     """A request (batch size, sequence length) whose buffers cannot be allocated on this machine."""
 
 
-def _names(path) -> tuple:
+def _names(path: PathLike) -> tuple[str, ...]:
     p = os.fsdecode(os.fspath(path))
     return (p, os.path.basename(p)) if os.path.basename(p) else (p,)
 
 
 @contextlib.contextmanager
-def file_errors(path, action: str = "read"):
+def file_errors(path: PathLike, action: str = "read") -> Iterator[None]:
     """The one exception boundary of every file reader: inside it, anything that is not a
     :class:`FastRNNError` becomes one that names ``path`` and the cause (kept as ``__cause__``);
     a FastRNNError whose message does not name the file is re-raised with the file name in front.
