@@ -14,7 +14,7 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 work="${FASTRNN_WHEEL_WORK:-$(mktemp -d)}"
 py="${PYTHON:-python3}"
-tests="${FASTRNN_WHEEL_TESTS:-tests/test_reference.py tests/test_stub.py tests/test_streaming.py tests/test_generate.py tests/test_native_io.py tests/test_pickle.py tests/test_errors.py tests/test_boundary.py}"
+tests="${FASTRNN_WHEEL_TESTS:-tests/test_reference.py tests/test_stub.py tests/test_packaging.py tests/test_streaming.py tests/test_generate.py tests/test_native_io.py tests/test_pickle.py tests/test_errors.py tests/test_boundary.py}"
 echo "== work dir: $work"
 rm -rf "$work/src" "$work/dist" "$work/wheelhouse" "$work/tools" "$work/venv" "$work/run"
 git clone -q "$root" "$work/src"
@@ -30,8 +30,10 @@ PATH="$work/tools/bin:$PATH" "$work/tools/bin/python" -m build --outdir "$work/d
     || { tail -40 "$work/build.log"; echo "ERROR: python -m build failed (log: $work/build.log)"; exit 1; }
 echo "built in $((SECONDS - start)) s: $(cd "$work/dist" && ls)"
 sdist="$(ls "$work"/dist/*.tar.gz)"
-for want in src/fastrnn/cpu/kernels_generic.cc src/fastrnn/model.h fastrnn/_step.pyx fastrnn/_core.pyi fastrnn/py.typed LICENSE; do
-    tar tzf "$sdist" | grep -q "^fastrnn-[^/]*/$want\$" || { echo "ERROR: the sdist lacks $want"; exit 1; }
+tar tzf "$sdist" > "$work/sdist.txt"
+for want in src/fastrnn/cpu/kernels_generic.cc src/fastrnn/model.h fastrnn/_step.pyx fastrnn/_core.pyi fastrnn/_step.pyi \
+        fastrnn/py.typed LICENSE; do
+    grep -q "^fastrnn-[^/]*/$want\$" "$work/sdist.txt" || { echo "ERROR: the sdist lacks $want"; exit 1; }
 done
 
 echo "== auditwheel repair"

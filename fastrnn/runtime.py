@@ -1,9 +1,13 @@
 """fastrnn.Model: validate inputs, convert once, hand over to the C++ core."""
 from __future__ import annotations
 
-import numpy as np
-
 import operator
+import os
+from types import ModuleType
+from typing import Any, Callable, SupportsIndex, cast
+
+import numpy as np
+import numpy.typing as npt
 
 from .errors import ArgumentError, ArgumentTypeError, CoreNotBuiltError, ShapeError, UnsupportedLayerError
 from .spec import ModelSpec, RecurrentSpec
@@ -13,10 +17,10 @@ from .spec import ModelSpec, RecurrentSpec
 MAX_STREAM_ROWS = 1 << 40
 MAX_GENERATED = 1 << 31  # ids one generate() call returns (batch x steps)
 
-_core_module = None
+_core_module: ModuleType | None = None
 
 
-def core():
+def core() -> ModuleType:
     """The compiled extension, or a clear error saying how to get it."""
     global _core_module
     if _core_module is not None:
@@ -90,7 +94,7 @@ def _core_import_error(e: ImportError) -> str:
     return msg
 
 
-def int_arg(value, what: str, lo: int, hi=None) -> int:
+def int_arg(value: Any, what: str, lo: int, hi: int | None = None) -> int:
     """The one rule for the int arguments of the API (thread counts, batch sizes, steps, top_k...):
     a Python or numpy int (anything with ``__index__``, never a bool or a float) in ``[lo, hi]``
     (``hi=None``: no upper bound).
@@ -107,7 +111,7 @@ def int_arg(value, what: str, lo: int, hi=None) -> int:
     return n
 
 
-def ids_array(x, what: str) -> np.ndarray:
+def ids_array(x: npt.ArrayLike, what: str) -> np.ndarray:
     """The one rule for ids (``predict``, ``generate`` prompts; the core applies the same rule to
     ``Stream.step`` / ``run``): an integer array, or floats that are all integral (``1.0`` is id 1,
     ``1.7`` is refused, never truncated); bools, strings and objects are refused.  Returns the
@@ -120,7 +124,7 @@ def ids_array(x, what: str) -> np.ndarray:
     return arr
 
 
-def _asarray(x, what):
+def _asarray(x: object, what: str) -> np.ndarray:
     """np.asarray that turns numpy's complaints (ragged lists, odd objects) into a ShapeError."""
     if isinstance(x, np.ndarray):
         return x
@@ -130,7 +134,7 @@ def _asarray(x, what):
         raise ShapeError(f"{what}: cannot be read as a rectangular array ({e})") from None
 
 
-def _as_float_array(x, what):
+def _as_float_array(x: object, what: str) -> npt.NDArray[np.float32]:
     if type(x) is np.ndarray and x.dtype == np.float32 and x.flags.c_contiguous:
         return x  # the common case: nothing to convert
     if isinstance(x, np.ndarray):
@@ -155,7 +159,7 @@ class Model:
     >>> y, states = m.predict(x, lengths=[10, 7, 3, 1], return_state=True)
     """
 
-    def __init__(self, spec: ModelSpec):
+    def __init__(self, spec: ModelSpec) -> None:
         if not isinstance(spec, ModelSpec):
             raise TypeError(f"Model() takes a fastrnn.spec.ModelSpec, got {type(spec).__name__}")
         spec.validate()
@@ -169,7 +173,7 @@ class Model:
         self._needs_seq = any(isinstance(l, RecurrentSpec) or l.kind in ("last_step", "masking") for l in spec.layers)
         self._takes_ids = spec.takes_ids  # fixed with the core built above; read on every call
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         kinds = ", ".join(f"{l.name}:{l.kind}" for l in self.spec.layers)
         return f"<fastrnn.Model [{kinds}] source={self.spec.source or '?'} weights={self.precision}>"
 
@@ -196,7 +200,7 @@ class Model:
         return Model(convert_spec(self.spec, p))
 
     # ---- input checks -------------------------------------------------------------------
-    def _input(self, x):
+    def _input(self, x: npt.ArrayLike) -> np.ndarray:
         spec = self.spec
         first = spec.layers[0]
         needs_seq = self._needs_seq
@@ -219,7 +223,7 @@ class Model:
                 f"x: layer '{first.name}' ({first.kind}) expects {spec.input_features} features, got shape {arr.shape}")
         return arr
 
-    def _lengths(self, lengths, batch, steps):
+    def _lengths(self, lengths: npt.ArrayLike | None, batch: int, steps: int) -> npt.NDArray[np.int64] | None:
         if lengths is None:
             return None
         try:
@@ -236,7 +240,7 @@ class Model:
             raise ShapeError(f"lengths: values must be in [0, {steps}] (the time axis), got min {arr.min()} max {arr.max()}")
         return np.ascontiguousarray(arr, dtype=np.int64)
 
-    def _states(self, initial_state, batch):
+    def _states(self, initial_state: Any, batch: int) -> list[Any]:
         if initial_state is None:
             return []
         rnns = self._rnns
@@ -250,7 +254,7 @@ class Model:
         if not isinstance(items, (list, tuple)) or len(items) != len(rnns):
             raise ShapeError(f"initial_state: expected a list with one entry per recurrent layer ({len(rnns)}), "
                              f"each (h, c) for LSTM or h for GRU/SimpleRNN")
-        out = []
+        out: list[tuple[np.ndarray | None, ...] | None] = []
         for layer, item in zip(rnns, items):
             if item is None:
                 out.append(None)
@@ -278,7 +282,8 @@ class Model:
         return out
 
     # ---- the API ------------------------------------------------------------------------
-    def predict(self, x, lengths=None, initial_state=None, return_state=False):
+    def predict(self, x: npt.ArrayLike, lengths: npt.ArrayLike | None = None, initial_state: Any = None,
+                return_state: bool = False) -> Any:
         """Run the model on a batch.
 
         x: (batch, time, features) floats (any float/int dtype or nested lists; converted once to
@@ -303,7 +308,7 @@ class Model:
 
     __call__ = predict
 
-    def save(self, path) -> None:
+    def save(self, path: str | os.PathLike[str]) -> None:
         """Write the model to a ``.fastrnn`` file (atomically; see :mod:`fastrnn.io.native`).
         Read it back with ``fastrnn.load(path)``."""
         from .io.native import save_spec
@@ -318,7 +323,7 @@ class Model:
         return dumps_spec(self.spec)
 
     @classmethod
-    def from_bytes(cls, data, name: str = "<bytes>") -> "Model":
+    def from_bytes(cls, data: bytes | bytearray | memoryview, name: str = "<bytes>") -> "Model":
         """A Model from :meth:`to_bytes` output (or a ``.fastrnn`` file's content), with every check
         of the file reader (:func:`fastrnn.io.native.loads_spec`); errors name ``name``."""
         from .errors import file_errors
@@ -332,7 +337,7 @@ class Model:
         with file_errors(name, "read"):  # every error names the origin, whatever raised it
             return cls(loads_spec(data, name))
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Callable[[bytes], Model], tuple[bytes]]:
         # Pickle (multiprocessing, Dask, joblib...) as the native bytes: no pickled arrays or
         # classes, ~ the .fastrnn file's size, read back through the checked native reader.
         return (_model_from_bytes, (self.to_bytes(),))
@@ -345,7 +350,7 @@ class Model:
         meta = self.spec.metadata.get("layer_metadata") or {}
         return any(isinstance(v, dict) and v.get("stateful") for v in meta.values())
 
-    def stream(self, batch_size=None) -> "Stream":
+    def stream(self, batch_size: SupportsIndex | None = None) -> "Stream":
         """A stateful stream of ``batch_size`` sessions: ``step(x_t)``, ``run(chunk)``, ``reset()``.
 
         The weights stay shared in this Model; each Stream owns only its state, so many streams
@@ -354,13 +359,13 @@ class Model:
         """
         if batch_size is None:  # a stateful Keras model knows its batch size (checked at load: spec.validate)
             meta = self.spec.metadata.get("layer_metadata") or {}
-            sizes = {v.get("batch_size") for v in meta.values() if isinstance(v, dict) and v.get("stateful")}
+            sizes: set[Any] = {v.get("batch_size") for v in meta.values() if isinstance(v, dict) and v.get("stateful")}
             sizes.discard(None)
             batch_size = sizes.pop() if len(sizes) == 1 else 1
         return Stream(self, batch_size)
 
-    def generate(self, prompt_ids, steps: int, temperature: float = 1.0, top_k=None, seed=None,
-                 greedy: bool = False) -> np.ndarray:
+    def generate(self, prompt_ids: npt.ArrayLike, steps: SupportsIndex, temperature: float = 1.0,
+                 top_k: SupportsIndex | None = None, seed: SupportsIndex | None = None, greedy: bool = False) -> npt.NDArray[np.int64]:
         """Generate ``steps`` ids after each prompt, the whole loop in C++.
 
         For a language model (Embedding -> recurrent layers -> Dense over the vocabulary, with or
@@ -399,9 +404,9 @@ class Model:
             raise UnsupportedLayerError(f"generate: the last layer '{last.name}' applies {act!r}; "
                                         "expected logits (linear), softmax or log_softmax over the vocabulary")
         if seed is None:
-            seed = int(np.random.SeedSequence().entropy % (1 << 64))
+            seed = int(cast(int, np.random.SeedSequence().entropy) % (1 << 64))
         stream = self._core.stream(p.shape[0])
-        out = stream.generate(np.ascontiguousarray(p, dtype=np.int64), steps, kind, bool(greedy),
+        out: npt.NDArray[np.int64] = stream.generate(np.ascontiguousarray(p, dtype=np.int64), steps, kind, bool(greedy),
                               temperature, min(top_k or 0, 1 << 31), seed % (1 << 64))
         return out[0] if single else out
 
@@ -418,7 +423,7 @@ class Stream:
     ``predict(initial_state=...)`` format (LSTM ``(h, c)``, else ``h``; ``(1, batch, units)``).
     """
 
-    def __init__(self, model: Model, batch_size: int = 1):
+    def __init__(self, model: Model, batch_size: SupportsIndex = 1) -> None:
         self.model = model
         self._s = model._core.stream(int_arg(batch_size, "stream batch_size", 1, MAX_STREAM_ROWS))
         # The hot calls go straight to compiled code (no Python frame in between): the thin
@@ -426,16 +431,16 @@ class Stream:
         try:
             from ._step import FastStep
 
-            self.step = FastStep(self._s)
+            self.step: Callable[..., np.ndarray] = FastStep(self._s)
         except ImportError:
             self.step = self._s.step
-        self.run = self._s.run
+        self.run: Callable[[npt.ArrayLike], Any] = self._s.run
 
     @property
     def batch_size(self) -> int:
-        return self._s.batch_size
+        return int(self._s.batch_size)
 
-    def reset(self, rows=None) -> None:
+    def reset(self, rows: npt.ArrayLike | None = None) -> None:
         if rows is not None:
             rows = np.atleast_1d(_asarray(rows, "reset: rows"))
             if rows.dtype == bool:
@@ -448,11 +453,11 @@ class Stream:
         self._s.reset(rows)
 
     @property
-    def state(self) -> list:
+    def state(self) -> list[Any]:
         return list(self._s.get_state())
 
     @state.setter
-    def state(self, value) -> None:
+    def state(self, value: Any) -> None:
         checked = self.model._states(value, self.batch_size)
         if not checked:
             raise ShapeError("state: expected one entry per recurrent layer")
@@ -461,20 +466,20 @@ class Stream:
         self._s.set_state([(h, c) for h, c in checked])
 
 
-def _ndim(obj):
+def _ndim(obj: Any) -> int:
     try:
         return np.ndim(obj)
     except (ValueError, TypeError):  # ragged: not an array at all
         return -1
 
 
-def _is_state_item(obj, layer):
+def _is_state_item(obj: Any, layer: RecurrentSpec) -> bool:
     """True when ``obj`` looks like one layer's state rather than a list of per-layer states."""
     if layer.kind == "lstm":
         return len(obj) == 2 and all(_ndim(p) in (2, 3) for p in obj)
     return _ndim(obj) in (2, 3)
 
 
-def _model_from_bytes(data) -> Model:
+def _model_from_bytes(data: bytes) -> Model:
     """Unpickle a :class:`Model` (``Model.__reduce__``): the checked native reader, nothing else."""
     return Model.from_bytes(data, "<pickled fastrnn.Model>")
