@@ -162,7 +162,9 @@ def set_isa(isa: str) -> None:
 
 
 def info() -> dict:
-    """Version, ISA in use, ISAs available, BLAS and thread count."""
+    """Version, ISA in use, ISAs available, BLAS, the bf16 / int8 kernels the ISA in use runs, and the
+    thread count."""
     c = _load_core()
     return {"version": __version__, "isa": c.isa(), "available_isas": list(c.available_isas()),
-            "compiled_isas": list(c.compiled_isas()), "blas": c.blas(), "num_threads": c.num_threads()}
+            "compiled_isas": list(c.compiled_isas()), "blas": c.blas(), "reduced_kernels": c.quantized_paths(),
+            "num_threads": c.num_threads()}

