@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .errors import ArgumentError, ArgumentTypeError, CoreNotBuiltError, ShapeError, UnsupportedLayerError
-from .spec import ModelSpec, RecurrentSpec
+from .spec import EmbeddingSpec, ModelSpec, RecurrentSpec
 
 # Bounds of the API's counts (far beyond any real use; the core also refuses a stream whose
 # buffers would not fit in this machine's memory, with OutOfMemoryError).
@@ -202,7 +202,7 @@ class Model:
     # ---- input checks -------------------------------------------------------------------
     def _input(self, x: npt.ArrayLike) -> np.ndarray:
         spec = self.spec
-        first = spec.layers[0]
+        first: Any = spec.layers[0]  # an EmbeddingSpec when the model takes ids
         needs_seq = self._needs_seq
         if self._takes_ids:
             arr = ids_array(x, f"layer '{first.name}' (embedding)")
@@ -382,7 +382,7 @@ class Model:
         p = p[None] if single else p
         if p.ndim != 2 or p.shape[1] < 1 or p.shape[0] < 1:
             raise ShapeError(f"generate: prompt_ids must be integer ids of shape (batch, time >= 1), got {np.shape(prompt_ids)}")
-        vocab = spec.layers[0].embeddings.shape[0]
+        vocab = cast(EmbeddingSpec, spec.layers[0]).embeddings.shape[0]
         if p.min() < 0 or p.max() >= vocab:
             raise ShapeError(f"generate: prompt id outside [0, {vocab})")
         steps = int_arg(steps, "generate: steps", 0, MAX_GENERATED // p.shape[0])

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import ClassVar, Optional, Union
+from typing import Any, ClassVar, Optional, Union
 
 import numpy as np
 
@@ -76,7 +76,7 @@ MAX_LAYERS = 4096  # far beyond any real RNN; each layer costs validation and bu
 MAX_STATEFUL_BATCH = 1 << 16  # a stateful layer's recorded batch size (what stream() allocates)
 
 
-def _check_text(s, what) -> None:
+def _check_text(s: object, what: str) -> None:
     """``s`` must be a str that is real Unicode (encodable as UTF-8: no lone surrogate, which JSON's
     ``\\ud800`` escape can produce), so that the model can be saved, pickled and printed."""
     if not isinstance(s, str):
@@ -88,7 +88,7 @@ def _check_text(s, what) -> None:
                                "a corrupt or hostile model description") from None
 
 
-def _check_metadata(metadata) -> None:
+def _check_metadata(metadata: object) -> None:
     """``metadata``: a dict whose strings are real Unicode; ``layer_metadata`` (what ``Model.stateful``
     and ``Model.stream()`` read) maps layer names to ``{"stateful": bool, "batch_size": int}``."""
     if not isinstance(metadata, dict):
@@ -123,7 +123,7 @@ def _check_metadata(metadata) -> None:
                                        f"stream() allocates), got {b!r:.40}")
 
 
-def _f32(name: str, a, shape: tuple) -> np.ndarray:
+def _f32(name: str, a: Any, shape: tuple[int, ...]) -> np.ndarray:
     arr = np.ascontiguousarray(np.asarray(a, dtype=np.float32))
     if arr.shape != tuple(shape):
         raise ModelFormatError(f"tensor '{name}': expected shape {tuple(shape)}, got {arr.shape}")
@@ -144,7 +144,7 @@ class DirectionWeights:
     w_hh_scale: Optional[np.ndarray] = None
     w_hr_scale: Optional[np.ndarray] = None
 
-    TENSORS: ClassVar[tuple] = ("w_ih", "w_hh", "b_ih", "b_hh", "w_hr", "w_ih_scale", "w_hh_scale", "w_hr_scale")
+    TENSORS: ClassVar[tuple[str, ...]] = ("w_ih", "w_hh", "b_ih", "b_hh", "w_hr", "w_ih_scale", "w_hh_scale", "w_hr_scale")
 
 
 @dataclass
@@ -156,7 +156,7 @@ class EmbeddingSpec:
     mask_zero: bool = False
     kind: ClassVar[str] = "embedding"
 
-    def validate(self, features):
+    def validate(self, features: int | None) -> tuple[int | None, bool | None]:
         if features is not None:
             raise ModelFormatError(f"layer '{self.name}' (embedding): must be the first layer")
         self.embeddings = _f32(f"{self.name}.embeddings", self.embeddings, np.shape(self.embeddings))
@@ -177,7 +177,7 @@ class MaskingSpec:
     mask_value: float = 0.0
     kind: ClassVar[str] = "masking"
 
-    def validate(self, features):
+    def validate(self, features: int | None) -> tuple[int | None, bool | None]:
         return features, True
 
 
@@ -189,7 +189,7 @@ class RecurrentSpec:
     name: str
     input_size: int
     units: int
-    weights: list  # [DirectionWeights] (1, or 2 for bidirectional: forward, backward)
+    weights: list[DirectionWeights]  # (1, or 2 for bidirectional: forward, backward)
     activation: str = "tanh"
     recurrent_activation: str = "sigmoid"  # lstm / gru only
     reset_after: bool = True  # gru only
@@ -217,7 +217,7 @@ class RecurrentSpec:
             return 2 * self.hidden_out
         return self.hidden_out
 
-    def validate(self, features):
+    def validate(self, features: int | None) -> tuple[int | None, bool | None]:
         where = f"layer '{self.name}' ({self.kind})"
         problems = []
         if self.kind not in RECURRENT_KINDS:
@@ -259,7 +259,7 @@ class RecurrentSpec:
                 raise ModelFormatError(f"{where}: reset_after=False takes a single (input) bias; b_hh must be zero")
         return self.output_size, self.return_sequences
 
-    def _matrix(self, w, t, name, shape):
+    def _matrix(self, w: DirectionWeights, t: str, name: str, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray | None]:
         """A weight matrix in this layer's precision and its int8 row scales (None otherwise), checked:
         float32 (converted), uint16 bf16 bits or int8 in [-127, 127] with finite scales >= 0."""
         a, scale = getattr(w, t), getattr(w, f"{t}_scale")
@@ -308,7 +308,7 @@ class DenseSpec:
     activation: str = "linear"
     kind: ClassVar[str] = "dense"
 
-    def validate(self, features):
+    def validate(self, features: int | None) -> tuple[int | None, bool | None]:
         w = np.asarray(self.weight)
         if w.ndim != 2:
             raise ModelFormatError(f"layer '{self.name}' (dense): weight must be 2-D, got {w.shape}")
@@ -330,7 +330,7 @@ class ActivationSpec:
     activation: str
     kind: ClassVar[str] = "activation"
 
-    def validate(self, features):
+    def validate(self, features: int | None) -> tuple[int | None, bool | None]:
         _check_activation(self.name, self.kind, self.activation, allow_axis=True)
         return features, None
 
@@ -342,14 +342,14 @@ class LastStepSpec:
     name: str
     kind: ClassVar[str] = "last_step"
 
-    def validate(self, features):
+    def validate(self, features: int | None) -> tuple[int | None, bool | None]:
         return features, False
 
 
 LayerSpec = Union[EmbeddingSpec, MaskingSpec, RecurrentSpec, DenseSpec, ActivationSpec, LastStepSpec]
 
 
-def _check_activation(name, kind, act, allow_axis=False):
+def _check_activation(name: str, kind: str, act: str, allow_axis: bool = False) -> None:
     ok = ACTIVATIONS + (AXIS_ACTIVATIONS if allow_axis else ())
     if act not in ok:
         raise UnsupportedLayerError(f"layer '{name}' ({kind}): activation {act!r} is not supported (supported: {', '.join(ok)})")
@@ -359,17 +359,17 @@ def _check_activation(name, kind, act, allow_axis=False):
 class ModelSpec:
     """A chain of layers.  ``input_features`` is None for id input (first layer Embedding)."""
 
-    layers: list
+    layers: list[LayerSpec]
     input_features: Optional[int] = None
     source: str = ""
-    metadata: dict = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
 
     @property
     def takes_ids(self) -> bool:
         return bool(self.layers) and isinstance(self.layers[0], EmbeddingSpec)
 
     @property
-    def recurrent_layers(self) -> list:
+    def recurrent_layers(self) -> list[RecurrentSpec]:
         return [l for l in self.layers if isinstance(l, RecurrentSpec)]
 
     @property
@@ -414,17 +414,17 @@ class ModelSpec:
         return self
 
     # ---- the (header, tensors) pair: the payload of a .fastrnn file and the input of _core.Model
-    def to_core(self):
+    def to_core(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """Return ``(header: dict, tensors: {name: C-contiguous ndarray})``: float32 tensors, but for the
         stored matrices of bf16 (uint16) / int8 (int8, plus float32 ``*_scale``) layers.  The header's
         ``format`` is :attr:`format_version`; from version 2 every recurrent layer has ``"precision"``."""
         self.validate()
         version = self.format_version
-        tensors = {}
-        layers = []
+        tensors: dict[str, np.ndarray] = {}
+        layers: list[dict[str, Any]] = []
         for i, layer in enumerate(self.layers):
-            d = {"kind": layer.kind}
-            refs = {}
+            d: dict[str, Any] = {"kind": layer.kind}
+            refs: dict[str, str] = {}
             for f in dataclasses.fields(layer):
                 v = getattr(layer, f.name)
                 if f.name == "weights":
@@ -449,7 +449,7 @@ class ModelSpec:
         return header, tensors
 
     @classmethod
-    def from_core(cls, header: dict, tensors: dict) -> "ModelSpec":
+    def from_core(cls, header: dict[str, Any], tensors: dict[str, np.ndarray]) -> "ModelSpec":
         """Inverse of :meth:`to_core` (used by the native file reader)."""
         if not isinstance(header, dict):
             raise ModelFormatError("header must be a JSON object")
@@ -459,7 +459,7 @@ class ModelSpec:
                 f"model format version {ver!r} is not supported by this fastrnn (reads versions 1..{FORMAT_VERSION}); "
                 "upgrade fastrnn or re-convert the model with this version")
         kinds = {c.kind: c for c in (EmbeddingSpec, MaskingSpec, DenseSpec, ActivationSpec, LastStepSpec)}
-        layers = []
+        layers: list[LayerSpec] = []
         for i, d in enumerate(header.get("layers") or []):
             if not isinstance(d, dict) or "kind" not in d:
                 raise ModelFormatError(f"layer {i}: not an object with a 'kind'")
@@ -467,7 +467,7 @@ class ModelSpec:
             kind = d.pop("kind")
             refs = d.pop("tensors", {})
 
-            def get(ref, stored=False):
+            def get(ref: str, stored: bool = False) -> np.ndarray:
                 """The tensor behind ``ref``; a float tensor unless ``stored`` (a matrix of a bf16 / int8
                 layer: validate checks its dtype), so integer data is never read as float weights."""
                 if ref not in refs or refs[ref] not in tensors:
