@@ -244,7 +244,7 @@ def wave_classifier_agreement(torch, quick):
         x, y = waves(rng, 64)
         return torch.from_numpy(x), torch.from_numpy(y)
 
-    _train(torch, net, batch, 60 if quick else 250)
+    _train(torch, net, batch, 120 if quick else 250)
     x, y = waves(np.random.default_rng(1), 2000)
     m = fastrnn.from_torch(net)
     base = m.predict(x).argmax(-1)
@@ -253,25 +253,26 @@ def wave_classifier_agreement(torch, quick):
 
 
 def sentiment_agreement(quick):
-    """Keras Embedding -> Bidirectional(LSTM 32) -> Dense(1, sigmoid) on synthetic reviews: tokens
-    2..101 positive, 102..201 negative, the rest neutral; label = more positive than negative."""
+    """Keras Embedding -> Bidirectional(LSTM 32) -> Dense(1, sigmoid) on synthetic reviews of 40 tokens:
+    ids 2..51 positive words, 52..101 negative, the rest (to 500) neutral; label = more positive than
+    negative words."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import keras
 
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
 
-    def data(n, T=60):
-        ids = rng.integers(2, 2000, (n, T))
-        pos, neg = ((ids >= 2) & (ids < 102)).sum(1), ((ids >= 102) & (ids < 202)).sum(1)
+    def data(n, T=40):
+        ids = rng.integers(2, 500, (n, T))
+        pos, neg = ((ids >= 2) & (ids < 52)).sum(1), ((ids >= 52) & (ids < 102)).sum(1)
         return ids, (pos > neg).astype(np.float32)
 
-    model = keras.Sequential([keras.Input((None,), dtype="int32"), keras.layers.Embedding(2000, 32),
+    model = keras.Sequential([keras.Input((None,), dtype="int32"), keras.layers.Embedding(500, 32),
                               keras.layers.Bidirectional(keras.layers.LSTM(32)),
                               keras.layers.Dense(1, activation="sigmoid")])
-    model.compile("adam", "binary_crossentropy")
-    x, y = data(2000 if quick else 6000)
-    model.fit(x, y, epochs=2 if quick else 4, batch_size=64, verbose=0)
+    model.compile(keras.optimizers.Adam(0.005), "binary_crossentropy")
+    x, y = data(3000 if quick else 4000)
+    model.fit(x, y, epochs=3 if quick else 4, batch_size=64, verbose=0)
     xt, yt = data(2000)
     m = fastrnn.from_keras(model)
     base = m.predict(xt)[:, 0] > 0.5

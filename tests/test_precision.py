@@ -17,7 +17,7 @@ from fastrnn import spec as S
 from fastrnn.errors import ArgumentError, ArgumentTypeError, FastRNNError, ModelFormatError
 from fastrnn.io.native import dumps_spec, load_spec, loads_spec, save_spec
 from test_kernels import rnn_spec
-from test_native_io import FIXTURE_DIR, MF, _read_raw, _write
+from test_native_io import FIXTURE_DIR, MF, _lm, _read_raw, _write
 
 REDUCED = ("bf16", "int8")
 
@@ -322,6 +322,39 @@ def test_negative_int8_and_bad_scales_in_a_file(tmp_path):
             load_spec(path)
 
 
+@pytest.mark.parametrize("precision", REDUCED)
+def test_budget_admits_real_reduced_models_without_the_allowance(tmp_path, monkeypatch, precision):
+    """A reduced file is smaller, and the core keeps only the reduced copy (rows padded to 64
+    elements): real models still fit in 4 x the file size with no fixed allowance."""
+    from fastrnn.io import budget, native
+
+    monkeypatch.setattr(native, "LoadBudget", lambda origin, size: budget.LoadBudget(origin, size, allowance=0))
+    for name, spec in (("lm", _lm(5000, 64, 256)), ("regression", rnn_spec("gru", 300, 512)),
+                       ("narrow", rnn_spec("lstm", 1, 64))):
+        save_spec(Q.convert_spec(spec, precision), tmp_path / f"{name}.fastrnn")
+        assert load_spec(tmp_path / f"{name}.fastrnn").precision == precision
+
+
+def test_budget_charges_the_padded_rows_of_reduced_matrices(tmp_path):
+    """An int8 LSTM with one input and proj_size 1: its [4H, 1] matrices take 64 bytes per row in the
+    core (rows padded to 64 elements): a 38 MB file would cost 304 MB (and 38 MB read), more than 4 x 38 MB + 64 MB; refused before any
+    allocation, naming the layer."""
+    H = 1 << 19
+    w = S.DirectionWeights(np.zeros((4 * H, 1), np.int8), np.zeros((4 * H, 1), np.int8), np.zeros(4 * H, np.float32),
+                           np.zeros(4 * H, np.float32), np.zeros((1, H), np.int8), np.zeros(4 * H, np.float32),
+                           np.zeros(4 * H, np.float32), np.zeros(1, np.float32))
+    spec = S.ModelSpec(layers=[S.RecurrentSpec(kind="lstm", name="narrow", input_size=1, units=H, proj_size=1,
+                                               weights=[w], precision="int8")], input_features=1)
+    path = tmp_path / "narrow.fastrnn"
+    save_spec(spec, path)
+    assert os.path.getsize(path) < 40 << 20
+    # w_ih, w_hh [4H, 1] int8: 4H rows of 64 bytes; w_hr [1, H] int8: 4 rows (the row count padded to 4);
+    # b_ih, b_hh, w_ih_scale, w_hh_scale: float32 [4H] copies; w_hr_scale: one float32
+    need = 2 * 4 * H * 64 + 4 * H + 4 * (4 * 4 * H) + 4
+    with pytest.raises(ModelFormatError, match=rf"layer 0 \(lstm: the weights the core builds\) would need {need:,} bytes"):
+        load_spec(path)
+
+
 # --------------------------------------------------------------------------------- API and CLI
 def test_load_weights_argument_errors(tmp_path):
     path = tmp_path / "m.fastrnn"
@@ -372,27 +405,19 @@ def test_onnx_dynamic_quantize_lstm_keeps_its_int8_weights(tmp_path):
     (per tensor and per channel: q * scale equals the dequantized float weights exactly); rows whose
     q - zero_point leaves [-127, 127] are requantized per row from their dequantized values."""
     torch = require("torch")
-    onnx = require("onnx")
     require("onnxruntime")
+    import onnx
     from onnx import numpy_helper
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     from fastrnn.converters.onnx import spec_from_onnx_file
+    from test_onnx import _export, _torch_modules
 
-    class Out(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.rnn = torch.nn.LSTM(4, 8, bidirectional=True, batch_first=True)
-
-        def forward(self, x):
-            return self.rnn(x)[0]
-
+    nn, Out, _, _ = _torch_modules()
     torch.manual_seed(0)
     src = tmp_path / "f.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(Out().eval(), (torch.randn(2, 5, 4),), str(src), input_names=["x"], output_names=["y"],
-                          dynamic_axes={"x": {0: "b", 1: "t"}}, dynamo=False)
+    onnx.save(_export(Out(nn.LSTM(4, 8, bidirectional=True, batch_first=True)), np.zeros((2, 5, 4), np.float32), True),
+              str(src))
     for per_channel in (False, True):
         q = tmp_path / f"q{int(per_channel)}.onnx"
         with warnings.catch_warnings():

@@ -83,6 +83,9 @@ _LAYER_CLASSES = {c.kind: c for c in (EmbeddingSpec, MaskingSpec, DenseSpec, Act
 JSON_BYTES_PER_TOKEN = 64
 JSON_BYTES_PER_BYTE = 16
 PANEL_ROWS = 32  # the core packs every weight matrix in panels of 32 rows (src/fastrnn/cpu/kernels.h kPanel)
+# bf16 / int8 matrices: one copy, rows padded to QPAD elements and the row count to QROWS
+# (src/fastrnn/cpu/kernels.h kQPad, kQRows)
+QPAD, QROWS = 64, 4
 _SCALAR_TYPES = {"str": (str,), "int": (int,), "bool": (bool,), "float": (int, float)}
 
 
@@ -396,15 +399,20 @@ def _check_spec_header(h):
 
 def _build_bytes(layer: dict, entries: dict) -> int:
     """Bytes building ``layer`` (a checked layer of the model description) will cost, from the shapes
-    and dtypes its header declares: the core copies every tensor and packs every weight matrix in
-    panels of ``PANEL_ROWS`` rows (a [1, K] matrix costs 32 x its bytes), both in the stored element
-    size (bf16 / int8 weights stay bf16 / int8), and a Dense layer without a bias gets a zero one.
-    Charged against the file's budget before anything is built."""
+    and dtypes its header declares: the core copies every float32 tensor and packs every float32
+    weight matrix in panels of ``PANEL_ROWS`` rows (a [1, K] matrix costs 32 x its bytes); a bf16 /
+    int8 matrix is kept once, in its own element size, its rows padded to ``QPAD`` elements and their
+    count to ``QROWS`` (a [N, 1] int8 matrix costs 64 x its bytes); a Dense layer without a bias gets
+    a zero one.  Charged against the file's budget before anything is built."""
     shapes = {ref: (entries[t][1], entries[t][0].itemsize) for ref, t in layer.get("tensors", {}).items()
               if t in entries}
     cost = 0
     for shape, size in shapes.values():
         n = int(np.prod(shape, dtype=object))
+        if len(shape) == 2 and size < 4:  # a bf16 / int8 matrix
+            rows, cols = shape
+            cost += size * (-(-rows // QROWS) * QROWS) * (-(-cols // QPAD) * QPAD)
+            continue
         cost += size * n
         if len(shape) == 2 and layer["kind"] != "embedding":  # a weight matrix: packed panels too
             rows, cols = shape
