@@ -20,7 +20,11 @@ if [ -z "${VIRTUAL_ENV:-}" ]; then
     # shellcheck disable=SC1091
     . "$venv/bin/activate"
     python -m pip install --quiet --upgrade pip
-    python -m pip install --quiet ".[test]"
+    if [ "$examples" = 1 ]; then
+        python -m pip install --quiet ".[test]"     # the examples run against torch, Keras, onnxruntime...
+    else
+        python -m pip install --quiet .             # the site alone needs fastrnn and its core
+    fi
 fi
 # import checks run from docs/: in the repository root, '' on sys.path would import the source tree
 (cd docs && python -c "import fastrnn, fastrnn._core; print('== docs: fastrnn', fastrnn.__version__, 'from', fastrnn.__file__)") \

@@ -135,6 +135,9 @@ def test_code_blocks_parser():
     got = code_blocks(text)
     assert [(b[0], b[1], b[2]) for b in got] == [("python", "x = 1", None), ("python", "boom(", "a fragment"),
                                                 ("md", "```python\nnot a block\n```", None)]
+    assert console_commands("$ fastrnn info --json   # a comment\nout\n$ fastrnn predict 'a b.npy'") == \
+        [["fastrnn", "info", "--json"], ["fastrnn", "predict", "a b.npy"]]
+    assert runs_cli("$ fastrnn info") and not runs_cli("$ pip install .\n$ fastrnn demo") and not runs_cli("out")
 
 
 @pytest.mark.parametrize("page", [str(p.relative_to(DOCS)) for p in pages() if page_script(p) is not None])
