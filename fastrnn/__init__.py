@@ -7,12 +7,19 @@
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any, Mapping, SupportsIndex
+
 from ._version import __version__
 
 from .errors import (ConversionError, CoreNotBuiltError, FastRNNError, ModelFileNotFoundError, ModelFormatError,
                      ShapeError, UnsupportedLayerError)
 from .runtime import Model, core as _load_core
 from .spec import ModelSpec
+
+if TYPE_CHECKING:
+    import os
+
+    from .io.torch_file import Architecture
 
 __all__ = [
     "Model", "ModelSpec", "load", "from_torch", "from_keras", "from_state_dict", "set_num_threads", "get_num_threads", "set_isa", "info",
@@ -21,21 +28,22 @@ __all__ = [
 ]
 
 
-def from_torch(module) -> Model:
+def from_torch(module: Any) -> Model:
     """Convert a live torch module (nn.RNN/LSTM/GRU/Linear/Embedding/activations/Sequential)."""
     from .converters.torch import spec_from_torch
 
     return Model(spec_from_torch(module))
 
 
-def from_keras(model) -> Model:
+def from_keras(model: Any) -> Model:
     """Convert a live Keras 3 model (Sequential or a functional chain)."""
     from .converters.keras import spec_from_keras
 
     return Model(spec_from_keras(model))
 
 
-def from_state_dict(state_dict, architecture=None, strict=True, key=None) -> Model:
+def from_state_dict(state_dict: Mapping[str, Any], architecture: Architecture = None, strict: bool = True,
+                    key: str | None = None) -> Model:
     """Build a model from an in-memory state dict of numpy arrays or torch tensors (or a checkpoint dict
     nesting one: ``key`` names it), with the architecture list of ``fastrnn.io.torch_file``; the same path
     as ``load("weights.pt" / ".safetensors" / ".npz", architecture=...)``."""
@@ -44,7 +52,7 @@ def from_state_dict(state_dict, architecture=None, strict=True, key=None) -> Mod
     return Model(spec_from_state_dict(state_dict, architecture, strict=strict, key=key))
 
 
-def _framework(obj):
+def _framework(obj: object) -> str | None:
     """'torch' / 'keras' when a class in type(obj)'s MRO comes from that framework (no import)."""
     import sys
 
@@ -57,7 +65,7 @@ def _framework(obj):
     return None
 
 
-def load(path_or_object, **options) -> Model:
+def load(path_or_object: str | os.PathLike[str] | Any, **options: Any) -> Model:
     """Load a model from a file or a live object; the one way in for the CLI, tests and benchmarks.
 
     * a path (``str`` / ``os.PathLike``), format told by content, not suffix: a ``.fastrnn`` file
@@ -98,7 +106,7 @@ def load(path_or_object, **options) -> Model:
         fw = None
     else:
         fw = _framework(obj)
-        what = {"torch": "a torch module", "keras": "a Keras model"}.get(fw, "")
+        what = {"torch": "a torch module", "keras": "a Keras model"}.get(fw or "", "")
     if options:
         raise UnsupportedLayerError(f"load(): option(s) {', '.join(sorted(options))} do not apply to {what or 'this object'}")
     if isinstance(obj, Model):
@@ -126,7 +134,7 @@ def _max_num_threads() -> int:
     return THREADS_PER_CORE * (os.cpu_count() or 1)
 
 
-def set_num_threads(n: int) -> None:
+def set_num_threads(n: SupportsIndex) -> None:
     """Threads used by predict() (default: FASTRNN_NUM_THREADS or all cores): any int type
     (``np.int64(2)`` works) from 1 to ``THREADS_PER_CORE`` x the logical CPUs of this machine (more
     threads than cores only slow every call down); anything else raises :class:`ArgumentError`
@@ -144,7 +152,7 @@ def set_num_threads(n: int) -> None:
 
 
 def get_num_threads() -> int:
-    return _load_core().num_threads()
+    return int(_load_core().num_threads())
 
 
 def set_isa(isa: str) -> None:
@@ -161,7 +169,7 @@ def set_isa(isa: str) -> None:
     c.set_isa(isa)
 
 
-def info() -> dict:
+def info() -> dict[str, Any]:
     """Version, ISA in use, ISAs available, BLAS, the bf16 / int8 kernels the ISA in use runs, and the
     thread count."""
     c = _load_core()

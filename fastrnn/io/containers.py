@@ -25,13 +25,15 @@ from __future__ import annotations
 import ast
 import os
 import zipfile
+from typing import Any, Mapping
 
 import numpy as np
 
 from ..errors import ArgumentTypeError, ConversionError, ModelFormatError, file_errors
 from .budget import LoadBudget
 from .native import read_safetensors_header
-from .torch_file import spec_from_tensors
+from ..spec import ModelSpec
+from .torch_file import Architecture, spec_from_tensors
 
 __all__ = ["spec_from_safetensors_file", "spec_from_npz_file", "spec_from_state_dict", "read_safetensors",
            "read_npz", "MAX_DEFLATE_RATIO"]
@@ -205,7 +207,8 @@ def _to_numpy(v, name):
     return v
 
 
-def spec_from_state_dict(d, architecture=None, strict=True, key=None):
+def spec_from_state_dict(d: Mapping[str, Any], architecture: Architecture = None, strict: bool = True,
+                         key: str | None = None) -> ModelSpec:
     """A :class:`~fastrnn.spec.ModelSpec` from an in-memory state dict of numpy arrays or torch tensors
     (or a checkpoint dict nesting one: ``key`` names it), through the same path as files."""
     if not isinstance(d, dict):

@@ -20,8 +20,10 @@ from __future__ import annotations
 import importlib
 import os
 import re
+from typing import Any
 
 from ..errors import ModelFileNotFoundError, ModelFormatError, UnsupportedLayerError, file_errors
+from ..spec import ModelSpec
 
 __all__ = ["detect_format", "spec_from_file"]
 
@@ -170,7 +172,7 @@ def _reader(module, func, what):
     return fn
 
 
-def spec_from_file(path, **options):
+def spec_from_file(path: str | os.PathLike[str], **options: Any) -> tuple[ModelSpec, str]:
     """Read any supported model file into a validated ModelSpec; ``(spec, format)``.
 
     ``isolate`` (default ``True``) is accepted for every format: HDF5 content (Keras ``.keras`` /

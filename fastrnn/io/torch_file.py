@@ -110,7 +110,7 @@ import pickle
 import struct
 import zipfile
 import zlib
-from typing import Optional
+from typing import Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
@@ -935,7 +935,12 @@ class _Dict:
         return out
 
 
-def _parse_arch(architecture, path):
+# What ``architecture=`` takes (see the module docstring): None, a cell name, a list of layer entries
+# (or ``{"layers": [...]}``, a ModelSpec JSON header), or that as JSON text / a path to a .json file.
+Architecture = Union[None, str, "os.PathLike[str]", Sequence[Mapping[str, Any]], Mapping[str, Any]]
+
+
+def _parse_arch(architecture: Architecture, path: str) -> str | list[Any] | dict[str, Any]:
     a = architecture
     if isinstance(a, (str, os.PathLike)):
         s = os.fspath(a)
