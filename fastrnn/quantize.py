@@ -132,7 +132,7 @@ def convert_layer(layer, precision: str):
         return layer
     dirs = []
     for d, w in enumerate(layer.weights):
-        new = {}
+        new: dict = {}
         for t in REDUCED_TENSORS:
             stored = getattr(w, t)
             if stored is None:

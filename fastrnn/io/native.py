@@ -417,7 +417,7 @@ def _build_bytes(layer: dict, entries: dict) -> int:
         if len(shape) == 2 and layer["kind"] != "embedding":  # a weight matrix: packed panels too
             rows, cols = shape
             cost += size * cols * (-(-rows // PANEL_ROWS) * PANEL_ROWS)
-    weight = shapes.get("weight", ((),))[0]
+    weight: tuple = shapes["weight"][0] if "weight" in shapes else ()
     if layer["kind"] == "dense" and "bias" not in shapes and len(weight) == 2:
         cost += 12 * weight[0]  # np.zeros (float64), then float32
     return cost
