@@ -23,10 +23,15 @@ dequantized ones -- it never brings back the original weights, which a reduced m
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 
 from .errors import ArgumentError, ArgumentTypeError, ModelFormatError
+
+if TYPE_CHECKING:
+    from .spec import ModelSpec, RecurrentSpec
 
 __all__ = ["PRECISIONS", "ALIASES", "REDUCED_TENSORS", "precision_arg", "to_bf16", "from_bf16", "to_int8",
            "from_int8", "stored_dtype", "quantize", "dequantize", "convert_layer", "convert_spec"]
@@ -38,7 +43,7 @@ REDUCED_TENSORS = ("w_ih", "w_hh", "w_hr")
 INT8_MAX = 127
 
 
-def precision_arg(value, what: str) -> str:
+def precision_arg(value: object, what: str) -> str:
     """The one rule for a precision argument (``load(weights=)``, ``Model.with_weights``, ``--weights``):
     one of :data:`PRECISIONS` or an alias (``"float32"``, ``"bfloat16"``), case-insensitive; anything
     else raises :class:`ArgumentError` (a str of another value) or :class:`ArgumentTypeError` naming
@@ -60,7 +65,7 @@ def stored_dtype(precision: str) -> np.dtype:
 
 
 # --------------------------------------------------------------------------------- bfloat16
-def to_bf16(a) -> np.ndarray:
+def to_bf16(a: npt.ArrayLike) -> npt.NDArray[np.uint16]:
     """float32 values -> uint16 bfloat16 bit patterns, round to nearest even; NaN stays NaN (quiet)."""
     a = np.ascontiguousarray(a, dtype=np.float32)
     bits = a.view(np.uint32)
@@ -72,14 +77,14 @@ def to_bf16(a) -> np.ndarray:
     return out
 
 
-def from_bf16(b) -> np.ndarray:
+def from_bf16(b: npt.ArrayLike) -> npt.NDArray[np.float32]:
     """uint16 bfloat16 bit patterns -> float32 (exact)."""
     b = np.ascontiguousarray(b, dtype=np.uint16)
     return (b.astype(np.uint32) << np.uint32(16)).view(np.float32)
 
 
 # --------------------------------------------------------------------------------- int8
-def to_int8(a, name: str = "weights"):
+def to_int8(a: npt.ArrayLike, name: str = "weights") -> tuple[npt.NDArray[np.int8], npt.NDArray[np.float32]]:
     """float32 matrix [rows, cols] -> ``(q int8 [rows, cols], scale float32 [rows])``, symmetric per row:
     ``scale = max|row| / 127`` (float32), ``q = round(w / scale)`` (nearest even, computed in float64
     against the stored scale) clipped to [-127, 127]; an all-zero row: scale 0, q 0.
@@ -97,13 +102,13 @@ def to_int8(a, name: str = "weights"):
     return q, scale
 
 
-def from_int8(q, scale) -> np.ndarray:
+def from_int8(q: npt.ArrayLike, scale: npt.ArrayLike) -> npt.NDArray[np.float32]:
     """``q * scale[:, None]`` in float32 (what the int8 weights stand for)."""
     return np.asarray(q, dtype=np.float32) * np.asarray(scale, dtype=np.float32)[:, None]
 
 
 # --------------------------------------------------------------------------------- one direction / layer / spec
-def quantize(a, precision: str, name: str = "weights"):
+def quantize(a: npt.ArrayLike, precision: str, name: str = "weights") -> tuple[np.ndarray, np.ndarray | None]:
     """float32 matrix -> ``(stored, scale or None)`` in ``precision``."""
     if precision == "f32":
         return np.ascontiguousarray(a, dtype=np.float32), None
@@ -114,7 +119,7 @@ def quantize(a, precision: str, name: str = "weights"):
     raise ArgumentError(f"unknown precision {precision!r} (one of {', '.join(PRECISIONS)})")
 
 
-def dequantize(stored, precision: str, scale=None) -> np.ndarray:
+def dequantize(stored: npt.ArrayLike, precision: str, scale: Any = None) -> npt.NDArray[np.float32]:
     """The float32 values a stored matrix stands for (inverse of :func:`quantize` up to its rounding)."""
     if precision == "f32":
         return np.asarray(stored, dtype=np.float32)
@@ -125,14 +130,14 @@ def dequantize(stored, precision: str, scale=None) -> np.ndarray:
     raise ArgumentError(f"unknown precision {precision!r} (one of {', '.join(PRECISIONS)})")
 
 
-def convert_layer(layer, precision: str):
+def convert_layer(layer: RecurrentSpec, precision: str) -> RecurrentSpec:
     """A copy of the RecurrentSpec ``layer`` with its matrices in ``precision`` (from its stored form;
     ``layer`` itself is unchanged; the same precision returns ``layer``)."""
     if layer.precision == precision:
         return layer
     dirs = []
     for d, w in enumerate(layer.weights):
-        new: dict = {}
+        new: dict[str, Any] = {}
         for t in REDUCED_TENSORS:
             stored = getattr(w, t)
             if stored is None:
@@ -145,7 +150,7 @@ def convert_layer(layer, precision: str):
     return dataclasses.replace(layer, weights=dirs, precision=precision)
 
 
-def convert_spec(spec, precision: str):
+def convert_spec(spec: ModelSpec, precision: str) -> ModelSpec:
     """A new, validated ModelSpec whose recurrent layers all hold ``precision`` weights (other layers
     and the arrays of layers already in ``precision`` are shared with ``spec``)."""
     from .spec import RecurrentSpec

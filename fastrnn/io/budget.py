@@ -17,6 +17,7 @@ only ``os.fstat`` of the file does.
 from __future__ import annotations
 
 import os
+from typing import Sized, SupportsInt
 
 from ..errors import ModelFormatError
 
@@ -32,14 +33,14 @@ class LoadBudget:
 
     __slots__ = ("origin", "file_size", "limit", "spent")
 
-    def __init__(self, origin: str, file_size: int, factor: int = FACTOR, allowance: int = ALLOWANCE):
+    def __init__(self, origin: str, file_size: int, factor: int = FACTOR, allowance: int = ALLOWANCE) -> None:
         self.origin = origin
         self.file_size = max(0, int(file_size))
         self.limit = factor * self.file_size + allowance
         self.spent = 0
 
     @classmethod
-    def for_file(cls, path, origin=None, **kw) -> "LoadBudget":
+    def for_file(cls, path: str | os.PathLike[str], origin: str | None = None, **kw: int) -> "LoadBudget":
         """The budget of the file at ``path`` (its real size on disk: ``os.stat``)."""
         p = os.fspath(path)
         try:
@@ -49,10 +50,10 @@ class LoadBudget:
         return cls(os.fsdecode(origin if origin is not None else p), size, **kw)
 
     @classmethod
-    def for_bytes(cls, data, origin: str, **kw) -> "LoadBudget":
+    def for_bytes(cls, data: Sized, origin: str, **kw: int) -> "LoadBudget":
         return cls(origin, len(data), **kw)
 
-    def check(self, nbytes, what: str) -> None:
+    def check(self, nbytes: SupportsInt, what: str) -> None:
         """Refuse ``nbytes`` more (without spending them) if they do not fit."""
         n = int(nbytes)
         if n < 0 or self.spent + n > self.limit:
@@ -60,12 +61,12 @@ class LoadBudget:
                 f"{self.origin}: {what} would need {n:,} bytes, more than a {self.file_size:,}-byte file may cost "
                 f"({self.limit:,} bytes in all, {self.spent:,} already used): a corrupt or hostile file")
 
-    def charge(self, nbytes, what: str) -> None:
+    def charge(self, nbytes: SupportsInt, what: str) -> None:
         """Spend ``nbytes`` (after :meth:`check`)."""
         self.check(nbytes, what)
         self.spent += int(nbytes)
 
-    def items(self, n, what: str, limit: int = MAX_ITEMS) -> None:
+    def items(self, n: SupportsInt, what: str, limit: int = MAX_ITEMS) -> None:
         """Refuse a count of names / layers / entries beyond ``limit`` (work a reader would loop over)."""
         if int(n) > limit:
             raise ModelFormatError(f"{self.origin}: {what}: {int(n):,} is more than fastrnn reads (at most {limit:,}): "

@@ -20,7 +20,7 @@ from __future__ import annotations
 import importlib
 import os
 import re
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import ModelFileNotFoundError, ModelFormatError, UnsupportedLayerError, file_errors
 from ..spec import ModelSpec
@@ -32,7 +32,7 @@ ZIP_SIGNATURES = (b"PK\x03\x04", b"PK\x05\x06")
 _TORCH_PKL = re.compile(r"^(?:[^/]+/)?data\.pkl$")
 
 
-def _check_path(path) -> str:
+def _check_path(path: object) -> str:
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"expected a path (str or os.PathLike), got {type(path).__name__}")
     path = os.fspath(path)
@@ -52,7 +52,7 @@ def _check_path(path) -> str:
 MAX_ZIP_MEMBERS = 100_000  # far above any model archive (a .keras holds 3 members, a torch zip one per storage)
 
 
-def check_zip_directory(path):
+def check_zip_directory(path: str) -> None:
     """Refuse a zip archive whose central directory declares more than :data:`MAX_ZIP_MEMBERS`
     members, from its end-of-central-directory record alone (zipfile would build an object per
     member first: 10^6 members cost ~0.5 GB before any other check could run)."""
@@ -80,7 +80,7 @@ def check_zip_directory(path):
                                f"(at most {MAX_ZIP_MEMBERS:,} are read): a corrupt or hostile file")
 
 
-def _zip_format(path):
+def _zip_format(path: str) -> str:
     check_zip_directory(path)
     try:
         import zipfile  # here, not at import: ~30 ms of imports a .fastrnn load never needs
@@ -104,7 +104,7 @@ def _zip_format(path):
 _FASTRNN_META = re.compile(rb'"format"\s*:\s*"fastrnn"')
 
 
-def _native_kind(path) -> str:
+def _native_kind(path: str) -> str:
     """``"fastrnn"`` or ``"safetensors"`` for a file with a safetensors-style prefix: fastrnn metadata
     (which fastrnn writes first) in the header's first MiB, or a ``.fastrnn`` name, says fastrnn."""
     if path.endswith(".fastrnn"):
@@ -123,7 +123,7 @@ def _looks_like_onnx(head: bytes) -> bool:
             head[2] in (0x12, 0x1A, 0x22, 0x28, 0x32, 0x3A, 0x42, 0x72, 0xA2, 0xCA, 0xD2))
 
 
-def detect_format(path) -> str:
+def detect_format(path: str | os.PathLike[str]) -> str:
     """``"fastrnn" | "keras" | "keras_h5" | "torch" | "safetensors" | "npz" | "onnx"`` from the content of ``path``, else ModelFormatError."""
     from .native import is_native_file
 
@@ -158,7 +158,7 @@ def detect_format(path) -> str:
         ".keras / .h5 files, PyTorch .pt / .pth files, ONNX .onnx files, and weights in .safetensors / .npz files")
 
 
-def _reader(module, func, what):
+def _reader(module: str, func: str, what: str) -> Callable[..., ModelSpec]:
     try:
         mod = importlib.import_module(f"fastrnn.io.{module}")
     except ImportError as e:
@@ -166,7 +166,7 @@ def _reader(module, func, what):
             raise UnsupportedLayerError(f"support for {what} files is not available in this fastrnn") from None
         raise UnsupportedLayerError(f"support for {what} files is not available: {e} "
                                     f"(install the missing package)") from None
-    fn = getattr(mod, func, None)
+    fn: Callable[..., ModelSpec] | None = getattr(mod, func, None)
     if fn is None:
         raise UnsupportedLayerError(f"support for {what} files is not available in this fastrnn")
     return fn
@@ -199,7 +199,7 @@ def spec_from_file(path: str | os.PathLike[str], **options: Any) -> tuple[ModelS
         return spec, fmt
 
 
-def _spec_from_file(path, weights, **options):
+def _spec_from_file(path: str, weights: str | None, **options: Any) -> tuple[ModelSpec, str]:
     fmt = detect_format(path)
     if "isolate" in options:  # checked here for every format, passed on to the Keras reader only
         from .isolate import check_isolate
