@@ -2,19 +2,27 @@
 
 Kernels (src/fastrnn/cpu/kernels_<isa>.cc) are compiled once per ISA with that ISA's flags and
 chosen at run time; the rest is portable (never -march=native).  The BLAS shared library is
-copied next to the extension and found through RPATH=$ORIGIN, so the installed package needs
-numpy only at run time.
+copied next to the extension and found through RPATH=$ORIGIN (macOS: @loader_path), so the
+installed package needs numpy only at run time; auditwheel / delocate keep it there (it is already
+inside the wheel) when they repair the wheel (.ci/wheel.sh, pyproject.toml [tool.cibuildwheel]).
+Sources of the extension compile in parallel (pybind11's ParallelCompile: all cores, or
+NPY_NUM_BUILD_JOBS).
 """
 import glob
 import os
 import platform
 import shutil
+import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import scipy_openblas32
-from pybind11.setup_helpers import Pybind11Extension, build_ext
+from pybind11.setup_helpers import ParallelCompile, Pybind11Extension, build_ext
 from setuptools import Extension, find_packages, setup
 
+ParallelCompile("NPY_NUM_BUILD_JOBS").install()
+
 X86 = platform.machine().lower() in ("x86_64", "amd64", "i686", "x86")
+MACOS = sys.platform == "darwin"
 KERNEL_FLAGS = {"generic": []}
 if X86:
     KERNEL_FLAGS["avx2"] = ["-mavx2", "-mfma"]
@@ -37,12 +45,12 @@ class BuildExt(build_ext):
     def build_extension(self, ext):
         if ext.name != "fastrnn._core":
             return super().build_extension(ext)
-        objects = []
-        for isa, flags in KERNEL_FLAGS.items():
-            objects += self.compiler.compile(
-                [KERNEL_SOURCES[isa]], output_dir=self.build_temp, include_dirs=ext.include_dirs,
-                extra_postargs=["-std=c++17", "-O3", "-fPIC", "-fvisibility=hidden"] + flags + SANITIZE)
-        ext.extra_objects = objects
+        with ThreadPoolExecutor(len(KERNEL_FLAGS)) as pool:  # one ISA's kernels per job, all at once
+            jobs = [pool.submit(self.compiler.compile, [KERNEL_SOURCES[isa]], output_dir=self.build_temp,
+                                include_dirs=ext.include_dirs,
+                                extra_postargs=["-std=c++17", "-O3", "-fPIC", "-fvisibility=hidden"] + flags + SANITIZE)
+                    for isa, flags in KERNEL_FLAGS.items()]
+            ext.extra_objects = [obj for job in jobs for obj in job.result()]
         super().build_extension(ext)
         self._copy_blas(os.path.dirname(self.get_ext_fullpath(ext.name)))
 
@@ -63,9 +71,9 @@ ext = Pybind11Extension(
     define_macros=[("FASTRNN_HAVE_" + isa.upper(), "1") for isa in KERNEL_FLAGS if isa != "generic"],
     library_dirs=[scipy_openblas32.get_lib_dir()],
     libraries=[scipy_openblas32.get_library()],
-    runtime_library_dirs=["$ORIGIN"],
+    runtime_library_dirs=[] if MACOS else ["$ORIGIN"],
     extra_compile_args=["-O3"] + SANITIZE,
-    extra_link_args=SANITIZE,
+    extra_link_args=SANITIZE + (["-Wl,-rpath,@loader_path"] if MACOS else []),
 )
 
 ext_modules = [ext]
