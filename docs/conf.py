@@ -37,10 +37,8 @@ html_static_path: list[str] = []
 autodoc_member_order = "bysource"
 autodoc_typehints = "signature"
 autodoc_default_options = {"members": True, "show-inheritance": True}
-# the compiled core is documented by its stub (fastrnn/_core.pyi) through the Python API around it
-autodoc_mock_imports: list[str] = []
 
-# pygments: the "console" lexer for shell sessions, "python" for examples (run by tests/test_docs_examples.py)
+# code blocks: "python" (run by tests/test_docs_examples.py), "console" ($ fastrnn ... lines run there too)
 pygments_style = "friendly"
 
 
