@@ -50,6 +50,7 @@ import dataclasses
 import io
 import json
 import os
+from typing import Any, Callable, Mapping, Union
 
 import numpy as np
 
@@ -61,6 +62,12 @@ from .budget import LoadBudget
 __all__ = ["FILE_FORMAT_VERSION", "FORMAT_NAME", "ALIGNMENT", "MAX_HEADER_BYTES", "save_spec", "load_spec",
            "dumps_spec", "loads_spec", "is_native_file", "read_header", "read_safetensors_header"]
 
+# {name: (dtype, shape, begin, end)} of a checked header; the builder of the error naming the origin
+Entries = dict[str, tuple[np.dtype[Any], tuple[int, ...], int, int]]
+Bad = Callable[[str], ModelFormatError]
+Chunks = list[Union[np.ndarray, int]]  # arrays, and padding sizes
+Dtypes = Mapping[str, tuple[np.dtype[Any], int]]
+
 FORMAT_NAME = "fastrnn"
 FILE_FORMAT_VERSION = 2  # the newest this reads; bump when a reader of this version could misread a newer file
 ALIGNMENT = 64  # data section start and every tensor
@@ -71,12 +78,12 @@ PAD_PREFIX = "__pad__."
 # adds the stored matrices of bf16 / int8 layers (BF16 is read as its uint16 bit patterns; which
 # tensor may have which dtype is ModelSpec.from_core's and validate's check).  F16/F64 would need a
 # conversion policy and are refused.  U8 is accepted only for padding entries.
-_F32 = {"F32": (np.dtype("<f4"), 4)}
-_TENSOR_DTYPES = {1: _F32, 2: {**_F32, "BF16": (np.dtype("<u2"), 2), "I8": (np.dtype("i1"), 1)}}
+_F32: Dtypes = {"F32": (np.dtype("<f4"), 4)}
+_TENSOR_DTYPES: dict[int, Dtypes] = {1: _F32, 2: {**_F32, "BF16": (np.dtype("<u2"), 2), "I8": (np.dtype("i1"), 1)}}
 _DTYPE_NAMES = {np.dtype("<f4"): "F32", np.dtype("<u2"): "BF16", np.dtype("i1"): "I8"}
-_PAD_DTYPES = {"U8": (np.dtype("u1"), 1)}
+_PAD_DTYPES: Dtypes = {"U8": (np.dtype("u1"), 1)}
 
-_LAYER_CLASSES = {c.kind: c for c in (EmbeddingSpec, MaskingSpec, DenseSpec, ActivationSpec, LastStepSpec)}
+_LAYER_CLASSES: dict[str, type] = {c.kind: c for c in (EmbeddingSpec, MaskingSpec, DenseSpec, ActivationSpec, LastStepSpec)}
 # Parsing a JSON header costs at most JSON_BYTES_PER_TOKEN per '{', '[', ',' or ':' (containers and
 # their slots; "[{},{},...]" measured 48 per token) plus JSON_BYTES_PER_BYTE per byte (the raw bytes,
 # the decoded text, the spec string inside it and the strings in the spec: 13 at worst, astral text).
@@ -90,7 +97,7 @@ _SCALAR_TYPES = {"str": (str,), "int": (int,), "bool": (bool,), "float": (int, f
 
 
 # --------------------------------------------------------------------------------- writing
-def _json_default(o):
+def _json_default(o: object) -> Any:
     if isinstance(o, np.generic):
         return o.item()
     if isinstance(o, np.ndarray):
@@ -102,7 +109,7 @@ def _pad(n: int) -> int:
     return (-n) % ALIGNMENT
 
 
-def _layout(spec: ModelSpec):
+def _layout(spec: ModelSpec) -> tuple[bytes, Chunks]:
     """(header bytes, [(array or padding size, ...)]) for ``spec``."""
     core_header, tensors = spec.to_core()
     try:
@@ -111,9 +118,9 @@ def _layout(spec: ModelSpec):
         raise ModelFormatError(f"cannot save the model: its description is not JSON-serializable ({e}); "
                                "spec.metadata must hold only JSON values (str, numbers, bools, lists, dicts)") from None
     # the file's version is the model description's: 1 for a float32 model (ModelSpec.format_version)
-    header = {"__metadata__": {"format": FORMAT_NAME, "fastrnn_format_version": str(core_header["format"]),
+    header: dict[str, Any] = {"__metadata__": {"format": FORMAT_NAME, "fastrnn_format_version": str(core_header["format"]),
                                "spec": spec_json}}
-    chunks = []
+    chunks: Chunks = []
     offset = 0
     for name, arr in tensors.items():
         a = np.ascontiguousarray(arr)
@@ -132,20 +139,21 @@ def _layout(spec: ModelSpec):
     return raw, chunks
 
 
-def _check_spec(spec, fn):
+def _check_spec(spec: object, fn: str) -> None:
     if not isinstance(spec, ModelSpec):
         raise TypeError(f"{fn}() takes a ModelSpec, got {type(spec).__name__}")
 
 
-def _write(f, header, chunks) -> None:
+def _write(f: io.BufferedIOBase, header: bytes, chunks: Chunks) -> None:
     """The one writer: length, header, tensors and padding, to a binary file object."""
     f.write(len(header).to_bytes(8, "little"))
     f.write(header)
     for c in chunks:
-        f.write(bytes(c) if isinstance(c, int) else memoryview(c).cast("B"))
+        # (numpy's stubs give ndarray the buffer protocol on Python >= 3.12 only)
+        f.write(bytes(c) if isinstance(c, int) else memoryview(c).cast("B"))  # type: ignore[arg-type]
 
 
-def save_spec(spec: ModelSpec, path) -> None:
+def save_spec(spec: ModelSpec, path: str | os.PathLike[str]) -> None:
     """Write ``spec`` to ``path`` atomically: a temporary file in the same directory, fsync, rename.
 
     On any error the temporary file is removed and an existing ``path`` is left untouched.
@@ -180,7 +188,7 @@ def dumps_spec(spec: ModelSpec) -> bytes:
     return buf.getvalue()
 
 
-def _fsync_dir(d):
+def _fsync_dir(d: str) -> None:
     try:  # make the rename durable (POSIX); not possible / not needed everywhere
         fd = os.open(d, os.O_RDONLY)
     except OSError:
@@ -194,8 +202,8 @@ def _fsync_dir(d):
 
 
 # --------------------------------------------------------------------------------- reading
-def _no_duplicates(pairs):
-    d = {}
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    d: dict[str, Any] = {}
     for k, v in pairs:
         if k in d:
             raise ValueError(f"duplicate key {k!r}")
@@ -203,11 +211,11 @@ def _no_duplicates(pairs):
     return d
 
 
-def _is_int(v):
+def _is_int(v: object) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def is_native_file(path) -> bool:
+def is_native_file(path: str | os.PathLike[str]) -> bool:
     """Cheap sniff: a safetensors-style prefix (sane header length, then ``{``).  :func:`load_spec`
     then tells a fastrnn file from another safetensors file (no fastrnn metadata)."""
     try:
@@ -222,7 +230,7 @@ def is_native_file(path) -> bool:
     return 2 <= n <= min(size - 8, MAX_HEADER_BYTES) and head[8:9] == b"{"
 
 
-def read_header(path, _f=None):
+def read_header(path: str | os.PathLike[str], _f: io.BufferedIOBase | None = None) -> tuple[dict[str, Any], Entries, int, int]:
     """Parse and check the header of a ``.fastrnn`` file without reading any tensor data.
 
     Returns ``(spec_header: dict, entries: {name: (dtype, shape, begin, end)}, data_start, file_size)``
@@ -235,13 +243,14 @@ def read_header(path, _f=None):
         return _parse_header(f, os.fstat(f.fileno()).st_size, path)
 
 
-def _parse_header(f, size: int, path: str, budget=None):
+def _parse_header(f: io.BufferedIOBase, size: int, path: str,
+                  budget: LoadBudget | None = None) -> tuple[dict[str, Any], Entries, int, int]:
     """The one header reader (files and bytes): ``f`` positioned at 0, ``size`` its true size in bytes,
     ``path`` the name used in messages; ``budget`` (a :class:`LoadBudget`, by default one for ``size``
     bytes) is charged for parsing the JSON before it is parsed.  See :func:`read_header`."""
     budget = budget if budget is not None else LoadBudget(path, size)
 
-    def bad(msg):
+    def bad(msg: str) -> ModelFormatError:
         return ModelFormatError(f"{path}: {msg}")
 
     header, data_start = _json_header(f, size, budget, bad, "a fastrnn model file")
@@ -273,11 +282,12 @@ def _parse_header(f, size: int, path: str, budget=None):
     return spec_header, entries, data_start, size
 
 
-def read_safetensors_header(f, size: int, path: str, budget, dtypes: dict):
+def read_safetensors_header(f: io.BufferedIOBase, size: int, path: str, budget: LoadBudget,
+                            dtypes: Dtypes) -> tuple[Entries, int]:
     """The header of a plain safetensors file (any ``__metadata__`` of strings, tensors of ``dtypes``:
     {name: (numpy dtype, bytes per element)}), with every check of :func:`read_header`:
     ``(entries: {name: (dtype, shape, begin, end)}, data_start)``."""
-    def bad(msg):
+    def bad(msg: str) -> ModelFormatError:
         return ModelFormatError(f"{path}: {msg}")
 
     header, data_start = _json_header(f, size, budget, bad, "a safetensors file")
@@ -287,7 +297,7 @@ def read_safetensors_header(f, size: int, path: str, budget, dtypes: dict):
     return _tensor_entries(header, data_start, size, bad, dtypes, {}), data_start
 
 
-def _json_header(f, size, budget, bad, what):
+def _json_header(f: io.BufferedIOBase, size: int, budget: LoadBudget, bad: Bad, what: str) -> tuple[dict[str, Any], int]:
     """The length-prefixed JSON object at the start of ``f`` (budget charged before parsing)."""
     if size < 8:
         raise bad(f"not {what}: {size} bytes, too short to hold a header "
@@ -314,11 +324,13 @@ def _json_header(f, size, budget, bad, what):
     return header, 8 + n
 
 
-def _tensor_entries(header, data_start, size, bad, dtypes, pad_dtypes):
+def _tensor_entries(header: dict[str, Any], data_start: int, size: int, bad: Bad, dtypes: Dtypes,
+                    pad_dtypes: Dtypes) -> Entries:
     """Check every tensor entry of a parsed header (dtype, shape, offsets in bounds, sizes, no overlap,
     no hole): ``{name: (dtype, shape, begin, end)}``, padding entries left out."""
     data_size = size - data_start
-    entries, spans = {}, []
+    entries: Entries = {}
+    spans: list[tuple[int, int, str]] = []
     for name, info in header.items():
         where = f"tensor {name!r}"
         if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
@@ -367,7 +379,7 @@ def _tensor_entries(header, data_start, size, bad, dtypes, pad_dtypes):
     return entries
 
 
-def _check_spec_header(h):
+def _check_spec_header(h: Any) -> list[str]:
     """Types of the model description before the dataclasses see it (the JSON is untrusted)."""
     problems = []
     if not _is_int(h.get("format")):
@@ -397,7 +409,7 @@ def _check_spec_header(h):
     return problems
 
 
-def _build_bytes(layer: dict, entries: dict) -> int:
+def _build_bytes(layer: dict[str, Any], entries: Entries) -> int:
     """Bytes building ``layer`` (a checked layer of the model description) will cost, from the shapes
     and dtypes its header declares: the core copies every float32 tensor and packs every float32
     weight matrix in panels of ``PANEL_ROWS`` rows (a [1, K] matrix costs 32 x its bytes); a bf16 /
@@ -417,13 +429,13 @@ def _build_bytes(layer: dict, entries: dict) -> int:
         if len(shape) == 2 and layer["kind"] != "embedding":  # a weight matrix: packed panels too
             rows, cols = shape
             cost += size * cols * (-(-rows // PANEL_ROWS) * PANEL_ROWS)
-    weight: tuple = shapes["weight"][0] if "weight" in shapes else ()
+    weight: tuple[int, ...] = shapes["weight"][0] if "weight" in shapes else ()
     if layer["kind"] == "dense" and "bias" not in shapes and len(weight) == 2:
         cost += 12 * weight[0]  # np.zeros (float64), then float32
     return cost
 
 
-def load_spec(path, mmap: bool = False) -> ModelSpec:
+def load_spec(path: str | os.PathLike[str], mmap: bool = False) -> ModelSpec:
     """Read a ``.fastrnn`` file into a validated :class:`ModelSpec` (see the module doc for the checks).
 
     ``mmap=True`` maps the file read-only instead of reading it (the arrays then view the mapping).
@@ -433,7 +445,7 @@ def load_spec(path, mmap: bool = False) -> ModelSpec:
         return _read_spec(f, os.fstat(f.fileno()).st_size, path, mmap)
 
 
-def loads_spec(data, name: str = "<bytes>") -> ModelSpec:
+def loads_spec(data: bytes | bytearray | memoryview, name: str = "<bytes>") -> ModelSpec:
     """Read the bytes of a ``.fastrnn`` file (:func:`dumps_spec`, or a file's content) into a validated
     :class:`ModelSpec`: the reader and every check of :func:`load_spec`; errors name ``name``.
 
@@ -450,7 +462,7 @@ def loads_spec(data, name: str = "<bytes>") -> ModelSpec:
         return _read_spec(f, mv.nbytes, str(name), False)
 
 
-def _read_spec(f, size: int, path: str, mmap: bool) -> ModelSpec:
+def _read_spec(f: io.BufferedIOBase, size: int, path: str, mmap: bool) -> ModelSpec:
     """The one reader (files and bytes): ``f`` a binary file object at 0 holding ``size`` bytes."""
     budget = LoadBudget(path, size)
     spec_header, entries, data_start, size = _parse_header(f, size, path, budget)
@@ -463,14 +475,14 @@ def _read_spec(f, size: int, path: str, mmap: bool) -> ModelSpec:
     for i, d in enumerate(spec_header["layers"]):
         budget.charge(_build_bytes(d, entries), f"layer {i} ({d['kind']}: the weights the core builds)")
     if mmap and size > data_start:
-        buf = np.memmap(f, dtype=np.uint8, mode="r", offset=data_start, shape=(size - data_start,))
+        buf: np.ndarray = np.memmap(f, dtype=np.uint8, mode="r", offset=data_start, shape=(size - data_start,))
     else:
         # One read into a 64-byte aligned buffer (size is bounded by the real file size).
         store = np.empty(size - data_start + ALIGNMENT, dtype=np.uint8)
         skip = (-store.ctypes.data) % ALIGNMENT
         buf = store[skip:skip + size - data_start]
         f.seek(data_start)
-        got = f.readinto(memoryview(buf))
+        got = f.readinto(buf.data)
         if got != buf.size:
             raise ModelFormatError(f"{path}: the file is truncated (short read of the data section)")
     tensors = {name: buf[b:e].view(dt).reshape(shape) for name, (dt, shape, b, e) in entries.items()}
