@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <limits>
+#include <type_traits>
 
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
@@ -31,11 +32,14 @@ struct Ctx {
       fastrnn::fail<FormatError>(where, ": '", key, "' has the wrong type (or is a string that is not valid Unicode)");
     }
   }
-  FloatArray lookup(const std::string& ref, std::string& key) const {
+  py::object resolve(const std::string& ref, std::string& key) const {
     if (!refs.contains(ref.c_str())) fastrnn::fail<FormatError>(where, ": missing tensor '", ref, "'");
     key = py::str(refs[ref.c_str()]);
     if (!tensors.contains(key.c_str())) fastrnn::fail<FormatError>(where, ": tensor '", key, "' is not in the file");
-    FloatArray a = FloatArray::ensure(tensors[key.c_str()]);
+    return tensors[key.c_str()];
+  }
+  FloatArray lookup(const std::string& ref, std::string& key) const {
+    FloatArray a = FloatArray::ensure(resolve(ref, key));
     if (!a) fastrnn::fail<FormatError>(where, ": tensor '", key, "' is not a float array");
     return a;
   }
@@ -45,9 +49,7 @@ struct Ctx {
     if (a.ndim() != 2) fastrnn::fail<FormatError>(where, ": tensor '", key, "' must be 2-D");
     return a;
   }
-  FloatArray tensor(const std::string& ref, std::vector<dim_t> shape) const {
-    std::string key;
-    FloatArray a = lookup(ref, key);
+  void check_shape(const py::array& a, const std::string& key, const std::vector<dim_t>& shape) const {
     bool ok = a.ndim() == static_cast<py::ssize_t>(shape.size());
     for (std::size_t i = 0; ok && i < shape.size(); ++i) ok = a.shape(i) == shape[i];
     if (!ok) {
@@ -56,7 +58,47 @@ struct Ctx {
       for (py::ssize_t i = 0; i < a.ndim(); ++i) got += std::to_string(a.shape(i)) + ",";
       fastrnn::fail<FormatError>(where, ": tensor '", key, "' has shape (", got, ") but (", want, ") is required");
     }
+  }
+  FloatArray tensor(const std::string& ref, std::vector<dim_t> shape) const {
+    std::string key;
+    FloatArray a = lookup(ref, key);
+    check_shape(a, key, shape);
     return a;
+  }
+  // A reduced-precision weight matrix: exactly dtype T (no conversion: a float array here is a
+  // header / tensor mismatch), shape (rows, cols); int8 values in [-127, 127].
+  template <typename T>
+  py::array_t<T, py::array::c_style> qmatrix(const std::string& ref, dim_t rows, dim_t cols, const char* what) const {
+    std::string key;
+    py::object o = resolve(ref, key);
+    py::array a = py::array::ensure(o);
+    if (!a || !a.dtype().is(py::dtype::of<T>()))
+      fastrnn::fail<FormatError>(where, ": tensor '", key, "' (", ref, ") must be ", what, " for precision '",
+                                 get<std::string>("precision"), "', got ",
+                                 a ? std::string(py::str(a.dtype())) : std::string("a non-array"));
+    check_shape(a, key, {rows, cols});
+    auto t = py::array_t<T, py::array::c_style>::ensure(a);
+    if constexpr (std::is_same_v<T, std::int8_t>) {
+      const std::int8_t* p = t.data();
+      for (py::ssize_t i = 0; i < t.size(); ++i)
+        if (p[i] == -128) fastrnn::fail<FormatError>(where, ": tensor '", key, "' holds -128 (int8 weights are in [-127, 127])");
+    }
+    return t;
+  }
+  // Per-row int8 scales: float32 (rows,), finite and >= 0.
+  FloatArray scales(const std::string& ref, dim_t rows) const {
+    std::string key;
+    py::array a = py::array::ensure(resolve(ref, key));
+    if (!a || !a.dtype().is(py::dtype::of<float>()))
+      fastrnn::fail<FormatError>(where, ": tensor '", key, "' (", ref, ") must be float32 scales, got ",
+                                 a ? std::string(py::str(a.dtype())) : std::string("a non-array"));
+    check_shape(a, key, {rows});
+    FloatArray f = FloatArray::ensure(a);
+    for (py::ssize_t i = 0; i < f.size(); ++i)
+      if (!std::isfinite(f.data()[i]) || f.data()[i] < 0.f)
+        fastrnn::fail<FormatError>(where, ": tensor '", key, "' (", ref, ") has a non-finite or negative scale at row ",
+                                   i, " (", f.data()[i], ")");
+    return f;
   }
 };
 
@@ -73,6 +115,15 @@ std::shared_ptr<fastrnn::Model> build(const py::dict& header, const py::dict& te
   auto model = std::make_shared<fastrnn::Model>();
   if (!header.contains("layers")) fastrnn::fail<FormatError>("header: missing 'layers'");
   py::list layers = header["layers"].cast<py::list>();
+  // The header's format version (v1 files predate the per-layer "precision" key).
+  long format = 1;
+  if (header.contains("format")) {
+    try {
+      format = header["format"].cast<long>();
+    } catch (const py::cast_error&) {
+      fastrnn::fail<FormatError>("header: 'format' must be an integer");
+    }
+  }
   std::size_t i = 0;
   for (auto item : layers) {
     Ctx c;
@@ -115,23 +166,41 @@ std::shared_ptr<fastrnn::Model> build(const py::dict& header, const py::dict& te
       cfg.return_sequences = c.get<bool>("return_sequences");
       cfg.mask_mode = pick<fastrnn::MaskMode>(c, "mask_mode", {{"zero", fastrnn::MaskMode::Zero},
                                                                {"hold", fastrnn::MaskMode::Hold}});
+      // "precision": required from format 2 on; a v1 header (no key) is float32.
+      if (c.layer.contains("precision") || format >= 2)
+        cfg.precision = pick<fastrnn::Precision>(c, "precision", {{"f32", fastrnn::Precision::F32},
+                                                                   {"bf16", fastrnn::Precision::Bf16},
+                                                                   {"int8", fastrnn::Precision::Int8}});
       const dim_t GH = cfg.gates() * cfg.units, P = cfg.hidden_out();
       fastrnn::DirectionTensors dirs[2];
-      std::vector<FloatArray> keep;
+      std::vector<py::array> keep;
+      // A weight matrix in the layer's precision (int8: with its scales).
+      auto matrix = [&](const std::string& ref, dim_t rows, dim_t cols, const float** scale) -> const void* {
+        switch (cfg.precision) {
+          case fastrnn::Precision::F32: keep.push_back(c.tensor(ref, {rows, cols})); break;
+          case fastrnn::Precision::Bf16:
+            keep.push_back(c.qmatrix<std::uint16_t>(ref, rows, cols, "uint16 (bf16 bit patterns)"));
+            break;
+          case fastrnn::Precision::Int8: {
+            keep.push_back(c.qmatrix<std::int8_t>(ref, rows, cols, "int8"));
+            const void* q = keep.back().data();
+            FloatArray s = c.scales(ref + "_scale", rows);
+            keep.push_back(s);
+            *scale = s.data();
+            return q;
+          }
+        }
+        return keep.back().data();
+      };
       for (int d = 0; d < cfg.num_directions(); ++d) {
         const std::string p = d ? "backward." : "forward.";
-        keep.push_back(c.tensor(p + "w_ih", {GH, cfg.input_size}));
-        dirs[d].w_ih = keep.back().data();
-        keep.push_back(c.tensor(p + "w_hh", {GH, P}));
-        dirs[d].w_hh = keep.back().data();
+        dirs[d].w_ih = matrix(p + "w_ih", GH, cfg.input_size, &dirs[d].s_ih);
+        dirs[d].w_hh = matrix(p + "w_hh", GH, P, &dirs[d].s_hh);
         keep.push_back(c.tensor(p + "b_ih", {GH}));
-        dirs[d].b_ih = keep.back().data();
+        dirs[d].b_ih = static_cast<const float*>(keep.back().data());
         keep.push_back(c.tensor(p + "b_hh", {GH}));
-        dirs[d].b_hh = keep.back().data();
-        if (cfg.proj_size) {
-          keep.push_back(c.tensor(p + "w_hr", {P, cfg.units}));
-          dirs[d].w_hr = keep.back().data();
-        }
+        dirs[d].b_hh = static_cast<const float*>(keep.back().data());
+        if (cfg.proj_size) dirs[d].w_hr = matrix(p + "w_hr", P, cfg.units, &dirs[d].s_hr);
       }
       model->add_recurrent(cfg, dirs);
     } else if (kind == "dense") {
@@ -189,10 +258,19 @@ py::array activations_to_numpy(fastrnn::Activations& a) {
 }
 
 void register_model(py::module_& m) {
+  m.def("quantized_paths", [] { return std::string(fastrnn::cpu::kernels().qpaths()); },
+        "The bf16 / int8 kernels the current ISA runs on this CPU, in words");
   py::class_<fastrnn::Model, std::shared_ptr<fastrnn::Model>>(m, "Model")
       .def(py::init(&build), py::arg("header"), py::arg("tensors"),
            "Build from ModelSpec.to_core() = (header dict, {name: float32 array}); weights are copied.")
       .def_property_readonly("takes_ids", &fastrnn::Model::takes_ids)
+      .def_property_readonly("weight_bytes", &fastrnn::Model::weight_bytes,
+                             "Bytes of weights the core holds (packed layouts included)")
+      .def_property_readonly("precisions", [](const fastrnn::Model& self) {
+             py::list out;
+             for (const auto* c : self.recurrent_layers()) out.append(fastrnn::precision_name(c->precision));
+             return out;
+           }, "The weight precision of each recurrent layer ('f32', 'bf16', 'int8')")
       .def("stream", [](std::shared_ptr<fastrnn::Model> self, dim_t batch) {
              py::object cls = py::module_::import("fastrnn._core").attr("Stream");
              return cls(self, batch);

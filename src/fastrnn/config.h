@@ -5,6 +5,7 @@
 
 #include "fastrnn/common.h"
 #include "fastrnn/cpu/kernels.h"
+#include "fastrnn/matmul.h"
 
 namespace fastrnn {
 
@@ -23,6 +24,8 @@ struct RecurrentConfig {
   Merge merge = Merge::Concat;
   bool return_sequences = true;
   MaskMode mask_mode = MaskMode::Zero;
+  // Precision of w_ih, w_hh, w_hr (biases, states and activations stay float32).
+  Precision precision = Precision::F32;
 
   dim_t gates() const { return cell == LayerKind::Lstm ? 4 : cell == LayerKind::Gru ? 3 : 1; }
   dim_t hidden_out() const { return proj_size ? proj_size : units; }
@@ -32,13 +35,16 @@ struct RecurrentConfig {
   }
 };
 
-// Weights of one direction, canonical layout (see cells in layers/recurrent.cc).
+// Weights of one direction, canonical layout (see cells in layers/recurrent.cc).  The matrices
+// are float32, uint16 (bf16 bit patterns) or int8 as RecurrentConfig::precision says; int8 ones
+// come with per-row scales s_* (W[r, c] ~ q[r, c] * s[r]), validated by the caller (finite, >= 0).
 struct DirectionTensors {
-  const float* w_ih = nullptr;  // [G*H, I]
-  const float* w_hh = nullptr;  // [G*H, P]
+  const void* w_ih = nullptr;   // [G*H, I]
+  const void* w_hh = nullptr;   // [G*H, P]
   const float* b_ih = nullptr;  // [G*H]
   const float* b_hh = nullptr;  // [G*H]
-  const float* w_hr = nullptr;  // [P, H] or null
+  const void* w_hr = nullptr;   // [P, H] or null
+  const float *s_ih = nullptr, *s_hh = nullptr, *s_hr = nullptr;  // int8: [G*H], [G*H], [P]
 };
 
 }  // namespace fastrnn

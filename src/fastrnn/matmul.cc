@@ -1,8 +1,11 @@
 #include "fastrnn/matmul.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <vector>
 
 #include "fastrnn/blas.h"
 
@@ -27,6 +30,17 @@ const float* IsaLayouts::make_once(const cpu::KernelTable& k, const Make& make) 
 
 void IsaLayouts::clear() { s_ = std::make_unique<Slots>(); }
 
+std::size_t IsaLayouts::bytes() const {
+  std::size_t n = 0;
+  for (int i = 0; i < cpu::kIsaSlots; ++i)
+    if (s_->p[i].load(std::memory_order_acquire)) n += s_->b[i].size() * sizeof(float);
+  return n;
+}
+
+const char* precision_name(Precision p) {
+  return p == Precision::Bf16 ? "bf16" : p == Precision::Int8 ? "int8" : "f32";
+}
+
 bool blas_faster(const cpu::KernelTable& k, dim_t rows, dim_t N, dim_t K) {
   static const long forced = [] {
     const char* e = std::getenv("FASTRNN_PACKED_MAX_ROWS");
@@ -47,11 +61,107 @@ bool blas_faster(const cpu::KernelTable& k, dim_t rows, dim_t N, dim_t K) {
   }
 }
 
+void quantize_rows(dim_t rows, dim_t K, const float* x, dim_t ldx, std::int8_t* q, dim_t Kp, float* scale) {
+  for (dim_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * ldx;
+    std::int8_t* qr = q + r * Kp;
+    float a = 0.f;
+    bool finite = true;
+    for (dim_t k = 0; k < K; ++k) {
+      const float v = std::fabs(xr[k]);
+      finite &= std::isfinite(v);
+      a = v > a ? v : a;
+    }
+    if (!finite || a == 0.f) {
+      scale[r] = finite ? 0.f : std::nanf("");
+      std::memset(qr, 0, Kp);
+      continue;
+    }
+    const float inv = 127.f / a;
+    for (dim_t k = 0; k < K; ++k) {
+      const float v = std::nearbyint(xr[k] * inv);  // round half to even (the default rounding mode)
+      qr[k] = static_cast<std::int8_t>(v > 127.f ? 127.f : v < -127.f ? -127.f : v);
+    }
+    std::memset(qr + K, 0, Kp - K);
+    scale[r] = a / 127.f;
+  }
+}
+
+void Mat::set_quantized(Precision p, const void* src, const float* scale, dim_t n, dim_t k) {
+  if (n < 1 || k < 1) fail<FormatError>("a weight matrix (", n, ", ", k, ") has a zero-sized dimension");
+  N = n, K = k, prec = p;
+  Kp_ = cpu::qpad(k);
+  w.resize(0);
+  packed_.clear();
+  const std::size_t es = p == Precision::Bf16 ? 2 : 1;
+  q_.resize((cpu::qrows(n) * Kp_ * es + sizeof(float) - 1) / sizeof(float), true);
+  auto* dst = reinterpret_cast<unsigned char*>(q_.data());
+  const long ch = es == 2 ? cpu::qchunk(2) : cpu::qchunk(1);
+  for (dim_t r = 0; r < n; ++r)
+    for (dim_t c0 = 0; c0 < k; c0 += ch)  // one chunk of row r at a time (kernels.h qoffset)
+      std::memcpy(dst + cpu::qoffset(r, c0, Kp_, ch) * es, static_cast<const unsigned char*>(src) + (r * k + c0) * es,
+                  std::min<dim_t>(ch, k - c0) * es);
+  if (p == Precision::Int8) {
+    qscale_.resize(n);
+    std::memcpy(qscale_.data(), scale, n * sizeof(float));
+    qsum_.resize(n);
+    auto* sums = reinterpret_cast<std::int32_t*>(qsum_.data());
+    for (dim_t r = 0; r < n; ++r) {
+      std::int32_t s = 0;
+      for (dim_t c = 0; c < k; ++c) s += static_cast<const std::int8_t*>(src)[r * k + c];
+      sums[r] = s;
+    }
+  }
+}
+
+std::size_t Mat::bytes() const {
+  return (w.size() + q_.size() + qscale_.size() + qsum_.size()) * sizeof(float) + packed_.bytes();
+}
+
+// x [rows, K] -> y (reduced-precision weights): the activations are padded to Kp columns (bf16:
+// copied unless already K == Kp; int8: quantized, quantize_rows) in per-thread scratch that only
+// grows, so the steps of a sequence allocate nothing after the first.
+void Mat::qapply(dim_t rows, const float* x, dim_t ldx, float* y, dim_t ldy, const float* init,
+                 bool accumulate) const {
+  if (rows <= 0) return;
+  const cpu::KernelTable& k = cpu::kernels();
+  cpu::QGemm a;
+  a.nb = rows, a.N = N, a.Kp = Kp_;
+  a.w = q_.data();
+  a.init = init, a.accumulate = accumulate;
+  a.y = y, a.ldy = ldy;
+  if (prec == Precision::Bf16) {
+    thread_local std::vector<float> xs;
+    if (K == Kp_) {
+      a.x = x, a.ldx = ldx;
+    } else {
+      if (xs.size() < static_cast<std::size_t>(rows * Kp_)) xs.resize(rows * Kp_);
+      for (dim_t r = 0; r < rows; ++r) {
+        std::memcpy(xs.data() + r * Kp_, x + r * ldx, K * sizeof(float));
+        std::memset(xs.data() + r * Kp_ + K, 0, (Kp_ - K) * sizeof(float));
+      }
+      a.x = xs.data(), a.ldx = Kp_;
+    }
+    k.gemm_bf16(a);
+    return;
+  }
+  thread_local std::vector<std::int8_t> xq;
+  thread_local std::vector<float> xscale;
+  if (xq.size() < static_cast<std::size_t>(rows * Kp_)) xq.resize(rows * Kp_);
+  if (xscale.size() < static_cast<std::size_t>(rows)) xscale.resize(rows);
+  quantize_rows(rows, K, x, ldx, xq.data(), Kp_, xscale.data());
+  a.x = xq.data(), a.ldx = Kp_, a.xscale = xscale.data();
+  a.wscale = qscale_.data(), a.wsum = reinterpret_cast<const std::int32_t*>(qsum_.data());
+  k.gemm_i8(a);
+}
+
 void Mat::set(const float* src, dim_t n, dim_t k, bool pack_now) {
   // Every layer refuses a zero-sized weight with its name first; this is the last line of defence.
   if (n < 1 || k < 1) fail<FormatError>("a weight matrix (", n, ", ", k, ") has a zero-sized dimension");
   N = n;
   K = k;
+  prec = Precision::F32;
+  q_.resize(0), qscale_.resize(0), qsum_.resize(0);
   w.resize(n * k);
   std::memcpy(w.data(), src, n * k * sizeof(float));
   packed_.clear();
@@ -69,6 +179,7 @@ bool Mat::uses_packed(const cpu::KernelTable& k, dim_t rows) const { return !bla
 
 void Mat::apply(dim_t rows, const float* x, dim_t ldx, float* y, dim_t ldy, bool accumulate) const {
   if (rows <= 0) return;
+  if (prec != Precision::F32) return qapply(rows, x, ldx, y, ldy, nullptr, accumulate);
   const cpu::KernelTable& k = cpu::kernels();
   if (uses_packed(k, rows)) {
     if (!accumulate)
@@ -82,6 +193,7 @@ void Mat::apply(dim_t rows, const float* x, dim_t ldx, float* y, dim_t ldy, bool
 
 void Mat::apply_bias(dim_t rows, const float* x, dim_t ldx, float* y, dim_t ldy, const float* bias) const {
   if (rows <= 0) return;
+  if (prec != Precision::F32) return qapply(rows, x, ldx, y, ldy, bias, false);
   const cpu::KernelTable& k = cpu::kernels();
   if (uses_packed(k, rows)) {  // the bias starts the accumulators: one pass over y
     k.gemm_packed(rows, N, K, x, ldx, packed(k), y, ldy, bias);

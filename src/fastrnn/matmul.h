@@ -28,6 +28,7 @@ class IsaLayouts {
     return make_once(k, Make(std::forward<F>(make)));
   }
   void clear();
+  std::size_t bytes() const;  // of the layouts made so far
 
  private:
   const float* make_once(const cpu::KernelTable& k, const Make& make) const;
@@ -38,11 +39,21 @@ class IsaLayouts {
   std::unique_ptr<Slots> s_;
 };
 
+// Weight precision (config.h's RecurrentConfig::precision; the header's "precision" key).
+enum class Precision { F32, Bf16, Int8 };
+const char* precision_name(Precision p);
+
 struct Mat {
-  Buffer w;
+  Buffer w;  // float32 row-major (F32 only)
   dim_t N = 0, K = 0;
+  Precision prec = Precision::F32;
   // pack_now: make the current ISA's packed layout at once (else on first use).
   void set(const float* src, dim_t n, dim_t k, bool pack_now = true);
+  // Reduced-precision weights, the only copy kept (no float32 one): bf16 = uint16 bit patterns
+  // [n, k]; int8 = int8 [n, k] in [-127, 127] with per-row scales scale[n] (W[r, c] ~ q[r, c] scale[r]).
+  // Stored row-major with rows zero padded to cpu::qpad(k) (cpu::QGemm).  Validated by the caller.
+  void set_quantized(Precision p, const void* src, const float* scale, dim_t n, dim_t k);
+  std::size_t bytes() const;  // weights held (every layout made so far)
   const float* packed(const cpu::KernelTable& k) const;
   // y[r, :N] (+)= x[r, :K] W^T for r < rows
   void apply(dim_t rows, const float* x, dim_t ldx, float* y, dim_t ldy, bool accumulate) const;
@@ -51,8 +62,19 @@ struct Mat {
   bool uses_packed(const cpu::KernelTable& k, dim_t rows) const;  // our kernel (else BLAS) for this many rows
 
  private:
+  void qapply(dim_t rows, const float* x, dim_t ldx, float* y, dim_t ldy, const float* init, bool accumulate) const;
   IsaLayouts packed_;
+  Buffer q_;             // bf16 / int8 rows [N, Kp] (bytes in a float buffer: 64-byte aligned)
+  Buffer qscale_, qsum_;  // int8: scale [N]; sum_k q[n, k] as int32 [N]
+  dim_t Kp_ = 0;
 };
+
+// Dynamic int8 quantization of activations (one rule for every ISA, tests/test_precision_core.py
+// mirrors it): per row, a = max_k |x[k]|, q[k] = clamp(rint(x[k] * (127 / a)), -127, 127) (float32
+// arithmetic, round half to even), scale = a / 127; an all-zero row gives q = 0, scale = 0; a row
+// with a NaN / inf gives scale NaN (the products are NaN, as float32 math would give).  q is
+// written to Kp columns (zeros past K).
+void quantize_rows(dim_t rows, dim_t K, const float* x, dim_t ldx, std::int8_t* q, dim_t Kp, float* scale);
 
 // Whether OpenBLAS sgemm measured faster than the kernels of table k for y[rows, N] = x[rows, K] W^T
 // (per ISA; benchmarks/README.md).  FASTRNN_PACKED_MAX_ROWS=n overrides it (BLAS above n rows),

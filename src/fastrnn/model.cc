@@ -38,6 +38,13 @@ void Model::add_embedding(const std::string& name, const float* table, dim_t voc
   layers_.push_back(std::move(l));
 }
 
+std::size_t Model::weight_bytes() const {
+  std::size_t n = 0;
+  for (const Layer& l : layers_)
+    n += (l.weight.size() + l.bias.size()) * sizeof(float) + l.dense.bytes() + (l.rnn ? l.rnn->weight_bytes() : 0);
+  return n;
+}
+
 void Model::add_masking(const std::string& name, float mask_value) {
   Layer l{LayerKind::Masking, name};
   l.mask_value = mask_value;

@@ -44,6 +44,7 @@ class Model {
   void add_last_step(const std::string& name);
 
   std::size_t num_layers() const { return layers_.size(); }
+  std::size_t weight_bytes() const;  // every weight (and packed layout) the model holds
 
   // Streaming (forward-only models): the per-step output size, a fresh zero state for B rows,
   // one step (x [B, F] floats or ids [B]; out [B, step_output_size()]), allocation-free.

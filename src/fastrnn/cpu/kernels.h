@@ -1,6 +1,7 @@
 // Kernel table: the element-wise and gate kernels, compiled once per ISA (kernels_<isa>.cc,
 // each with its own flags and namespace) and chosen at run time (dispatch.cc).
 #pragma once
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -74,6 +75,33 @@ struct FusedStep {
   float* part = nullptr;          // scratch, fused_part_size() floats (staging area of the gate sums)
 };
 
+// Reduced-precision weight products (qkernels_impl.h has the equations and the per-ISA paths).
+// Weight layout (one for every ISA): rows zero padded to Kp = qpad(K) elements and to a multiple of
+// kQRows rows; blocks of kQRows rows interleaved by chunks of qchunk() elements (64 bytes), so a
+// tile of rows streams through one contiguous run of memory:
+//   element (n, k) at qoffset(n, k, Kp, CH) = (n / 4) * 4 * Kp + (k - k % CH) * 4 + (n % 4) * CH + k % CH.
+// x [nb, ldx] padded to Kp columns (bf16: float32 x, zeros past K; int8: q_x, zeros past K).
+constexpr long kQPad = 64, kQRows = 4;
+inline long qpad(long K) { return (K + kQPad - 1) / kQPad * kQPad; }
+inline long qrows(long N) { return (N + kQRows - 1) / kQRows * kQRows; }
+constexpr long qchunk(long elem_bytes) { return 64 / elem_bytes; }
+constexpr long qoffset(long n, long k, long Kp, long CH) {
+  return (n / kQRows) * kQRows * Kp + (k - k % CH) * kQRows + (n % kQRows) * CH + k % CH;
+}
+struct QGemm {
+  long nb = 0, N = 0, Kp = 0;
+  const void* x = nullptr;              // float [nb, ldx] (bf16) / int8 [nb, ldx] (int8)
+  long ldx = 0;
+  const float* xscale = nullptr;        // int8: [nb]
+  const void* w = nullptr;              // uint16 (bf16 bits) / int8, qoffset layout
+  const float* wscale = nullptr;        // int8: [N]
+  const std::int32_t* wsum = nullptr;   // int8: [N], sum_k w[n, k] (the VNNI offset trick)
+  const float* init = nullptr;          // y = init[n] + ... (else y += ... when accumulate, else y = ...)
+  bool accumulate = false;
+  float* y = nullptr;
+  long ldy = 0;
+};
+
 struct KernelTable;
 long block_units(const KernelTable& k, long G);
 inline long fused_blocks(const KernelTable& k, long G, long H) { return (H + block_units(k, G) - 1) / block_units(k, G); }
@@ -115,6 +143,11 @@ struct KernelTable {
   void (*recurrent_fused)(const FusedStep& a);
   // Benchmark probe: `iters` rounds of independent vector FMAs; returns the flops done.
   double (*fma_probe)(long iters);
+  // y (+)= x W^T with bf16 / int8 weights (QGemm); the VNNI / BF16 instructions are chosen inside
+  // from cpuid.  qpaths(): which paths run on this CPU, in words.
+  void (*gemm_bf16)(const QGemm& a);
+  void (*gemm_i8)(const QGemm& a);
+  const char* (*qpaths)();
 };
 
 constexpr int kIsaSlots = 3;

@@ -711,8 +711,11 @@ double fma_probe(long iters) {
 
 }  // namespace
 
+#include "fastrnn/cpu/qkernels_impl.h"
+
 static constexpr fastrnn::cpu::KernelTable make_table(const char* isa, int slot) {
   return fastrnn::cpu::KernelTable{isa,       slot,          W,           kPanel,          kPanelVecs,
                                    kKBlock,   activate,      bias_act,    lstm_cell,       gru_cell_after,
-                                   gru_before_rz, gru_before_out, gemm_packed, recurrent_fused, fma_probe};
+                                   gru_before_rz, gru_before_out, gemm_packed, recurrent_fused, fma_probe,
+                                   gemm_bf16,     gemm_i8,       qpaths};
 }

@@ -95,19 +95,33 @@ std::int64_t now_ns() {
 Recurrent::Recurrent(RecurrentConfig cfg, const DirectionTensors* dirs) : cfg_(std::move(cfg)) {
   const dim_t G = cfg_.gates(), H = cfg_.units, I = cfg_.input_size, P = cfg_.hidden_out();
   const bool gru = cfg_.cell == LayerKind::Gru;
+  // Reduced precision (bf16 / int8 weights): the matrices are kept only in that form (Mat::set_quantized)
+  // and every product goes through Mat::apply (the quantized GEMM, then the separate gate kernels):
+  // no fused step, no folding, no batch-1 split (their layouts are float32).
+  const Precision prec = cfg_.precision;
+  const bool reduced = prec != Precision::F32;
+  const std::size_t es = prec == Precision::F32 ? 4 : prec == Precision::Bf16 ? 2 : 1;
+  // Rows [r0, r0 + n) of a [*, k] weight (and of its int8 scales).
+  auto set = [&](Mat& m, const void* src, const float* scale, dim_t r0, dim_t n, dim_t k, bool pack_now) {
+    const void* p = static_cast<const unsigned char*>(src) + r0 * k * es;
+    if (!reduced) return m.set(static_cast<const float*>(p), n, k, pack_now);
+    m.set_quantized(prec, p, scale ? scale + r0 : nullptr, n, k);
+  };
   for (int d = 0; d < cfg_.num_directions(); ++d) {
     const DirectionTensors& t = dirs[d];
     if (!t.w_ih || !t.w_hh || !t.b_ih || !t.b_hh || (cfg_.proj_size && !t.w_hr))
       fail<FormatError>("layer '", cfg_.name, "': missing weights for direction ", d);
+    if (prec == Precision::Int8 && (!t.s_ih || !t.s_hh || (cfg_.proj_size && !t.s_hr)))
+      fail<FormatError>("layer '", cfg_.name, "': missing int8 weight scales for direction ", d);
     Dir& w = dir_[d];
-    w.ih.set(t.w_ih, G * H, I);
+    set(w.ih, t.w_ih, t.s_ih, 0, G * H, I, true);
     if (gru && !cfg_.reset_after) {
-      w.hh_rz.set(t.w_hh, 2 * H, P);
-      w.hh_n.set(t.w_hh + 2 * H * P, H, P);
+      set(w.hh_rz, t.w_hh, t.s_hh, 0, 2 * H, P, true);
+      set(w.hh_n, t.w_hh, t.s_hh, 2 * H, H, P, true);
     } else {
-      fused_ = true;  // LSTM (a projection runs after it), GRU reset_after, SimpleRNN
-      fold_ = !gru && kFoldMaxInputRatio * I <= H && fold_allowed();
-      w.hh.set(t.w_hh, G * H, P, false);  // row-major for BLAS; panels only if ever used
+      fused_ = !reduced;  // LSTM (a projection runs after it), GRU reset_after, SimpleRNN
+      fold_ = fused_ && !gru && kFoldMaxInputRatio * I <= H && fold_allowed();
+      set(w.hh, t.w_hh, t.s_hh, 0, G * H, P, false);  // f32: row-major for BLAS; panels only if ever used
     }
     w.bias.resize(G * H);
     for (dim_t j = 0; j < G * H; ++j) w.bias[j] = t.b_ih[j] + t.b_hh[j];
@@ -115,15 +129,25 @@ Recurrent::Recurrent(RecurrentConfig cfg, const DirectionTensors* dirs) : cfg_(s
       copy_to(w.b_hn, t.b_hh + 2 * H, H);
       for (dim_t j = 0; j < H; ++j) w.bias[2 * H + j] = t.b_ih[2 * H + j];
     }
-    if (cfg_.proj_size) w.hr.set(t.w_hr, P, H);
+    if (cfg_.proj_size) set(w.hr, t.w_hr, t.s_hr, 0, P, H, true);
   }
   // One direction only: the two directions of a bidirectional layer already run on two threads.
-  split_ok_ = cfg_.num_directions() == 1 &&
+  split_ok_ = fused_ && cfg_.num_directions() == 1 &&
               ((cfg_.cell == LayerKind::Lstm && !cfg_.proj_size) || (gru && cfg_.reset_after) ||
                cfg_.cell == LayerKind::SimpleRnn) &&
               static_cast<double>(G * H) * P >= kSplitMinMacs;
   if (fused_)
     for (int d = 0; d < cfg_.num_directions(); ++d) fused_weights(d, cpu::kernels());
+}
+
+std::size_t Recurrent::weight_bytes() const {
+  std::size_t n = 0;
+  for (int d = 0; d < cfg_.num_directions(); ++d) {
+    const Dir& w = dir_[d];
+    n += w.ih.bytes() + w.hh.bytes() + w.hh_rz.bytes() + w.hh_n.bytes() + w.hr.bytes() + w.fused.bytes() +
+         (w.bias.size() + w.b_hn.size()) * sizeof(float);
+  }
+  return n;
 }
 
 void Recurrent::note_t1(double seconds) const {

@@ -25,6 +25,7 @@ class Recurrent {
  public:
   Recurrent(RecurrentConfig cfg, const DirectionTensors* dirs);  // copies and re-lays the weights
   const RecurrentConfig& config() const { return cfg_; }
+  std::size_t weight_bytes() const;  // weights held, every layout made so far included
 
   // x [B, T, I]; mask [B, T] (1 = valid) or null.  y: [B, T, out] or [B, out] (out = output_size);
   // for merge 'none', y receives the forward and y2 the backward output ([.., P] each).

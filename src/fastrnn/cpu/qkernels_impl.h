@@ -1,0 +1,387 @@
+// Reduced-precision weight products (bf16 and int8 weights), included by kernels_impl.h and so
+// compiled once per ISA TU.  Every path computes, for b < nb, n < N (kernels.h, QGemm):
+//
+//   bf16:  y[b, n] = base + sum_k f32(w[n, k]) * x[b, k]           (x float32, f32 accumulation)
+//   int8:  y[b, n] = base + f32(sum_k q_x[b, k] * q_w[n, k]) * (s_x[b] * s_w[n])   (exact int32 sum)
+//   base = init[n] (init given), y[b, n] (accumulate), else 0.
+//
+// Layout (one for every ISA, so a model needs no per-ISA copy; kernels.h qoffset): W [N, Kp], rows
+// zero padded to Kp = qpad(K) and to a multiple of 4, blocks of 4 rows interleaved by 64-byte
+// chunks of k (a tile of rows reads one contiguous stream: with rows apart, the batch-1 product
+// ran at a quarter of the L3 bandwidth on Zen 1); x as [nb, ldx] padded alike (bf16: zeros past K;
+// int8: q_x = 0 past K).  Products are row dot products: a tile of R x rows x C weight rows
+// keeps R*C vector accumulators, then each is reduced across its lanes.  Loop order: weight rows outer (C rows of W stay in L1 while every
+// x row passes; W is streamed from memory once per call), x rows inner.
+//
+// int8 is exact in every path (no int16 saturation anywhere), so all ISAs agree bit for bit on
+// the integer sums; bf16 paths differ only in the order of the float additions (and the
+// AVX512_BF16 path, below, in a 2^-17 relative split of x):
+//   portable:    int32 loops / 16 float partial sums (vectorized by the compiler; SSE2, NEON).
+//                No NEON sdot / bf16 instructions yet: aarch64 runs this path.
+//   AVX2:        int8: vpmaddubsw(|x|, sign(w, x)) + vpmaddwd(., 1) + vpaddd.  |x|, |w| <= 127, so a
+//                pair |x0 w0 + x1 w1| <= 2*127*127 = 32258 never saturates int16 (this is the
+//                range reduction: activations are symmetric s8 in [-127, 127], weights exclude -128).
+//                bf16: vpmovzxwd + vpslld 16 (bf16 -> f32 exactly) + vfmadd.
+//   AVX-VNNI / AVX-512 VNNI: vpdpbusd(acc, x ^ 0x80, w) = sum (x + 128) w, minus 128 * sum_k w[n, k]
+//                (precomputed per row, QGemm::wsum): exact, one instruction per 32/64 products.
+//   AVX-512BW:   as AVX2 with 512-bit vectors (no vpsignb: w negated under the mask x < 0).
+//   AVX-512F:    bf16 as AVX2, 512-bit.
+//   AVX512_BF16: vdpbf16ps needs bf16 on both sides; x = hi + lo with hi = bf16(x), lo = bf16(x - hi)
+//                (both round-to-nearest-even) and two vdpbf16ps per weight vector, so the product
+//                keeps ~16 bits of x (|x - hi - lo| <= 2^-17 |x|) instead of 8: the same numbers as the
+//                other paths within ~1e-5 relative.  (vdpbf16ps flushes bf16 denormals: lo terms below
+//                ~1e-38 are lost, far below the tolerance.)
+// The VNNI / BF16 instructions are compiled with target attributes and chosen at run time from
+// cpuid (qpaths() names what runs); the build never needs -march=native.
+
+namespace {
+using fastrnn::cpu::QGemm;
+
+FI float bf16_f32(std::uint16_t b) {
+  const std::uint32_t u = static_cast<std::uint32_t>(b) << 16;
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+FI void qstore(const QGemm& a, long b, long n, float d) {
+  float* y = a.y + b * a.ldy + n;
+  *y = (a.init ? a.init[n] : a.accumulate ? *y : 0.f) + d;
+}
+FI void qstore_i8(const QGemm& a, long b, long n, std::int32_t acc) {
+  qstore(a, b, n, static_cast<float>(acc) * (a.xscale[b] * a.wscale[n]));
+}
+
+// ---- portable ------------------------------------------------------------------------------
+// bf16: y = base + sum_k f32(w[n,k]) x[b,k], 16 partial sums per row (lane l takes k = l mod 16),
+// added pairwise; a block of 4 weight rows per pass over x.
+constexpr long kChB = fastrnn::cpu::qchunk(2), kChI = fastrnn::cpu::qchunk(1);
+[[maybe_unused]] void gemm_bf16_portable(const QGemm& a) {
+  constexpr int L = 16;
+  const auto* W = static_cast<const std::uint16_t*>(a.w);
+  const auto* X = static_cast<const float*>(a.x);
+  for (long n0 = 0; n0 < a.N; n0 += 4)
+    for (long b = 0; b < a.nb; ++b) {
+      const float* x = X + b * a.ldx;
+      float acc[4][L] = {};
+      for (long k = 0; k < a.Kp; k += kChB) {
+        const std::uint16_t* blk = W + fastrnn::cpu::qoffset(n0, k, a.Kp, kChB);
+        for (int c = 0; c < 4; ++c)
+          for (long e = 0; e < kChB; e += L)
+            for (int l = 0; l < L; ++l) acc[c][l] += x[k + e + l] * bf16_f32(blk[c * kChB + e + l]);
+      }
+      for (int c = 0; c < 4 && n0 + c < a.N; ++c) {
+        for (int s = L / 2; s > 0; s /= 2)
+          for (int l = 0; l < s; ++l) acc[c][l] += acc[c][l + s];
+        qstore(a, b, n0 + c, acc[c][0]);
+      }
+    }
+}
+// int8: y = base + f32(sum_k q_x q_w) * s_x[b] * s_w[n]; a block of 4 weight rows per pass over x.
+[[maybe_unused]] void gemm_i8_portable(const QGemm& a) {
+  const auto* W = static_cast<const std::int8_t*>(a.w);
+  const auto* X = static_cast<const std::int8_t*>(a.x);
+  for (long n0 = 0; n0 < a.N; n0 += 4)
+    for (long b = 0; b < a.nb; ++b) {
+      const std::int8_t* x = X + b * a.ldx;
+      std::int32_t acc[4] = {};
+      for (long k = 0; k < a.Kp; k += kChI) {
+        const std::int8_t* blk = W + fastrnn::cpu::qoffset(n0, k, a.Kp, kChI);
+        for (int c = 0; c < 4; ++c) {
+          std::int32_t s = 0;
+          for (long e = 0; e < kChI; ++e) s += std::int32_t(x[k + e]) * blk[c * kChI + e];
+          acc[c] += s;
+        }
+      }
+      for (int c = 0; c < 4 && n0 + c < a.N; ++c) qstore_i8(a, b, n0 + c, acc[c]);
+    }
+}
+
+// ---- the tiled driver of the SIMD paths ----------------------------------------------------
+// Ops: Acc (accumulator vector), Xv (a prepared x vector), Wv (a weight vector), kEs (bytes per
+// weight), kStep (k per vector), zero(), load_x(a, b, k), load_w(p) (p: the weights of k in the
+// layout), mac(acc, xv, wv), store(a, b, n, acc).  Every tile starts at a multiple of 4 rows or is
+// one row, so its rows' chunks are contiguous runs.
+// (A macro, so that the paths built with target attributes get a driver with the same attributes:
+// GCC inlines a target-specific function only into one compiled for that target.)
+#define FASTRNN_QDRIVER(NAME, ATTR)                                                      \
+  template <class Ops, int R, int C>                                                     \
+  FI ATTR void NAME##_tile(const QGemm& a, long b0, long n0) {                           \
+    constexpr long CH = fastrnn::cpu::qchunk(Ops::kEs);                                  \
+    typename Ops::Acc acc[R][C];                                                         \
+    const char* wr[C];                                                                   \
+    for (int c = 0; c < C; ++c) {                                                        \
+      wr[c] = static_cast<const char*>(a.w) + fastrnn::cpu::qoffset(n0 + c, 0, a.Kp, CH) * Ops::kEs; \
+      for (int r = 0; r < R; ++r) acc[r][c] = Ops::zero();                               \
+    }                                                                                    \
+    for (long kc = 0; kc < a.Kp; kc += CH)                                               \
+      for (long e = 0; e < CH; e += Ops::kStep) {                                        \
+        typename Ops::Wv wv[C];                                                          \
+        for (int c = 0; c < C; ++c) wv[c] = Ops::load_w(wr[c] + (kc * fastrnn::cpu::kQRows + e) * Ops::kEs); \
+        for (int r = 0; r < R; ++r) {                                                    \
+          const typename Ops::Xv xv = Ops::load_x(a, b0 + r, kc + e);                    \
+          for (int c = 0; c < C; ++c) Ops::mac(acc[r][c], xv, wv[c]);                    \
+        }                                                                                \
+      }                                                                                  \
+    for (int r = 0; r < R; ++r)                                                          \
+      for (int c = 0; c < C; ++c) Ops::store(a, b0 + r, n0 + c, acc[r][c]);              \
+  }                                                                                      \
+  template <class Ops, int R, int C, int C1>                                             \
+  FI ATTR void NAME(const QGemm& a) {                                                    \
+    if (a.nb == 1) {                                                                     \
+      long n = 0;                                                                        \
+      for (; n + C1 <= a.N; n += C1) NAME##_tile<Ops, 1, C1>(a, 0, n);                   \
+      for (; n < a.N; ++n) NAME##_tile<Ops, 1, 1>(a, 0, n);                              \
+      return;                                                                            \
+    }                                                                                    \
+    long n = 0;                                                                          \
+    for (; n + C <= a.N; n += C) {                                                       \
+      long b = 0;                                                                        \
+      for (; b + R <= a.nb; b += R) NAME##_tile<Ops, R, C>(a, b, n);                     \
+      for (; b < a.nb; ++b) NAME##_tile<Ops, 1, C>(a, b, n);                             \
+    }                                                                                    \
+    for (; n < a.N; ++n)                                                                 \
+      for (long b = 0; b < a.nb; ++b) NAME##_tile<Ops, 1, 1>(a, b, n);                   \
+  }
+// Tiles of R x rows x C weight rows (C1 weight rows at once for a single x row: batch 1 needs
+// more independent chains), remainders with one x row / one weight row.
+FASTRNN_QDRIVER(qrun, )
+
+// x rows de-interleaved for the shift / mask bf16 paths: per group of G k, the G/2 even ones, then
+// the G/2 odd ones (per-thread scratch that only grows).
+[[maybe_unused]] QGemm deint_x(const QGemm& a, long G) {
+  thread_local std::vector<float> buf;
+  if (buf.size() < static_cast<std::size_t>(a.nb * a.Kp)) buf.resize(a.nb * a.Kp);
+  for (long b = 0; b < a.nb; ++b) {
+    const float* x = static_cast<const float*>(a.x) + b * a.ldx;
+    float* d = buf.data() + b * a.Kp;
+    for (long k = 0; k < a.Kp; k += G)
+      for (long j = 0; j < G / 2; ++j) d[k + j] = x[k + 2 * j], d[k + G / 2 + j] = x[k + 2 * j + 1];
+  }
+  QGemm s = a;
+  s.x = buf.data(), s.ldx = a.Kp;
+  return s;
+}
+
+#if defined(__AVX2__)
+FI float hsum256(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+FI std::int32_t hsum256i(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+  return _mm_cvtsi128_si32(s);
+}
+// bf16, AVX2: 16 weights per step (one 32-byte load): lane j holds w[2j] (low half) and w[2j+1]
+// (high half); w[2j] as f32 = lane << 16, w[2j+1] = lane & 0xffff0000 (exact).  x is de-interleaved
+// to match (deint_x: per 16 k, the 8 even ones then the 8 odd ones): two FMAs per 16 products.
+struct Bf16Avx2 {
+  using Acc = __m256;
+  struct Xv { __m256 e, o; };
+  using Wv = __m256i;
+  static constexpr long kEs = 2, kStep = 16;
+  static FI Acc zero() { return _mm256_setzero_ps(); }
+  static FI Xv load_x(const QGemm& a, long b, long k) {
+    const float* p = static_cast<const float*>(a.x) + b * a.ldx + k;
+    return {_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8)};
+  }
+  static FI Wv load_w(const char* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+  static FI void mac(Acc& acc, const Xv& x, Wv w) {
+    acc = _mm256_fmadd_ps(x.e, _mm256_castsi256_ps(_mm256_slli_epi32(w, 16)), acc);
+    acc = _mm256_fmadd_ps(x.o, _mm256_castsi256_ps(_mm256_and_si256(w, _mm256_set1_epi32(-65536))), acc);
+  }
+  static FI void store(const QGemm& a, long b, long n, Acc acc) { qstore(a, b, n, hsum256(acc)); }
+};
+// int8, AVX2: 32 products per step: vpmaddubsw(|x|, sign(w, x)) (pairs <= 32258: no saturation),
+// vpmaddwd by ones to int32, vpaddd.
+struct I8Avx2 {
+  using Acc = __m256i;
+  struct Xv { __m256i x, ax; };
+  using Wv = __m256i;
+  static constexpr long kEs = 1, kStep = 32;
+  static FI Acc zero() { return _mm256_setzero_si256(); }
+  static FI Xv load_x(const QGemm& a, long b, long k) {
+    const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const std::int8_t*>(a.x) + b * a.ldx + k));
+    return {x, _mm256_abs_epi8(x)};
+  }
+  static FI Wv load_w(const char* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+  static FI void mac(Acc& acc, const Xv& x, Wv w) {
+    const __m256i p = _mm256_maddubs_epi16(x.ax, _mm256_sign_epi8(w, x.x));
+    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, _mm256_set1_epi16(1)));
+  }
+  static FI void store(const QGemm& a, long b, long n, Acc acc) { qstore_i8(a, b, n, hsum256i(acc)); }
+};
+#endif
+
+#if defined(__AVX2__) && !defined(__AVX512F__)
+// int8, AVX-VNNI (vpdpbusd on ymm, VEX encoded: Alder Lake, Zen 5 ...): sum (x + 128) w - 128 sum w.
+#define FASTRNN_AVXVNNI __attribute__((target("avxvnni")))
+struct I8AvxVnni {
+  using Acc = __m256i;
+  using Xv = __m256i;
+  using Wv = __m256i;
+  static constexpr long kEs = 1, kStep = 32;
+  static FI FASTRNN_AVXVNNI Acc zero() { return _mm256_setzero_si256(); }
+  static FI FASTRNN_AVXVNNI Xv load_x(const QGemm& a, long b, long k) {
+    return _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const std::int8_t*>(a.x) + b * a.ldx + k)),
+                            _mm256_set1_epi8(static_cast<char>(0x80)));
+  }
+  static FI FASTRNN_AVXVNNI Wv load_w(const char* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+  static FI FASTRNN_AVXVNNI void mac(Acc& acc, Xv x, Wv w) { acc = _mm256_dpbusd_avx_epi32(acc, x, w); }
+  static FI FASTRNN_AVXVNNI void store(const QGemm& a, long b, long n, Acc acc) {
+    qstore_i8(a, b, n, hsum256i(acc) - 128 * a.wsum[n]);
+  }
+};
+FASTRNN_QDRIVER(qrun_avxvnni, FASTRNN_AVXVNNI)
+FASTRNN_AVXVNNI __attribute__((noinline)) void gemm_i8_avxvnni(const QGemm& a) { qrun_avxvnni<I8AvxVnni, 2, 4, 4>(a); }
+bool has_avxvnni() {
+  static const bool v = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avxvnni");
+  }();
+  return v;
+}
+void gemm_bf16(const QGemm& a) { qrun<Bf16Avx2, 2, 4, 8>(deint_x(a, 16)); }
+void gemm_i8(const QGemm& a) {
+  if (has_avxvnni()) return gemm_i8_avxvnni(a);
+  qrun<I8Avx2, 2, 4, 4>(a);
+}
+const char* qpaths() { return has_avxvnni() ? "bf16: avx2 (shift + fma); int8: avx-vnni (vpdpbusd)"
+                                            : "bf16: avx2 (shift + fma); int8: avx2 (vpmaddubsw + vpmaddwd)"; }
+
+#elif defined(__AVX512F__) && defined(__AVX512BW__)
+FI std::int32_t hsum512i(__m512i v) {
+  return hsum256i(_mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_castsi512_si256(_mm512_shuffle_i64x2(v, v, 0xEE))));
+}
+FI float hsum512(__m512 v) {
+  return hsum256(_mm256_add_ps(_mm512_castps512_ps256(v), _mm512_castps512_ps256(_mm512_shuffle_f32x4(v, v, 0xEE))));
+}
+// bf16, AVX-512F: 32 weights per step (one 64-byte load), even / odd halves as Bf16Avx2 (x de-interleaved
+// per 32 k).
+struct Bf16Avx512 {
+  using Acc = __m512;
+  struct Xv { __m512 e, o; };
+  using Wv = __m512i;
+  static constexpr long kEs = 2, kStep = 32;
+  static FI Acc zero() { return _mm512_setzero_ps(); }
+  static FI Xv load_x(const QGemm& a, long b, long k) {
+    const float* p = static_cast<const float*>(a.x) + b * a.ldx + k;
+    return {_mm512_loadu_ps(p), _mm512_loadu_ps(p + 16)};
+  }
+  static FI Wv load_w(const char* p) { return _mm512_loadu_si512(p); }
+  static FI void mac(Acc& acc, const Xv& x, Wv w) {
+    acc = _mm512_fmadd_ps(x.e, _mm512_castsi512_ps(_mm512_slli_epi32(w, 16)), acc);
+    acc = _mm512_fmadd_ps(x.o, _mm512_castsi512_ps(_mm512_and_si512(w, _mm512_set1_epi32(-65536))), acc);
+  }
+  static FI void store(const QGemm& a, long b, long n, Acc acc) { qstore(a, b, n, hsum512(acc)); }
+};
+// int8, AVX-512BW: 64 products per step: vpmaddubsw(|x|, w negated where x < 0), vpmaddwd, vpaddd.
+struct I8Avx512 {
+  using Acc = __m512i;
+  struct Xv { __m512i ax; __mmask64 neg; };
+  using Wv = __m512i;
+  static constexpr long kEs = 1, kStep = 64;
+  static FI Acc zero() { return _mm512_setzero_si512(); }
+  static FI Xv load_x(const QGemm& a, long b, long k) {
+    const __m512i x = _mm512_loadu_si512(static_cast<const std::int8_t*>(a.x) + b * a.ldx + k);
+    return {_mm512_abs_epi8(x), _mm512_movepi8_mask(x)};
+  }
+  static FI Wv load_w(const char* p) { return _mm512_loadu_si512(p); }
+  static FI void mac(Acc& acc, const Xv& x, Wv w) {
+    const __m512i sw = _mm512_mask_sub_epi8(w, x.neg, _mm512_setzero_si512(), w);
+    acc = _mm512_add_epi32(acc, _mm512_madd_epi16(_mm512_maddubs_epi16(x.ax, sw), _mm512_set1_epi16(1)));
+  }
+  static FI void store(const QGemm& a, long b, long n, Acc acc) { qstore_i8(a, b, n, hsum512i(acc)); }
+};
+// int8, AVX-512 VNNI: vpdpbusd(acc, x ^ 0x80, w): 64 products per instruction; minus 128 sum w.
+#define FASTRNN_VNNI __attribute__((target("avx512vnni")))
+struct I8Vnni {
+  using Acc = __m512i;
+  using Xv = __m512i;
+  using Wv = __m512i;
+  static constexpr long kEs = 1, kStep = 64;
+  static FI FASTRNN_VNNI Acc zero() { return _mm512_setzero_si512(); }
+  static FI FASTRNN_VNNI Xv load_x(const QGemm& a, long b, long k) {
+    return _mm512_xor_si512(_mm512_loadu_si512(static_cast<const std::int8_t*>(a.x) + b * a.ldx + k),
+                            _mm512_set1_epi8(static_cast<char>(0x80)));
+  }
+  static FI FASTRNN_VNNI Wv load_w(const char* p) { return _mm512_loadu_si512(p); }
+  static FI FASTRNN_VNNI void mac(Acc& acc, Xv x, Wv w) { acc = _mm512_dpbusd_epi32(acc, x, w); }
+  static FI FASTRNN_VNNI void store(const QGemm& a, long b, long n, Acc acc) {
+    qstore_i8(a, b, n, hsum512i(acc) - 128 * a.wsum[n]);
+  }
+};
+// bf16, AVX512_BF16: x split into hi / lo bf16 (see the top), two vdpbf16ps per 32 weights.
+#define FASTRNN_BF16 __attribute__((target("avx512bf16")))
+struct Bf16Dp {
+  using Acc = __m512;
+  struct Xv { __m512i hi, lo; };
+  using Wv = __m512i;
+  static constexpr long kEs = 2, kStep = 32;
+  static FI FASTRNN_BF16 Acc zero() { return _mm512_setzero_ps(); }
+  // a.x here: the split rows, [nb][2 * Kp] uint16 (hi at k, lo at Kp + k), ldx in uint16.
+  static FI FASTRNN_BF16 Xv load_x(const QGemm& a, long b, long k) {
+    const auto* p = static_cast<const std::uint16_t*>(a.x) + b * a.ldx + k;
+    return {_mm512_loadu_si512(p), _mm512_loadu_si512(p + a.Kp)};
+  }
+  static FI FASTRNN_BF16 Wv load_w(const char* p) { return _mm512_loadu_si512(p); }
+  static FI FASTRNN_BF16 void mac(Acc& acc, const Xv& x, Wv w) {
+    acc = _mm512_dpbf16_ps(acc, (__m512bh)x.hi, (__m512bh)w);
+    acc = _mm512_dpbf16_ps(acc, (__m512bh)x.lo, (__m512bh)w);
+  }
+  static FI FASTRNN_BF16 void store(const QGemm& a, long b, long n, Acc acc) { qstore(a, b, n, hsum512(acc)); }
+};
+// float -> bf16, round to nearest even (finite inputs; NaN stays NaN).
+FI std::uint16_t f32_bf16(float f) {
+  std::uint32_t u;
+  std::memcpy(&u, &f, sizeof u);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<std::uint16_t>((u >> 16) | 0x40);
+  return static_cast<std::uint16_t>((u + 0x7fffu + ((u >> 16) & 1)) >> 16);
+}
+FASTRNN_QDRIVER(qrun_bf16, FASTRNN_BF16)
+FASTRNN_BF16 __attribute__((noinline)) void gemm_bf16_dp(const QGemm& a) {
+  thread_local std::vector<std::uint16_t> split;  // grows only: no allocation in steady state
+  if (split.size() < static_cast<std::size_t>(a.nb * 2 * a.Kp)) split.resize(a.nb * 2 * a.Kp);
+  for (long b = 0; b < a.nb; ++b) {
+    const float* x = static_cast<const float*>(a.x) + b * a.ldx;
+    std::uint16_t* hi = split.data() + b * 2 * a.Kp;
+    for (long k = 0; k < a.Kp; ++k) {
+      hi[k] = f32_bf16(x[k]);
+      hi[a.Kp + k] = f32_bf16(x[k] - bf16_f32(hi[k]));
+    }
+  }
+  QGemm s = a;
+  s.x = split.data(), s.ldx = 2 * a.Kp;
+  qrun_bf16<Bf16Dp, 2, 4, 8>(s);
+}
+FASTRNN_QDRIVER(qrun_vnni, FASTRNN_VNNI)
+FASTRNN_VNNI __attribute__((noinline)) void gemm_i8_vnni(const QGemm& a) { qrun_vnni<I8Vnni, 3, 4, 8>(a); }
+bool has_cpu(int which) {
+  static const bool v[2] = {[] { __builtin_cpu_init(); return __builtin_cpu_supports("avx512vnni") != 0; }(),
+                            [] { __builtin_cpu_init(); return __builtin_cpu_supports("avx512bf16") != 0; }()};
+  return v[which];
+}
+void gemm_bf16(const QGemm& a) {
+  if (has_cpu(1)) return gemm_bf16_dp(a);
+  qrun<Bf16Avx512, 3, 4, 8>(deint_x(a, 32));
+}
+void gemm_i8(const QGemm& a) {
+  if (has_cpu(0)) return gemm_i8_vnni(a);
+  qrun<I8Avx512, 2, 4, 4>(a);
+}
+const char* qpaths() {
+  static const std::string s = std::string("bf16: ") + (has_cpu(1) ? "avx512_bf16 (vdpbf16ps, x split hi+lo)" : "avx512f (shift + fma)") +
+                               "; int8: " + (has_cpu(0) ? "avx512_vnni (vpdpbusd)" : "avx512bw (vpmaddubsw + vpmaddwd)");
+  return s.c_str();
+}
+
+#else
+void gemm_bf16(const QGemm& a) { gemm_bf16_portable(a); }
+void gemm_i8(const QGemm& a) { gemm_i8_portable(a); }
+const char* qpaths() { return "bf16: portable; int8: portable"; }
+#endif
+
+}  // namespace
