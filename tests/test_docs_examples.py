@@ -151,3 +151,27 @@ def test_page_examples_run(page, tmp_path):
     out = subprocess.run([sys.executable, "example.py"], cwd=tmp_path, env=env, capture_output=True, text=True,
                          timeout=TIMEOUT_S)
     assert out.returncode == 0, f"the examples of docs/{page} failed:\n{out.stdout[-4000:]}\n{out.stderr[-8000:]}"
+
+
+def test_cli_page_shows_every_subcommand():
+    """docs/cli.md shows each subcommand's --help (captured at build time): a new one must be added there."""
+    import argparse
+
+    from fastrnn.cli import _parser
+
+    sub = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
+    page = (DOCS / "cli.md").read_text(encoding="utf-8")
+    missing = [c for c in sub.choices if not re.search(rf"^```{{fastrnn-help}} {re.escape(c)}\s*$", page, re.M)]
+    assert not missing, f"docs/cli.md has no ```{{fastrnn-help}} block for: {', '.join(missing)}"
+
+
+def test_api_reference_names_every_public_name():
+    """Every name of fastrnn.__all__ is in the API reference (docs/api/*.md, or fastrnn.errors' automodule)."""
+    import fastrnn
+    import fastrnn.errors
+
+    api = "\n".join(p.read_text(encoding="utf-8") for p in (DOCS / "api").glob("*.md"))
+    missing = [n for n in fastrnn.__all__ if n != "__version__" and n not in fastrnn.errors.__all__
+               and not re.search(rf"\bfastrnn\.{re.escape(n)}\b", api)]
+    assert not missing, f"not in docs/api/: {', '.join(missing)}"
+    assert ".. automodule:: fastrnn.errors" in api
