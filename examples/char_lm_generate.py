@@ -72,7 +72,7 @@ def main():
     data = np.array([CHARS.index(c) for c in TEXT], np.int64)
     model = make_model(torch)
     opt = torch.optim.Adam(model.parameters(), lr=0.01)
-    steps = 200 if args.quick else 1500
+    steps = 120 if args.quick else 1500
     rng = np.random.default_rng(args.seed)
     for _ in range(steps):
         starts = rng.integers(0, len(data) - SEQ - 1, 32)
