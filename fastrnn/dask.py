@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
-from typing import Any, Sequence
+from typing import Any, Sequence, cast
 
 import numpy as np
 
@@ -102,12 +102,13 @@ def _probe(model: Model, x_shape: Sequence[int], takes_ids: bool) -> tuple[int, 
     if isinstance(y, tuple):
         raise UnsupportedLayerError("predict_dask: the model returns several arrays (a bidirectional layer with "
                                     "merge_mode=None); use a merge mode, or map_blocks with model.predict yourself")
-    return y.shape[1:]
+    return tuple(y.shape[1:])
 
 
 def _predict_block(x: np.ndarray, lengths: np.ndarray | None, ref: ModelRef) -> np.ndarray:
     lens = None if lengths is None else np.asarray(lengths).reshape(-1)
-    return ref.model().predict(x, lengths=lens)
+    out: np.ndarray = ref.model().predict(x, lengths=lens)
+    return out
 
 
 def predict_dask(model: Model | ModelRef, x: Any, lengths: Any = None) -> Any:
@@ -222,8 +223,9 @@ def predict_dask_frame(model: Model | ModelRef, df: Any, id_column: str, time_co
     missing = [c for c in [id_column, time_column, *feature_columns] if c not in df.columns]
     if missing:
         raise ShapeError(f"predict_dask_frame: column(s) {missing} not in the dataframe")
-    probe = np.zeros((1, 2) if spec.takes_ids else (1, 2, spec.input_features),
-                     np.int64 if spec.takes_ids else np.float32)
+    shape: tuple[int, ...] = (1, 2) if spec.takes_ids else (1, 2, cast(int, spec.input_features))
+    dtype: type[np.generic] = np.int64 if spec.takes_ids else np.float32
+    probe = np.zeros(shape, dtype)
     y = model.predict(probe)
     if isinstance(y, tuple):
         raise UnsupportedLayerError("predict_dask_frame: the model returns several arrays (merge_mode=None)")

@@ -3,17 +3,19 @@ installed, with time per sequence side by side (same weights, same threads)."""
 from __future__ import annotations
 
 import time
+from typing import Callable, Sequence, cast
 
 import numpy as np
+import numpy.typing as npt
 
 from .spec import DenseSpec, DirectionWeights, ModelSpec, RecurrentSpec
 
 
-def demo_spec(features=16, units=64, outputs=4, seed=0) -> ModelSpec:
+def demo_spec(features: int = 16, units: int = 64, outputs: int = 4, seed: int = 0) -> ModelSpec:
     """LSTM(units) -> last step -> Dense(outputs, softmax), seeded weights (PyTorch-like init)."""
     rng = np.random.default_rng(seed)
     k = 1.0 / np.sqrt(units)
-    u = lambda *shape: rng.uniform(-k, k, size=shape).astype(np.float32)  # noqa: E731
+    u: Callable[..., np.ndarray] = lambda *shape: rng.uniform(-k, k, size=shape).astype(np.float32)  # noqa: E731
     lstm = RecurrentSpec(kind="lstm", name="lstm", input_size=features, units=units, return_sequences=False,
                          weights=[DirectionWeights(u(4 * units, features), u(4 * units, units), u(4 * units),
                                                    u(4 * units))])
@@ -21,7 +23,7 @@ def demo_spec(features=16, units=64, outputs=4, seed=0) -> ModelSpec:
     return ModelSpec(layers=[lstm, head], input_features=features, source="demo")
 
 
-def _best(fn, repeat):
+def _best(fn: Callable[[], object], repeat: int) -> float:
     fn()
     best = float("inf")
     for _ in range(repeat):
@@ -31,7 +33,8 @@ def _best(fn, repeat):
     return best
 
 
-def run(steps=50, batches=(1, 32), repeat=20, threads=None, out=print) -> int:
+def run(steps: int = 50, batches: Sequence[int] = (1, 32), repeat: int = 20, threads: int | None = None,
+        out: Callable[[str], object] = print) -> int:
     import fastrnn
 
     if threads:
@@ -44,13 +47,13 @@ def run(steps=50, batches=(1, 32), repeat=20, threads=None, out=print) -> int:
     try:
         import torch
     except ImportError:
-        torch = None
+        torch = None  # type: ignore[assignment]
         out("PyTorch is not installed: checking fastrnn against a numpy implementation (pip install torch to compare speed)")
-    tmod = None
+    tmod: Callable[[np.ndarray], np.ndarray] | None = None
     if torch is not None:
         torch.set_num_threads(inf["num_threads"])
-        lstm_w = spec.layers[0].weights[0]
-        head = spec.layers[1]
+        lstm_w = cast(RecurrentSpec, spec.layers[0]).weights[0]
+        head = cast(DenseSpec, spec.layers[1])
         tl = torch.nn.LSTM(16, 64, batch_first=True)
         tlin = torch.nn.Linear(64, 4)
         with torch.no_grad():
@@ -60,10 +63,13 @@ def run(steps=50, batches=(1, 32), repeat=20, threads=None, out=print) -> int:
             tlin.weight.copy_(torch.from_numpy(head.weight))
             tlin.bias.copy_(torch.from_numpy(head.bias))
 
-        def tmod(x):
+        def torch_model(x: np.ndarray) -> np.ndarray:
             with torch.inference_mode():
                 y, _ = tl(torch.from_numpy(x))
-                return torch.softmax(tlin(y[:, -1]), dim=-1).numpy()
+                probs: np.ndarray = torch.softmax(tlin(y[:, -1]), dim=-1).numpy()
+                return probs
+
+        tmod = torch_model
 
     rng = np.random.default_rng(1)
     status = 0
@@ -91,17 +97,18 @@ def run(steps=50, batches=(1, 32), repeat=20, threads=None, out=print) -> int:
     return status
 
 
-def numpy_reference(spec: ModelSpec, x) -> np.ndarray:
+def numpy_reference(spec: ModelSpec, x: npt.ArrayLike) -> np.ndarray:
     """The demo model in float64 numpy, written from the LSTM equations (gate order i, f, g, o):
     i, f, o = sigmoid(.), g = tanh(.) of W_ih x_t + b_ih + W_hh h + b_hh; c = f*c + i*g; h = o*tanh(c);
     then the last h -> Dense -> softmax."""
-    w = spec.layers[0].weights[0]
-    head = spec.layers[1]
+    lstm = cast(RecurrentSpec, spec.layers[0])
+    w = lstm.weights[0]
+    head = cast(DenseSpec, spec.layers[1])
     x = np.asarray(x, np.float64)
-    H = spec.layers[0].units
+    H = lstm.units
     h = np.zeros((x.shape[0], H))
     c = np.zeros_like(h)
-    sig = lambda v: 1.0 / (1.0 + np.exp(-v))  # noqa: E731
+    sig: Callable[[np.ndarray], np.ndarray] = lambda v: 1.0 / (1.0 + np.exp(-v))  # noqa: E731
     for t in range(x.shape[1]):
         z = x[:, t] @ np.asarray(w.w_ih, np.float64).T + h @ np.asarray(w.w_hh, np.float64).T + w.b_ih + w.b_hh
         i, f, g, o = sig(z[:, :H]), sig(z[:, H:2 * H]), np.tanh(z[:, 2 * H:3 * H]), sig(z[:, 3 * H:])
@@ -109,4 +116,5 @@ def numpy_reference(spec: ModelSpec, x) -> np.ndarray:
         h = o * np.tanh(c)
     logits = h @ np.asarray(head.weight, np.float64).T + head.bias
     e = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
+    probs: np.ndarray = e / e.sum(axis=1, keepdims=True)
+    return probs
