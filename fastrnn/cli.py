@@ -9,6 +9,12 @@ import argparse
 import json
 import os
 import sys
+from typing import TYPE_CHECKING, Any, Callable, NoReturn, Sequence
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .runtime import Model
 
 EPILOG = """\
 examples:
@@ -44,13 +50,13 @@ class _UsageError(Exception):
 class _Parser(argparse.ArgumentParser):
     """argparse, with its errors in fastrnn's one format: ``fastrnn: error: ...`` on stderr, exit 2."""
 
-    def error(self, message):
+    def error(self, message: str) -> NoReturn:
         sub = self.prog[len("fastrnn"):].strip()
         hint = f"fastrnn {sub} --help" if sub else "fastrnn --help"
         self.exit(2, f"fastrnn: error: {(sub + ': ') if sub else ''}{message} (see {hint})\n{self.format_usage()}")
 
 
-def _arch(value):
+def _arch(value: str) -> Any:
     """--arch: inline JSON (starts with { or [), a JSON file, or else a plain name passed on as is
     (e.g. ``lstm`` for a single-RNN PyTorch state dict; the file reader decides)."""
     text, where = value, "--arch"
@@ -68,7 +74,7 @@ def _arch(value):
         raise _UsageError(f"{where}: not valid JSON ({e})") from None
 
 
-def _load(path, arch, weights=None):
+def _load(path: str, arch: Any, weights: str | None = None) -> Model:
     import fastrnn
 
     kw = {"weights": weights} if weights else {}
@@ -81,7 +87,7 @@ def _load(path, arch, weights=None):
 
 
 # --------------------------------------------------------------------------------- info
-def describe(model, path=None) -> dict:
+def describe(model: Model, path: str | None = None) -> dict[str, Any]:
     """A JSON-able description of a model: layers, shapes, parameters (and the file, when given)."""
     from . import info
     from .spec import RecurrentSpec
@@ -89,18 +95,20 @@ def describe(model, path=None) -> dict:
     spec = model.spec
     _, tensors = spec.to_core()
     seq, feats = True, spec.input_features
-    first = spec.layers[0]
+    first: Any = spec.layers[0]  # an EmbeddingSpec when the model takes ids
     if spec.takes_ids:
         inp = f"(batch, time) int ids < {first.embeddings.shape[0]}"
     else:
         inp = f"(batch, time, {feats}) float"
-    rows, total, nbytes = [], 0, 0
+    rows: list[dict[str, Any]] = []
+    total, nbytes = 0, 0
+    layer: Any  # one of the spec.LayerSpec classes, told apart by kind
     for i, layer in enumerate(spec.layers):
         mine = [(k, t) for k, t in tensors.items() if k.startswith(f"layers.{i}.")]
         params = sum(int(t.size) for k, t in mine if not k.endswith("_scale"))  # int8 row scales: not parameters
         total += params
         nbytes += sum(int(t.nbytes) for _, t in mine)
-        row = {"name": layer.name, "kind": layer.kind, "units": None, "direction": None, "params": params}
+        row: dict[str, Any] = {"name": layer.name, "kind": layer.kind, "units": None, "direction": None, "params": params}
         outs = 1
         if layer.kind == "embedding":
             feats = int(first.embeddings.shape[1])
@@ -132,7 +140,7 @@ def describe(model, path=None) -> dict:
         shape = f"(batch, time, {feats})" if seq else f"(batch, {feats})"
         row["output"] = shape if outs == 1 else f"2 x {shape}"
         rows.append(row)
-    d = {}
+    d: dict[str, Any] = {}
     if path is not None:
         d["file"] = os.fspath(path)
         d["file_size"] = os.path.getsize(path)
@@ -142,7 +150,7 @@ def describe(model, path=None) -> dict:
     return d
 
 
-def _print_description(d, out=print):
+def _print_description(d: dict[str, Any], out: Callable[[str], object] = print) -> None:
     if "file" in d:
         out(f"model:      {d['file']} ({d['file_size']:,} bytes)")
     out(f"source:     {d['source'] or '?'}")
@@ -169,7 +177,7 @@ def _print_description(d, out=print):
 
 
 # --------------------------------------------------------------------------------- predict
-def _read_input(path, key, takes_ids):
+def _read_input(path: str, key: str | None, takes_ids: bool) -> Any:
     import numpy as np
 
     if not os.path.exists(path):
@@ -200,7 +208,7 @@ def _read_input(path, key, takes_ids):
     return arr[None].astype(np.float32)  # one sequence: (time, features) -> (1, time, features)
 
 
-def _read_csv(path):
+def _read_csv(path: str) -> np.ndarray:
     """Comma-separated numbers, one row per line; a first line that is not numeric is a header.
     Errors name the file and its line number (1-based, as an editor shows it)."""
     import numpy as np
@@ -233,7 +241,7 @@ def _read_csv(path):
     return np.asarray(rows, dtype=np.float64)
 
 
-def _is_number(text):
+def _is_number(text: str) -> bool:
     try:
         float(text)
         return True
@@ -244,12 +252,12 @@ def _is_number(text):
 OUTPUT_SUFFIXES = (".npy", ".npz", ".csv")
 
 
-def _check_output(path):
+def _check_output(path: str | None) -> None:
     if path is not None and not path.lower().endswith(OUTPUT_SUFFIXES):
         raise _UsageError(f"-o {path}: unknown output format; give a .npy, .npz or .csv file name")
 
 
-def _write_csv(path, arrays):
+def _write_csv(path: str, arrays: Sequence[np.ndarray]) -> None:
     """2-D outputs (batch, features): a row per batch row; 3-D (batch, time, features): a row per
     (batch, time) pair with those two indices first.  A header names the columns."""
     import numpy as np
@@ -271,10 +279,10 @@ def _write_csv(path, arrays):
                              for j, v in enumerate(row)) + "\n")
 
 
-def _lengths(values):
+def _lengths(values: Sequence[str] | None) -> list[int] | None:
     if values is None:
         return None
-    out = []
+    out: list[int] = []
     for v in values:
         for part in v.replace(",", " ").split():
             try:
@@ -284,7 +292,7 @@ def _lengths(values):
     return out
 
 
-def _predict(args):
+def _predict(args: argparse.Namespace) -> int:
     import numpy as np
 
     import fastrnn
@@ -319,7 +327,7 @@ def _predict(args):
     return 0
 
 
-def _convert(args):
+def _convert(args: argparse.Namespace) -> int:
     model = _load(args.src, args.arch, args.weights)
     model.save(args.dst)
     n = sum(int(t.size) for k, t in model.spec.to_core()[1].items() if not k.endswith("_scale"))
@@ -354,10 +362,10 @@ framework and fastrnn's ratio to it, fastrnn GFLOP/s and fraction of the FMA pea
 """
 
 
-def _bench(args):
+def _bench(args: argparse.Namespace) -> int:
     from . import bench as B
 
-    def write_json(payload):
+    def write_json(payload: Any) -> None:
         sys.stdout.flush()
         if args.json:
             with open(args.json, "w", encoding="utf-8") as f:
@@ -438,7 +446,7 @@ def _bench(args):
 
 
 # --------------------------------------------------------------------------------- main
-def _positive_int(text):
+def _positive_int(text: str) -> int:
     """--threads, --steps, --repeat: a positive int (fastrnn.set_num_threads checks the threads' upper bound)."""
     try:
         n = int(text)
@@ -449,7 +457,7 @@ def _positive_int(text):
     return n
 
 
-def _precision(text):
+def _precision(text: str) -> str:
     """--weights: f32 | bf16 | int8 (or float32 / bfloat16), as fastrnn.quantize.precision_arg."""
     from .errors import ArgumentError
     from .quantize import precision_arg
@@ -460,7 +468,7 @@ def _precision(text):
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-def _parser():
+def _parser() -> argparse.ArgumentParser:
     from ._version import __version__
 
     p = _Parser(prog="fastrnn", description="Fast CPU inference for recurrent networks "
@@ -553,7 +561,7 @@ def _parser():
     return p
 
 
-def main(argv=None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     import fastrnn
 
