@@ -1,6 +1,7 @@
 #include "fastrnn/parallel/thread_pool.h"
 
 #include <pthread.h>
+#include <signal.h>
 
 #include <algorithm>
 #include <chrono>
@@ -78,7 +79,27 @@ void ThreadPool::set_num_threads(int n) {
   stop_workers();
   num_threads_ = n;
   g_threads.store(n);
-  for (int i = 0; i + 1 < n; ++i) workers_.emplace_back([this] { worker_loop(); });
+  // The workers never take asynchronous signals (Ctrl-C, SIGTERM, timers, child exits): those
+  // belong to the application's threads, where Python runs its handlers (a signal landing on a
+  // worker in a kernel loop only delays them).  New threads inherit the mask set around their
+  // creation; the caller's mask is restored after.  Faults (SIGSEGV...) are never blocked.
+  sigset_t async, old;
+  sigemptyset(&async);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM, SIGCHLD, SIGWINCH}) sigaddset(&async, sig);
+  pthread_sigmask(SIG_BLOCK, &async, &old);
+  for (int i = 0; i + 1 < n; ++i) {
+    workers_.emplace_back([this] {
+#if defined(__APPLE__)
+      pthread_setname_np("fastrnn-worker");  // macOS names only the calling thread
+#endif
+      worker_loop();
+    });
+#if defined(__linux__)
+    // named before set_num_threads returns: shows in top -H, gdb, /proc/<pid>/task/*/comm
+    pthread_setname_np(workers_.back().native_handle(), "fastrnn-worker");
+#endif
+  }
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
 }
 
 void ThreadPool::work(const std::function<void(int)>& f) {
