@@ -7,6 +7,8 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <random>
 #include <string>
@@ -197,6 +199,63 @@ void gemm_case(const cpu::KernelTable& k, long rows, long N, long K) {
               K, flops / tp * 1e-3, flops / tb * 1e-3, tb / tp);
 }
 
+// y[rows, N] = x[rows, K] W^T with f32 (gemm_packed), bf16 and int8 weights (gemm_bf16 / gemm_i8,
+// the layout of kernels.h qoffset; int8 activations quantized beforehand, as Mat::qapply does per
+// call: that cost is not in these times).  Weights resident in whatever cache level their size
+// allows: 2048 x 512 is 4 MiB f32, 2 MiB bf16, 1 MiB int8.
+void qgemm_case(const cpu::KernelTable& k, long rows, long N, long K) {
+  std::mt19937 gen(4);
+  Buffer w = rnd(N * K, gen, 0.1f), x = rnd(rows * K, gen, 1.f), y(rows * N);
+  Buffer panels(cpu::packed_size(N, K, k.panel));
+  cpu::pack_panels(w.data(), N, K, panels.data(), k.panel);
+  const long Kp = cpu::qpad(K), Np = cpu::qrows(N);
+  std::vector<std::uint16_t> wb(Np * Kp, 0);
+  std::vector<std::int8_t> wq(Np * Kp, 0), xq(rows * Kp, 0);
+  std::vector<float> ws(N), xs(rows), xpad(rows * Kp, 0.f);
+  std::vector<std::int32_t> wsum(N, 0);
+  for (long n = 0; n < N; ++n) {
+    float a = 0;
+    for (long c = 0; c < K; ++c) a = std::max(a, std::fabs(w[n * K + c]));
+    ws[n] = a / 127;
+    for (long c = 0; c < K; ++c) {
+      std::uint32_t u;
+      std::memcpy(&u, &w[n * K + c], 4);
+      wb[cpu::qoffset(n, c, Kp, cpu::qchunk(2))] = static_cast<std::uint16_t>((u + 0x7fff + ((u >> 16) & 1)) >> 16);
+      const auto q = static_cast<std::int8_t>(std::nearbyint(w[n * K + c] / ws[n]));
+      wq[cpu::qoffset(n, c, Kp, cpu::qchunk(1))] = q;
+      wsum[n] += q;
+    }
+  }
+  for (long r = 0; r < rows; ++r) {
+    xs[r] = 1.f / 127;
+    for (long c = 0; c < K; ++c) {
+      xpad[r * Kp + c] = x[r * K + c];
+      xq[r * Kp + c] = static_cast<std::int8_t>(std::max(-127.f, std::min(127.f, std::nearbyint(x[r * K + c] * 40))));
+    }
+  }
+  cpu::QGemm a;
+  a.nb = rows, a.N = N, a.Kp = Kp, a.y = y.data(), a.ldy = N;
+  auto f32 = [&] {
+    std::memset(y.data(), 0, rows * N * sizeof(float));
+    k.gemm_packed(rows, N, K, x.data(), K, panels.data(), y.data(), N, nullptr);
+  };
+  auto bf16 = [&] {
+    cpu::QGemm b = a;
+    b.x = xpad.data(), b.ldx = Kp, b.w = wb.data();
+    k.gemm_bf16(b);
+  };
+  auto i8 = [&] {
+    cpu::QGemm b = a;
+    b.x = xq.data(), b.ldx = Kp, b.xscale = xs.data(), b.w = wq.data(), b.wscale = ws.data(), b.wsum = wsum.data();
+    k.gemm_i8(b);
+  };
+  const double tf = min_us(f32), tb = min_us(bf16), ti = min_us(i8), flops = 2.0 * rows * N * K;
+  std::printf("%-7s qgemm rows=%-4ld N=%-5ld K=%-5ld f32 %8.1f us (%5.1f GF/s)  bf16 %8.1f us (%5.1f GF/s, x%.2f)  "
+              "int8 %8.1f us (%5.1f GF/s, x%.2f)\n", k.isa, rows, N, K, tf, flops / tf * 1e-3, tb, flops / tb * 1e-3,
+              tf / tb, ti, flops / ti * 1e-3, tf / ti);
+  std::fflush(stdout);
+}
+
 int main(int argc, char** argv) {
   blas::set_num_threads(1);
   if (const char* b = std::getenv("BUDGET")) g_budget_scale = std::atof(b);
@@ -227,6 +286,10 @@ int main(int argc, char** argv) {
     } else if (what == "gemmbig") {  // the BLAS crossover region
       for (long K : {128L, 256L, 512L})
         for (long rows : {128L, 256L, 512L, 1024L, 2048L}) gemm_case(k, rows, 4 * K, K);
+    } else if (what == "qgemm") {  // bf16 / int8 weights against f32 (benchmarks/README.md)
+      std::printf("%-7s quantized paths: %s\n", k.isa, k.qpaths());
+      for (long NK : {512L, 128L})
+        for (long rows : {1L, 4L, 32L}) qgemm_case(k, rows, 4 * NK, NK);
     } else if (what == "gemmproj") {  // input projections: N = 4H, small K
       for (long K : {8L, 32L, 128L})
         for (long N : {256L, 512L, 2048L})

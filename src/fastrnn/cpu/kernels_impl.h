@@ -12,9 +12,12 @@
 #include <cmath>
 #include <cstdint>
 #include <array>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 #include <type_traits>
 #include <utility>
+#include <vector>
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #endif

@@ -32,7 +32,8 @@
 //                other paths within ~1e-5 relative.  (vdpbf16ps flushes bf16 denormals: lo terms below
 //                ~1e-38 are lost, far below the tolerance.)
 // The VNNI / BF16 instructions are compiled with target attributes and chosen at run time from
-// cpuid (qpaths() names what runs); the build never needs -march=native.
+// cpuid (qpaths() names what runs; vdpbf16ps only with FASTRNN_BF16_DPBF16=1, see has_cpu); the
+// build never needs -march=native.
 
 namespace {
 using fastrnn::cpu::QGemm;
@@ -359,9 +360,18 @@ FASTRNN_BF16 __attribute__((noinline)) void gemm_bf16_dp(const QGemm& a) {
 }
 FASTRNN_QDRIVER(qrun_vnni, FASTRNN_VNNI)
 FASTRNN_VNNI __attribute__((noinline)) void gemm_i8_vnni(const QGemm& a) { qrun_vnni<I8Vnni, 3, 4, 8>(a); }
+// 0: VNNI present; 1: AVX512_BF16 present and chosen.  vdpbf16ps is opt-in (FASTRNN_BF16_DPBF16=1):
+// llvm-mca's Zen 4 / Zen 5 model gives vdpbf16ps zmm a reciprocal throughput of 3 cycles against 1
+// for vfmadd231ps, so the hi + lo pair (64 products in ~6 cycles) is predicted ~3x slower than the
+// shift / mask + FMA path (64 products in 2 cycles) when compute bound, and equal (same bytes)
+// when weight traffic bound (benchmarks/kernels/PRECISION.md: predictions, not run).
 bool has_cpu(int which) {
   static const bool v[2] = {[] { __builtin_cpu_init(); return __builtin_cpu_supports("avx512vnni") != 0; }(),
-                            [] { __builtin_cpu_init(); return __builtin_cpu_supports("avx512bf16") != 0; }()};
+                            [] {
+                              __builtin_cpu_init();
+                              const char* e = std::getenv("FASTRNN_BF16_DPBF16");
+                              return __builtin_cpu_supports("avx512bf16") != 0 && e && e[0] == '1';
+                            }()};
   return v[which];
 }
 void gemm_bf16(const QGemm& a) {

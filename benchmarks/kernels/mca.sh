@@ -1,0 +1,70 @@
+#!/bin/bash
+# Predicted throughput of the inner loops of the matmul kernels with llvm-mca (for CPUs we cannot
+# run on: AVX-512 VNNI / AVX512_BF16 on Zen 5).  Compiles the kernels of this checkout to assembly
+# with the build's flags, takes each innermost loop (label ... backward jump) of the named function
+# that contains the named instruction, and asks llvm-mca for its cycles per iteration.
+#   benchmarks/kernels/mca.sh [mcpu]        (default znver5; needs llvm-mca-19: apt-get install llvm-19)
+# Reports, per loop: products per iteration (from the loop's instructions), cycles per iteration
+# and products per cycle.  Predictions only: the loops were not run on such a machine.
+set -e
+cd "$(dirname "$0")/../.."
+MCPU=${1:-znver5}
+MCA=${MCA:-$(command -v llvm-mca-19 || command -v llvm-mca)}
+OUT=${OUT:-/tmp/fastrnn_mca}
+mkdir -p "$OUT"
+g++ -std=c++17 -O3 -Isrc -mavx2 -mfma -S src/fastrnn/cpu/kernels_avx2.cc -o "$OUT/avx2.s"
+g++ -std=c++17 -O3 -Isrc -mavx2 -mfma -mavx512f -mavx512bw -mavx512vl -mavx512dq -mprefer-vector-width=512 \
+  -S src/fastrnn/cpu/kernels_avx512.cc -o "$OUT/avx512.s" 2>/dev/null
+python3 - "$OUT" "$MCA" "$MCPU" <<'PY'
+import re, subprocess, sys
+out, mca, mcpu = sys.argv[1:]
+# (asm file, function name regexp, marker instruction, products per marker instruction, what)
+CASES = [
+    ("avx512.s", r"::gemm_packed\(", "vfmadd231ps", 16, "f32 avx512 gemm_packed (FMA, broadcast x)"),
+    ("avx512.s", r"::gemm_bf16_dp\(", "vdpbf16ps", 16, "bf16 avx512_bf16 (vdpbf16ps x2: x = hi + lo)"),
+    ("avx512.s", r"::gemm_bf16\(", "vfmadd231ps", 16, "bf16 avx512f (shift/mask + FMA)"),
+    ("avx512.s", r"::gemm_i8_vnni\(", "vpdpbusd", 64, "int8 avx512_vnni (vpdpbusd)"),
+    ("avx512.s", r"::gemm_i8\(", "vpmaddubsw", 64, "int8 avx512bw (vpmaddubsw + vpmaddwd)"),
+    ("avx2.s", r"::gemm_packed\(", "vfmadd231ps", 8, "f32 avx2 gemm_packed"),
+    ("avx2.s", r"::gemm_bf16\(", "vfmadd231ps", 8, "bf16 avx2 (shift/mask + FMA)"),
+    ("avx2.s", r"::gemm_i8_avxvnni\(", "vpdpbusd", 32, "int8 avx-vnni (vpdpbusd ymm)"),
+    ("avx2.s", r"::gemm_i8\(", "vpmaddubsw", 32, "int8 avx2 (vpmaddubsw + vpmaddwd)"),
+]
+def functions(text):
+    funcs, name, body = {}, None, []
+    for line in text.splitlines():
+        m = re.match(r"^([A-Za-z_.$][\w.$]*):", line)
+        if m and not m.group(1).startswith(".L"):
+            if name: funcs[name] = body
+            name, body = m.group(1), []
+        elif name:
+            body.append(line)
+    if name: funcs[name] = body
+    return funcs
+def loops(body):
+    labels = {}
+    for i, l in enumerate(body):
+        m = re.match(r"^(\.L\w+):", l)
+        if m: labels[m.group(1)] = i
+    for i, l in enumerate(body):
+        m = re.match(r"^\s+j\w+\s+(\.L\w+)$", l)
+        if m and m.group(1) in labels and labels[m.group(1)] < i:
+            blk = body[labels[m.group(1)] + 1:i + 1]
+            if not any(re.match(r"^\.L\w+:", x) for x in blk) and not any("call" in x for x in blk):
+                yield [x for x in blk if x.strip() and not x.strip().startswith(".")]
+for asm, fn, marker, per, what in CASES:
+    funcs = functions(open(f"{out}/{asm}").read())
+    names = [n for n in funcs if re.search(fn, subprocess.run(["c++filt", n], capture_output=True, text=True).stdout)]
+    seen = set()
+    for n in names:
+        for blk in loops(funcs[n]):
+            k = sum(marker in x for x in blk)
+            if not k or tuple(blk) in seen: continue
+            seen.add(tuple(blk))
+            open(f"{out}/loop.s", "w").write("\n".join(blk) + "\n")
+            r = subprocess.run([mca, f"-mcpu={mcpu}", "-iterations=300", f"{out}/loop.s"], capture_output=True, text=True).stdout
+            cyc = int(re.search(r"Total Cycles:\s+(\d+)", r).group(1)) / 300
+            prods = k * per
+            print(f"{mcpu:7s} {what:48s} loop of {len(blk):3d} instr: {prods:5d} products, {cyc:6.1f} cycles/iter, "
+                  f"{prods / cyc:6.1f} products/cycle")
+PY
