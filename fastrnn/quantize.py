@@ -71,7 +71,7 @@ def to_bf16(a: npt.ArrayLike) -> npt.NDArray[np.uint16]:
     bits = a.view(np.uint32)
     rounded = ((bits + np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16))
     nan = np.isnan(a)
-    out = rounded.astype(np.uint16)
+    out: npt.NDArray[np.uint16] = rounded.astype(np.uint16)
     if nan.any():  # rounding could carry a NaN's low mantissa into the exponent (inf) or lose it
         out[nan] = ((bits[nan] >> np.uint32(16)) | np.uint32(0x0040)).astype(np.uint16)
     return out
@@ -80,7 +80,8 @@ def to_bf16(a: npt.ArrayLike) -> npt.NDArray[np.uint16]:
 def from_bf16(b: npt.ArrayLike) -> npt.NDArray[np.float32]:
     """uint16 bfloat16 bit patterns -> float32 (exact)."""
     b = np.ascontiguousarray(b, dtype=np.uint16)
-    return (b.astype(np.uint32) << np.uint32(16)).view(np.float32)
+    f: npt.NDArray[np.float32] = (b.astype(np.uint32) << np.uint32(16)).view(np.float32)
+    return f
 
 
 # --------------------------------------------------------------------------------- int8

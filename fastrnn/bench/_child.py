@@ -2,16 +2,17 @@
 from __future__ import annotations
 
 import os
+from typing import Mapping
 
 
-def child_env(base=None, **extra) -> dict:
+def child_env(base: Mapping[str, str] | None = None, **extra: str) -> dict[str, str]:
     """``base`` (default: this environment) with the directory of the imported fastrnn first on
     PYTHONPATH (a child imports the same fastrnn), TF_CPP_MIN_LOG_LEVEL=2 unless set, and ``extra``."""
     import fastrnn
 
-    base = dict(os.environ if base is None else base)
+    env = dict(os.environ if base is None else base)
     parent = os.path.dirname(os.path.dirname(os.path.abspath(fastrnn.__file__)))
-    base["PYTHONPATH"] = os.pathsep.join(p for p in (parent, base.get("PYTHONPATH")) if p)
-    base.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    base.update(extra)
-    return base
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (parent, env.get("PYTHONPATH")) if p)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env.update(extra)
+    return env

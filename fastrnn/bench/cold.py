@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Any
 
 import numpy as np
 
@@ -387,14 +388,15 @@ def run_cold(threads=1, case=None, repeats=3, out=print, engines=None, env=None,
             fenv["PYTHONPYCACHEPREFIX"] = os.path.join(d, "pycache")
             envs["fastrnn"] = fenv
             rows["fastrnn"]["note"] = "no .pyc next to the package: bytecode cached in a temp dir (as installed)"
-        runs = {e: [] for e in rows}
+        runs: dict[str, list[Any]] = {e: [] for e in rows}
         order = [e for e in rows if rows[e]["status"] == "ok"]
         launcher = Launcher()
         try:
             _rounds(launcher, order, rows, runs, envs, d, threads, meta, reference, cwd, warmup, repeats)
         finally:
             launcher.close()
-    return _summarize(rows, runs, threads, case_obj, reference is not None, out)
+    summary: list[Any] = _summarize(rows, runs, threads, case_obj, reference is not None, out)
+    return summary
 
 
 def _rounds(launcher, order, rows, runs, envs, d, threads, meta, reference, cwd, warmup, repeats):

@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import time
+from typing import Any
 
 import numpy as np
 
@@ -49,7 +50,7 @@ def _dist_version(*names):
 def versions(engine_names=ENGINES) -> dict:
     import fastrnn
 
-    want = {"fastrnn": ("fastrnn",)}
+    want: dict[str, tuple[str, ...]] = {"fastrnn": ("fastrnn",)}
     for e in engine_names:
         for m in _REQUIRES[e]:
             want[m] = {"tensorflow": ("tensorflow", "tensorflow-cpu", "tf-nightly"),
@@ -90,7 +91,7 @@ def numpy_blas(threads=None) -> dict:
     with `threads` BLAS threads where that can be set."""
     import ctypes
 
-    d = {"name": "unknown", "kernel": "unknown", "threads": None}
+    d: dict[str, Any] = {"name": "unknown", "kernel": "unknown", "threads": None}
     try:
         blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
         d["name"] = f"{blas.get('name', '?')} {blas.get('version', '')}".strip()

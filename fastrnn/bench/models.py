@@ -2,7 +2,7 @@
 its torch cells, fastrnn's own random model, and the per-case :class:`Context` engines share."""
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
@@ -84,7 +84,8 @@ class Context:
     def __init__(self, case: Case, threads: int):
         self.case, self.threads = case, threads
         self._module = None
-        self._shared, self._closers = {}, []
+        self._shared: dict[str, Any] = {}
+        self._closers: list[Callable[[], object]] = []
 
     @property
     def module(self):

@@ -161,14 +161,14 @@ def plot(runs: list, path: str):
         engines = [e for e in m["engines"] if e != "fastrnn"]
         names = [c["case"] for c in r["cases"]]
         width = 0.8 / max(1, len(engines))
-        for j, e in enumerate(engines):
+        for j, eng in enumerate(engines):
             xs, ys = [], []
             for i, c in enumerate(r["cases"]):
-                v = c["engines"].get(e, {}).get("ratio_vs_fastrnn")
+                v = c["engines"].get(eng, {}).get("ratio_vs_fastrnn")
                 if v:
                     xs.append(i - 0.4 + width * (j + 0.5))
                     ys.append(v)
-            ax.bar(xs, ys, width=width, label=e)
+            ax.bar(xs, ys, width=width, label=eng)
         ax.axhline(1.0, color="black", linewidth=1)
         ax.set_yscale("log")
         ax.set_xticks(range(len(names)))

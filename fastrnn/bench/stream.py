@@ -84,7 +84,7 @@ def run_stream(case_names=None, threads=1, rounds=7, number=2000, out=print) -> 
         try:
             eng = stream_engines(ctx, out)
             cpp, x0 = eng.pop("_cpp")
-            res = {k: [] for k in eng}
+            res: dict[str, list[float]] = {k: [] for k in eng}
             res["cpp_step_only"] = []
             for _ in range(rounds):  # interleaved rounds: noise hits every engine alike
                 for k, (f, x) in eng.items():

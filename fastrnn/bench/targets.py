@@ -23,7 +23,7 @@ def evaluate_target(case: Case, median: dict, peak_gflops) -> dict:
         return {"met": None, "rule": "fastrnn failed"}
     if not fw:
         return {"met": None, "rule": "no framework to compare with"}
-    fastest = min(fw, key=fw.get)
+    fastest = min(fw, key=fw.__getitem__)
     ratio = fw[fastest] / median["fastrnn"]
     res = {"ratio": ratio}
     rules, met = [], ratio > 1
@@ -77,7 +77,7 @@ def summarize_case(res: dict, peak_gflops) -> dict:
             if "fastrnn" in median:
                 v["ratio_vs_fastrnn"] = median[k] / median["fastrnn"]
     fw = {k: t for k, t in median.items() if k != "fastrnn"}
-    res["fastest_framework"] = min(fw, key=fw.get) if fw else None
+    res["fastest_framework"] = min(fw, key=fw.__getitem__) if fw else None
     res["fastrnn_vs_fastest"] = (fw[res["fastest_framework"]] / median["fastrnn"]
                                  if fw and "fastrnn" in median else None)
     res["fastrnn_gflops"] = eng.get("fastrnn", {}).get("gflops")

@@ -43,6 +43,7 @@ helpers; see the section "config + arrays" below.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import numpy as np
 
@@ -693,7 +694,7 @@ def _stateful_metadata(names, batch_size):
     return out
 
 
-def spec_from_keras(model) -> ModelSpec:
+def spec_from_keras(model: Any) -> ModelSpec:
     """Convert a live Keras 3 model (Sequential or chain functional) into a validated :class:`ModelSpec`.
 
     Raises :class:`~fastrnn.errors.UnsupportedLayerError` listing every unsupported layer /
@@ -1174,7 +1175,8 @@ def spec_from_keras_config(model_config, weights, *, keras_version=None, origin=
         raise UnsupportedLayerError(f"{origin}: Keras 1 model files are not supported (re-save the model with Keras 2 or 3)")
 
     # weight-file keys (.keras / Keras 3 weights.h5): snake_case(class) made unique, in model.layers order
-    used, keys = {}, {}
+    used: dict[Any, Any] = {}
+    keys: dict[Any, Any] = {}
     sequential = cls == "Sequential"
     for e in entries:
         if e.is_op or (sequential and e.class_name == "InputLayer"):

@@ -66,7 +66,7 @@ import numpy as np
 from . import unique_name
 from ..errors import ModelFormatError, UnsupportedLayerError
 from ..io.budget import LoadBudget
-from ..spec import MAX_LAYERS, DirectionWeights
+from ..spec import MAX_LAYERS, DirectionWeights, ModelSpec
 from .torch import Piece, RNNDesc, build_spec
 
 __all__ = ["spec_from_onnx", "spec_from_onnx_file", "input_to_fastrnn", "output_to_onnx"]
@@ -1750,7 +1750,8 @@ def _parse(onnx, data, origin):
     return m
 
 
-def spec_from_onnx_file(path, output: Optional[str] = None, weights: Optional[str] = None):
+def spec_from_onnx_file(path: str | os.PathLike[str], output: Optional[str] = None,
+                        weights: Optional[str] = None) -> ModelSpec:
     """Read an ``.onnx`` file (see the module doc).  ``output``: the graph output to load when the
     graph has several.  External data is read only from regular files inside the file's directory.
     ``weights="int8"`` keeps the int8 weights of ``DynamicQuantizeLSTM`` nodes (the other layers stay
@@ -1767,7 +1768,8 @@ def spec_from_onnx_file(path, output: Optional[str] = None, weights: Optional[st
     del data
     base = os.path.dirname(os.path.abspath(p))
     budget = LoadBudget(p, size + _external_size(onnx, model.graph, base))
-    return _Converter(onnx, model, p, budget, base, output, _weights_arg(weights)).run()
+    spec: ModelSpec = _Converter(onnx, model, p, budget, base, output, _weights_arg(weights)).run()
+    return spec
 
 
 def spec_from_onnx(model, output: Optional[str] = None, weights: Optional[str] = None):

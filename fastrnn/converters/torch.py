@@ -56,13 +56,13 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 
 from . import unique_name
 from ..errors import ConversionError, UnsupportedLayerError
-from ..spec import (AXIS_ACTIVATIONS, GATES, ActivationSpec, DenseSpec, DirectionWeights, EmbeddingSpec,
+from ..spec import (AXIS_ACTIVATIONS, GATES, ActivationSpec, DenseSpec, DirectionWeights, EmbeddingSpec, LayerSpec,
                     LastStepSpec, ModelSpec, RecurrentSpec)
 
 __all__ = ["spec_from_torch", "torch_state_to_fastrnn", "fastrnn_state_to_torch", "RNNDesc", "Piece",
@@ -351,7 +351,8 @@ def build_spec(pieces: list, source: str = "torch", metadata: Optional[dict] = N
     with zero columns -- exact, since adding ``0 * h`` changes no float sum for finite ``h``.
     """
     meta = dict(metadata or {})
-    layers, names = [], set()
+    layers: list[LayerSpec] = []
+    names: set[str] = set()
     pending = None  # (dirs, hout, where) of a final-state selection that needs the next linear
 
     def unique(n):
@@ -509,7 +510,7 @@ def _is_plain_torch_class(m) -> bool:
     return type(m).__module__.startswith("torch.")
 
 
-def spec_from_torch(module) -> ModelSpec:
+def spec_from_torch(module: Any) -> ModelSpec:
     """Convert a live ``torch.nn.Module`` (see the module docstring for what is supported).
 
     Raises :class:`~fastrnn.errors.UnsupportedLayerError` listing every module (or, for a custom
@@ -522,7 +523,8 @@ def spec_from_torch(module) -> ModelSpec:
     _check_eval_mode(module, nn)
     if not _is_plain_torch_class(module) and not isinstance(module, _LEAF_BASES(nn)) \
             and type(module).forward is not nn.Module.forward:
-        return _spec_from_fx(module, torch)
+        fx_spec: ModelSpec = _spec_from_fx(module, torch)
+        return fx_spec
     chain = _flatten(module, nn)
     if not chain:
         raise ConversionError("the module is an empty nn.Sequential: nothing to convert")
@@ -612,7 +614,7 @@ def _node_desc(n) -> str:
 
 def _arg_desc(a) -> str:
     if hasattr(a, "op") and hasattr(a, "name"):
-        return a.name
+        return str(a.name)
     if isinstance(a, (tuple, list)):
         inner = ", ".join(_arg_desc(x) for x in a)
         return f"({inner})" if isinstance(a, tuple) else f"[{inner}]"

@@ -25,7 +25,7 @@ from __future__ import annotations
 import ast
 import os
 import zipfile
-from typing import Any, Mapping
+from typing import IO, Any, Callable, Iterator, Mapping
 
 import numpy as np
 
@@ -39,7 +39,7 @@ __all__ = ["spec_from_safetensors_file", "spec_from_npz_file", "spec_from_state_
            "read_npz", "MAX_DEFLATE_RATIO"]
 
 # safetensors dtype -> (numpy dtype, bytes per element); BF16 is read as 2-byte voids and widened to float32
-_SAFETENSORS_DTYPES = {
+_SAFETENSORS_DTYPES: dict[str, tuple[np.dtype[Any], int]] = {
     "F64": (np.dtype("<f8"), 8), "F32": (np.dtype("<f4"), 4), "F16": (np.dtype("<f2"), 2),
     "BF16": (np.dtype("V2"), 2), "I64": (np.dtype("<i8"), 8), "I32": (np.dtype("<i4"), 4),
     "I16": (np.dtype("<i2"), 2), "I8": (np.dtype("i1"), 1), "U64": (np.dtype("<u8"), 8),
@@ -52,7 +52,7 @@ _MAX_NPY_HEADER = 1 << 16
 _KINDS = {"safetensors": "a plain safetensors file", "npz": "a numpy .npz archive"}
 
 
-def _options(options, fn):
+def _options(options: dict[str, Any], fn: str) -> tuple[bool, str | None]:
     strict = options.pop("strict", True)
     key = options.pop("key", None)
     if options:
@@ -60,7 +60,8 @@ def _options(options, fn):
     return strict, key
 
 
-def _from_file(path, read, architecture, options, fn, kind):
+def _from_file(path: str | os.PathLike[str], read: Callable[[str, LoadBudget], dict[str, np.ndarray]],
+               architecture: Architecture, options: dict[str, Any], fn: str, kind: str) -> ModelSpec:
     strict, key = _options(options, fn)
     path = os.fspath(path)
     with file_errors(path):
@@ -79,23 +80,24 @@ def _from_file(path, read, architecture, options, fn, kind):
                 "(see fastrnn.io.torch_file)") from None
 
 
-def spec_from_safetensors_file(path, architecture=None, **options):
+def spec_from_safetensors_file(path: str | os.PathLike[str], architecture: Architecture = None,
+                               **options: Any) -> ModelSpec:
     """A :class:`~fastrnn.spec.ModelSpec` from a plain safetensors file; options ``strict``, ``key``."""
     return _from_file(path, read_safetensors, architecture, options, "spec_from_safetensors_file", "safetensors")
 
 
-def spec_from_npz_file(path, architecture=None, **options):
+def spec_from_npz_file(path: str | os.PathLike[str], architecture: Architecture = None, **options: Any) -> ModelSpec:
     """A :class:`~fastrnn.spec.ModelSpec` from a numpy ``.npz`` file; options ``strict``, ``key``."""
     return _from_file(path, read_npz, architecture, options, "spec_from_npz_file", "npz")
 
 
-def read_safetensors(path, budget):
+def read_safetensors(path: str, budget: LoadBudget) -> dict[str, np.ndarray]:
     """``{name: numpy array}`` of a plain safetensors file (checked header, every tensor charged)."""
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         entries, start = read_safetensors_header(f, size, path, budget, _SAFETENSORS_DTYPES)
         budget.items(len(entries), "tensors")
-        out = {}
+        out: dict[str, np.ndarray] = {}
         for name, (dt, shape, b, e) in entries.items():
             budget.charge(e - b, f"tensor {name[:80]!r}")
             f.seek(start + b)
@@ -110,7 +112,7 @@ def read_safetensors(path, budget):
     return out
 
 
-def read_npz(path, budget):
+def read_npz(path: str, budget: LoadBudget) -> dict[str, np.ndarray]:
     """``{name: numpy array}`` of a ``.npz`` file: ``.npy`` headers checked before any data is read."""
     from .detect import check_zip_directory
 
@@ -122,7 +124,7 @@ def read_npz(path, budget):
     with z:
         infos = z.infolist()
         budget.items(len(infos), "archive members", limit=MAX_MEMBERS)
-        out = {}
+        out: dict[str, np.ndarray] = {}
         for info in infos:
             name = info.filename
             if not name.endswith(".npy"):
@@ -151,9 +153,9 @@ def read_npz(path, budget):
     return out
 
 
-def _npy_header(m, name, path):
+def _npy_header(m: IO[bytes], name: str, path: str) -> tuple[np.dtype[Any], tuple[int, ...], bool, int]:
     """(dtype, shape, fortran_order, header bytes) of the .npy stream ``m``, parsed with ``ast.literal_eval``."""
-    def bad(why):
+    def bad(why: str) -> ModelFormatError:
         return ModelFormatError(f"{path}: member {name[:80]!r}: {why}")
 
     head = m.read(10)
@@ -192,7 +194,7 @@ def _npy_header(m, name, path):
     return dtype, shape, bool(d["fortran_order"]), pre + hlen
 
 
-def _to_numpy(v, name):
+def _to_numpy(v: Any, name: str) -> Any:
     if isinstance(v, np.ndarray):
         return v
     if hasattr(v, "detach") and hasattr(v, "cpu"):  # a torch tensor, without importing torch
@@ -220,7 +222,7 @@ def spec_from_state_dict(d: Mapping[str, Any], architecture: Architecture = None
                              meta={"framework": "torch", "container": "state_dict"})
 
 
-def _arrays(o):
+def _arrays(o: Any) -> Iterator[np.ndarray]:
     stack = [o]
     while stack:
         o = stack.pop()

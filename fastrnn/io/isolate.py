@@ -37,8 +37,12 @@ import pickle
 import signal
 import subprocess
 import sys
+from typing import TYPE_CHECKING, Any, NoReturn, Sequence
 
 from ..errors import ArgumentError, ArgumentTypeError, FastRNNError, ModelFormatError
+
+if TYPE_CHECKING:
+    from ..spec import ModelSpec
 
 __all__ = ["spec_isolated", "limits_for", "check_isolate"]
 
@@ -54,7 +58,7 @@ _BOOT = ("import sys, json; sys.path[:] = json.loads(sys.argv[1]); "
          "from fastrnn.io.isolate import _child_main; _child_main()")
 
 
-def limits_for(path) -> dict:
+def limits_for(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The limits :func:`spec_isolated` puts on the child for ``path``: ``memory`` (bytes of address
     space), ``cpu`` (CPU seconds) and ``wall`` (seconds before the parent kills it), from the file's
     real size on disk only: nothing the file declares (zip member sizes, dataset shapes) raises them."""
@@ -67,7 +71,7 @@ def limits_for(path) -> dict:
     return {"memory": max(MEMORY_FLOOR, 4 * size + (1 << 30)), "cpu": cpu, "wall": 3 * cpu + 30}
 
 
-def check_isolate(isolate):
+def check_isolate(isolate: object) -> dict[str, Any] | None:
     """The ``isolate`` option: ``True`` (default limits), ``False``, or a dict overriding some limits
     (``memory`` bytes, ``cpu`` seconds, ``wall`` seconds; positive numbers).  ``None`` for ``False``,
     else the overrides (a dict, maybe empty); ArgumentTypeError / ArgumentError (TypeError / ValueError)
@@ -85,7 +89,7 @@ def check_isolate(isolate):
     return {k: (int(v) if k != "wall" else float(v)) for k, v in isolate.items()}
 
 
-def _child_paths():
+def _child_paths() -> list[str]:
     """The caller's sys.path, absolute, with the directory this fastrnn was imported from first."""
     here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     out = [here]
@@ -105,7 +109,8 @@ def _signal_name(n: int) -> str:
         return f"signal {n}"
 
 
-def spec_isolated(path, origin: str, architecture=None, keras_version=None, limits=None):
+def spec_isolated(path: str | os.PathLike[str], origin: str, architecture: Any = None, keras_version: str | None = None,
+                  limits: dict[str, Any] | None = None) -> ModelSpec:
     """Run ``spec_from_keras_file(path, architecture, keras_version=..., isolate=False)`` in a child
     process under ``limits`` (default :func:`limits_for`); the :class:`ModelSpec` it read, or the
     error it raised.  ``origin`` is how messages name the file."""
@@ -167,7 +172,7 @@ def spec_isolated(path, origin: str, architecture=None, keras_version=None, limi
                            "isolate=False reads a trusted file in this process")
 
 
-def _parse_reply(out: bytes):
+def _parse_reply(out: bytes) -> tuple[dict[str, Any] | None, bytes | memoryview]:
     """``(message dict, payload bytes)`` from the child's stdout, or ``(None, b"")`` if malformed."""
     m = len(_PROTOCOL_MAGIC)
     if len(out) < m + 8 or out[:m] != _PROTOCOL_MAGIC:
@@ -189,7 +194,7 @@ def _parse_reply(out: bytes):
 CHILD_ESCAPE = "the isolated reader raised"
 
 
-def _raise_child_error(msg, origin, lim):
+def _raise_child_error(msg: dict[str, Any], origin: str, lim: dict[str, Any]) -> NoReturn:
     """Raise, in the parent, the error the child reported: a FastRNNError with its class and message
     (naming the file), anything else a ModelFormatError naming the file and the child's exception.
     Nothing here can fail on what the child sent (a class that takes other arguments, odd text)."""
@@ -218,13 +223,13 @@ def _raise_child_error(msg, origin, lim):
 
 # --------------------------------------------------------------------------------- the child
 class _BlockFrameworks:
-    def find_spec(self, name, path=None, target=None):
+    def find_spec(self, name: str, path: object = None, target: object = None) -> None:
         if name.split(".")[0] in _FRAMEWORKS:
             raise ImportError(f"{name} must not be imported while reading a model file")
         return None
 
 
-def _set_limits(memory, cpu):
+def _set_limits(memory: int, cpu: int) -> None:
     try:
         import resource
     except ImportError:  # pragma: no cover - not POSIX
@@ -239,7 +244,7 @@ def _set_limits(memory, cpu):
             pass
 
 
-def _text(e) -> str:
+def _text(e: BaseException) -> str:
     """``str(e)``, whatever ``e`` is (its ``__str__`` may fail)."""
     try:
         return str(e)
@@ -247,7 +252,7 @@ def _text(e) -> str:
         return f"<{type(e).__name__} with an unprintable message>"
 
 
-def _child_main():
+def _child_main() -> None:
     # stdout carries the reply; anything a library prints goes to stderr instead
     reply = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
@@ -263,7 +268,7 @@ def _child_main():
         spec = spec_from_keras_file(req["path"], architecture=req["architecture"],
                                     keras_version=req["keras_version"], isolate=False)
         payload = dumps_spec(spec)
-        msg = {"ok": True}
+        msg: dict[str, Any] = {"ok": True}
     except MemoryError as e:
         payload, msg = b"", {"ok": False, "type": "MemoryError", "message": _text(e)}
     except Exception as e:  # noqa: BLE001 - sent to the parent, which raises it there
@@ -277,7 +282,7 @@ def _child_main():
     reply.flush()
 
 
-def main(argv=None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """``python -m fastrnn.io.isolate FILE...``: read each file through the isolated reader."""
     argv = sys.argv[1:] if argv is None else argv
     if not argv:

@@ -32,6 +32,7 @@ import os
 import re
 import zipfile
 import zlib
+from typing import Any
 
 import numpy as np
 
@@ -315,7 +316,7 @@ class _LegacyStore:
 
 
 # --------------------------------------------------------------------------- entry point
-def spec_from_keras_file(path, architecture=None, **options) -> ModelSpec:
+def spec_from_keras_file(path: str | os.PathLike[str], architecture: Any = None, **options: Any) -> ModelSpec:
     """Load a Keras ``.keras`` / ``.h5`` / ``.weights.h5`` file into a validated :class:`ModelSpec`.
 
     ``architecture``: required for weights-only files (a Keras config as JSON text or dict, or a
@@ -344,7 +345,8 @@ def spec_from_keras_file(path, architecture=None, **options) -> ModelSpec:
 
         return spec_isolated(path, origin, architecture, keras_version, limits=limits)
     try:
-        return _load(path, architecture, keras_version, origin)
+        spec: ModelSpec = _load(path, architecture, keras_version, origin)
+        return spec
     except _Fail as e:
         raise ModelFormatError(f"{origin}: {e}") from None
     except FastRNNError as e:

@@ -166,6 +166,8 @@ class _StorageType(_Frozen):
     """Stands for ``torch.FloatStorage`` etc.: a name and a dtype, nothing callable."""
 
     __slots__ = ("name", "dtype")
+    name: str
+    dtype: str  # a numpy dtype string, or "bf16" / "b1"
 
     def __init__(self, name):
         super().__init__(name=name, dtype=_STORAGES[name])
@@ -204,6 +206,11 @@ class _Global(_Frozen):
 
 class _Storage(_Frozen):
     __slots__ = ("key", "stype", "numel", "location", "data")
+    key: str
+    stype: _StorageType
+    numel: int
+    location: str
+    data: Any  # the storage's bytes once read (None before)
 
     def __init__(self, key, stype, numel, location):
         super().__init__(key=key, stype=stype, numel=numel, location=location, data=None)  # data: once read
@@ -211,6 +218,10 @@ class _Storage(_Frozen):
 
 class _TensorRef(_Frozen):
     __slots__ = ("storage", "offset", "size", "stride")
+    storage: _Storage
+    offset: int
+    size: tuple[int, ...]
+    stride: tuple[int, ...]
 
     def __init__(self, storage, offset, size, stride):
         super().__init__(storage=storage, offset=offset, size=size, stride=stride)
@@ -1058,7 +1069,9 @@ def _pieces_from_arch(arch, d: _Dict, path):
             else:
                 if prev_rnn is None:
                     raise ConversionError(f"{where}: needs a recurrent entry before it")
+                assert prev_rnn.rnn is not None  # an "rnn" piece always holds its RNNDesc
                 bi = prev_rnn.rnn.bidirectional
+                dirs: tuple[str, ...]
                 if sel == "h_n_last":
                     dirs = ("bwd",) if bi else ("fwd",)
                 else:
@@ -1097,7 +1110,7 @@ def _act_ok(act, where):
                                     f"(supported: {', '.join(ACTIVATIONS + AXIS_ACTIVATIONS)})")
 
 
-def spec_from_torch_file(path, architecture=None, **options) -> ModelSpec:
+def spec_from_torch_file(path: str | os.PathLike[str], architecture: Architecture = None, **options: Any) -> ModelSpec:
     """Build a :class:`ModelSpec` from a ``torch.save`` file without torch (see the module docstring).
 
     Options: ``strict`` (default True: every state-dict tensor must be used by the architecture),
@@ -1115,7 +1128,8 @@ def spec_from_torch_file(path, architecture=None, **options) -> ModelSpec:
                                  meta={"framework": "torch", "source_file": os.path.basename(path)})
 
 
-def spec_from_tensors(obj, architecture, strict, origin, budget, key=None, meta=None) -> ModelSpec:
+def spec_from_tensors(obj: Any, architecture: Architecture, strict: bool, origin: str, budget: LoadBudget,
+                      key: str | None = None, meta: dict[str, Any] | None = None) -> ModelSpec:
     """The one state dict -> spec path of every container (torch files, safetensors, npz, in-memory dicts):
     ``obj`` holds numpy arrays (a state dict, or a checkpoint nesting one: see :func:`_state_dict`);
     ``origin`` names it in messages; every float32 copy is charged to ``budget``."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from typing import Any
 
 import numpy as np
 
@@ -47,7 +48,7 @@ def _import_keras():
     return keras
 
 
-_TF_THREADS = {}
+_TF_THREADS: dict[str, Any] = {}
 
 
 def tensorflow(threads):

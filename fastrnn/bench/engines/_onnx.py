@@ -17,7 +17,8 @@ def _export(module, args, input_names, output_names, dynamic_axes=None) -> bytes
     # no_grad: after an inference_mode call the module holds inference tensors the tracer rejects
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        torch.onnx.export(module, args, buf, input_names=input_names, output_names=output_names,
+        # (torch's annotation of f names paths only; a file object is documented and works)
+        torch.onnx.export(module, args, buf, input_names=input_names, output_names=output_names,  # type: ignore[arg-type]
                           dynamic_axes=dynamic_axes, dynamo=False)
     return buf.getvalue()
 
@@ -68,11 +69,13 @@ def onnx_step_from_torch(module, case):
 
 
 def sequence_onnx(ctx) -> bytes:
-    return ctx.shared("onnx", lambda: onnx_from_torch(ctx.module, ctx.case.features))
+    data: bytes = ctx.shared("onnx", lambda: onnx_from_torch(ctx.module, ctx.case.features))
+    return data
 
 
 def step_onnx(ctx) -> bytes:
-    return ctx.shared("onnx_step", lambda: onnx_step_from_torch(ctx.module, ctx.case))
+    data: bytes = ctx.shared("onnx_step", lambda: onnx_step_from_torch(ctx.module, ctx.case))
+    return data
 
 
 def onnx_stepper(case, run):

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Types: `mypy --strict fastrnn` (settings: pyproject.toml [tool.mypy]; its overrides list the modules
+# not yet annotated inside).  tests/test_stub.py keeps fastrnn/_core.pyi in step with the bindings.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+py="${PYTHON:-python}"
+"$py" -m mypy --version > /dev/null 2>&1 || "$py" -m pip install --quiet mypy
+"$py" -m mypy --strict fastrnn
