@@ -14,7 +14,6 @@ import pytest
 import fastrnn
 
 PKG = os.path.dirname(os.path.abspath(fastrnn.__file__))
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHILD = """
 import sys
 import fastrnn
