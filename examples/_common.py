@@ -21,7 +21,7 @@ def parse_args(doc: str, add=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=doc.strip().splitlines()[0],
                                 epilog="\n".join(doc.strip().splitlines()[1:]),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="tiny training and short timing (a few seconds; what CI runs)")
+    p.add_argument("--quick", action="store_true", help="tiny training and short timing: a smoke test (what CI runs)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for the PNG (default: examples/out/)")
     p.add_argument("--threads", type=int, default=1,
                    help="threads for fastrnn AND the framework, so the timing is like for like (default: 1)")
@@ -67,7 +67,8 @@ def setup(args, framework: str):
 
     inf = fastrnn.info()
     cpu = machine_info(args.threads, engine_names=(), measure=False)["cpu"]
-    print(f"machine: {cpu}, {os.cpu_count()} logical CPUs, {platform.machine()}; fastrnn {inf['version']} "
+    args.machine = f"{cpu}, {os.cpu_count()} logical CPUs, {platform.machine()}"  # for the plots' titles
+    print(f"machine: {args.machine}; fastrnn {inf['version']} "
           f"({inf['isa']} kernels), {framework} {version}, numpy {np.__version__}; threads: {args.threads} for both")
     return mod
 
@@ -123,7 +124,7 @@ def figure(ncols: int = 2, nrows: int = 1, width: float = 6.0, height: float = 4
     return fig, list(axes.ravel())
 
 
-def speed_bars(ax, groups, title: str, threads: int) -> None:
+def speed_bars(ax, groups, title: str, args) -> None:
     """Horizontal bars of median times, top to bottom in the given order.  ``groups``: one dict from
     :func:`time_side_by_side` or a list of them; each bar is labelled with its time and its ratio to
     the first entry of its group (fastrnn's)."""
@@ -148,7 +149,7 @@ def speed_bars(ax, groups, title: str, threads: int) -> None:
     else:
         ax.set_xlim(0, max(vals) * 1.6)
     ax.set_xlabel("milliseconds per call (median; shorter is faster)")
-    ax.set_title(f"{title}\n{threads} thread(s), {platform.machine()} / {os.cpu_count()} CPUs", fontsize=9)
+    ax.set_title(f"{title}\n{args.threads} thread(s) each, {args.machine}", fontsize=9)
 
 
 def save(fig, args, name: str) -> Path:

@@ -98,7 +98,7 @@ def main():
                     color="white" if probs[0, t_, k] > 0.5 else "black")
         ax.set_title(f"{label}({hidden}) via fastrnn spells '{spelled}'\n(target '{TARGET}', loss {loss:.3f})",
                      fontsize=9)
-    C.speed_bars(axes[2], times, f"batch 1, {len(SOURCE)} steps, 5 -> 8 -> 5", args.threads)
+    C.speed_bars(axes[2], times, f"batch 1, {len(SOURCE)} steps, 5 -> 8 -> 5", args)
     C.save(fig, args, "char_hello.png")
 
 

@@ -138,7 +138,7 @@ def main():
     bx.text(0, 1, f"greedy (= PyTorch, {same}/{n} ids):\n" + textwrap.fill((prompt_text + decode(ours[0]))[:220], 48)
             + "\n\n" + body, va="top", family="monospace", fontsize=7.5, transform=bx.transAxes)
     bx.set_title("what fastrnn.generate wrote", fontsize=9)
-    C.speed_bars(cx, [t_one, t_16], f"generating {n} characters, LSTM({UNITS})", args.threads)
+    C.speed_bars(cx, [t_one, t_16], f"generating {n} characters, LSTM({UNITS})", args)
     C.save(fig, args, "char_lm_generate.png")
 
 

@@ -157,7 +157,7 @@ def main():
             h2, l2 = px.get_legend_handles_labels()
             ax.legend(h1 + h2, l1 + l2, fontsize=7, loc="upper left", ncol=3)
     axes[MACHINES - 1].set_xlabel("tick")
-    C.speed_bars(axes[MACHINES], [t_tick, t_chunk], f"GRU({UNITS}) fault detector, {MACHINES} streams", args.threads)
+    C.speed_bars(axes[MACHINES], [t_tick, t_chunk], f"GRU({UNITS}) fault detector, {MACHINES} streams", args)
     C.save(fig, args, "sensor_streaming.png")
 
 

@@ -123,7 +123,7 @@ def main():
         ax.set_ylabel("P(positive)")
         ax.set_title("P(positive) after each word (fastrnn, one batch of prefixes with lengths=1..n); "
                      f"final {trace[-1]:.2f}", fontsize=9)
-    C.speed_bars(axes[2], [t_one, t_all], f"Embedding + BiLSTM({UNITS}) sentiment, padded to {MAXLEN}", args.threads)
+    C.speed_bars(axes[2], [t_one, t_all], f"Embedding + BiLSTM({UNITS}) sentiment, padded to {MAXLEN}", args)
     C.save(fig, args, "sentiment_bilstm.png")
 
 

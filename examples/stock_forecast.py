@@ -106,8 +106,7 @@ def main():
     ax.set_title(f"synthetic price, window {WINDOW}, LSTM({UNITS}) -> Dense(1)\n"
                  f"max |fastrnn - keras| over the forecast: {np.abs(ours - theirs).max():.1e}", fontsize=9)
     ax.legend(fontsize=7, loc="upper left")
-    C.speed_bars(bx, [loop, batch], f"forecast loop ({horizon} calls) and one batch of {len(x_test)} windows",
-                 args.threads)
+    C.speed_bars(bx, [loop, batch], f"forecast loop ({horizon} calls) and one batch of {len(x_test)} windows", args)
     C.save(fig, args, "stock_forecast.png")
 
 

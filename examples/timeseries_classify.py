@@ -104,7 +104,7 @@ def main():
     bx.legend(fontsize=7, loc="lower left")
     bx.set_title(f"class probabilities by sliding window: argmax right at {agree:.0%} of the steps; "
                  f"max |fastrnn - keras| {np.abs(trace - model.predict_on_batch(slides)).max():.1e}", fontsize=9)
-    C.speed_bars(cx, [t_one, t_all], f"GRU({UNITS}) classifier, windows of {WINDOW} x {FEATURES}", args.threads)
+    C.speed_bars(cx, [t_one, t_all], f"GRU({UNITS}) classifier, windows of {WINDOW} x {FEATURES}", args)
     C.save(fig, args, "timeseries_classify.png")
 
 

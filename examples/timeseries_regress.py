@@ -129,8 +129,7 @@ def main():
     bx.set_xlabel("true load (kW)")
     bx.set_ylabel("predicted load (kW)")
     bx.set_title("predicted vs true, one point per test hour", fontsize=9)
-    C.speed_bars(cx, [t_one, t_all], f"{LAYERS}-layer LSTM({UNITS}) on {WINDOW} h x {FEATURES} features",
-                 args.threads)
+    C.speed_bars(cx, [t_one, t_all], f"{LAYERS}-layer LSTM({UNITS}) on {WINDOW} h x {FEATURES} features", args)
     C.save(fig, args, "timeseries_regress.png")
 
 
