@@ -52,16 +52,19 @@ FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "am
 
 
 # --------------------------------------------------------------------------------- machine
-def machine_lines(threads):
-    flags = set()
+def cpu_flags() -> set:
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
                 if line.startswith(("flags", "Features")):
-                    flags = set(line.split(":", 1)[1].split())
-                    break
+                    return set(line.split(":", 1)[1].split())
     except OSError:
         pass
+    return set()
+
+
+def machine_lines(threads):
+    flags = cpu_flags()
     info = fastrnn.info()
     qpaths = info["reduced_kernels"]
     lines = [f"- CPU: {_cpu_model()} ({os.cpu_count()} logical CPUs), {platform.machine()}",
@@ -345,7 +348,8 @@ def accuracy_table(torch, threads, quick, tmp, log):
         else:
             cells += ["", "", "", ""]
         lines.append("| " + " | ".join(cells) + " |")
-    return lines
+    agree = {p: min(v for v in (waves_agree[p], sent[p] if sent else None) if v is not None) for p in REDUCED}
+    return lines, {"bf16_err": errs["fastrnn bf16"][0], "agree": agree}
 
 
 # --------------------------------------------------------------------------------- speed
@@ -355,7 +359,7 @@ SPEED_CASES = (("lstm", 128, 512), ("gru", 128, 512), ("lstm", 64, 256))
 def speed_table(torch, threads, min_time, tmp, log, cases=SPEED_CASES, T=100):
     lines = ["| case (batch 1, T=100) | engine | weights | ms / call | vs own f32 | fastrnn faster (same weights) |",
              "|---|---|---|---:|---:|---:|"]
-    notes = []
+    notes, medians = [], {}
     for kind, I, H in cases:
         label = f"{kind} {I}->{H}"
         log(f"speed: {label} ...")
@@ -385,13 +389,39 @@ def speed_table(torch, threads, min_time, tmp, log, cases=SPEED_CASES, T=100):
             _, dt = check_engine(f, x, None)
             live[k] = (f, x, dt)
         res = time_engines(live, min_time=min_time)
-        med = {k: statistics.median(v["samples"]) * 1e3 for k, v in res.items()}
+        med = medians[label] = {k: statistics.median(v["samples"]) * 1e3 for k, v in res.items()}
         for (eng, p), ms in med.items():
             own = med.get((eng, "f32"))
             ours = med.get(("fastrnn", p))
             lines.append(f"| {label} | {eng} | {p} | {ms:.3f} | {own / ms:.2f}x | "
                          + (f"{ms / ours:.2f}x" if eng != "fastrnn" and ours else "") + " |")
-    return lines, notes
+    return lines, notes, medians
+
+
+def targets(acc, medians, flags):
+    """The issue's targets, met or not, with the reason where not."""
+    out = []
+    case = medians.get("lstm 128->512", {})
+    f32 = case.get(("fastrnn", "f32"))
+    for p, goal, hw in (("bf16", 1.8, "avx512_bf16"), ("int8", 2.5, "avx512_vnni")):
+        got = f32 / case[("fastrnn", p)] if f32 and ("fastrnn", p) in case else float("nan")
+        why = "" if got >= goal else (
+            f" -- not met: this CPU has no {hw.upper()}" + (" or AVX-VNNI" if p == "int8" and "avx_vnni" not in flags
+                                                             else "")
+            + f" (the kernels here: {fastrnn.info()['reduced_kernels']})"
+            if hw not in flags else " -- not met on a CPU that has the instructions")
+        out.append(f"- {p} >= {goal}x float32 (LSTM 128->512, batch 1, T=100): {got:.2f}x{why}")
+    slower = [f"{label} {p}: fastrnn {ms[('fastrnn', p)]:.1f} ms vs {eng} {t:.1f} ms"
+              for label, ms in medians.items() for (eng, p), t in ms.items()
+              if eng != "fastrnn" and p != "f32" and ("fastrnn", p) in ms and t < ms[("fastrnn", p)]]
+    out.append("- every reduced case faster than the same precision in every framework: "
+               + ("met" if not slower else "not met: " + "; ".join(slower)))
+    e = acc["bf16_err"]
+    out.append(f"- bf16 max abs error <= 1e-2 (T=100): {e:.2e} -- {'met' if e <= 1e-2 else 'not met'}")
+    a = acc["agree"]["int8"]
+    out.append(f"- int8 classification agreement >= 99%: {a:.2%} (the lower of the two classifiers) -- "
+               f"{'met' if a >= 0.99 else 'not met'}")
+    return out
 
 
 def main(argv=None):
@@ -421,18 +451,22 @@ def main(argv=None):
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         machine = machine_lines(args.threads)
-        acc = accuracy_table(torch, args.threads, args.quick, tmp, log)
-        speed, notes = speed_table(torch, args.threads, args.min_time or (0.3 if args.quick else 1.0), tmp, log)
+        acc, acc_data = accuracy_table(torch, args.threads, args.quick, tmp, log)
+        speed, notes, medians = speed_table(torch, args.threads, args.min_time or (0.3 if args.quick else 1.0), tmp,
+                                            log)
+    goals = targets(acc_data, medians, cpu_flags())
     out = ["### Machine", *machine, "", "### Accuracy of bf16 / int8 weights against float32", *acc, "",
            "### Speed", *speed]
     if notes:
         out += ["", *[f"- {n}" for n in notes]]
+    out += ["", "### Targets (issue 13)", *goals]
     out.append(f"\n(`python benchmarks/precision.py{' --quick' if args.quick else ''} --threads {args.threads}`, "
                f"{time.perf_counter() - t0:.0f} s)")
     print("\n".join(out))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({"machine": machine, "accuracy": acc, "speed": speed, "notes": notes}, f, indent=1)
+            json.dump({"machine": machine, "accuracy": acc, "speed": speed, "notes": notes, "targets": goals}, f,
+                      indent=1)
     return 0
 
 
