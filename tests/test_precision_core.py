@@ -363,6 +363,17 @@ def test_malformed_tensors_are_format_errors(name, precision, mutate, names):
     assert "rnn0" in msg and names in msg, msg
 
 
+def test_int8_input_too_wide_for_int32_sums_is_refused():
+    weights = make_weights("simple_rnn", 65537, 2)
+    header, tensors = build("simple_rnn", 65537, 2, weights, "int8")
+    with pytest.raises(fastrnn.UnsupportedLayerError, match="rnn0.*w_ih' has 65537 columns"):
+        _core().Model(header, tensors)
+    header, tensors = build("simple_rnn", 65537, 2, weights, "bf16")
+    x = np.random.default_rng(0).standard_normal((1, 2, 65537)).astype(np.float32)
+    np.testing.assert_allclose(_core().Model(header, tensors).predict(x),
+                               reference("simple_rnn", 2, weights, x, "bf16"), atol=2e-5)
+
+
 def test_v1_header_without_precision_is_float32():
     weights = make_weights("lstm", 6, 8)
     header, tensors = build("lstm", 6, 8, weights, "f32", fmt=1)

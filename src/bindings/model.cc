@@ -182,6 +182,9 @@ std::shared_ptr<fastrnn::Model> build(const py::dict& header, const py::dict& te
             keep.push_back(c.qmatrix<std::uint16_t>(ref, rows, cols, "uint16 (bf16 bit patterns)"));
             break;
           case fastrnn::Precision::Int8: {
+            if (cols > fastrnn::kInt8MaxColumns)
+              fastrnn::fail<fastrnn::UnsupportedError>(c.where, ": int8 tensor '", ref, "' has ", cols, " columns (more than ",
+                                                       fastrnn::kInt8MaxColumns, " would overflow the int32 sums); use bf16 or f32");
             keep.push_back(c.qmatrix<std::int8_t>(ref, rows, cols, "int8"));
             const void* q = keep.back().data();
             FloatArray s = c.scales(ref + "_scale", rows);

@@ -89,6 +89,10 @@ void quantize_rows(dim_t rows, dim_t K, const float* x, dim_t ldx, std::int8_t* 
 
 void Mat::set_quantized(Precision p, const void* src, const float* scale, dim_t n, dim_t k) {
   if (n < 1 || k < 1) fail<FormatError>("a weight matrix (", n, ", ", k, ") has a zero-sized dimension");
+  // int32 sums: |sum_k (x + 128) w| <= k * 255 * 127 (the VNNI form) must stay below 2^31.
+  if (p == Precision::Int8 && k > kInt8MaxColumns)
+    fail<UnsupportedError>("int8 weights with ", k, " columns (more than ", kInt8MaxColumns,
+                           " would overflow the int32 sums); use bf16 or f32 for this layer");
   N = n, K = k, prec = p;
   Kp_ = cpu::qpad(k);
   w.resize(0);

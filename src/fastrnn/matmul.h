@@ -41,6 +41,7 @@ class IsaLayouts {
 
 // Weight precision (config.h's RecurrentConfig::precision; the header's "precision" key).
 enum class Precision { F32, Bf16, Int8 };
+constexpr dim_t kInt8MaxColumns = 65536;  // int8 weights: the widest input (see Mat::set_quantized)
 const char* precision_name(Precision p);
 
 struct Mat {
