@@ -3,11 +3,15 @@ predict again; fastrnn against the same loop in PyTorch on the same weights."""
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from ..runtime import Model
 
-def forecast_loop_fastrnn(model, history, horizon, window):
+
+def forecast_loop_fastrnn(model: Model, history: np.ndarray, horizon: int, window: int) -> np.ndarray:
     """Sliding-window recursive forecast with Model.predict (same result as the Keras loop)."""
     buf = np.empty(len(history) + horizon, np.float32)
     buf[: len(history)] = history
@@ -19,7 +23,7 @@ def forecast_loop_fastrnn(model, history, horizon, window):
     return buf[len(history):]
 
 
-def run_forecast(horizon=50, window=20, units=32, out=print) -> dict:
+def run_forecast(horizon: int = 50, window: int = 20, units: int = 32, out: Callable[[str], object] = print) -> dict[str, Any]:
     """Time the tutorial loop on the same weights: fastrnn, PyTorch, Keras (those installed)."""
     import fastrnn
     import torch
@@ -27,12 +31,12 @@ def run_forecast(horizon=50, window=20, units=32, out=print) -> dict:
     torch.manual_seed(0)
 
     class StockLSTM(torch.nn.Module):
-        def __init__(self):
+        def __init__(self) -> None:
             super().__init__()
             self.lstm = torch.nn.LSTM(1, units, batch_first=True)
             self.fc = torch.nn.Linear(units, 1)
 
-        def forward(self, x):
+        def forward(self, x: Any) -> Any:
             out, _ = self.lstm(x)
             return self.fc(out[:, -1])
 
@@ -40,7 +44,7 @@ def run_forecast(horizon=50, window=20, units=32, out=print) -> dict:
     model = fastrnn.from_torch(tm)
     history = np.sin(np.linspace(0, 6, 100)).astype(np.float32)
 
-    def torch_loop():
+    def torch_loop() -> np.ndarray:
         buf = list(history)
         with torch.inference_mode():
             for _ in range(horizon):
@@ -51,7 +55,7 @@ def run_forecast(horizon=50, window=20, units=32, out=print) -> dict:
     engines = {"fastrnn": lambda: forecast_loop_fastrnn(model, history, horizon, window), "torch": torch_loop}
     ref = torch_loop()
     np.testing.assert_allclose(engines["fastrnn"](), ref, atol=1e-4)
-    times = {}
+    times: dict[str, float] = {}
     for k, f in engines.items():
         f()
         t0 = time.perf_counter()

@@ -11,13 +11,13 @@ import re
 import shutil
 import subprocess
 import time
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from .engines import ENGINES, _REQUIRES
 
-def _cpu_model():
+def _cpu_model() -> str:
     """``lscpu``'s model name (it also names ARM cores), else /proc/cpuinfo's, else platform's."""
     if shutil.which("lscpu"):
         try:
@@ -38,7 +38,7 @@ def _cpu_model():
     return platform.processor() or platform.machine()
 
 
-def _dist_version(*names):
+def _dist_version(*names: str) -> str | None:
     for n in names:
         try:
             return importlib.metadata.version(n)
@@ -47,7 +47,7 @@ def _dist_version(*names):
     return None
 
 
-def versions(engine_names=ENGINES) -> dict:
+def versions(engine_names: Sequence[str] = ENGINES) -> dict[str, str]:
     import fastrnn
 
     want: dict[str, tuple[str, ...]] = {"fastrnn": ("fastrnn",)}
@@ -55,7 +55,7 @@ def versions(engine_names=ENGINES) -> dict:
         for m in _REQUIRES[e]:
             want[m] = {"tensorflow": ("tensorflow", "tensorflow-cpu", "tf-nightly"),
                        "onnxruntime": ("onnxruntime", "onnxruntime-openmp", "ort-nightly")}.get(m, (m,))
-    out = {}
+    out: dict[str, str] = {}
     for m, dists in want.items():
         if m == "fastrnn":
             out[m] = fastrnn.__version__
@@ -66,7 +66,7 @@ def versions(engine_names=ENGINES) -> dict:
     return out
 
 
-def _numpy_blas_lib():
+def _numpy_blas_lib() -> tuple[Any, str, str] | None:
     """ctypes handle of the OpenBLAS numpy uses (Linux), its symbol prefix and suffix, or None."""
     import ctypes
 
@@ -86,7 +86,7 @@ def _numpy_blas_lib():
     return None
 
 
-def numpy_blas(threads=None) -> dict:
+def numpy_blas(threads: int | None = None) -> dict[str, Any]:
     """numpy's BLAS (name, version, kernel) and its sgemm rate: 1024^3 float32 `a @ b`, best of 5,
     with `threads` BLAS threads where that can be set."""
     import ctypes
@@ -136,19 +136,19 @@ def numpy_blas(threads=None) -> dict:
     return d
 
 
-def _timed(f):
+def _timed(f: Callable[[], object]) -> float:
     t0 = time.perf_counter()
     f()
     return time.perf_counter() - t0
 
 
-def fma_peak_per_core(seconds=0.2):
+def fma_peak_per_core(seconds: float = 0.2) -> float | None:
     """One core's measured fp32 FMA GFLOP/s with the kernels of the ISA in use (None when this build
     lacks the probe)."""
     try:
-        import fastrnn
+        from ..runtime import core
 
-        probe = getattr(fastrnn._load_core(), "fma_peak_gflops", None)
+        probe = getattr(core(), "fma_peak_gflops", None)
         return float(probe(seconds=seconds)) if probe is not None else None
     except Exception:  # noqa: BLE001 - a probe that fails means "n/a", not a failed benchmark
         return None
@@ -160,10 +160,11 @@ def blas_kernel(blas: str) -> str:
     return m.group(1) if m else "unknown"
 
 
-def machine_info(threads, engine_names=ENGINES, measure=True) -> dict:
+def machine_info(threads: int, engine_names: Sequence[str] = ENGINES, measure: bool = True) -> dict[str, Any]:
     import fastrnn
 
     info = fastrnn.info()
+    d: dict[str, Any]
     d = {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
          "cpu": _cpu_model(), "cpu_count": os.cpu_count(), "machine": platform.machine(),
          "platform": platform.platform(), "threads": threads, "isa": info["isa"], "blas": info["blas"],

@@ -2,14 +2,18 @@
 its torch cells, fastrnn's own random model, and the per-case :class:`Context` engines share."""
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 import numpy as np
 
 from .cases import GATES, Case
 
+if TYPE_CHECKING:
+    from ..runtime import Model
+    from ..spec import LayerSpec
 
-def build_torch(case: Case, seed: int = 0):
+
+def build_torch(case: Case, seed: int = 0) -> Any:
     import torch
 
     torch.manual_seed(seed)
@@ -18,7 +22,7 @@ def build_torch(case: Case, seed: int = 0):
                batch_first=True).eval()
 
 
-def torch_cells(module) -> list:
+def torch_cells(module: Any) -> list[Any]:
     """One ``nn.LSTMCell`` / ``GRUCell`` / ``RNNCell`` per layer of a one-direction torch RNN, with
     its weights copied (what a user writes to run one step per call)."""
     import torch
@@ -37,7 +41,8 @@ def torch_cells(module) -> list:
     return cells
 
 
-def random_model(cell, features, hidden, layers=1, bidirectional=False, seed=0, scale=0.1):
+def random_model(cell: str, features: int, hidden: int, layers: int = 1, bidirectional: bool = False, seed: int = 0,
+                 scale: float = 0.1) -> Model:
     """A fastrnn Model of stacked ``cell`` layers ('lstm' / 'gru' / 'rnn') with seeded weights drawn
     uniformly from [-scale, scale], straight from a ModelSpec (no framework needed); output sequence."""
     import fastrnn
@@ -46,7 +51,8 @@ def random_model(cell, features, hidden, layers=1, bidirectional=False, seed=0, 
 
     rng = np.random.default_rng(seed)
     g, nd = GATES[cell] * hidden, 2 if bidirectional else 1
-    specs, feats = [], features
+    specs: list[LayerSpec] = []
+    feats = features
     for i in range(layers):
         w = [DirectionWeights(*(rng.uniform(-scale, scale, s).astype(np.float32) for s in
                                 ((g, feats), (g, hidden), (g,), (g,)))) for _ in range(nd)]
@@ -59,19 +65,19 @@ def random_model(cell, features, hidden, layers=1, bidirectional=False, seed=0, 
 class Stepper(NamedTuple):
     """A step engine: ``call(x_t)`` (batch, features) -> (batch, outputs) runs one step and carries
     the state to the next call; ``reset()`` sets the state back to zeros."""
-    call: Callable
-    reset: Callable
+    call: Callable[[np.ndarray], np.ndarray]
+    reset: Callable[[], None]
 
 
-def carried(step, init) -> Stepper:
+def carried(step: Callable[[np.ndarray, Any], tuple[np.ndarray, Any]], init: Callable[[], Any]) -> Stepper:
     """A :class:`Stepper` from ``step(x, state) -> (y, new_state)`` and ``init() -> zero state``."""
     box = [init()]
 
-    def call(x):
+    def call(x: np.ndarray) -> np.ndarray:
         y, box[0] = step(x, box[0])
         return y
 
-    def reset():
+    def reset() -> None:
         box[0] = init()
 
     return Stepper(call, reset)
@@ -81,19 +87,19 @@ class Context:
     """What the engines of one case share: the torch module and what engines derive from it (an
     ONNX export, a Keras model, ...) built once via :meth:`shared`, released by :meth:`close`."""
 
-    def __init__(self, case: Case, threads: int):
+    def __init__(self, case: Case, threads: int) -> None:
         self.case, self.threads = case, threads
-        self._module = None
+        self._module: Any = None
         self._shared: dict[str, Any] = {}
         self._closers: list[Callable[[], object]] = []
 
     @property
-    def module(self):
+    def module(self) -> Any:
         if self._module is None:
             self._module = build_torch(self.case)
         return self._module
 
-    def shared(self, key, build, close=None):
+    def shared(self, key: str, build: Callable[[], Any], close: Callable[[], object] | None = None) -> Any:
         """``build()`` once per case under ``key``; ``close()`` (if given) runs in :meth:`close`."""
         if key not in self._shared:
             self._shared[key] = build()
@@ -101,15 +107,16 @@ class Context:
                 self._closers.append(close)
         return self._shared[key]
 
-    def reference(self, x):
+    def reference(self, x: np.ndarray) -> np.ndarray:
         """torch's output sequence on x (batch, time, features)."""
         import torch
 
         torch.set_num_threads(self.threads)
         with torch.inference_mode():
-            return self.module(torch.from_numpy(x))[0].numpy()
+            y: np.ndarray = self.module(torch.from_numpy(x))[0].numpy()
+            return y
 
-    def close(self):
+    def close(self) -> None:
         for close in self._closers:
             try:
                 close()

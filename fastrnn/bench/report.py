@@ -3,19 +3,20 @@ case, notes, the summary line; the JSON file (``--json`` / ``--from-json``) and 
 from __future__ import annotations
 
 import json
+from typing import Any, Callable, Iterable, Sequence
 
 from .engines import _REQUIRES
 
 JSON_FORMAT = 1
 
 
-def _fmt_ms(v):
+def _fmt_ms(v: float) -> str:
     if v < 0.1:  # one step: keep three significant digits
         return f"{v:7.5f}" if v < 0.01 else f"{v:7.4f}"
     return f"{v:7.3f}" if v < 10 else f"{v:7.2f}" if v < 100 else f"{v:7.1f}" if v < 1e5 else f"{v:7.0f}"
 
 
-def fmt_flops(n) -> str:
+def fmt_flops(n: float) -> str:
     """'9.464 GFLOP', '6.554 MFLOP', '1.024 kFLOP'."""
     for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
         if n >= scale:
@@ -23,7 +24,7 @@ def fmt_flops(n) -> str:
     return f"{n:8.0f} FLOP"
 
 
-def header_lines(meta: dict) -> list:
+def header_lines(meta: dict[str, Any]) -> list[str]:
     v = meta["versions"]
     eng = []
     for e in meta["engines"]:
@@ -49,23 +50,23 @@ def header_lines(meta: dict) -> list:
     return lines
 
 
-def _fmt_ratio(r):
+def _fmt_ratio(r: float) -> str:
     return f"{r:6.2f}x" if r < 100 else f"{r:6.1f}x" if r < 1000 else f"{r:6.0f}x"
 
 
-def _columns(engines):
+def _columns(engines: Iterable[str]) -> list[str]:
     return [e for e in engines if e != "fastrnn"]
 
 
-def table_header(engines) -> str:
+def table_header(engines: Sequence[str]) -> str:
     cols = "".join(f"{e:>16}" for e in _columns(engines))
     return f"{'case':<18}{'fastrnn':>9}{cols}  {'fastest':<13}{'vs':>6}{'GF/s':>7}{'%peak':>6}  target"
 
 
-def table_row(res: dict, engines) -> str:
+def table_row(res: dict[str, Any], engines: Sequence[str]) -> str:
     eng = res["engines"]
 
-    def cell(e):
+    def cell(e: str) -> str:
         d = eng.get(e, {})
         if d.get("status") == "ok" and "median_ms" in d:
             r = d.get("ratio_vs_fastrnn")
@@ -83,7 +84,7 @@ def table_row(res: dict, engines) -> str:
             "  " + {True: "met", False: "MISSED", None: "n/a"}[tgt])
 
 
-def case_notes(res: dict) -> list:
+def case_notes(res: dict[str, Any]) -> list[str]:
     out = []
     for e, d in res["engines"].items():
         if d.get("status") == "failed":
@@ -96,7 +97,7 @@ def case_notes(res: dict) -> list:
     return out
 
 
-def summary_line(run: dict) -> str:
+def summary_line(run: dict[str, Any]) -> str:
     s = run["summary"]
     line = (f"summary (threads={run['meta']['threads']}): targets met {s['targets_met']}/{s['cases']}, "
             f"missed {s['targets_missed']}" + (f" ({', '.join(s['missed'])})" if s["missed"] else ""))
@@ -109,7 +110,7 @@ def summary_line(run: dict) -> str:
     return line
 
 
-def print_run(run: dict, out=print):
+def print_run(run: dict[str, Any], out: Callable[[str], object] = print) -> None:
     """The whole report of a finished run (e.g. read back from JSON)."""
     for line in header_lines(run["meta"]):
         out(line)
@@ -125,12 +126,12 @@ def print_run(run: dict, out=print):
 
 
 # ---------------------------------------------------------------------------------- json / plot
-def to_json(runs: list) -> dict:
+def to_json(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return {"fastrnn_bench": JSON_FORMAT, "runs": runs}
 
 
-def load_runs(paths) -> list:
-    runs = []
+def load_runs(paths: Iterable[str]) -> list[dict[str, Any]]:
+    runs: list[dict[str, Any]] = []
     for p in paths:
         with open(p, encoding="utf-8") as f:
             d = json.load(f)
@@ -143,7 +144,7 @@ def load_runs(paths) -> list:
     return runs
 
 
-def plot(runs: list, path: str):
+def plot(runs: list[dict[str, Any]], path: str) -> str:
     """Grouped bars: speedup of fastrnn over each engine per case (log scale), one panel per run."""
     try:
         import matplotlib

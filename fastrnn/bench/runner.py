@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -21,12 +22,13 @@ from .targets import summarize_case, summary
 from .timing import PAUSE, TOLERANCE, Progress, check_engine, check_stepper, time_engines
 
 
-def _short(e: BaseException, n=160):
+def _short(e: BaseException, n: int = 160) -> str:
     msg = " ".join(str(e).split())
     return f"{type(e).__name__}: {msg[:n]}{'...' if len(msg) > n else ''}"
 
 
-def build_checked(engine: str, ctx: Context, x, expected):
+def build_checked(engine: str, ctx: Context, x: np.ndarray,
+                  expected: np.ndarray | None) -> tuple[Callable[[Any], Any], np.ndarray, float | None, float]:
     """Build one engine for the case and check it against torch's ``expected`` (None: unchecked).
     Returns ``(f, x_timed, max_abs_diff, seconds of one checked call)``: ``f(x_timed)`` is what gets
     timed (a whole predict, or one step with the state carried).  Raises when it fails or differs."""
@@ -42,21 +44,22 @@ def build_checked(engine: str, ctx: Context, x, expected):
     return f, x, diff, dt
 
 
-def bench_case(case: Case, engine_names, threads, min_time=0.4, progress=None, pause=PAUSE) -> dict:
+def bench_case(case: Case, engine_names: Sequence[str], threads: int, min_time: float = 0.4,
+               progress: Progress | None = None, pause: float = PAUSE) -> dict[str, Any]:
     """Build, check and time every engine on one case; a dict with per-engine results."""
     progress = progress or Progress(len(engine_names), enabled=False)
     t_case = time.perf_counter()
     x = make_input(case)
     ctx = Context(case, threads)
-    res = {"case": case.name, "cell": case.cell, "batch": case.batch, "steps": case.steps,
+    res: dict[str, Any] = {"case": case.name, "cell": case.cell, "batch": case.batch, "steps": case.steps,
            "input": case.features, "hidden": case.hidden, "layers": case.layers,
            "bidirectional": case.bidirectional, "mode": case.mode, "targets": [list(t) for t in case.targets],
            "describe": case.describe(), "flops": flops(case), "engines": {}}
     if case.mode == "step":
         res["check_steps"] = case.input_steps
-    live = {}
+    live: dict[str, tuple[Callable[[Any], Any], np.ndarray, float]] = {}
     try:
-        expected = None
+        expected: np.ndarray | Exception | None = None
         if importlib.util.find_spec("torch") is not None:
             try:
                 expected = ctx.reference(x)
@@ -88,7 +91,9 @@ def bench_case(case: Case, engine_names, threads, min_time=0.4, progress=None, p
     return res
 
 
-def run(case_names=None, threads=None, min_time=0.4, engines=None, quick=False, out=print, progress=None) -> dict:
+def run(case_names: Sequence[str] | None = None, threads: int | None = None, min_time: float = 0.4,
+        engines: str | list[str] | None = None, quick: bool = False, out: Callable[[str], object] = print,
+        progress: Progress | None = None) -> dict[str, Any]:
     """Run the cases in this process with `threads` threads for every engine; prints the report as
     it goes and returns {"meta", "cases", "summary"} (what --json writes, one entry of "runs")."""
     import fastrnn
@@ -99,7 +104,8 @@ def run(case_names=None, threads=None, min_time=0.4, engines=None, quick=False, 
     fastrnn.set_num_threads(threads)
     names = select_cases(case_names, quick=quick)
     wanted = select_engines(engines)
-    notes, engine_names = [], []
+    notes: list[str] = []
+    engine_names: list[str] = []
     for e in wanted:
         missing = missing_modules(e)
         if missing:
@@ -117,7 +123,7 @@ def run(case_names=None, threads=None, min_time=0.4, engines=None, quick=False, 
     out(table_header(engine_names))
     peak = meta.get("fma_peak_gflops")
     prog = progress if progress is not None else Progress(len(names))
-    results = []
+    results: list[dict[str, Any]] = []
     for name in names:
         res = summarize_case(bench_case(CASES[name], engine_names, threads, min_time=min_time, progress=prog), peak)
         results.append(res)
@@ -134,7 +140,8 @@ def run(case_names=None, threads=None, min_time=0.4, engines=None, quick=False, 
 
 
 # ---------------------------------------------------------------------------------- fresh processes
-def _child_run(names, threads, engines, min_time, path, capture):
+def _child_run(names: Sequence[str], threads: int, engines: Sequence[str], min_time: float, path: str,
+               capture: bool) -> dict[str, Any]:
     """`python -m fastrnn.cli bench NAMES --threads N --engines E --json PATH` in a fresh process:
     its run, or raises RuntimeError (with the tail of its output when ``capture``)."""
     cmd = [sys.executable, "-m", "fastrnn.cli", "bench", *names, "--threads", str(threads), "--engines",
@@ -150,7 +157,7 @@ def _child_run(names, threads, engines, min_time, path, capture):
     return res
 
 
-def merge_engine_runs(parts: dict, names: list) -> dict:
+def merge_engine_runs(parts: dict[str, Any], names: Sequence[str]) -> dict[str, Any]:
     """One run from runs of the same cases with one engine each (``parts``: engine -> run, or the
     error of a child that failed): ratios, fastest framework and targets recomputed across them."""
     ok = {e: r for e, r in parts.items() if isinstance(r, dict)}
@@ -178,8 +185,9 @@ def merge_engine_runs(parts: dict, names: list) -> dict:
     return {"meta": meta, "cases": cases, "summary": summary(cases)}
 
 
-def run_in_subprocesses(case_names=None, thread_counts=None, min_time=0.4, engines=None, quick=False,
-                        isolate=False, out=print) -> list:
+def run_in_subprocesses(case_names: Sequence[str] | None = None, thread_counts: Sequence[int] | None = None,
+                        min_time: float = 0.4, engines: str | list[str] | None = None, quick: bool = False,
+                        isolate: bool = False, out: Callable[[str], object] = print) -> list[dict[str, Any]]:
     """Fresh processes (TensorFlow fixes its thread pools at start-up): one per thread count
     (default 1, then all cores), each printing its report; with ``isolate``, one per thread count
     and engine, merged into one report per thread count.  Returns the list of runs."""
@@ -194,7 +202,7 @@ def run_in_subprocesses(case_names=None, thread_counts=None, min_time=0.4, engin
                 out("")
                 continue
             installed = [e for e in wanted if not missing_modules(e)]
-            parts = {}
+            parts: dict[str, Any] = {}  # engine -> its run, or the error of its process
             for i, e in enumerate(installed):
                 print(f"[isolate-engines] threads={n}: {e} ({i + 1}/{len(installed)}) in a fresh process",
                       file=sys.stderr, flush=True)

@@ -8,6 +8,8 @@ state) and the C++ step alone (no Python at all).  Engines run in interleaved ro
 """
 from __future__ import annotations
 
+from typing import Any, Callable, Sequence
+
 import numpy as np
 
 from .cases import CASES, make_input, select_cases
@@ -21,7 +23,7 @@ from .timing import check_stepper, burst
 DEFAULT = ["step_lstm_8x64", "step_gru_16x128"]
 
 
-def _pybind11_and_cpp(ctx):
+def _pybind11_and_cpp(ctx: Context) -> tuple[Stepper, Callable[[np.ndarray, int], float]]:
     """fastrnn's step through pybind11, and the C++ step alone: seconds per step of n steps."""
     stream = fastrnn_engine.model_for(ctx).stream(ctx.case.batch)
     out = np.empty((ctx.case.batch, ctx.case.hidden), np.float32)
@@ -29,26 +31,27 @@ def _pybind11_and_cpp(ctx):
     return Stepper(lambda x: core.step(x, out), stream.reset), core._time_steps
 
 
-def _torch_layer(ctx):
+def _torch_layer(ctx: Context) -> Stepper:
     import torch
 
     module = ctx.module
 
-    def step(x, hx):
+    def step(x: np.ndarray, hx: Any) -> tuple[np.ndarray, Any]:
         with torch.inference_mode():
             y, hx = module(torch.from_numpy(x)[:, None], hx)
-        return y[:, 0].numpy(), hx
+        y0: np.ndarray = y[:, 0].numpy()
+        return y0, hx
 
     return carried(step, lambda: None)
 
 
-def stream_engines(ctx, out=print) -> dict:
+def stream_engines(ctx: Context, out: Callable[[str], object] = print) -> dict[str, tuple[Callable[..., Any], np.ndarray]]:
     """{column: (f, x)} for the case, every one checked against torch (one that fails is left out
     with a note), and the C++-only timer ``cpp(x, n) -> seconds per step`` under "_cpp"."""
     x = make_input(ctx.case)
     expected = ctx.reference(x)
     xs = [np.ascontiguousarray(x[:, t]) for t in range(x.shape[1])]
-    eng = {}
+    eng: dict[str, tuple[Callable[..., Any], np.ndarray]] = {}
     pybind, cpp = _pybind11_and_cpp(ctx)
     for col, engine in [("fastrnn", "fastrnn"), ("fastrnn_pybind11", None), ("torch_cell", "torch"),
                         ("torch_layer", None), ("onnxruntime", "onnxruntime")]:
@@ -68,7 +71,8 @@ def stream_engines(ctx, out=print) -> dict:
     return eng
 
 
-def run_stream(case_names=None, threads=1, rounds=7, number=2000, out=print) -> list:
+def run_stream(case_names: Sequence[str] | None = None, threads: int = 1, rounds: int = 7, number: int = 2000,
+               out: Callable[[str], object] = print) -> list[dict[str, Any]]:
     """Time one step per call of each step case (default: :data:`DEFAULT`); rows of us per step."""
     import fastrnn
 
@@ -77,7 +81,7 @@ def run_stream(case_names=None, threads=1, rounds=7, number=2000, out=print) -> 
     if bad:
         raise ValueError(f"--stream times step cases; not step cases: {', '.join(bad)}")
     fastrnn.set_num_threads(threads)
-    rows = []
+    rows: list[dict[str, Any]] = []
     out(f"streaming: one step per call, threads={threads}; median of {rounds} rounds of {number} calls")
     for name in names:
         ctx = Context(CASES[name], threads)

@@ -2,6 +2,8 @@
 (ratios, fastest framework, GFLOP/s, fraction of the FMA peak)."""
 from __future__ import annotations
 
+from typing import Any
+
 from .cases import Case, flops
 
 #: batch 1: fastrnn / fastest framework at least this, by hidden size
@@ -10,7 +12,7 @@ BATCH1_RATIO = ((128, 1.6), (None, 1.3))
 PEAK_FRACTION = 0.8
 
 
-def evaluate_target(case: Case, median: dict, peak_gflops) -> dict:
+def evaluate_target(case: Case, median: dict[str, float], peak_gflops: float | None) -> dict[str, Any]:
     """The target of one case (``median``: engine -> seconds per call):
 
     * fastrnn is faster than the fastest framework, every case, and
@@ -25,8 +27,9 @@ def evaluate_target(case: Case, median: dict, peak_gflops) -> dict:
         return {"met": None, "rule": "no framework to compare with"}
     fastest = min(fw, key=fw.__getitem__)
     ratio = fw[fastest] / median["fastrnn"]
-    res = {"ratio": ratio}
-    rules, met = [], ratio > 1
+    res: dict[str, Any] = {"ratio": ratio}
+    rules: list[str] = []
+    met: bool | None = ratio > 1
     if case.batch == 1:
         need = next(r for h, r in BATCH1_RATIO if h is None or case.hidden <= h)
         rules.append(f"batch 1: >= {need:g}x {fastest}")
@@ -56,14 +59,14 @@ def evaluate_target(case: Case, median: dict, peak_gflops) -> dict:
 _DERIVED = ("gflops", "peak_fraction", "ratio_vs_fastrnn")
 
 
-def case_of(res: dict) -> Case:
+def case_of(res: dict[str, Any]) -> Case:
     """The Case a result (a bench_case dict, maybe read back from JSON) was timed on."""
     return Case(res["case"], res["cell"], res["batch"], res["steps"], res["input"], res["hidden"], res["layers"],
                 res["bidirectional"], mode=res.get("mode", "sequence"),
                 targets=tuple(tuple(t) for t in res.get("targets", ())))
 
 
-def summarize_case(res: dict, peak_gflops) -> dict:
+def summarize_case(res: dict[str, Any], peak_gflops: float | None) -> dict[str, Any]:
     """Add ratios, fastest framework, GFLOP/s, peak fractions and the target to a bench_case result."""
     eng = res["engines"]
     median = {k: v["median_ms"] / 1e3 for k, v in eng.items() if v.get("status") == "ok" and "median_ms" in v}
@@ -86,7 +89,7 @@ def summarize_case(res: dict, peak_gflops) -> dict:
     return res
 
 
-def summary(cases: list) -> dict:
+def summary(cases: list[dict[str, Any]]) -> dict[str, Any]:
     met = sum(1 for c in cases if c.get("target", {}).get("met") is True)
     missed = [c["case"] for c in cases if c.get("target", {}).get("met") is False]
     na = sum(1 for c in cases if c.get("target", {}).get("met") is None)

@@ -4,8 +4,12 @@ from __future__ import annotations
 import math
 import sys
 import time
+from typing import TYPE_CHECKING, Any, Callable, Sequence, TextIO
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .models import Stepper
 
 TOLERANCE = 1e-4   # max abs difference from torch for an engine to count as correct
 MIN_RUNS = 3       # timed samples per engine per case, at least
@@ -15,7 +19,7 @@ PAUSE = 0.05       # seconds between engine blocks (idle spinning threads go to 
 SAMPLE_S = 1e-3    # a call under half of this is timed in bursts of about this long (one sample)
 
 
-def _compare(y, expected, tol):
+def _compare(y: Any, expected: np.ndarray, tol: float) -> float:
     y = np.asarray(y)
     if y.shape != expected.shape:
         raise AssertionError(f"output shape {y.shape} != torch's {expected.shape}")
@@ -25,7 +29,7 @@ def _compare(y, expected, tol):
     return diff
 
 
-def check_engine(f, x, expected, tol=TOLERANCE):
+def check_engine(f: Callable[[Any], Any], x: Any, expected: np.ndarray | None, tol: float = TOLERANCE) -> tuple[float | None, float]:
     """Run f(x) (warm-up / compile), then again timed; returns (max_abs_diff, seconds) or raises
     AssertionError when the output differs from `expected` (None: nothing to check)."""
     f(x)
@@ -35,13 +39,15 @@ def check_engine(f, x, expected, tol=TOLERANCE):
     return (None if expected is None else _compare(y, expected, tol)), dt
 
 
-def check_stepper(stepper, xs, expected, tol=TOLERANCE):
+def check_stepper(stepper: Stepper, xs: Sequence[np.ndarray], expected: np.ndarray | None,
+                  tol: float = TOLERANCE) -> tuple[float | None, float]:
     """A step engine from zero state over the steps ``xs`` (each (batch, features)) against torch's
     output sequence ``expected`` (batch, len(xs), outputs) (None: unchecked), after a warm-up step;
     returns (max_abs_diff, seconds of the last step) and leaves the state at zero."""
     stepper.call(xs[0])
     stepper.reset()
-    ys, dt = [], 0.0
+    ys: list[np.ndarray] = []
+    dt = 0.0
     for x in xs:
         t0 = time.perf_counter()
         y = stepper.call(x)
@@ -51,7 +57,7 @@ def check_stepper(stepper, xs, expected, tol=TOLERANCE):
     return (None if expected is None else _compare(np.stack(ys, axis=1), expected, tol)), dt
 
 
-def calls_per_sample(f, x, dt):
+def calls_per_sample(f: Callable[[Any], Any], x: Any, dt: float) -> int:
     """Calls per sample: 1 for a call of SAMPLE_S / 2 or more (dt: one call's time), else as many
     as last about SAMPLE_S (measured)."""
     number = 1
@@ -61,7 +67,7 @@ def calls_per_sample(f, x, dt):
     return number
 
 
-def burst(f, x, number):
+def burst(f: Callable[[Any], Any], x: Any, number: int) -> float:
     t0 = time.perf_counter()
     for _ in range(number):
         f(x)
@@ -72,13 +78,13 @@ class Progress:
     """`[ 12/33] lstm_32x128_b32 keras_xla timing 2/5` (case number / cases, engine, phase) on stderr,
     rewritten in place; only on a terminal."""
 
-    def __init__(self, total, stream=None, enabled=None):
+    def __init__(self, total: int, stream: TextIO | None = None, enabled: bool | None = None) -> None:
         self.total, self.i = total, 0
         self.stream = stream or sys.stderr
         self.enabled = (hasattr(self.stream, "isatty") and self.stream.isatty()) if enabled is None else enabled
         self.width = 0
 
-    def show(self, case, engine, what=""):
+    def show(self, case: str, engine: str, what: str = "") -> None:
         if not self.enabled:
             return
         n = len(str(self.total))
@@ -87,17 +93,18 @@ class Progress:
         self.stream.flush()
         self.width = len(msg)
 
-    def step(self):
+    def step(self) -> None:
         self.i += 1
 
-    def clear(self):
+    def clear(self) -> None:
         if self.enabled and self.width:
             self.stream.write("\r" + " " * self.width + "\r")
             self.stream.flush()
             self.width = 0
 
 
-def time_engines(live: dict, min_time=0.4, progress=None, label="", pause=PAUSE) -> dict:
+def time_engines(live: dict[str, tuple[Callable[[Any], Any], Any, float]], min_time: float = 0.4,
+                 progress: Progress | None = None, label: str = "", pause: float = PAUSE) -> dict[str, dict[str, Any]]:
     """Time checked engines side by side: ``live`` = {name: (f, x, seconds of the checked call)}.
 
     Adaptive repetition: at least MIN_RUNS samples per engine (a call of SAMPLE_S / 2 or more is
@@ -107,7 +114,9 @@ def time_engines(live: dict, min_time=0.4, progress=None, label="", pause=PAUSE)
     "samples": [seconds per call, ...]}}.
     """
     progress = progress or Progress(1, enabled=False)
-    number, samples, plan = {}, {}, {}
+    number: dict[str, int] = {}
+    samples: dict[str, list[float]] = {}
+    plan: dict[str, int] = {}
     for k, (f, x, dt) in live.items():
         progress.show(label, k, "calibrating")
         number[k] = n = calls_per_sample(f, x, dt)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import fnmatch
 import importlib
 import pkgutil
+from types import ModuleType
+from typing import Iterable
 
 from ._case import CHECK_STEPS, GATES, Case, flops, make_input
 
@@ -17,18 +19,18 @@ __all__ = ["CASES", "CHECK_STEPS", "GATES", "GRID", "LEGACY", "QUICK", "RUN_NOTE
            "make_input", "select_cases"]
 
 
-def _modules():
+def _modules() -> list[ModuleType]:
     mods = [importlib.import_module(f"{__name__}.{m.name}") for m in pkgutil.iter_modules(__path__)
             if not m.name.startswith("_")]
     return sorted(mods, key=lambda m: (getattr(m, "ORDER", 100), m.__name__))
 
 
-CASES: dict = {}
-GRID: list = []       # the 33-case grid (cases/grid.py)
-WORKLOADS: list = []  # the named real workloads of the default run
-LEGACY: list = []     # Case objects reachable by name only
-QUICK: list = []      # what --quick runs
-RUN_NOTES: dict = {}  # case name -> note printed with a run that includes it
+CASES: dict[str, Case] = {}
+GRID: list[str] = []       # the 33-case grid (cases/grid.py)
+WORKLOADS: list[str] = []  # the named real workloads of the default run
+LEGACY: list[Case] = []     # Case objects reachable by name only
+QUICK: list[str] = []      # what --quick runs
+RUN_NOTES: dict[str, str] = {}  # case name -> note printed with a run that includes it
 
 for _mod in _modules():
     for _c in _mod.CASES:
@@ -50,7 +52,7 @@ for _mod in _modules():
 DEFAULT_RUN = GRID + WORKLOADS
 
 
-def select_cases(patterns=None, quick=False) -> list:
+def select_cases(patterns: Iterable[str] | None = None, quick: bool = False) -> list[str]:
     """Case names for positional names / glob patterns (default: the grid and the workloads, or QUICK).
     With ``quick``, a glob keeps only its QUICK matches (all its matches when none is quick)."""
     if not patterns:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import numpy.typing as npt
 
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 #: steps each step engine runs, with its state carried, in the check against torch
@@ -26,26 +27,26 @@ class Case:
     bidirectional: bool = False
     note: str = ""
     mode: str = "sequence"
-    targets: tuple = ()
+    targets: tuple[tuple[str, float], ...] = ()
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.mode not in ("sequence", "step"):
             raise ValueError(f"case {self.name}: mode must be 'sequence' or 'step', not {self.mode!r}")
         if self.mode == "step" and (self.steps != 1 or self.bidirectional):
             raise ValueError(f"case {self.name}: a step case has steps=1 and no backward direction")
 
-    def describe(self):
+    def describe(self) -> str:
         bi = " bi" if self.bidirectional else ""
         t = "step" if self.mode == "step" else f"T={self.steps}"
         return (f"{self.cell.upper()}{bi} x{self.layers} B={self.batch} {t} "
                 f"I={self.features} H={self.hidden}")
 
     @property
-    def directions(self):
+    def directions(self) -> int:
         return 2 if self.bidirectional else 1
 
     @property
-    def input_steps(self):
+    def input_steps(self) -> int:
         """Steps of the input the engines are checked on (and, for a sequence, timed on)."""
         return CHECK_STEPS if self.mode == "step" else self.steps
 
@@ -59,7 +60,7 @@ def flops(case: Case) -> int:
     return total
 
 
-def make_input(case: Case, seed: int = 0):
+def make_input(case: Case, seed: int = 0) -> npt.NDArray[np.float32]:
     """(batch, input_steps, features) float32, seeded."""
     return np.random.default_rng(seed).standard_normal((case.batch, case.input_steps, case.features)).astype(
         np.float32)

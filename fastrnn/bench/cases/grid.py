@@ -6,7 +6,7 @@ ORDER = 0
 IS_GRID = True
 
 
-def _grid():
+def _grid() -> list[Case]:
     cases = []
     for cell in ("lstm", "gru", "rnn"):
         for feats, hidden in ((8, 64), (32, 128), (128, 512)):

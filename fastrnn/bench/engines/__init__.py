@@ -27,7 +27,7 @@ STEP_FACTORIES = {e: m.step for e, m in zip(ENGINES, _MODS) if hasattr(m, "step"
 _REQUIRES = {e: tuple(m.REQUIRES) for e, m in zip(ENGINES, _MODS)}
 
 
-def select_engines(spec=None) -> list:
+def select_engines(spec: str | list[str] | tuple[str, ...] | None = None) -> list[str]:
     """Engine names from 'fastrnn,torch,...' (default: all), validated."""
     if not spec:
         return list(ENGINES)
@@ -38,5 +38,5 @@ def select_engines(spec=None) -> list:
     return list(dict.fromkeys(names))
 
 
-def missing_modules(engine: str) -> list:
+def missing_modules(engine: str) -> list[str]:
     return [m for m in _REQUIRES[engine] if importlib.util.find_spec(m) is None]

@@ -5,16 +5,16 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
 from ..cases import GATES
-from ..models import carried
+from ..models import Context, Stepper, carried
 
 
 @contextlib.contextmanager
-def _quiet_fd2():
+def _quiet_fd2() -> Iterator[None]:
     """Silence file descriptor 2 (C++ logging of TensorFlow start-up: CUDA probes on a CPU
     machine), restoring it afterwards; Python exceptions still propagate."""
     try:
@@ -33,7 +33,7 @@ def _quiet_fd2():
         os.close(devnull)
 
 
-def _import_keras():
+def _import_keras() -> Any:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     if "keras" in sys.modules:
@@ -51,7 +51,7 @@ def _import_keras():
 _TF_THREADS: dict[str, Any] = {}
 
 
-def tensorflow(threads):
+def tensorflow(threads: int) -> Any:
     """TensorFlow with `threads` intra-op threads and 1 inter-op thread (only possible before TF
     runs its first op: each thread count belongs in a fresh process)."""
     _import_keras()
@@ -69,7 +69,8 @@ def tensorflow(threads):
     return tf
 
 
-def _keras_weights(kind, w_ih, w_hh, b_ih, b_hh, hidden):
+def _keras_weights(kind: str, w_ih: np.ndarray, w_hh: np.ndarray, b_ih: np.ndarray, b_hh: np.ndarray,
+                   hidden: int) -> list[np.ndarray]:
     """torch (G*H, in) matrices and (G*H,) biases -> Keras 3 [kernel, recurrent_kernel, bias]."""
     if kind == "gru":  # torch gates r, z, n -> Keras z, r, h; reset_after bias (2, 3H) = [input; recurrent]
         perm = np.r_[hidden:2 * hidden, 0:hidden, 2 * hidden:3 * hidden]
@@ -78,7 +79,7 @@ def _keras_weights(kind, w_ih, w_hh, b_ih, b_hh, hidden):
     return [w_ih.T.copy(), w_hh.T.copy(), b_ih + b_hh]
 
 
-def _kind(module):
+def _kind(module: Any) -> str:
     kind = {"LSTM": "lstm", "GRU": "gru", "RNN": "rnn"}[type(module).__name__]
     if not module.batch_first:
         raise ValueError("keras_from_torch: the torch module must be batch_first=True")
@@ -87,7 +88,7 @@ def _kind(module):
     return kind
 
 
-def _layer(keras, module, kind, **kw):
+def _layer(keras: Any, module: Any, kind: str, **kw: Any) -> Any:
     hidden = module.hidden_size
     if kind == "lstm":
         return keras.layers.LSTM(hidden, return_sequences=True, **kw)
@@ -96,11 +97,11 @@ def _layer(keras, module, kind, **kw):
     return keras.layers.SimpleRNN(hidden, activation=module.nonlinearity, return_sequences=True, **kw)
 
 
-def _copy_weights(target, module, kind, i, sfx=""):
+def _copy_weights(target: Any, module: Any, kind: str, i: int, sfx: str = "") -> None:
     """Layer i (direction suffix sfx) of the torch module into one Keras recurrent layer."""
     g = GATES[kind] * module.hidden_size
 
-    def p(name, default_len=None):
+    def p(name: str, default_len: Any = None) -> np.ndarray:
         t = getattr(module, f"{name}_l{i}{sfx}", None)
         return np.zeros(default_len, np.float32) if t is None else t.detach().cpu().numpy().astype(np.float32)
 
@@ -108,7 +109,7 @@ def _copy_weights(target, module, kind, i, sfx=""):
                                       module.hidden_size))
 
 
-def keras_from_torch(module):
+def keras_from_torch(module: Any) -> Any:
     """A Keras 3 model equal to a torch ``nn.LSTM`` / ``nn.GRU`` / ``nn.RNN`` (batch_first=True) with
     its weights copied: input (batch, time, features) -> the full output sequence, as torch's ``out``."""
     keras = _import_keras()
@@ -123,7 +124,7 @@ def keras_from_torch(module):
     return model
 
 
-def keras_step_from_torch(module):
+def keras_step_from_torch(module: Any) -> Any:
     """A Keras 3 model of one step of a one-direction torch RNN: inputs [x (B, 1, I), then per
     layer h (and c for LSTM), each (B, H)] -> [y (B, 1, H), then the new state in the same order]."""
     keras = _import_keras()
@@ -145,25 +146,25 @@ def keras_step_from_torch(module):
     return model
 
 
-def _clear_session():
+def _clear_session() -> None:
     import keras
 
     keras.backend.clear_session()
 
 
-def sequence_model(ctx):
+def sequence_model(ctx: Context) -> Any:
     """The case's Keras copy (TensorFlow threads set first), built once per case."""
     return ctx.shared("keras", lambda: (tensorflow(ctx.threads), keras_from_torch(ctx.module))[1], _clear_session)
 
 
-def step_stepper(ctx, runner):
+def step_stepper(ctx: Context, runner: Callable[[Any], Callable[[Any], Any]]) -> Stepper:
     """A Stepper over the case's one-step Keras model; ``runner(model)`` gives ``run(inputs) -> outputs``."""
     model = ctx.shared("keras_step", lambda: (tensorflow(ctx.threads), keras_step_from_torch(ctx.module))[1],
                        _clear_session)
     run, c = runner(model), ctx.case
     n = len(model.inputs) - 1
 
-    def step(x, state):
+    def step(x: np.ndarray, state: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
         out = run([x[:, None, :], *state])
         return np.asarray(out[0])[:, 0], [np.asarray(s) for s in out[1:]]
 

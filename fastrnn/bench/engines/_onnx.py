@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import io
 import warnings
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..models import carried
+from ..cases import Case
+from ..models import Context, Stepper, carried
 
 
-def _export(module, args, input_names, output_names, dynamic_axes=None) -> bytes:
+def _export(module: Any, args: tuple[Any, ...], input_names: list[str], output_names: list[str],
+            dynamic_axes: dict[str, dict[int, str]] | None = None) -> bytes:
     import torch
 
     buf = io.BytesIO()
@@ -23,17 +26,17 @@ def _export(module, args, input_names, output_names, dynamic_axes=None) -> bytes
     return buf.getvalue()
 
 
-def _wrapped(module, step):
+def _wrapped(module: Any, step: bool) -> Any:
     """torch module -> a module returning what the ONNX graph returns (the output sequence; with
     ``step``, also the new state, taking the state as inputs)."""
     import torch
 
     class Seq(torch.nn.Module):
-        def __init__(self):
+        def __init__(self) -> None:
             super().__init__()
             self.rnn = module
 
-        def forward(self, x, *state):
+        def forward(self, x: Any, *state: Any) -> Any:
             if not step:
                 return self.rnn(x)[0]
             y, new = self.rnn(x, tuple(state) if len(state) > 1 else state[0])
@@ -42,7 +45,7 @@ def _wrapped(module, step):
     return Seq()
 
 
-def onnx_from_torch(module, features):
+def onnx_from_torch(module: Any, features: int) -> bytes:
     """ONNX bytes of the module's output sequence (dynamic batch and time axes), legacy exporter."""
     import torch
 
@@ -50,15 +53,15 @@ def onnx_from_torch(module, features):
                    {"x": {0: "b", 1: "t"}, "y": {0: "b", 1: "t"}})
 
 
-def state_names(case) -> list:
+def state_names(case: Case) -> list[str]:
     return ["h", "c"] if case.cell == "lstm" else ["h"]
 
 
-def state_shape(case) -> tuple:
+def state_shape(case: Case) -> tuple[int, int, int]:
     return (case.layers, case.batch, case.hidden)
 
 
-def onnx_step_from_torch(module, case):
+def onnx_step_from_torch(module: Any, case: Case) -> bytes:
     """ONNX bytes of one step at the case's batch: inputs x (B, 1, I) and the state (h[, c], each
     (layers, B, H)); outputs y (B, 1, H) and the new state."""
     import torch
@@ -68,21 +71,21 @@ def onnx_step_from_torch(module, case):
     return _export(_wrapped(module, True), args, ["x"] + names, ["y"] + [n + "_out" for n in names])
 
 
-def sequence_onnx(ctx) -> bytes:
+def sequence_onnx(ctx: Context) -> bytes:
     data: bytes = ctx.shared("onnx", lambda: onnx_from_torch(ctx.module, ctx.case.features))
     return data
 
 
-def step_onnx(ctx) -> bytes:
+def step_onnx(ctx: Context) -> bytes:
     data: bytes = ctx.shared("onnx_step", lambda: onnx_step_from_torch(ctx.module, ctx.case))
     return data
 
 
-def onnx_stepper(case, run):
+def onnx_stepper(case: Case, run: Callable[[list[np.ndarray]], Sequence[Any]]) -> Stepper:
     """A Stepper over ``run([x (B, 1, I), *state]) -> [y (B, 1, H), *new_state]``."""
     n = len(state_names(case))
 
-    def step(x, state):
+    def step(x: np.ndarray, state: list[np.ndarray]) -> tuple[np.ndarray, Any]:
         out = run([x[:, None, :], *state])
         return out[0][:, 0], out[1:1 + n]
 

@@ -1,12 +1,19 @@
 """OpenVINO: the same ONNX bytes, reshaped to the case's static shapes (OpenVINO's fast path),
 compiled for CPU in f32 with INFERENCE_NUM_THREADS and PERFORMANCE_HINT=LATENCY."""
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ..models import Context, Stepper
 from ._onnx import onnx_stepper, sequence_onnx, state_names, state_shape, step_onnx
 
 ORDER = 60
 REQUIRES = ("torch", "onnx", "openvino")
 
 
-def _request(ctx, model_bytes, shapes):
+def _request(ctx: Context, model_bytes: bytes, shapes: Sequence[Sequence[int]]) -> Any:
     import openvino as ov
 
     core = ov.Core()
@@ -18,18 +25,18 @@ def _request(ctx, model_bytes, shapes):
     return compiled.create_infer_request()
 
 
-def sequence(ctx):
+def sequence(ctx: Context) -> Callable[[np.ndarray], Any]:
     c = ctx.case
     request = _request(ctx, sequence_onnx(ctx), [(c.batch, c.input_steps, c.features)])
     return lambda x: request.infer({0: x}, share_inputs=True)[0].copy()
 
 
-def step(ctx):
+def step(ctx: Context) -> Stepper:
     c = ctx.case
     n = 1 + len(state_names(c))
     request = _request(ctx, step_onnx(ctx), [(c.batch, 1, c.features)] + [state_shape(c)] * (n - 1))
 
-    def run(ins):
+    def run(ins: Sequence[np.ndarray]) -> list[np.ndarray]:
         res = request.infer(dict(enumerate(ins)), share_inputs=True)
         return [res[i].copy() for i in range(n)]
 
