@@ -4,5 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 py="${PYTHON:-python}"
-"$py" -m mypy --version > /dev/null 2>&1 || "$py" -m pip install --quiet mypy
+"$py" -m mypy --version > /dev/null 2>&1 || { echo "ERROR: mypy is missing (pip install \".[test]\" installs it)"; exit 1; }
 "$py" -m mypy --strict fastrnn
