@@ -382,3 +382,29 @@ def test_v1_header_without_precision_is_float32():
     assert m.precisions == ["f32"]
     x = np.random.default_rng(0).standard_normal((2, 4, 6)).astype(np.float32)
     np.testing.assert_allclose(m.predict(x), reference("lstm", 8, weights, x, "f32"), atol=1e-5)
+
+
+def test_dpbf16_opt_in_path_matches_reference():
+    """FASTRNN_BF16_DPBF16=1 selects vdpbf16ps (x split hi + lo) on CPUs with AVX512_BF16; elsewhere
+    the variable changes nothing.  Run in a child process (the choice is made once per process)."""
+    import os
+    import subprocess
+    import sys
+    code = (
+        "import sys, numpy as np, fastrnn\n"
+        "sys.path.insert(0, %r)\n"
+        "import test_precision_core as t\n"
+        "for case in (t.CASES[1], t.CASES[4], t.CASES[8]):\n"
+        "    got, w, x, lens = t.run_case(case, 'bf16')\n"
+        "    ref = t.reference(case[1], case[3], w, x, 'bf16', lens, case[6])\n"
+        "    assert np.abs(got - ref).max() < 1e-4, (case[0], np.abs(got - ref).max())\n"
+        "print(fastrnn._load_core().quantized_paths())\n" % os.path.dirname(__file__))
+    env = dict(os.environ, FASTRNN_BF16_DPBF16="1")
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    flags = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
+    best = fastrnn.info()["available_isas"][-1]
+    if best == "avx512" and " avx512_bf16" in flags:
+        assert "vdpbf16ps" in r.stdout, r.stdout
+    else:
+        assert "vdpbf16ps" not in r.stdout, r.stdout

@@ -1,10 +1,13 @@
-// Correctness of every kernel table against a double-precision reference: gemm_packed and the
+// Correctness of every kernel table against a double-precision reference: gemm_packed, the
 // fused recurrent step (every cell, tails, row counts, unit-block ranges, folded inputs, other
-// activations).  Built by check.sh for generic, avx2 and avx512; on a CPU without AVX-512 the
+// activations) and the bf16 / int8 products (check_qgemm; on a CPU with AVX-512 VNNI the avx512
+// table runs vpdpbusd, with FASTRNN_BF16_DPBF16=1 and AVX512_BF16 vdpbf16ps).  Built by check.sh for generic, avx2 and avx512; on a CPU without AVX-512 the
 // avx512 file is compiled with AVX2 flags only (GCC lowers its 64-byte vectors to pairs of ymm
 // operations), which checks the AVX-512 instantiation's logic - tile rows, 16-unit blocks, k
 // blocks, tails - though not its speed or its AVX-512 instructions.
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <cstdio>
 #include <random>
 #include <string>
@@ -123,6 +126,62 @@ void check_step(const cpu::KernelTable& k, int G, long nb, long H, long P, long 
     }
 }
 
+// The reduced-precision products (gemm_bf16 / gemm_i8, kernels.h QGemm): random bf16 / int8
+// weights in the qoffset layout, every form of the output (y = init + ..., y += ..., y = ...),
+// tails of rows, weight rows and k; against double sums.  int8 sums are exact integers.
+static void check_qgemm(const cpu::KernelTable& k, long rows, long N, long K, int mode) {
+  std::mt19937 gen(static_cast<unsigned>(rows * 131 + N * 7 + K));
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  std::uniform_int_distribution<int> qi(-127, 127);
+  const long Kp = cpu::qpad(K), Np = cpu::qrows(N);
+  std::vector<std::uint16_t> wb(Np * Kp, 0);
+  std::vector<std::int8_t> wq(Np * Kp, 0), xq(rows * Kp, 0);
+  std::vector<float> wf(N * K), ws(N), xs(rows), x(rows * Kp, 0.f), init(N), y0(rows * N);
+  std::vector<std::int32_t> wsum(N, 0), wi(N * K);
+  for (long n = 0; n < N; ++n) {
+    ws[n] = 0.01f * (1 + n % 5), init[n] = u(gen);
+    for (long c = 0; c < K; ++c) {
+      const float f = u(gen);
+      std::uint32_t b;
+      std::memcpy(&b, &f, 4);
+      b &= 0xffff0000u;  // a bf16 value
+      std::memcpy(&wf[n * K + c], &b, 4);
+      wb[cpu::qoffset(n, c, Kp, cpu::qchunk(2))] = static_cast<std::uint16_t>(b >> 16);
+      wi[n * K + c] = qi(gen);
+      wq[cpu::qoffset(n, c, Kp, cpu::qchunk(1))] = static_cast<std::int8_t>(wi[n * K + c]);
+      wsum[n] += wi[n * K + c];
+    }
+  }
+  for (long r = 0; r < rows; ++r) {
+    xs[r] = 0.02f * (1 + r % 3);
+    for (long c = 0; c < K; ++c) x[r * Kp + c] = u(gen), xq[r * Kp + c] = static_cast<std::int8_t>(qi(gen));
+  }
+  for (auto& v : y0) v = u(gen);
+  for (int prec = 0; prec < 2; ++prec) {
+    std::vector<float> y = y0;
+    cpu::QGemm a;
+    a.nb = rows, a.N = N, a.Kp = Kp, a.y = y.data(), a.ldy = N;
+    a.init = mode == 0 ? init.data() : nullptr, a.accumulate = mode == 1;
+    if (prec == 0) {
+      a.x = x.data(), a.ldx = Kp, a.w = wb.data();
+      k.gemm_bf16(a);
+    } else {
+      a.x = xq.data(), a.ldx = Kp, a.xscale = xs.data(), a.w = wq.data(), a.wscale = ws.data(), a.wsum = wsum.data();
+      k.gemm_i8(a);
+    }
+    for (long r = 0; r < rows; ++r)
+      for (long n = 0; n < N; ++n) {
+        double s = 0;
+        for (long c = 0; c < K; ++c)
+          s += prec == 0 ? double(x[r * Kp + c]) * wf[n * K + c] : double(xq[r * Kp + c]) * wi[n * K + c];
+        if (prec == 1) s *= double(xs[r]) * ws[n];
+        const double base = mode == 0 ? init[n] : mode == 1 ? y0[r * N + n] : 0.0;
+        check(y[r * N + n], base + s, std::string(k.isa) + (prec ? " int8" : " bf16") + " rows=" + std::to_string(rows) +
+                                          " N=" + std::to_string(N) + " K=" + std::to_string(K) + " mode=" + std::to_string(mode));
+      }
+  }
+}
+
 int main() {
   std::vector<const cpu::KernelTable*> tables = {&cpu::generic::table(), &cpu::avx2::table(), &cpu::avx512::table()};
   for (const auto* k : tables) {
@@ -131,6 +190,10 @@ int main() {
     for (long rows : {1L, 2L, 3L, 5L, 7L, 13L, 40L, 100L, 200L})
       for (long N : {1L, 7L, 33L, 64L, 100L, 300L})
         for (long K : {1L, 5L, 64L, 130L, 200L}) check_gemm(*k, rows, N, K, (rows + N) % 2 == 0);
+    std::printf("%s: %s\n", k->isa, k->qpaths());
+    for (long rows : {1L, 2L, 3L, 5L, 9L})
+      for (long N : {1L, 3L, 4L, 7L, 9L, 33L, 100L})
+        for (long K : {1L, 5L, 64L, 65L, 130L, 600L}) check_qgemm(*k, rows, N, K, static_cast<int>((rows + N + K) % 3));
     for (int G : {4, 3, 1})
       for (long nb : {1L, 2L, 5L, 9L, 40L, 100L})
         for (long H : {1L, 5L, 16L, 33L, 70L, 130L})
