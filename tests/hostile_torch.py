@@ -19,6 +19,9 @@
   400 and 5000 digits.
 * ``torch_odict_copies``: one pickled list of (up to) 4096 pairs turned into an OrderedDict 10 .. 10^5
   times (each copy costs the whole list again: a quadratic memory bomb inside the unpickler).
+* ``torch_dag``: ``t_0 = None`` (or one tensor), ``t_k = (t_{k-1}, t_{k-1})`` (DUP + TUPLE2: 2 bytes a
+  level), 20 .. 60 levels: a few hundred bytes that a walk by paths expands into 2^n objects (review
+  2026-12-05, section 1); zip and legacy.
 * ``torch_build_global``: a BUILD opcode aimed at an allowed global (``_rebuild_tensor_v2``'s
   ``__defaults__``, ``OrderedDict``, the ``torch.Tensor`` marker, a storage type).
 """
@@ -274,6 +277,20 @@ def make_build_global(d, which):
     return write(d, f"build_{name}{'_memo' if memo else ''}", pkl, ONE_FLOAT)
 
 
+# ------------------------------------------------------------------------------ shared references (a DAG)
+DUP = b"2"
+
+
+def make_dag(leaf: str, legacy=False):
+    """``{"w": t_n}`` with ``t_0`` = None or a 1-element tensor and ``t_k = (t_{k-1}, t_{k-1})``: the pickle
+    holds n + 1 objects, a walk that follows every reference meets 2^n of them."""
+    def make(d, n):
+        t0 = NONE if leaf == "none" else tensor("0", 1, (1,), (1,), legacy=legacy)
+        pkl = PROTO2 + EMPTY_DICT + s("w") + t0 + (DUP + TUPLE2) * n + SETITEM + STOP
+        return write(d, f"dag_{leaf}{n}", pkl, ONE_FLOAT if leaf != "none" else None, legacy=legacy)
+    return make
+
+
 # ------------------------------------------------------------------------------ families
 _DEEP = (100, 20_000, 1_000_000)
 FAMILIES = [
@@ -304,5 +321,8 @@ FAMILIES = [
     Family("torch_zip64_storage", make_zip64("data/0"), (32, 36, 40), issue_item="#12.9"),
     Family("torch_layer_index", make_layer_index(), (9, 19, 400, 5000), issue_item="#12.3"),
     Family("torch_layer_index_legacy", make_layer_index(legacy=True), (9, 19, 5000), issue_item="#12.3"),
+    Family("torch_dag", make_dag("none"), (20, 40, 60), issue_item="#12.2"),
+    Family("torch_dag_legacy", make_dag("none", legacy=True), (20, 60), issue_item="#12.2"),
+    Family("torch_dag_tensor", make_dag("tensor"), (20, 60), issue_item="#12.2"),
     Family("torch_build_global", make_build_global, tuple(range(len(BUILD_TARGETS))), issue_item="#12.13"),
 ]

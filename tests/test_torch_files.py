@@ -727,6 +727,46 @@ def test_ordered_dict_copies_are_counted(tmp_path):
     _refused(_direct(path, "read"), path, "ModelFormatError", "copies more OrderedDict items", rss_mib=200)
 
 
+@pytest.mark.parametrize("fmt", ["zip", "legacy"])
+def test_shared_references_are_read_once_and_match_torch(env, tmp_path, fmt):
+    """torch.save shares what one object holds twice (a tuple, a list, a tensor, a whole state dict: memo
+    GETs): such files load, each shared object read once and still shared, and match torch.load."""
+    torch = env["torch"]
+    from fastrnn.io.torch_file import read_torch_file, spec_from_torch_file
+
+    torch.manual_seed(5)
+    m = torch.nn.GRU(3, 4, batch_first=True).eval()
+    sd = m.state_dict()
+    pair, w = (1.5, "x", [2, 3]), torch.randn(2, 3)
+    ck = {"model": sd, "ema": sd, "cfg": [pair, pair, {"p": pair}], "tied": {"a": w, "b": w, "c": w[1]}}
+    path = tmp_path / f"shared_{fmt}.pt"
+    torch.save(ck, path, _use_new_zipfile_serialization=(fmt == "zip"))
+    back = torch.load(path, weights_only=True)
+    assert back["model"] is back["ema"] and back["cfg"][0] is back["cfg"][1]  # the pickle does share them
+    got = read_torch_file(path)
+    assert got["model"] is got["ema"] and got["cfg"][0] is got["cfg"][1] is got["cfg"][2]["p"]
+    assert got["cfg"][0] == (1.5, "x", [2, 3])
+    for k in ("a", "b", "c"):
+        np.testing.assert_array_equal(got["tied"][k], back["tied"][k].numpy())
+    for k, v in back["model"].items():
+        np.testing.assert_array_equal(got["model"][k], v.numpy())
+    spec = spec_from_torch_file(path, architecture="gru", key="model")
+    x = np.random.default_rng(5).standard_normal((2, 4, 3)).astype(np.float32)
+    with torch.no_grad():
+        want = m(torch.from_numpy(x))[0].numpy()
+    import fastrnn
+
+    assert_close(fastrnn.Model(spec).predict(x), want, atol=ATOL_F32, what="shared")
+
+
+@pytest.mark.parametrize("leaf,legacy", [("none", False), ("none", True), ("tensor", False)])
+def test_shared_reference_dag_costs_its_size(tmp_path, leaf, legacy):
+    """``t_k = (t_{k-1}, t_{k-1})`` 45 deep (a 2^45-node tree in a ~300-byte file): each object is converted
+    and searched once, so the file is refused at once (it holds no dict of tensors)."""
+    path = H.make_dag(leaf, legacy)(str(tmp_path), 45)
+    _refused(_direct(path), path, "ModelFormatError", "holds no dict of tensors", rss_mib=200)
+
+
 def test_zero_strides_within_budget_expand_exactly(tmp_path):
     """A small stride-0 tensor (as torch.expand saves it) still reads, with torch's values."""
     from fastrnn.io.torch_file import read_torch_file

@@ -747,20 +747,35 @@ def _materialize(t: _TensorRef, byteorder, path, name, budget):
     return arr.astype(arr.dtype.newbyteorder("=")) if arr.dtype.byteorder == ">" else arr
 
 
-def _convert(obj, byteorder, path, budget, name="", depth=0):
-    if depth > 50:
-        raise ModelFormatError(f"{path}: object nested too deeply")
-    if isinstance(obj, _TensorRef):
-        return _materialize(obj, byteorder, path, name, budget)
-    if isinstance(obj, dict):
-        items = ((k, _convert(v, byteorder, path, budget, f"{name}.{k}" if name else str(k), depth + 1))
-                 for k, v in obj.items())
-        return collections.OrderedDict(items) if isinstance(obj, collections.OrderedDict) else dict(items)
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_convert(v, byteorder, path, budget, f"{name}[{i}]", depth + 1) for i, v in enumerate(obj))
-    if isinstance(obj, _Frozen):
-        raise ModelFormatError(f"{path}: '{_short(name)}' is a bare storage/type object, not a tensor")
-    return obj
+def _convert(obj, byteorder, path, budget):
+    """``obj`` with every tensor reference materialised.  Each pickled object is converted ONCE (memo by
+    ``id``; the graph is acyclic: :func:`_scan_pickle`): a pickle may reference one object many times
+    (memo GET, DUP), and a walk by paths would expand ``t_k = (t_{k-1}, t_{k-1})`` -- 2 bytes a level --
+    into 2^n objects.  The work is then bounded by the pickle's size; distinct objects are counted."""
+    memo: dict[int, Any] = {}
+
+    def conv(o, name, depth):
+        if not isinstance(o, (_TensorRef, dict, list, tuple, _Frozen)):
+            return o
+        got = memo.get(id(o), memo)
+        if got is not memo:
+            return got
+        if depth > 50:
+            raise ModelFormatError(f"{path}: object nested too deeply")
+        if isinstance(o, _TensorRef):
+            out = _materialize(o, byteorder, path, name, budget)
+        elif isinstance(o, dict):
+            items = ((k, conv(v, f"{name}.{k}" if name else str(k), depth + 1)) for k, v in o.items())
+            out = collections.OrderedDict(items) if isinstance(o, collections.OrderedDict) else dict(items)
+        elif isinstance(o, (list, tuple)):
+            out = type(o)(conv(v, f"{name}[{i}]", depth + 1) for i, v in enumerate(o))
+        else:
+            raise ModelFormatError(f"{path}: '{_short(name)}' is a bare storage/type object, not a tensor")
+        memo[id(o)] = out
+        budget.items(len(memo), "objects in the pickle")
+        return out
+
+    return conv(obj, "", 0)
 
 
 def is_torch_file(path) -> bool:
@@ -818,10 +833,14 @@ def _is_tensor_dict(d):
 
 def _tensor_dicts(obj, budget):
     """``[(dotted path, dict)]`` of every dict of tensors nested in ``obj`` (dicts, lists, tuples), outermost
-    first; a dict of tensors is not searched further.  Iterative: no recursion, whatever the nesting."""
-    found, stack, seen = [], [(None, obj)], 0
+    first; a dict of tensors is not searched further.  Iterative: no recursion, whatever the nesting; each
+    object once (shared references and cycles are not walked again)."""
+    found, stack, seen, visited = [], [(None, obj)], 0, set()
     while stack:
         where, o = stack.pop()  # where: None (the top) or (parent's where, key): joined only when found
+        if id(o) in visited:  # an object held twice (a DAG): searched once, at its first path
+            continue
+        visited.add(id(o))
         seen += 1
         if not seen & 0xFFF:
             budget.items(seen, "nested containers")
