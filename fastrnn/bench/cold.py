@@ -24,12 +24,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any
+from typing import IO, Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from ._child import child_env
-from .cases import CASES, make_input
+from .cases import CASES, Case, make_input
 from .engines._keras import keras_from_torch
 from .engines._onnx import onnx_from_torch
 from .models import build_torch, random_model
@@ -122,7 +122,7 @@ y = m.predict(np.load(os.path.join(D, "x.npy")), verbose=0)
 }
 
 
-def child_script(engine: str, meta: dict) -> str:
+def child_script(engine: str, meta: dict[str, Any]) -> str:
     """The `python -c` text of one engine's child (argv: DIR THREADS)."""
     return _HEAD.format(meta=meta) + _BODIES[engine] + _TAIL.format(engine=engine)
 
@@ -132,7 +132,7 @@ def child_script(engine: str, meta: dict) -> str:
 DEFAULT_CASE = "small_seq"
 
 
-def _resolve_case(case):
+def _resolve_case(case: Case | str | None) -> Case:
     """A :class:`Case` from None (the default), a Case, or a case name of `fastrnn bench`."""
 
     if case is None:
@@ -144,7 +144,8 @@ def _resolve_case(case):
     return case
 
 
-def prepare(directory, case=None, engines=ENGINES, out=print):
+def prepare(directory: str, case: Case | str | None = None, engines: Sequence[str] = ENGINES,
+            out: Callable[[str], object] = print) -> tuple[dict[str, Any], np.ndarray | None, dict[str, str]]:
     """Write x.npy and each engine's model file into ``directory``.
 
     Returns ``(meta, reference, problems)``: the case description the children read, the torch
@@ -161,18 +162,18 @@ def prepare(directory, case=None, engines=ENGINES, out=print):
             os.environ.pop("TF_CPP_MIN_LOG_LEVEL", None)
 
 
-def _prepare(directory, case, engines, out):
+def _prepare(directory: str, case: Case, engines: Sequence[str], out: Callable[[str], object]) -> tuple[dict[str, Any], np.ndarray | None, dict[str, str]]:
     import fastrnn
 
-    meta = {"case": case.name, "cell": case.cell, "features": case.features, "hidden": case.hidden,
+    meta: dict[str, Any] = {"case": case.name, "cell": case.cell, "features": case.features, "hidden": case.hidden,
             "layers": case.layers, "bidirectional": bool(case.bidirectional), "openvino_file": "model.xml"}
     x = make_input(case)
     np.save(os.path.join(directory, "x.npy"), x)
-    problems = {}
+    problems: dict[str, str] = {}
     try:
         import torch
     except ImportError:
-        torch = None
+        torch = None  # type: ignore[assignment]
         for e in engines:
             if e != "fastrnn":
                 problems[e] = "torch is needed to make this engine's model file"
@@ -184,7 +185,7 @@ def _prepare(directory, case, engines, out):
 
     module = build_torch(case)
     with torch.inference_mode():
-        reference = module(torch.from_numpy(x))[0].numpy()
+        reference: np.ndarray = module(torch.from_numpy(x))[0].numpy()
     fastrnn.from_torch(module).save(os.path.join(directory, "model.fastrnn"))
     torch.save(module.state_dict(), os.path.join(directory, "model.pt"))
 
@@ -218,7 +219,7 @@ def _prepare(directory, case, engines, out):
 
 
 # ---- running one child -----------------------------------------------------------------------------
-def _tail(text, n=600):
+def _tail(text: str | None, n: int = 600) -> str:
     text = (text or "").strip()
     return text if len(text) <= n else "..." + text[-n:]
 
@@ -257,37 +258,42 @@ for line in sys.stdin:
 class Launcher:
     """A lean helper process that spawns children and reports their wall time and ``ru_maxrss``."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._p = subprocess.Popen([sys.executable, "-I", "-c", _LAUNCHER], stdin=subprocess.PIPE,
                                    stdout=subprocess.PIPE, text=True)
+        assert self._p.stdin is not None and self._p.stdout is not None  # both are pipes
+        self._in: IO[str] = self._p.stdin
+        self._out: IO[str] = self._p.stdout
 
-    def run(self, args, env, cwd, timeout):
-        self._p.stdin.write(json.dumps({"args": args, "env": env, "cwd": cwd, "timeout": timeout}) + "\n")
-        self._p.stdin.flush()
-        line = self._p.stdout.readline()
+    def run(self, args: list[str], env: Mapping[str, str], cwd: str, timeout: float) -> dict[str, Any]:
+        self._in.write(json.dumps({"args": args, "env": env, "cwd": cwd, "timeout": timeout}) + "\n")
+        self._in.flush()
+        line = self._out.readline()
         if not line:
             raise RuntimeError("the launcher process died")
-        return json.loads(line)
+        reply: dict[str, Any] = json.loads(line)
+        return reply
 
-    def close(self):
+    def close(self) -> None:
         try:
-            self._p.stdin.close()
+            self._in.close()
         finally:
             try:
                 self._p.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self._p.kill()
                 self._p.wait()
-            self._p.stdout.close()
+            self._out.close()
 
-    def __enter__(self):
+    def __enter__(self) -> Launcher:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
-def run_child(launcher, engine, directory, threads, meta, env=None, cwd=None, timeout=CHILD_TIMEOUT_S):
+def run_child(launcher: Launcher, engine: str, directory: str, threads: int, meta: dict[str, Any],
+              env: Mapping[str, str] | None = None, cwd: str | None = None, timeout: float = CHILD_TIMEOUT_S) -> dict[str, Any]:
     """One fresh process: ``{"cold_s", "peak_rss_mib", "import_s", "load_s", "predict_s", "vmhwm_mib"}``
     or with ``"error"``.  Wall time is spawn to exit; peak RSS is the child's ``ru_maxrss``."""
     env = dict(os.environ if env is None else env)
@@ -308,7 +314,7 @@ def run_child(launcher, engine, directory, threads, meta, env=None, cwd=None, ti
     return res
 
 
-def _check(engine, directory, reference):
+def _check(engine: str, directory: str, reference: np.ndarray | None) -> tuple[float | None, str | None]:
     """(max abs diff or None, error or None) of the child's saved output against torch."""
     path = os.path.join(directory, f"out_{engine}.npy")
     try:
@@ -328,7 +334,9 @@ def _check(engine, directory, reference):
     return diff, None
 
 
-def _has_bytecode(module_file):
+def _has_bytecode(module_file: str | None) -> bool:
+    if module_file is None:  # a namespace package: nothing to compile
+        return False
     try:
         return os.path.exists(importlib.util.cache_from_source(module_file))
     except (NotImplementedError, ValueError):
@@ -336,8 +344,9 @@ def _has_bytecode(module_file):
 
 
 # ---- the benchmark ------------------------------------------------------------------------------
-def run_cold(threads=1, case=None, repeats=3, out=print, engines=None, env=None, cwd=None, warmup=True,
-             bytecode=True) -> list:
+def run_cold(threads: int = 1, case: Case | str | None = None, repeats: int = 3, out: Callable[[str], object] = print,
+             engines: Sequence[str] | None = None, env: Mapping[str, str] | None = None, cwd: str | None = None,
+             warmup: bool = True, bytecode: bool = True) -> list[dict[str, Any]]:
     """Cold start (spawn to exit: import, load the model file, first predict) and peak RSS per engine.
 
     * ``engines``: subset of :data:`ENGINES` (default all); ``baseline`` is always measured.
@@ -379,7 +388,7 @@ def run_cold(threads=1, case=None, repeats=3, out=print, engines=None, env=None,
                 rows[e].update(status="failed", error=why)
         if reference is None and "fastrnn" in rows:
             rows["fastrnn"]["note"] = "unchecked (no torch reference)"
-        envs = {e: env for e in rows}
+        envs: dict[str, Mapping[str, str]] = {e: env for e in rows}
         no_pyc = not _has_bytecode(fastrnn.__file__) and not _has_bytecode(sys.modules["fastrnn.runtime"].__file__)
         if "fastrnn" in rows and no_pyc and not (bytecode and warmup):
             rows["fastrnn"]["note"] = "no .pyc next to the package: every child compiles fastrnn from source"
@@ -399,7 +408,9 @@ def run_cold(threads=1, case=None, repeats=3, out=print, engines=None, env=None,
     return summary
 
 
-def _rounds(launcher, order, rows, runs, envs, d, threads, meta, reference, cwd, warmup, repeats):
+def _rounds(launcher: Launcher, order: Sequence[str], rows: dict[str, dict[str, Any]], runs: dict[str, list[Any]],
+            envs: dict[str, Mapping[str, str]], d: str, threads: int, meta: dict[str, Any], reference: np.ndarray | None,
+            cwd: str | None, warmup: bool, repeats: int) -> None:
     """Interleaved rounds (an optional untimed warm-up first); an engine that fails stops running."""
     first = 0 if warmup else 1
     for rnd in range(first, 1 + repeats):  # round 0: the warm-up
@@ -425,7 +436,8 @@ def _rounds(launcher, order, rows, runs, envs, d, threads, meta, reference, cwd,
 _FIELDS = ("cold_s", "import_s", "load_s", "predict_s", "peak_rss_mib", "vmhwm_mib")
 
 
-def _summarize(rows, runs, threads, case, checked, out):
+def _summarize(rows: dict[str, dict[str, Any]], runs: dict[str, list[Any]], threads: int, case: Case, checked: bool,
+               out: Callable[[str], object]) -> list[dict[str, Any]]:
     for e, row in rows.items():
         row.update(case=case.name, threads=threads)
         if row["status"] == "ok" and runs[e]:
@@ -452,7 +464,7 @@ def _summarize(rows, runs, threads, case, checked, out):
     return list(rows.values())
 
 
-def format_table(rows) -> str:
+def format_table(rows: Sequence[dict[str, Any]]) -> str:
     head = (f"{'engine':<12} | {'cold s':>7} | {'import s':>8} | {'load s':>7} | {'1st pred s':>10} | "
             f"{'peak RSS MiB':>12} | {'over floor':>16} | {'vs fastrnn':>14}")
     lines = [head, "-" * len(head)]
@@ -475,7 +487,7 @@ def format_table(rows) -> str:
     return "\n".join(lines + (["notes:"] + notes if notes else []))
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     import argparse
 
     ap = argparse.ArgumentParser(prog="python -m fastrnn.bench.cold", description=__doc__.split("\n\n")[0])
