@@ -20,13 +20,13 @@ import re, subprocess, sys
 out, mca, mcpu = sys.argv[1:]
 # (asm file, function name regexp, marker instruction, products per marker instruction, what)
 CASES = [
-    ("avx512.s", r"::gemm_packed\(", "vfmadd231ps", 16, "f32 avx512 gemm_packed (FMA, broadcast x)"),
+    ("avx512.s", r"::gemm_packed\(", r"vfmadd\d+ps", 16, "f32 avx512 gemm_packed (FMA, broadcast x)"),
     ("avx512.s", r"::gemm_bf16_dp\(", "vdpbf16ps", 16, "bf16 avx512_bf16 (vdpbf16ps x2: x = hi + lo)"),
-    ("avx512.s", r"::gemm_bf16\(", "vfmadd231ps", 16, "bf16 avx512f (shift/mask + FMA)"),
+    ("avx512.s", r"::gemm_bf16\(", r"vfmadd\d+ps", 16, "bf16 avx512f (shift/mask + FMA)"),
     ("avx512.s", r"::gemm_i8_vnni\(", "vpdpbusd", 64, "int8 avx512_vnni (vpdpbusd)"),
     ("avx512.s", r"::gemm_i8\(", "vpmaddubsw", 64, "int8 avx512bw (vpmaddubsw + vpmaddwd)"),
-    ("avx2.s", r"::gemm_packed\(", "vfmadd231ps", 8, "f32 avx2 gemm_packed"),
-    ("avx2.s", r"::gemm_bf16\(", "vfmadd231ps", 8, "bf16 avx2 (shift/mask + FMA)"),
+    ("avx2.s", r"::gemm_packed\(", r"vfmadd\d+ps", 8, "f32 avx2 gemm_packed"),
+    ("avx2.s", r"::gemm_bf16\(", r"vfmadd\d+ps", 8, "bf16 avx2 (shift/mask + FMA)"),
     ("avx2.s", r"::gemm_i8_avxvnni\(", "vpdpbusd", 32, "int8 avx-vnni (vpdpbusd ymm)"),
     ("avx2.s", r"::gemm_i8\(", "vpmaddubsw", 32, "int8 avx2 (vpmaddubsw + vpmaddwd)"),
 ]
@@ -58,7 +58,7 @@ for asm, fn, marker, per, what in CASES:
     seen = set()
     for n in names:
         for blk in loops(funcs[n]):
-            k = sum(marker in x for x in blk)
+            k = sum(bool(re.search(marker, x)) for x in blk)
             if not k or tuple(blk) in seen: continue
             seen.add(tuple(blk))
             open(f"{out}/loop.s", "w").write("\n".join(blk) + "\n")
