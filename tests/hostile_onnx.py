@@ -15,6 +15,18 @@ Each file is a real-looking LSTM graph with one hostile part:
   a graph beyond 100,000 nodes is refused before it is parsed).
 * ``onnx_long_lists``: a Transpose ``perm`` of 10^3 .. 10^6 entries, and as many graph outputs
   (the pre-scan also counts inputs, outputs and value infos).
+
+Review 2026-12-05, section 3 (node attributes and inputs were walked and materialised without a
+budget; unknown attributes were accepted):
+
+* ``onnx_junk_attribute``: a live Identity node before the LSTM carrying an attribute Identity does
+  not define (onnxruntime refuses it): 2 .. 10^6 packed INTS entries, then 10^4 / 10^5 empty STRINGS
+  (a node over 64 KiB is refused before parsing).
+* ``onnx_many_inputs``: a live Identity node with 2 .. 10^6 inputs all named ``X`` (Identity takes one;
+  beyond 4096 entries a node is refused whatever its op), and a Concat of 10^4 / 10^6 inputs.
+* ``onnx_junk_nodes``: 8 .. 400 live Identity nodes of ~60 KiB each (just under the per-node byte
+  bound), each a 30,000-entry empty STRINGS attribute: protobuf's parse costs ~14 bytes a byte, so
+  the pre-scan charges every node's bytes to the load budget.
 """
 from __future__ import annotations
 
@@ -226,6 +238,47 @@ def make_long_lists(d, size):
     return write(d, f"lists{size}.onnx", model(g))
 
 
+def attr_ints_packed(name: str, n: int, value: int = 300) -> bytes:
+    """An INTS attribute (type 7, ints 8) of ``n`` packed entries (``value``: 2 bytes each for 300)."""
+    return text(1, name) + num(20, 7) + ln(8, varint(value) * n)
+
+
+def attr_strings(name: str, n: int) -> bytes:
+    """A STRINGS attribute (type 8, strings 9) of ``n`` empty strings (2 bytes each)."""
+    return text(1, name) + num(20, 8) + ln(9, b"") * n
+
+
+def _identity_before_lstm(d, fname, ident: bytes) -> str:
+    """``X0 -> ident -> X -> LSTM``: a loadable LSTM but for the Identity node ``ident`` (its bytes)."""
+    g = lstm_parts()
+    g = g.replace(ln(11, value_info("X", ["T", "N", I])), ln(11, value_info("X0", ["T", "N", I])))
+    return write(d, fname, model(ln(1, ident) + g))
+
+
+def make_junk_attribute(d, size):
+    """Sizes up to 10^6: an INTS attribute of ``size`` entries; 10^7 + k: k empty STRINGS."""
+    a = attr_strings("junk", size - 10 ** 7) if size > 10 ** 7 else attr_ints_packed("junk", size)
+    return _identity_before_lstm(d, f"junk{size}.onnx", node("Identity", ["X0"], ["X"], [a], "id"))
+
+
+def make_many_inputs(d, size):
+    """Even sizes: an Identity of ``size`` inputs; odd: a Concat of ``size`` inputs feeding the LSTM."""
+    op = "Identity" if size % 2 == 0 else "Concat"
+    attrs = [attr_int("axis", 2)] if op == "Concat" else []
+    many = text(1, "X0") * size + node(op, [], ["X"], attrs, "many")  # (repeating one encoded field: fast)
+    return _identity_before_lstm(d, f"inputs{size}.onnx", many)
+
+
+def make_junk_nodes(d, size):
+    """``size`` Identity nodes X0 -> x1 -> ... -> X, each with a 30,000-entry STRINGS attribute."""
+    junk = attr_strings("junk", 30_000)
+    names = ["X0"] + [f"x{k}" for k in range(1, size)] + ["X"]
+    nodes = b"".join(ln(1, node("Identity", [names[k]], [names[k + 1]], [junk], f"id{k}")) for k in range(size))
+    g = lstm_parts()
+    g = g.replace(ln(11, value_info("X", ["T", "N", I])), ln(11, value_info("X0", ["T", "N", I])))
+    return write(d, f"junknodes{size}.onnx", model(nodes + g))
+
+
 FAMILIES = [
     Family("onnx_huge_fill", make_huge_fill, [20, 31, 40, 62], issue_item="#11.1"),
     Family("onnx_huge_initializer", make_huge_initializer, [26, 33, 62, 124], issue_item="#11.1"),
@@ -234,4 +287,8 @@ FAMILIES = [
     Family("onnx_deep_subgraph", make_deep_subgraph, [10, 100, 1000, 10_000], issue_item="#11.1"),
     Family("onnx_many_nodes", make_many_nodes, [5_000, 100_001, 1_000_000], issue_item="#11.1"),
     Family("onnx_long_lists", make_long_lists, [6, 7, 12, 13], issue_item="#11.1"),
+    Family("onnx_junk_attribute", make_junk_attribute, [2, 10 ** 4, 10 ** 6, 10 ** 7 + 10 ** 4, 10 ** 7 + 10 ** 5],
+           issue_item="#11.1"),
+    Family("onnx_many_inputs", make_many_inputs, [2, 5_000, 10_001, 10 ** 6, 10 ** 6 + 1], issue_item="#11.1"),
+    Family("onnx_junk_nodes", make_junk_nodes, [8, 100, 400], issue_item="#11.1"),
 ]

@@ -56,6 +56,7 @@ never materialised; external data is read only from regular files inside the mod
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 from dataclasses import dataclass
@@ -72,6 +73,14 @@ from .torch import Piece, RNNDesc, build_spec
 __all__ = ["spec_from_onnx", "spec_from_onnx_file", "input_to_fastrnn", "output_to_onnx"]
 
 MAX_NODES = 100_000  # real RNN graphs have hundreds
+MAX_NODE_BYTES = 64 << 10  # one node's protobuf bytes (real nodes: under 1 KiB; a Constant's tensor may be larger)
+MAX_NODE_ENTRIES = 4096  # a node's inputs + outputs + attributes, and the entries of one attribute (real: < 20)
+# protobuf's own parse of a node costs up to ~28 bytes of memory per byte of it (measured: 4M one-field
+# attributes, 16 MB -> 446 MiB): the pre-scan charges this many per node byte (a Constant's tensor data: 1)
+PARSE_COST = 16
+_SCAN_FIELDS = 8  # top-level fields of a node / attribute the pre-scan reads (op_type, name, the value)
+_SCAN_TENSOR_FIELDS = 32  # fields of a Constant's value tensor the pre-scan reads (dims, type, data)
+_ATTR_ENTRY_COST = 64  # bytes of Python objects one attribute entry becomes (an int in a list: ~36)
 MAX_RANK = 16
 MAX_LISTED = 40  # problems listed in one error message
 INSTALL = 'pip install "fastrnn[onnx]"'
@@ -244,22 +253,76 @@ def _fields(b, start, end):
 
 def _prescan(data: bytes, budget: LoadBudget) -> None:
     """Count the main graph's nodes and initializers before the protobuf is parsed (a 1e6-node graph
-    is refused in milliseconds instead of costing hundreds of MiB to parse)."""
+    is refused in milliseconds instead of costing hundreds of MiB to parse), and bound its nodes: a
+    node over :data:`MAX_NODE_BYTES` (but for a ``Constant``'s tensor data) is refused, and what
+    parsing the nodes may cost (:data:`PARSE_COST` per byte) is charged to ``budget``."""
     b = memoryview(data)
     try:
         for f, wt, s, e in _fields(b, 0, len(b)):
             if f == 7 and wt == 2:
                 counts = {1: 0, 5: 0, 11: 0, 12: 0, 13: 0}  # node, initializer, input, output, value_info
-                for gf, gwt, _, _ in _fields(b, s, e):
+                for gf, gwt, gs, ge in _fields(b, s, e):
                     if gwt == 2 and gf in counts:
                         counts[gf] += 1
                         if counts[gf] > MAX_NODES:
                             break
+                        if gf == 1:
+                            _scan_node(b, gs, ge, counts[1] - 1, budget)
                 for gf, what in ((1, "ONNX graph nodes"), (5, "ONNX initializers"), (11, "ONNX graph inputs"),
                                  (12, "ONNX graph outputs"), (13, "ONNX value infos")):
                     budget.items(counts[gf], what, MAX_NODES)
     except _WireError:
         pass  # malformed: the protobuf parser says precisely what is wrong
+
+
+def _scan_node(b, s, e, k, budget: LoadBudget) -> None:
+    """One NodeProto (bytes ``s:e``, node ``k`` of the graph): refuse it when over MAX_NODE_BYTES (not
+    counting a Constant's tensor data), else charge what its parse may cost."""
+    name = op = None
+    domain = ""
+    attrs = []
+    for n, (f, wt, fs, fe) in enumerate(_fields(b, s, e)):
+        if n >= _SCAN_FIELDS:
+            op = op if op != "Constant" else None  # a Constant has a few fields: this is something else
+            break
+        if wt == 2 and f in (3, 4, 7):  # name, op_type, domain
+            v = bytes(b[fs:min(fe, fs + 200)]).decode("utf-8", "replace")
+            name, op, domain = (v, op, domain) if f == 3 else (name, v, domain) if f == 4 else (name, op, v)
+        elif wt == 2 and f == 5:
+            attrs.append((fs, fe))
+    data = 0
+    if op == "Constant" and domain in ("", "ai.onnx"):
+        data = sum(_tensor_data_bytes(b, fs, fe) for fs, fe in attrs)
+    size = e - s - data
+    label = f"node {name!r}" if name else f"node #{k}"
+    label += f" ({op})" if op else ""
+    if size > MAX_NODE_BYTES:
+        raise ModelFormatError(
+            f"{budget.origin}: ONNX {label} is {e - s:,} bytes, more than fastrnn reads for one node (at most "
+            f"{MAX_NODE_BYTES:,}, but for a Constant's tensor data): a corrupt or hostile file")
+    budget.charge(PARSE_COST * size + data, f"parsing ONNX {label}")
+
+
+def _tensor_data_bytes(b, s, e) -> int:
+    """The bytes of raw_data / float_data / double_data of the tensor in a ``value`` AttributeProto
+    (bytes ``s:e``): what parsing copies once; 0 for anything else."""
+    name, t = None, None
+    for n, (f, wt, fs, fe) in enumerate(_fields(b, s, e)):
+        if n >= _SCAN_FIELDS:
+            return 0
+        if wt == 2 and f == 1:
+            name = bytes(b[fs:fe])
+        elif wt == 2 and f == 5:
+            t = (fs, fe)
+    if name != b"value" or t is None:
+        return 0
+    data = 0
+    for n, (f, wt, fs, fe) in enumerate(_fields(b, *t)):
+        if n >= _SCAN_TENSOR_FIELDS:
+            return 0
+        if wt == 2 and f in (4, 9, 10):  # float_data (packed), raw_data, double_data (packed)
+            data += fe - fs
+    return data
 
 
 # --------------------------------------------------------------------------- tensors
@@ -465,6 +528,8 @@ class _Converter:
             out = outs[0]
         producer = {}
         for k, n in enumerate(g.node):
+            self.budget.items(len(n.input) + len(n.output) + len(n.attribute),
+                              f"{self.where(n, k)}: inputs, outputs and attributes", MAX_NODE_ENTRIES)
             for o in n.output:
                 if o:
                     producer[o] = k
@@ -489,7 +554,7 @@ class _Converter:
             if not live[k]:
                 continue
             self.name = n.name or f"{n.op_type}_{k}"
-            where = f"node {n.name or f'#{k}'!r} ({(n.domain + '.') if n.domain not in ('', 'ai.onnx') else ''}{n.op_type})"
+            where = self.where(n, k)
             if not self.known_op(n):
                 self.problem(where, "operator not supported" if n.domain in ("", "ai.onnx") else
                              f"operator domain {n.domain!r} is not supported")
@@ -555,6 +620,10 @@ class _Converter:
             self.problem(f"graph output {out!r}", str(e))
             self.raise_problems()
 
+    @staticmethod
+    def where(n, k):
+        return f"node {n.name or f'#{k}'!r} ({(n.domain + '.') if n.domain not in ('', 'ai.onnx') else ''}{n.op_type})"
+
     def problem(self, where, reason, malformed=False):
         self.problems.append(f"{where}: {reason}")
         self.malformed |= malformed
@@ -609,7 +678,7 @@ class _Converter:
 
     def node(self, n, ins, where):
         op, dom = n.op_type, n.domain
-        a = {x.name: self.onnx.helper.get_attribute_value(x) for x in n.attribute}
+        a = self.attributes(n, where)
         if dom == "com.microsoft" and op == "DynamicQuantizeLSTM":
             return self.recurrent(n, ins, a, where, quantized=True)
         if op in ("LSTM", "GRU", "RNN"):
@@ -617,6 +686,27 @@ class _Converter:
         if op in _ELEMENTWISE:
             return [self.activation(ins[0], _ELEMENTWISE[op](self, a, ins), where)]
         return getattr(self, f"op_{op}")(n, ins, a, where)
+
+    def attributes(self, n, where):
+        """The node's attributes as Python values, each checked against the op's schema (an attribute
+        the op does not define is refused, as onnxruntime does) and charged to the budget first."""
+        names, min_in, max_in, max_out = _schema(self.onnx, n.domain, n.op_type, self.opset)
+        if not min_in <= len(n.input) <= max_in:
+            raise _Malformed(f"{len(n.input)} input(s): {n.op_type} takes "
+                             f"{min_in if min_in == max_in else f'{min_in} to {max_in}'}")
+        if len(n.output) > max_out:
+            raise _Malformed(f"{len(n.output)} output(s): {n.op_type} has at most {max_out}")
+        a = {}
+        for x in n.attribute:
+            if x.name not in names:
+                raise _Malformed(f"attribute {x.name[:100]!r} is not defined for {n.op_type} (opset {self.opset}; "
+                                 f"it defines {', '.join(sorted(names)) or 'none'})")
+            entries = (len(x.ints) + len(x.floats) + len(x.strings) + len(x.tensors) + len(x.graphs) +
+                       len(x.sparse_tensors) + len(x.type_protos))
+            self.budget.items(entries, f"{where}: entries of attribute {x.name!r}", MAX_NODE_ENTRIES)
+            self.budget.charge(_ATTR_ENTRY_COST * (entries + 1) + len(x.s), f"{where}: attribute {x.name!r}")
+            a[x.name] = self.onnx.helper.get_attribute_value(x)
+        return a
 
     def as_data(self, v, what="input"):
         if isinstance(v, _Final):
@@ -1736,6 +1826,25 @@ _SHAPE_KEEPING = set(_ELEMENTWISE) | {"Softmax", "LogSoftmax", "Add", "Sub", "Mu
                                       "Log", "Erf", "Reciprocal", "Floor", "Ceil", "Round", "Sign", "Sin", "Cos",
                                       "ThresholdedRelu", "PRelu", "Celu", "Shrink", "LpNormalization",
                                       "InstanceNormalization", "LayerNormalization", "BatchNormalization", "Dropout"}
+
+
+# attributes, inputs and outputs of the contrib ops the converter reads (onnxruntime's schemas, version 1)
+_CONTRIB = {("com.microsoft", "DynamicQuantizeLSTM"): (
+    frozenset({"activation_alpha", "activation_beta", "activations", "clip", "direction", "hidden_size",
+               "input_forget"}), 3, 12, 3)}
+
+
+@functools.lru_cache(maxsize=None)
+def _schema(onnx, domain, op, opset):
+    """(attribute names, min inputs, max inputs, max outputs) of a supported op at the model's opset (an
+    op newer than the opset: its first version)."""
+    if (domain, op) in _CONTRIB:
+        return _CONTRIB[domain, op]
+    try:
+        s = onnx.defs.get_schema(op, opset, "")
+    except onnx.defs.SchemaError:
+        s = onnx.defs.get_schema(op, "")
+    return frozenset(s.attributes), s.min_input, s.max_input, s.max_output
 
 
 # --------------------------------------------------------------------------- public entry points
