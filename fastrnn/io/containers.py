@@ -116,7 +116,7 @@ def read_npz(path: str, budget: LoadBudget) -> dict[str, np.ndarray]:
     """``{name: numpy array}`` of a ``.npz`` file: ``.npy`` headers checked before any data is read."""
     from .detect import check_zip_directory
 
-    check_zip_directory(path)
+    check_zip_directory(path, MAX_MEMBERS)
     try:
         z = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as e:
