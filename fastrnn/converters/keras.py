@@ -1,9 +1,21 @@
-"""Keras 3 -> :class:`fastrnn.spec.ModelSpec`.
+"""Keras -> :class:`fastrnn.spec.ModelSpec`: one path, a model *configuration* plus its weight arrays.
 
-:func:`spec_from_keras` converts a *live* Keras 3 model: a ``keras.Sequential`` or a
-functional ``keras.Model`` whose graph is a linear chain (one sequence input, one output;
-extra ``keras.Input`` tensors are allowed only as ``initial_state`` of recurrent layers).
-Keras is imported lazily, so ``fastrnn`` imports without it.
+:func:`spec_from_keras_config` converts the configuration of a ``Sequential`` or functional model
+(the JSON of ``model.to_json()``, ``config.json`` of a ``.keras`` file, ``model_config`` of an
+``.h5`` file; Keras 2 or 3) plus a callback giving each layer's weight arrays, without importing
+Keras.  Nothing in a configuration is ever deserialized into code: layer classes are only compared
+by name (a Lambda or a custom class is reported, never executed).  The files
+(:mod:`fastrnn.io.keras_file`) and live models go through it:
+
+:func:`spec_from_keras` turns a *live* Keras 3 model into exactly that: ``model.to_json()`` and
+the variables of each layer (``layer.weights``: the arrays, in the order, that a ``.keras`` file
+stores).  What it adds is only what a configuration cannot carry: the refusal of subclassed and
+unbuilt models, the backend name and the layers' compute dtypes in ``spec.metadata``.
+
+The model is a linear chain: one sequence input, one output (or the two outputs of a final
+``Bidirectional(merge_mode=None)``); extra ``keras.Input`` tensors are allowed as
+``initial_state`` of recurrent layers; ``x[:, -1]`` is the one ``keras.ops`` operation; nested
+``Sequential`` / functional models are flattened.
 
 Everything Keras-specific is fixed here:
 
@@ -27,22 +39,20 @@ Everything Keras-specific is fixed here:
 * ``stateful=True`` layers are converted (a call starts from reset states, or the given
   initial_state) and recorded as ``spec.metadata["layer_metadata"][name] = {"stateful": True,
   "batch_size": N}`` for streaming.
-* Keras mask quirks that no spec can express, refused when a mask is active:
-  an RNN called with ``initial_state`` tensors gets *no* mask (``Layer.__call__`` fills
-  ``mask=`` only for single-tensor calls) although later layers stay masked -- pass
-  ``mask=`` explicitly; a nested model masks inside but drops the mask at its output;
-  ``Masking`` after another mask source replaces the mask (fastrnn ANDs them).
+* Keras mask quirks that no spec can express, refused when a mask is active: an RNN called with
+  ``initial_state`` tensors gets *no* mask (``Layer.__call__`` fills ``mask=`` only for
+  single-tensor calls; a Keras 3 functional config records the ``mask`` a call received) although
+  later layers stay masked -- pass ``mask=`` explicitly; a nested model masks inside but drops the
+  mask at its output; ``Masking`` after another mask source replaces the mask (fastrnn ANDs them).
 
 Every unsupported layer / option of the model is collected and reported in one
 :class:`~fastrnn.errors.UnsupportedLayerError`.
-
-:func:`spec_from_keras_config` converts a model *configuration* plus its weight arrays (the file
-path, :mod:`fastrnn.io.keras_file`; no Keras import) with the same weight / mask / activation
-helpers; see the section "config + arrays" below.
 """
 from __future__ import annotations
 
+import json
 import os
+import re
 from typing import Any
 
 import numpy as np
@@ -86,8 +96,23 @@ _NOOP_LAYERS = ("Dropout", "SpatialDropout1D", "GaussianNoise", "GaussianDropout
 _RNN_LAYERS = {"SimpleRNN": "simple_rnn", "LSTM": "lstm", "GRU": "gru"}
 _RNN_CELLS = {"SimpleRNNCell": "simple_rnn", "LSTMCell": "lstm", "GRUCell": "gru"}
 _GRU_PERM = (1, 0, 2)  # Keras z, r, h -> canonical r, z, n
+# Keras 2 (standalone 2.x and tf.keras / tf_keras 2.x) activation name -> spec name.  Differs from
+# Keras 3 where the definition differs: hard_sigmoid is clip(0.2x + 0.5, 0, 1) in Keras 2.
+# Checked numerically against tf_keras in tests/test_keras_files.py.
+_ACTIVATION_NAMES_K2 = {
+    "linear": "linear", "tanh": "tanh", "sigmoid": "sigmoid", "relu": "relu", "hard_sigmoid": "hard_sigmoid_tf2",
+    "elu": "elu", "selu": "selu", "softplus": "softplus", "softsign": "softsign", "swish": "silu", "silu": "silu",
+    "exponential": "exponential", "gelu": "gelu", "mish": "mish", "softmax": "softmax",
+}
+
+_OP_MODULE_PREFIXES = ("keras.src.ops", "keras.ops")
+_OP_NAMES = ("GetItem", "NotEqual", "Any")  # the operations of x[:, -1] and of the masks Keras computes
+_OP_MODULE_PREFIXES = ("keras.src.ops", "keras.ops")
+_OP_NAMES = ("GetItem", "NotEqual", "Any")  # the operations of x[:, -1] and of the masks Keras computes
+_RECURRENT_CLASSES = tuple(_RNN_LAYERS) + ("RNN", "Bidirectional")
 
 
+# =========================================================================== live models
 def _import_keras():
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     import keras  # noqa: F401  (lazy: fastrnn must import without keras)
@@ -95,237 +120,61 @@ def _import_keras():
     return keras
 
 
-def _cls(obj) -> str:
-    return type(obj).__name__
+def spec_from_keras(model: Any) -> ModelSpec:
+    """Convert a live Keras 3 model (Sequential or chain functional) into a validated :class:`ModelSpec`.
 
+    The model's configuration (``model.to_json()``) and its layers' variables go through
+    :func:`spec_from_keras_config`, the path of the model files.  Raises
+    :class:`~fastrnn.errors.UnsupportedLayerError` listing every unsupported layer / option of the
+    model (also for a subclassed model, which has no layer graph to convert),
+    :class:`~fastrnn.errors.ConversionError` for an unbuilt model or an object that is no model.
 
-def _is_keras_class(obj, name, keras) -> bool:
-    """``type(obj) is keras.layers.<name>``: subclasses may override ``call`` and are refused."""
-    c = getattr(keras.layers, name, None)
-    return c is not None and type(obj) is c
-
-
-def _np(keras, v) -> np.ndarray:
-    return np.asarray(keras.ops.convert_to_numpy(v), dtype=np.float32)
-
-
-class _Ctx:
-    """Collects problems while walking the model."""
-
-    def __init__(self, keras, model):
-        self.keras = keras
-        self.model = model
-        self.problems: list[str] = []
-        self.stateful_layers: list = []  # spec names of stateful=True recurrent layers
-        self._act_by_id = None
-
-    def problem(self, layer, msg):
-        where = f"layer '{layer.name}' ({_cls(layer)})" if layer is not None else "model"
-        self.problems.append(f"{where}: {msg}")
-
-    def activation(self, layer, fn, what="activation"):
-        """The spec name of a Keras activation function, or None (and a problem)."""
-        if self._act_by_id is None:
-            self._act_by_id = {id(None): (None, "linear")}
-            for kname, sname in _ACTIVATION_NAMES.items():
-                try:
-                    f = self.keras.activations.get(kname)
-                except Exception:  # pragma: no cover - keras version without it
-                    continue
-                self._act_by_id.setdefault(id(f), (f, sname))  # keep f alive: ids stay unique
-        hit = self._act_by_id.get(id(fn))
-        name = hit[1] if hit is not None and hit[0] is fn else None
-        if name is None:
-            desc = getattr(fn, "__name__", repr(fn))
-            self.problem(layer, f"{what} {desc!r} is not supported (custom or unsupported activation; "
-                                f"supported Keras activations: {', '.join(sorted(_ACTIVATION_NAMES))})")
-        return name
-
-
-# --------------------------------------------------------------------------- graph -> chain
-class _Call:
-    """One layer call of the chain: the layer and the model inputs given as its initial_state."""
-
-    def __init__(self, layer, initial_state=None, op_args=None, gets_mask=None, nested_end=False):
-        self.layer = layer
-        self.initial_state = initial_state  # list of model-input indices, or None
-        self.op_args = op_args  # (args, kwargs) for non-Layer operations (keras.ops)
-        # Whether Keras passes a mask to call() (known for the calls of a top-level functional
-        # model, None = follow the mask of the chain).  Layer.__call__ fills `mask=` only for a call
-        # with a single tensor argument, so an RNN called with initial_state tensors runs unmasked
-        # (its output still carries the mask to the next layers).
-        self.gets_mask = gets_mask
-        # A marker after the layers of a nested model: Keras masks inside a nested model but its
-        # output carries no mask ("this layer does not support masking and will destroy the mask").
-        self.nested_end = nested_end
-
-
-def _is_model(keras, obj) -> bool:
-    return isinstance(obj, keras.Model)
-
-
-def _is_sequential(keras, obj) -> bool:
-    return isinstance(obj, keras.Sequential)
-
-
-def _is_functional(obj) -> bool:
-    try:
-        from keras.src.models.functional import Functional
-    except ImportError:  # pragma: no cover
-        return _cls(obj) == "Functional"
-    return isinstance(obj, Functional)
-
-
-def _linearize(ctx, model, top):
-    """Return ``(calls, input_tensor_shape, state_inputs)`` for a Sequential / chain Functional.
-
-    ``state_inputs``: ``{model-input index: name}`` of the inputs used as initial states
-    (top-level model only).  Problems are recorded in ``ctx``.
+    ``spec.metadata["keras_state_inputs"]`` lists the model inputs that are ``initial_state``
+    of a recurrent layer: ``{"input": index in model.inputs, "name", "layer": spec layer name,
+    "recurrent_index": index among the spec's recurrent layers, "position": index in that
+    layer's Keras initial_state list}`` (Keras order: ``[h, c]`` per direction, forward first).
     """
-    keras = ctx.keras
-    if _is_sequential(keras, model):
-        try:
-            inputs = model.inputs
-        except Exception:
-            inputs = None
-        if not model.built or not inputs:
-            raise ConversionError(f"Keras model '{model.name}' is not built: give it an Input or call it on data first")
-        calls = []
-        for layer in model.layers:
-            if _is_model(keras, layer):
-                calls.extend(_nested(ctx, layer))
-            else:
-                calls.append(_Call(layer))
-        return calls, tuple(inputs[0].shape), {}
-    if not _is_functional(model):
-        ctx.problem(None, f"subclassed Keras model '{model.name}' ({_cls(model)}) cannot be converted: "
-                          "only Sequential and functional models are supported")
-        return [], None, {}
+    keras = _import_keras()
+    if not isinstance(model, keras.Model):
+        raise ConversionError(f"expected a keras.Model, got {type(model).__module__}.{type(model).__name__}")
+    from keras.src.models.functional import Functional
 
-    inputs = list(model.inputs)
-    outputs = list(model.outputs)
-    if not outputs:
-        raise ConversionError(f"Keras model '{model.name}' has no outputs (not built?)")
-    in_index = {id(t): i for i, t in enumerate(inputs)}
+    if not isinstance(model, (keras.Sequential, Functional)):
+        raise UnsupportedLayerError(f"cannot convert Keras model '{model.name}' (1 problem):\n  - model: subclassed "
+                                    f"Keras model '{model.name}' ({type(model).__name__}) cannot be converted: only "
+                                    "Sequential and functional models are supported")
+    try:
+        built = bool(model.built and model.inputs and model.outputs)
+    except (AttributeError, ValueError):  # a Sequential without an Input has no inputs yet
+        built = False
+    if not built:
+        raise ConversionError(f"Keras model '{model.name}' is not built: give it an Input or call it on data first")
+    try:
+        config = json.loads(model.to_json())
+    except (TypeError, ValueError, NotImplementedError) as e:  # a custom layer without get_config
+        raise UnsupportedLayerError(f"cannot convert Keras model '{model.name}': its configuration cannot be "
+                                    f"serialized ({type(e).__name__}: {str(e)[:300]})") from None
 
-    # The output: one tensor, or the two outputs of a final Bidirectional(merge_mode=None).
-    out = outputs[0]
-    if len(outputs) > 1:
-        hist = [t._keras_history for t in outputs]
-        op = hist[0][0]
-        ok = (len(outputs) == 2 and _is_keras_class(op, "Bidirectional", keras) and op.merge_mode is None
-              and hist[1][0] is op and hist[0][1] == hist[1][1] and (hist[0][2], hist[1][2]) == (0, 1))
-        if not ok:
-            ctx.problem(None, f"model '{model.name}' has {len(outputs)} outputs: only a chain with one output "
-                              "(or the two outputs of a final Bidirectional(merge_mode=None)) is supported")
-            return [], None, {}
+    def weights(names, keys, entry):
+        layer = model
+        for name in names:
+            layer = layer.get_layer(name)
+        return [np.asarray(keras.ops.convert_to_numpy(v), dtype=np.float32) for v in layer.weights]
 
-    calls = []
-    state_inputs = {}
-    t = out
-    first = True
-    while True:
-        op, node_index, tensor_index = t._keras_history
-        if _is_keras_class(op, "InputLayer", keras) or (isinstance(op, keras.layers.InputLayer)):
-            if id(t) not in in_index:
-                ctx.problem(op, "the chain starts at an Input that is not a model input")
-            seq_input = t
-            break
-        node = op._inbound_nodes[node_index]
-        args, kwargs = node.arguments.args, node.arguments.kwargs
-        layer_name = f"'{getattr(op, 'name', '?')}' ({_cls(op)})"
-        # tensor_index > 0: a state output (return_state=True) or the second output of merge_mode=None
-        if tensor_index != 0 and not (first and len(outputs) == 2):
-            ctx.problems.append(f"layer {layer_name}: the model uses its output #{tensor_index} "
-                                "(a returned state?): only the main output of each layer can feed the chain")
-        first = False
-        seq = args[0] if args else None
-        if not isinstance(seq, keras.KerasTensor):
-            n = len(node.arguments.keras_tensors)
-            ctx.problems.append(f"layer {layer_name}: takes {n} tensor{'s' if n != 1 else ''} in a structure: the model "
-                                "is not a linear chain (merges and multiple inputs are not supported)")
-            return [], None, {}
-        init_idx = None
-        # Keras records the implicit mask of `seq` as a `mask=` call argument: that one is fine.
-        implicit_mask = getattr(seq, "_keras_mask", None)
-        mask_arg = kwargs.get("mask")
-        if mask_arg is not None and mask_arg is not implicit_mask:
-            ctx.problems.append(f"layer {layer_name}: an explicit mask= argument is not supported")
-        extra = [x for x in node.arguments.keras_tensors if x is not seq and x is not mask_arg]
-        is_rnn = _is_rnn_like(keras, op)
-        if is_rnn:
-            init = kwargs.get("initial_state", args[1] if len(args) > 1 else None)
-            init_list = [] if init is None else (list(init) if isinstance(init, (list, tuple)) else [init])
-            if init_list:
-                init_idx = []
-                for s in init_list:
-                    if not isinstance(s, keras.KerasTensor):
-                        ctx.problems.append(f"layer {layer_name}: initial_state must be model Inputs (got a constant)")
-                        init_idx = None
-                        break
-                    sop = s._keras_history[0]
-                    if not isinstance(sop, keras.layers.InputLayer) or id(s) not in in_index:
-                        ctx.problems.append(f"layer {layer_name}: initial_state computed inside the model is not "
-                                            "supported (pass it as a keras.Input of the model)")
-                        init_idx = None
-                        break
-                    init_idx.append(in_index[id(s)])
-                    state_inputs[in_index[id(s)]] = s.name
-            extra = [x for x in extra if not any(x is s for s in init_list)]
-        if extra:
-            ctx.problems.append(f"layer {layer_name}: takes {1 + len(extra)} tensors: the model is not a linear "
-                                "chain (merges, multiple inputs or explicit masks are not supported)")
-        if isinstance(op, keras.layers.Layer):
-            if _is_model(keras, op):
-                calls[0:0] = _nested(ctx, op)
-            else:
-                calls.insert(0, _Call(op, init_idx, gets_mask=mask_arg is not None))
-        else:  # a keras.ops operation
-            calls.insert(0, _Call(op, None, (args, kwargs)))
-        t = seq
-
-    for i, x in enumerate(inputs):
-        if x is not seq_input and i not in state_inputs:
-            ctx.problem(None, f"model input #{i} ('{x.name}') is neither the sequence input nor an initial_state: "
-                              "the model is not a linear chain")
-    if seq_input is not None and in_index.get(id(seq_input)) in state_inputs:
-        ctx.problem(None, "the sequence input is also used as an initial_state")
-    return calls, tuple(seq_input.shape), state_inputs
+    spec = spec_from_keras_config(config, weights, keras_version=keras.__version__)
+    spec.metadata["keras_backend"] = keras.backend.backend()
+    # fastrnn computes in float32; a mixed-precision Keras model (float16 / bfloat16 compute) agrees
+    # only to its own precision.  Recorded, not refused.
+    dtypes = sorted({str(getattr(getattr(l, "dtype_policy", None), "compute_dtype", "float32"))
+                     for l in model._flatten_layers(include_self=False)} - {"float32"})
+    if dtypes:
+        spec.metadata["keras_compute_dtypes"] = dtypes
+    return spec
 
 
-def _nested(ctx, model):
-    sub, _, sub_states = _linearize(ctx, model, top=False)
-    if sub_states:
-        ctx.problems.append(f"nested model '{model.name}': state inputs of a nested model are not supported")
-    for c in sub:
-        c.gets_mask = None  # recorded while building the nested model, not where it is called
-    return sub + [_Call(model, nested_end=True)]
-
-
-def _is_rnn_like(keras, layer) -> bool:
-    return isinstance(layer, (keras.layers.RNN, keras.layers.Bidirectional))
-
-
-# --------------------------------------------------------------------------- recurrent layers
-def _rnn_kind(ctx, layer):
-    """(kind, cell) of a SimpleRNN / LSTM / GRU / RNN(known cell), or (None, None) + a problem."""
-    keras = ctx.keras
-    for cname, kind in _RNN_LAYERS.items():
-        if _is_keras_class(layer, cname, keras):
-            return kind, layer.cell
-    if _is_keras_class(layer, "RNN", keras):
-        cell = layer.cell
-        for cname, kind in _RNN_CELLS.items():
-            if _is_keras_class(cell, cname, keras):
-                return kind, cell
-        ctx.problem(layer, f"cell {_cls(cell)} is not supported (supported: SimpleRNNCell, LSTMCell, GRUCell)")
-        return None, None
-    ctx.problem(layer, "unsupported recurrent layer class (subclasses of Keras RNN layers are not supported)")
-    return None, None
-
-
+# =========================================================================== weight arrays
 def _mask_mode(zero_output_for_mask, return_sequences, mask_active):
-    """``(mask_mode, problem)`` of one Keras recurrent layer (shared by the live and the file path).
+    """``(mask_mode, problem)`` of one Keras recurrent layer.
 
     Plain layers hold the last output at masked steps; ``zero_output_for_mask`` (forced to
     ``return_sequences`` by ``Bidirectional``) outputs zeros.  With ``return_sequences=False``
@@ -339,37 +188,23 @@ def _mask_mode(zero_output_for_mask, return_sequences, mask_active):
     return ("zero" if zero_output_for_mask else "hold"), None
 
 
-def _rnn_options(ctx, layer, mask_active):
-    """Check the options of one Keras RNN layer; return its mask_mode (or None on a problem)."""
-    ok = True
-    if getattr(layer, "time_major", False):
-        ctx.problem(layer, "time_major=True is not supported")
-        ok = False
-    mode, msg = _mask_mode(bool(getattr(layer, "zero_output_for_mask", False)), bool(layer.return_sequences),
-                           mask_active)
-    if msg:
-        ctx.problem(layer, msg)
-        ok = False
-    return mode if ok else None
-
-
-def _rnn_direction_from_arrays(where, kind, units, arrays, use_bias, reset_after, err=ModelFormatError):
+def _rnn_direction_from_arrays(where, kind, units, arrays, use_bias, reset_after):
     """Keras weight arrays of one direction (``[kernel [I, G*H], recurrent_kernel [H, G*H], bias]``,
     the order of ``layer.get_weights()`` / the weight file) -> canonical :class:`DirectionWeights`.
 
     Transposes; GRU gates ``z, r, h`` -> ``r, z, n``; GRU ``reset_after=True`` bias ``(2, 3H)`` =
     (input bias, recurrent bias); a single bias goes to ``b_ih`` with ``b_hh = 0``.
-    Returns ``(DirectionWeights, input_size)``; wrong counts / shapes raise ``err``."""
+    Returns ``(DirectionWeights, input_size)``; wrong counts / shapes raise ModelFormatError."""
     g = GATES[kind]
     names = ["kernel", "recurrent_kernel"] + (["bias"] if use_bias else [])
     if len(arrays) != len(names):
-        raise err(f"{where}: expected {len(names)} weight arrays ({', '.join(names)}), got {len(arrays)}")
+        raise ModelFormatError(f"{where}: expected {len(names)} weight arrays ({', '.join(names)}), got {len(arrays)}")
     arrays = [np.asarray(a, dtype=np.float32) for a in arrays]
     k, r = arrays[0], arrays[1]
     if k.ndim != 2 or k.shape[1] != g * units or k.shape[0] < 1:
-        raise err(f"{where}: kernel has shape {k.shape}, expected (input_size, {g * units})")
+        raise ModelFormatError(f"{where}: kernel has shape {k.shape}, expected (input_size, {g * units})")
     if r.shape != (units, g * units):
-        raise err(f"{where}: recurrent_kernel has shape {r.shape}, expected {(units, g * units)}")
+        raise ModelFormatError(f"{where}: recurrent_kernel has shape {r.shape}, expected {(units, g * units)}")
     k, r = k.T, r.T
     bias = arrays[2] if use_bias else None
     zeros = np.zeros(g * units, np.float32)
@@ -383,304 +218,34 @@ def _rnn_direction_from_arrays(where, kind, units, arrays, use_bias, reset_after
             b_ih, b_hh = zeros, zeros.copy()
         elif reset_after:
             if bias.shape != (2, 3 * units):
-                raise err(f"{where}: GRU reset_after=True bias has shape {bias.shape}, expected {(2, 3 * units)}")
+                raise ModelFormatError(f"{where}: GRU reset_after=True bias has shape {bias.shape}, expected {(2, 3 * units)}")
             b_ih, b_hh = perm(bias[0]), perm(bias[1])
         else:
             if bias.shape != (3 * units,):
-                raise err(f"{where}: GRU reset_after=False bias has shape {bias.shape}, expected {(3 * units,)}")
+                raise ModelFormatError(f"{where}: GRU reset_after=False bias has shape {bias.shape}, expected {(3 * units,)}")
             b_ih, b_hh = perm(bias), zeros
     else:
         if bias is not None and bias.shape != (g * units,):
-            raise err(f"{where}: bias has shape {bias.shape}, expected {(g * units,)}")
+            raise ModelFormatError(f"{where}: bias has shape {bias.shape}, expected {(g * units,)}")
         b_ih = zeros if bias is None else bias
         b_hh = zeros.copy()
     return DirectionWeights(w_ih=k, w_hh=r, b_ih=b_ih, b_hh=b_hh), int(k.shape[1])
 
 
-def _dense_from_arrays(where, arrays, use_bias, units=None, err=ModelFormatError):
+def _dense_from_arrays(where, arrays, use_bias, units=None):
     """Keras Dense ``[kernel [I, O], bias [O]]`` -> ``(weight [O, I], bias or None)``."""
     names = ["kernel"] + (["bias"] if use_bias else [])
     if len(arrays) != len(names):
-        raise err(f"{where}: expected {len(names)} weight arrays ({', '.join(names)}), got {len(arrays)}")
+        raise ModelFormatError(f"{where}: expected {len(names)} weight arrays ({', '.join(names)}), got {len(arrays)}")
     w = np.asarray(arrays[0], dtype=np.float32)
     if w.ndim != 2 or (units is not None and w.shape[1] != units):
-        raise err(f"{where}: kernel has shape {w.shape}, expected (input_size, {units})")
+        raise ModelFormatError(f"{where}: kernel has shape {w.shape}, expected (input_size, {units})")
     b = None
     if use_bias:
         b = np.asarray(arrays[1], dtype=np.float32)
         if b.shape != (w.shape[1],):
-            raise err(f"{where}: bias has shape {b.shape}, expected {(w.shape[1],)}")
+            raise ModelFormatError(f"{where}: bias has shape {b.shape}, expected {(w.shape[1],)}")
     return w.T, b
-
-
-def _direction_weights(ctx, layer, kind, cell):
-    keras = ctx.keras
-    if not getattr(cell, "built", False) or getattr(cell, "kernel", None) is None:
-        raise ConversionError(f"layer '{layer.name}' ({_cls(layer)}) is not built (no weights)")
-    units = int(cell.units)
-    use_bias = bool(cell.use_bias) and getattr(cell, "bias", None) is not None
-    arrays = [_np(keras, cell.kernel), _np(keras, cell.recurrent_kernel)] + ([_np(keras, cell.bias)] if use_bias else [])
-    w, in_size = _rnn_direction_from_arrays(f"layer '{layer.name}'", kind, units, arrays, use_bias,
-                                            bool(getattr(cell, "reset_after", True)), err=ConversionError)
-    return w, units, in_size
-
-
-def _cell_config(ctx, layer, kind, cell):
-    act = ctx.activation(layer, cell.activation)
-    ract = ctx.activation(layer, cell.recurrent_activation, "recurrent_activation") if kind != "simple_rnn" else "sigmoid"
-    return {"activation": act, "recurrent_activation": ract,
-            "reset_after": bool(getattr(cell, "reset_after", True)) if kind == "gru" else True}
-
-
-def _convert_rnn(ctx, layer, name, mask_active):
-    kind, cell = _rnn_kind(ctx, layer)
-    mode = _rnn_options(ctx, layer, mask_active)
-    if kind is None:
-        return None
-    cfg = _cell_config(ctx, layer, kind, cell)
-    w, units, in_size = _direction_weights(ctx, layer, kind, cell)
-    if mode is None or cfg["activation"] is None or cfg["recurrent_activation"] is None:
-        return None
-    if getattr(layer, "stateful", False):
-        ctx.stateful_layers.append(name)
-    return RecurrentSpec(kind=kind, name=name, input_size=in_size, units=units, weights=[w],
-                         direction="reverse" if layer.go_backwards else "forward",
-                         return_sequences=bool(layer.return_sequences), mask_mode=mode, **cfg)
-
-
-def _convert_bidirectional(ctx, layer, name, mask_active):
-    fw, bw = layer.forward_layer, layer.backward_layer
-    n_problems = len(ctx.problems)
-    kf, cf = _rnn_kind(ctx, fw)
-    kb, cb = _rnn_kind(ctx, bw)
-    mf = _rnn_options(ctx, fw, mask_active)
-    mb = _rnn_options(ctx, bw, mask_active)
-    if fw.go_backwards or not bw.go_backwards:
-        ctx.problem(layer, f"forward layer go_backwards={fw.go_backwards} / backward layer "
-                           f"go_backwards={bw.go_backwards}: only a forward layer with go_backwards=False "
-                           "(and its backward twin) is supported")
-    if kf is None or kb is None:
-        return None
-    cfg_f = _cell_config(ctx, fw, kf, cf)
-    cfg_b = _cell_config(ctx, bw, kb, cb)
-    wf, uf, i_f = _direction_weights(ctx, fw, kf, cf)
-    wb, ub, i_b = _direction_weights(ctx, bw, kb, cb)
-    diffs = []
-    if kf != kb:
-        diffs.append(f"cell {kf} vs {kb}")
-    if uf != ub:
-        diffs.append(f"units {uf} vs {ub}")
-    if i_f != i_b:
-        diffs.append(f"input size {i_f} vs {i_b}")
-    for key in ("activation", "recurrent_activation", "reset_after"):
-        if kf == kb and cfg_f[key] != cfg_b[key] and not (key != "activation" and kf == "simple_rnn"):
-            diffs.append(f"{key} {cfg_f[key]} vs {cfg_b[key]}")
-    if mf != mb:
-        diffs.append(f"zero_output_for_mask {fw.zero_output_for_mask} vs {bw.zero_output_for_mask}")
-    if fw.return_sequences != bw.return_sequences:
-        diffs.append(f"return_sequences {fw.return_sequences} vs {bw.return_sequences}")
-    if diffs:
-        ctx.problem(layer, "the backward layer differs from the forward layer (" + "; ".join(diffs) + ")")
-    if len(ctx.problems) != n_problems:
-        return None
-    merge = "none" if layer.merge_mode is None else layer.merge_mode
-    if getattr(fw, "stateful", False) or getattr(bw, "stateful", False):
-        ctx.stateful_layers.append(name)
-    return RecurrentSpec(kind=kf, name=name, input_size=i_f, units=uf, weights=[wf, wb], direction="bidirectional",
-                         merge_mode=merge, return_sequences=bool(fw.return_sequences), mask_mode=mf, **cfg_f)
-
-
-# --------------------------------------------------------------------------- other layers
-def _check_quantized(ctx, layer):
-    mode = getattr(layer, "quantization_mode", None)
-    if mode:
-        ctx.problem(layer, f"quantized layers (quantization_mode={mode!r}) are not supported")
-        return False
-    return True
-
-
-def _convert_dense(ctx, layer, name):
-    if not _check_quantized(ctx, layer):
-        return None
-    if not layer.built:
-        raise ConversionError(f"layer '{layer.name}' (Dense) is not built (no weights)")
-    act = ctx.activation(layer, layer.activation)
-    w = _np(ctx.keras, layer.kernel)
-    if w.ndim != 2:
-        ctx.problem(layer, f"kernel of shape {w.shape} is not supported")
-        return None
-    use_bias = bool(layer.use_bias) and layer.bias is not None
-    arrays = [w] + ([_np(ctx.keras, layer.bias)] if use_bias else [])
-    wt, b = _dense_from_arrays(f"layer '{layer.name}'", arrays, use_bias, err=ConversionError)
-    if act is None:
-        return None
-    return DenseSpec(name=name, weight=wt, bias=b, activation=act)
-
-
-def _last_step_key(key) -> bool:
-    """True for ``x[:, -1]`` / ``x[:, -1, :]`` (also with ``...`` as the last item)."""
-    if isinstance(key, list):
-        key = tuple(key)
-    if not isinstance(key, tuple) or len(key) not in (2, 3):
-        return False
-    full = lambda s: isinstance(s, slice) and s == slice(None) or s is Ellipsis  # noqa: E731
-    return (isinstance(key[0], slice) and key[0] == slice(None) and isinstance(key[1], int)
-            and not isinstance(key[1], bool) and key[1] == -1 and (len(key) == 2 or full(key[2])))
-
-
-def _convert_chain(ctx, calls, first_shape):
-    """Map calls to spec layers.  Returns (layers, recurrent call list)."""
-    keras = ctx.keras
-    out = []
-    rec_calls = []
-    used = set()
-    mask_active = False  # the mask as fastrnn sees it (every mask source until a sequence is reduced)
-    keras_mask = False  # the mask as Keras sees it (also dropped at the end of a nested model)
-    rank = len(first_shape) if first_shape is not None else None
-
-    def uname(base):
-        return unique_name(base, used)
-
-    def mask_problem(layer, call, receives):
-        if receives == mask_active:
-            return False
-        if mask_active and call.initial_state:
-            ctx.problem(layer, "called with initial_state tensors while a mask (Embedding mask_zero / Masking) is "
-                               "active: Keras 3 then does not pass the mask to the layer (it runs every step "
-                               "unmasked, while later layers stay masked), which fastrnn cannot express; pass "
-                               "mask= explicitly to the layer call to get masked behaviour")
-        elif mask_active:
-            ctx.problem(layer, "Keras gives this layer no mask although one is active upstream (a nested model "
-                               "drops the mask at its output), which fastrnn cannot express")
-        else:
-            ctx.problem(layer, "Keras gives this layer a mask whose source fastrnn does not know")
-        return True
-
-    for ci, call in enumerate(calls):
-        layer = call.layer
-        cls = _cls(layer)
-        receives = keras_mask if call.gets_mask is None else call.gets_mask
-        if call.nested_end:
-            keras_mask = False
-            continue
-        if call.op_args is not None:  # keras.ops operation
-            args, kwargs = call.op_args
-            if cls == "GetItem" and len(args) >= 2 and _last_step_key(args[1]) and rank == 3:
-                out.append(LastStepSpec(name=uname(getattr(layer, "name", "last_step"))))
-                mask_active = keras_mask = False
-                rank = 2
-            else:
-                ctx.problems.append(f"operation '{getattr(layer, 'name', '?')}' ({cls}): unsupported keras.ops "
-                                    "operation in the chain (only x[:, -1] is supported)")
-            continue
-        if isinstance(layer, keras.layers.InputLayer):
-            continue
-        if cls in _NOOP_LAYERS and _is_keras_class(layer, cls, keras):
-            continue  # inference no-ops
-        if _is_keras_class(layer, "Flatten", keras):
-            if rank == 2:
-                continue
-            ctx.problem(layer, "Flatten of a sequence is not supported (only the no-op Flatten of a (batch, features) "
-                               "tensor)")
-            continue
-        if _is_keras_class(layer, "Embedding", keras):
-            if not _check_quantized(ctx, layer):
-                continue
-            if ci != next(i for i, c in enumerate(calls) if not isinstance(c.layer, keras.layers.InputLayer)):
-                ctx.problem(layer, "Embedding must be the first layer")
-            if not layer.built:
-                raise ConversionError(f"layer '{layer.name}' (Embedding) is not built (no weights)")
-            out.append(EmbeddingSpec(name=uname(layer.name), embeddings=_np(keras, layer.embeddings),
-                                     mask_zero=bool(layer.mask_zero)))
-            mask_active = keras_mask = mask_active or bool(layer.mask_zero)
-            rank = 3
-            continue
-        if _is_keras_class(layer, "Masking", keras):
-            if mask_active:
-                ctx.problem(layer, "a Masking layer after another mask source (Embedding mask_zero / Masking) is "
-                                   "not supported: Keras replaces the incoming mask, fastrnn combines them")
-            out.append(MaskingSpec(name=uname(layer.name), mask_value=float(layer.mask_value)))
-            mask_active = keras_mask = True
-            continue
-        if isinstance(layer, keras.layers.Bidirectional) or isinstance(layer, keras.layers.RNN):
-            if _is_keras_class(layer, "Bidirectional", keras):
-                spec = _convert_bidirectional(ctx, layer, uname(layer.name), mask_active)
-            elif isinstance(layer, keras.layers.Bidirectional):
-                ctx.problem(layer, "subclasses of Bidirectional are not supported")
-                spec = None
-            else:
-                spec = _convert_rnn(ctx, layer, uname(layer.name), mask_active)
-            if mask_problem(layer, call, receives):
-                spec = None
-            rec_calls.append(call)
-            if spec is not None:
-                out.append(spec)
-                if not spec.return_sequences:
-                    mask_active = keras_mask = False
-                    rank = 2
-            continue
-        if _is_keras_class(layer, "Dense", keras):
-            d = _convert_dense(ctx, layer, uname(layer.name))
-            if d is not None:
-                out.append(d)
-            continue
-        if _is_keras_class(layer, "TimeDistributed", keras):
-            inner = layer.layer
-            icls = _cls(inner)
-            if _is_keras_class(inner, "Dense", keras):
-                d = _convert_dense(ctx, inner, uname(layer.name))
-                if d is not None:
-                    out.append(d)
-            elif _is_keras_class(inner, "Activation", keras):
-                a = ctx.activation(inner, inner.activation)
-                if a is not None:
-                    out.append(ActivationSpec(name=uname(layer.name), activation=a))
-            elif icls in _NOOP_LAYERS and _is_keras_class(inner, icls, keras):
-                pass
-            else:
-                ctx.problem(layer, f"TimeDistributed({icls}) is not supported (only Dense, Activation, dropout/noise)")
-            continue
-        if _is_keras_class(layer, "Activation", keras):
-            a = ctx.activation(layer, layer.activation)
-            if a is not None:
-                out.append(ActivationSpec(name=uname(layer.name), activation=a))
-            continue
-        if _is_keras_class(layer, "ReLU", keras):
-            mv = layer.max_value
-            mv = None if mv is None else float(np.asarray(mv))
-            if float(layer.negative_slope) == 0.0 and float(layer.threshold) == 0.0 and mv in (None, 6.0):
-                out.append(ActivationSpec(name=uname(layer.name), activation="relu" if mv is None else "relu6"))
-            else:
-                ctx.problem(layer, f"ReLU(max_value={layer.max_value}, negative_slope={layer.negative_slope}, "
-                                   f"threshold={layer.threshold}) is not supported (only ReLU() and ReLU(6))")
-            continue
-        if _is_keras_class(layer, "LeakyReLU", keras):
-            if abs(float(layer.negative_slope) - _LEAKY_RELU_SLOPE) < 1e-12:
-                out.append(ActivationSpec(name=uname(layer.name), activation="leaky_relu"))
-            else:
-                ctx.problem(layer, f"negative_slope={layer.negative_slope} is not supported "
-                                   f"(fastrnn's leaky_relu has slope {_LEAKY_RELU_SLOPE})")
-            continue
-        if _is_keras_class(layer, "ELU", keras):
-            if float(layer.alpha) == 1.0:
-                out.append(ActivationSpec(name=uname(layer.name), activation="elu"))
-            else:
-                ctx.problem(layer, f"alpha={layer.alpha} is not supported (only alpha=1)")
-            continue
-        if _is_keras_class(layer, "Softmax", keras):
-            axis = layer.axis
-            last = axis == -1 or (isinstance(axis, (list, tuple)) and list(axis) == [-1]) \
-                or (rank is not None and axis == rank - 1)
-            if not last:
-                ctx.problem(layer, f"axis={axis} is not supported (only the last axis)")
-            elif mask_active or receives:
-                ctx.problem(layer, "Softmax layer receiving a mask is not supported (Keras applies the mask inside "
-                                   "the softmax)")
-            else:
-                out.append(ActivationSpec(name=uname(layer.name), activation="softmax"))
-            continue
-        ctx.problem(layer, f"unsupported layer class {cls}")
-    return out, rec_calls
 
 
 def _stateful_metadata(names, batch_size):
@@ -694,86 +259,18 @@ def _stateful_metadata(names, batch_size):
     return out
 
 
-def spec_from_keras(model: Any) -> ModelSpec:
-    """Convert a live Keras 3 model (Sequential or chain functional) into a validated :class:`ModelSpec`.
-
-    Raises :class:`~fastrnn.errors.UnsupportedLayerError` listing every unsupported layer /
-    option of the model, :class:`~fastrnn.errors.ConversionError` for an unbuilt model.
-
-    ``spec.metadata["keras_state_inputs"]`` lists the model inputs that are ``initial_state``
-    of a recurrent layer: ``{"input": index in model.inputs, "name", "layer": spec layer name,
-    "recurrent_index": index among the spec's recurrent layers, "position": index in that
-    layer's Keras initial_state list}`` (Keras order: ``[h, c]`` per direction, forward first).
-    """
-    keras = _import_keras()
-    if not isinstance(model, keras.Model):
-        raise ConversionError(f"expected a keras.Model, got {type(model).__module__}.{_cls(model)}")
-    ctx = _Ctx(keras, model)
-    calls, in_shape, _ = _linearize(ctx, model, top=True)
-    layers, rec_calls = _convert_chain(ctx, calls, in_shape) if in_shape is not None else ([], [])
-
-    input_features = None
-    if in_shape is not None and not (layers and isinstance(layers[0], EmbeddingSpec)):
-        if len(in_shape) != 3:
-            ctx.problem(None, f"model input shape {in_shape}: expected (batch, time, features) "
-                              "(or (batch, time) ids for an Embedding first layer)")
-        elif in_shape[-1] is None:
-            ctx.problem(None, f"model input shape {in_shape}: the feature size must be known")
-        else:
-            input_features = int(in_shape[-1])
-    elif in_shape is not None and len(in_shape) != 2:
-        ctx.problem(None, f"model input shape {in_shape}: an Embedding first layer takes (batch, time) ids")
-
-    if ctx.problems:
-        lines = "\n".join(f"  - {p}" for p in ctx.problems)
-        raise UnsupportedLayerError(f"cannot convert Keras model '{model.name}' "
-                                    f"({len(ctx.problems)} problem{'s' if len(ctx.problems) > 1 else ''}):\n{lines}")
-    if not layers:
-        raise ConversionError(f"Keras model '{model.name}' has no layers to convert")
-
-    state_inputs = []
-    rec_names = [l.name for l in layers if isinstance(l, RecurrentSpec)]
-    for ri, call in enumerate(rec_calls):
-        for pos, idx in enumerate(call.initial_state or []):
-            state_inputs.append({"input": idx, "name": model.inputs[idx].name, "layer": rec_names[ri],
-                                 "recurrent_index": ri, "position": pos})
-    meta = {"keras_version": keras.__version__, "keras_backend": keras.backend.backend(), "model_name": model.name}
-    # fastrnn computes in float32; a mixed-precision Keras model (float16 / bfloat16 compute) agrees
-    # only to its own precision.  Recorded, not refused.
-    dtypes = sorted({str(getattr(getattr(c.layer, "dtype_policy", None), "compute_dtype", "float32"))
-                     for c in calls if c.op_args is None and c.layer is not None} - {"float32"})
-    if dtypes:
-        meta["keras_compute_dtypes"] = dtypes
-    if state_inputs:
-        meta["keras_state_inputs"] = state_inputs
-    if ctx.stateful_layers:
-        batch = in_shape[0] if in_shape is not None else None
-        meta["layer_metadata"] = _stateful_metadata(ctx.stateful_layers, batch)
-    spec = ModelSpec(layers=layers, input_features=input_features, source="keras", metadata=meta)
-    return spec.validate()
+def _last_step_key(key) -> bool:
+    """True for ``x[:, -1]`` / ``x[:, -1, :]`` (also with ``...`` as the last item)."""
+    if isinstance(key, list):
+        key = tuple(key)
+    if not isinstance(key, tuple) or len(key) not in (2, 3):
+        return False
+    full = lambda s: isinstance(s, slice) and s == slice(None) or s is Ellipsis  # noqa: E731
+    return (isinstance(key[0], slice) and key[0] == slice(None) and isinstance(key[1], int)
+            and not isinstance(key[1], bool) and key[1] == -1 and (len(key) == 2 or full(key[2])))
 
 
-# =========================================================================== config + arrays
-# The file path (fastrnn.io.keras_file) converts a Keras model *configuration* (the JSON of
-# ``model.to_json()`` / ``get_config()``, ``config.json`` of a .keras file, ``model_config`` of an
-# .h5 file) plus its weight arrays, without importing Keras.  Weights are looked up per layer by a
-# callback returning the arrays in Keras weight order (``layer.get_weights()``); the per-layer
-# semantics (weight layouts, mask modes, activation names) are the helpers shared with the live
-# path above.  Nothing in the configuration is ever deserialized into code: layer classes are
-# only compared by name (a Lambda or a custom class is reported, never executed).
-
-# Keras 2 (standalone 2.x and tf.keras / tf_keras 2.x) activation name -> spec name.  Differs from
-# Keras 3 where the definition differs: hard_sigmoid is clip(0.2x + 0.5, 0, 1) in Keras 2.
-# Checked numerically against tf_keras in tests/test_keras_files.py.
-_ACTIVATION_NAMES_K2 = {
-    "linear": "linear", "tanh": "tanh", "sigmoid": "sigmoid", "relu": "relu", "hard_sigmoid": "hard_sigmoid_tf2",
-    "elu": "elu", "selu": "selu", "softplus": "softplus", "softsign": "softsign", "swish": "silu", "silu": "silu",
-    "exponential": "exponential", "gelu": "gelu", "mish": "mish", "softmax": "softmax",
-}
-
-_OP_MODULE_PREFIXES = ("keras.src.ops", "keras.ops")
-
-
+# =========================================================================== configurations
 def keras_writer_family(version) -> str:
     """``"keras3"`` | ``"tf_keras2"`` (tf.keras 2.x / Keras >= 2.4) | ``"keras2"`` (multi-backend Keras
     2.0-2.3) | ``"keras1"`` (unsupported) | ``"unknown"`` from a ``keras_version`` string."""
@@ -797,8 +294,6 @@ def keras_writer_family(version) -> str:
 
 def _snake(name: str) -> str:
     """keras.src.utils.naming.to_snake_case (the .keras weight-file keys)."""
-    import re
-
     name = re.sub(r"\W+", "", name)
     name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
     return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
@@ -823,6 +318,9 @@ class _CfgLayer:
 
     @property
     def is_op(self) -> bool:
+        """A ``keras.ops`` operation (a legacy .h5 file written by Keras 3 records no module: known by name)."""
+        if self.module is None:
+            return self.class_name in _OP_NAMES
         return isinstance(self.module, str) and self.module.startswith(_OP_MODULE_PREFIXES)
 
     @property
@@ -840,7 +338,9 @@ class _CfgLayer:
         return mod_ok and reg_ok
 
 
-class _FileCtx:
+class _Ctx:
+    """Collects problems while walking the model; names activations by the writer's Keras family."""
+
     def __init__(self, family, origin):
         self.family = family
         self.origin = origin
@@ -874,13 +374,6 @@ class _FileCtx:
         self.problem(layer, f"{what} {desc!r} is not supported (custom or unsupported activation; supported: "
                             f"{', '.join(sorted(table))})")
         return None
-
-
-def _cfg_get(layer, key, default=None, types=None):
-    v = layer.config.get(key, default)
-    if types is not None and not isinstance(v, types):
-        raise ModelFormatError(f"layer '{layer.name}' ({layer.class_name}): config '{key}' has an invalid value {v!r}")
-    return v
 
 
 def _cfg_int(layer, key, cfg=None):
@@ -957,7 +450,7 @@ def _cfg_rnn_direction(ctx, layer, sub, arrays, mask_active, zero_output):
 
 
 def _n_rnn_arrays(ctx, layer, sub):
-    kind, cell, _ = _rnn_cell_cfg(_FileCtx(ctx.family, ctx.origin), layer, sub)
+    kind, cell, _ = _rnn_cell_cfg(_Ctx(ctx.family, ctx.origin), layer, sub)
     return (3 if bool(cell.get("use_bias", True)) else 2) if kind else None
 
 
@@ -996,7 +489,8 @@ def _cfg_bidirectional(ctx, layer, name, arrays, mask_active):
         ctx.problem(layer, f"forward layer go_backwards={f['go_backwards']} / backward layer go_backwards="
                            f"{b['go_backwards']}: only a forward layer with go_backwards=False (and its backward twin) "
                            "is supported")
-    diffs = [f"{k} {f[k]} vs {b[k]}" for k in ("kind", "units", "in_size", "activation", "return_sequences")
+    label = {"kind": "cell", "in_size": "input size"}
+    diffs = [f"{label.get(k, k)} {f[k]} vs {b[k]}" for k in ("kind", "units", "in_size", "activation", "return_sequences")
              if f[k] != b[k]]
     if f["kind"] == b["kind"] != "simple_rnn":
         diffs += [f"{k} {f[k]} vs {b[k]}" for k in ("recurrent_activation",) if f[k] != b[k]]
@@ -1019,18 +513,84 @@ def _cfg_bidirectional(ctx, layer, name, arrays, mask_active):
                          return_sequences=rs, mask_mode=f["mode"])
 
 
-# ---- functional graphs
-def _history(t):
-    """keras_history ``(layer name, node index, tensor index)`` of a serialized tensor, or None."""
-    if isinstance(t, dict) and t.get("class_name") == "__keras_tensor__":
-        h = (t.get("config") or {}).get("keras_history")
-        if isinstance(h, (list, tuple)) and len(h) == 3:
-            return tuple(h)
-    return None
+# ---- the chain of calls
+class _Step:
+    """One call of the chain: a layer (or ``keras.ops`` operation) entry and how it is called.
+
+    ``names`` / ``keys``: the layer's path from the top model (layer names; weight-file keys) for the
+    weights callback.  ``gets_mask``: whether Keras passes a mask to the call (a Keras 3 functional
+    config records it; None = follow the mask of the chain).  ``init``: the model-input indices
+    given as its initial_state.  ``op_args``: the call arguments of an operation.  ``marker``:
+    ``"nested_start"`` / ``"nested_end"`` around the layers of a nested model (Keras masks inside a
+    nested model but its output carries no mask)."""
+
+    def __init__(self, layer, names, keys, gets_mask=None, init=None, op_args=None, marker=None):
+        self.layer = layer
+        self.names = names
+        self.keys = keys
+        self.gets_mask = gets_mask
+        self.init = init
+        self.op_args = op_args
+        self.marker = marker
+
+
+def _model_parts(model_config, where):
+    """``(class name, config dict, layer entries)`` of a (possibly nested) model config."""
+    cfg = model_config.get("config")
+    if isinstance(cfg, list):
+        cfg = {"layers": cfg}
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("layers"), list):
+        raise ModelFormatError(f"{where}: the model config has no layer list")
+    return model_config["class_name"], cfg, [_CfgLayer(e, where) for e in cfg["layers"]]
+
+
+def _weight_keys(entries, sequential):
+    """``{id(entry): key}``: the .keras weight-file key of each layer, snake_case(class) made unique in
+    ``model.layers`` order (a Sequential does not list its InputLayer; operations have no weights)."""
+    used: dict[str, int] = {}
+    keys: dict[int, str] = {}
+    for e in entries:
+        if e.is_op or (sequential and e.class_name == "InputLayer"):
+            continue
+        base = _snake(e.class_name)
+        if base in used:
+            used[base] += 1
+            keys[id(e)] = f"{base}_{used[base]}"
+        else:
+            used[base] = 0
+            keys[id(e)] = base
+    return keys
+
+
+def _model_steps(ctx, cls, cfg, entries, names=(), keys=()):
+    """The steps of one model: ``(steps, input batch shape, {model-input index: name} of the initial_state
+    inputs)``; ``names`` / ``keys``: the path of a nested model."""
+    sequential = cls == "Sequential"
+    wkeys = _weight_keys(entries, sequential)
+
+    def steps_of(e, gets_mask=None, init=None, op_args=None):
+        path = (names + (e.name,), keys + (wkeys.get(id(e)),))
+        if not (e.is_model and e.builtin(e.class_name)):
+            return [_Step(e, *path, gets_mask=gets_mask, init=init, op_args=op_args)]
+        sub_cls, sub_cfg, sub_entries = _model_parts(e.entry, ctx.origin)
+        if sub_cls not in ("Sequential", "Functional", "Model"):
+            ctx.problem(e, f"nested model class {sub_cls!r} is not supported")
+            return []
+        sub, _, sub_states = _model_steps(ctx, sub_cls, sub_cfg, sub_entries, *path)
+        if sub_states:
+            ctx.problem(e, "state inputs of a nested model are not supported")
+        for s in sub:
+            s.gets_mask = None  # recorded while building the nested model, not where it is called
+        return [_Step(e, *path, gets_mask=gets_mask, marker="nested_start"), *sub, _Step(e, *path, marker="nested_end")]
+
+    if sequential:
+        return [s for e in entries for s in steps_of(e)], cfg.get("build_input_shape"), {}
+    return _functional_steps(ctx, cfg, entries, steps_of)
 
 
 def _node_inputs(layer, node_index):
-    """``(main input history, extra tensor histories, kwargs)`` of one call of a functional layer."""
+    """``(main input history, initial_state items or None, other input histories, kwargs, args)`` of one
+    call of a functional layer; an initial_state item is a history, or None for a constant."""
     nodes = layer.entry.get("inbound_nodes") or []
     if not isinstance(nodes, list) or not isinstance(node_index, int) or not 0 <= node_index < len(nodes):
         raise ModelFormatError(f"layer '{layer.name}': inbound node {node_index!r} does not exist")
@@ -1039,28 +599,16 @@ def _node_inputs(layer, node_index):
         args, kwargs = node.get("args") or [], node.get("kwargs") or {}
         if not isinstance(args, list) or not isinstance(kwargs, dict):
             raise ModelFormatError(f"layer '{layer.name}': malformed inbound node")
-        tensors = []
-
-        def walk(x):
-            h = _history(x)
-            if h is not None:
-                tensors.append(h)
-            elif isinstance(x, (list, tuple)):
-                for y in x:
-                    walk(y)
-            elif isinstance(x, dict):
-                for y in x.values():
-                    walk(y)
-
         main = _history(args[0]) if args else None
-        for a in args[1:]:
-            walk(a)
-        if main is None and args:
-            walk(args[0])
-        for k, v in kwargs.items():
-            if k != "mask":
-                walk(v)
-        return main, tensors, kwargs
+        rest, init = args[1:], None
+        if layer.class_name in _RECURRENT_CLASSES:
+            src = kwargs.get("initial_state")
+            if src is None and rest:
+                src, rest = rest[0], rest[1:]
+            if src is not None:
+                init = [_history(x) for x in (src if isinstance(src, list) else [src])]
+        other = {k: v for k, v in kwargs.items() if k not in ("mask", "initial_state")}
+        return main, init, _histories([rest, other]), kwargs, args
     if isinstance(node, list):  # Keras 2: [[name, node_index, tensor_index, kwargs], ...]
         hist = []
         kwargs = {}
@@ -1072,8 +620,32 @@ def _node_inputs(layer, node_index):
                 kwargs.update(item[3])
         if not hist:
             raise ModelFormatError(f"layer '{layer.name}': empty inbound node")
-        return hist[0], hist[1:], kwargs
+        return hist[0], None, hist[1:], kwargs, []
     raise ModelFormatError(f"layer '{layer.name}': malformed inbound node")
+
+
+def _histories(x):
+    """The keras_history of every serialized tensor in the structure ``x``."""
+    out, stack = [], [x]
+    while stack:
+        v = stack.pop()
+        h = _history(v)
+        if h is not None:
+            out.append(h)
+        elif isinstance(v, (list, tuple)):
+            stack.extend(reversed(v))
+        elif isinstance(v, dict):
+            stack.extend(reversed(list(v.values())))
+    return out
+
+
+def _history(t):
+    """keras_history ``(layer name, node index, tensor index)`` of a serialized tensor, or None."""
+    if isinstance(t, dict) and t.get("class_name") == "__keras_tensor__":
+        h = (t.get("config") or {}).get("keras_history")
+        if isinstance(h, (list, tuple)) and len(h) == 3:
+            return tuple(h)
+    return None
 
 
 def _io_list(v):
@@ -1087,17 +659,35 @@ def _io_list(v):
     raise ModelFormatError(f"malformed input_layers / output_layers {str(v)[:100]!r}")
 
 
-def _functional_chain(ctx, cfg, entries):
-    """Walk a functional config from its output back to its input: ``([(layer, has_mask_kwarg)], input layer)``."""
+def _is_mask_of(by_name, mh, src, value):
+    """Whether the tensor ``mh`` is the mask Keras computes for a mask source whose input is ``src``:
+    ``not_equal(x, 0)`` (Embedding mask_zero) or ``any(not_equal(x, mask_value), axis=-1)`` (Masking)."""
+    for _ in range(2):
+        producer = by_name.get(mh[0])
+        if producer is None or producer.class_name not in ("NotEqual", "Any"):
+            return False
+        try:
+            main, _, _, _, args = _node_inputs(producer, mh[1])
+        except ModelFormatError:
+            return False
+        if producer.class_name == "NotEqual" and (len(args) < 2 or args[1] != value):
+            return False
+        mh = main
+        if mh == src:
+            return True
+        if mh is None:
+            return False
+    return False
+
+
+def _functional_steps(ctx, cfg, entries, steps_of):
+    """Walk a functional config from its output back to its sequence input (see :func:`_model_steps`)."""
     by_name = {}
     for e in entries:
         by_name.setdefault(e.name, e)
     outs = _io_list(cfg.get("output_layers"))
     ins = _io_list(cfg.get("input_layers"))
-    if len(ins) != 1:
-        ctx.problem(None, f"the model has {len(ins)} inputs: only a chain with one input is supported "
-                          "(initial_state inputs are not supported in model files)")
-        return None, None
+    in_index = {tuple(h): i for i, h in enumerate(ins)}
     if len(outs) != 1:
         ok = (len(outs) == 2 and outs[0][0] == outs[1][0] and outs[0][1] == outs[1][1]
               and (outs[0][2], outs[1][2]) == (0, 1) and outs[0][0] in by_name
@@ -1106,8 +696,9 @@ def _functional_chain(ctx, cfg, entries):
         if not ok:
             ctx.problem(None, f"the model has {len(outs)} outputs: only a chain with one output (or the two outputs of "
                               "a final Bidirectional(merge_mode=None)) is supported")
-            return None, None
-    chain = []
+            return [], None, {}
+    steps, states = [], {}
+    calls = []  # (layer, main input history, mask history), output first
     h = outs[0]
     first = True
     seen = 0
@@ -1120,97 +711,103 @@ def _functional_chain(ctx, cfg, entries):
         if layer is None:
             raise ModelFormatError(f"the config refers to an unknown layer {lname!r}")
         if layer.class_name == "InputLayer":
-            if (lname, node_index, tensor_index) != tuple(ins[0]):
-                ctx.problem(layer, "the chain starts at an Input that is not the model input")
-            return chain, layer
+            seq = in_index.get(tuple(h))
+            if seq is None:
+                ctx.problem(layer, "the chain starts at an Input that is not a model input")
+            break
         if tensor_index != 0 and not (first and len(outs) == 2):
             ctx.problem(layer, f"the model uses its output #{tensor_index} (a returned state?): only the main output "
                                "of each layer can feed the chain")
         first = False
-        main, extra, kwargs = _node_inputs(layer, node_index)
+        main, init, extra, kwargs, args = _node_inputs(layer, node_index)
         if main is None:
             ctx.problem(layer, "takes its input in a structure: the model is not a linear chain (merges and multiple "
                                "inputs are not supported)")
-            return None, None
-        if "initial_state" in kwargs or (extra and layer.class_name in ("SimpleRNN", "LSTM", "GRU", "RNN",
-                                                                         "Bidirectional")):
-            ctx.problem(layer, "initial_state tensors are not supported in model files (convert the live model with "
-                               "fastrnn.from_keras instead)")
+            return [], None, {}
+        mask = kwargs.get("mask")
+        calls.append((layer, main, _history(mask)))
+        # a Keras 3 node records the mask its call received; Keras 2 nodes do not
+        gets_mask = True if mask is not None else (False if isinstance(layer.entry["inbound_nodes"][node_index], dict)
+                                                   else None)
+        idx = None
+        if init is not None:
+            idx = []
+            for s in init:
+                i = in_index.get(s) if s is not None else None
+                if s is None:
+                    ctx.problem(layer, "initial_state must be model Inputs (got a constant)")
+                elif i is None:
+                    ctx.problem(layer, "initial_state computed inside the model is not supported (pass it as a "
+                                       "keras.Input of the model)")
+                else:
+                    idx.append(i)
+                    states[i] = ins[i][0]
+        if extra and layer.class_name in _RECURRENT_CLASSES and init is None:
+            ctx.problem(layer, "initial_state tensors in a Keras 2 model config are not supported (convert the model "
+                               "with Keras 3)")
         elif extra:
             ctx.problem(layer, f"takes {1 + len(extra)} tensors: the model is not a linear chain (merges and multiple "
                                "inputs are not supported)")
-        chain.insert(0, (layer, kwargs.get("mask") is not None))
+        steps[0:0] = steps_of(layer, gets_mask, idx, args if layer.is_op else None)
         h = main
+    src = None  # (input, compared value) of the active mask source (Embedding mask_zero / Masking)
+    for layer_, main, mh in reversed(calls):
+        if mh is not None and src is not None and not _is_mask_of(by_name, mh, *src):
+            ctx.problem(layer_, "an explicit mask= argument is not supported")
+        if layer_.class_name == "Embedding" and layer_.config.get("mask_zero"):
+            src = (main, 0)
+        elif layer_.class_name == "Masking":
+            src = (main, layer_.config.get("mask_value", 0.0))
+    for i, x in enumerate(ins):
+        if i != seq and i not in states:
+            ctx.problem(None, f"model input #{i} ('{x[0]}') is neither the sequence input nor an initial_state: "
+                              "the model is not a linear chain")
+    if seq in states:
+        ctx.problem(None, "the sequence input is also used as an initial_state")
+    shape = layer.config.get("batch_shape", layer.config.get("batch_input_shape"))
+    return steps, shape, states
 
 
 # ---- the converter
-def spec_from_keras_config(model_config, weights, *, keras_version=None, origin="Keras model") -> ModelSpec:
+def spec_from_keras_config(model_config, weights, *, keras_version=None, origin=None) -> ModelSpec:
     """Convert a Keras model config + weight arrays into a validated :class:`ModelSpec` (no Keras needed).
 
     ``model_config``: ``{"class_name": "Sequential" | "Functional" | "Model", "config": {...}}`` as in
     ``model.to_json()`` (Keras 2 or 3), or the bare Keras 2.0/2.1 Sequential layer list.
-    ``weights(layer_name, key, entry) -> list of arrays`` in Keras weight order for the top-level
-    layer ``layer_name`` (``key``: its .keras weight-file key, ``entry``: its :class:`_CfgLayer`).
+    ``weights(names, keys, entry) -> list of arrays`` in Keras weight order (``layer.weights``) for one
+    layer: ``names`` are the layer names from the top model down to it (one name for a layer of the
+    top model, more in a nested model), ``keys`` the same path in .keras weight-file keys,
+    ``entry`` its :class:`_CfgLayer`.
     ``keras_version``: the version of the Keras that wrote the model (activation / default
     semantics differ between Keras 2 and 3; guessed from the config when None).
     ``origin`` names the file in error messages.
     """
+    where = origin or "Keras model"
     if isinstance(model_config, list):  # Keras 2.0/2.1 Sequential
         model_config = {"class_name": "Sequential", "config": {"layers": model_config}}
     if not isinstance(model_config, dict) or not isinstance(model_config.get("class_name"), str):
-        raise ModelFormatError(f"{origin}: the model config is not a Keras model configuration")
+        raise ModelFormatError(f"{where}: the model config is not a Keras model configuration")
     family = keras_writer_family(keras_version if keras_version is not None else model_config.get("keras_version"))
-    cls = model_config["class_name"]
-    cfg = model_config.get("config")
-    if isinstance(cfg, list):
-        cfg = {"layers": cfg}
-    if not isinstance(cfg, dict) or not isinstance(cfg.get("layers"), list):
-        raise ModelFormatError(f"{origin}: the model config has no layer list")
-    entries = [_CfgLayer(e, origin) for e in cfg["layers"]]
+    cls, cfg, entries = _model_parts(model_config, where)
     if family == "unknown":
         family = _guess_family(model_config, entries)
-    ctx = _FileCtx(family, origin)
+    ctx = _Ctx(family, where)
     model_name = cfg.get("name") if isinstance(cfg.get("name"), str) else "?"
     if family == "keras1":
-        raise UnsupportedLayerError(f"{origin}: Keras 1 model files are not supported (re-save the model with Keras 2 or 3)")
-
-    # weight-file keys (.keras / Keras 3 weights.h5): snake_case(class) made unique, in model.layers order
-    used: dict[Any, Any] = {}
-    keys: dict[Any, Any] = {}
-    sequential = cls == "Sequential"
-    for e in entries:
-        if e.is_op or (sequential and e.class_name == "InputLayer"):
-            continue
-        base = _snake(e.class_name)
-        if base in used:
-            used[base] += 1
-            keys[id(e)] = f"{base}_{used[base]}"
-        else:
-            used[base] = 0
-            keys[id(e)] = base
-
-    in_shape = None
-    if sequential:
-        chain = [(e, None) for e in entries]
-        in_shape = cfg.get("build_input_shape")
-    elif cls in ("Functional", "Model"):
-        chain, inp = _functional_chain(ctx, cfg, entries)
-        if inp is not None:
-            in_shape = inp.config.get("batch_shape", inp.config.get("batch_input_shape"))
-    else:
-        raise UnsupportedLayerError(f"{origin}: model class {cls!r} is not supported (only Sequential and functional "
-                                    "models can be loaded from a file; subclassed models store no architecture)")
-    layers = []
-    if chain is not None:
-        layers, in_shape = _cfg_convert_chain(ctx, chain, weights, keys, in_shape)
+        raise UnsupportedLayerError(f"{where}: Keras 1 model files are not supported (re-save the model with Keras 2 or 3)")
+    if cls not in ("Sequential", "Functional", "Model"):
+        raise UnsupportedLayerError(f"{where}: model class {cls!r} is not supported (only Sequential and functional "
+                                    "models can be converted: subclassed models store no architecture)")
+    steps, in_shape, state_inputs = _model_steps(ctx, cls, cfg, entries)
+    layers, rec_steps, in_shape = _convert_steps(ctx, steps, weights, in_shape)
 
     if ctx.problems:
         lines = "\n".join(f"  - {p}" for p in ctx.problems)
         n = len(ctx.problems)
-        raise UnsupportedLayerError(f"{origin}: cannot convert Keras model '{model_name}' "
+        raise UnsupportedLayerError(f"{origin + ': ' if origin else ''}cannot convert Keras model '{model_name}' "
                                     f"({n} problem{'s' if n > 1 else ''}):\n{lines}")
     if not layers:
-        raise ModelFormatError(f"{origin}: Keras model '{model_name}' has no layers to convert")
+        raise ModelFormatError(f"{where}: Keras model '{model_name}' has no layers to convert")
     input_features = None
     if not isinstance(layers[0], EmbeddingSpec):
         if isinstance(in_shape, (list, tuple)) and len(in_shape) == 3 and isinstance(in_shape[-1], int):
@@ -1227,6 +824,10 @@ def spec_from_keras_config(model_config, weights, *, keras_version=None, origin=
     if keras_version is not None or model_config.get("keras_version"):
         v = keras_version if keras_version is not None else model_config.get("keras_version")
         meta["keras_version"] = v.decode() if isinstance(v, bytes) else str(v)
+    states = [{"input": i, "name": state_inputs[i], "layer": name, "recurrent_index": ri, "position": pos}
+              for ri, (step, name) in enumerate(rec_steps) for pos, i in enumerate(step.init or [])]
+    if states:
+        meta["keras_state_inputs"] = states
     if ctx.stateful_layers:
         batch = in_shape[0] if isinstance(in_shape, (list, tuple)) and in_shape else None
         meta["layer_metadata"] = _stateful_metadata(ctx.stateful_layers, batch)
@@ -1234,7 +835,7 @@ def spec_from_keras_config(model_config, weights, *, keras_version=None, origin=
     try:
         return spec.validate()
     except ModelFormatError as e:
-        raise ModelFormatError(f"{origin}: {e}") from None
+        raise ModelFormatError(f"{where}: {e}") from None
 
 
 def _guess_family(model_config, entries) -> str:
@@ -1262,24 +863,56 @@ def _guess_family(model_config, entries) -> str:
     return "unknown"
 
 
-def _cfg_convert_chain(ctx, chain, weights, keys, in_shape):
+def _decode_key(v):
+    """A serialized ``x[key]`` index (Keras 3): lists, ``__slice__`` / ``__ellipsis__`` objects, ints."""
+    if isinstance(v, list):
+        return tuple(_decode_key(x) for x in v)
+    if isinstance(v, dict):
+        c = v.get("config") if isinstance(v.get("config"), dict) else {}
+        if v.get("class_name") == "__slice__":
+            return slice(c.get("start"), c.get("stop"), c.get("step"))
+        if v.get("class_name") == "__ellipsis__":
+            return Ellipsis
+    return v
+
+
+def _convert_steps(ctx, steps, weights, in_shape):
+    """Map the steps to spec layers: ``(layers, [(recurrent step, spec name)], input batch shape)``."""
     out = []
+    rec = []
     used = set()
-    mask_active = False
+    mask_active = False  # the mask as fastrnn sees it (every mask source until a sequence is reduced)
+    keras_mask = False  # the mask as Keras sees it (also dropped at the end of a nested model)
     rank = len(in_shape) if isinstance(in_shape, (list, tuple)) else 3
     first_real = True
 
     def uname(base):
         return unique_name(base, used)
 
-    def arrays_of(layer):
-        got = weights(layer.name, keys.get(id(layer)), layer)
+    def arrays_of(step):
+        got = weights(step.names, step.keys, step.layer)
         return list(got) if got is not None else []
 
-    for layer, has_mask_kwarg in chain:
+    for step in steps:
+        layer = step.layer
         cls = layer.class_name
+        if step.marker == "nested_end":
+            keras_mask = False
+            continue
+        receives = keras_mask if step.gets_mask is None else step.gets_mask
+        if receives and not mask_active:
+            ctx.problem(layer, "Keras gives this layer a mask whose source fastrnn does not know")
+        if step.marker == "nested_start":
+            first_real = False
+            continue
         if layer.is_op:
-            ctx.problem(layer, "unsupported operation in the chain (keras.ops operations are not supported in model files)")
+            args = step.op_args or []
+            if cls == "GetItem" and len(args) >= 2 and _last_step_key(_decode_key(args[1])) and rank == 3:
+                out.append(LastStepSpec(name=uname(layer.name)))
+                mask_active = keras_mask = False
+                rank = 2
+            else:
+                ctx.problem(layer, "unsupported keras.ops operation in the chain (only x[:, -1] is supported)")
             continue
         if layer.builtin("InputLayer"):
             shp = layer.config.get("batch_shape", layer.config.get("batch_input_shape"))
@@ -1291,13 +924,6 @@ def _cfg_convert_chain(ctx, chain, weights, keys, in_shape):
             shp = layer.config.get("batch_input_shape", layer.config.get("batch_shape"))
             if in_shape is None and isinstance(shp, list):
                 in_shape, rank = shp, len(shp)
-        if has_mask_kwarg and not mask_active:
-            ctx.problem(layer, "receives a mask whose source fastrnn does not know")
-        if layer.is_model:
-            ctx.problem(layer, "nested models are not supported in model files (flatten the model, or convert the live "
-                               "model with fastrnn.from_keras)")
-            first_real = False
-            continue
         if cls == "Lambda":
             ctx.problem(layer, "Lambda layers are not supported (their code is never loaded)")
             first_real = False
@@ -1321,7 +947,7 @@ def _cfg_convert_chain(ctx, chain, weights, keys, in_shape):
             if not first_real:
                 ctx.problem(layer, "Embedding must be the first layer")
             mask_zero = bool(layer.config.get("mask_zero", False))
-            arrs = arrays_of(layer)
+            arrs = arrays_of(step)
             if len(arrs) != 1 or np.ndim(arrs[0]) != 2:
                 raise ModelFormatError(f"layer '{layer.name}' (Embedding): expected one 2-D embeddings array, got "
                                        f"{[np.shape(a) for a in arrs]}")
@@ -1331,7 +957,7 @@ def _cfg_convert_chain(ctx, chain, weights, keys, in_shape):
                 raise ModelFormatError(f"layer '{layer.name}' (Embedding): embeddings have shape {emb.shape}, the config "
                                        f"says {dims}")
             out.append(EmbeddingSpec(name=uname(layer.name), embeddings=emb, mask_zero=mask_zero))
-            mask_active = mask_active or mask_zero
+            mask_active = keras_mask = mask_active or mask_zero
             rank = 3
             first_real = False
             continue
@@ -1344,30 +970,36 @@ def _cfg_convert_chain(ctx, chain, weights, keys, in_shape):
             if not isinstance(mv, (int, float)) or isinstance(mv, bool):
                 raise ModelFormatError(f"layer '{layer.name}' (Masking): mask_value {mv!r} is not a number")
             out.append(MaskingSpec(name=uname(layer.name), mask_value=float(mv)))
-            mask_active = True
+            mask_active = keras_mask = True
             continue
-        if cls in _RNN_LAYERS or cls == "RNN":
+        if cls in _RECURRENT_CLASSES:
             name = uname(layer.name)
-            d = _cfg_rnn_direction(ctx, layer, layer, arrays_of(layer), mask_active, None)
-            if d is not None:
-                if d["stateful"]:
+            if cls == "Bidirectional":
+                spec = _cfg_bidirectional(ctx, layer, name, arrays_of(step), mask_active)
+                inner = layer.config.get("layer")
+                rs = isinstance(inner, dict) and bool((inner.get("config") or {}).get("return_sequences", False))
+            else:
+                d = _cfg_rnn_direction(ctx, layer, layer, arrays_of(step), mask_active, None)
+                spec = None if d is None else RecurrentSpec(
+                    kind=d["kind"], name=name, input_size=d["in_size"], units=d["units"], weights=[d["w"]],
+                    activation=d["activation"], recurrent_activation=d["recurrent_activation"],
+                    reset_after=d["reset_after"], direction="reverse" if d["go_backwards"] else "forward",
+                    return_sequences=d["return_sequences"], mask_mode=d["mode"])
+                if d is not None and d["stateful"]:
                     ctx.stateful_layers.append(name)
-                out.append(RecurrentSpec(kind=d["kind"], name=name, input_size=d["in_size"], units=d["units"],
-                                         weights=[d["w"]], activation=d["activation"],
-                                         recurrent_activation=d["recurrent_activation"], reset_after=d["reset_after"],
-                                         direction="reverse" if d["go_backwards"] else "forward",
-                                         return_sequences=d["return_sequences"], mask_mode=d["mode"]))
-            if not bool(layer.config.get("return_sequences", False)):
-                mask_active = False
-                rank = 2
-            continue
-        if cls == "Bidirectional":
-            spec = _cfg_bidirectional(ctx, layer, uname(layer.name), arrays_of(layer), mask_active)
+                rs = bool(layer.config.get("return_sequences", False))
+            if mask_active and not receives:
+                ctx.problem(layer, "called with initial_state tensors while a mask (Embedding mask_zero / Masking) is "
+                                   "active: Keras 3 then does not pass the mask to the layer (it runs every step "
+                                   "unmasked, while later layers stay masked), which fastrnn cannot express; pass "
+                                   "mask= explicitly to the layer call to get masked behaviour" if step.init else
+                                   "Keras gives this layer no mask although one is active upstream (a nested model "
+                                   "drops the mask at its output), which fastrnn cannot express")
+            rec.append((step, name))
             if spec is not None:
                 out.append(spec)
-            inner = layer.config.get("layer")
-            if isinstance(inner, dict) and not bool((inner.get("config") or {}).get("return_sequences", False)):
-                mask_active = False
+            if not rs:
+                mask_active = keras_mask = False
                 rank = 2
             continue
         if cls in ("Dense", "TimeDistributed"):
@@ -1393,7 +1025,7 @@ def _cfg_convert_chain(ctx, chain, weights, keys, in_shape):
                     continue
             act = ctx.activation(layer, inner.config.get("activation"))
             units = _cfg_int(inner, "units")
-            w, b = _dense_from_arrays(f"layer '{layer.name}' ({cls})", arrays_of(layer),
+            w, b = _dense_from_arrays(f"layer '{layer.name}' ({cls})", arrays_of(step),
                                       bool(inner.config.get("use_bias", True)), units)
             if act is not None:
                 out.append(DenseSpec(name=uname(layer.name), weight=w, bias=b, activation=act))
@@ -1431,11 +1063,11 @@ def _cfg_convert_chain(ctx, chain, weights, keys, in_shape):
             last = axis == -1 or axis == [-1] or axis == rank - 1
             if not last:
                 ctx.problem(layer, f"axis={axis} is not supported (only the last axis)")
-            elif mask_active:
+            elif mask_active or receives:
                 ctx.problem(layer, "Softmax layer receiving a mask is not supported (Keras applies the mask inside the "
                                    "softmax)")
             else:
                 out.append(ActivationSpec(name=uname(layer.name), activation="softmax"))
             continue
         ctx.problem(layer, f"unsupported layer class {cls}")
-    return out, in_shape
+    return out, rec, in_shape

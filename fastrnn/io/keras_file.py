@@ -5,7 +5,8 @@ Formats (detected from the content, not the file name):
 * Keras 3 ``.keras``: a zip of ``config.json`` + ``model.weights.h5`` (+ ``metadata.json``).
   Weights are keyed ``layers/<key>/vars/<i>`` where ``key`` is ``snake_case(class)`` made unique in
   ``model.layers`` order (nested: ``.../cell/vars``, ``.../forward_layer/cell/vars``,
-  ``.../backward_layer/cell/vars``, ``.../layer/vars``), mapped from the config.
+  ``.../backward_layer/cell/vars``, ``.../layer/vars``; a layer of a nested model:
+  ``layers/<model key>/layers/<key>/...``), mapped from the config.
 * legacy full-model HDF5 (``model.save("x.h5")`` by Keras 3, tf.keras 2.x or Keras 2.x): root
   attribute ``model_config`` (JSON), ``keras_version``, group ``model_weights`` with
   ``layer_names`` and per-layer ``weight_names`` (attributes possibly chunked as ``name0``,
@@ -250,15 +251,19 @@ class _V3Store:
             return _attr_str(grp["vars"].attrs.get("name"))
         return None
 
-    def by_key(self, layer_name, key, class_name):
-        if key is None:
+    def by_key(self, layer_name, keys, class_name):
+        """The variables of the layer at weight-file key path ``keys`` (one key per model level: a layer of a
+        nested model sits at ``layers/<model key>/layers/<key>``)."""
+        if None in keys:
             return []
-        path = f"layers/{key}"
-        if self.root is None or key not in self.root:
-            if class_name in ("InputLayer",) or class_name in _NO_WEIGHTS:
-                return []
-            raise _Fail(f"weights for layer '{layer_name}' ({class_name}) are missing (no group '{path}')")
-        grp = self.root[key]
+        path = "layers/" + "/layers/".join(keys)
+        grp = self.f
+        for part in path.split("/"):
+            grp = grp[part] if isinstance(grp, _h5py().Group) and part in grp else None
+            if grp is None:
+                if class_name in ("InputLayer",) or class_name in _NO_WEIGHTS:
+                    return []
+                raise _Fail(f"weights for layer '{layer_name}' ({class_name}) are missing (no group '{path}')")
         stored = self._name_of(grp)
         if stored is not None and stored != layer_name:
             raise _Fail(f"weight group '{path}' belongs to layer '{stored}', but the config puts layer '{layer_name}' "
@@ -294,6 +299,13 @@ class _LegacyStore:
         if names is None:
             raise _Fail("the weights group has no 'layer_names' attribute")
         self.layer_names = names
+
+    def by_path(self, names, keys, entry):
+        """The weights callback of :func:`spec_from_keras_config` (layers of the top model only)."""
+        if len(names) > 1:
+            raise UnsupportedLayerError(f"layer '{names[0]}': nested models in legacy HDF5 files are not supported "
+                                        "(re-save the model as .keras)")
+        return self.by_name(names[0], entry.class_name)
 
     def by_name(self, layer_name, class_name=None):
         h5py = _h5py()
@@ -472,7 +484,7 @@ def _load_keras_zip(p, architecture, keras_version, origin, budget):
         store = _V3Store(f, budget)
         if spec is not None:
             return _fill_spec(spec, lambda n, c: store.by_name(n, c), origin)
-        return _convert(cfg, lambda name, key, e: store.by_key(name, key, e.class_name), version, origin)
+        return _convert(cfg, lambda names, keys, e: store.by_key(names[-1], keys, e.class_name), version, origin)
 
 
 def _convert(cfg, weights, version, origin):
@@ -502,7 +514,7 @@ def _load_h5(f, architecture, keras_version, origin, budget):
             raise _Fail("is a weights-only file: pass architecture= (the model's Keras config JSON or a ModelSpec)")
         if spec is not None:
             return _fill_spec(spec, lambda n, c: store.by_name(n, c), origin)
-        return _convert(cfg, lambda name, key, e: store.by_key(name, key, e.class_name), version, origin)
+        return _convert(cfg, lambda names, keys, e: store.by_key(names[-1], keys, e.class_name), version, origin)
     else:
         raise _Fail("is an HDF5 file but not a Keras model or weights file (no model_config, layer_names or layers)")
     if cfg is None and spec is None:
@@ -511,7 +523,7 @@ def _load_h5(f, architecture, keras_version, origin, budget):
         return _fill_spec(spec, lambda n, c: store.by_name(n, c), origin)
     if isinstance(cfg, dict) and version is None:
         version = cfg.get("keras_version")
-    return _convert(cfg, lambda name, key, e: store.by_name(name, e.class_name), version, origin)
+    return _convert(cfg, store.by_path, version, origin)
 
 
 # --------------------------------------------------------------------------- ModelSpec architecture
@@ -530,7 +542,7 @@ def _fill_spec(spec, get, origin):
             layer.embeddings = arrs[0]
         elif isinstance(layer, DenseSpec):
             arrs = get(layer.name, "Dense")
-            w, b = _dense_from_arrays(where, arrs, len(arrs) == 2, err=ModelFormatError)
+            w, b = _dense_from_arrays(where, arrs, len(arrs) == 2)
             if w.shape != np.shape(layer.weight):
                 raise _Fail(f"{where}: the file's kernel gives weight {w.shape}, the spec has {np.shape(layer.weight)}")
             layer.weight, layer.bias = w, b
@@ -547,7 +559,7 @@ def _fill_spec(spec, get, origin):
             ws = []
             for d in range(nd):
                 w, in_size = _rnn_direction_from_arrays(where, layer.kind, layer.units, arrs[d * per:(d + 1) * per],
-                                                        per == 3, layer.reset_after, err=ModelFormatError)
+                                                        per == 3, layer.reset_after)
                 if in_size != layer.input_size:
                     raise _Fail(f"{where}: the file's kernel takes {in_size} features, the spec {layer.input_size}")
                 ws.append(w)
