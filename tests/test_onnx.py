@@ -359,6 +359,93 @@ def test_nonzero_initial_state_and_constant_sequence_lens_are_refused(rng):
         spec_from_onnx(m)
 
 
+def _ort_refuses(m, match):
+    with pytest.raises(Exception, match=match):
+        ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+def test_attributes_an_op_does_not_define_are_refused_like_onnxruntime(rng):
+    """An attribute the op's schema (at the model's opset) does not define: onnxruntime and onnx.checker
+    refuse the model; so does fastrnn, naming the node, op and attribute, before converting its value
+    (review 2026-12-05, section 3)."""
+    m = rnn_model(rng, "LSTM")
+    x = rng.standard_normal((4, 2, 3)).astype(np.float32)
+    assert_close(fr_run(m, x)[0], ort_run(m, {"X": x}))  # the model itself loads and matches
+    ident = helper.make_node("Identity", ["X0"], ["X"], name="id", junk=[300, 300])
+    good = make_model([helper.make_node("Identity", ["X0"], ["X"], name="id"), *m.graph.node],
+                      [vi("X0", ["T", "N", 3])], [vi("Y", ["T", 1, "N", 5])], m.graph.initializer)
+    onnx.checker.check_model(good)
+    bad = make_model([ident, *m.graph.node], [vi("X0", ["T", "N", 3])], [vi("Y", ["T", 1, "N", 5])],
+                     m.graph.initializer)
+    _ort_refuses(bad, "Unrecognized attribute: junk for operator Identity")
+    with pytest.raises(onnx.checker.ValidationError, match="Unrecognized attribute: junk for operator Identity"):
+        onnx.checker.check_model(bad)
+    assert_close(fr_run(good, x)[0], ort_run(good, {"X0": x}))
+    with pytest.raises(fastrnn.ModelFormatError, match=r"node 'id' \(Identity\): attribute 'junk' is not defined "
+                                                        r"for Identity \(opset 14; it defines none\)"):
+        spec_from_onnx(bad)
+    # on the recurrent node itself; and layout, which LSTM defines from opset 14 only
+    bad = rnn_model(rng, "LSTM", attrs={"junk": 1.5})
+    _ort_refuses(bad, "Unrecognized attribute: junk for operator LSTM")
+    with pytest.raises(fastrnn.ModelFormatError, match=r"node 'rnn' \(LSTM\): attribute 'junk' is not defined"):
+        spec_from_onnx(bad)
+    old = rnn_model(rng, "GRU", layout=1)
+    old.opset_import[0].version = 13
+    _ort_refuses(old, "Unrecognized attribute: layout for operator GRU")
+    with pytest.raises(fastrnn.ModelFormatError, match=r"node 'rnn' \(GRU\): attribute 'layout' is not defined "
+                                                        r"for GRU \(opset 13"):
+        spec_from_onnx(old)
+    # more inputs than the op takes
+    two = make_model([helper.make_node("Identity", ["X0", "X0"], ["X"], name="id"), *m.graph.node],
+                     [vi("X0", ["T", "N", 3])], [vi("Y", None)], m.graph.initializer)
+    _ort_refuses(two, "Identity")
+    with pytest.raises(fastrnn.ModelFormatError, match=r"node 'id' \(Identity\): 2 input\(s\): Identity takes 1"):
+        spec_from_onnx(two)
+
+
+def test_node_lists_are_bounded_before_they_are_walked(rng):
+    """Inputs + outputs + attributes of a node, and the entries of one attribute, are bounded (4096)
+    before anything walks or converts them, for an ``onnx.ModelProto`` too (no pre-scan there); a node
+    over 64 KiB in a file or bytes is refused before the protobuf is parsed."""
+    m = rnn_model(rng, "LSTM")
+    many = make_model([helper.make_node("Concat", ["X0"] * 5000, ["X"], name="cat", axis=2), *m.graph.node],
+                      [vi("X0", ["T", "N", 3])], [vi("Y", None)], m.graph.initializer)
+    with pytest.raises(fastrnn.ModelFormatError, match=r"<onnx model>: node 'cat' \(Concat\): inputs, outputs and "
+                                                        r"attributes: 5,002 is more than fastrnn reads"):
+        spec_from_onnx(many)
+    del many.graph.node[0].input[:]
+    many.graph.node[0].input.extend(["X0"] * 30_000)  # 120 KB
+    with pytest.raises(fastrnn.ModelFormatError, match=r"<onnx model>: ONNX node #0 is 120,0\d\d bytes, more than "
+                                                        r"fastrnn reads for one node \(at most 65,536"):
+        spec_from_onnx(many.SerializeToString())
+    alphas = rnn_model(rng, "RNN", attrs={"activations": ["Affine"], "activation_alpha": [1.0] * 5000,
+                                          "activation_beta": [0.0]})
+    with pytest.raises(fastrnn.ModelFormatError, match=r"node 'rnn' \(RNN\): entries of attribute "
+                                                        r"'activation_alpha': 5,000 is more than fastrnn reads"):
+        spec_from_onnx(alphas)
+    ok = rnn_model(rng, "RNN", attrs={"activations": ["Affine"], "activation_alpha": [1.0], "activation_beta": [0.0]})
+    x = rng.standard_normal((4, 2, 3)).astype(np.float32)
+    assert_close(fr_run(ok, x)[0], ort_run(ok, {"X": x}))
+
+
+@pytest.mark.parametrize("raw", [True, False], ids=["raw_data", "float_data"])
+def test_constant_nodes_over_64_kib_load(raw, rng, tmp_path):
+    """Weights in Constant nodes (W 80 KiB, R 83 KiB, as raw_data or packed float_data) are not
+    bounded by the per-node byte limit (their tensor data is charged to the budget when materialised):
+    the file matches onnxruntime."""
+    m = rnn_model(rng, "LSTM", H=72, I=70)
+    consts = [helper.make_node("Constant", [], [t.name], name=f"c{t.name}",
+                               value=helper.make_tensor(t.name, FLOAT, t.dims, numpy_helper.to_array(t).ravel(),
+                                                        raw=raw)) for t in m.graph.initializer]
+    m = make_model([*consts, *m.graph.node], list(m.graph.input), list(m.graph.output))
+    assert max(n.ByteSize() for n in m.graph.node) > 80_000
+    p = str(tmp_path / "c.onnx")
+    onnx.save(m, p)
+    x = rng.standard_normal((5, 2, 70)).astype(np.float32)
+    model = fastrnn.load(p)
+    assert_close(output_to_onnx(model.spec, model.predict(input_to_fastrnn(model.spec, x))), ort_run(m, {"X": x}))
+
+
 # ------------------------------------------------------------------------------------------ ops around
 def test_dense_head_ops_against_onnxruntime(rng):
     """Gather last step, Gemm (transA / transB / alpha / beta), MatMul + Add (bias first), Transpose,
