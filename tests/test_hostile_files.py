@@ -101,3 +101,50 @@ def test_cli_refuses_hostile_file(fam, tmp_path):
     assert r.returncode == 2, f"exit {r.returncode}: {r.stderr[-3000:]}"
     assert "fastrnn: error:" in r.stderr and "Traceback" not in r.stderr, r.stderr[-3000:]
     assert not os.path.exists(tmp_path / "out.fastrnn"), "a half-written output was left behind"
+
+
+_DIRECT_READER = r"""
+import sys
+import fastrnn
+from fastrnn.io.containers import spec_from_npz_file, spec_from_safetensors_file
+from fastrnn.io.torch_file import read_torch_file, spec_from_torch_file
+fn = {"read_torch_file": read_torch_file, "spec_from_torch_file": spec_from_torch_file,
+      "spec_from_npz_file": spec_from_npz_file, "spec_from_safetensors_file": spec_from_safetensors_file}[sys.argv[2]]
+try:
+    fn(sys.argv[1])
+    print("LOADED")
+except fastrnn.FastRNNError as e:
+    print("REFUSED", type(e).__name__, e)
+"""
+
+
+def _special(tmp_path, what, name):
+    path = tmp_path / name
+    if what == "fifo":
+        os.mkfifo(path)
+    else:
+        os.symlink(what, path)
+    return str(path)
+
+
+@pytest.mark.parametrize("what,name", [("/dev/zero", "zero.onnx"), ("/dev/zero", "zero.pt"),
+                                       ("/dev/urandom", "rand.fastrnn"), ("fifo", "fifo.onnx"),
+                                       ("fifo", "fifo.keras"), ("fifo", "fifo.pt")])
+def test_non_regular_file_is_refused_before_any_read(tmp_path, what, name):
+    """Review 2026-12-05, section 4: a symlink to a device reads without end (the budget is the size on
+    disk: 0) and a FIFO blocks the first read for ever: refused from the path's type, naming the file."""
+    path = _special(tmp_path, what, name)
+    res = run_child(path, timeout=30)
+    assert not res["loaded"] and res["fastrnn"], res
+    assert path in res["msg"] and "not a regular file" in res["msg"], res["msg"]
+    assert res["seconds"] < 2 and res["maxrss_mib"] < 128, res
+
+
+@pytest.mark.parametrize("fn", ["read_torch_file", "spec_from_torch_file", "spec_from_npz_file",
+                                "spec_from_safetensors_file"])
+def test_readers_called_directly_refuse_a_fifo(tmp_path, fn):
+    path = _special(tmp_path, "fifo", "w.bin")
+    r = subprocess.run([sys.executable, "-c", _DIRECT_READER, path, fn], capture_output=True, text=True,
+                       env=child_env(), cwd=CHILD_CWD, timeout=30)
+    assert r.stdout.startswith("REFUSED ModelFormatError") and f"{path}: not a regular file (a FIFO)" in r.stdout, \
+        r.stdout + r.stderr[-2000:]

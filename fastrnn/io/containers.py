@@ -31,6 +31,7 @@ import numpy as np
 
 from ..errors import ArgumentTypeError, ConversionError, ModelFormatError, file_errors
 from .budget import LoadBudget
+from .detect import check_path
 from .native import read_safetensors_header
 from ..spec import ModelSpec
 from .torch_file import Architecture, spec_from_tensors
@@ -65,6 +66,7 @@ def _from_file(path: str | os.PathLike[str], read: Callable[[str, LoadBudget], d
     strict, key = _options(options, fn)
     path = os.fspath(path)
     with file_errors(path):
+        path = check_path(path)
         budget = LoadBudget.for_file(path)
         tensors = read(path, budget)
         try:

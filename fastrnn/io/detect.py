@@ -22,30 +22,45 @@ import os
 import re
 from typing import Any, Callable
 
-from ..errors import ModelFileNotFoundError, ModelFormatError, UnsupportedLayerError, file_errors
+from ..errors import ArgumentTypeError, ModelFileNotFoundError, ModelFormatError, UnsupportedLayerError, file_errors
 from ..spec import ModelSpec
 
-__all__ = ["detect_format", "spec_from_file"]
+__all__ = ["detect_format", "spec_from_file", "check_path", "check_zip_directory"]
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 ZIP_SIGNATURES = (b"PK\x03\x04", b"PK\x05\x06")
 _TORCH_PKL = re.compile(r"^(?:[^/]+/)?data\.pkl$")
 
 
-def _check_path(path: object) -> str:
+def check_path(path: object) -> str:
+    """``path`` as a str once it names a regular file (symlinks resolved), checked before anything reads
+    it: a missing path raises :class:`ModelFileNotFoundError`; a directory, a FIFO (a read blocks for
+    ever), a device (``/dev/zero`` reads without end) or a socket raise :class:`ModelFormatError`.  Every
+    reader's :class:`~fastrnn.io.budget.LoadBudget` is the file's size on disk, which only a regular
+    file has."""
+    import errno
+    import stat
+
     if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"expected a path (str or os.PathLike), got {type(path).__name__}")
+        raise ArgumentTypeError(f"expected a path (str or os.PathLike), got {type(path).__name__}")
     path = os.fspath(path)
     if isinstance(path, bytes):
         path = os.fsdecode(path)
-    if not os.path.exists(path):
-        import errno
-
-        raise ModelFileNotFoundError(errno.ENOENT, "no such model file", path)
-    if os.path.isdir(path):
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        raise ModelFileNotFoundError(errno.ENOENT, "no such model file", path) from None
+    except (OSError, ValueError) as e:  # permissions, a symlink loop, a NUL in the name ...
+        raise ModelFormatError(f"{path}: cannot read ({getattr(e, 'strerror', None) or e})") from None
+    if stat.S_ISDIR(mode):
         raise ModelFormatError(
             f"{path}: is a directory, expected a model file (.fastrnn, .keras, .h5, .pt/.pth); a TensorFlow "
             "SavedModel directory is not supported: load it in Keras and save it as .keras")
+    if not stat.S_ISREG(mode):
+        kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a character device" if stat.S_ISCHR(mode) else
+                "a block device" if stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else "not a file")
+        link = f", through the link to {os.path.realpath(path)}" if os.path.islink(path) else ""
+        raise ModelFormatError(f"{path}: not a regular file ({kind}{link}); fastrnn reads model files only")
     return path
 
 
@@ -124,7 +139,7 @@ def detect_format(path: str | os.PathLike[str]) -> str:
     """``"fastrnn" | "keras" | "keras_h5" | "torch" | "safetensors" | "npz" | "onnx"`` from the content of ``path``, else ModelFormatError."""
     from .native import is_native_file
 
-    path = _check_path(path)
+    path = check_path(path)
     with open(path, "rb") as f:
         head = f.read(16)
         size = os.fstat(f.fileno()).st_size
@@ -181,7 +196,7 @@ def spec_from_file(path: str | os.PathLike[str], **options: Any) -> tuple[ModelS
     precision (:func:`fastrnn.quantize.convert_spec`); the ONNX reader takes it too, to keep the int8
     weights of a ``DynamicQuantizeLSTM``.
     """
-    p = _check_path(path)
+    p = check_path(path)
     weights = options.pop("weights", None)
     if weights is not None:  # every format: the recurrent weights in this precision (fastrnn.quantize)
         from ..quantize import precision_arg

@@ -118,6 +118,7 @@ from ..converters.torch import CELL_MODES, Piece, RNNDesc, build_spec, cell_piec
 from ..errors import ArgumentTypeError, ConversionError, ModelFormatError, UnsupportedLayerError, file_errors
 from ..spec import ACTIVATIONS, AXIS_ACTIVATIONS, ModelSpec
 from .budget import LoadBudget
+from .detect import check_path
 
 __all__ = ["spec_from_torch_file", "spec_from_tensors", "read_torch_file", "is_torch_file"]
 
@@ -795,6 +796,7 @@ def read_torch_file(path):
     memory spent is bounded by :class:`~fastrnn.io.budget.LoadBudget` (the file's real size)."""
     path = os.fspath(path)
     with file_errors(path):
+        path = check_path(path)
         return _read(path, LoadBudget.for_file(path))
 
 
@@ -1142,6 +1144,7 @@ def spec_from_torch_file(path: str | os.PathLike[str], architecture: Architectur
                                 "strict, key)")
     path = os.fspath(path)
     with file_errors(path):  # whatever the content: a FastRNNError naming the file
+        path = check_path(path)
         budget = LoadBudget.for_file(path)
         return spec_from_tensors(_read(path, budget), architecture, strict, path, budget, key=key,
                                  meta={"framework": "torch", "source_file": os.path.basename(path)})
