@@ -8,6 +8,7 @@ inside the wheel) when they repair the wheel (.ci/wheel.sh, pyproject.toml [tool
 Sources of the extension compile in parallel (pybind11's ParallelCompile: all cores, or
 NPY_NUM_BUILD_JOBS).
 """
+import filecmp
 import glob
 import os
 import platform
@@ -58,9 +59,32 @@ class BuildExt(build_ext):
         super().copy_extensions_to_source()
         self._copy_blas(os.path.join(os.path.dirname(os.path.abspath(__file__)), "fastrnn"))
 
+    def copy_file(self, infile, outfile, *args, **kwargs):
+        # Never rewrite a shared library in place: a running process that has it mapped (a test, a
+        # notebook using the checkout) dies with SIGBUS / SIGSEGV when its pages change under it.
+        # A copy beside it renamed over it leaves the old inode to whoever has it open.
+        if not os.path.isdir(outfile) and os.path.exists(outfile) and outfile.endswith((".so", ".dylib", ".pyd")):
+            _replace_atomically(infile, outfile)
+            return outfile, 1
+        return super().copy_file(infile, outfile, *args, **kwargs)
+
     @staticmethod
     def _copy_blas(dest):
-        shutil.copy2(os.path.join(scipy_openblas32.get_lib_dir(), BLAS_LIB), os.path.join(dest, BLAS_LIB))
+        _replace_atomically(os.path.join(scipy_openblas32.get_lib_dir(), BLAS_LIB), os.path.join(dest, BLAS_LIB))
+
+
+def _replace_atomically(src, dst):
+    """Copy src to dst through a temporary file in dst's folder and os.replace (atomic on POSIX);
+    nothing is written when dst already has the same bytes."""
+    if os.path.exists(dst) and filecmp.cmp(src, dst, shallow=False):
+        return
+    tmp = f"{dst}.tmp{os.getpid()}"
+    try:
+        shutil.copy2(src, tmp)
+        os.replace(tmp, dst)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 ext = Pybind11Extension(
