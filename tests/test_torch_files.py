@@ -572,6 +572,41 @@ def test_modelspec_json_architecture(env, tmp_path):
     assert_close(reference.run_spec(spec, x), y)
 
 
+_LSTM_REFS = {"forward.w_ih": "weight_ih_l0", "forward.w_hh": "weight_hh_l0", "forward.b_ih": "bias_ih_l0",
+              "forward.b_hh": "bias_hh_l0"}
+
+
+@pytest.mark.parametrize("header,needle", [
+    ({"format": 1, "layers": 5}, "'layers' must be a list"),
+    ({"format": "1", "layers": []}, "'format' must be an int"),
+    ({"format": 1, "layers": [{"kind": "lstm", "name": "l", "units": 4, "tensors": {"forward.w_ih": 3}}]},
+     "'tensors' must map names to tensor names"),
+    ({"format": 1, "layers": [{"kind": "lstm", "name": "l", "units": "4", "tensors": _LSTM_REFS}]}, "'units'"),
+    ({"format": 1, "input_features": 3, "layers": [{"kind": "lstm", "name": "l", "input_size": 3, "units": 4,
+                                                    "tensors": {**_LSTM_REFS, "forward.b_hh": "nope"}}]},
+     "'nope'"),
+])
+def test_modelspec_json_architecture_is_checked_as_an_argument(env, tmp_path, header, needle):
+    """Review 2026-12-05, section 5: a bad ModelSpec JSON given as ``architecture=`` is the argument's fault:
+    a ConversionError saying "architecture: ...", from the file reader (naming the file too) and from
+    ``from_state_dict`` -- never a TypeError, nor a ModelFormatError blaming the file."""
+    torch = env["torch"]
+    import fastrnn
+    from fastrnn.errors import ConversionError
+    from fastrnn.io.torch_file import spec_from_torch_file
+
+    sd = torch.nn.LSTM(3, 4, batch_first=True).state_dict()
+    torch.save(sd, tmp_path / "ok.pt")
+    for call, names in [(lambda: spec_from_torch_file(tmp_path / "ok.pt", architecture=header), "ok.pt"),
+                        (lambda: fastrnn.load(str(tmp_path / "ok.pt"), architecture=json.dumps(header)), "ok.pt"),
+                        (lambda: fastrnn.from_state_dict({k: v.numpy() for k, v in sd.items()}, architecture=header),
+                         "")]:
+        with pytest.raises(ConversionError) as e:
+            call()
+        assert "architecture: " in str(e.value) and needle in str(e.value) and names in str(e.value), str(e.value)
+        assert "cannot read" not in str(e.value)
+
+
 @pytest.mark.parametrize("fmt", ["zip", "legacy"])
 def test_full_checkpoint_passes_the_pickle_scan(env, fmt):
     """Adam state, a scheduler, a nested config, the RNG state and shared views: loads, and matches torch."""

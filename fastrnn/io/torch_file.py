@@ -115,7 +115,7 @@ from typing import Any, Mapping, Optional, Sequence, Union
 import numpy as np
 
 from ..converters.torch import CELL_MODES, Piece, RNNDesc, build_spec, cell_piece, rnn_desc_from_tensors
-from ..errors import ArgumentTypeError, ConversionError, ModelFormatError, UnsupportedLayerError, file_errors
+from ..errors import ArgumentTypeError, ConversionError, FastRNNError, ModelFormatError, UnsupportedLayerError, file_errors
 from ..spec import ACTIVATIONS, AXIS_ACTIVATIONS, ModelSpec
 from .budget import LoadBudget
 from .detect import check_path
@@ -1161,10 +1161,7 @@ def spec_from_tensors(obj: Any, architecture: Architecture, strict: bool, origin
     d = _Dict(sd, budget)
     arch = None if architecture is None else _parse_arch(architecture, path)
     if isinstance(arch, dict):  # a fastrnn ModelSpec JSON referring to state-dict keys
-        refs = {r for l in arch.get("layers") or [] if isinstance(l, dict)
-                for r in (l.get("tensors") or {}).values()}
-        tensors = {k: d.float(k) for k in sd if k in refs}
-        spec = ModelSpec.from_core(arch, tensors)
+        spec, tensors = _spec_from_json_arch(arch, d)
         d.used.update(tensors)
         _leftovers(d, strict, path)
         spec.source = spec.source or "torch"
@@ -1182,6 +1179,27 @@ def spec_from_tensors(obj: Any, architecture: Architecture, strict: bool, origin
         pieces = _pieces_from_arch(arch, d, path)
         _leftovers(d, strict, path)
     return build_spec(pieces, "torch", meta)
+
+
+def _spec_from_json_arch(arch: dict[str, Any], d: _Dict) -> tuple[ModelSpec, dict[str, np.ndarray]]:
+    """A ModelSpec JSON given as ``architecture=`` (untrusted: user JSON), checked by the validator of the
+    ``.fastrnn`` header (:func:`fastrnn.io.native._check_spec_header`) before anything walks it; every
+    problem is the argument's: ``ConversionError("architecture: ...")``."""
+    from .native import _check_spec_header
+
+    problems = _check_spec_header(arch)
+    if problems:
+        raise ConversionError("architecture: bad ModelSpec JSON: " + "; ".join(problems))
+    for i, layer in enumerate(arch["layers"]):
+        missing = sorted(set(layer.get("tensors", {}).values()) - set(d.sd))
+        if missing:
+            raise ConversionError(f"architecture: layer {i} ({layer['kind']}) refers to {_short(missing, 200)}, "
+                                  f"not in the state dict (keys: {_short(sorted(d.sd)[:12], 400)})")
+    tensors = {k: d.float(k) for l in arch["layers"] for k in l.get("tensors", {}).values()}
+    try:
+        return ModelSpec.from_core(arch, tensors), tensors
+    except (FastRNNError, TypeError, ValueError, KeyError, AttributeError) as e:
+        raise ConversionError(f"architecture: {e}") from None
 
 
 def _leftovers(d, strict, path):
