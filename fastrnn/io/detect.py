@@ -79,12 +79,12 @@ def check_zip_directory(path: str, max_members: int = MAX_ZIP_MEMBERS) -> None:
 
     try:
         with open(path, "rb") as f:
-            end = zipfile._EndRecData(f)  # noqa: SLF001 - the record zipfile itself reads first
+            end = zipfile._EndRecData(f)  # type: ignore[attr-defined]  # noqa: SLF001 - what zipfile reads first
     except (OSError, ValueError, EOFError, zipfile.BadZipFile):
         return  # zipfile reports the archive as unreadable itself
     if end is None:
         return
-    size = int(end[zipfile._ECD_SIZE])  # noqa: SLF001
+    size = int(end[zipfile._ECD_SIZE])  # type: ignore[attr-defined]  # noqa: SLF001 (private: no stub)
     if size > max_members * ZIP_ENTRY_BYTES:
         raise ModelFormatError(
             f"{path}: a zip archive whose central directory is {size:,} bytes (room for up to "
