@@ -27,6 +27,8 @@ budget; unknown attributes were accepted):
 * ``onnx_junk_nodes``: 8 .. 400 live Identity nodes of ~60 KiB each (just under the per-node byte
   bound), each a 30,000-entry empty STRINGS attribute: protobuf's parse costs ~14 bytes a byte, so
   the pre-scan charges every node's bytes to the load budget.
+* ``onnx_parse_bomb``: parts the converter never reads but protobuf parses entry by entry: an unused
+  initializer of 4x10^6 / 8x10^6 empty strings, a model-local function whose node has as many attributes.
 """
 from __future__ import annotations
 
@@ -279,6 +281,19 @@ def make_junk_nodes(d, size):
     return write(d, f"junknodes{size}.onnx", model(nodes + g))
 
 
+def make_parse_bomb(d, size):
+    """Bytes the converter never reads but protobuf parses into one object per entry: even sizes, an
+    unused STRING initializer of ``size`` empty strings; odd, a model-local function (ModelProto.functions)
+    whose one node has ``size`` one-field attributes."""
+    if size % 2 == 0:
+        strings = tensor("unused", [size], 8)[:-2] + ln(6, b"") * size  # (drops the empty raw_data)
+        g = lstm_parts(extra_inits=[strings])
+        return write(d, f"strings{size}.onnx", model(g))
+    fn_node = ln(5, text(1, "a")) * size + text(2, "y") + text(4, "Relu")
+    fn = text(1, "f") + text(4, "x") + text(5, "y") + ln(7, fn_node) + text(10, "local")
+    return write(d, f"function{size}.onnx", model(lstm_parts()) + ln(25, fn))
+
+
 FAMILIES = [
     Family("onnx_huge_fill", make_huge_fill, [20, 31, 40, 62], issue_item="#11.1"),
     Family("onnx_huge_initializer", make_huge_initializer, [26, 33, 62, 124], issue_item="#11.1"),
@@ -291,4 +306,6 @@ FAMILIES = [
            issue_item="#11.1"),
     Family("onnx_many_inputs", make_many_inputs, [2, 5_000, 10_001, 10 ** 6, 10 ** 6 + 1], issue_item="#11.1"),
     Family("onnx_junk_nodes", make_junk_nodes, [8, 100, 400], issue_item="#11.1"),
+    Family("onnx_parse_bomb", make_parse_bomb, [4 * 10 ** 6, 4 * 10 ** 6 + 1, 8 * 10 ** 6, 8 * 10 ** 6 + 1],
+           issue_item="#11.1"),
 ]

@@ -50,9 +50,14 @@ input's axes (``"TBF"`` for a time-major input: transpose it to ``(B, T, F)``), 
 (``"1BF"`` for a raw ``Y_h``...), and ``lengths_input`` (the graph input behind ``sequence_lens``);
 :func:`input_to_fastrnn` and :func:`output_to_onnx` convert between the two.
 
-Safety: the protobuf is scanned (node and initializer counts) before it is parsed; every tensor the
-load materialises is charged to a :class:`~fastrnn.io.budget.LoadBudget` first; filled tensors are
-never materialised; external data is read only from regular files inside the model's directory.
+Safety: the protobuf is scanned before it is parsed: node, initializer, input and output counts, each
+node's size (at most 64 KiB, but for a ``Constant``'s tensor data) and what the parse may cost (tensor
+data once, the rest 16 times: protobuf makes one object per repeated entry) against the load budget;
+each node's inputs + outputs + attributes and each attribute's entries are bounded (4096) before they
+are walked; an attribute its op does not define at the model's opset is refused (as onnxruntime does);
+every attribute and tensor the load materialises is charged to a :class:`~fastrnn.io.budget.LoadBudget`
+first; filled tensors are never materialised; external data is read only from regular files inside the
+model's directory.
 """
 from __future__ import annotations
 
@@ -79,7 +84,10 @@ MAX_NODE_ENTRIES = 4096  # a node's inputs + outputs + attributes, and the entri
 # attributes, 16 MB -> 446 MiB): the pre-scan charges this many per node byte (a Constant's tensor data: 1)
 PARSE_COST = 16
 _SCAN_FIELDS = 8  # top-level fields of a node / attribute the pre-scan reads (op_type, name, the value)
-_SCAN_TENSOR_FIELDS = 32  # fields of a Constant's value tensor the pre-scan reads (dims, type, data)
+_SCAN_TENSOR_FIELDS = 32  # fields of a tensor the pre-scan reads (dims, type, name, data)
+_SCAN_FIELD_LIMIT = 1 << 18  # fields all those walks read in one file (then tensors are charged in full)
+_GRAPH_FIELD_LIMIT = 8 * MAX_NODES  # fields of the main graph (nodes, initializers, inputs, outputs...)
+_CONSTANT_OP = b'"\x08Constant'  # NodeProto.op_type (field 4) = "Constant", as encoded
 _ATTR_ENTRY_COST = 64  # bytes of Python objects one attribute entry becomes (an int in a list: ~36)
 MAX_RANK = 16
 MAX_LISTED = 40  # problems listed in one error message
@@ -252,73 +260,105 @@ def _fields(b, start, end):
 
 
 def _prescan(data: bytes, budget: LoadBudget) -> None:
-    """Count the main graph's nodes and initializers before the protobuf is parsed (a 1e6-node graph
-    is refused in milliseconds instead of costing hundreds of MiB to parse), and bound its nodes: a
-    node over :data:`MAX_NODE_BYTES` (but for a ``Constant``'s tensor data) is refused, and what
-    parsing the nodes may cost (:data:`PARSE_COST` per byte) is charged to ``budget``."""
+    """Bound the model before the protobuf is parsed.  Counts the main graph's nodes, initializers,
+    inputs, outputs and value infos (a 1e6-node graph is refused in milliseconds instead of costing
+    hundreds of MiB to parse); refuses a node over :data:`MAX_NODE_BYTES` (not counting a ``Constant``'s
+    tensor data); and charges ``budget`` what parsing may cost: tensor data (initializers, ``Constant``
+    values) once, every other byte of the graph, its functions and training infos :data:`PARSE_COST`
+    times (protobuf makes one object per repeated entry)."""
     b = memoryview(data)
+    left = [_SCAN_FIELD_LIMIT]  # fields the per-message walks may still read (then: charged in full)
     try:
         for f, wt, s, e in _fields(b, 0, len(b)):
             if f == 7 and wt == 2:
                 counts = {1: 0, 5: 0, 11: 0, 12: 0, 13: 0}  # node, initializer, input, output, value_info
+                fields = 0
                 for gf, gwt, gs, ge in _fields(b, s, e):
-                    if gwt == 2 and gf in counts:
+                    fields += 1
+                    budget.items(fields, "ONNX graph fields", _GRAPH_FIELD_LIMIT)
+                    if gwt != 2:
+                        continue
+                    if gf in counts:
                         counts[gf] += 1
                         if counts[gf] > MAX_NODES:
                             break
-                        if gf == 1:
-                            _scan_node(b, gs, ge, counts[1] - 1, budget)
+                    if gf == 1:
+                        _scan_node(data, b, gs, ge, counts[1] - 1, budget, left)
+                    elif gf == 5:
+                        d = _tensor_data(b, gs, ge, left)
+                        budget.charge(PARSE_COST * (ge - gs - d) + d, f"parsing ONNX initializer #{counts[5] - 1}")
+                    elif gf not in (2, 10):  # name, doc_string: one string each
+                        budget.charge(PARSE_COST * (ge - gs), f"parsing ONNX graph field {gf}")
                 for gf, what in ((1, "ONNX graph nodes"), (5, "ONNX initializers"), (11, "ONNX graph inputs"),
                                  (12, "ONNX graph outputs"), (13, "ONNX value infos")):
                     budget.items(counts[gf], what, MAX_NODES)
+            elif wt == 2 and f in (20, 25):  # training_info, functions (never read: parsed all the same)
+                budget.charge(PARSE_COST * (e - s), "parsing ONNX " + ("training info" if f == 20 else "functions"))
     except _WireError:
         pass  # malformed: the protobuf parser says precisely what is wrong
 
 
-def _scan_node(b, s, e, k, budget: LoadBudget) -> None:
+def _scan_node(data: bytes, b, s, e, k, budget: LoadBudget, left) -> None:
     """One NodeProto (bytes ``s:e``, node ``k`` of the graph): refuse it when over MAX_NODE_BYTES (not
     counting a Constant's tensor data), else charge what its parse may cost."""
+    tensor = 0
+    if data.find(_CONSTANT_OP, s, e) >= 0:  # maybe a Constant (walked only then: nodes may be many)
+        name, op, domain, attrs = _node_fields(b, s, e, left)
+        if op == "Constant" and domain in ("", "ai.onnx"):
+            tensor = sum(_value_data(b, fs, fe, left) for fs, fe in attrs)
+    size = e - s - tensor
+    cost = PARSE_COST * size + tensor
+    what = "parsing ONNX nodes"
+    if size > MAX_NODE_BYTES or budget.spent + cost > budget.limit:  # refused: name the node (a short walk)
+        name, op, _, _ = _node_fields(b, s, e, [_SCAN_FIELDS])
+        what = "ONNX " + (f"node {name!r}" if name else f"node #{k}") + (f" ({op})" if op else "")
+        if size > MAX_NODE_BYTES:
+            raise ModelFormatError(
+                f"{budget.origin}: {what} is {e - s:,} bytes, more than fastrnn reads for one node (at most "
+                f"{MAX_NODE_BYTES:,}, but for a Constant's tensor data): a corrupt or hostile file")
+        what = "parsing " + what
+    budget.charge(cost, what)
+
+
+def _node_fields(b, s, e, left):
+    """(name, op_type, domain, [attribute spans]) from a node's first _SCAN_FIELDS fields."""
     name = op = None
     domain = ""
     attrs = []
     for n, (f, wt, fs, fe) in enumerate(_fields(b, s, e)):
-        if n >= _SCAN_FIELDS:
-            op = op if op != "Constant" else None  # a Constant has a few fields: this is something else
-            break
+        left[0] -= 1
+        if n >= _SCAN_FIELDS or left[0] < 0:
+            return name, None, domain, []  # more fields than a Constant has: not one
         if wt == 2 and f in (3, 4, 7):  # name, op_type, domain
             v = bytes(b[fs:min(fe, fs + 200)]).decode("utf-8", "replace")
             name, op, domain = (v, op, domain) if f == 3 else (name, v, domain) if f == 4 else (name, op, v)
         elif wt == 2 and f == 5:
             attrs.append((fs, fe))
-    data = 0
-    if op == "Constant" and domain in ("", "ai.onnx"):
-        data = sum(_tensor_data_bytes(b, fs, fe) for fs, fe in attrs)
-    size = e - s - data
-    label = f"node {name!r}" if name else f"node #{k}"
-    label += f" ({op})" if op else ""
-    if size > MAX_NODE_BYTES:
-        raise ModelFormatError(
-            f"{budget.origin}: ONNX {label} is {e - s:,} bytes, more than fastrnn reads for one node (at most "
-            f"{MAX_NODE_BYTES:,}, but for a Constant's tensor data): a corrupt or hostile file")
-    budget.charge(PARSE_COST * size + data, f"parsing ONNX {label}")
+    return name, op, domain, attrs
 
 
-def _tensor_data_bytes(b, s, e) -> int:
-    """The bytes of raw_data / float_data / double_data of the tensor in a ``value`` AttributeProto
-    (bytes ``s:e``): what parsing copies once; 0 for anything else."""
+def _value_data(b, s, e, left) -> int:
+    """The tensor data bytes of a ``value`` AttributeProto (bytes ``s:e``); 0 for anything else."""
     name, t = None, None
     for n, (f, wt, fs, fe) in enumerate(_fields(b, s, e)):
-        if n >= _SCAN_FIELDS:
+        left[0] -= 1
+        if n >= _SCAN_FIELDS or left[0] < 0:
             return 0
         if wt == 2 and f == 1:
             name = bytes(b[fs:fe])
         elif wt == 2 and f == 5:
             t = (fs, fe)
-    if name != b"value" or t is None:
-        return 0
+    return _tensor_data(b, *t, left) if name == b"value" and t is not None else 0
+
+
+def _tensor_data(b, s, e, left) -> int:
+    """The bytes of raw_data / float_data / double_data of a TensorProto (bytes ``s:e``): what parsing
+    copies once.  0 for a tensor of more than _SCAN_TENSOR_FIELDS fields (strings, unpacked values:
+    charged in full) or once the pre-scan's walks have read _SCAN_FIELD_LIMIT fields."""
     data = 0
-    for n, (f, wt, fs, fe) in enumerate(_fields(b, *t)):
-        if n >= _SCAN_TENSOR_FIELDS:
+    for n, (f, wt, fs, fe) in enumerate(_fields(b, s, e)):
+        left[0] -= 1
+        if n >= _SCAN_TENSOR_FIELDS or left[0] < 0:
             return 0
         if wt == 2 and f in (4, 9, 10):  # float_data (packed), raw_data, double_data (packed)
             data += fe - fs
