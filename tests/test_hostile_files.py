@@ -4,6 +4,9 @@ For each file, a child process (the installed fastrnn, nothing else imported) ca
 ``fastrnn.load`` and reports what happened; the file must be refused with a
 :class:`fastrnn.FastRNNError` that names the file, in under 10 s and under 512 MiB of peak RSS
 (the child's and any grandchild's, e.g. the isolated Keras reader), and the child must not crash.
+The refusal must be a check's own (no exception other than a FastRNNError as its ``__cause__``): a
+MemoryError under the child's address-space limit, turned into a ModelFormatError by
+``fastrnn.errors.file_errors``, would pass every other assertion with the budget removed.
 The child runs under an address-space limit so that a regression fails this test instead of
 exhausting the machine.  The largest file of each family also goes through
 ``fastrnn convert`` (exit 2, ``fastrnn: error: ...``, no traceback).
@@ -18,6 +21,7 @@ import sys
 import pytest
 
 from conftest import CHILD_CWD, TESTS_DIR, child_env
+from fastrnn.io.isolate import CHILD_ESCAPE
 
 MAX_SECONDS = 10.0
 MAX_RSS_MIB = 512
@@ -37,6 +41,12 @@ try:
 except BaseException as e:
     out.update(type=type(e).__module__ + "." + type(e).__qualname__, fastrnn=isinstance(e, fastrnn.FastRNNError),
                msg=str(e)[:3000])
+    c, causes = e.__cause__, []  # what the refusal wraps: a deliberate one wraps nothing but FastRNNErrors
+    while c is not None and len(causes) < 8:
+        if not isinstance(c, fastrnn.FastRNNError):
+            causes.append(f"{type(c).__name__}: {str(c)[:200]}")
+        c = c.__cause__
+    out["foreign_causes"] = causes
 out["seconds"] = time.perf_counter() - t0
 # This process's own peak: VmHWM (ru_maxrss would start from the pytest parent's peak, which Linux
 # carries across fork + exec).  Grandchildren (the isolated Keras reader) were forked from this small
@@ -87,6 +97,11 @@ def test_hostile_file_is_refused(fam, size, tmp_path):
     assert not res["loaded"], f"{fam.name} ({size}): the hostile file loaded"
     assert res["fastrnn"], f"{fam.name} ({size}): {res['type']} is not a FastRNNError: {res['msg']}"
     assert os.path.basename(path) in res["msg"], f"{fam.name} ({size}): the message does not name the file: {res['msg']}"
+    # refused by a check (the budget, a shape or size check), not by a failure that file_errors (or the
+    # isolated reader's parent) turned into a FastRNNError: a MemoryError from an allocation the budget
+    # should have refused, numpy's "array is too big", a reader bug
+    assert not res["foreign_causes"], f"{fam.name} ({size}): refused through {res['foreign_causes']}: {res['msg']}"
+    assert CHILD_ESCAPE not in res["msg"], f"{fam.name} ({size}): {res['msg']}"
     assert res["seconds"] < MAX_SECONDS, f"{fam.name} ({size}): {res['seconds']:.1f} s"
     assert res["maxrss_mib"] < MAX_RSS_MIB, f"{fam.name} ({size}): peak RSS {res['maxrss_mib']:.0f} MiB"
 
