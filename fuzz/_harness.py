@@ -3,7 +3,8 @@ saved inputs through the same functions).
 
 The contract every harness checks: an input either returns normally or raises a
 ``fastrnn.FastRNNError`` (``TypeError`` only where the harness deliberately passed an argument of a
-wrong type).  Anything else escapes ``test_one_input`` and is a finding; a crash or a hang is one too.
+wrong type) that is a deliberate refusal: one caused by a MemoryError or by a reader bug wrapped by
+the exception boundary (:func:`check_error`) is a finding too.  Anything else escapes ``test_one_input`` and is a finding; a crash or a hang is one too.
 So is a ``CoreNotBuiltError``: a harness that runs without the compiled core tests nothing
 (``fuzz/run.py`` also refuses to start without it: :func:`require_core`).
 """
@@ -143,11 +144,49 @@ def skip_known(e: BaseException) -> bool:
     return any(type(e).__name__ == c and s in str(e) and (not f or f == where) for c, s, f in KNOWN)
 
 
+# What a parser legitimately raises on bad bytes and a reader may leave to the exception boundary
+# (fastrnn.errors.file_errors turns it into a ModelFormatError naming the file, the original kept as
+# __cause__): such a refusal is clean.  Anything else as a cause -- AttributeError, TypeError, KeyError,
+# IndexError, NameError, a numpy ValueError ... -- is a reader bug that the boundary hid: a finding.
+PARSER_ERRORS = ("zipfile.BadZipFile", "zlib.error", "struct.error", "UnicodeDecodeError", "UnicodeEncodeError",
+                 "EOFError", "OSError", "pickle.UnpicklingError", "json.JSONDecodeError")
+
+
+def _is_parser_error(c: BaseException) -> bool:
+    import json
+    import pickle
+    import struct
+    import zipfile
+    import zlib
+
+    return isinstance(c, (zipfile.BadZipFile, zlib.error, struct.error, UnicodeError, EOFError, OSError,
+                          pickle.UnpicklingError, json.JSONDecodeError))
+
+
+def foreign_cause(e: BaseException) -> BaseException | None:
+    """The first exception in ``e``'s ``__cause__`` chain that is neither a FastRNNError nor one of
+    :data:`PARSER_ERRORS` (what the boundary wrapped instead of a deliberate refusal), or None."""
+    from fastrnn.errors import FastRNNError
+
+    c, seen = e.__cause__, 0
+    while c is not None and seen < 16:
+        if not isinstance(c, FastRNNError) and not _is_parser_error(c):
+            return c
+        c, seen = c.__cause__, seen + 1
+    return None
+
+
 def check_error(e: BaseException) -> None:
     """A FastRNNError that wraps a MemoryError is a finding too: a small fuzz input made the reader
-    try to allocate more memory than the process may use (run under a memory limit)."""
+    try to allocate more memory than the process may use (run under a memory limit).  So is one that
+    wraps a reader bug (:func:`foreign_cause`): the exception boundary turns every exception into a
+    FastRNNError, which alone would count a reader's AttributeError as a clean refusal."""
     if "MemoryError" in str(e):
         raise AssertionError(f"a small input exhausted memory: {str(e)[:300]}") from e
+    bug = foreign_cause(e)
+    if bug is not None and not skip_known(bug):
+        raise AssertionError(f"a reader bug refused as a bad file: {type(bug).__name__}: {str(bug)[:300]} "
+                             f"(reported as {type(e).__name__}: {str(e)[:300]})") from e
 
 
 def check_isolated(e: BaseException) -> None:

@@ -167,6 +167,30 @@ def test_contract_counts_a_missing_core_as_a_finding():
             raise CoreNotBuiltError("fastrnn._core is not built")
 
 
+def test_contract_counts_a_wrapped_reader_bug_as_a_finding(tmp_path):
+    """Review 2026-12-05, section 10: the exception boundary (fastrnn.errors.file_errors) turns every
+    exception into a ModelFormatError; the fuzz contract must still see a reader bug through it (its
+    __cause__), while a parser's own error on bad bytes stays a clean refusal."""
+    import io
+    import zipfile
+
+    from fastrnn.errors import file_errors
+
+    contract = _fuzz_module("_harness").contract
+    path = str(tmp_path / "x.pt")
+    for bug in (lambda: None.foo, lambda: {}["k"], lambda: [][1], lambda: len(3), lambda: int("x")):
+        with pytest.raises(AssertionError, match="a reader bug refused as a bad file"):
+            with contract():
+                with file_errors(path):
+                    bug()
+    with contract():  # what zipfile says about junk: a refusal
+        with file_errors(path):
+            zipfile.ZipFile(io.BytesIO(b"PK\x03\x04 junk"))
+    with contract():  # a deliberate refusal re-raised with the file name in front (its cause: a FastRNNError)
+        with file_errors(path):
+            raise __import__("fastrnn").errors.ModelFormatError("bad header")
+
+
 def test_keras_zip_target_reads_in_this_process(monkeypatch):
     """#12.17: the keras_zip target ran fastrnn.load, which parses in the isolated child, so libFuzzer
     saw almost no coverage (20 new units in 1,700 runs).  It now calls the reader the child runs,
