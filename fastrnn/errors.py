@@ -67,9 +67,10 @@ class OutOfMemoryError(FastRNNError, MemoryError):
     """A request (batch size, sequence length) whose buffers cannot be allocated on this machine."""
 
 
-def _names(path: PathLike) -> tuple[str, ...]:
-    p = os.fsdecode(os.fspath(path))
-    return (p, os.path.basename(p)) if os.path.basename(p) else (p,)
+def _names_file(msg: str, path: PathLike) -> bool:
+    """Whether ``msg`` names the file: its whole path (a bare basename proves nothing: a file called
+    ``gru`` or ``model`` matches words that messages use)."""
+    return os.fsdecode(os.fspath(path)) in msg
 
 
 @contextlib.contextmanager
@@ -88,7 +89,7 @@ def file_errors(path: PathLike, action: str = "read") -> Iterator[None]:
         raise
     except FastRNNError as e:
         msg = str(e)
-        if any(n and n in msg for n in _names(path)):
+        if _names_file(msg, path):
             raise
         try:
             new = type(e)(f"{os.fsdecode(os.fspath(path))}: {msg}")

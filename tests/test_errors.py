@@ -1,4 +1,6 @@
 """Bad input gets a clear fastrnn error that is also the matching built-in; never a crash."""
+import os
+
 import numpy as np
 import pytest
 
@@ -194,3 +196,35 @@ def test_spec_validation_of_names_and_metadata(field, value, match):
 def test_model_takes_only_a_spec():
     with pytest.raises(TypeError, match="ModelSpec"):
         fastrnn.Model("model.keras")
+
+
+@pytest.mark.parametrize("name", ["gru", "lstm", "model", "w.pt"])
+def test_file_errors_names_the_file_whatever_it_is_called(tmp_path, name):
+    """Review 2026-12-05, section 9: a message that holds the file's basename as a word ("gru") is still
+    prefixed with the path; one that holds the whole path is left as it is."""
+    from fastrnn.errors import ConversionError, file_errors
+
+    path = str(tmp_path / name)
+    with pytest.raises(ConversionError) as e:
+        with file_errors(path):
+            raise ConversionError(f"architecture[0] ({name}, key ''): the architecture says GRU")
+    assert str(e.value).startswith(f"{path}: architecture[0] ({name}, key '')"), str(e.value)
+    with pytest.raises(ConversionError) as e:
+        with file_errors(path):
+            raise ConversionError(f"{path}: holds 2 dicts of tensors")
+    assert str(e.value) == f"{path}: holds 2 dicts of tensors"
+
+
+def test_a_real_file_named_like_a_layer_is_named(tmp_path):
+    """The same end to end: an LSTM state dict in a file called ``gru``, loaded as a GRU."""
+    from fastrnn.errors import ConversionError
+
+    rng = np.random.default_rng(0)
+    sd = {"weight_ih_l0": rng.standard_normal((8, 2)).astype(np.float32),
+          "weight_hh_l0": rng.standard_normal((8, 2)).astype(np.float32)}
+    path = str(tmp_path / "gru")
+    np.savez(path + ".npz", **sd)
+    os.rename(path + ".npz", path)
+    with pytest.raises(ConversionError) as e:
+        fastrnn.load(path, architecture=[{"type": "gru", "key": ""}])
+    assert str(e.value).startswith(f"{path}: architecture[0] (gru"), str(e.value)
