@@ -163,3 +163,26 @@ def test_readers_called_directly_refuse_a_fifo(tmp_path, fn):
                        env=child_env(), cwd=CHILD_CWD, timeout=30)
     assert r.stdout.startswith("REFUSED ModelFormatError") and f"{path}: not a regular file (a FIFO)" in r.stdout, \
         r.stdout + r.stderr[-2000:]
+
+
+def test_isolated_reader_runs_nothing_from_the_working_directory(tmp_path):
+    """Review 2026-12-05, section 12: the isolated HDF5 reader's child ran ``python -c``, which puts the
+    working directory first on sys.path before its boot code set sys.path: a json.py planted there (an
+    upload directory) ran in the child.  A script started elsewhere loads a Keras file from such a
+    directory: nothing planted runs, the model loads."""
+    upload, app = tmp_path / "upload", tmp_path / "app"
+    upload.mkdir()
+    app.mkdir()
+    marker = tmp_path / "PLANTED-RAN"
+    for mod in ("json", "pickle", "struct"):
+        (upload / f"{mod}.py").write_text(f"open({str(marker)!r}, 'a').write('{mod} ')\n")
+    import shutil
+
+    shutil.copy(os.path.join(TESTS_DIR, "data", "keras", "keras22_gru.h5"), upload / "model.h5")
+    (app / "run.py").write_text("import fastrnn\nprint('LOADED', fastrnn.load('model.h5'))\n")
+    env = child_env()
+    env["PYTHONPATH"] = os.pathsep.join(p for p in env["PYTHONPATH"].split(os.pathsep) if p)  # no '' (the cwd)
+    r = subprocess.run([sys.executable, str(app / "run.py")], capture_output=True, text=True,
+                       env=env, cwd=str(upload), timeout=120)
+    assert not marker.exists(), f"planted module(s) ran: {marker.read_text()}"
+    assert r.returncode == 0 and "LOADED" in r.stdout, r.stdout + r.stderr[-3000:]

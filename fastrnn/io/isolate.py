@@ -53,7 +53,9 @@ _FRAMEWORKS = ("tensorflow", "keras", "tf_keras", "tensorboard", "torch", "jax")
 _PROTOCOL_MAGIC = b"FRNNISO1"
 
 # The child's first lines: the caller's sys.path (so that it imports this same fastrnn, h5py and
-# numpy whatever the caller's working directory holds), then the real entry point.
+# numpy whatever the caller's working directory holds), then the real entry point.  The child runs in
+# isolated mode (``-I``): no working directory on sys.path while the boot code's own imports run (a
+# json.py in an upload directory would run first), no PYTHON* variables, no user site-packages.
 _BOOT = ("import sys, json; sys.path[:] = json.loads(sys.argv[1]); "
          "from fastrnn.io.isolate import _child_main; _child_main()")
 
@@ -132,7 +134,7 @@ def spec_isolated(path: str | os.PathLike[str], origin: str, architecture: Any =
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     env.pop("PYTHONSTARTUP", None)
     try:
-        proc = subprocess.Popen([exe, "-c", _BOOT, json.dumps(_child_paths())], stdin=subprocess.PIPE,
+        proc = subprocess.Popen([exe, "-I", "-c", _BOOT, json.dumps(_child_paths())], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, close_fds=True,
                                 start_new_session=True)
     except OSError as e:
