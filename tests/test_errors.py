@@ -228,3 +228,29 @@ def test_a_real_file_named_like_a_layer_is_named(tmp_path):
     with pytest.raises(ConversionError) as e:
         fastrnn.load(path, architecture=[{"type": "gru", "key": ""}])
     assert str(e.value).startswith(f"{path}: architecture[0] (gru"), str(e.value)
+
+
+def test_from_state_dict_refuses_a_cycle_and_keeps_shared_arrays():
+    """Review 2026-12-05, section 12: a dict that holds itself made from_state_dict recurse until a
+    RecursionError escaped; it is a ConversionError naming where.  A shared (not cyclic) reference is
+    fine: an LSTM state dict whose dict also appears under a second key loads."""
+    from fastrnn.errors import ConversionError
+
+    d = {}
+    d["a"] = d
+    with pytest.raises(ConversionError, match="holds itself"):
+        fastrnn.from_state_dict(d)
+    lst = []
+    lst.append(lst)
+    with pytest.raises(ConversionError, match="holds itself"):
+        fastrnn.from_state_dict({"x": lst})
+    deep = cur = {}
+    for _ in range(100_000):
+        cur["k"] = cur = {}
+    with pytest.raises(ConversionError, match="nested too deeply"):
+        fastrnn.from_state_dict(deep)
+    rng = np.random.default_rng(1)
+    sd = {"weight_ih_l0": rng.standard_normal((8, 2)).astype(np.float32),
+          "weight_hh_l0": rng.standard_normal((8, 2)).astype(np.float32)}
+    m = fastrnn.from_state_dict({"model": sd, "ema": sd}, key="model")
+    assert [l.kind for l in m.spec.layers] == ["lstm"]

@@ -196,7 +196,9 @@ def _npy_header(m: IO[bytes], name: str, path: str) -> tuple[np.dtype[Any], tupl
     return dtype, shape, bool(d["fortran_order"]), pre + hlen
 
 
-def _to_numpy(v: Any, name: str) -> Any:
+def _to_numpy(v: Any, name: str, memo: dict[int, Any] | None = None, active: set[int] | None = None) -> Any:
+    """``v`` with torch tensors as numpy arrays; each container once (``memo``: shared references stay
+    shared); a container that holds itself is refused (``active``: the containers being converted)."""
     if isinstance(v, np.ndarray):
         return v
     if hasattr(v, "detach") and hasattr(v, "cpu"):  # a torch tensor, without importing torch
@@ -204,11 +206,23 @@ def _to_numpy(v: Any, name: str) -> Any:
         if str(getattr(t, "dtype", "")) == "torch.bfloat16":
             t = t.float()
         return t.numpy()
+    if not isinstance(v, (dict, list, tuple)):
+        return v
+    memo = {} if memo is None else memo
+    active = set() if active is None else active
+    if id(v) in memo:
+        return memo[id(v)]
+    if id(v) in active:
+        raise ConversionError(f"state dict: {name or 'the top level'} holds itself (a cycle); a state dict is a "
+                              "tree of dicts of arrays")
+    active.add(id(v))
     if isinstance(v, dict):
-        return {k: _to_numpy(x, f"{name}.{k}") for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return type(v)(_to_numpy(x, f"{name}.{i}") for i, x in enumerate(v))
-    return v
+        out: Any = {k: _to_numpy(x, f"{name}.{k}" if name else str(k), memo, active) for k, x in v.items()}
+    else:
+        out = type(v)(_to_numpy(x, f"{name}.{i}" if name else str(i), memo, active) for i, x in enumerate(v))
+    active.discard(id(v))
+    memo[id(v)] = out
+    return out
 
 
 def spec_from_state_dict(d: Mapping[str, Any], architecture: Architecture = None, strict: bool = True,
@@ -217,7 +231,10 @@ def spec_from_state_dict(d: Mapping[str, Any], architecture: Architecture = None
     (or a checkpoint dict nesting one: ``key`` names it), through the same path as files."""
     if not isinstance(d, dict):
         raise ArgumentTypeError(f"from_state_dict takes a dict of arrays (a state dict), got {type(d).__name__}")
-    obj = _to_numpy(d, "")
+    try:
+        obj = _to_numpy(d, "")
+    except RecursionError:
+        raise ConversionError("state dict: nested too deeply (a state dict is a few levels of dicts)") from None
     total = sum(v.nbytes for v in _arrays(obj))
     budget = LoadBudget("state dict", total)
     return spec_from_tensors(obj, architecture, strict, "state dict", budget, key=key,
@@ -225,9 +242,13 @@ def spec_from_state_dict(d: Mapping[str, Any], architecture: Architecture = None
 
 
 def _arrays(o: Any) -> Iterator[np.ndarray]:
-    stack = [o]
+    """Every distinct array in ``o`` (each container and array once)."""
+    stack, seen = [o], set()
     while stack:
         o = stack.pop()
+        if id(o) in seen:
+            continue
+        seen.add(id(o))
         if isinstance(o, np.ndarray):
             yield o
         elif isinstance(o, dict):
