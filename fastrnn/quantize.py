@@ -3,15 +3,18 @@
 
 Precisions (``RecurrentSpec.precision``; the spec holds the weights in their *stored* form):
 
-``"f32"``   float32 (the default: exact, what the source framework computes).
-``"bf16"``  ``w_ih`` / ``w_hh`` / ``w_hr`` as uint16 arrays of bfloat16 bit patterns, same shapes:
-            the top 16 bits of the float32, rounded to nearest even (a NaN stays a NaN, quiet;
-            +-inf stay +-inf; a finite value past the largest bfloat16 rounds to inf, as IEEE does).
-``"int8"``  the same matrices as int8 arrays ``q`` in [-127, 127] plus float32 row scales
-            ``<name>_scale`` (rows,): ``w[r, k] ~= q[r, k] * scale[r]`` with
-            ``scale[r] = max_k |w[r, k]| / 127`` (symmetric, per output row; -128 is never used).
-            An all-zero row gets ``scale 0`` and ``q 0``.  Weights that are not finite cannot be
-            int8 and are refused (:class:`~fastrnn.errors.ModelFormatError` naming the tensor).
+``"f32"``
+    float32 (the default: exact, what the source framework computes).
+``"bf16"``
+    ``w_ih`` / ``w_hh`` / ``w_hr`` as uint16 arrays of bfloat16 bit patterns, same shapes: the top
+    16 bits of the float32, rounded to nearest even (a NaN stays a NaN, quiet; +-inf stay +-inf; a
+    finite value past the largest bfloat16 rounds to inf, as IEEE does).
+``"int8"``
+    the same matrices as int8 arrays ``q`` in [-127, 127] plus float32 row scales
+    ``<name>_scale`` (rows,): ``w[r, k] ~= q[r, k] * scale[r]`` with
+    ``scale[r] = max_k |w[r, k]| / 127`` (symmetric, per output row; -128 is never used).  An
+    all-zero row gets ``scale 0`` and ``q 0``.  Weights that are not finite cannot be int8 and are
+    refused (:class:`~fastrnn.errors.ModelFormatError` naming the tensor).
 
 Biases, Dense and Embedding weights, activations, states and accumulations stay float32.
 
