@@ -937,3 +937,20 @@ def test_cell_architecture_entries(env, tmp_path, legacy):
     with pytest.raises(fastrnn.ConversionError, match=r"LSTM \(4 gate\(s\)\).*3 gate\(s\)"):
         spec_from_torch_file(tmp_path / "gru_cell.pt", architecture=[{"type": "lstm_cell", "key": "dec"}],
                              strict=False)
+
+
+@pytest.mark.parametrize("extra", ["weight_ih_l00", "bias_hh_l01", "weight_hh_l0_reverse0"])
+def test_layer_index_with_leading_zeros_is_refused(extra):
+    """Review 2026-12-05, section 12: ``weight_ih_l00`` parsed as layer 0, so a state dict holding it next
+    to ``weight_ih_l0`` loaded (strict) with one of the two silently ignored; it is not a PyTorch name."""
+    import fastrnn
+    from fastrnn.errors import ConversionError
+
+    rng = np.random.default_rng(2)
+    sd = {"weight_ih_l0": rng.standard_normal((8, 3)).astype(np.float32),
+          "weight_hh_l0": rng.standard_normal((8, 2)).astype(np.float32)}
+    assert [l.kind for l in fastrnn.from_state_dict(sd).spec.layers] == ["lstm"]
+    with pytest.raises(ConversionError, match=extra):
+        fastrnn.from_state_dict({**sd, extra: np.zeros((8, 2), np.float32)})
+    with pytest.raises(ConversionError, match=extra):
+        fastrnn.from_state_dict({**sd, extra: np.zeros((8, 2), np.float32)}, architecture=[{"type": "lstm", "key": ""}])

@@ -165,7 +165,8 @@ def _activation(m, nn, rank3):
 # Both the live-module path (this module) and the file path (``fastrnn.io.torch_file``) describe a model
 # as a chain of :class:`Piece` (a module description plus its tensors as numpy arrays, keyed by the
 # PyTorch parameter names) and call :func:`build_spec`.  Nothing below imports torch.
-_RNN_KEY = re.compile(r"^(weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)_l([0-9]+)(_reverse)?$")
+# layer indices as PyTorch writes them: no leading zeros (``_l00`` would be a second ``_l0``)
+_RNN_KEY = re.compile(r"^(weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)_l(0|[1-9][0-9]*)(_reverse)?$")
 _MAX_LAYER_DIGITS = 9  # layer indices below 10^9 (each layer needs tensors of its own anyway)
 _MODES = {"lstm": "LSTM", "gru": "GRU", "rnn_tanh": "RNN_TANH", "rnn_relu": "RNN_RELU"}
 _GATES_BY_MODE = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
