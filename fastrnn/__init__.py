@@ -121,7 +121,9 @@ def load(path_or_object: str | os.PathLike[str] | Any, **options: Any) -> Model:
         model = None
     if model is not None:
         return model.with_weights(weights) if weights else model
-    raise TypeError(f"load() takes a path, a torch.nn.Module, a keras.Model or a fastrnn ModelSpec; got "
+    from .errors import ArgumentTypeError
+
+    raise ArgumentTypeError(f"load() takes a path, a torch.nn.Module, a keras.Model or a fastrnn ModelSpec; got "
                     f"{type(obj).__module__}.{type(obj).__qualname__}")
 
 

@@ -254,3 +254,22 @@ def test_from_state_dict_refuses_a_cycle_and_keeps_shared_arrays():
           "weight_hh_l0": rng.standard_normal((8, 2)).astype(np.float32)}
     m = fastrnn.from_state_dict({"model": sd, "ema": sd}, key="model")
     assert [l.kind for l in m.spec.layers] == ["lstm"]
+
+
+def test_file_api_arguments_raise_fastrnn_errors(tmp_path):
+    """Review 2026-12-05, section 12: load(3), save_spec(3, p), save_spec(spec, 3), loads_spec("abc") raised a
+    plain TypeError and load_spec('/missing') a plain FileNotFoundError; each is a FastRNNError that is
+    also the built-in a caller may catch."""
+    from fastrnn.errors import ModelFileNotFoundError
+    from fastrnn.io.native import load_spec, loads_spec, save_spec
+
+    spec = rnn_spec("lstm", 3, 4)
+    for call in (lambda: fastrnn.load(3), lambda: save_spec(3, str(tmp_path / "a.fastrnn")),
+                 lambda: save_spec(spec, 3), lambda: loads_spec("abc"), lambda: load_spec(3)):
+        with pytest.raises(ArgumentTypeError):
+            call()
+    with pytest.raises(ModelFileNotFoundError) as e:
+        load_spec(str(tmp_path / "missing.fastrnn"))
+    assert isinstance(e.value, FileNotFoundError) and "missing.fastrnn" in str(e.value)
+    save_spec(spec, tmp_path / "ok.fastrnn")
+    assert [l.kind for l in load_spec(tmp_path / "ok.fastrnn").layers] == ["lstm"]

@@ -54,7 +54,7 @@ from typing import Any, Callable, Mapping, Union
 
 import numpy as np
 
-from ..errors import FastRNNError, ModelFormatError
+from ..errors import ArgumentTypeError, FastRNNError, ModelFormatError
 from ..spec import (MAX_LAYERS, ActivationSpec, DenseSpec, EmbeddingSpec, LastStepSpec, MaskingSpec, ModelSpec,
                     RecurrentSpec)
 from .budget import LoadBudget
@@ -141,7 +141,7 @@ def _layout(spec: ModelSpec) -> tuple[bytes, Chunks]:
 
 def _check_spec(spec: object, fn: str) -> None:
     if not isinstance(spec, ModelSpec):
-        raise TypeError(f"{fn}() takes a ModelSpec, got {type(spec).__name__}")
+        raise ArgumentTypeError(f"{fn}() takes a ModelSpec, got {type(spec).__name__}")
 
 
 def _write(f: io.BufferedIOBase, header: bytes, chunks: Chunks) -> None:
@@ -159,6 +159,8 @@ def save_spec(spec: ModelSpec, path: str | os.PathLike[str]) -> None:
     On any error the temporary file is removed and an existing ``path`` is left untouched.
     """
     _check_spec(spec, "save_spec")
+    if not isinstance(path, (str, bytes, os.PathLike)):
+        raise ArgumentTypeError(f"save_spec() takes a path (str or os.PathLike), got {type(path).__name__}")
     path = os.fspath(path)
     header, chunks = _layout(spec)
     import uuid
@@ -440,7 +442,9 @@ def load_spec(path: str | os.PathLike[str], mmap: bool = False) -> ModelSpec:
 
     ``mmap=True`` maps the file read-only instead of reading it (the arrays then view the mapping).
     """
-    path = os.fspath(path)
+    from .detect import check_path  # a missing path: ModelFileNotFoundError; a FIFO or device: refused
+
+    path = check_path(path)
     with open(path, "rb") as f:
         return _read_spec(f, os.fstat(f.fileno()).st_size, path, mmap)
 
@@ -453,10 +457,10 @@ def loads_spec(data: bytes | bytearray | memoryview, name: str = "<bytes>") -> M
     64-byte aligned memory owned by the spec (``data`` is not kept).
     """
     if isinstance(data, str) or not isinstance(data, (bytes, bytearray, memoryview)):
-        raise TypeError(f"loads_spec() takes bytes (the content of a .fastrnn file), got {type(data).__name__}")
+        raise ArgumentTypeError(f"loads_spec() takes bytes (the content of a .fastrnn file), got {type(data).__name__}")
     mv = memoryview(data)
     if not mv.contiguous:
-        raise TypeError("loads_spec() takes a contiguous buffer")
+        raise ArgumentTypeError("loads_spec() takes a contiguous buffer")
     mv = mv.cast("B")
     with io.BytesIO(mv) as f:
         return _read_spec(f, mv.nbytes, str(name), False)
