@@ -40,6 +40,7 @@ import numpy as np
 from ..errors import FastRNNError, ModelFormatError, UnsupportedLayerError
 from ..spec import DenseSpec, EmbeddingSpec, ModelSpec, RecurrentSpec
 from .budget import LoadBudget
+from .detect import check_zip_directory
 
 __all__ = ["spec_from_keras_file"]
 
@@ -430,26 +431,12 @@ def _read_member(z, name, limit, budget):
     return data
 
 
-_MAX_CENTRAL_DIRECTORY = 1 << 20  # bytes: ~20,000 members (a .keras file has 3, plus its assets)
-
-
-def _central_directory_size(p):
-    """The size the archive's end record gives its central directory (what zipfile parses into one
-    object per member: ~10 bytes of memory and a few microseconds per byte), or None."""
-    try:
-        with open(p, "rb") as fh:
-            end = zipfile._EndRecData(fh)  # noqa: SLF001 - the record zipfile itself reads first
-        return None if end is None else int(end[zipfile._ECD_SIZE])  # noqa: SLF001
-    except Exception:  # noqa: BLE001 - zipfile reports a damaged archive itself
-        return None
+_MAX_MEMBERS = 20_000  # a .keras file holds 3 members, plus its assets
 
 
 def _load_keras_zip(p, architecture, keras_version, origin, budget):
     h5py = _h5py()
-    cd = _central_directory_size(p)
-    if cd is not None and cd > _MAX_CENTRAL_DIRECTORY:
-        raise _Fail(f"the archive's central directory is {cd:,} bytes (up to {cd // 46:,} members): not a .keras "
-                    "file (it holds config.json, metadata.json, model.weights.h5 and a few assets)")
+    check_zip_directory(p, _MAX_MEMBERS)  # before zipfile parses the directory (one object per member)
     try:
         z = zipfile.ZipFile(p)
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
