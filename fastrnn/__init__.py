@@ -107,8 +107,9 @@ def load(path_or_object: str | os.PathLike[str] | Any, **options: Any) -> Model:
     else:
         fw = _framework(obj)
         what = {"torch": "a torch module", "keras": "a Keras model"}.get(fw or "", "")
-    if options:
-        raise UnsupportedLayerError(f"load(): option(s) {', '.join(sorted(options))} do not apply to {what or 'this object'}")
+    from .io.detect import refuse_options
+
+    refuse_options(options, "load()", what or "this object", "weights= only")
     if isinstance(obj, Model):
         model = obj
     elif isinstance(obj, ModelSpec):

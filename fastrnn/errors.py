@@ -22,6 +22,7 @@ __all__ = [
     "ModelFileNotFoundError",
     "ArgumentError",
     "ArgumentTypeError",
+    "UnsupportedOptionError",
     "OutOfMemoryError",
     "file_errors",
 ]
@@ -61,6 +62,12 @@ class ArgumentError(FastRNNError, ValueError):
 
 class ArgumentTypeError(FastRNNError, TypeError):
     """An API argument of a type fastrnn does not take."""
+
+
+class UnsupportedOptionError(UnsupportedLayerError, ArgumentTypeError):
+    """A reader option (a keyword of :func:`fastrnn.load`) that the file's format, or the object, does not
+    take: one class for every reader, both an :class:`UnsupportedLayerError` and an
+    :class:`ArgumentTypeError` (a ``TypeError``, like an unexpected keyword argument)."""
 
 
 class OutOfMemoryError(FastRNNError, MemoryError):

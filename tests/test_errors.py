@@ -273,3 +273,32 @@ def test_file_api_arguments_raise_fastrnn_errors(tmp_path):
     assert isinstance(e.value, FileNotFoundError) and "missing.fastrnn" in str(e.value)
     save_spec(spec, tmp_path / "ok.fastrnn")
     assert [l.kind for l in load_spec(tmp_path / "ok.fastrnn").layers] == ["lstm"]
+
+
+def test_an_option_a_reader_does_not_take_is_one_error_class(tmp_path):
+    """Review 2026-12-05, section 7: an option the format does not take was an UnsupportedLayerError for
+    .fastrnn / ONNX files and objects, an ArgumentTypeError for torch / npz / safetensors files; it is one
+    class for all (both of those, so that either except clause keeps working), naming the file."""
+    from fastrnn.errors import UnsupportedOptionError
+    from fastrnn.io.native import save_spec
+
+    rng = np.random.default_rng(3)
+    sd = {"weight_ih_l0": rng.standard_normal((8, 2)).astype(np.float32),
+          "weight_hh_l0": rng.standard_normal((8, 2)).astype(np.float32)}
+    np.savez(tmp_path / "w.npz", **sd)
+    import pickle
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "w.pt", "w") as z:  # a torch.save-like archive of an empty dict
+        z.writestr("archive/data.pkl", pickle.dumps({}, protocol=2))
+    save_spec(rnn_spec("lstm", 3, 4), tmp_path / "m.fastrnn")
+    (tmp_path / "g.onnx").write_bytes(b"\x08\x07\x12\x00")
+    model = fastrnn.Model(rnn_spec("lstm", 3, 4))
+    for target, opts in [(tmp_path / "m.fastrnn", {"architecture": "lstm"}), (tmp_path / "g.onnx", {"strict": 1}),
+                         (tmp_path / "w.npz", {"output": "y"}), (tmp_path / "w.pt", {"foo": 1}),
+                         (model, {"strict": 1})]:
+        with pytest.raises(UnsupportedOptionError) as e:
+            fastrnn.load(str(target) if not isinstance(target, fastrnn.Model) else target, **opts)
+        assert isinstance(e.value, UnsupportedLayerError) and isinstance(e.value, TypeError)
+        where = "load()" if isinstance(target, fastrnn.Model) else str(target)
+        assert str(e.value).startswith(f"{where}: option(s) {next(iter(opts))} do not apply to "), str(e.value)

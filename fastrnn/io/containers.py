@@ -34,7 +34,7 @@ from .budget import LoadBudget
 from .detect import check_path
 from .native import read_safetensors_header
 from ..spec import ModelSpec
-from .torch_file import Architecture, spec_from_tensors
+from .torch_file import Architecture, reader_options, spec_from_tensors
 
 __all__ = ["spec_from_safetensors_file", "spec_from_npz_file", "spec_from_state_dict", "read_safetensors",
            "read_npz", "MAX_DEFLATE_RATIO"]
@@ -53,18 +53,10 @@ _MAX_NPY_HEADER = 1 << 16
 _KINDS = {"safetensors": "a plain safetensors file", "npz": "a numpy .npz archive"}
 
 
-def _options(options: dict[str, Any], fn: str) -> tuple[bool, str | None]:
-    strict = options.pop("strict", True)
-    key = options.pop("key", None)
-    if options:
-        raise ArgumentTypeError(f"{fn}: unknown option(s) {sorted(options)} (known: architecture, strict, key)")
-    return strict, key
-
-
 def _from_file(path: str | os.PathLike[str], read: Callable[[str, LoadBudget], dict[str, np.ndarray]],
-               architecture: Architecture, options: dict[str, Any], fn: str, kind: str) -> ModelSpec:
-    strict, key = _options(options, fn)
+               architecture: Architecture, options: dict[str, Any], kind: str) -> ModelSpec:
     path = os.fspath(path)
+    strict, key = reader_options(options, path, _KINDS[kind])
     with file_errors(path):
         path = check_path(path)
         budget = LoadBudget.for_file(path)
@@ -85,12 +77,12 @@ def _from_file(path: str | os.PathLike[str], read: Callable[[str, LoadBudget], d
 def spec_from_safetensors_file(path: str | os.PathLike[str], architecture: Architecture = None,
                                **options: Any) -> ModelSpec:
     """A :class:`~fastrnn.spec.ModelSpec` from a plain safetensors file; options ``strict``, ``key``."""
-    return _from_file(path, read_safetensors, architecture, options, "spec_from_safetensors_file", "safetensors")
+    return _from_file(path, read_safetensors, architecture, options, "safetensors")
 
 
 def spec_from_npz_file(path: str | os.PathLike[str], architecture: Architecture = None, **options: Any) -> ModelSpec:
     """A :class:`~fastrnn.spec.ModelSpec` from a numpy ``.npz`` file; options ``strict``, ``key``."""
-    return _from_file(path, read_npz, architecture, options, "spec_from_npz_file", "npz")
+    return _from_file(path, read_npz, architecture, options, "npz")
 
 
 def read_safetensors(path: str, budget: LoadBudget) -> dict[str, np.ndarray]:

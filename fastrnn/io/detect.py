@@ -22,10 +22,11 @@ import os
 import re
 from typing import Any, Callable
 
-from ..errors import ArgumentTypeError, ModelFileNotFoundError, ModelFormatError, UnsupportedLayerError, file_errors
+from ..errors import (ArgumentTypeError, ModelFileNotFoundError, ModelFormatError, UnsupportedLayerError,
+                      UnsupportedOptionError, file_errors)
 from ..spec import ModelSpec
 
-__all__ = ["detect_format", "spec_from_file", "check_path", "check_zip_directory"]
+__all__ = ["detect_format", "spec_from_file", "check_path", "check_zip_directory", "refuse_options"]
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 ZIP_SIGNATURES = (b"PK\x03\x04", b"PK\x05\x06")
@@ -170,6 +171,15 @@ def detect_format(path: str | os.PathLike[str]) -> str:
         ".keras / .h5 files, PyTorch .pt / .pth files, ONNX .onnx files, and weights in .safetensors / .npz files")
 
 
+def refuse_options(options: Any, where: str, what: str, takes: str) -> None:
+    """The one refusal of the options a reader (or :func:`fastrnn.load` for an object) does not take:
+    :class:`UnsupportedOptionError` naming ``where`` (the file), the options, ``what`` it is and what it
+    ``takes``; nothing when ``options`` is empty."""
+    if options:
+        raise UnsupportedOptionError(f"{where}: option(s) {', '.join(sorted(map(str, options)))} do not apply to "
+                                     f"{what} (it takes {takes})")
+
+
 def _reader(module: str, func: str, what: str) -> Callable[..., ModelSpec]:
     try:
         mod = importlib.import_module(f"fastrnn.io.{module}")
@@ -221,19 +231,13 @@ def _spec_from_file(path: str, weights: str | None, **options: Any) -> tuple[Mod
     if fmt == "fastrnn":
         from .native import load_spec
 
-        extra = set(options) - {"mmap"}
-        if extra:
-            raise UnsupportedLayerError(
-                f"option(s) {', '.join(sorted(extra))} do not apply to a .fastrnn file ({path}): "
-                "the file already holds the whole model")
+        refuse_options(set(options) - {"mmap"}, path, "a .fastrnn file",
+                       "mmap= and weights= only: the file already holds the whole model")
         return load_spec(path, **options), fmt
     if fmt == "onnx":
         from ..converters.onnx import spec_from_onnx_file  # needs the onnx package: says how to install it
 
-        extra = set(options) - {"output"}
-        if extra:
-            raise UnsupportedLayerError(f"option(s) {', '.join(sorted(extra))} do not apply to an ONNX file ({path}); "
-                                        "it takes output='<graph output name>' and weights=")
+        refuse_options(set(options) - {"output"}, path, "an ONNX file", "output='<graph output name>' and weights=")
         return spec_from_onnx_file(path, **options, **({"weights": weights} if weights else {})), fmt
     if fmt in ("safetensors", "npz"):
         from .containers import spec_from_npz_file, spec_from_safetensors_file

@@ -118,7 +118,7 @@ from ..converters.torch import CELL_MODES, Piece, RNNDesc, build_spec, cell_piec
 from ..errors import ArgumentTypeError, ConversionError, FastRNNError, ModelFormatError, UnsupportedLayerError, file_errors
 from ..spec import ACTIVATIONS, AXIS_ACTIVATIONS, ModelSpec
 from .budget import LoadBudget
-from .detect import check_path
+from .detect import check_path, refuse_options
 
 __all__ = ["spec_from_torch_file", "spec_from_tensors", "read_torch_file", "is_torch_file"]
 
@@ -1131,18 +1131,23 @@ def _act_ok(act, where):
                                     f"(supported: {', '.join(ACTIVATIONS + AXIS_ACTIVATIONS)})")
 
 
+def reader_options(options: dict[str, Any], path: str, what: str) -> tuple[bool, str | None]:
+    """``(strict, key)`` of the state-dict readers (torch, safetensors, npz files); any other option is
+    refused (:func:`fastrnn.io.detect.refuse_options`)."""
+    strict = options.pop("strict", True)
+    key = options.pop("key", None)
+    refuse_options(options, path, what, "architecture=, strict=, key= and weights=")
+    return strict, key
+
+
 def spec_from_torch_file(path: str | os.PathLike[str], architecture: Architecture = None, **options: Any) -> ModelSpec:
     """Build a :class:`ModelSpec` from a ``torch.save`` file without torch (see the module docstring).
 
     Options: ``strict`` (default True: every state-dict tensor must be used by the architecture),
     ``key`` (the key or dotted path of the state dict inside a checkpoint holding several).
     """
-    strict = options.pop("strict", True)
-    key = options.pop("key", None)
-    if options:
-        raise ArgumentTypeError(f"spec_from_torch_file: unknown option(s) {sorted(options)} (known: architecture, "
-                                "strict, key)")
     path = os.fspath(path)
+    strict, key = reader_options(options, path, "a PyTorch file")
     with file_errors(path):  # whatever the content: a FastRNNError naming the file
         path = check_path(path)
         budget = LoadBudget.for_file(path)
