@@ -74,16 +74,28 @@ def _arch(value: str) -> Any:
         raise _UsageError(f"{where}: not valid JSON ({e})") from None
 
 
-def _load(path: str, arch: Any, weights: str | None = None) -> Model:
-    import fastrnn
+# reader options the CLI passes on (flag -> fastrnn.load keyword): the ones the readers' refusals ask for
+_READER_FLAGS = {"arch": ("--arch", "architecture"), "state_key": ("--state-key", "key"),
+                 "graph_output": ("--graph-output", "output")}
 
-    kw = {"weights": weights} if weights else {}
-    if arch is None:
-        return fastrnn.load(path, **kw)
+
+def _load(path: str, args: argparse.Namespace, weights: str | None = None) -> Model:
+    """``fastrnn.load(path, ...)`` with the reader options given as flags (--arch, --state-key,
+    --graph-output); an option the file's reader does not take is a usage error naming the flag."""
+    import fastrnn
+    from .errors import UnsupportedOptionError
+
+    kw: dict[str, Any] = {"weights": weights} if weights else {}
+    given = [(flag, key, getattr(args, dest)) for dest, (flag, key) in _READER_FLAGS.items()
+             if getattr(args, dest, None) is not None]
+    for flag, key, value in given:
+        kw[key] = _arch(value) if key == "architecture" else value
     try:
-        return fastrnn.load(path, architecture=_arch(arch), **kw)
-    except TypeError as e:  # a reader that takes no architecture option
-        raise _UsageError(f"--arch does not apply to {path} ({e})") from None
+        return fastrnn.load(path, **kw)
+    except UnsupportedOptionError as e:  # a reader that does not take one of them
+        refused = getattr(e, "options", ())
+        flags = " / ".join(flag for flag, key, _ in given if key in refused)
+        raise _UsageError(f"{flags or 'an option'} does not apply to {path} ({e})") from None
 
 
 # --------------------------------------------------------------------------------- info
@@ -300,7 +312,7 @@ def _predict(args: argparse.Namespace) -> int:
     _check_output(args.output)
     if args.threads:
         fastrnn.set_num_threads(args.threads)
-    model = _load(args.model, args.arch)
+    model = _load(args.model, args)
     x = _read_input(args.input, args.key, model.spec.takes_ids)
     y = model.predict(x, lengths=_lengths(args.lengths))
     outs = list(y) if isinstance(y, tuple) else [y]
@@ -328,7 +340,7 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    model = _load(args.src, args.arch, args.weights)
+    model = _load(args.src, args, args.weights)
     model.save(args.dst)
     n = sum(int(t.size) for k, t in model.spec.to_core()[1].items() if not k.endswith("_scale"))
     print(f"wrote {args.dst}: {len(model.spec.layers)} layers, {n:,} parameters, {model.precision} recurrent "
@@ -479,12 +491,22 @@ def _parser() -> argparse.ArgumentParser:
     arch_help = ("architecture of a PyTorch state dict: a JSON file or an inline JSON string "
                  "(passed to fastrnn.load(..., architecture=...))")
 
+    def reader_flags(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--arch", default=None, metavar="JSON", help=arch_help)
+        sp.add_argument("--state-key", default=None, metavar="KEY",
+                        help="the state dict to read in a checkpoint holding several (.pt / .npz / .safetensors): "
+                        "a top-level key or a dotted path, e.g. model_state or train.ema (fastrnn.load(..., key=))")
+        sp.add_argument("--graph-output", default=None, metavar="NAME",
+                        help="the output of an ONNX graph with several to convert, e.g. Y or Y_h "
+                        "(fastrnn.load(..., output=))")
+
     c = sub.add_parser("convert", help="convert a Keras / PyTorch / fastrnn model file to .fastrnn",
                        description="Convert any supported model file to the native .fastrnn format "
                        "(written atomically: an existing DST is replaced only when the write succeeds).")
-    c.add_argument("src", metavar="SRC", help="model file (.keras, .h5, .pt, .pth, .fastrnn)")
+    c.add_argument("src", metavar="SRC", help="model file (any format fastrnn.load reads: .keras, .h5, .pt, .pth, "
+                   ".onnx, .safetensors, .npz, .fastrnn)")
     c.add_argument("dst", metavar="DST", help="output .fastrnn file")
-    c.add_argument("--arch", default=None, metavar="JSON", help=arch_help)
+    reader_flags(c)
     c.add_argument("--weights", default=None, type=_precision, metavar="{f32,bf16,int8}",
                    help="precision of the recurrent weights in DST: f32 (exact), bf16 or int8 (symmetric per row); "
                    "default: as the source (float32 for framework models). Biases, Dense / Embedding weights, "
@@ -496,7 +518,7 @@ def _parser() -> argparse.ArgumentParser:
                        "parameter count, file size, source framework and the ISA that will run it.")
     i.add_argument("model", nargs="?", metavar="MODEL", help="model file (any format fastrnn.load reads)")
     i.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    i.add_argument("--arch", default=None, metavar="JSON", help=arch_help)
+    reader_flags(i)
 
     r = sub.add_parser("predict", help="run a model on an input file (.npy, .npz, .csv)",
                        description="Run MODEL on INPUT and write or print the output.",
@@ -511,7 +533,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="valid steps per batch row, e.g. --lengths 10 7 3 or --lengths 10,7,3")
     r.add_argument("--threads", type=_positive_int, default=None, metavar="N",
                    help="threads (default: FASTRNN_NUM_THREADS or all cores)")
-    r.add_argument("--arch", default=None, metavar="JSON", help=arch_help)
+    reader_flags(r)
 
     d = sub.add_parser("demo", help="run a small LSTM, check it against PyTorch (or numpy), time it",
                        description="Build a small model (LSTM(16 -> 64) -> last step -> Dense(4, softmax)) with "
@@ -581,7 +603,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     for k, v in inf.items():
                         print(f"{k + ':':<16}{', '.join(v) if isinstance(v, list) else v}")
                 return 0
-            d = describe(_load(args.model, args.arch), args.model)
+            d = describe(_load(args.model, args), args.model)
             if args.json:
                 print(json.dumps(d, indent=2, default=str))
             else:

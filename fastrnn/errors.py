@@ -69,6 +69,8 @@ class UnsupportedOptionError(UnsupportedLayerError, ArgumentTypeError):
     take: one class for every reader, both an :class:`UnsupportedLayerError` and an
     :class:`ArgumentTypeError` (a ``TypeError``, like an unexpected keyword argument)."""
 
+    options: tuple[str, ...] = ()  # the keywords refused
+
 
 class OutOfMemoryError(FastRNNError, MemoryError):
     """A request (batch size, sequence length) whose buffers cannot be allocated on this machine."""

@@ -173,11 +173,13 @@ def detect_format(path: str | os.PathLike[str]) -> str:
 
 def refuse_options(options: Any, where: str, what: str, takes: str) -> None:
     """The one refusal of the options a reader (or :func:`fastrnn.load` for an object) does not take:
-    :class:`UnsupportedOptionError` naming ``where`` (the file), the options, ``what`` it is and what it
-    ``takes``; nothing when ``options`` is empty."""
+    :class:`UnsupportedOptionError` naming ``where`` (the file), the options (also as its ``options``
+    attribute), ``what`` it is and what it ``takes``; nothing when ``options`` is empty."""
     if options:
-        raise UnsupportedOptionError(f"{where}: option(s) {', '.join(sorted(map(str, options)))} do not apply to "
-                                     f"{what} (it takes {takes})")
+        names = sorted(map(str, options))
+        e = UnsupportedOptionError(f"{where}: option(s) {', '.join(names)} do not apply to {what} (it takes {takes})")
+        e.options = tuple(names)  # the refused keywords (the CLI names its flags for them)
+        raise e
 
 
 def _reader(module: str, func: str, what: str) -> Callable[..., ModelSpec]:

@@ -917,7 +917,7 @@ def _state_dict(obj, path, key=None, budget=None):
         elif found:
             shown = ", ".join(_short(w, 80) for w, _ in found[:20]) + (" ..." if len(found) > 20 else "")
             raise ConversionError(f"{path}: holds {len(found)} dicts of tensors ({shown}); name the one to load "
-                                  f"with key=, e.g. key={found[0][0]!r}")
+                                  f"with key=, e.g. key={found[0][0]!r} (command line: --state-key {found[0][0]})")
         elif isinstance(obj, dict):
             keys = ", ".join(_short(k, 80) for k in list(obj)[:12])
             raise ModelFormatError(f"{path}: holds no dict of tensors (a state dict), nested or not (keys: {keys})")
