@@ -14,10 +14,13 @@ import atexit
 import contextlib
 import json
 import os
+import pickle
 import shutil
 import struct
 import sys
 import tempfile
+import zipfile
+import zlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CORPUS_DIR = os.path.join(HERE, "corpus")
@@ -148,19 +151,9 @@ def skip_known(e: BaseException) -> bool:
 # (fastrnn.errors.file_errors turns it into a ModelFormatError naming the file, the original kept as
 # __cause__): such a refusal is clean.  Anything else as a cause -- AttributeError, TypeError, KeyError,
 # IndexError, NameError, a numpy ValueError ... -- is a reader bug that the boundary hid: a finding.
-PARSER_ERRORS = ("zipfile.BadZipFile", "zlib.error", "struct.error", "UnicodeDecodeError", "UnicodeEncodeError",
-                 "EOFError", "OSError", "pickle.UnpicklingError", "json.JSONDecodeError")
-
-
-def _is_parser_error(c: BaseException) -> bool:
-    import json
-    import pickle
-    import struct
-    import zipfile
-    import zlib
-
-    return isinstance(c, (zipfile.BadZipFile, zlib.error, struct.error, UnicodeError, EOFError, OSError,
-                          pickle.UnpicklingError, json.JSONDecodeError))
+PARSER_ERRORS: tuple[type[BaseException], ...] = (
+    zipfile.BadZipFile, zlib.error, struct.error, UnicodeError, EOFError, OSError, pickle.UnpicklingError,
+    json.JSONDecodeError)
 
 
 def foreign_cause(e: BaseException) -> BaseException | None:
@@ -170,7 +163,7 @@ def foreign_cause(e: BaseException) -> BaseException | None:
 
     c, seen = e.__cause__, 0
     while c is not None and seen < 16:
-        if not isinstance(c, FastRNNError) and not _is_parser_error(c):
+        if not isinstance(c, (FastRNNError, *PARSER_ERRORS)):
             return c
         c, seen = c.__cause__, seen + 1
     return None
