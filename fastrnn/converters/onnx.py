@@ -72,6 +72,7 @@ import numpy as np
 from . import unique_name
 from ..errors import ModelFormatError, UnsupportedLayerError
 from ..io.budget import LoadBudget
+from ..quantize import from_bf16
 from ..spec import MAX_LAYERS, DirectionWeights, ModelSpec
 from .torch import Piece, RNNDesc, build_spec
 
@@ -405,8 +406,7 @@ class _Tensors:
             if len(raw) != n * item:
                 raise _Malformed(f"{what}: {len(raw)} bytes of data for {n} elements of {item} bytes")
             if dt == "bfloat16":
-                u = np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16
-                return u.view(np.float32).reshape(dims)
+                return from_bf16(np.frombuffer(raw, dtype="<u2")).reshape(dims)
             return np.frombuffer(raw, dtype=np.dtype(dt).newbyteorder("<")).astype(dt).reshape(dims)
         try:
             from onnx import numpy_helper

@@ -30,6 +30,7 @@ from typing import IO, Any, Callable, Iterator, Mapping
 import numpy as np
 
 from ..errors import ArgumentTypeError, ConversionError, ModelFormatError, file_errors
+from ..quantize import from_bf16
 from .budget import LoadBudget
 from .detect import check_path
 from .native import read_safetensors_header
@@ -101,7 +102,7 @@ def read_safetensors(path: str, budget: LoadBudget) -> dict[str, np.ndarray]:
             a = np.frombuffer(raw, dt).reshape(shape)
             if dt.kind == "V":  # bfloat16: the high half of a float32
                 budget.charge(a.size * 4, f"tensor {name[:80]!r} as float32")
-                a = (a.view("<u2").astype(np.uint32) << 16).view(np.float32)
+                a = from_bf16(a.view("<u2"))
             out[name] = a
     return out
 

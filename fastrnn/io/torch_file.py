@@ -116,6 +116,7 @@ import numpy as np
 
 from ..converters.torch import CELL_MODES, Piece, RNNDesc, build_spec, cell_piece, rnn_desc_from_tensors
 from ..errors import ArgumentTypeError, ConversionError, FastRNNError, ModelFormatError, UnsupportedLayerError, file_errors
+from ..quantize import from_bf16
 from ..spec import ACTIVATIONS, AXIS_ACTIVATIONS, ModelSpec
 from .budget import LoadBudget
 from .detect import check_path, refuse_options
@@ -744,7 +745,7 @@ def _materialize(t: _TensorRef, byteorder, path, name, budget):
                                               strides=[s * isz if n > 1 else 0 for n, s in zip(size, stride)],
                                               writeable=False).copy()
     if dt == "bf16":
-        arr = (arr.astype(np.uint32) << 16).view(np.float32)
+        arr = from_bf16(arr)
     return arr.astype(arr.dtype.newbyteorder("=")) if arr.dtype.byteorder == ">" else arr
 
 
