@@ -791,3 +791,19 @@ def test_external_data_inside_the_directory_only(rng, tmp_path):
 
 if __name__ == "__main__" and "--make-dynamo-fixtures" in sys.argv:  # pragma: no cover
     _make_dynamo_fixtures()
+
+
+def test_bfloat16_initializers_widen_as_onnx_reads_them():
+    """A BFLOAT16 initializer (raw bytes) becomes the float32 that onnx.numpy_helper reads: normal,
+    negative, infinite and subnormal bit patterns (quantize.from_bf16, the one widening)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from fastrnn.converters import onnx as fo
+    from fastrnn.io.budget import LoadBudget
+
+    bits = np.array([0x3FC0, 0xC010, 0x7F80, 0x0001, 0x8000, 0x4049], np.uint16)
+    t = helper.make_tensor("w", TensorProto.BFLOAT16, [2, 3], bits.tobytes(), raw=True)
+    got = fo._Tensors(onnx, LoadBudget.for_bytes(b"\0" * 64, "t"), None, "t").array(t, "w")
+    expected = numpy_helper.to_array(t).astype(np.float32)
+    assert got.dtype == np.float32 and got.shape == (2, 3)
+    np.testing.assert_array_equal(got, expected)
