@@ -399,8 +399,11 @@ def test_dpbf16_opt_in_path_matches_reference():
         "    ref = t.reference(case[1], case[3], w, x, 'bf16', lens, case[6])\n"
         "    assert np.abs(got - ref).max() < 1e-4, (case[0], np.abs(got - ref).max())\n"
         "print(fastrnn._load_core().quantized_paths())\n" % os.path.dirname(__file__))
-    env = dict(os.environ, FASTRNN_BF16_DPBF16="1")
-    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    from conftest import CHILD_CWD, child_env
+
+    # cwd outside the checkout: '' on the child's sys.path would import the source tree
+    r = subprocess.run([sys.executable, "-c", code], env=child_env(FASTRNN_BF16_DPBF16="1"), cwd=CHILD_CWD,
+                       capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     flags = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
     best = fastrnn.info()["available_isas"][-1]
