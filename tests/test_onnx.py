@@ -683,7 +683,6 @@ def test_dynamic_quantize_lstm(rng, tmp_path):
     reference evaluator running a float LSTM with the same dequantized weights; against onnxruntime
     (which also quantizes the activations at run time) within its own quantization error."""
     torch = require("torch")
-    from onnxruntime.quantization import QuantType, quantize_dynamic
 
     nn, Out, _, _ = _torch_modules()
     torch.manual_seed(2)
@@ -693,10 +692,7 @@ def test_dynamic_quantize_lstm(rng, tmp_path):
     onnx.save(_export(mod, x, True), str(src))
     for per_channel in (False, True):
         q = tmp_path / f"q{int(per_channel)}.onnx"
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            quantize_dynamic(str(src), str(q), weight_type=QuantType.QInt8, op_types_to_quantize=["LSTM"],
-                             per_channel=per_channel)
+        quantize_lstm_int8(src, q, per_channel)
         qm = onnx.load(str(q))
         node = next(n for n in qm.graph.node if n.op_type == "DynamicQuantizeLSTM")
         model = fastrnn.load(str(q))
@@ -807,3 +803,13 @@ def test_bfloat16_initializers_widen_as_onnx_reads_them():
     expected = numpy_helper.to_array(t).astype(np.float32)
     assert got.dtype == np.float32 and got.shape == (2, 3)
     np.testing.assert_array_equal(got, expected)
+
+
+def quantize_lstm_int8(src, dst, per_channel):
+    """onnxruntime's quantize_dynamic of the LSTM nodes only (DynamicQuantizeLSTM, QInt8 weights)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, op_types_to_quantize=["LSTM"],
+                         per_channel=per_channel)

@@ -408,10 +408,9 @@ def test_onnx_dynamic_quantize_lstm_keeps_its_int8_weights(tmp_path):
     require("onnxruntime")
     import onnx
     from onnx import numpy_helper
-    from onnxruntime.quantization import QuantType, quantize_dynamic
 
     from fastrnn.converters.onnx import spec_from_onnx_file
-    from test_onnx import _export, _torch_modules
+    from test_onnx import _export, _torch_modules, quantize_lstm_int8
 
     nn, Out, _, _ = _torch_modules()
     torch.manual_seed(0)
@@ -420,10 +419,7 @@ def test_onnx_dynamic_quantize_lstm_keeps_its_int8_weights(tmp_path):
               str(src))
     for per_channel in (False, True):
         q = tmp_path / f"q{int(per_channel)}.onnx"
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            quantize_dynamic(str(src), str(q), weight_type=QuantType.QInt8, op_types_to_quantize=["LSTM"],
-                             per_channel=per_channel)
+        quantize_lstm_int8(src, q, per_channel)
         f32 = spec_from_onnx_file(str(q))
         i8 = spec_from_onnx_file(str(q), weights="int8")
         assert f32.precision == "f32" and i8.precision == "int8"
