@@ -110,9 +110,10 @@ import pickle
 import struct
 import zipfile
 import zlib
-from typing import Any, Mapping, Optional, Sequence, Union
+from typing import IO, TYPE_CHECKING, Any, Callable, Iterable, Mapping, NoReturn, Optional, Sequence, Union
 
 import numpy as np
+import numpy.typing as npt
 
 from ..converters.torch import CELL_MODES, Piece, RNNDesc, build_spec, cell_piece, rnn_desc_from_tensors
 from ..errors import ArgumentTypeError, ConversionError, FastRNNError, ModelFormatError, UnsupportedLayerError, file_errors
@@ -120,6 +121,9 @@ from ..quantize import from_bf16
 from ..spec import ACTIVATIONS, AXIS_ACTIVATIONS, ModelSpec
 from .budget import LoadBudget
 from .detect import check_path, check_zip_directory, check_zip_members, read_zip_member, refuse_options
+
+if TYPE_CHECKING:
+    from typing import TypeGuard  # Python 3.10+
 
 __all__ = ["spec_from_torch_file", "spec_from_tensors", "read_torch_file", "is_torch_file"]
 
@@ -136,7 +140,7 @@ _MAX_RANK = 32  # dimensions of one tensor (numpy's own limit is 64; RNN weights
 _MAX_INDEX = 1 << 62  # each size, stride and offset (in elements)
 
 
-def _short(v, n=120) -> str:
+def _short(v: object, n: int = 120) -> str:
     """``repr(v)``, cut to ``n`` characters (file content quoted in messages)."""
     r = repr(v) if not isinstance(v, str) else v
     return r if len(r) <= n else r[:n] + f"... ({len(r):,} characters)"
@@ -149,18 +153,18 @@ class _Frozen:
 
     __slots__ = ()
 
-    def __init__(self, **fields):
+    def __init__(self, **fields: Any) -> None:
         self._set(**fields)
 
-    def _set(self, **fields):
+    def _set(self, **fields: Any) -> None:
         for k, v in fields.items():
             object.__setattr__(self, k, v)
 
-    def __setattr__(self, name, value):
+    def __setattr__(self, name: str, value: object) -> None:
         raise ModelFormatError(f"refusing to set attribute {_short(name)} of a {type(self).__name__[1:]} object (a "
                                "BUILD opcode aimed at a global or a tensor): not a torch.save state dict")
 
-    def __delattr__(self, name):
+    def __delattr__(self, name: str) -> None:
         self.__setattr__(name, None)
 
 
@@ -171,14 +175,14 @@ class _StorageType(_Frozen):
     name: str
     dtype: str  # a numpy dtype string, or "bf16" / "b1"
 
-    def __init__(self, name):
+    def __init__(self, name: str) -> None:
         super().__init__(name=name, dtype=_STORAGES[name])
 
     @property
-    def itemsize(self):
+    def itemsize(self) -> int:
         return 2 if self.dtype == "bf16" else (1 if self.dtype == "b1" else np.dtype(self.dtype).itemsize)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<storage type {self.name}>"
 
 
@@ -186,8 +190,9 @@ class _TypeMarker(_Frozen):
     """Stands for ``torch.Tensor`` / ``torch.nn.parameter.Parameter`` in ``_rebuild_from_type_v2``."""
 
     __slots__ = ("name",)
+    name: str
 
-    def __init__(self, name):
+    def __init__(self, name: str) -> None:
         super().__init__(name=name)
 
 
@@ -195,14 +200,16 @@ class _Global(_Frozen):
     """An allowed global as the pickle sees it: a call forwards to ``fn``; a fresh one per lookup."""
 
     __slots__ = ("fn", "name")
+    fn: Callable[..., Any]
+    name: str
 
-    def __init__(self, fn, name):
+    def __init__(self, fn: Callable[..., Any], name: str) -> None:
         super().__init__(fn=fn, name=name)
 
-    def __call__(self, *args):
+    def __call__(self, *args: Any) -> Any:
         return self.fn(*args)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<global {self.name}>"
 
 
@@ -214,7 +221,7 @@ class _Storage(_Frozen):
     location: str
     data: Any  # the storage's bytes once read (None before)
 
-    def __init__(self, key, stype, numel, location):
+    def __init__(self, key: str, stype: _StorageType, numel: int, location: str) -> None:
         super().__init__(key=key, stype=stype, numel=numel, location=location, data=None)  # data: once read
 
 
@@ -225,11 +232,11 @@ class _TensorRef(_Frozen):
     size: tuple[int, ...]
     stride: tuple[int, ...]
 
-    def __init__(self, storage, offset, size, stride):
+    def __init__(self, storage: _Storage, offset: int, size: tuple[int, ...], stride: tuple[int, ...]) -> None:
         super().__init__(storage=storage, offset=offset, size=size, stride=stride)
 
 
-def _ints(v, what):
+def _ints(v: object, what: str) -> tuple[int, ...]:
     if not isinstance(v, (tuple, list)) or not all(type(x) is int for x in v):
         raise ModelFormatError(f"tensor {what} must be a tuple of ints, got {_short(v)}")
     if len(v) > _MAX_RANK:
@@ -239,7 +246,8 @@ def _ints(v, what):
     return tuple(v)
 
 
-def _rebuild_tensor(storage, storage_offset, size, stride, *_ignored):
+def _rebuild_tensor(storage: object, storage_offset: object, size: object, stride: object,
+                    *_ignored: object) -> _TensorRef:
     if not isinstance(storage, _Storage):
         raise ModelFormatError(f"tensor storage is not a storage reference ({type(storage).__name__})")
     if type(storage_offset) is not int or not 0 <= storage_offset < _MAX_INDEX:
@@ -250,18 +258,20 @@ def _rebuild_tensor(storage, storage_offset, size, stride, *_ignored):
     return _TensorRef(storage, storage_offset, size, stride)
 
 
-def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None,
-                       metadata=None):
+def _rebuild_tensor_v2(storage: object, storage_offset: object, size: object, stride: object,
+                       requires_grad: object = False, backward_hooks: object = None,
+                       metadata: object = None) -> _TensorRef:
     return _rebuild_tensor(storage, storage_offset, size, stride)
 
 
-def _rebuild_parameter(data, requires_grad=False, backward_hooks=None, *_state):
+def _rebuild_parameter(data: object, requires_grad: object = False, backward_hooks: object = None,
+                       *_state: object) -> _TensorRef:
     if not isinstance(data, _TensorRef):
         raise ModelFormatError("a Parameter must wrap a tensor")
     return data
 
 
-def _rebuild_from_type_v2(func, new_type, args, state):
+def _rebuild_from_type_v2(func: object, new_type: object, args: object, state: object) -> Any:
     if not (isinstance(func, _Global) and func.fn in (_rebuild_tensor_v2, _rebuild_tensor, _rebuild_parameter)) \
             or not isinstance(new_type, _TypeMarker):
         raise ModelFormatError("unsupported tensor subclass reconstruction")
@@ -270,7 +280,7 @@ def _rebuild_from_type_v2(func, new_type, args, state):
     return func(*args)
 
 
-_FUNCTIONS = {
+_FUNCTIONS: dict[tuple[str, str], Callable[..., _TensorRef]] = {
     ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
     ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
     ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
@@ -284,13 +294,13 @@ class _RestrictedUnpickler(pickle.Unpickler):
     """Only the globals above, each handed out as a fresh :class:`_Frozen` object; run it only on a
     pickle :func:`_scan_pickle` has passed."""
 
-    def __init__(self, f, path, persistent=None, size=0):
+    def __init__(self, f: IO[bytes], path: str, persistent: Callable[[Any], Any] | None = None, size: int = 0) -> None:
         super().__init__(f)
         self._path = path
         self._persistent = persistent
         self._copy_limit = max(1 << 16, size)  # OrderedDict items copied, in all (a memoized list reused)
 
-    def find_class(self, module, name):
+    def find_class(self, module: str, name: str) -> Any:
         key = (module, name)
         if key in _FUNCTIONS:
             return _Global(_FUNCTIONS[key], f"{module}.{name}")
@@ -308,7 +318,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
                     "loading needs code execution -- save the weights instead: torch.save(model.state_dict(), path)")
         raise ModelFormatError(msg)
 
-    def _ordered_dict(self, *args):
+    def _ordered_dict(self, *args: Any) -> collections.OrderedDict[Any, Any]:
         """``OrderedDict()`` (what torch.save writes) or ``OrderedDict(items)``, whose copies are counted:
         one memoized list of pairs turned into a dict again and again would cost its size each time."""
         if len(args) > 1 or (args and not isinstance(args[0], (list, tuple, dict))):
@@ -320,7 +330,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
                                    "(a memoized list reused again and again): a corrupt or hostile file")
         return collections.OrderedDict(items)
 
-    def persistent_load(self, pid):
+    def persistent_load(self, pid: Any) -> Any:
         if self._persistent is None:
             raise ModelFormatError(f"{self._path}: unexpected persistent id in a plain pickle")
         return self._persistent(pid)
@@ -355,7 +365,7 @@ _TABLE = [_OPS[c] + (_ARG_FIXED.get(bytes([c])), _ARG_COUNTED.get(bytes([c])), _
 _SCALAR = (0, False, 0, "")  # an object is [depth, held (by a container or a call), kind, global name]
 
 
-def _scan_pickle(data, start, path):
+def _scan_pickle(data: bytes | mmap.mmap, start: int, path: str) -> int:
     """Check the pickle at ``data[start:]`` BEFORE it is unpickled, by simulating its stack (no object is
     built).  Refused with :class:`ModelFormatError`:
 
@@ -371,14 +381,17 @@ def _scan_pickle(data, start, path):
     Returns the offset just past the pickle's STOP."""
     n = len(data)
     limit = max(1024, n - start)
+    stack: list[Any]  # objects: [depth, held, kind, global name] lists (or the shared _SCALAR tuple)
+    marks: list[int]
+    memo: dict[int, Any]
     stack, marks, memo = [], [], {}
     unpack = struct.unpack_from
     pos = start
 
-    def fail(why):
+    def fail(why: str) -> NoReturn:
         raise ModelFormatError(f"{path}: {why}")
 
-    def contain(parent, children):
+    def contain(parent: list[Any], children: list[Any]) -> list[Any]:
         """``parent`` now holds ``children``: they are held, and it is deeper than each of them."""
         d = parent[0]
         for c in children:
@@ -395,10 +408,10 @@ def _scan_pickle(data, start, path):
         parent[0] = d
         return parent
 
-    def underflow():
+    def underflow() -> NoReturn:
         fail("corrupt pickle (stack underflow)")
 
-    def target(kinds, op):
+    def target(kinds: tuple[int, ...], op: str) -> Any:
         if len(stack) <= (marks[-1] if marks else 0):
             underflow()
         t = stack[-1]
@@ -411,7 +424,7 @@ def _scan_pickle(data, start, path):
                  "finishes each object before using it; only cycles need this)")
         return t
 
-    def pop_mark():
+    def pop_mark() -> list[Any]:
         if not marks:
             fail("corrupt pickle (no MARK)")
         k = marks.pop()
@@ -419,7 +432,7 @@ def _scan_pickle(data, start, path):
         del stack[k:]
         return items
 
-    def pop(k):
+    def pop(k: int) -> list[Any]:
         if len(stack) - (marks[-1] if marks else 0) < k:
             underflow()
         items = stack[len(stack) - k:]
@@ -525,8 +538,10 @@ def _scan_pickle(data, start, path):
             fail("refusing a pickle that uses the copyreg extension registry (not a torch.save file)")
 
 
-def _load_pickle(data_or_file, path, persistent=None):
+def _load_pickle(data_or_file: bytes | bytearray | IO[bytes], path: str,
+                 persistent: Callable[[Any], Any] | None = None) -> Any:
     """Unpickle the bytes, or the file from its position (legacy format), after :func:`_scan_pickle`."""
+    f: IO[bytes]
     if isinstance(data_or_file, (bytes, bytearray)):
         data = bytes(data_or_file)
         _scan_pickle(data, 0, path)
@@ -550,7 +565,7 @@ def _load_pickle(data_or_file, path, persistent=None):
             from None
 
 
-def _storage_pid(pid, storages, path):
+def _storage_pid(pid: object, storages: dict[str, _Storage], path: str) -> _Storage | tuple[str, _Storage, int, int]:
     """('storage', storage_type, key, location, numel[, view_metadata])."""
     if not isinstance(pid, tuple) or not pid:
         raise ModelFormatError(f"{path}: bad persistent id {_short(pid)}")
@@ -577,7 +592,7 @@ def _storage_pid(pid, storages, path):
 
 
 # --------------------------------------------------------------------------- the two containers
-def _read_zip(path, budget):
+def _read_zip(path: str, budget: LoadBudget) -> tuple[Any, str]:
     try:
         check_zip_directory(path)
         zf = zipfile.ZipFile(path)
@@ -603,7 +618,7 @@ def _read_zip(path, budget):
                 if prefix + "byteorder" in names else "little"
             if byteorder not in ("little", "big"):
                 raise ModelFormatError(f"{path}: unknown byteorder {_short(byteorder)}")
-            storages = {}
+            storages: dict[str, _Storage] = {}
             obj = _load_pickle(read_zip_member(zf, pkls[0], budget, path), path,
                                lambda pid: _storage_pid(pid, storages, path))
             for key, st in storages.items():
@@ -625,7 +640,7 @@ def _read_zip(path, budget):
     return obj, byteorder
 
 
-def _read_legacy(path, budget):
+def _read_legacy(path: str, budget: LoadBudget) -> tuple[Any, str]:
     with open(path, "rb") as f:
         magic = _load_pickle(f, path)
         if magic != _LEGACY_MAGIC:
@@ -635,10 +650,10 @@ def _read_legacy(path, budget):
             raise ModelFormatError(f"{path}: unsupported legacy torch protocol version {_short(proto)}")
         sys_info = _load_pickle(f, path)
         little = bool(sys_info.get("little_endian", True)) if isinstance(sys_info, dict) else True
-        storages = {}
-        views = []
+        storages: dict[str, _Storage] = {}
+        views: list[tuple[_Storage, _Storage, int]] = []
 
-        def pl(pid):
+        def pl(pid: object) -> _Storage:
             r = _storage_pid(pid, storages, path)
             if isinstance(r, tuple):  # a view of a root storage
                 _, root, off, n = r
@@ -684,7 +699,7 @@ def _read_legacy(path, budget):
     return obj, "little" if little else "big"
 
 
-def _materialize(t: _TensorRef, byteorder, path, name, budget):
+def _materialize(t: _TensorRef, byteorder: str, path: str, name: str, budget: LoadBudget) -> npt.NDArray[Any]:
     st = t.storage
     if st.data is None:
         raise ModelFormatError(f"{path}: tensor '{name}': storage {_short(st.key)} has no data")
@@ -720,14 +735,14 @@ def _materialize(t: _TensorRef, byteorder, path, name, budget):
     return arr.astype(arr.dtype.newbyteorder("=")) if arr.dtype.byteorder == ">" else arr
 
 
-def _convert(obj, byteorder, path, budget):
+def _convert(obj: Any, byteorder: str, path: str, budget: LoadBudget) -> Any:
     """``obj`` with every tensor reference materialised.  Each pickled object is converted ONCE (memo by
     ``id``; the graph is acyclic: :func:`_scan_pickle`): a pickle may reference one object many times
     (memo GET, DUP), and a walk by paths would expand ``t_k = (t_{k-1}, t_{k-1})`` -- 2 bytes a level --
     into 2^n objects.  The work is then bounded by the pickle's size; distinct objects are counted."""
     memo: dict[int, Any] = {}
 
-    def conv(o, name, depth):
+    def conv(o: Any, name: str, depth: int) -> Any:
         if not isinstance(o, (_TensorRef, dict, list, tuple, _Frozen)):
             return o
         got = memo.get(id(o), memo)
@@ -735,6 +750,7 @@ def _convert(obj, byteorder, path, budget):
             return got
         if depth > 50:
             raise ModelFormatError(f"{path}: object nested too deeply")
+        out: Any
         if isinstance(o, _TensorRef):
             out = _materialize(o, byteorder, path, name, budget)
         elif isinstance(o, dict):
@@ -751,7 +767,7 @@ def _convert(obj, byteorder, path, budget):
     return conv(obj, "", 0)
 
 
-def is_torch_file(path) -> bool:
+def is_torch_file(path: str | os.PathLike[str]) -> bool:
     """True when ``path`` starts like a torch.save file (zip or legacy pickle)."""
     try:
         with open(path, "rb") as f:
@@ -761,7 +777,7 @@ def is_torch_file(path) -> bool:
     return head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"
 
 
-def read_torch_file(path):
+def read_torch_file(path: str | os.PathLike[str]) -> Any:
     """The object stored by ``torch.save`` with every tensor as a numpy array (no torch needed).
 
     Whatever the content, a bad file raises a :class:`~fastrnn.errors.FastRNNError` naming it, and the
@@ -772,7 +788,7 @@ def read_torch_file(path):
         return _read(path, LoadBudget.for_file(path))
 
 
-def _read(path, budget):
+def _read(path: str, budget: LoadBudget) -> Any:
     try:
         with open(path, "rb") as f:
             head = f.read(512)
@@ -800,15 +816,19 @@ _SELECT_ALIASES = {
 _NOOPS = ("dropout", "identity")
 
 
-def _is_tensor_dict(d):
-    return isinstance(d, dict) and d and all(isinstance(k, str) for k in d) and \
+def _is_tensor_dict(d: object) -> TypeGuard[dict[str, npt.NDArray[Any]]]:
+    return isinstance(d, dict) and bool(d) and all(isinstance(k, str) for k in d) and \
         all(isinstance(v, np.ndarray) for v in d.values())
 
 
-def _tensor_dicts(obj, budget):
+def _tensor_dicts(obj: Any, budget: LoadBudget) -> list[tuple[str, dict[str, npt.NDArray[Any]]]]:
     """``[(dotted path, dict)]`` of every dict of tensors nested in ``obj`` (dicts, lists, tuples), outermost
     first; a dict of tensors is not searched further.  Iterative: no recursion, whatever the nesting; each
     object once (shared references and cycles are not walked again)."""
+    found: list[tuple[Any, dict[str, npt.NDArray[Any]]]]
+    stack: list[tuple[Any, Any]]  # (where, object); where: None or (parent's where, key)
+    visited: set[int]
+    items: Iterable[tuple[Any, Any]]
     found, stack, seen, visited = [], [(None, obj)], 0, set()
     while stack:
         where, o = stack.pop()  # where: None (the top) or (parent's where, key): joined only when found
@@ -833,7 +853,7 @@ def _tensor_dicts(obj, budget):
     return [(_dotted(w), o) for w, o in found]
 
 
-def _dotted(where):
+def _dotted(where: Any) -> str:
     parts = []
     while where is not None:
         where, k = where
@@ -841,9 +861,10 @@ def _dotted(where):
     return ".".join(reversed(parts))
 
 
-def _at_key(obj, key, path):
+def _at_key(obj: Any, key: str, path: str) -> Any:
     """The object at ``key`` in ``obj``: a top-level key, or a dotted path ``"a.b.0"`` (a key holding dots
     is matched whole first)."""
+    walked: list[str]
     o, rest, walked = obj, key, []
     while rest:
         if isinstance(o, dict):
@@ -867,7 +888,8 @@ def _at_key(obj, key, path):
     return o
 
 
-def _state_dict(obj, path, key=None, budget=None):
+def _state_dict(obj: Any, path: str, key: str | None = None,
+                budget: LoadBudget | None = None) -> dict[str, npt.NDArray[Any]]:
     """The state dict in a loaded object: ``obj`` itself when it is a dict of tensors; else the one dict
     of tensors nested in it (under ``key``, a key or dotted path, when given); several: the one under a
     usual checkpoint name at the top level (``state_dict``, ``model_state_dict``...), else an error
@@ -901,7 +923,7 @@ def _state_dict(obj, path, key=None, budget=None):
     return sd
 
 
-def _float(a, key, budget):
+def _float(a: npt.NDArray[Any], key: str, budget: LoadBudget) -> npt.NDArray[np.float32]:
     if a.dtype.kind not in "fiub":
         raise ConversionError(f"tensor '{key}' has dtype {a.dtype}; weights must be real numbers")
     if a.dtype != np.float32 or not a.flags.c_contiguous:  # a copy: charged like the tensor itself
@@ -912,18 +934,21 @@ def _float(a, key, budget):
 class _Dict:
     """The state dict with use tracking; ``float(key)``: a tensor as float32, charged to the load's budget."""
 
-    def __init__(self, sd, budget):
+    used: set[str]
+
+    def __init__(self, sd: dict[str, npt.NDArray[Any]], budget: LoadBudget) -> None:
         self.sd, self.used, self.budget = sd, set(), budget
 
-    def float(self, key):
+    def float(self, key: str) -> npt.NDArray[np.float32]:
         return _float(self.sd[key], key, self.budget)
 
-    def sub(self, prefix):
+    def sub(self, prefix: str) -> dict[str, str]:
         p = f"{prefix}." if prefix else ""
         out = {k[len(p):]: k for k in self.sd if k.startswith(p)}
         return out
 
-    def take(self, prefix, names, where, optional=()):
+    def take(self, prefix: str, names: Sequence[str], where: str,
+             optional: Sequence[str] = ()) -> dict[str, npt.NDArray[np.float32]]:
         p = f"{prefix}." if prefix else ""
         out = {}
         for n in names:
@@ -977,7 +1002,8 @@ def _parse_arch(architecture: Architecture, path: str) -> str | list[Any] | dict
     return list(a)
 
 
-def _infer_single_rnn(d, where, mode=None, path=""):
+def _infer_single_rnn(d: _Dict, where: str, mode: str | None = None,
+                      path: str = "") -> tuple[str, RNNDesc, dict[str, npt.NDArray[np.float32]]]:
     prefixes = {k.rsplit(".", 1)[0] if "." in k else "" for k in d.sd}
     if len(prefixes) != 1:
         groups = sorted(prefixes)
@@ -993,12 +1019,12 @@ def _infer_single_rnn(d, where, mode=None, path=""):
     return prefix, desc, tensors
 
 
-def _check(where, given, got, what):
+def _check(where: str, given: object, got: object, what: str) -> None:
     if given is not None and given != got:
         raise ConversionError(f"{where}: architecture says {what}={given!r} but the tensors give {got!r}")
 
 
-def _pieces_from_arch(arch, d: _Dict, path):
+def _pieces_from_arch(arch: Sequence[Any], d: _Dict, path: str) -> list[Piece]:
     pieces = []
     for i, e in enumerate(arch):
         if isinstance(e, str):
@@ -1083,7 +1109,7 @@ def _pieces_from_arch(arch, d: _Dict, path):
     return pieces
 
 
-def _mode(tl, mode, e, where, plain, cls):
+def _mode(tl: str, mode: str | None, e: dict[str, Any], where: str, plain: str, cls: str) -> str:
     """The recurrent mode of an entry: ``mode``, or for type ``plain`` (an nn.RNN / nn.RNNCell) the one its
     required "nonlinearity" field names (tanh and relu weights look alike)."""
     nl = e.pop("nonlinearity", None)
@@ -1094,10 +1120,11 @@ def _mode(tl, mode, e, where, plain, cls):
         return "RNN_TANH" if nl == "tanh" else "RNN_RELU"
     if nl is not None:
         raise ConversionError(f"{where}: 'nonlinearity' only applies to type '{plain}'")
+    assert mode is not None  # only the plain types (rnn, rnn_cell) map to None, handled above
     return mode
 
 
-def _act_ok(act, where):
+def _act_ok(act: object, where: str) -> None:
     if act not in ACTIVATIONS + AXIS_ACTIVATIONS:
         raise UnsupportedLayerError(f"{where}: activation {act!r} is not supported "
                                     f"(supported: {', '.join(ACTIVATIONS + AXIS_ACTIVATIONS)})")
@@ -1179,7 +1206,7 @@ def _spec_from_json_arch(arch: dict[str, Any], d: _Dict) -> tuple[ModelSpec, dic
         raise ConversionError(f"architecture: {e}") from None
 
 
-def _leftovers(d, strict, path):
+def _leftovers(d: _Dict, strict: bool, path: str) -> None:
     left = sorted(set(d.sd) - d.used)
     if left and strict:
         raise ConversionError(f"{path}: state-dict entries not used by the architecture: {', '.join(left[:20])}"
