@@ -33,9 +33,10 @@ import os
 import re
 import zipfile
 import zlib
-from typing import Any
+from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
+import numpy.typing as npt
 
 from ..errors import FastRNNError, ModelFormatError, UnsupportedLayerError
 from ..spec import DenseSpec, EmbeddingSpec, ModelSpec, RecurrentSpec
@@ -48,7 +49,18 @@ _MAX_JSON_BYTES = 64 << 20
 _H5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
-def _h5py():
+class _Entry(Protocol):
+    """What the weights callback reads of a config layer entry (``fastrnn.converters.keras._CfgLayer``)."""
+
+    class_name: str
+
+
+# The weights callback of :func:`fastrnn.converters.keras.spec_from_keras_config`: (layer names from the top
+# model down, weight-file keys, entry) -> the layer's arrays in Keras weight order.
+_Weights = Callable[[Sequence[str], Sequence["str | None"], _Entry], "list[npt.NDArray[np.float32]]"]
+
+
+def _h5py() -> Any:
     try:
         import h5py
     except ImportError as e:  # pragma: no cover - depends on the environment
@@ -64,7 +76,7 @@ class _BadText(_Fail):
     """Internal: JSON text holding a string that is not valid Unicode."""
 
 
-def _parse_json(text, what):
+def _parse_json(text: object, what: str) -> Any:
     if isinstance(text, (bytes, bytearray, np.bytes_)):
         if len(text) > _MAX_JSON_BYTES:
             raise _Fail(f"{what} is larger than {_MAX_JSON_BYTES >> 20} MiB")
@@ -102,7 +114,7 @@ def _may_hold_surrogates(text: str) -> bool:
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
-def _bad_text(obj):
+def _bad_text(obj: object) -> str | None:
     """None, or a piece of text around the first string of ``obj`` (keys included) that is not valid
     Unicode.  At C speed (json.dumps) for JSON data; a walk for anything else (no recursion)."""
     try:
@@ -127,7 +139,7 @@ def _bad_text(obj):
     return None
 
 
-def _check_text(obj, what):
+def _check_text(obj: object, what: str) -> None:
     """Refuse a lone UTF-16 surrogate in any string (key or value) of the parsed JSON ``obj``: Keras
     never writes one, and as a layer / model name it would make the model unsavable (no UTF-8
     form).  The message names the layer it is in and shows the text before it."""
@@ -142,7 +154,7 @@ def _check_text(obj, what):
     if isinstance(layers, list):
         for i, entry in enumerate(layers):
             if isinstance(entry, dict) and _bad_text(entry) is not None:
-                inner = entry.get("config") if isinstance(entry.get("config"), dict) else {}
+                inner = entry["config"] if isinstance(entry.get("config"), dict) else {}
                 name, cls = entry.get("name", inner.get("name")), entry.get("class_name")
                 where = f" in layer {i} {ascii(name)} ({ascii(cls)[1:-1] if isinstance(cls, str) else '?'})"
                 break
@@ -150,7 +162,7 @@ def _check_text(obj, what):
                    "refused")
 
 
-def _attr_str(v):
+def _attr_str(v: object) -> str | None:
     if isinstance(v, (bytes, np.bytes_)):
         return bytes(v).decode("utf-8", "replace")
     if isinstance(v, np.ndarray) and v.shape == ():
@@ -158,7 +170,7 @@ def _attr_str(v):
     return v if isinstance(v, str) else None
 
 
-def _attr_list(group, name):
+def _attr_list(group: Any, name: str) -> list[str] | None:
     """An h5 attribute holding a list of strings, possibly chunked as name0, name1, ... (Keras)."""
     if name in group.attrs:
         raw = [group.attrs[name]]
@@ -184,7 +196,7 @@ def _attr_list(group, name):
     return out
 
 
-def _read_dataset(ds, what, budget):
+def _read_dataset(ds: Any, what: str, budget: LoadBudget) -> npt.NDArray[np.float32]:
     h5py = _h5py()
     if not isinstance(ds, h5py.Dataset):
         raise _Fail(f"{what} is not a dataset")
@@ -208,12 +220,12 @@ def _read_dataset(ds, what, budget):
 class _V3Store:
     """Keras 3 weights (model.weights.h5 in a .keras, or a *.weights.h5): ``layers/<key>/.../vars/<i>``."""
 
-    def __init__(self, f, budget):
+    def __init__(self, f: Any, budget: LoadBudget) -> None:
         self.f = f
         self.budget = budget
         self.root = f["layers"] if "layers" in f else None
 
-    def _vars(self, grp, path):
+    def _vars(self, grp: Any, path: str) -> list[npt.NDArray[np.float32]]:
         h5py = _h5py()
         if "vars" not in grp:
             return []
@@ -226,14 +238,14 @@ class _V3Store:
                 raise _Fail(f"'{path}/vars' lacks variable {i} (has {sorted(v.keys())})")
         return [_read_dataset(v[str(i)], f"weight '{path}/vars/{i}'", self.budget) for i in range(n)]
 
-    def _sub(self, grp, path, name, required=True):
+    def _sub(self, grp: Any, path: str, name: str, required: bool = True) -> Any:
         if name not in grp:
             if required:
                 raise _Fail(f"weights '{path}/{name}' are missing")
             return None
         return grp[name]
 
-    def arrays(self, grp, path, class_name):
+    def arrays(self, grp: Any, path: str, class_name: str) -> list[npt.NDArray[np.float32]]:
         """The variables of one layer group in Keras weight order, by the layer's class."""
         if class_name in ("SimpleRNN", "LSTM", "GRU", "RNN"):
             return self._vars(self._sub(grp, path, "cell"), f"{path}/cell")
@@ -247,17 +259,17 @@ class _V3Store:
             return self._vars(self._sub(grp, path, "layer"), f"{path}/layer")
         return self._vars(grp, path)
 
-    def _name_of(self, grp):
+    def _name_of(self, grp: Any) -> str | None:
         if "vars" in grp:
             return _attr_str(grp["vars"].attrs.get("name"))
         return None
 
-    def by_key(self, layer_name, keys, class_name):
+    def by_key(self, layer_name: str, keys: Sequence[str | None], class_name: str) -> list[npt.NDArray[np.float32]]:
         """The variables of the layer at weight-file key path ``keys`` (one key per model level: a layer of a
         nested model sits at ``layers/<model key>/layers/<key>``)."""
         if None in keys:
             return []
-        path = "layers/" + "/layers/".join(keys)
+        path = "layers/" + "/layers/".join(k for k in keys if k is not None)  # (no None: checked above)
         grp = self.f
         for part in path.split("/"):
             grp = grp[part] if isinstance(grp, _h5py().Group) and part in grp else None
@@ -271,7 +283,7 @@ class _V3Store:
                         "there: the weights do not match the architecture")
         return self.arrays(grp, path, class_name)
 
-    def by_name(self, layer_name, class_name):
+    def by_name(self, layer_name: str, class_name: str) -> list[npt.NDArray[np.float32]]:
         """For a ModelSpec architecture: find the group whose recorded layer name matches."""
         if self.root is None:
             raise _Fail("no 'layers' group: not a Keras 3 weights file")
@@ -293,7 +305,7 @@ _NO_WEIGHTS = ("Dropout", "SpatialDropout1D", "GaussianNoise", "GaussianDropout"
 class _LegacyStore:
     """Keras 2 / legacy h5 weights: a group with ``layer_names``, one group per layer with ``weight_names``."""
 
-    def __init__(self, grp, budget):
+    def __init__(self, grp: Any, budget: LoadBudget) -> None:
         self.grp = grp
         self.budget = budget
         names = _attr_list(grp, "layer_names")
@@ -301,14 +313,14 @@ class _LegacyStore:
             raise _Fail("the weights group has no 'layer_names' attribute")
         self.layer_names = names
 
-    def by_path(self, names, keys, entry):
+    def by_path(self, names: Sequence[str], keys: Sequence[str | None], entry: _Entry) -> list[npt.NDArray[np.float32]]:
         """The weights callback of :func:`spec_from_keras_config` (layers of the top model only)."""
         if len(names) > 1:
             raise UnsupportedLayerError(f"layer '{names[0]}': nested models in legacy HDF5 files are not supported "
                                         "(re-save the model as .keras)")
         return self.by_name(names[0], entry.class_name)
 
-    def by_name(self, layer_name, class_name=None):
+    def by_name(self, layer_name: str, class_name: str | None = None) -> list[npt.NDArray[np.float32]]:
         h5py = _h5py()
         if layer_name not in self.layer_names or layer_name not in self.grp:
             if class_name in ("InputLayer",) or class_name in _NO_WEIGHTS:
@@ -372,7 +384,7 @@ def spec_from_keras_file(path: str | os.PathLike[str], architecture: Any = None,
         raise ModelFormatError(f"{origin}: not a readable Keras model file ({type(e).__name__}: {str(e)[:200]})") from None
 
 
-def _load(path, architecture, keras_version, origin):
+def _load(path: str | os.PathLike[str], architecture: Any, keras_version: str | None, origin: str) -> ModelSpec:
     h5py = _h5py()
     p = os.fspath(path)
     if os.path.isdir(p):
@@ -392,7 +404,7 @@ def _load(path, architecture, keras_version, origin):
         return _load_h5(f, architecture, keras_version, origin, budget)
 
 
-def _arch_config(architecture):
+def _arch_config(architecture: object) -> tuple[dict[str, Any] | list[Any] | None, ModelSpec | None]:
     """``architecture`` -> (model config dict or None, ModelSpec or None)."""
     if architecture is None:
         return None, None
@@ -412,7 +424,7 @@ def _arch_config(architecture):
     return architecture, None
 
 
-def _read_member(z, name, limit, budget, where):
+def _read_member(z: zipfile.ZipFile, name: str, limit: int, budget: LoadBudget, where: str) -> bytes:
     """The bytes of archive member ``name`` (sizes checked by ``check_zip_members``), refused when it
     declares more than ``limit`` bytes, read and charged to ``budget`` by the one zip member reader."""
     size = z.getinfo(name).file_size
@@ -431,7 +443,7 @@ _READ_MEMBERS = {"metadata.json", "config.json", "model.weights.h5"}
 _MAX_MEMBERS = 20_000  # a .keras file holds 3 members, plus its assets
 
 
-def _load_keras_zip(p, architecture, keras_version, origin, budget):
+def _load_keras_zip(p: str, architecture: Any, keras_version: str | None, origin: str, budget: LoadBudget) -> ModelSpec:
     h5py = _h5py()
     check_zip_directory(p, _MAX_MEMBERS)  # before zipfile parses the directory (one object per member)
     try:
@@ -443,7 +455,7 @@ def _load_keras_zip(p, architecture, keras_version, origin, budget):
         if "model.weights.h5" not in names:
             raise _Fail("the .keras archive has no model.weights.h5 (sharded or npz weights are not supported)")
         check_zip_members(z, origin, budget.file_size, sorted(names & _READ_MEMBERS))  # assets are never read
-        meta = {}
+        meta: dict[str, Any] = {}
         if "metadata.json" in names:
             raw = _read_member(z, "metadata.json", _MAX_JSON_BYTES, budget, origin)
             try:
@@ -472,16 +484,17 @@ def _load_keras_zip(p, architecture, keras_version, origin, budget):
         return _convert(cfg, lambda names, keys, e: store.by_key(names[-1], keys, e.class_name), version, origin)
 
 
-def _convert(cfg, weights, version, origin):
+def _convert(cfg: dict[str, Any] | list[Any] | None, weights: _Weights, version: str | None, origin: str) -> ModelSpec:
     from ..converters.keras import spec_from_keras_config
 
     return spec_from_keras_config(cfg, weights, keras_version=version, origin=origin)
 
 
-def _load_h5(f, architecture, keras_version, origin, budget):
+def _load_h5(f: Any, architecture: Any, keras_version: str | None, origin: str, budget: LoadBudget) -> ModelSpec:
     h5py = _h5py()
     cfg, spec = _arch_config(architecture)
     root_version = _attr_str(f.attrs.get("keras_version"))
+    store: _LegacyStore | _V3Store
     if "model_config" in f.attrs:  # legacy full model
         if cfg is None and spec is None:
             cfg = _parse_json(f.attrs["model_config"], "attribute 'model_config'")
@@ -512,7 +525,7 @@ def _load_h5(f, architecture, keras_version, origin, budget):
 
 
 # --------------------------------------------------------------------------- ModelSpec architecture
-def _fill_spec(spec, get, origin):
+def _fill_spec(spec: ModelSpec, get: Callable[[str, str], list[npt.NDArray[np.float32]]], origin: str) -> ModelSpec:
     """Copy ``spec`` with every tensor replaced by the file's weights of the layer of the same name."""
     from ..converters.keras import _dense_from_arrays, _rnn_direction_from_arrays
 
