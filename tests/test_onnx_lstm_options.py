@@ -327,6 +327,11 @@ def test_fastrnn_file_round_trip_and_format_version(rng, tmp_path, monkeypatch):
     assert back.spec.format_version == 3 and layer.has_options
     assert layer.clip == pytest.approx(0.8) and layer.input_forget
     assert_close(back.predict(x), model.predict(x))
+    from fastrnn.cli import describe  # `fastrnn info` shows the options
+
+    row = describe(back, str(path))["layers"][0]
+    assert row["gate_activations"] == layer.gate_activations and row["activation"] is None
+    assert (row["clip"], row["input_forget"], row["peepholes"], row["default_initial_state"]) == (layer.clip, True, True, True)
     assert_close(back.predict(x), ort_run(m, {"X": np.ascontiguousarray(x.transpose(1, 0, 2))})[:, 0].transpose(1, 0, 2))
     # a model without options still writes version 1 (older fastrnn reads it); a version-2 reader refuses 3
     plain, _ = node_model("LSTM", {})
