@@ -418,8 +418,8 @@ class Stream:
     for this step ``(batch, outputs)``; allocation-free in C++ (pass ``out=`` to reuse a buffer).
     ``run(chunk)``: ``(batch, time, features)`` -> what ``predict`` returns for the chunk,
     continuing from the current state.  Stepping a sequence through ``step``/``run`` in any
-    split equals ``predict`` on the whole sequence.  ``reset()`` zeroes every row,
-    ``reset(rows)`` only those.  ``state`` gets/sets the state of every recurrent layer in the
+    split equals ``predict`` on the whole sequence.  ``reset()`` returns every row to the initial
+    state (zeros, or a layer's default initial state), ``reset(rows)`` only those.  ``state`` gets/sets the state of every recurrent layer in the
     ``predict(initial_state=...)`` format (LSTM ``(h, c)``, else ``h``; ``(1, batch, units)``).
     """
 

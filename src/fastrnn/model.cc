@@ -292,6 +292,7 @@ std::unique_ptr<StreamState> Model::alloc_stream(dim_t B, dim_t widest) const {
       r.h[i].resize(B * c.hidden_out(), true);
       if (c.cell == LayerKind::Lstm) r.c[i].resize(B * c.units, true);
     }
+    l.rnn->default_state(0, B, r.h[0].data(), c.cell == LayerKind::Lstm ? r.c[0].data() : nullptr);
     r.started.assign(B, 0);
     r.xw.resize(B * GH);
     r.rec.resize(l.rnn->rec_scratch(B));
@@ -308,12 +309,12 @@ std::unique_ptr<StreamState> Model::alloc_stream(dim_t B, dim_t widest) const {
 void Model::reset_stream(StreamState& s, const std::int64_t* rows, dim_t n) const {
   auto zero_row = [&](dim_t b) {
     if (b < 0 || b >= s.B) fail<ShapeError>("reset: row ", b, " is outside [0, ", s.B, ")");
-    for (auto& r : s.rnn) {
+    std::size_t ri = 0;
+    for (const Layer& l : layers_) {  // back to the initial state: zeros, or the layer's default one
+      if (!l.rnn) continue;
+      auto& r = s.rnn[ri++];
       const dim_t P = r.h[0].size() / s.B, H = r.c[0].size() / s.B;
-      for (int i = 0; i < 2; ++i) {
-        std::memset(r.h[i].data() + b * P, 0, P * sizeof(float));
-        if (H) std::memset(r.c[i].data() + b * H, 0, H * sizeof(float));
-      }
+      for (int i = 0; i < 2; ++i) l.rnn->default_state(0, 1, r.h[i].data() + b * P, H ? r.c[i].data() + b * H : nullptr);
       r.started[b] = 0;
     }
   };

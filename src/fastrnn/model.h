@@ -46,7 +46,8 @@ class Model {
   std::size_t num_layers() const { return layers_.size(); }
   std::size_t weight_bytes() const;  // every weight (and packed layout) the model holds
 
-  // Streaming (forward-only models): the per-step output size, a fresh zero state for B rows,
+  // Streaming (forward-only models): the per-step output size, a fresh state for B rows (zeros, or a
+  // layer's default initial state; reset_stream returns rows to it),
   // one step (x [B, F] floats or ids [B]; out [B, step_output_size()]), allocation-free.
   dim_t input_size() const;  // features per step (0: ids; -1: no layer fixes it)
   dim_t step_output_size() const;
