@@ -464,6 +464,8 @@ def _generate(model: Model, stream: Any, p: np.ndarray, single: bool, steps: Sup
     stops = None
     if stop_ids is not None:
         arr = _asarray(stop_ids, "generate: stop_ids")
+        if arr.size == 0 and arr.ndim == 1:  # [] : no stop id
+            arr = arr.astype(np.int64)
         if arr.dtype == object or arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer) or arr.ndim > 1:
             raise ArgumentTypeError(f"generate: stop_ids must be an id or a list of integer ids, got {stop_ids!r:.60}")
         arr = arr.reshape(-1)

@@ -150,7 +150,7 @@ void beam_search(const Model& m, StreamState& s, Buffer& y0, dim_t V, dim_t step
         }
       }
       if (nc == 0) fail<Error>("generate: no finite score to pick from at step ", n, " of row ", b);
-      const dim_t M = std::min(nc, K + n_stop);  // enough to hold K ids that are not stop ids
+      const dim_t M = std::min(nc, K * (1 + n_stop));  // K ids that are not stop ids (each beam may stop)
       std::partial_sort(cand.begin(), cand.begin() + M, cand.begin() + nc, by_score);
       dim_t live = 0;
       for (dim_t r = 0; r < M && live < K; ++r) {
@@ -216,7 +216,10 @@ void sample(const Model& m, StreamState& s, Buffer& y, dim_t V, dim_t steps, con
   std::uniform_real_distribution<double> unif(0.0, 1.0);
   for (dim_t n = 0; n < steps && n_stopped < B; ++n) {
     for (dim_t b = 0; b < B; ++b) {
-      if (stopped[b]) continue;  // fed its stop id again: its state is restored at the end
+      if (stopped[b]) {  // fed its stop id again (its state is restored at the end); it still
+        unif(rng);       // draws, so that no row's samples depend on when the others stop
+        continue;
+      }
       const float* o = y.data() + b * V;
       dim_t pick = 0;
       // Logits z (log of a softmax head's probabilities); the top_k cut and the maximum on z
