@@ -34,6 +34,8 @@ def keras3_models():
                                         L.Dense(4, activation="softmax")]),
         # Bidirectional: one bidirectional ONNX LSTM, each direction sliced out of Y and concatenated
         "bi_lstm": keras.Sequential([keras.Input((T, F)), L.Bidirectional(L.LSTM(8, return_sequences=True))]),
+        # without return_sequences: the forward direction's last step and the backward one's first step
+        "bi_lstm_last": keras.Sequential([keras.Input((T, F)), L.Bidirectional(L.LSTM(8)), L.Dense(3)]),
         "gru": keras.Sequential([keras.Input((T, F)), L.GRU(8)]),  # left as a Loop by tf2onnx
         # the tutorial text model: Keras 3's Embedding wraps negative ids (Less / Not / Mul / Add before Gather)
         "emb_lstm": keras.Sequential([keras.Input((T,), dtype="int32"), L.Embedding(20, 6), L.LSTM(8),
@@ -77,7 +79,7 @@ def ort_out(path, x):
     return s.run(None, {s.get_inputs()[0].name: x})[0]
 
 
-@pytest.mark.parametrize("name", ["lstm_stack", "bi_lstm", "emb_lstm", "tfk_emb_bigru"])
+@pytest.mark.parametrize("name", ["lstm_stack", "bi_lstm", "bi_lstm_last", "emb_lstm", "tfk_emb_bigru"])
 def test_tf2onnx_export_loads_and_matches(exported, name):
     path, x, want = exported[name]
     got = fastrnn.load(path).predict(x)

@@ -40,6 +40,19 @@ unsupported node by name, op type and reason):
   ``HardSwish``, ``Softplus``, ``Softsign``, ``Gelu``, ``Mish``, ``Exp``, ``Clip`` (0..6 = relu6,
   -1..1 = hard_tanh, 0.. = relu); ``Softmax`` / ``LogSoftmax`` over the features.
 
+tf2onnx 1.17 exports of Keras models (``tests/test_tf2onnx.py``) load: its LSTM rewriter (and, from tf_keras,
+its GRU rewriter for ``reset_after=True``) writes ONNX LSTM / GRU nodes with Transpose / Slice / Squeeze /
+Concat / Expand around them.  A ``Bidirectional`` layer becomes one bidirectional node whose ``Y`` is
+sliced per direction (Slice + Squeeze of the ``D`` axis) and concatenated, forward first, along the
+features; without ``return_sequences`` the forward direction's last step and the backward direction's
+first step are taken, which are their final states (not with ``sequence_lens``).  Keras 3's ``Embedding``
+wraps negative ids, ``where(ids < 0, ids + n, ids)`` (Cast, Less, Not, Cast, Mul, Mul, Add before the
+Gather): read as the embedding itself, ids outside ``[0, n)`` are refused by ``predict``.  What tf2onnx
+leaves as a TensorFlow while loop (Keras 3 GRU, SimpleRNN, ``reset_after=False``, Keras 3
+``hard_sigmoid``, masking) is an ONNX ``Loop``: refused, the message naming the way out (load the Keras
+model itself, or export a GRU from tf_keras); so is a ``Bidirectional`` ``merge_mode`` other than
+``"concat"``.
+
 Refused with a reason (need core work planned for a later version): ``clip``, ``input_forget=1``,
 non-zero peepholes, non-zero or input-dependent initial states, graph inputs carrying states, the
 LSTM cell state ``Y_c`` as an output, several graph outputs (``output="name"`` picks one), external
@@ -113,7 +126,7 @@ _FLOAT_TYPES = {1, 10, 11, 16}  # float float16 double bfloat16
 _LOOP_REASON = (
     "operator not supported (a loop: probably a recurrent layer that the exporter did not turn into an ONNX "
     "LSTM / GRU / RNN node: tf2onnx rewrites Keras LSTM and, from tf_keras (Keras 2), GRU with reset_after=True, but not Keras 3 GRU, "
-    "SimpleRNN, reset_after=False or non-default activations); load the Keras model itself instead "
+    "SimpleRNN, reset_after=False, Keras 3 hard_sigmoid or masking); load the Keras model itself instead "
     "(fastrnn.load of its .keras / .h5 file, or fastrnn.from_keras), or export it from tf_keras with "
     "tf2onnx.convert.from_keras")
 _BIG = 1 << 62  # slice ends at or past this mean "to the end"
@@ -1252,7 +1265,7 @@ class _Converter:
         if isinstance(v, _Final) and axes is not None:
             r = len(v.axes)
             ax = self.norm_axes(axes, r)
-            if all(v.axes[i] == "S" for i in ax) and len(v.entries) == 1:
+            if all(v.axes[i] == "S" for i in ax) and len(v.entries) == 1 or all(self.lab(v.axes[i]) == "1" for i in ax):
                 return [_Final(v.entries, tuple(l for i, l in enumerate(v.axes) if i not in ax), v.feat, v.src)]
         d = v if isinstance(v, _DirPart) else self.as_data(v)
         r = len(d.axes)
@@ -1503,7 +1516,24 @@ class _Converter:
                     raise _Refuse("slices a symbolic axis")
                 return [_Fill(tuple(len(sel[i]) if i in sel else s for i, s in enumerate(shape)), v.value)]
             return [self.slice_value(v, shape, sel, where)]
+        if isinstance(v, _DirPart):
+            return [self.slice_direction(v, self.slice_args(ins, a, len(v.axes)))]
         raise _Refuse("slices an unsupported value")
+
+    def slice_direction(self, v, args):
+        """The forward direction's last step or the backward direction's first step of a bidirectional
+        output: that direction's final state (Keras ``Bidirectional`` without ``return_sequences``)."""
+        rnn = v.data.chain[-1]
+        if len(args) == 1 and isinstance(rnn, _Rnn) and rnn.lengths is None and self.lab(v.axes[args[0][0]]) == "T":
+            ax, st, en, step = args[0]
+            t = self.size(v.data, v.axes[ax])
+            steps = list(self.slice_range(t, st, en, step)) if isinstance(t, int) else None
+            last = (st == -1 and step == 1 and en >= 2 ** 31 - 1) or (steps is not None and steps == [t - 1])
+            first = (st == 0 and en == 1) or (steps is not None and steps == [0])
+            if (v.k == 0 and last) or (v.k == 1 and first):
+                return _Final(((v.data.chain, v.k),), v.axes[:ax] + ("1",) + v.axes[ax + 1:], v.data.feat, v.data.src)
+        raise _Refuse("slices one direction of a bidirectional output: only the forward direction's last step and "
+                      "the backward direction's first step (its final state) are supported, without sequence_lens")
 
     def slice_value(self, v, shape, sel, where):
         if isinstance(v, _Final):
@@ -1692,7 +1722,8 @@ class _Converter:
         if isinstance(x, _IdsExpr) and x.form == ("float",) and isinstance(c, _Const) and c.arr.size == 1 and \
                 float(c.arr.reshape(())) == 0:
             return [_IdsExpr(x.ids, ("mask", True))]
-        raise _Refuse("only ids < 0 (Keras' negative-index wrap before an embedding) is supported")
+        raise _Refuse("operator not supported (Less is read only as ids < 0, Keras' negative-index wrap before an "
+                      "embedding)")
 
     def op_Not(self, n, ins, a, where):
         v = ins[0]
