@@ -47,6 +47,19 @@ unsupported node by name, op type and reason):
   ``HardSwish``, ``Softplus``, ``Softsign``, ``Gelu``, ``Mish``, ``Exp``, ``Clip`` (0..6 = relu6,
   -1..1 = hard_tanh, 0.. = relu); ``Softmax`` / ``LogSoftmax`` over the features.
 
+tf2onnx 1.17 exports of Keras models (``tests/test_tf2onnx.py``) load: its LSTM rewriter (and, from tf_keras,
+its GRU rewriter for ``reset_after=True``) writes ONNX LSTM / GRU nodes with Transpose / Slice / Squeeze /
+Concat / Expand around them.  A ``Bidirectional`` layer becomes one bidirectional node whose ``Y`` is
+sliced per direction (Slice + Squeeze of the ``D`` axis) and concatenated, forward first, along the
+features; without ``return_sequences`` the forward direction's last step and the backward direction's
+first step are taken, which are their final states (not with ``sequence_lens``).  Keras 3's ``Embedding``
+wraps negative ids, ``where(ids < 0, ids + n, ids)`` (Cast, Less, Not, Cast, Mul, Mul, Add before the
+Gather): read as the embedding itself, ids outside ``[0, n)`` are refused by ``predict``.  What tf2onnx
+leaves as a TensorFlow while loop (Keras 3 GRU, SimpleRNN, ``reset_after=False``, Keras 3
+``hard_sigmoid``, masking) is an ONNX ``Loop``: refused, the message naming the way out (load the Keras
+model itself, or export a GRU from tf_keras); so is a ``Bidirectional`` ``merge_mode`` other than
+``"concat"``.
+
 Refused with a reason (need core work planned for a later version): initial states or peepholes
 computed from the graph's inputs, a constant initial state whose batch rows differ, graph inputs
 carrying states, the LSTM cell state ``Y_c`` as an output, several graph outputs (``output="name"`` picks one), external
@@ -119,6 +132,12 @@ _ZERO_AT_ZERO = {"linear", "tanh", "relu", "relu6", "elu", "selu", "softsign", "
                  "gelu", "gelu_tanh", "hard_tanh", "mish"}
 _INT_TYPES = {2, 3, 4, 5, 6, 7, 12, 13}  # uint8 int8 uint16 int16 int32 int64 uint32 uint64
 _FLOAT_TYPES = {1, 10, 11, 16}  # float float16 double bfloat16
+_LOOP_REASON = (
+    "operator not supported (a loop: probably a recurrent layer that the exporter did not turn into an ONNX "
+    "LSTM / GRU / RNN node: tf2onnx rewrites Keras LSTM and, from tf_keras (Keras 2), GRU with reset_after=True, but not Keras 3 GRU, "
+    "SimpleRNN, reset_after=False, Keras 3 hard_sigmoid or masking); load the Keras model itself instead "
+    "(fastrnn.load of its .keras / .h5 file, or fastrnn.from_keras), or export it from tf_keras with "
+    "tf2onnx.convert.from_keras")
 _BIG = 1 << 62  # slice ends at or past this mean "to the end"
 
 
@@ -181,6 +200,18 @@ class _IntInput:
 
 
 @dataclass(frozen=True)
+class _IdsExpr:
+    """A function of the integer model input ``ids`` on its way to an embedding's Gather: what Keras 3's
+    ``Embedding`` computes, ``where(ids < 0, ids + n, ids)``, exported by tf2onnx as Cast, Less, Not,
+    Cast, Mul, Mul, Add.  ``form``: ``("shift", c)`` ids + c; ``("float",)`` ids as floats; ``("mask", neg)``
+    ids < 0 (neg) or ids >= 0, as 0/1; ``("part", neg, c)`` ids + c where that mask is 1, else 0;
+    ``("wrap", n)`` the whole ``where``, which is ``ids`` itself for the ids an ``n``-row table accepts."""
+
+    ids: _IntInput
+    form: tuple
+
+
+@dataclass(frozen=True)
 class _Data:
     """Data computed from the model input: ``chain`` (the layers so far), ``axes`` (labels), ``feat``
     (size of the ``F`` axis; per direction when a ``D`` axis is present), ``ids`` (integer ids, no F)."""
@@ -194,6 +225,18 @@ class _Data:
     def __post_init__(self):
         if len(self.chain) > MAX_LAYERS:  # before a long chain of nodes makes the copies quadratic
             raise _Malformed(f"the model would have more than {MAX_LAYERS:,} layers")
+
+
+@dataclass(frozen=True)
+class _DirPart:
+    """Direction ``k`` (ONNX order: 0 forward, 1 backward) of ``data``, a bidirectional sequence output
+    with a ``D`` axis; ``axes`` its own labels (the ``D`` axis sliced to ``1``, or squeezed away).  Only a
+    Concat of both directions, forward first, along the features turns it back into data (tf2onnx's
+    Keras ``Bidirectional`` export: Slice + Squeeze per direction, then Concat)."""
+
+    data: _Data
+    k: int
+    axes: tuple
 
 
 @dataclass(frozen=True)
@@ -614,8 +657,8 @@ class _Converter:
             self.name = n.name or f"{n.op_type}_{k}"
             where = self.where(n, k)
             if not self.known_op(n):
-                self.problem(where, "operator not supported" if n.domain in ("", "ai.onnx") else
-                             f"operator domain {n.domain!r} is not supported")
+                self.problem(where, (_LOOP_REASON if n.op_type in ("Loop", "Scan") else "operator not supported")
+                             if n.domain in ("", "ai.onnx") else f"operator domain {n.domain!r} is not supported")
                 first = vals.get(n.input[0]) if n.input else None
                 keep = n.op_type in _SHAPE_KEEPING and isinstance(first, (_Data, _Final))
                 for j, o in enumerate(n.output):  # a shape-keeping op passes its input on: its consumers are analysed
@@ -771,6 +814,9 @@ class _Converter:
             return self.final_to_data(v)
         if isinstance(v, _Data):
             return v
+        if isinstance(v, _DirPart):
+            raise _Refuse(f"{what} is one direction of a bidirectional sequence output: only the concatenation of "
+                          "both directions (forward first, along the features) is supported")
         raise _Refuse(f"{what} must be data computed from the model input")
 
     def final_to_data(self, v: _Final) -> _Data:
@@ -1060,6 +1106,12 @@ class _Converter:
             if dt is None or dt == "bfloat16":
                 raise _Refuse(f"cast to {to}")
             return [_Const(v.arr.astype(dt))]
+        if isinstance(v, _IntInput) and to in _FLOAT_TYPES:
+            return [_IdsExpr(v, ("float",))]
+        if isinstance(v, _IdsExpr):
+            if v.form[0] == "mask" and to in _INT_TYPES | _FLOAT_TYPES:
+                return [v]
+            raise _Refuse("casts a function of the ids")
         if isinstance(v, (_Shape, _IntInput)):
             if to not in _INT_TYPES:
                 raise _Refuse("casts integer data to a non-integer type")
@@ -1100,6 +1152,8 @@ class _Converter:
             x, c = c, x
         if isinstance(x, _Const) and isinstance(c, _Const):
             return [self.fold(n.op_type, [x, c])]
+        if isinstance(x, (_IntInput, _IdsExpr)) or isinstance(c, (_IntInput, _IdsExpr)):
+            return [self.ids_arith(n.op_type, ins)]
         if isinstance(x, _Shape) or isinstance(c, _Shape):
             return [self.shape_arith(n.op_type, ins)]
         if not isinstance(c, _Const):
@@ -1148,6 +1202,8 @@ class _Converter:
     def op_Gather(self, n, ins, a, where):
         data, idx = ins
         axis = int(a.get("axis", 0))
+        if isinstance(data, _Const) and isinstance(idx, _IdsExpr) and idx.form == ("wrap", data.arr.shape[0]):
+            idx = idx.ids  # where(ids < 0, ids + n, ids) = ids for the ids predict accepts (0 <= id < n)
         if isinstance(data, _Const) and isinstance(idx, _IntInput):
             if axis != 0 or data.arr.ndim != 2 or data.arr.dtype.kind != "f":
                 raise _Refuse("an embedding must gather rows (axis 0) of a 2-D float initializer")
@@ -1252,15 +1308,17 @@ class _Converter:
         if isinstance(v, _Final) and axes is not None:
             r = len(v.axes)
             ax = self.norm_axes(axes, r)
-            if all(v.axes[i] == "S" for i in ax) and len(v.entries) == 1:
+            if all(v.axes[i] == "S" for i in ax) and len(v.entries) == 1 or all(self.lab(v.axes[i]) == "1" for i in ax):
                 return [_Final(v.entries, tuple(l for i, l in enumerate(v.axes) if i not in ax), v.feat, v.src)]
-        d = self.as_data(v)
+        d = v if isinstance(v, _DirPart) else self.as_data(v)
         r = len(d.axes)
         labels = [self.lab(l) for l in d.axes]
         ax = self.norm_axes(axes, r) if axes is not None else [i for i, l in enumerate(labels) if l == "1"]
         for i in ax:
             if labels[i] != "1":
                 raise _Refuse(f"squeezes axis {i} ({labels[i]}), which is not known to have size 1")
+        if isinstance(d, _DirPart):
+            return [_DirPart(d.data, d.k, tuple(l for i, l in enumerate(d.axes) if i not in ax))]
         return [_Data(d.chain, tuple(l for i, l in enumerate(d.axes) if i not in ax), d.feat, d.src, d.ids)]
 
     @staticmethod
@@ -1501,7 +1559,24 @@ class _Converter:
                     raise _Refuse("slices a symbolic axis")
                 return [_Fill(tuple(len(sel[i]) if i in sel else s for i, s in enumerate(shape)), v.value)]
             return [self.slice_value(v, shape, sel, where)]
+        if isinstance(v, _DirPart):
+            return [self.slice_direction(v, self.slice_args(ins, a, len(v.axes)))]
         raise _Refuse("slices an unsupported value")
+
+    def slice_direction(self, v, args):
+        """The forward direction's last step or the backward direction's first step of a bidirectional
+        output: that direction's final state (Keras ``Bidirectional`` without ``return_sequences``)."""
+        rnn = v.data.chain[-1]
+        if len(args) == 1 and isinstance(rnn, _Rnn) and rnn.lengths is None and self.lab(v.axes[args[0][0]]) == "T":
+            ax, st, en, step = args[0]
+            t = self.size(v.data, v.axes[ax])
+            steps = list(self.slice_range(t, st, en, step)) if isinstance(t, int) else None
+            last = (st == -1 and step == 1 and en >= 2 ** 31 - 1) or (steps is not None and steps == [t - 1])
+            first = (st == 0 and en == 1) or (steps is not None and steps == [0])
+            if (v.k == 0 and last) or (v.k == 1 and first):
+                return _Final(((v.data.chain, v.k),), v.axes[:ax] + ("1",) + v.axes[ax + 1:], v.data.feat, v.data.src)
+        raise _Refuse("slices one direction of a bidirectional output: only the forward direction's last step and "
+                      "the backward direction's first step (its final state) are supported, without sequence_lens")
 
     def slice_value(self, v, shape, sel, where):
         if isinstance(v, _Final):
@@ -1512,6 +1587,10 @@ class _Converter:
                     raise _Refuse(f"slices part of the {self.lab(v.axes[ax])} axis of a final state")
             return v
         d = v
+        dirs = [ax for ax, ks in sel.items() if self.lab(d.axes[ax]) == "D" and ks in ([0], [1])]
+        if dirs and len(sel) == 1:  # one direction of a bidirectional output, the other axes whole
+            ax = dirs[0]
+            return _DirPart(d, sel[ax][0], d.axes[:ax] + ("1",) + d.axes[ax + 1:])
         for ax, ks in sel.items():
             lab = self.lab(d.axes[ax])
             if ks == "last" and lab == "T":
@@ -1555,6 +1634,14 @@ class _Converter:
             lab = self.lab(ins[0].axes[axis])
             if lab == "S" or (lab == "F" and "S" not in ins[0].axes):
                 return [_Final(tuple(e for v in ins for e in v.entries), ins[0].axes, ins[0].feat, ins[0].src)]
+        if all(isinstance(v, _DirPart) for v in ins):
+            r = len(ins[0].axes)
+            axis = axis + r if axis < 0 else axis
+            if [v.k for v in ins] != [0, 1] or ins[1].data is not ins[0].data or ins[1].axes != ins[0].axes or \
+                    not 0 <= axis < r or self.lab(ins[0].axes[axis]) != "F":
+                raise _Refuse("concatenates directions of a bidirectional output: only both, forward first, along "
+                              "the features are supported")
+            return [_Data(ins[0].data.chain, ins[0].axes, ins[0].data.feat * 2, ins[0].data.src)]
         raise _Refuse("concatenates data tensors: only shapes, zero states and final states "
                       "(torch.cat((h_n[-2], h_n[-1]), 1)) are supported")
 
@@ -1649,7 +1736,43 @@ class _Converter:
         return self._arith(n, ins)
 
     def op_Mul(self, n, ins, a, where):
+        if any(isinstance(v, (_IntInput, _IdsExpr)) for v in ins):
+            return [self.ids_arith("Mul", ins)]
         return self._arith(n, ins)
+
+    def ids_arith(self, op, ins):
+        """Add / Mul on the ids: only the steps of Keras 3's ``where(ids < 0, ids + n, ids)`` (see _IdsExpr)."""
+        vals = [_IdsExpr(v, ("shift", 0)) if isinstance(v, _IntInput) else v for v in ins]
+        exprs = [v for v in vals if isinstance(v, _IdsExpr)]
+        if all(e.ids == exprs[0].ids for e in exprs):
+            forms = sorted((v.form for v in vals if isinstance(v, _IdsExpr)), key=str)
+            const = [v.arr for v in vals if isinstance(v, _Const) and v.arr.size == 1 and v.arr.dtype.kind in "iu"]
+            if op == "Add" and len(forms) == 1 and forms[0][0] == "shift" and len(const) == 1:
+                return _IdsExpr(exprs[0].ids, ("shift", forms[0][1] + int(const[0].reshape(()))))
+            if op == "Mul" and len(forms) == 2 and forms[0][0] == "mask" and forms[1][0] == "shift":
+                return _IdsExpr(exprs[0].ids, ("part", forms[0][1], forms[1][1]))
+            if op == "Add" and len(forms) == 2 and {f[:2] for f in forms} == {("part", False), ("part", True)}:
+                pos, neg = sorted(forms, key=lambda f: f[1])
+                if pos[2] == 0 and neg[2] > 0:
+                    return _IdsExpr(exprs[0].ids, ("wrap", neg[2]))
+        raise _Refuse(f"{op} on the model input ids: only Keras' negative-index wrap "
+                      "where(ids < 0, ids + n, ids) before an embedding is supported")
+
+    def op_Less(self, n, ins, a, where):
+        x, c = ins
+        if isinstance(x, _IntInput):
+            x = _IdsExpr(x, ("float",))
+        if isinstance(x, _IdsExpr) and x.form == ("float",) and isinstance(c, _Const) and c.arr.size == 1 and \
+                float(c.arr.reshape(())) == 0:
+            return [_IdsExpr(x.ids, ("mask", True))]
+        raise _Refuse("operator not supported (Less is read only as ids < 0, Keras' negative-index wrap before an "
+                      "embedding)")
+
+    def op_Not(self, n, ins, a, where):
+        v = ins[0]
+        if isinstance(v, _IdsExpr) and v.form[0] == "mask":
+            return [_IdsExpr(v.ids, ("mask", not v.form[1]))]
+        raise _Refuse("only the negation of ids < 0 (Keras' negative-index wrap before an embedding) is supported")
 
     def op_Div(self, n, ins, a, where):
         return self._arith(n, ins)
