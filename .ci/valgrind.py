@@ -96,6 +96,10 @@ def workload():
     ids = lm.generate(np.array([[1, 2, 3], [4, 5, 6]]), 25, temperature=0.8, top_k=4, seed=1)
     assert ids.shape == (2, 25)
     lm.generate([1, 2], 10, greedy=True)
+    ids, logits = lm.generate(np.array([[1, 2], [3, 4]]), 12, beam_width=3, stop_ids=[0, 5], return_logits=True)
+    assert ids.shape == (2, 12) and logits.shape == (2, 12, 11)
+    lm.generate(np.array([[1], [2]]), 12, stop_ids=[0, 5], seed=2, initial_state=lm.stream(2).state)
+    lm.stream(2).generate(np.array([[1], [2]]), 8, greedy=True, stop_ids=[3])
     s = lm.stream(1)
     out = np.empty((1, 11), np.float32)
     for i in range(30):

@@ -136,6 +136,15 @@ def describe(model: Model, path: str | None = None) -> dict[str, Any]:
                 row["reset_after"] = layer.reset_after
             if layer.proj_size:
                 row["proj_size"] = layer.proj_size
+            if layer.gate_activations is not None:  # they replace activation / recurrent_activation
+                row.pop("recurrent_activation", None)
+                row["activation"] = None
+                row["gate_activations"] = layer.gate_activations
+            for opt, on in (("clip", layer.clip), ("input_forget", layer.input_forget),
+                            ("peepholes", any(w.peephole is not None for w in layer.weights)),
+                            ("default_initial_state", any(w.h0 is not None or w.c0 is not None for w in layer.weights))):
+                if on:
+                    row[opt] = on
             if layer.direction == "bidirectional":
                 row["merge_mode"] = layer.merge_mode
                 outs = 2 if layer.merge_mode == "none" else 1

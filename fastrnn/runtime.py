@@ -365,50 +365,131 @@ class Model:
         return Stream(self, batch_size)
 
     def generate(self, prompt_ids: npt.ArrayLike, steps: SupportsIndex, temperature: float = 1.0,
-                 top_k: SupportsIndex | None = None, seed: SupportsIndex | None = None, greedy: bool = False) -> npt.NDArray[np.int64]:
-        """Generate ``steps`` ids after each prompt, the whole loop in C++.
+                 top_k: SupportsIndex | None = None, seed: SupportsIndex | None = None, greedy: bool = False, *,
+                 initial_state: Any = None, stop_ids: npt.ArrayLike | None = None, return_logits: bool = False,
+                 beam_width: SupportsIndex = 1, length_penalty: float = 1.0) -> Any:
+        """Generate up to ``steps`` ids after each prompt, the whole decoding loop in C++.
 
-        For a language model (Embedding -> recurrent layers -> Dense over the vocabulary, with or
-        without a softmax): feed the prompt, pick the next id (argmax when ``greedy``; else a
-        sample from softmax(logits / temperature), optionally among the ``top_k`` largest), feed
-        it back.  ``prompt_ids``: (batch, time) or one prompt (time,).  Deterministic for a seed.
-        Returns the generated ids, (batch, steps) int64 (or (steps,) for a single prompt).
+        For a language model or a decoder (Embedding -> recurrent layers -> Dense over the
+        vocabulary, with or without a softmax / log_softmax): feed the prompt, pick the next id,
+        feed it back.
+
+        prompt_ids: (batch, time >= 1) ids, or one prompt (time,).
+        steps: the most ids generated per row.
+        Picking: ``greedy=True`` takes the argmax (the first maximum); ``beam_width > 1`` runs a beam
+        search; otherwise a sample from softmax(logits / ``temperature``), optionally among the
+        ``top_k`` largest, deterministic for a ``seed``.
+        initial_state: the state to start from, in ``predict``'s ``initial_state`` format (for
+        instance an encoder's states from ``predict(..., return_state=True)``); zeros when None.
+        stop_ids: an id or a list of ids: a row stops after it emits one of them (the stop id is
+        included); its later positions hold -1 (and NaN in the logits).  The loop ends early once
+        every row has stopped.
+        return_logits: also return the scores each id was picked from, (batch, steps, vocab)
+        float32: the model's output at that step, as ``predict`` gives it (logits, or the
+        probabilities of a softmax head).
+        beam_width: > 1 keeps that many hypotheses per row, expanded by log-probabilities
+        (log_softmax of the logits); a stop id ranked among the ``beam_width`` best candidates ends a
+        hypothesis; a row is done once ``beam_width`` hypotheses ended, and the loop after ``steps``
+        ids.  The returned hypothesis of each row is the one with the best
+        ``sum(log p) / len ** length_penalty`` (``len``: its ids, the stop id included; as Hugging
+        Face's ``length_penalty`` with ``early_stopping=True``): 0 ranks by the plain sum, > 0
+        favours longer sequences.  Beam search is deterministic: ``temperature``, ``top_k``,
+        ``seed`` and ``greedy`` are refused with it.  ``greedy=True`` is the beam search of width 1.
+
+        Returns the ids, (batch, steps) int64 (or (steps,) for a single prompt), or with
+        ``return_logits`` ``(ids, logits)``.
         """
-        spec = self.spec
-        if not spec.takes_ids:
-            raise ShapeError("generate: the model must start with an Embedding (it takes ids)")
-        p = ids_array(prompt_ids, "generate: prompt_ids")
-        single = p.ndim == 1
-        p = p[None] if single else p
-        if p.ndim != 2 or p.shape[1] < 1 or p.shape[0] < 1:
-            raise ShapeError(f"generate: prompt_ids must be integer ids of shape (batch, time >= 1), got {np.shape(prompt_ids)}")
-        vocab = cast(EmbeddingSpec, spec.layers[0]).embeddings.shape[0]
-        if p.min() < 0 or p.max() >= vocab:
-            raise ShapeError(f"generate: prompt id outside [0, {vocab})")
-        steps = int_arg(steps, "generate: steps", 0, MAX_GENERATED // p.shape[0])
-        try:
-            if isinstance(temperature, (str, bytes, bool, np.bool_)):
-                raise TypeError
-            temperature = float(temperature)
-        except (TypeError, ValueError):
-            raise ArgumentTypeError(f"generate: temperature must be a number, got {temperature!r:.40}") from None
-        if not greedy and not (temperature > 0 and np.isfinite(temperature)):
-            raise ArgumentError(f"generate: temperature must be a finite number > 0, got {temperature!r}")
-        # seeds: any int (taken modulo 2**64); top_k: at most the vocabulary (larger means all of it)
-        seed = None if seed is None else int_arg(seed, "generate: seed", -(1 << 63), (1 << 64) - 1)
-        top_k = None if top_k is None else int_arg(top_k, "generate: top_k", 1, 1 << 62)
-        last = spec.layers[-1]
-        act = getattr(last, "activation", "linear")
-        kind = {"softmax": 1, "log_softmax": 2}.get(act, 0)
-        if act not in ("linear", "softmax", "log_softmax"):
-            raise UnsupportedLayerError(f"generate: the last layer '{last.name}' applies {act!r}; "
-                                        "expected logits (linear), softmax or log_softmax over the vocabulary")
-        if seed is None:
-            seed = int(cast(int, np.random.SeedSequence().entropy) % (1 << 64))
+        p, single = _prompt(self, prompt_ids, None)
         stream = self._core.stream(p.shape[0])
-        out: npt.NDArray[np.int64] = stream.generate(np.ascontiguousarray(p, dtype=np.int64), steps, kind, bool(greedy),
-                              temperature, min(top_k or 0, 1 << 31), seed % (1 << 64))
-        return out[0] if single else out
+        if initial_state is not None:
+            batch = p.shape[0]
+            zeros = [(np.zeros((1, batch, l.hidden_out), np.float32),  # for the layers given None
+                      np.zeros((1, batch, l.units), np.float32) if l.kind == "lstm" else None) for l in self._rnns]
+            stream.set_state([z if e is None else e for e, z in zip(self._states(initial_state, batch), zeros)])
+        return _generate(self, stream, p, single, steps, temperature, top_k, seed, greedy, stop_ids, return_logits,
+                         beam_width, length_penalty)
+
+
+def _prompt(model: Model, prompt_ids: npt.ArrayLike, batch: int | None) -> tuple[np.ndarray, bool]:
+    """The prompt of ``generate`` as (batch, time) int64 ids checked against the vocabulary, and
+    whether it was a single (time,) prompt.  ``batch``: the rows it must have (a stream's), or None."""
+    spec = model.spec
+    if not spec.takes_ids:
+        raise ShapeError("generate: the model must start with an Embedding (it takes ids)")
+    p = ids_array(prompt_ids, "generate: prompt_ids")
+    single = p.ndim == 1
+    p = p[None] if single else p
+    if p.ndim != 2 or p.shape[1] < 1 or p.shape[0] < 1 or (batch is not None and p.shape[0] != batch):
+        rows = "batch" if batch is None else f"{batch}" + (" (the stream's batch_size)" if batch != 1 else "")
+        raise ShapeError(f"generate: prompt_ids must be integer ids of shape ({rows}, time >= 1)"
+                         f"{' or (time,)' if batch in (None, 1) else ''}, got {np.shape(prompt_ids)}")
+    vocab = cast(EmbeddingSpec, spec.layers[0]).embeddings.shape[0]
+    if p.min() < 0 or p.max() >= vocab:
+        raise ShapeError(f"generate: prompt id outside [0, {vocab})")
+    return np.ascontiguousarray(p, dtype=np.int64), single
+
+
+def _generate(model: Model, stream: Any, p: np.ndarray, single: bool, steps: SupportsIndex, temperature: float,
+              top_k: SupportsIndex | None, seed: SupportsIndex | None, greedy: bool, stop_ids: npt.ArrayLike | None,
+              return_logits: bool, beam_width: SupportsIndex, length_penalty: float) -> Any:
+    """Check the arguments of ``Model.generate`` / ``Stream.generate`` and run the loop on a core
+    stream (which continues from its state)."""
+    steps = int_arg(steps, "generate: steps", 0, MAX_GENERATED // p.shape[0])
+    temperature = _float_arg(temperature, "generate: temperature")
+    if not greedy and not (temperature > 0 and np.isfinite(temperature)):
+        raise ArgumentError(f"generate: temperature must be a finite number > 0, got {temperature!r}")
+    # seeds: any int (taken modulo 2**64); top_k: at most the vocabulary (larger means all of it)
+    seed = None if seed is None else int_arg(seed, "generate: seed", -(1 << 63), (1 << 64) - 1)
+    top_k = None if top_k is None else int_arg(top_k, "generate: top_k", 1, 1 << 62)
+    last = model.spec.layers[-1]
+    act = getattr(last, "activation", "linear")
+    kind = {"softmax": 1, "log_softmax": 2}.get(act, 0)
+    if act not in ("linear", "softmax", "log_softmax"):
+        raise UnsupportedLayerError(f"generate: the last layer '{last.name}' applies {act!r}; "
+                                    "expected logits (linear), softmax or log_softmax over the vocabulary")
+    vocab = int(stream.output_size)
+    beam_width = int_arg(beam_width, "generate: beam_width", 1, vocab)
+    length_penalty = _float_arg(length_penalty, "generate: length_penalty")
+    if not np.isfinite(length_penalty):
+        raise ArgumentError(f"generate: length_penalty must be finite, got {length_penalty!r}")
+    if beam_width > 1:
+        refused = [name for name, given in (("greedy=True", greedy), (f"temperature={temperature!r}", temperature != 1.0),
+                                            (f"top_k={top_k}", top_k is not None), (f"seed={seed}", seed is not None))
+                   if given]
+        if refused:
+            raise ArgumentError(f"generate: beam search (beam_width={beam_width}) is deterministic and does not sample: "
+                                f"drop {', '.join(refused)}")
+    if not isinstance(return_logits, (bool, np.bool_)):
+        raise ArgumentTypeError(f"generate: return_logits must be a bool, got {type(return_logits).__name__}")
+    stops = None
+    if stop_ids is not None:
+        arr = _asarray(stop_ids, "generate: stop_ids")
+        if arr.size == 0 and arr.ndim == 1:  # [] : no stop id
+            arr = arr.astype(np.int64)
+        if arr.dtype == object or arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer) or arr.ndim > 1:
+            raise ArgumentTypeError(f"generate: stop_ids must be an id or a list of integer ids, got {stop_ids!r:.60}")
+        arr = arr.reshape(-1)
+        bad = arr[(arr < 0) | (arr >= vocab)]
+        if bad.size:
+            raise ArgumentError(f"generate: stop id {bad[0]} is outside [0, {vocab}) (the model's {vocab} outputs)")
+        stops = np.ascontiguousarray(arr, dtype=np.int64)
+    if seed is None:
+        seed = int(cast(int, np.random.SeedSequence().entropy) % (1 << 64))
+    out = stream.generate(p, steps, kind, bool(greedy), temperature, min(top_k or 0, 1 << 31), seed % (1 << 64),
+                          stops, beam_width, length_penalty, bool(return_logits))
+    if single:
+        return (out[0][0], out[1][0]) if return_logits else out[0]
+    return out
+
+
+def _float_arg(value: Any, what: str) -> float:
+    """A float argument (any real number; a bool, a string or bytes is refused with ArgumentTypeError)."""
+    try:
+        if isinstance(value, (str, bytes, bool, np.bool_)):
+            raise TypeError
+        return float(value)
+    except (TypeError, ValueError):
+        raise ArgumentTypeError(f"{what} must be a number, got {value!r:.40}") from None
 
 
 class Stream:
@@ -418,8 +499,8 @@ class Stream:
     for this step ``(batch, outputs)``; allocation-free in C++ (pass ``out=`` to reuse a buffer).
     ``run(chunk)``: ``(batch, time, features)`` -> what ``predict`` returns for the chunk,
     continuing from the current state.  Stepping a sequence through ``step``/``run`` in any
-    split equals ``predict`` on the whole sequence.  ``reset()`` zeroes every row,
-    ``reset(rows)`` only those.  ``state`` gets/sets the state of every recurrent layer in the
+    split equals ``predict`` on the whole sequence.  ``reset()`` returns every row to the initial
+    state (zeros, or a layer's default initial state), ``reset(rows)`` only those.  ``state`` gets/sets the state of every recurrent layer in the
     ``predict(initial_state=...)`` format (LSTM ``(h, c)``, else ``h``; ``(1, batch, units)``).
     """
 
@@ -464,6 +545,20 @@ class Stream:
         if any(c is None for c in checked):
             raise ShapeError("state: every recurrent layer needs an entry (None is not allowed here)")
         self._s.set_state([(h, c) for h, c in checked])
+
+    def generate(self, prompt_ids: npt.ArrayLike, steps: SupportsIndex, temperature: float = 1.0,
+                 top_k: SupportsIndex | None = None, seed: SupportsIndex | None = None, greedy: bool = False, *,
+                 stop_ids: npt.ArrayLike | None = None, return_logits: bool = False, beam_width: SupportsIndex = 1,
+                 length_penalty: float = 1.0) -> Any:
+        """:meth:`Model.generate` continuing from this stream's state (set ``state`` first to start
+        from, say, an encoder's states).  ``prompt_ids``: (batch_size, time >= 1), or (time,) for a
+        stream of one row.  Afterwards each row holds the state after its prompt and every id it
+        returned but the last (a stop id, or the last of ``steps``; with beam search, of the returned
+        hypothesis): feeding that id as the next prompt continues the sequence, so greedy
+        decoding in several calls equals one call."""
+        p, single = _prompt(self.model, prompt_ids, self.batch_size)
+        return _generate(self.model, self._s, p, single, steps, temperature, top_k, seed, greedy, stop_ids,
+                         return_logits, beam_width, length_penalty)
 
 
 def _ndim(obj: Any) -> int:

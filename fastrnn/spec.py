@@ -26,6 +26,21 @@ Cell equations (``act`` = ``activation``, ``ract`` = ``recurrent_activation``)::
     gru, reset_after=False (Keras reset_after=False; b_hh must be zero):
                 r, z as above;  n = act(W_in x + b_in + W_hn (r*h));  h' = (1-z)*n + z*h
 
+Options (ONNX's RNN / GRU / LSTM attributes; rare: a layer with any of them runs on the core's
+general path, not the fused kernels).  With ``a`` the summed pre-activation of a gate as above,
+``clip(v) = min(max(v, -clip), clip)`` when ``clip`` is set (else ``v``), and ``f``, ``g``, ``h``
+the cell's functions (``gate_activations``, else ``f = ract``, ``g = h = act``)::
+
+    lstm:       i = f(clip(a_i + p_i*c));  f_ = 1 - i if input_forget else f(clip(a_f + p_f*c))
+                c' = f_*c + i*g(clip(a_g));  o = f(clip(a_o + p_o*c'));  h' = o*h(c')
+    gru:        r = f(clip(a_r)), z = f(clip(a_z)), n = g(clip(<n's sum as above>))
+    simple_rnn: h' = f(clip(a))
+
+``p_i, p_f, p_o`` are the rows of ``DirectionWeights.peephole`` ([3, H], in the spec's order
+i, f, o; ONNX's ``P`` holds i, o, f); ``gate_activations`` lists, per direction, ONNX functions
+with ONNX's alpha / beta (:data:`GATE_FUNCTIONS`).  ``DirectionWeights.h0`` / ``c0`` are the
+layer's default initial state (one row, used for every batch row when a call gives none).
+
 Directions: ``forward``; ``reverse`` = Keras ``go_backwards`` (steps are processed from the
 last to the first and the output sequence stays in *processing* order); ``bidirectional`` =
 forward + a backward pass whose outputs are aligned to input time, merged by ``merge_mode``
@@ -50,11 +65,15 @@ import numpy as np
 from .errors import ModelFormatError, UnsupportedLayerError
 from .quantize import PRECISIONS
 
-FORMAT_VERSION = 2  # the newest model description this fastrnn reads and writes
+FORMAT_VERSION = 3  # the newest model description this fastrnn reads and writes
 # Version 2 added RecurrentSpec.precision (bf16 / int8 weights, see fastrnn.quantize).  to_core writes
 # the lowest version that describes a spec: 1 (no "precision" keys) when every layer is float32, so
 # an older fastrnn still reads the .fastrnn files of float32 models.
 PRECISION_FORMAT = 2
+# Version 3 added the recurrent options (clip, input_forget, gate_activations; peephole and default
+# initial state tensors), written only by a spec that uses one (RecurrentSpec.has_options).
+OPTIONS_FORMAT = 3
+OPTION_FIELDS = ("clip", "input_forget", "gate_activations")
 
 LAYER_KINDS = ("embedding", "masking", "simple_rnn", "lstm", "gru", "dense", "activation", "last_step")
 RECURRENT_KINDS = ("simple_rnn", "lstm", "gru")
@@ -71,6 +90,14 @@ ACTIVATIONS = (
 # Activations over the last axis (Dense / Activation only).
 AXIS_ACTIVATIONS = ("softmax", "log_softmax")
 GATES = {"simple_rnn": 1, "lstm": 4, "gru": 3}
+# ONNX's recurrent activation functions (RecurrentSpec.gate_activations), with ONNX's alpha / beta:
+# Affine alpha*x + beta, LeakyRelu x >= 0 ? x : alpha*x, ThresholdedRelu x > alpha ? x : 0,
+# ScaledTanh alpha*tanh(beta*x), HardSigmoid clip(alpha*x + beta, 0, 1), Elu x >= 0 ? x : alpha*(e^x - 1);
+# the others take neither.
+GATE_FUNCTIONS = ("Relu", "Tanh", "Sigmoid", "Affine", "LeakyRelu", "ThresholdedRelu", "ScaledTanh", "HardSigmoid",
+                  "Elu", "Softsign", "Softplus")
+# functions per direction in gate_activations: f (gates), g (candidate; the simple RNN's one), h (LSTM output)
+GATE_ROLES = {"simple_rnn": 1, "gru": 2, "lstm": 3}
 # Limits a model description must respect whatever its source (a file cannot raise them).
 MAX_LAYERS = 4096  # far beyond any real RNN; each layer costs validation and build time
 MAX_STATEFUL_BATCH = 1 << 16  # a stateful layer's recorded batch size (what stream() allocates)
@@ -143,8 +170,13 @@ class DirectionWeights:
     w_ih_scale: Optional[np.ndarray] = None
     w_hh_scale: Optional[np.ndarray] = None
     w_hr_scale: Optional[np.ndarray] = None
+    peephole: Optional[np.ndarray] = None  # LSTM [3, H]: p_i, p_f, p_o (see the module doc)
+    h0: Optional[np.ndarray] = None  # default initial state [Hout] (None: zeros)
+    c0: Optional[np.ndarray] = None  # LSTM default initial cell state [H] (None: zeros)
 
-    TENSORS: ClassVar[tuple[str, ...]] = ("w_ih", "w_hh", "b_ih", "b_hh", "w_hr", "w_ih_scale", "w_hh_scale", "w_hr_scale")
+    TENSORS: ClassVar[tuple[str, ...]] = ("w_ih", "w_hh", "b_ih", "b_hh", "w_hr", "w_ih_scale", "w_hh_scale", "w_hr_scale",
+                                          "peephole", "h0", "c0")
+    OPTION_TENSORS: ClassVar[tuple[str, ...]] = ("peephole", "h0", "c0")  # float32, from format 3
 
 
 @dataclass
@@ -201,6 +233,20 @@ class RecurrentSpec:
     # weights of w_ih / w_hh / w_hr as stored: "f32" | "bf16" (uint16 bits) | "int8" (+ row scales);
     # see fastrnn.quantize.  Biases are float32 in every precision.
     precision: str = "f32"
+    # Options (format 3; see the module doc): clip the gate pre-activations to [-clip, clip]; LSTM
+    # coupled input-forget gate (f = 1 - i); per direction the cell's ONNX functions [name, alpha, beta]
+    # (f, g[, h]; names in GATE_FUNCTIONS), replacing activation / recurrent_activation (which must
+    # then keep their defaults).
+    clip: Optional[float] = None
+    input_forget: bool = False
+    gate_activations: Optional[list[list[list[Any]]]] = None
+
+    @property
+    def has_options(self) -> bool:
+        """True when the layer uses an option of model format 3 (clip, input_forget, gate_activations,
+        peepholes or a default initial state)."""
+        return (self.clip is not None or self.input_forget or self.gate_activations is not None
+                or any(getattr(w, t) is not None for w in self.weights for t in DirectionWeights.OPTION_TENSORS))
 
     @property
     def num_directions(self) -> int:
@@ -238,6 +284,7 @@ class RecurrentSpec:
                 raise UnsupportedLayerError(f"{where}: activation {a!r} is not supported (supported: {', '.join(ACTIVATIONS)})")
         if self.proj_size and self.kind != "lstm":
             problems.append("proj_size is only valid for lstm")
+        problems += self._option_problems()
         if self.units < 1 or self.input_size < 1 or self.proj_size < 0:
             problems.append(f"bad sizes units={self.units} input_size={self.input_size} proj_size={self.proj_size}")
         if len(self.weights) != self.num_directions:
@@ -257,7 +304,63 @@ class RecurrentSpec:
                 raise ModelFormatError(f"{where}: w_hr given without proj_size")
             if self.kind == "gru" and not self.reset_after and np.any(w.b_hh != 0):
                 raise ModelFormatError(f"{where}: reset_after=False takes a single (input) bias; b_hh must be zero")
+            if (w.peephole is None) != (self.weights[0].peephole is None):
+                raise ModelFormatError(f"{where}: peepholes given for one direction only (zeros for the other)")
+            if w.peephole is not None:
+                w.peephole = _f32(f"{p}.peephole", w.peephole, (3, h))
+            if w.h0 is not None:
+                w.h0 = _f32(f"{p}.h0", w.h0, (ho,))
+            if w.c0 is not None:
+                w.c0 = _f32(f"{p}.c0", w.c0, (h,))
+            for t in DirectionWeights.OPTION_TENSORS:
+                a = getattr(w, t)
+                if a is not None and not np.all(np.isfinite(a)):
+                    raise ModelFormatError(f"{where}: tensor '{p}.{t}' holds non-finite values")
         return self.output_size, self.return_sequences
+
+    def _option_problems(self) -> list[str]:
+        problems = []
+        if self.clip is not None:
+            c = self.clip
+            if isinstance(c, bool) or not isinstance(c, (int, float, np.floating, np.integer)) or not np.isfinite(c) or c < 0:
+                problems.append(f"clip must be None or a finite number >= 0, got {c!r:.40}")
+            else:
+                self.clip = float(c)
+        if not isinstance(self.input_forget, (bool, np.bool_)):
+            problems.append(f"input_forget must be true or false, got {self.input_forget!r:.40}")
+        elif self.input_forget and self.kind != "lstm":
+            problems.append("input_forget is only valid for lstm")
+        for w in self.weights:
+            if self.kind != "lstm" and (w.peephole is not None or w.c0 is not None):
+                problems.append("peephole / c0 are only valid for lstm")
+                break
+        ga = self.gate_activations
+        if ga is None:
+            return problems
+        per = GATE_ROLES.get(self.kind, 0)
+        if (self.activation, self.recurrent_activation) != ("tanh", "sigmoid"):
+            problems.append("gate_activations replaces activation / recurrent_activation: leave those at their "
+                            "defaults ('tanh', 'sigmoid')")
+        if not isinstance(ga, (list, tuple)) or len(ga) != self.num_directions or not all(
+                isinstance(d, (list, tuple)) and len(d) == per for d in ga):
+            problems.append(f"gate_activations must hold {self.num_directions} list(s) (one per direction) of {per} "
+                            "[name, alpha, beta] entries")
+            return problems
+        out = []
+        for d in ga:
+            row = []
+            for e in d:
+                ok = isinstance(e, (list, tuple)) and len(e) == 3 and e[0] in GATE_FUNCTIONS and all(
+                    isinstance(v, (int, float, np.floating, np.integer)) and not isinstance(v, bool) and np.isfinite(v)
+                    for v in e[1:])
+                if not ok:
+                    problems.append(f"gate_activations entry {e!r:.60} is not [name, alpha, beta] with name in "
+                                    f"{', '.join(GATE_FUNCTIONS)} and finite alpha / beta")
+                    return problems
+                row.append([str(e[0]), float(e[1]), float(e[2])])
+            out.append(row)
+        self.gate_activations = out
+        return problems
 
     def _matrix(self, w: DirectionWeights, t: str, name: str, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray | None]:
         """A weight matrix in this layer's precision and its int8 row scales (None otherwise), checked:
@@ -382,7 +485,10 @@ class ModelSpec:
     @property
     def format_version(self) -> int:
         """The lowest model description version that holds this spec: 1 when every layer is float32
-        (readable by every fastrnn), else ``PRECISION_FORMAT``."""
+        (readable by every fastrnn), ``PRECISION_FORMAT`` for reduced weights, ``OPTIONS_FORMAT`` when a
+        recurrent layer has options (:attr:`RecurrentSpec.has_options`)."""
+        if any(l.has_options for l in self.recurrent_layers):
+            return OPTIONS_FORMAT
         return 1 if all(l.precision == "f32" for l in self.recurrent_layers) else PRECISION_FORMAT
 
     def validate(self) -> "ModelSpec":
@@ -440,6 +546,9 @@ class ModelSpec:
                     key = f"layers.{i}.{f.name}"
                     tensors[key] = v
                     refs[f.name] = key
+                elif f.name in OPTION_FIELDS:
+                    if version >= OPTIONS_FORMAT:
+                        d[f.name] = v
                 elif f.name != "precision" or version >= PRECISION_FORMAT:
                     d[f.name] = v
             d["tensors"] = refs
@@ -486,12 +595,17 @@ class ModelSpec:
                     if ver >= PRECISION_FORMAT and "precision" not in d:
                         raise ModelFormatError(f"layer {i} ({kind}): missing 'precision' (required from model format "
                                                f"{PRECISION_FORMAT})")
+                    if ver < OPTIONS_FORMAT and (any(k in d for k in OPTION_FIELDS) or any(
+                            r.endswith(tuple(f".{t}" for t in DirectionWeights.OPTION_TENSORS)) for r in refs)):
+                        raise ModelFormatError(f"layer {i} ({kind}): options ({', '.join(OPTION_FIELDS)}, peepholes, "
+                                               f"initial states) need model format {OPTIONS_FORMAT}, the header says {ver}")
                     reduced = d.get("precision", "f32") != "f32"
                     ndir = 2 if d.get("direction") == "bidirectional" else 1
                     ws = []
                     for dname in ("forward", "backward")[:ndir]:
                         opt = {t: get(f"{dname}.{t}", t in ("w_ih", "w_hh", "w_hr") and reduced)
                                for t in ("w_ih", "w_hh", "w_hr", "w_ih_scale", "w_hh_scale", "w_hr_scale")
+                               + DirectionWeights.OPTION_TENSORS
                                if f"{dname}.{t}" in refs}
                         for t in ("w_ih", "w_hh"):
                             if t not in opt:

@@ -205,8 +205,22 @@ def _run(g: Gen):
         top_k = p.pick([None, 1, 2, 0, -1, 2 ** 63, 10 ** 6, np.int32(3), True])
         seed = p.pick([None, 0, 1, -1, 2 ** 64, 2 ** 100, np.uint64(2 ** 63)])
         greedy = p.bool()
-        y = m.generate(prompt, steps, temperature=temp, top_k=top_k, seed=seed, greedy=greedy)
-        assert isinstance(y, np.ndarray), type(y)
+        kw = {}
+        if p.bool():  # the decoding options (beam search, stop ids, logits, a starting state)
+            kw["beam_width"] = p.pick([1, 2, 3, 0, -1, 10 ** 6, 2.0, np.int8(2)])
+            kw["stop_ids"] = p.pick([None, 0, [1, 2], [], [-1], [10 ** 6], [[1]], [1.5], np.arange(3), "1"])
+            kw["length_penalty"] = p.pick([1.0, 0.0, -2.0, np.nan, np.inf, 1e300, "x"])
+            kw["return_logits"] = p.pick([False, True, 1, None])
+            if p.bool():
+                kw["initial_state"] = g.state(p.int(1, 3))
+            if p.bool():  # beam search refuses the sampling arguments: leave them at their defaults
+                temp, top_k, seed, greedy = 1.0, None, None, False
+        y = m.generate(prompt, steps, temperature=temp, top_k=top_k, seed=seed, greedy=greedy, **kw)
+        if kw.get("return_logits") is True:
+            ids, logits = y
+            assert ids.dtype == np.int64 and logits.dtype == np.float32 and logits.shape[:-1] == ids.shape, y
+        else:
+            assert isinstance(y, np.ndarray), type(y)
 
 
 _OUT = {}

@@ -31,6 +31,12 @@ Cell equations (one direction; ``act`` = ``activation``, ``ract`` = ``recurrent_
                 n = act(W_in x + b_in + W_hn (r * h) + b_hn)
                 h' = (1 - z) * n + z * h
 
+Options (ONNX, ``fastrnn.spec`` module doc): every gate pre-activation is clipped to [-clip, clip]
+when ``clip`` is set; ``gate_activations`` gives per direction the ONNX functions f (for ract),
+g (for act), h (LSTM, for the act of c'); LSTM peepholes p_i, p_f, p_o add p_i*c, p_f*c to the
+i, f sums and p_o*c' to o's; ``input_forget``: f = 1 - i.  ``DirectionWeights.h0`` / ``c0``: the
+initial state when none is given.
+
 Masks (``valid[b, t]`` True = the step is processed):
 
 * ``lengths``: step ``t`` of row ``b`` is masked when ``t >= lengths[b]``; ``lengths[b] == 0`` is
@@ -56,7 +62,7 @@ import numpy as np
 
 from fastrnn import spec as S
 
-__all__ = ["activation", "run_spec"]
+__all__ = ["activation", "onnx_function", "run_spec"]
 
 _SELU_ALPHA = 1.6732632423543772848170429916717
 _SELU_SCALE = 1.0507009873554804934193349852946
@@ -140,25 +146,59 @@ def activation(name: str, x: np.ndarray) -> np.ndarray:
     raise ValueError(f"unknown activation {name!r}")
 
 
+def onnx_function(name: str, alpha: float, beta: float, x: np.ndarray) -> np.ndarray:
+    """ONNX's recurrent activation functions (``spec.GATE_FUNCTIONS``), from the operator spec."""
+    x = np.asarray(x, dtype=np.float64)
+    table = {
+        "Relu": lambda: np.maximum(x, 0.0), "Tanh": lambda: np.tanh(x), "Sigmoid": lambda: _sigmoid(x),
+        "Affine": lambda: alpha * x + beta, "LeakyRelu": lambda: np.where(x >= 0, x, alpha * x),
+        "ThresholdedRelu": lambda: np.where(x > alpha, x, 0.0), "ScaledTanh": lambda: alpha * np.tanh(beta * x),
+        "HardSigmoid": lambda: np.clip(alpha * x + beta, 0.0, 1.0),
+        "Elu": lambda: np.where(x >= 0, x, alpha * np.expm1(np.minimum(x, 0.0))),
+        "Softsign": lambda: x / (1.0 + np.abs(x)), "Softplus": lambda: _softplus(x),
+    }
+    return table[name]()
+
+
 # --------------------------------------------------------------------------- cells
+def _functions(layer, d):
+    """(f, g, h) of direction d: the gates' function, the candidate's, the LSTM output's (each after
+    the clip, but h, which takes c' as it is)."""
+    clip = layer.clip
+
+    def clipped(fn):
+        return fn if clip is None else (lambda v: fn(np.clip(v, -clip, clip)))
+
+    if layer.gate_activations is not None:
+        fns = [lambda v, e=e: onnx_function(e[0], np.float64(np.float32(e[1])), np.float64(np.float32(e[2])), v)
+               for e in layer.gate_activations[d]]
+    elif layer.kind == "simple_rnn":
+        fns = [lambda v: activation(layer.activation, v)]
+    else:
+        fns = [lambda v: activation(layer.recurrent_activation, v)] + [lambda v: activation(layer.activation, v)] * 2
+    return [clipped(f) for f in fns[:2]] + fns[2:]
+
+
 def _f64(a):
     return None if a is None else np.asarray(a, dtype=np.float64)
 
 
-def _cell_step(layer, w, x_t, h, c):
-    """One step of one direction for all rows: x_t (B, I), h (B, Hout), c (B, H) or None."""
+def _cell_step(layer, w, x_t, h, c, fns):
+    """One step of one direction for all rows: x_t (B, I), h (B, Hout), c (B, H) or None; fns that
+    direction's functions (:func:`_functions`)."""
     H = layer.units
     w_ih, w_hh, b_ih, b_hh = _f64(w.w_ih), _f64(w.w_hh), _f64(w.b_ih), _f64(w.b_hh)
     gi = x_t @ w_ih.T + b_ih  # input part of every gate, (B, G*H)
     if layer.kind == "simple_rnn":
-        return activation(layer.activation, gi + h @ w_hh.T + b_hh), None
+        return fns[0](gi + h @ w_hh.T + b_hh), None
     if layer.kind == "lstm":
         gates = gi + h @ w_hh.T + b_hh
         i, f, g, o = (gates[:, k * H:(k + 1) * H] for k in range(4))
-        i, f, o = (activation(layer.recurrent_activation, v) for v in (i, f, o))
-        g = activation(layer.activation, g)
-        c_new = f * c + i * g
-        h_new = o * activation(layer.activation, c_new)
+        p_i, p_f, p_o = _f64(w.peephole) if w.peephole is not None else (0.0, 0.0, 0.0)
+        i = fns[0](i + p_i * c)
+        f = 1.0 - i if layer.input_forget else fns[0](f + p_f * c)
+        c_new = f * c + i * fns[1](g)
+        h_new = fns[0](o + p_o * c_new) * fns[2](c_new)
         if layer.proj_size:
             h_new = h_new @ _f64(w.w_hr).T
         return h_new, c_new
@@ -166,17 +206,17 @@ def _cell_step(layer, w, x_t, h, c):
         w_hr, w_hz, w_hn = w_hh[:H], w_hh[H:2 * H], w_hh[2 * H:]
         b_hr, b_hz, b_hn = b_hh[:H], b_hh[H:2 * H], b_hh[2 * H:]
         i_r, i_z, i_n = gi[:, :H], gi[:, H:2 * H], gi[:, 2 * H:]
-        r = activation(layer.recurrent_activation, i_r + h @ w_hr.T + b_hr)
-        z = activation(layer.recurrent_activation, i_z + h @ w_hz.T + b_hz)
+        r = fns[0](i_r + h @ w_hr.T + b_hr)
+        z = fns[0](i_z + h @ w_hz.T + b_hz)
         if layer.reset_after:
-            n = activation(layer.activation, i_n + r * (h @ w_hn.T + b_hn))
+            n = fns[1](i_n + r * (h @ w_hn.T + b_hn))
         else:
-            n = activation(layer.activation, i_n + (r * h) @ w_hn.T + b_hn)
+            n = fns[1](i_n + (r * h) @ w_hn.T + b_hn)
         return (1.0 - z) * n + z * h, None
     raise ValueError(f"unknown recurrent kind {layer.kind!r}")
 
 
-def _run_direction(layer, w, x, valid, h0, c0, backward):
+def _run_direction(layer, w, x, valid, h0, c0, backward, fns):
     """Run one direction over x (B, T, I).
 
     Returns ``(outs, last, h, c)``: ``outs[:, k]`` is the output after the k-th *processed* step,
@@ -190,7 +230,7 @@ def _run_direction(layer, w, x, valid, h0, c0, backward):
     order = range(T - 1, -1, -1) if backward else range(T)
     for k, t in enumerate(order):
         v = valid[:, t][:, None]  # (B, 1)
-        h_new, c_new = _cell_step(layer, w, x[:, t], h, c)
+        h_new, c_new = _cell_step(layer, w, x[:, t], h, c, fns)
         h = np.where(v, h_new, h)  # a masked step never changes the state
         if c is not None:
             c = np.where(v, c_new, c)
@@ -218,8 +258,11 @@ def _run_recurrent(layer, x, valid, init):
     """Returns ``(y, state)``; y (B, T, F) / (B, F) / a (fwd, bwd) tuple for merge_mode 'none'."""
     B = x.shape[0]
     nd = layer.num_directions
-    h0 = np.zeros((nd, B, layer.hidden_out))
-    c0 = np.zeros((nd, B, layer.units)) if layer.kind == "lstm" else None
+    # the layer's default initial state (DirectionWeights.h0 / c0; zeros without)
+    h0 = np.stack([np.broadcast_to(_f64(w.h0) if w.h0 is not None else 0.0, (B, layer.hidden_out))
+                   for w in layer.weights])
+    c0 = np.stack([np.broadcast_to(_f64(w.c0) if w.c0 is not None else 0.0, (B, layer.units))
+                   for w in layer.weights]) if layer.kind == "lstm" else None
     if init is not None:
         if layer.kind == "lstm":
             if not isinstance(init, (tuple, list)) or len(init) != 2:
@@ -243,7 +286,7 @@ def _run_recurrent(layer, x, valid, init):
     for d in range(nd):
         backward = layer.direction == "reverse" or d == 1
         results.append(_run_direction(layer, layer.weights[d], x, valid, h0[d],
-                                      None if c0 is None else c0[d], backward))
+                                      None if c0 is None else c0[d], backward, _functions(layer, d)))
 
     if layer.kind == "lstm":
         state = (np.stack([r[2] for r in results]), np.stack([r[3] for r in results]))

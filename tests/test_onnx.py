@@ -39,12 +39,17 @@ FLOAT = TensorProto.FLOAT
 # ------------------------------------------------------------------------------------------ helpers
 def ort_run(model, feed):
     """onnxruntime's output.  onnxruntime refuses ``layout=1`` recurrent nodes: a one-node graph with
-    layout 1 runs as its layout-0 twin on the transposed input, the output transposed back."""
+    layout 1 runs as its layout-0 twin on the transposed input (and initial state initializers), the
+    output transposed back."""
     node = model.graph.node[0] if len(model.graph.node) == 1 else None
     if node is not None and any(a.name == "layout" and a.i == 1 for a in node.attribute):
         twin = onnx.ModelProto()
         twin.CopyFrom(model)
         next(a for a in twin.graph.node[0].attribute if a.name == "layout").i = 0
+        states = set(list(node.input)[5:7]) - {""}
+        for t in twin.graph.initializer:
+            if t.name in states:
+                t.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(numpy_helper.to_array(t).transpose(1, 0, 2)), t.name))
         xdims = next(i for i in twin.graph.input if i.name == "X").type.tensor_type.shape.dim
         d0, d1 = onnx.TensorShapeProto.Dimension(), onnx.TensorShapeProto.Dimension()
         d0.CopyFrom(xdims[0])
@@ -124,7 +129,7 @@ def _node_cases():
 
 NODE_CASES = _node_cases()
 # the cases the converter refuses, and why
-NODE_REFUSED = {"test_lstm_with_peepholes": "peepholes P", "test_lstm_batchwise": "2 outputs",
+NODE_REFUSED = {"test_lstm_batchwise": "2 outputs",
                 "test_lstm_reverse": "2 outputs", "test_lstm_bidirectional": "2 outputs",
                 "test_gru_batchwise": "2 outputs", "test_gru_reverse": "2 outputs",
                 "test_gru_bidirectional": "2 outputs", "test_simple_rnn_batchwise": "2 outputs"}
@@ -162,11 +167,11 @@ def test_onnx_node_test(name):
         (out, ref), = expected.items()
         y, _ = fr_run(m, feed["X"])
         assert_close(y, ref, what=name)
-    # each output on its own: matched (Y, Y_h), or refused with the reason (Y_c; peepholes)
+    # each output on its own: matched (Y, Y_h), or refused with the reason (Y_c)
     lens = feed.get("sequence_lens")
     for out, ref in expected.items():
-        if out == "Y_c" or name == "test_lstm_with_peepholes":
-            with pytest.raises(fastrnn.UnsupportedLayerError, match="Y_c|peepholes P") as e:
+        if out == "Y_c":
+            with pytest.raises(fastrnn.UnsupportedLayerError, match="Y_c") as e:
                 spec_from_onnx(m, output=out)
             assert "node " in str(e.value) or "graph output" in str(e.value)
             continue
@@ -286,32 +291,34 @@ def test_refused_features_are_listed_in_one_error(rng):
     H, I = 4, 3
     W, R, B = rnn_weights(rng, "LSTM", 1, H, I)
     Wg, Rg, Bg = rnn_weights(rng, "GRU", 1, H, H)
-    consts = {"W": W, "R": R, "B": B, "Wg": Wg, "Rg": Rg, "Bg": Bg, "P": np.ones((1, 3 * H), np.float32),
-              "h0": np.full((1, 1, H), 0.5, np.float32), "k": np.array([2.0], np.float32)}
+    consts = {"W": W, "R": R, "B": B, "Wg": Wg, "Rg": Rg, "Bg": Bg,
+              "h0": np.arange(2 * H, dtype=np.float32).reshape(1, 2, H), "k": np.array([2.0], np.float32)}
     nodes = [
-        helper.make_node("LSTM", ["X", "W", "R", "B", "", "h0", "", "P"], ["Y1"], name="lstm_bad", hidden_size=H,
-                         clip=3.0, input_forget=1, activations=["Sigmoid", "Tanh", "Relu"]),
+        helper.make_node("LSTM", ["X", "W", "R", "B", "", "h0", "", "Pin"], ["Y1"], name="lstm_bad", hidden_size=H,
+                         clip=3.0, input_forget=1, activations=["Sigmoid", "Affine", "Relu"]),
         helper.make_node("Squeeze", ["Y1", "ax"], ["s1"], name="sq"),
         helper.make_node("GRU", ["s1", "Wg", "Rg", "Bg", "", "hin"], ["Y2"], name="gru_state_in", hidden_size=H,
-                         activations=["LeakyRelu", "Tanh"]),
+                         activations=["Gelu", "Tanh"]),
         helper.make_node("Squeeze", ["Y2", "ax"], ["s2"]),
         helper.make_node("Mul", ["s2", "k"], ["y"], name="scale"),
     ]
     consts["ax"] = np.array([1], np.int64)
-    m = make_model(nodes, [vi("X", ["T", "N", I]), vi("hin", [1, "N", H])], [vi("y", None)],
+    m = make_model(nodes, [vi("X", ["T", 2, I]), vi("hin", [1, 2, H]), vi("Pin", [1, 3 * H])], [vi("y", None)],
                    [numpy_helper.from_array(v, k) for k, v in consts.items()])
     with pytest.raises(fastrnn.UnsupportedLayerError) as e:
         spec_from_onnx(m)
     msg = str(e.value)
-    for part in ("node 'lstm_bad' (LSTM)", "peepholes P", "clip=3.0", "input_forget=1", "initial_h is not all zeros",
-                 "g=Tanh and h=Relu differ", "node 'gru_state_in' (GRU)", "graph inputs carrying states",
-                 "LeakyRelu: alpha=0.01", "node 'scale' (Mul)", "3 unsupported node(s)"):
+    for part in ("node 'lstm_bad' (LSTM)", "peepholes P must be a constant", "initial_h is a constant whose batch rows "
+                 "differ", "Affine: needs activation_alpha and activation_beta", "node 'gru_state_in' (GRU)",
+                 "graph inputs carrying states", "'Gelu' is not an ONNX recurrent activation", "node 'scale' (Mul)",
+                 "3 unsupported node(s)"):
         assert part in msg, (part, msg)
 
 
 def test_refused_layouts_and_activations(rng):
-    """Softmax over time, a Gather of batch rows, Reshape merging batch and time, and a reverse node
-    whose output sequence would need a zero forward direction with sigmoid(0) != 0."""
+    """Softmax over time, a Gather of batch rows, Reshape merging batch and time; a reverse node whose
+    output sequence runs as a zero forward direction (with the default functions: sigmoid(0) != 0)
+    and the reverse one."""
     w = rng.standard_normal((3, 4)).astype(np.float32)
     c = [numpy_helper.from_array(w, "w"), numpy_helper.from_array(np.array(0, np.int64), "zero"),
          numpy_helper.from_array(np.array([-1, 4], np.int64), "flat")]
@@ -322,10 +329,11 @@ def test_refused_layouts_and_activations(rng):
                        [vi("y", None)], c)
         with pytest.raises(fastrnn.UnsupportedLayerError, match=why):
             spec_from_onnx(m)
-    m = rnn_model(rng, "RNN", direction="reverse", attrs={"activations": ["Sigmoid"]})
-    with pytest.raises(fastrnn.UnsupportedLayerError, match=r"activation\(0\) == 0; sigmoid is not"):
-        spec_from_onnx(m)
     x = rng.standard_normal((5, 2, 3)).astype(np.float32)
+    m = rnn_model(rng, "RNN", direction="reverse", attrs={"activations": ["Sigmoid"]})
+    y, spec = fr_run(m, x)
+    assert spec.recurrent_layers[0].gate_activations == [[["Tanh", 0.0, 0.0]], [["Sigmoid", 0.0, 0.0]]]
+    assert_close(y, ort_run(m, {"X": x}))
     m = rnn_model(rng, "RNN", direction="reverse", attrs={"activations": ["Sigmoid"]}, out="Y_h")
     assert_close(fr_run(m, x)[0], ort_run(m, {"X": x}))  # only its final state: one reverse direction
 
@@ -346,12 +354,7 @@ def test_several_outputs_and_y_c_and_unknown_ops(rng):
         spec_from_onnx(m)
 
 
-def test_nonzero_initial_state_and_constant_sequence_lens_are_refused(rng):
-    m = rnn_model(rng, "GRU")
-    m.graph.node[0].input.extend(["h0"])
-    m.graph.initializer.append(numpy_helper.from_array(np.arange(5, dtype=np.float32).reshape(1, 1, 5), "h0"))
-    with pytest.raises(fastrnn.UnsupportedLayerError, match="initial_h is not all zeros"):
-        spec_from_onnx(m)
+def test_constant_sequence_lens_is_refused(rng):
     m = rnn_model(rng, "RNN")
     m.graph.node[0].input[4] = "L"
     m.graph.initializer.append(numpy_helper.from_array(np.array([2, 3], np.int32), "L"))

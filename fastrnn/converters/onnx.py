@@ -20,18 +20,25 @@ unsupported node by name, op type and reason):
   zero point 0); any other row (uint8 / non-zero zero points out of range, -128) is requantized per
   row from its dequantized values (see :mod:`fastrnn.quantize`)):
   ``direction`` forward / reverse / bidirectional, ``layout`` 0 and 1, GRU ``linear_before_reset`` 1
-  (PyTorch, Keras ``reset_after=True``) and 0 (Keras ``reset_after=False``); ``activations`` that are
-  fastrnn activations (``Relu``, ``Tanh``, ``Sigmoid``, ``Softsign``, ``Softplus``, ``Elu`` alpha 1,
-  ``LeakyRelu`` alpha 0.2, ``HardSigmoid`` alpha 0.2 / beta 0.5 = ``hard_sigmoid_tf2`` and alpha 1/6 /
-  beta 0.5 = ``hard_sigmoid``, ``Affine`` 1/0, ``ScaledTanh`` 1/1; an LSTM needs g == h and both
-  directions of a bidirectional node the same functions); ``sequence_lens`` from a graph input
+  (PyTorch, Keras ``reset_after=True``) and 0 (Keras ``reset_after=False``); ``activations`` with
+  ``activation_alpha`` / ``activation_beta`` (consumed as onnxruntime does): every ONNX function
+  (``Relu``, ``Tanh``, ``Sigmoid``, ``Affine``, ``LeakyRelu``, ``ThresholdedRelu``, ``ScaledTanh``,
+  ``HardSigmoid``, ``Elu``, ``Softsign``, ``Softplus``), per direction, an LSTM's g and h apart --
+  fastrnn activations where they are exactly one (``Elu`` 1 = ``elu``, ``LeakyRelu`` 0.2 =
+  ``leaky_relu``, ``HardSigmoid`` 0.2 / 0.5 = ``hard_sigmoid_tf2``, 1/6 / 0.5 = ``hard_sigmoid``,
+  ``Affine`` 1 / 0 = ``linear``, ``ScaledTanh`` 1 / 1 = ``tanh``...), else
+  :attr:`RecurrentSpec.gate_activations <fastrnn.spec.RecurrentSpec>`; ``clip``; ``input_forget``;
+  peepholes ``P`` (a constant; all zero: none); ``sequence_lens`` from a graph input
   (-> ``predict(lengths=...)``: outputs past a row's length are zero, ``Y_h`` is the state at the last
-  valid step, the reverse direction starts there); ``initial_h`` / ``initial_c`` that are zeros
-  (an all-zero initializer, ``ConstantOfShape`` / ``Expand`` of zero); peepholes ``P`` that are all
-  zero; outputs ``Y`` (the sequence) and ``Y_h`` (the final state, any direction(s) of the last
+  valid step, the reverse direction starts there); constant ``initial_h`` / ``initial_c`` (an
+  initializer, ``ConstantOfShape`` / ``Expand`` of a value; the same row for every batch row): the
+  layer's default initial state (``DirectionWeights.h0`` / ``c0``; ``predict(initial_state=...)``
+  replaces it); outputs ``Y`` (the sequence) and ``Y_h`` (the final state, any direction(s) of the last
   recurrent layer; h_n[-1] of a bidirectional node = the backward direction when a Gemm / MatMul
   follows).  A ``reverse`` node whose ``Y`` is used runs as a bidirectional layer with a zero forward
-  direction (exact, twice the work); when only its ``Y_h`` is used it runs as one reverse direction.
+  direction (exact, twice the work; that direction uses the default functions, so its outputs are 0
+  whatever the node's); when only its ``Y_h`` is used it runs as one reverse direction.  ``clip``,
+  ``input_forget``, peepholes and ``gate_activations`` run on the core's general recurrent path.
 * ``Gather`` (an embedding from an initializer indexed by the integer model input; index -1 on the
   time axis = last step; one entry of stacked final states), ``Gemm``, ``MatMul`` (+ ``Add`` of the
   bias), ``Transpose``, ``Squeeze``, ``Unsqueeze``, ``Reshape``, ``Flatten``, ``Slice``, ``Concat``,
@@ -40,9 +47,9 @@ unsupported node by name, op type and reason):
   ``HardSwish``, ``Softplus``, ``Softsign``, ``Gelu``, ``Mish``, ``Exp``, ``Clip`` (0..6 = relu6,
   -1..1 = hard_tanh, 0.. = relu); ``Softmax`` / ``LogSoftmax`` over the features.
 
-Refused with a reason (need core work planned for a later version): ``clip``, ``input_forget=1``,
-non-zero peepholes, non-zero or input-dependent initial states, graph inputs carrying states, the
-LSTM cell state ``Y_c`` as an output, several graph outputs (``output="name"`` picks one), external
+Refused with a reason (need core work planned for a later version): initial states or peepholes
+computed from the graph's inputs, a constant initial state whose batch rows differ, graph inputs
+carrying states, the LSTM cell state ``Y_c`` as an output, several graph outputs (``output="name"`` picks one), external
 data outside the model's directory.
 
 Layouts: :meth:`fastrnn.Model.predict` is batch-first.  ``spec.metadata["onnx"]`` records the model
@@ -73,7 +80,7 @@ from . import unique_name
 from ..errors import ModelFormatError, UnsupportedLayerError
 from ..io.budget import LoadBudget
 from ..quantize import from_bf16
-from ..spec import MAX_LAYERS, DirectionWeights, ModelSpec
+from ..spec import GATE_FUNCTIONS, MAX_LAYERS, DirectionWeights, ModelSpec
 from .torch import Piece, RNNDesc, build_spec
 
 __all__ = ["spec_from_onnx", "spec_from_onnx_file", "input_to_fastrnn", "output_to_onnx"]
@@ -105,6 +112,8 @@ _RNN_ACT_ARGS = {"affine": (1, 1, None, None), "relu": (0, 0, 0, 0), "leakyrelu"
                  "thresholdedrelu": (1, 0, 1.0, 0), "tanh": (0, 0, 0, 0), "scaledtanh": (1, 1, None, None),
                  "sigmoid": (0, 0, 0, 0), "hardsigmoid": (1, 1, 0.2, 0.5), "elu": (1, 0, 1.0, 0),
                  "softsign": (0, 0, 0, 0), "softplus": (0, 0, 0, 0)}
+# ONNX's function names (lower case) -> RecurrentSpec.gate_activations' (GATE_FUNCTIONS)
+_GATE_FN = {f.lower(): f for f in GATE_FUNCTIONS}
 # activations f with f(0) == 0: a zero-weight direction then outputs exactly zero
 _ZERO_AT_ZERO = {"linear", "tanh", "relu", "relu6", "elu", "selu", "softsign", "silu", "hard_silu", "leaky_relu",
                  "gelu", "gelu_tanh", "hard_tanh", "mish"}
@@ -214,6 +223,15 @@ class _Rnn:
     lengths: Optional[str]
     where: str
     int8: Optional[list] = None  # DynamicQuantizeLSTM kept as int8: [(q_ih, s_ih, q_hh, s_hh)] per direction
+    # options: the node's functions per ONNX direction as [name, alpha, beta] (RecurrentSpec.gate_activations:
+    # used when activation / recurrent_activation, then None, cannot express them); clip; input_forget;
+    # peepholes [3, H] (spec order i, f, o), default initial states h0 / c0 [H], per ONNX direction (or None)
+    gate_acts: Optional[list] = None
+    clip: Optional[float] = None
+    input_forget: bool = False
+    peephole: Optional[list] = None
+    h0: Optional[list] = None
+    c0: Optional[list] = None
 
 
 # --------------------------------------------------------------------------- protobuf pre-scan
@@ -829,32 +847,57 @@ class _Converter:
                 problems.append("sequence_lens must be a 1-D integer graph input (fastrnn takes it as "
                                 "predict(lengths=...)); a constant or computed sequence_lens is not supported")
         state_names = ["initial_h"] + (["initial_c"] if kind == "lstm" else [])
+        states = {}  # name -> [per ONNX direction: [H] float32] of a constant non-zero initial state
         for i, name in zip((5, 6), state_names):
             v = ins[i]
             if v is None:
                 continue
-            if (isinstance(v, _Fill) and v.value == 0.0) or (
-                    isinstance(v, _Const) and v.arr.dtype.kind == "f" and not np.any(v.arr)):
+            if isinstance(v, _Fill) or (isinstance(v, _Const) and v.arr.dtype.kind == "f"):
                 self.check_state_shape(v.shape if isinstance(v, _Fill) else v.arr.shape, nd, H, layout, name)
+                if isinstance(v, _Fill):
+                    if v.value != 0.0:
+                        states[name] = [np.full(H, v.value, np.float32)] * nd
+                    continue
+                arr = v.arr.astype(np.float32) if layout == 0 else v.arr.astype(np.float32).transpose(1, 0, 2)
+                if not np.any(arr):
+                    continue
+                if np.any(arr != arr[:, :1]):
+                    problems.append(f"{name} is a constant whose batch rows differ: fastrnn's default initial state "
+                                    "is one row per direction (pass the rows as predict(initial_state=...))")
+                    continue
+                states[name] = [arr[d, 0].copy() for d in range(nd)]
                 continue
             if isinstance(v, _Data) and not v.chain:
                 problems.append(f"{name} is a graph input: graph inputs carrying states are not supported yet "
                                 "(planned core work)")
             else:
-                problems.append(f"{name} is not all zeros: non-zero or input-dependent initial states are not "
-                                "supported yet (planned core work)")
+                problems.append(f"{name} is computed from the graph's inputs: only constant initial states are "
+                                "supported")
+        peephole = None
         if kind == "lstm" and ins[7] is not None:
             v = ins[7]
-            if not (isinstance(v, _Const) and not np.any(v.arr)) and not (isinstance(v, _Fill) and v.value == 0.0):
-                problems.append("peepholes P are not supported yet (planned core work)")
+            if isinstance(v, _Fill) and v.value == 0.0:
+                pass
+            elif isinstance(v, (_Const, _Fill)):
+                P = np.full((nd, 3 * H), v.value, np.float32) if isinstance(v, _Fill) else v.arr
+                if isinstance(v, _Fill) and tuple(v.shape) != (nd, 3 * H) or P.shape != (nd, 3 * H):
+                    raise _Malformed(f"P {tuple(v.shape) if isinstance(v, _Fill) else P.shape}: expected {(nd, 3 * H)}")
+                if np.any(P):  # ONNX's order i, o, f -> the spec's i, f, o
+                    peephole = [P[d].astype(np.float32).reshape(3, H)[[0, 2, 1]] for d in range(nd)]
+            else:
+                problems.append("peepholes P must be a constant (an initializer)")
+        clip = None
         if "clip" in a:
-            problems.append(f"clip={a['clip']} (cell clipping) is not supported yet (planned core work)")
-        if int(a.get("input_forget", 0)):
-            problems.append("input_forget=1 (coupled input and forget gates) is not supported yet (planned core work)")
+            clip = float(a["clip"])
+            if not math.isfinite(clip) or clip < 0:
+                raise _Malformed(f"clip={a['clip']}: expected a finite threshold >= 0")
+        input_forget = bool(int(a.get("input_forget", 0)))
+        if input_forget and kind != "lstm":
+            raise _Malformed("input_forget is an LSTM attribute")
         reset_after = True
         if kind == "gru":
             reset_after = bool(int(a.get("linear_before_reset", 0)))
-        act, ract = self.rnn_activations(kind, a, nd, problems)
+        act, ract, gate_acts = self.rnn_activations(kind, a, nd, problems)
         order = list(_GATE_ORDER[kind])
         weights = []
         for d in range(nd):
@@ -874,7 +917,9 @@ class _Converter:
 
             int8 = [rows([a[d] for a in qW], weights[d][0]) + rows([a[d] for a in qR], weights[d][1])
                     for d in range(nd)]
-        rnn = _Rnn(self.name, kind, direction, I, H, weights, act, ract, reset_after, lengths, where, int8)
+        rnn = _Rnn(self.name, kind, direction, I, H, weights, act, ract, reset_after, lengths, where, int8,
+                   gate_acts=gate_acts, clip=clip, input_forget=input_forget, peephole=peephole,
+                   h0=states.get("initial_h"), c0=states.get("initial_c"))
         chain = X.chain + (rnn,)
         y_axes = ("T", "D" if nd == 2 else "1", "B", "F") if layout == 0 else ("B", "T", "D" if nd == 2 else "1", "F")
         s_axes = ("S", "B", "F") if layout == 0 else ("B", "S", "F")
@@ -931,7 +976,7 @@ class _Converter:
         if len(names) != per * nd:
             raise _Malformed(f"activations: {len(names)} names for {nd} direction(s) of {per} function(s)")
         alphas, betas = list(a.get("activation_alpha", [])), list(a.get("activation_beta", []))
-        mapped = []
+        mapped, full = [], []
         for fn in names:
             key = fn.lower()
             if key not in _RNN_ACT_ARGS:
@@ -941,25 +986,23 @@ class _Converter:
             ua, ub, da, db = _RNN_ACT_ARGS[key]
             al = alphas.pop(0) if ua and alphas else (da if ua else None)
             be = betas.pop(0) if ub and betas else (db if ub else None)
-            name, why = _rnn_act(key, al, be)
-            if why:
-                problems.append(f"activation {fn}: {why}")
-            mapped.append(name)
-        if None in mapped:
-            return None, None
-        if nd == 2 and mapped[:per] != mapped[per:]:
-            problems.append(f"the two directions use different activations ({names[:per]} / {names[per:]}): fastrnn "
-                            "uses one set per layer")
-            return None, None
-        if kind == "lstm":
-            if mapped[1] != mapped[2]:
-                problems.append(f"LSTM activations g={names[1]} and h={names[2]} differ: fastrnn uses one function "
-                                "for both")
-                return None, None
-            return mapped[1], mapped[0]
-        if kind == "gru":
-            return mapped[1], mapped[0]
-        return mapped[0], "sigmoid"
+            if (ua and al is None) or (ub and be is None):
+                problems.append(f"activation {fn}: needs activation_alpha{' and activation_beta' if ub else ''}")
+                mapped.append(None)
+                continue
+            full.append([_GATE_FN[key], float(al or 0.0), float(be or 0.0)])
+            mapped.append(_rnn_act(key, al, be))
+        if len(full) < len(names):  # a problem reported
+            return None, None, None
+        # fastrnn's own activation names when they say it all (the fused kernels), else gate_activations
+        plain = None not in mapped and (nd == 1 or mapped[:per] == mapped[per:]) and (
+            kind != "lstm" or mapped[1] == mapped[2])
+        full = [full[d * per:(d + 1) * per] for d in range(nd)]
+        if not plain:
+            return None, None, full
+        if kind == "simple_rnn":
+            return mapped[0], "sigmoid", full
+        return mapped[1], mapped[0], full
 
     # ---- element-wise activations and softmax
     def activation(self, v, act, where):
@@ -1716,10 +1759,6 @@ class _Converter:
                 impl = el.direction
                 if el.direction == "reverse" and not only_final:
                     impl = "reverse_as_bidirectional"
-                    if el.activation not in _ZERO_AT_ZERO:
-                        raise _Refuse(f"{el.where}: the reverse direction's output sequence runs as a bidirectional "
-                                      f"layer with a zero forward direction, which needs activation(0) == 0; "
-                                      f"{el.activation} is not")
                 pieces.append(self.rnn_piece(el, impl))
                 rnns.append((el, impl))
             elif isinstance(el, Piece) and el.tag == "select" and el.select == "final":
@@ -1739,15 +1778,14 @@ class _Converter:
         used = {l.name for l in spec.layers if not hasattr(l, "weights")}
         for layer, (el, impl) in zip(spec.recurrent_layers, rnns):
             layer.name = unique_name(el.name, used)
-            layer.activation = el.activation
-            if el.kind != "simple_rnn":
-                layer.recurrent_activation = el.recurrent_activation
+            self.rnn_options(layer, el, impl)
             layer.reset_after = el.reset_after
             if impl == "reverse":
                 layer.direction = "reverse"
             elif impl == "reverse_as_bidirectional":  # zero forward direction: outputs exactly 0; sum = backward
                 w = layer.weights[0]
-                zero = DirectionWeights(*(np.zeros_like(getattr(w, k)) for k in ("w_ih", "w_hh", "b_ih", "b_hh")))
+                zero = DirectionWeights(*(np.zeros_like(getattr(w, k)) for k in ("w_ih", "w_hh", "b_ih", "b_hh")),
+                                        peephole=None if w.peephole is None else np.zeros_like(w.peephole))
                 layer.weights = [zero, w]
                 layer.direction, layer.merge_mode = "bidirectional", "sum"
             if el.int8 is not None:  # DynamicQuantizeLSTM kept as int8 (a zero forward direction: q 0, scale 0)
@@ -1758,6 +1796,26 @@ class _Converter:
                 for w, (q_ih, s_ih, q_hh, s_hh) in zip(layer.weights, src):
                     w.w_ih, w.w_ih_scale, w.w_hh, w.w_hh_scale = q_ih, s_ih, q_hh, s_hh
         return spec.validate()
+
+    @staticmethod
+    def rnn_options(layer, el: _Rnn, impl) -> None:
+        """The node's activations and options on its RecurrentSpec (weights in ONNX direction order; a
+        reverse node run as a zero forward + backward pair gets its zero direction below)."""
+        # the zero forward direction outputs exactly 0 when g(0) == 0 (and h(0) == 0): with the node's own
+        # functions when they are such, else with the default ones (gate_activations per direction)
+        rab = impl == "reverse_as_bidirectional"
+        if el.activation is not None and not (rab and el.activation not in _ZERO_AT_ZERO):
+            layer.activation = el.activation
+            if el.kind != "simple_rnn":
+                layer.recurrent_activation = el.recurrent_activation
+        else:
+            zero = [[n, 0.0, 0.0] for n in _DEFAULT_ACTS[el.kind]]
+            layer.gate_activations = ([zero] if rab else []) + (el.gate_acts or [])
+        layer.clip, layer.input_forget = el.clip, el.input_forget
+        for d, w in enumerate(layer.weights):
+            w.peephole = None if el.peephole is None else el.peephole[d]
+            w.h0 = None if el.h0 is None else el.h0[d]
+            w.c0 = None if el.c0 is None else el.c0[d]
 
     @staticmethod
     def rnn_piece(el: _Rnn, impl) -> Piece:
@@ -1774,31 +1832,19 @@ class _Converter:
 
 
 def _rnn_act(key, alpha, beta):
-    """ONNX recurrent activation (lower-case name, alpha, beta) -> (fastrnn name, problem)."""
+    """ONNX recurrent activation (lower-case name, alpha, beta) -> the fastrnn activation that is exactly
+    it, else None (RecurrentSpec.gate_activations then holds it)."""
     f32 = np.float32
     simple = {"relu": "relu", "tanh": "tanh", "sigmoid": "sigmoid", "softsign": "softsign", "softplus": "softplus"}
     if key in simple:
-        return simple[key], None
-    if key == "elu":
-        return ("elu", None) if f32(alpha) == f32(1.0) else (None, f"alpha={alpha}: only alpha=1 is supported")
-    if key == "leakyrelu":
-        return (("leaky_relu", None) if f32(alpha) == f32(0.2) else
-                (None, f"alpha={alpha}: fastrnn's leaky_relu has the fixed slope 0.2"))
-    if key == "hardsigmoid":
-        if f32(alpha) == f32(0.2) and f32(beta) == f32(0.5):
-            return "hard_sigmoid_tf2", None
-        if f32(alpha) == f32(1 / 6) and f32(beta) == f32(0.5):
-            return "hard_sigmoid", None
-        return None, f"alpha={alpha}, beta={beta}: only (0.2, 0.5) and (1/6, 0.5) are supported"
-    if key == "affine":
-        if alpha is not None and beta is not None and f32(alpha) == 1 and f32(beta) == 0:
-            return "linear", None
-        return None, f"alpha={alpha}, beta={beta}: only the identity (1, 0) is supported"
-    if key == "scaledtanh":
-        if alpha is not None and beta is not None and f32(alpha) == 1 and f32(beta) == 1:
-            return "tanh", None
-        return None, f"alpha={alpha}, beta={beta}: only (1, 1) (= Tanh) is supported"
-    return None, "not supported"
+        return simple[key]
+    same = {("elu", 1.0, None): "elu", ("leakyrelu", 0.2, None): "leaky_relu", ("affine", 1.0, 0.0): "linear",
+            ("hardsigmoid", 0.2, 0.5): "hard_sigmoid_tf2", ("hardsigmoid", 1 / 6, 0.5): "hard_sigmoid",
+            ("scaledtanh", 1.0, 1.0): "tanh"}
+    for (k, al, be), name in same.items():
+        if key == k and f32(alpha) == f32(al) and (be is None or f32(beta) == f32(be)):
+            return name
+    return None
 
 
 def _elementwise():
@@ -1825,9 +1871,10 @@ def _elementwise():
         return "leaky_relu"
 
     def hsig(self, a, ins):
-        name, why = _rnn_act("hardsigmoid", a.get("alpha", 0.2), a.get("beta", 0.5))
-        if why:
-            raise _Refuse(why)
+        al, be = a.get("alpha", 0.2), a.get("beta", 0.5)
+        name = _rnn_act("hardsigmoid", al, be)
+        if name is None:
+            raise _Refuse(f"alpha={al}, beta={be}: only (0.2, 0.5) and (1/6, 0.5) are supported")
         return name
 
     def gelu(self, a, ins):

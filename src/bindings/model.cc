@@ -171,6 +171,58 @@ std::shared_ptr<fastrnn::Model> build(const py::dict& header, const py::dict& te
         cfg.precision = pick<fastrnn::Precision>(c, "precision", {{"f32", fastrnn::Precision::F32},
                                                                    {"bf16", fastrnn::Precision::Bf16},
                                                                    {"int8", fastrnn::Precision::Int8}});
+      // Options (format 3): "clip" (null or a number >= 0), "input_forget", "gate_activations" (null, or
+      // per direction [[name, alpha, beta], ...]: f, g, h in ONNX's order); tensors "<dir>.peephole".
+      if (c.layer.contains("clip") || format >= 3) {
+        py::object clip = c.get<py::object>("clip");
+        if (!clip.is_none()) {
+          cfg.clip_on = true;
+          cfg.clip = c.get<float>("clip");
+          if (!std::isfinite(cfg.clip) || cfg.clip < 0.f) fastrnn::fail<FormatError>(c.where, ": 'clip' must be finite and >= 0");
+        }
+      }
+      if (c.layer.contains("input_forget") || format >= 3) cfg.input_forget = c.get<bool>("input_forget");
+      if (cfg.input_forget && kind != "lstm") fastrnn::fail<FormatError>(c.where, ": input_forget is LSTM only");
+      if (c.layer.contains("gate_activations") || format >= 3) {
+        py::object ga = c.get<py::object>("gate_activations");
+        if (!ga.is_none()) {
+          const std::size_t per = kind == "lstm" ? 3 : kind == "gru" ? 2 : 1;
+          try {
+            py::list dl = ga.cast<py::list>();
+            if (dl.size() != static_cast<std::size_t>(cfg.num_directions())) throw py::cast_error();
+            for (std::size_t d = 0; d < dl.size(); ++d) {
+              py::list fl = dl[d].cast<py::list>();
+              if (fl.size() != per) throw py::cast_error();
+              for (std::size_t r = 0; r < per; ++r) {
+                py::list e = fl[r].cast<py::list>();
+                if (e.size() != 3) throw py::cast_error();
+                const std::string fn = e[0].cast<std::string>();
+                static const std::pair<const char*, fastrnn::GateFn> names[] = {
+                    {"Relu", fastrnn::GateFn::Relu}, {"Tanh", fastrnn::GateFn::Tanh},
+                    {"Sigmoid", fastrnn::GateFn::Sigmoid}, {"Affine", fastrnn::GateFn::Affine},
+                    {"LeakyRelu", fastrnn::GateFn::LeakyRelu}, {"ThresholdedRelu", fastrnn::GateFn::ThresholdedRelu},
+                    {"ScaledTanh", fastrnn::GateFn::ScaledTanh}, {"HardSigmoid", fastrnn::GateFn::HardSigmoid},
+                    {"Elu", fastrnn::GateFn::Elu}, {"Softsign", fastrnn::GateFn::Softsign},
+                    {"Softplus", fastrnn::GateFn::Softplus}};
+                bool found = false;
+                for (auto& [n, f] : names)
+                  if (fn == n) cfg.acts[d][r].fn = f, found = true;
+                if (!found) fastrnn::fail<FormatError>(c.where, ": unknown gate activation '", fn, "'");
+                cfg.acts[d][r].alpha = e[1].cast<float>();
+                cfg.acts[d][r].beta = e[2].cast<float>();
+                if (!std::isfinite(cfg.acts[d][r].alpha) || !std::isfinite(cfg.acts[d][r].beta))
+                  fastrnn::fail<FormatError>(c.where, ": gate activation '", fn, "' has a non-finite alpha / beta");
+              }
+            }
+          } catch (const py::cast_error&) {
+            fastrnn::fail<FormatError>(c.where, ": 'gate_activations' must hold, per direction, ", per,
+                                       " [name, alpha, beta] entries");
+          }
+          cfg.gate_acts = true;
+        }
+      }
+      cfg.peephole = c.refs.contains("forward.peephole");
+      if (cfg.peephole && kind != "lstm") fastrnn::fail<FormatError>(c.where, ": peepholes are LSTM only");
       const dim_t GH = cfg.gates() * cfg.units, P = cfg.hidden_out();
       fastrnn::DirectionTensors dirs[2];
       std::vector<py::array> keep;
@@ -204,6 +256,15 @@ std::shared_ptr<fastrnn::Model> build(const py::dict& header, const py::dict& te
         keep.push_back(c.tensor(p + "b_hh", {GH}));
         dirs[d].b_hh = static_cast<const float*>(keep.back().data());
         if (cfg.proj_size) dirs[d].w_hr = matrix(p + "w_hr", P, cfg.units, &dirs[d].s_hr);
+        // optional float32 tensors: peepholes (every direction when the first has them), default state
+        auto opt = [&](const std::string& ref, std::vector<dim_t> shape, bool required) -> const float* {
+          if (!required && !c.refs.contains(ref.c_str())) return nullptr;
+          keep.push_back(c.tensor(ref, std::move(shape)));
+          return static_cast<const float*>(keep.back().data());
+        };
+        dirs[d].peephole = opt(p + "peephole", {3, cfg.units}, cfg.peephole);
+        dirs[d].h0 = opt(p + "h0", {P}, false);
+        if (kind == "lstm") dirs[d].c0 = opt(p + "c0", {cfg.units}, false);
       }
       model->add_recurrent(cfg, dirs);
     } else if (kind == "dense") {

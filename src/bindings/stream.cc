@@ -155,22 +155,39 @@ void register_stream(py::module_& m) {
       .def(
           "generate",
           [](PyStream& s, py::array prompt, dim_t steps, int output_kind, bool greedy, double temperature, dim_t top_k,
-             std::uint64_t seed) {
+             std::uint64_t seed, py::object stop_ids, dim_t beam_width, double length_penalty,
+             bool return_logits) -> py::object {
             auto lk = s.lock();
             IdArray p = id_array(prompt, "generate: prompt ids");
             if (!p || p.ndim() != 2 || p.shape(0) != s.state->B)
               fastrnn::fail<ShapeError>("generate: prompt ids must have shape (", s.state->B, ", time)");
-            py::array_t<std::int64_t> out({static_cast<py::ssize_t>(s.state->B), static_cast<py::ssize_t>(steps)});
+            if (steps < 0) fastrnn::fail<ShapeError>("generate: steps must be >= 0, got ", steps);
+            fastrnn::GenerateOptions opt;
+            opt.output_kind = output_kind, opt.greedy = greedy, opt.temperature = temperature, opt.top_k = top_k;
+            opt.seed = seed, opt.beam_width = beam_width, opt.length_penalty = length_penalty;
+            if (!stop_ids.is_none()) {
+              IdArray st = id_array(stop_ids, "generate: stop_ids");
+              if (!st || st.ndim() != 1) fastrnn::fail<ShapeError>("generate: stop_ids must be a 1-D list of ids");
+              opt.stop_ids.assign(st.data(), st.data() + st.shape(0));
+            }
+            const auto B = static_cast<py::ssize_t>(s.state->B), T = static_cast<py::ssize_t>(steps);
+            py::array_t<std::int64_t> out({B, T});
+            py::array_t<float> logits;
+            if (return_logits) logits = py::array_t<float>({B, T, static_cast<py::ssize_t>(s.out)});
             std::int64_t* dst = out.mutable_data();
+            float* scores = return_logits ? logits.mutable_data() : nullptr;
             {
               py::gil_scoped_release nogil;
-              s.model->generate(*s.state, p.data(), p.shape(1), steps, output_kind, greedy, temperature, top_k, seed,
-                                dst);
+              s.model->generate(*s.state, p.data(), p.shape(1), steps, opt, dst, scores);
             }
-            return out;
+            if (return_logits) return py::make_tuple(out, logits);
+            return std::move(out);
           },
           py::arg("prompt"), py::arg("steps"), py::arg("output_kind"), py::arg("greedy"), py::arg("temperature"),
-          py::arg("top_k"), py::arg("seed"))
+          py::arg("top_k"), py::arg("seed"), py::arg("stop_ids") = py::none(), py::arg("beam_width") = 1,
+          py::arg("length_penalty") = 1.0, py::arg("return_logits") = false,
+          "Feed prompt (batch, time) ids, then generate `steps` ids per row (see Model::generate): (batch, steps) "
+          "int64, -1 after a stop id; with return_logits, also the (batch, steps, outputs) scores (NaN there).")
       .def(
           "reset",
           [](PyStream& s, py::object rows) {

@@ -13,6 +13,15 @@ enum class LayerKind { Embedding, Masking, SimpleRnn, Lstm, Gru, Dense, Activati
 enum class Direction { Forward, Reverse, Bidirectional };
 enum class Merge { Concat, Sum, Mul, Ave, None };
 enum class MaskMode { Zero, Hold };
+// ONNX's recurrent activation functions (the RNN / GRU / LSTM `activations` attribute), with ONNX's
+// alpha / beta (unused ones 0): Affine alpha*x + beta, LeakyRelu x >= 0 ? x : alpha*x,
+// ThresholdedRelu x > alpha ? x : 0, ScaledTanh alpha*tanh(beta*x), HardSigmoid clip(alpha*x + beta, 0, 1),
+// Elu x >= 0 ? x : alpha*(exp(x) - 1); Relu, Tanh, Sigmoid, Softsign, Softplus take none.
+enum class GateFn { Relu, Tanh, Sigmoid, Affine, LeakyRelu, ThresholdedRelu, ScaledTanh, HardSigmoid, Elu, Softsign, Softplus };
+struct GateAct {
+  GateFn fn = GateFn::Tanh;
+  float alpha = 0.f, beta = 0.f;
+};
 
 struct RecurrentConfig {
   std::string name;
@@ -26,7 +35,17 @@ struct RecurrentConfig {
   MaskMode mask_mode = MaskMode::Zero;
   // Precision of w_ih, w_hh, w_hr (biases, states and activations stay float32).
   Precision precision = Precision::F32;
+  // Options (ONNX), run on the general path of layers/recurrent.cc (never in the fused kernels):
+  bool clip_on = false;       // gate pre-activations clipped to [-clip, clip]
+  float clip = 0.f;
+  bool input_forget = false;  // LSTM: f = 1 - i (coupled input and forget gates)
+  bool peephole = false;      // LSTM: DirectionTensors::peephole
+  // Per direction, the cell's functions in ONNX's order: f (gates), g (candidate; the simple RNN's only
+  // one), h (LSTM cell output); else act / ract as below.
+  bool gate_acts = false;
+  GateAct acts[2][3];
 
+  bool general() const { return clip_on || input_forget || peephole || gate_acts; }
   dim_t gates() const { return cell == LayerKind::Lstm ? 4 : cell == LayerKind::Gru ? 3 : 1; }
   dim_t hidden_out() const { return proj_size ? proj_size : units; }
   int num_directions() const { return direction == Direction::Bidirectional ? 2 : 1; }
@@ -45,6 +64,9 @@ struct DirectionTensors {
   const float* b_hh = nullptr;  // [G*H]
   const void* w_hr = nullptr;   // [P, H] or null
   const float *s_ih = nullptr, *s_hh = nullptr, *s_hr = nullptr;  // int8: [G*H], [G*H], [P]
+  const float* peephole = nullptr;  // LSTM [3, H]: p_i, p_f, p_o (RecurrentConfig::peephole)
+  // The default initial state (used when a call gives none): h [P], c [H] (LSTM); null: zeros.
+  const float *h0 = nullptr, *c0 = nullptr;
 };
 
 }  // namespace fastrnn

@@ -292,6 +292,7 @@ std::unique_ptr<StreamState> Model::alloc_stream(dim_t B, dim_t widest) const {
       r.h[i].resize(B * c.hidden_out(), true);
       if (c.cell == LayerKind::Lstm) r.c[i].resize(B * c.units, true);
     }
+    l.rnn->default_state(0, B, r.h[0].data(), c.cell == LayerKind::Lstm ? r.c[0].data() : nullptr);
     r.started.assign(B, 0);
     r.xw.resize(B * GH);
     r.rec.resize(l.rnn->rec_scratch(B));
@@ -308,12 +309,12 @@ std::unique_ptr<StreamState> Model::alloc_stream(dim_t B, dim_t widest) const {
 void Model::reset_stream(StreamState& s, const std::int64_t* rows, dim_t n) const {
   auto zero_row = [&](dim_t b) {
     if (b < 0 || b >= s.B) fail<ShapeError>("reset: row ", b, " is outside [0, ", s.B, ")");
-    for (auto& r : s.rnn) {
+    std::size_t ri = 0;
+    for (const Layer& l : layers_) {  // back to the initial state: zeros, or the layer's default one
+      if (!l.rnn) continue;
+      auto& r = s.rnn[ri++];
       const dim_t P = r.h[0].size() / s.B, H = r.c[0].size() / s.B;
-      for (int i = 0; i < 2; ++i) {
-        std::memset(r.h[i].data() + b * P, 0, P * sizeof(float));
-        if (H) std::memset(r.c[i].data() + b * H, 0, H * sizeof(float));
-      }
+      for (int i = 0; i < 2; ++i) l.rnn->default_state(0, 1, r.h[i].data() + b * P, H ? r.c[i].data() + b * H : nullptr);
       r.started[b] = 0;
     }
   };
@@ -443,66 +444,5 @@ void Model::run(StreamState& s, const float* x, const std::int64_t* ids, dim_t T
   for (auto& r : s.rnn) r.cur = 1 - r.cur;
 }
 
-
-void Model::generate(StreamState& s, const std::int64_t* prompt, dim_t Tp, dim_t steps, int output_kind, bool greedy,
-                     double temperature, dim_t top_k, std::uint64_t seed, std::int64_t* out) const {
-  if (!takes_ids()) fail<FormatError>("generate: the model must start with an Embedding");
-  if (Tp < 1) fail<ShapeError>("generate: the prompt must have at least one id");
-  const dim_t B = s.B, V = step_output_size();
-  if (V > layers_[0].rows)
-    fail<ShapeError>("generate: the model outputs ", V, " classes but its Embedding has only ", layers_[0].rows, " ids");
-  if (!greedy && !(temperature > 0 && std::isfinite(temperature)))
-    fail<ShapeError>("generate: temperature must be a finite number > 0, got ", temperature);
-  Buffer y(B * V), z(V), sorted(V);
-  std::vector<double> w(V);
-  std::vector<std::int64_t> ids(B);
-  std::mt19937_64 rng(seed);
-  std::uniform_real_distribution<double> unif(0.0, 1.0);
-  for (dim_t t = 0; t < Tp; ++t) {
-    for (dim_t b = 0; b < B; ++b) ids[b] = prompt[b * Tp + t];
-    step(s, nullptr, ids.data(), y.data());
-  }
-  for (dim_t n = 0; n < steps; ++n) {
-    for (dim_t b = 0; b < B; ++b) {
-      const float* o = y.data() + b * V;
-      dim_t pick = 0;
-      if (greedy) {
-        for (dim_t j = 1; j < V; ++j)
-          if (o[j] > o[pick]) pick = j;
-      } else {
-        // Logits z (log of a softmax head's probabilities); the top_k cut and the maximum on z
-        // itself (dividing by temperature keeps the order), then weights exp((z - max) / T) in
-        // double: every exponent <= 0, so no temperature overflows (z / T did: 1e-39 gave inf - inf).
-        for (dim_t j = 0; j < V; ++j) z[j] = output_kind == 1 ? std::log(o[j]) : o[j];
-        float threshold = -INFINITY;
-        if (top_k > 0 && top_k < V) {
-          std::memcpy(sorted.data(), z.data(), V * sizeof(float));
-          std::nth_element(sorted.data(), sorted.data() + (V - top_k), sorted.data() + V);
-          threshold = sorted[V - top_k];
-        }
-        float m = -INFINITY;
-        for (dim_t j = 0; j < V; ++j)
-          if (z[j] >= threshold && z[j] > m) m = z[j];
-        if (!(m > -INFINITY)) fail<Error>("generate: no finite output to sample from (NaN outputs?)");
-        double total = 0;
-        for (dim_t j = 0; j < V; ++j) {
-          const float v = z[j];  // NaN and values below the top_k cut weigh 0; the maximum 1 (also when +inf)
-          w[j] = !(v >= threshold) ? 0.0 : v == m ? 1.0 : std::exp((static_cast<double>(v) - m) / temperature);
-          total += w[j];
-        }
-        const double u = unif(rng) * total;
-        double acc = 0;
-        for (dim_t j = 0; j < V; ++j) {
-          if (w[j] <= 0) continue;
-          acc += w[j];
-          pick = j;
-          if (acc > u) break;
-        }
-      }
-      out[b * steps + n] = ids[b] = pick;
-    }
-    if (n + 1 < steps) step(s, nullptr, ids.data(), y.data());
-  }
-}
 
 }  // namespace fastrnn

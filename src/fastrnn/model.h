@@ -34,6 +34,24 @@ struct StreamState {
   std::vector<std::uint8_t> valid;  // [B] per-step mask (Embedding mask_zero / Masking)
 };
 
+struct GenerateOptions {
+  int output_kind = 0;  // the last layer gives 0 logits, 1 probabilities (softmax), 2 log-probabilities
+  // greedy: argmax (first maximum), run as a beam search of width 1.  Else, with beam_width 1:
+  // sample from softmax(logits / temperature), restricted to the top_k largest when top_k > 0,
+  // with a std::mt19937_64 seeded by `seed`; computed as exp((logit - max) / temperature) in
+  // double: no overflow for any temperature > 0; one so small that every other logit's weight
+  // underflows to 0 samples the maximum.
+  bool greedy = false;
+  double temperature = 1.0;
+  dim_t top_k = 0;
+  std::uint64_t seed = 0;
+  std::vector<std::int64_t> stop_ids;  // a row stops after emitting one of these (in [0, V))
+  // beam_width > 1: beam search (deterministic); hypotheses ranked by
+  // sum(log p) / len^length_penalty (len: ids generated, the stop id included).
+  dim_t beam_width = 1;
+  double length_penalty = 1.0;
+};
+
 class Model {
  public:
   void add_embedding(const std::string& name, const float* table, dim_t vocab, dim_t dim, bool mask_zero);
@@ -46,7 +64,8 @@ class Model {
   std::size_t num_layers() const { return layers_.size(); }
   std::size_t weight_bytes() const;  // every weight (and packed layout) the model holds
 
-  // Streaming (forward-only models): the per-step output size, a fresh zero state for B rows,
+  // Streaming (forward-only models): the per-step output size, a fresh state for B rows (zeros, or a
+  // layer's default initial state; reset_stream returns rows to it),
   // one step (x [B, F] floats or ids [B]; out [B, step_output_size()]), allocation-free.
   dim_t input_size() const;  // features per step (0: ids; -1: no layer fixes it)
   dim_t step_output_size() const;
@@ -54,15 +73,14 @@ class Model {
   std::unique_ptr<StreamState> new_stream(dim_t B) const;
   void step(StreamState& s, const float* x, const std::int64_t* ids, float* out) const;
   void reset_stream(StreamState& s, const std::int64_t* rows, dim_t n) const;  // rows null: all
-  // Language-model generation (Embedding ... Dense over the vocabulary): feed prompt [B, Tp]
-  // (Tp >= 1), then `steps` times pick the next id from the last output and feed it back.
-  // output_kind: 0 logits, 1 probabilities (softmax head), 2 log-probabilities.
-  // greedy: argmax (first maximum); else sample from softmax(logits / temperature), restricted
-  // to the top_k largest when top_k > 0, with a std::mt19937_64 seeded by `seed`.  out [B, steps].
-  // Computed as exp((logit - max) / temperature) in double: no overflow for any temperature > 0;
-  // one so small that every other logit's weight underflows to 0 samples the maximum (greedy).
-  void generate(StreamState& s, const std::int64_t* prompt, dim_t Tp, dim_t steps, int output_kind, bool greedy,
-                double temperature, dim_t top_k, std::uint64_t seed, std::int64_t* out) const;
+  // Language-model generation (Embedding ... Dense over the vocabulary), in generate.cc: feed
+  // prompt [B, Tp] (Tp >= 1) from the stream's current state, then up to `steps` times pick the
+  // next id from the last output and feed it back.  out [B, steps] (-1 after a row's stop id);
+  // logits [B, steps, V] or null: the output each id was picked from (NaN after a stop).
+  // Afterwards the stream holds, per row, the state after the prompt and every returned id but
+  // the last (so the last id, fed as the next prompt, continues the sequence).
+  void generate(StreamState& s, const std::int64_t* prompt, dim_t Tp, dim_t steps, const GenerateOptions& opt,
+                std::int64_t* out, float* logits) const;
   // Several steps (x [B, T, F] / ids [B, T]) continuing the stream's state; outputs as predict().
   void run(StreamState& s, const float* x, const std::int64_t* ids, dim_t T, std::vector<Activations>& outputs) const;
   std::vector<const RecurrentConfig*> recurrent_layers() const;

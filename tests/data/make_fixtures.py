@@ -17,6 +17,8 @@ Version 1: the float32 models.  Version 2 (bf16 / int8 recurrent weights): the s
 with their recurrent weights quantized (``NAME_bf16``, ``NAME_int8``); the expected output is the
 reference's on the *dequantized* weights, so it checks the stored weights exactly and the core's
 reduced-precision arithmetic within ``ATOL[precision]`` (int8 also quantizes the activations).
+Version 3 (recurrent options: clip, input_forget, gate_activations, peepholes, default initial
+states): the models of ``OPTION_FIXTURES``, float32.
 """
 from __future__ import annotations
 
@@ -106,9 +108,43 @@ def lstm_proj_masking(rng):
     return spec, x, None
 
 
+def lstm_options(rng):
+    """LSTM(4 -> 6) with peepholes, clip 0.9, input_forget, ONNX functions HardSigmoid(0.3, 0.45) /
+    ScaledTanh(1.2, 0.8) / Softsign, a default initial state, lengths -> Dense(3)."""
+    w = _dirs(rng, "lstm", 4, 6, 1)[0]
+    w.peephole, w.h0, w.c0 = rng.standard_normal((3, 6)) * 0.5, rng.standard_normal(6) * 0.5, rng.standard_normal(6) * 0.5
+    layers = [
+        S.RecurrentSpec(kind="lstm", name="lstm", input_size=4, units=6, weights=[w], clip=0.9, input_forget=True,
+                        gate_activations=[[["HardSigmoid", 0.3, 0.45], ["ScaledTanh", 1.2, 0.8], ["Softsign", 0, 0]]]),
+        S.DenseSpec(name="head", weight=rng.standard_normal((3, 6)) * 0.5, bias=rng.standard_normal(3) * 0.5),
+    ]
+    spec = S.ModelSpec(layers=layers, input_features=4, source="onnx", metadata={"fixture": "lstm_options"})
+    return spec, rng.standard_normal((3, 7, 4)), np.array([7, 5, 2])
+
+
+def gru_rnn_options(rng):
+    """Bidirectional GRU(3 -> 5, reset_after, clip 0.8, per-direction functions, backward default h0)
+    -> SimpleRNN(10 -> 4, reverse, "hold", Affine(0.7, 0.1)) -> last step."""
+    gw = _dirs(rng, "gru", 3, 5, 2)
+    gw[1].h0 = rng.standard_normal(5) * 0.5
+    rw = _dirs(rng, "simple_rnn", 10, 4, 1)
+    layers = [
+        S.RecurrentSpec(kind="gru", name="bigru", input_size=3, units=5, weights=gw, direction="bidirectional",
+                        clip=0.8, gate_activations=[[["Sigmoid", 0, 0], ["Tanh", 0, 0]],
+                                                    [["HardSigmoid", 0.25, 0.5], ["Elu", 0.7, 0]]]),
+        S.RecurrentSpec(kind="simple_rnn", name="rnn", input_size=10, units=4, weights=rw, direction="reverse",
+                        mask_mode="hold", gate_activations=[[["Affine", 0.7, 0.1]]]),
+        S.LastStepSpec(name="last"),
+    ]
+    spec = S.ModelSpec(layers=layers, input_features=3, source="onnx", metadata={"fixture": "gru_rnn_options"})
+    return spec, rng.standard_normal((2, 6, 3)), np.array([6, 4])
+
+
 FIXTURES = [lstm_uni, bigru_embedding_softmax, simple_rnn_stack, lstm_proj_masking]
-# format version -> the precisions its fixtures hold (each applied to every model of FIXTURES)
-VERSION_PRECISIONS = {1: ("f32",), 2: ("bf16", "int8")}
+OPTION_FIXTURES = [lstm_options, gru_rnn_options]  # version 3
+# format version -> the precisions its fixtures hold (each applied to every model of FIXTURES; from
+# version 3 to those of OPTION_FIXTURES)
+VERSION_PRECISIONS = {1: ("f32",), 2: ("bf16", "int8"), 3: ("f32",)}
 # test_format_fixture's tolerance against the reference on the stored (dequantized) weights, by
 # the model's precision: float32 is assert_close's default; bf16 allows for kernels that round the
 # activations to bf16 (vdpbf16ps; measured 6e-8 on AVX2, which widens the weights to float32); int8
@@ -118,8 +154,9 @@ ATOL = {"bf16": 1e-2, "int8": 2e-2}
 
 def fixture_names(version: int) -> list:
     """(name, make, precision) of the fixtures of a format version."""
+    makes = OPTION_FIXTURES if version >= 3 else FIXTURES
     return [(make.__name__ + ("" if p == "f32" else f"_{p}"), make, p)
-            for p in VERSION_PRECISIONS[version] for make in FIXTURES]
+            for p in VERSION_PRECISIONS[version] for make in makes]
 
 
 def main(argv=None):
@@ -135,7 +172,7 @@ def main(argv=None):
         if os.path.exists(target) and not args.force:
             print(f"{target} exists: kept (fixtures are never regenerated; --force to overwrite)")
             continue
-        spec, x, lengths = make(np.random.default_rng(1000 + FIXTURES.index(make)))
+        spec, x, lengths = make(np.random.default_rng(1000 + (FIXTURES + OPTION_FIXTURES).index(make)))
         spec = convert_spec(spec, precision)
         assert spec.format_version == args.version, (name, spec.format_version)
         x = x.astype(np.int64) if spec.takes_ids else x.astype(np.float32)

@@ -19,10 +19,16 @@
 // sequences) or the last output emitted so far ('hold', Keras; zeros before the first valid step).
 // Threads: the batch is cut into slices that each run the whole sequence (no per-step barrier);
 // the two directions of a bidirectional layer run side by side.  No allocation in the time loop.
+//
+// Options (ONNX: clip, input_forget, peepholes, activations with alpha / beta per direction) run
+// on the general path (general_step): the same plan, but the recurrent product goes through Mat
+// and the gate math is plain C++ (equations there), never the fused kernels.  A default initial
+// state (default_state) is only where a sequence starts: every path takes it.
 #include "fastrnn/layers/recurrent.h"
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -119,7 +125,7 @@ Recurrent::Recurrent(RecurrentConfig cfg, const DirectionTensors* dirs) : cfg_(s
       set(w.hh_rz, t.w_hh, t.s_hh, 0, 2 * H, P, true);
       set(w.hh_n, t.w_hh, t.s_hh, 2 * H, H, P, true);
     } else {
-      fused_ = !reduced;  // LSTM (a projection runs after it), GRU reset_after, SimpleRNN
+      fused_ = !reduced && !cfg_.general();  // LSTM (a projection runs after it), GRU reset_after, SimpleRNN
       fold_ = fused_ && !gru && kFoldMaxInputRatio * I <= H && fold_allowed();
       set(w.hh, t.w_hh, t.s_hh, 0, G * H, P, false);  // f32: row-major for BLAS; panels only if ever used
     }
@@ -130,6 +136,12 @@ Recurrent::Recurrent(RecurrentConfig cfg, const DirectionTensors* dirs) : cfg_(s
       for (dim_t j = 0; j < H; ++j) w.bias[2 * H + j] = t.b_ih[2 * H + j];
     }
     if (cfg_.proj_size) set(w.hr, t.w_hr, t.s_hr, 0, P, H, true);
+    if (cfg_.peephole) {
+      if (!t.peephole) fail<FormatError>("layer '", cfg_.name, "': missing peepholes for direction ", d);
+      copy_to(w.peep, t.peephole, 3 * H);
+    }
+    if (t.h0) copy_to(w.h0, t.h0, P);
+    if (t.c0) copy_to(w.c0, t.c0, H);
   }
   // One direction only: the two directions of a bidirectional layer already run on two threads.
   split_ok_ = fused_ && cfg_.num_directions() == 1 &&
@@ -145,7 +157,7 @@ std::size_t Recurrent::weight_bytes() const {
   for (int d = 0; d < cfg_.num_directions(); ++d) {
     const Dir& w = dir_[d];
     n += w.ih.bytes() + w.hh.bytes() + w.hh_rz.bytes() + w.hh_n.bytes() + w.hr.bytes() + w.fused.bytes() +
-         (w.bias.size() + w.b_hn.size()) * sizeof(float);
+         (w.bias.size() + w.b_hn.size() + w.peep.size() + w.h0.size() + w.c0.size()) * sizeof(float);
   }
   return n;
 }
@@ -248,12 +260,12 @@ void Recurrent::forward(const float* x, dim_t B, dim_t T, const std::uint8_t* ma
     w.h_new = w.h_prev + nb * P;
     w.c_prev = lstm ? w.cbuf.data() : nullptr;
     w.c_new = lstm ? w.c_prev + nb * H : nullptr;
+    default_state(w.d, nb, w.h_prev, w.c_prev);
     for (dim_t b = 0; b < nb; ++b) {
       const dim_t row = w.d * B + w.b0 + b;
       if (st.started) w.started[b] = st.started[row];
-      for (dim_t j = 0; j < P; ++j) w.h_prev[b * P + j] = st.h0 ? st.h0[row * P + j] : 0.f;
-      if (lstm)
-        for (dim_t j = 0; j < H; ++j) w.c_prev[b * H + j] = st.c0 ? st.c0[row * H + j] : 0.f;
+      if (st.h0) std::memcpy(w.h_prev + b * P, st.h0 + row * P, P * sizeof(float));
+      if (lstm && st.c0) std::memcpy(w.c_prev + b * H, st.c0 + row * H, H * sizeof(float));
     }
   }
 
@@ -509,6 +521,22 @@ void Recurrent::input_projection(int d, dim_t rows, const float* x, float* xw) c
   dir_[d].ih.apply_bias(rows, x, cfg_.input_size, xw, GH, dir_[d].bias.data());
 }
 
+void Recurrent::default_state(int d, dim_t nb, float* h, float* c) const {
+  const Dir& w = dir_[d];
+  const dim_t P = cfg_.hidden_out(), H = cfg_.units;
+  for (dim_t b = 0; b < nb; ++b) {
+    if (w.h0.size())
+      std::memcpy(h + b * P, w.h0.data(), P * sizeof(float));
+    else
+      std::memset(h + b * P, 0, P * sizeof(float));
+    if (!c) continue;
+    if (w.c0.size())
+      std::memcpy(c + b * H, w.c0.data(), H * sizeof(float));
+    else
+      std::memset(c + b * H, 0, H * sizeof(float));
+  }
+}
+
 void Recurrent::cell_step(int d, int nb, float* g, dim_t ldg, const float* h_prev, float* h_new, const float* c_prev,
                           float* c_new, const StepScratch& s, const std::uint8_t* valid) const {
   step(cpu::kernels(), d, nb, g, ldg, h_prev, h_new, c_prev, c_new, s, valid);
@@ -542,6 +570,8 @@ void Recurrent::step(const cpu::KernelTable& k, int d, int nb, float* g, dim_t l
     a.part = s.rec;
     k.recurrent_fused(a);
     if (proj) w.hr.apply(nb, s.hraw, H, h_new, P, false);
+  } else if (cfg_.general()) {
+    general_step(k, d, nb, g, ldg, h_prev, h_new, c_prev, c_new, s);
   } else if (gru && cfg_.reset_after) {
     w.hh.apply(nb, h_prev, P, s.rec, GH, false);
     for (int b = 0; b < nb; ++b)
@@ -574,6 +604,112 @@ void Recurrent::step(const cpu::KernelTable& k, int d, int nb, float* g, dim_t l
         std::memcpy(h_new + b * P, h_prev + b * P, P * sizeof(float));
         if (lstm) std::memcpy(c_new + b * H, c_prev + b * H, H * sizeof(float));
       }
+}
+
+void Recurrent::gate(const cpu::KernelTable& k, int d, int role, float* x, dim_t n, bool clip) const {
+  if (clip && cfg_.clip_on) {
+    const float c = cfg_.clip;
+    for (dim_t j = 0; j < n; ++j) x[j] = std::min(std::max(x[j], -c), c);
+  }
+  if (!cfg_.gate_acts) {  // the layer's activations: f = ract (gates), g = h = act
+    k.activate(role == 0 && cfg_.cell != LayerKind::SimpleRnn ? cfg_.ract : cfg_.act, x, n);
+    return;
+  }
+  const GateAct& a = cfg_.acts[d][role];
+  const float al = a.alpha, be = a.beta;
+  for (dim_t j = 0; j < n; ++j) {
+    const float v = x[j];
+    float r = v;
+    switch (a.fn) {
+      case GateFn::Relu: r = v > 0.f ? v : 0.f; break;
+      case GateFn::Tanh: r = std::tanh(v); break;
+      case GateFn::Sigmoid: r = 1.f / (1.f + std::exp(-v)); break;
+      case GateFn::Affine: r = al * v + be; break;
+      case GateFn::LeakyRelu: r = v >= 0.f ? v : al * v; break;
+      case GateFn::ThresholdedRelu: r = v > al ? v : 0.f; break;
+      case GateFn::ScaledTanh: r = al * std::tanh(be * v); break;
+      case GateFn::HardSigmoid: r = std::min(1.f, std::max(0.f, al * v + be)); break;
+      case GateFn::Elu: r = v >= 0.f ? v : al * (std::exp(v) - 1.f); break;
+      case GateFn::Softsign: r = v / (1.f + std::fabs(v)); break;
+      case GateFn::Softplus: r = v > 0.f ? v + std::log1p(std::exp(-v)) : std::log1p(std::exp(v)); break;
+    }
+    x[j] = r;
+  }
+}
+
+// The general step (layers with options).  a = the input projection with its biases (g) plus the
+// recurrent product; clip(v) = min(max(v, -clip), clip) when the layer clips (else v); f, g, h the
+// direction's functions (gate: cfg.acts, or ract / act); p_i, p_f, p_o the peepholes (0 without):
+//   lstm:  i = f(clip(a_i + p_i*c)),  f_ = input_forget ? 1 - i : f(clip(a_f + p_f*c)),
+//          c' = f_*c + i*g(clip(a_g)),  o = f(clip(a_o + p_o*c')),  h' = o*h(c')  (then W_hr h' if projected)
+//   gru (reset after):  r = f(clip(a_r)), z = f(clip(a_z)), n = g(clip(x_n + r*(W_hn h + b_hn))),
+//                       h' = (1-z)*n + z*h
+//   gru (reset before): r, z likewise;  n = g(clip(x_n + b_n + W_hn (r*h)));  h' = (1-z)*n + z*h
+//   simple_rnn: h' = f(clip(a))
+// Masked rows are written anyway (step() restores them).
+void Recurrent::general_step(const cpu::KernelTable& k, int d, int nb, float* g, dim_t ldg, const float* h_prev,
+                             float* h_new, const float* c_prev, float* c_new, const StepScratch& s) const {
+  const Dir& w = dir_[d];
+  const dim_t H = cfg_.units, P = cfg_.hidden_out(), GH = cfg_.gates() * H;
+  if (cfg_.cell == LayerKind::Lstm) {
+    w.hh.apply(nb, h_prev, P, g, ldg, true);
+    const float* pe = cfg_.peephole ? w.peep.data() : nullptr;
+    for (int b = 0; b < nb; ++b) {
+      float *ai = g + b * ldg, *af = ai + H, *ag = ai + 2 * H, *ao = ai + 3 * H;
+      const float* c = c_prev + b * H;
+      float* cn = c_new + b * H;
+      float* hout = cfg_.proj_size ? s.hraw + b * H : h_new + b * P;
+      if (pe)
+        for (dim_t j = 0; j < H; ++j) ai[j] += pe[j] * c[j];
+      gate(k, d, 0, ai, H);
+      if (cfg_.input_forget) {
+        for (dim_t j = 0; j < H; ++j) af[j] = 1.f - ai[j];
+      } else {
+        if (pe)
+          for (dim_t j = 0; j < H; ++j) af[j] += pe[H + j] * c[j];
+        gate(k, d, 0, af, H);
+      }
+      gate(k, d, 1, ag, H);
+      for (dim_t j = 0; j < H; ++j) cn[j] = af[j] * c[j] + ai[j] * ag[j];
+      if (pe)
+        for (dim_t j = 0; j < H; ++j) ao[j] += pe[2 * H + j] * cn[j];
+      gate(k, d, 0, ao, H);
+      std::memcpy(hout, cn, H * sizeof(float));
+      gate(k, d, 2, hout, H, false);
+      for (dim_t j = 0; j < H; ++j) hout[j] *= ao[j];
+    }
+    if (cfg_.proj_size) w.hr.apply(nb, s.hraw, H, h_new, P, false);
+  } else if (cfg_.cell == LayerKind::Gru && cfg_.reset_after) {
+    w.hh.apply(nb, h_prev, P, s.rec, GH, false);
+    for (int b = 0; b < nb; ++b) {
+      float* a = g + b * ldg;
+      const float *gh = s.rec + b * GH, *h = h_prev + b * P;
+      for (dim_t j = 0; j < 2 * H; ++j) a[j] += gh[j];
+      gate(k, d, 0, a, 2 * H);
+      for (dim_t j = 0; j < H; ++j) a[2 * H + j] += a[j] * (gh[2 * H + j] + w.b_hn[j]);
+      gate(k, d, 1, a + 2 * H, H);
+      for (dim_t j = 0; j < H; ++j) h_new[b * P + j] = (1.f - a[H + j]) * a[2 * H + j] + a[H + j] * h[j];
+    }
+  } else if (cfg_.cell == LayerKind::Gru) {
+    w.hh_rz.apply(nb, h_prev, P, g, ldg, true);
+    for (int b = 0; b < nb; ++b) {
+      float* a = g + b * ldg;
+      gate(k, d, 0, a, 2 * H);
+      for (dim_t j = 0; j < H; ++j) s.rh[b * H + j] = a[j] * h_prev[b * P + j];
+    }
+    w.hh_n.apply(nb, s.rh, H, g + 2 * H, ldg, true);
+    for (int b = 0; b < nb; ++b) {
+      float* a = g + b * ldg;
+      gate(k, d, 1, a + 2 * H, H);
+      for (dim_t j = 0; j < H; ++j) h_new[b * P + j] = (1.f - a[H + j]) * a[2 * H + j] + a[H + j] * h_prev[b * P + j];
+    }
+  } else {
+    w.hh.apply(nb, h_prev, P, g, ldg, true);
+    for (int b = 0; b < nb; ++b) {
+      gate(k, d, 0, g + b * ldg, H);
+      std::memcpy(h_new + b * P, g + b * ldg, H * sizeof(float));
+    }
+  }
 }
 
 }  // namespace fastrnn

@@ -46,10 +46,14 @@ class Recurrent {
   dim_t rec_scratch(dim_t nb) const;
   // x [rows, I] -> xw [rows, G*H] = x W_ih^T + bias (direction d)
   void input_projection(int d, dim_t rows, const float* x, float* xw) const;
+  // The state a sequence of direction d starts from when the call gives none, for nb rows:
+  // h [nb, P], c [nb, H] (LSTM; may be null otherwise): the layer's default initial state, or zeros.
+  void default_state(int d, dim_t nb, float* h, float* c) const;
 
  private:
   struct Dir {
     Buffer bias, b_hn;
+    Buffer peep, h0, c0;  // LSTM peepholes [3, H] (i, f, o); default initial state [P], [H] (empty: none)
     Mat ih, hh, hh_rz, hh_n, hr;  // W_hh; GRU reset-before splits it into [r z] and [n]; LSTM projection
     // W_hh in blocks of hidden units carrying all their gates, per ISA (cpu::pack_fused): the
     // fused step (fused_), also split across threads at batch 1.
@@ -64,6 +68,12 @@ class Recurrent {
             const float* c_prev, float* c_new, const StepScratch& s, const std::uint8_t* valid,
             const float* xin = nullptr, dim_t ldxi = 0) const;
   // Steps [j0, len) of the time chunk starting at step s0.
+  // The step of a layer with options (RecurrentConfig::general): products through Mat, then the
+  // gate math below (recurrent.cc has the equations).
+  void general_step(const cpu::KernelTable& k, int d, int nb, float* g, dim_t ldg, const float* h_prev,
+                    float* h_new, const float* c_prev, float* c_new, const StepScratch& s) const;
+  // x[0, n) = fn(clip(x)): role 0 f, 1 g, 2 h of direction d (clip only when `clip`).
+  void gate(const cpu::KernelTable& k, int d, int role, float* x, dim_t n, bool clip = true) const;
   void run_chunk(const cpu::KernelTable& k, Slice& w, const float* xw, dim_t B, dim_t T, dim_t s0, dim_t j0,
                  dim_t len, const std::uint8_t* mask, float* y, dim_t y_stride, dim_t T_out,
                  const CancelToken* cancel) const;
