@@ -95,6 +95,8 @@ def _replace_atomically(src, dst):
 ext = Pybind11Extension(
     "fastrnn._core",
     CORE_SOURCES,
+    # headers too: a changed kernels_impl.h must rebuild the core (setuptools compares these dates)
+    depends=sorted(glob.glob("src/**/*.h", recursive=True)),
     cxx_std=17,
     include_dirs=["src", scipy_openblas32.get_include_dir()],
     define_macros=[("FASTRNN_HAVE_" + isa.upper(), "1") for isa in KERNEL_FLAGS if isa != "generic"],
