@@ -331,9 +331,9 @@ def _hostile_cases():
         h["__metadata__"]["format"] = "pt"
         _write(p, h, d)
 
-    @case("version-3", r"newer fastrnn \(format version 3.*upgrade fastrnn \(pip install -U fastrnn\)")
+    @case("version-4", r"newer fastrnn \(format version 4.*upgrade fastrnn \(pip install -U fastrnn\)")
     def _(p, h, d):
-        h["__metadata__"]["fastrnn_format_version"] = "3"
+        h["__metadata__"]["fastrnn_format_version"] = "4"
         _write(p, h, d)
 
     @case("version-garbage", "fastrnn_format_version")
@@ -455,9 +455,9 @@ def _hostile_cases():
         _spec_meta(h, lambda s: s["layers"][0].__setitem__("units", 5))
         _write(p, h, d)
 
-    @case("spec-version-3", "upgrade fastrnn")
+    @case("spec-version-4", "upgrade fastrnn")
     def _(p, h, d):
-        _spec_meta(h, lambda s: s.__setitem__("format", 3))
+        _spec_meta(h, lambda s: s.__setitem__("format", 4))
         _write(p, h, d)
 
     return cases

@@ -17,7 +17,9 @@ Versions: ``1`` holds float32 tensors only.  ``2`` adds reduced-precision recurr
 ``F32`` row scales of the int8 ones (``<direction>.w_ih_scale``...), and ``"precision"`` in every
 recurrent layer of the model description.  The writer writes version 1 whenever every layer is
 float32 (:attr:`ModelSpec.format_version`), so older fastrnn keeps reading float32 models; a file
-of a version newer than this reader is refused with an "upgrade fastrnn" message.
+of a version newer than this reader is refused with an "upgrade fastrnn" message.  ``3`` adds
+several outputs: ``layer_inputs``, ``outputs`` and ``output_structure`` in the model description
+(see :mod:`fastrnn.spec`, "Several outputs"); only a model that has them is written as version 3.
 
 safetensors also requires the data section to be covered by tensors without holes, so the bytes
 that align the next tensor to 64 are declared as a padding entry ``"__pad__.<k>"`` (dtype ``U8``,
@@ -69,7 +71,7 @@ Chunks = list[Union[np.ndarray, int]]  # arrays, and padding sizes
 Dtypes = Mapping[str, tuple[np.dtype[Any], int]]
 
 FORMAT_NAME = "fastrnn"
-FILE_FORMAT_VERSION = 2  # the newest this reads; bump when a reader of this version could misread a newer file
+FILE_FORMAT_VERSION = 3  # the newest this reads; bump when a reader of this version could misread a newer file
 ALIGNMENT = 64  # data section start and every tensor
 MAX_HEADER_BYTES = 100_000_000  # safetensors' own limit
 MAX_RANK = 8
@@ -80,6 +82,7 @@ PAD_PREFIX = "__pad__."
 # conversion policy and are refused.  U8 is accepted only for padding entries.
 _F32: Dtypes = {"F32": (np.dtype("<f4"), 4)}
 _TENSOR_DTYPES: dict[int, Dtypes] = {1: _F32, 2: {**_F32, "BF16": (np.dtype("<u2"), 2), "I8": (np.dtype("i1"), 1)}}
+_TENSOR_DTYPES[3] = _TENSOR_DTYPES[2]  # version 3 (several outputs, ModelSpec.outputs) adds no tensor type
 _DTYPE_NAMES = {np.dtype("<f4"): "F32", np.dtype("<u2"): "BF16", np.dtype("i1"): "I8"}
 _PAD_DTYPES: Dtypes = {"U8": (np.dtype("u1"), 1)}
 
