@@ -332,10 +332,10 @@ class Model:
                 f = finals[rnn_index[name]]
                 arrs.append(f[part] if isinstance(f, tuple) else f)
             if o.direction is not None:
-                flat.append(np.ascontiguousarray(arrs[0][o.direction]))
+                a = arrs[0][o.direction:o.direction + 1] if o.keep_axis else arrs[0][o.direction]
             else:
                 a = arrs[0] if len(arrs) == 1 else np.concatenate(arrs, axis=0)
-                flat.append(np.ascontiguousarray(a.transpose(1, 0, 2)) if o.batch_major else a)
+            flat.append(np.ascontiguousarray(a.transpose(1, 0, 2)) if o.batch_major else a)
         if spec.output_structure is None:
             return tuple(flat)
 

@@ -397,29 +397,33 @@ class OutputSpec:
     ``(len(layers) * directions, B, units)`` in list order, forward before backward (the torch
     ``h_n`` / ONNX ``Y_h`` layout); ``batch_major``: ``(B, len(layers) * directions, units)``
     instead (ONNX ``layout=1``); ``direction``: one layer's one direction only, ``(B, units)``
-    (Keras ``return_state``: 0 forward, 1 backward)."""
+    (Keras ``return_state``: 0 forward, 1 backward); with ``keep_axis`` as ``(1, B, units)`` (``(B, 1,
+    units)`` when ``batch_major``: the ONNX ``Y_h`` of a reverse node that runs as a bidirectional layer
+    with a zero forward direction)."""
 
     name: str
     kind: str
     layers: list[str]
     direction: Optional[int] = None
     batch_major: bool = False
+    keep_axis: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "kind": self.kind, "layers": list(self.layers), "direction": self.direction,
-                "batch_major": self.batch_major}
+                "batch_major": self.batch_major, "keep_axis": self.keep_axis}
 
     @classmethod
     def from_json(cls, d: Any, i: int) -> "OutputSpec":
-        if not isinstance(d, dict) or set(d) - {"name", "kind", "layers", "direction", "batch_major"}:
-            raise ModelFormatError(f"output {i}: must be an object with keys name, kind, layers, direction, batch_major")
+        keys = {"name", "kind", "layers", "direction", "batch_major", "keep_axis"}
+        if not isinstance(d, dict) or set(d) - keys:
+            raise ModelFormatError(f"output {i}: must be an object with keys {', '.join(sorted(keys))}")
         layers = d.get("layers")
         if not isinstance(layers, list):
             raise ModelFormatError(f"output {i}: 'layers' must be a list of layer names")
         if not isinstance(d.get("name"), str) or not isinstance(d.get("kind"), str):
             raise ModelFormatError(f"output {i}: 'name' and 'kind' must be strings")
         return cls(name=d["name"], kind=d["kind"], layers=list(layers), direction=d.get("direction"),
-                   batch_major=d.get("batch_major", False))
+                   batch_major=d.get("batch_major", False), keep_axis=d.get("keep_axis", False))
 
 
 def _check_structure(st: Any, n: int) -> None:
@@ -569,8 +573,10 @@ class ModelSpec:
             d = o.direction
             if d is not None and (not isinstance(d, int) or isinstance(d, bool)):
                 raise ModelFormatError(f"{where}: direction must be an int or None, got {d!r:.40}")
-            if not isinstance(o.batch_major, bool):
-                raise ModelFormatError(f"{where}: batch_major must be true or false")
+            if not isinstance(o.batch_major, bool) or not isinstance(o.keep_axis, bool):
+                raise ModelFormatError(f"{where}: batch_major and keep_axis must be true or false")
+            if o.keep_axis and d is None:
+                raise ModelFormatError(f"{where}: keep_axis needs a direction")
             if o.kind == "output":
                 if len(o.layers) != 1 or d is not None or o.batch_major:
                     raise ModelFormatError(f"{where}: an 'output' names exactly one layer (no direction / batch_major)")
@@ -583,9 +589,9 @@ class ModelSpec:
                 raise ModelFormatError(f"{where}: a cell state 'c' of a layer that is not an LSTM")
             if len({l.units if o.kind == "c" else l.hidden_out for l in rs}) != 1:
                 raise ModelFormatError(f"{where}: states of different sizes cannot be stacked")
-            if d is not None and (len(rs) != 1 or not 0 <= d < rs[0].num_directions or o.batch_major):
+            if d is not None and (len(rs) != 1 or not 0 <= d < rs[0].num_directions or (o.batch_major and not o.keep_axis)):
                 raise ModelFormatError(f"{where}: direction {d} needs one layer that has that direction "
-                                       "(and no batch_major)")
+                                       "(and batch_major only with keep_axis)")
         if self.output_structure is not None:
             _check_structure(self.output_structure, len(self.outputs))
 

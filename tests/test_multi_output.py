@@ -219,3 +219,186 @@ def test_branch_spec_validation():
         ModelSpec(layers=spec.layers + [dense], input_features=4).validate()
     # the same Dense reading the recurrent layer (a second head) is valid
     ModelSpec(layers=spec.layers + [dense], input_features=4, layer_inputs={"d": spec.layers[0].name}).validate()
+
+
+# ----------------------------------------------------------------------------- keras
+def _keras_models():
+    keras = require("keras")
+    L = keras.layers
+    i = keras.Input((7, 4))
+    models = {}
+    o, h, c = L.LSTM(5, return_sequences=True, return_state=True)(i)
+    models["lstm_state"] = keras.Model(i, [o, h, c])
+    o, h = L.GRU(5, return_state=True)(i)
+    models["gru_state_last"] = keras.Model(i, [o, h])
+    o, fh, fc, bh, bc = L.Bidirectional(L.LSTM(5, return_state=True))(i)
+    models["bidi_lstm_state"] = keras.Model(i, [o, fh, fc, bh, bc])
+    o, fh, bh = L.Bidirectional(L.GRU(5, return_sequences=True, return_state=True), merge_mode="sum")(i)
+    models["bidi_gru_state"] = keras.Model(i, [o, fh, bh])
+    t = L.LSTM(6)(i)
+    models["two_heads"] = keras.Model(i, [L.Dense(3, activation="softmax")(t), L.Dense(1, activation="sigmoid")(t)])
+    t = L.LSTM(6, return_sequences=True)(i)
+    a = L.Dense(3, activation="softmax")(t)
+    b = L.TimeDistributed(L.Dense(2, activation="tanh"))(L.Dropout(0.1)(t))
+    models["trunk_and_heads"] = keras.Model(i, [t, a, b])
+    ids = keras.Input((7,), dtype="int32")
+    e = L.Embedding(11, 4, mask_zero=True)(ids)
+    seq, h, c = L.LSTM(6, return_sequences=True, return_state=True)(e)
+    models["masked_lm_state"] = keras.Model(ids, [L.Dense(11)(seq), h, c])
+    return models
+
+
+def _keras_x(name, rng):
+    if name == "masked_lm_state":
+        x = rng.integers(1, 11, size=(3, 7))
+        x[1, 4:] = 0  # a padded row: states and outputs follow Keras' mask
+        return x
+    return rng.standard_normal((3, 7, 4)).astype(np.float32)
+
+
+@pytest.mark.parametrize("name", ["lstm_state", "gru_state_last", "bidi_lstm_state", "bidi_gru_state", "two_heads",
+                                  "trunk_and_heads", "masked_lm_state"])
+def test_keras_several_outputs_equal_keras(name, tmp_path):
+    m = _keras_models()[name]
+    x = _keras_x(name, np.random.default_rng(6))
+    expected = [np.asarray(a) for a in m(x)]
+    model = fastrnn.from_keras(m)
+    _close(model.predict(x), expected, name)
+    # the file path is the same conversion: a .keras file and a .fastrnn round trip give the same outputs
+    m.save(tmp_path / "m.keras")
+    _close(fastrnn.load(tmp_path / "m.keras").predict(x), expected, f"{name} (.keras)")
+    model.save(tmp_path / "m.fastrnn")
+    _close(fastrnn.load(tmp_path / "m.fastrnn").predict(x), expected, f"{name} (.fastrnn)")
+
+
+def test_keras_heads_stream_step_returns_each_head():
+    m = _keras_models()["trunk_and_heads"]
+    x = _keras_x("trunk_and_heads", np.random.default_rng(7))
+    trunk, a, b = (np.asarray(v) for v in m(x))
+    model = fastrnn.from_keras(m)
+    assert model.spec.layer_inputs  # the second head reads the trunk, computed in the core
+    s = model.stream(batch_size=3)
+    for t in range(x.shape[1]):
+        y = s.step(x[:, t])
+        _close(y, (trunk[:, t], a[:, t], b[:, t]), f"step {t}")
+
+
+def test_keras_return_state_stream_state_is_the_state_output():
+    m = _keras_models()["lstm_state"]
+    x = _keras_x("lstm_state", np.random.default_rng(8))
+    out, h, c = (np.asarray(v) for v in m(x))
+    model = fastrnn.from_keras(m)
+    s = model.stream(batch_size=3)
+    for t in range(x.shape[1]):
+        y = s.step(x[:, t])  # one data output: the bare per-step output
+        assert_close(y, out[:, t])
+    (sh, sc), = s.state
+    assert_close(sh[0], h)
+    assert_close(sc[0], c)
+
+
+def test_keras_state_output_feeding_a_layer_is_refused():
+    keras = require("keras")
+    i = keras.Input((7, 4))
+    _, h, _ = keras.layers.LSTM(5, return_state=True)(i)
+    m = keras.Model(i, keras.layers.Dense(2)(h))
+    with pytest.raises(fastrnn.errors.UnsupportedLayerError, match="only the main output of each layer"):
+        fastrnn.from_keras(m)
+
+
+# ----------------------------------------------------------------------------- onnx
+def _lstm_graph(rng, direction, layout, kind="LSTM", I=3, H=5):
+    """One recurrent node whose initial_h (/ initial_c) are graph inputs and whose Y, Y_h (, Y_c) are all
+    graph outputs."""
+    require("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    nd = 2 if direction == "bidirectional" else 1
+    G = {"LSTM": 4, "GRU": 3, "RNN": 1}[kind]
+    W = (rng.standard_normal((nd, G * H, I)) * 0.5).astype(np.float32)
+    R = (rng.standard_normal((nd, G * H, H)) * 0.5).astype(np.float32)
+    B = (rng.standard_normal((nd, 2 * G * H)) * 0.1).astype(np.float32)
+    lstm = kind == "LSTM"
+    node = helper.make_node(kind, ["X", "W", "R", "B", "", "h0"] + (["c0"] if lstm else []),
+                            ["Y", "Y_h"] + (["Y_c"] if lstm else []), hidden_size=H, direction=direction, layout=layout)
+    xs = ["T", "N", I] if layout == 0 else ["N", "T", I]
+    hs = [nd, "N", H] if layout == 0 else ["N", nd, H]
+    f = TensorProto.FLOAT
+    inputs = [helper.make_tensor_value_info(n, f, s) for n, s in [("X", xs), ("h0", hs)] + ([("c0", hs)] if lstm else [])]
+    outputs = [helper.make_tensor_value_info(n, f, None) for n in node.output]
+    g = helper.make_graph([node], "g", inputs, outputs, [numpy_helper.from_array(v, k) for k, v in
+                                                        (("W", W), ("R", R), ("B", B))])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 14)])
+    return m
+
+
+def _onnx_reference(m, feed, layout):
+    """onnxruntime's outputs (it refuses layout=1: the onnx reference evaluator there)."""
+    if layout == 0:
+        ort = require("onnxruntime")
+        return ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feed)
+    from onnx.reference import ReferenceEvaluator
+
+    return ReferenceEvaluator(m).run(None, feed)
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+@pytest.mark.parametrize("direction", ["forward", "reverse", "bidirectional"])
+@pytest.mark.parametrize("layout", [0, 1])
+def test_onnx_state_inputs_and_every_output(kind, direction, layout):
+    from fastrnn.converters.onnx import initial_state_from_onnx, input_to_fastrnn, output_to_onnx, spec_from_onnx
+
+    rng = np.random.default_rng(9)
+    m = _lstm_graph(rng, direction, layout, kind)
+    nd = 2 if direction == "bidirectional" else 1
+    x = rng.standard_normal((6, 2, 3) if layout == 0 else (2, 6, 3)).astype(np.float32)
+    st = (nd, 2, 5) if layout == 0 else (2, nd, 5)
+    feed = {"X": x, "h0": rng.standard_normal(st).astype(np.float32)}
+    if kind == "LSTM":
+        feed["c0"] = rng.standard_normal(st).astype(np.float32)
+    expected = _onnx_reference(m, feed, layout)
+    model = fastrnn.Model(spec_from_onnx(m))
+    names = [o.name for o in model.spec.outputs]
+    assert names == [o.name for o in m.graph.output]
+    got = model.predict(input_to_fastrnn(model, x), initial_state=initial_state_from_onnx(model, feed))
+    assert len(got) == len(expected)
+    for name, g, e in zip(names, got, expected):
+        assert_close(output_to_onnx(model, g, name), e, what=name)
+    if direction != "forward":
+        return
+    # the stream: its state is the graph's state inputs; stepping gives Y step by step, and its state Y_h / Y_c
+    s = model.stream(batch_size=2)
+    s.state = initial_state_from_onnx(model, feed)
+    xb = input_to_fastrnn(model, x)
+    ys = np.stack([s.step(xb[:, t]) for t in range(xb.shape[1])], axis=1)
+    assert_close(output_to_onnx(model, ys, "Y"), expected[0])
+    state = s.state[0]
+    h = state[0] if kind == "LSTM" else state
+    assert_close(h if layout == 0 else h.transpose(1, 0, 2), expected[1])
+
+
+def test_onnx_torch_export_char_lm_outputs_and_generate():
+    torch = require("torch")
+    ort = require("onnxruntime")
+    import io
+
+    from fastrnn.converters.onnx import spec_from_onnx
+
+    class ExportLM(torch.nn.Module):  # what torch.onnx.export sees: (logits, h_n, c_n)
+        def __init__(self, lm):
+            super().__init__()
+            self.lm = lm
+
+        def forward(self, x):
+            logits, (h, c) = self.lm(x)
+            return logits, h, c
+
+    m, x = _torch_case("char_lm", seed=10)
+    f = io.BytesIO()
+    torch.onnx.export(ExportLM(m), (torch.as_tensor(x),), f, input_names=["x"], output_names=["logits", "h", "c"],
+                      dynamic_axes={"x": {0: "b", 1: "t"}}, dynamo=False)
+    expected = ort.InferenceSession(f.getvalue(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    model = fastrnn.Model(spec_from_onnx(f.getvalue()))
+    _close(model.predict(x), expected)
+    prompt = np.random.default_rng(10).integers(0, 13, size=(2, 5))
+    np.testing.assert_array_equal(model.generate(prompt, 20, greedy=True), _torch_greedy(m, prompt, 20))

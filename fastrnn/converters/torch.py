@@ -361,9 +361,10 @@ def build_spec(pieces: list, source: str = "torch", metadata: Optional[dict] = N
     subset / reordering of the last layer's final-state directions) by widening the following linear
     with zero columns -- exact, since adding ``0 * h`` changes no float sum for finite ``h``.
     ``outputs`` (a module returning a tuple): the model outputs in order, each ``("last",)`` (the end
-    of the chain), ``("tap", i)`` (the output of piece ``i``) or ``("h" | "c", i, direction)`` (the
-    final state of the recurrent piece ``i``: all its layers stacked as torch's ``h_n`` when
-    ``direction`` is None, else that direction of its last layer, ``(B, H)``), nested as
+    of the chain), ``("tap", i)`` (the output of piece ``i``) or ``("h" | "c", i, direction[,
+    batch_major])`` (the final state of the recurrent piece ``i`` (or pieces, a list): all their layers
+    stacked as torch's ``h_n`` when ``direction`` is None, else that direction of the last one,
+    ``(B, H)``), nested as
     ``output_structure`` (see :class:`fastrnn.spec.ModelSpec`).
     """
     meta = dict(metadata or {})
@@ -472,9 +473,10 @@ def build_spec(pieces: list, source: str = "torch", metadata: Optional[dict] = N
                 src = made[o[1]] or next(m for m in reversed(made[:o[1]]) if m)  # (a folded activation: none)
                 specs.append(OutputSpec(name, "output", [src[-1].name]))
             else:
-                rnns = [l for l in made[o[1]] if isinstance(l, RecurrentSpec)]
+                rnns = [l for i in (o[1] if isinstance(o[1], list) else [o[1]]) for l in made[i]
+                        if isinstance(l, RecurrentSpec)]
                 if o[2] is None:
-                    specs.append(OutputSpec(name, o[0], [l.name for l in rnns]))
+                    specs.append(OutputSpec(name, o[0], [l.name for l in rnns], batch_major=len(o) > 3 and o[3]))
                 else:
                     specs.append(OutputSpec(name, o[0], [rnns[-1].name], direction=o[2]))
     return ModelSpec(layers=layers, input_features=input_features, source=source, metadata=meta, outputs=specs,
