@@ -8,7 +8,7 @@ of fastrnn layers plus the labels of its axes: batch ``B``, time ``T``, features
 ``D``, size-one ``1``), or the final states ``Y_h`` of recurrent nodes.  Ops transform these values
 (Transpose permutes labels, Reshape merges/splits them, Gemm appends a dense layer...), so the
 converter follows what a graph *computes*, not the node pattern of one exporter.  Only the nodes the
-chosen graph output depends on are evaluated.
+chosen graph outputs depend on are evaluated.
 
 Supported (everything else: one :class:`~fastrnn.errors.UnsupportedLayerError` listing every
 unsupported node by name, op type and reason):
@@ -27,10 +27,18 @@ unsupported node by name, op type and reason):
   directions of a bidirectional node the same functions); ``sequence_lens`` from a graph input
   (-> ``predict(lengths=...)``: outputs past a row's length are zero, ``Y_h`` is the state at the last
   valid step, the reverse direction starts there); ``initial_h`` / ``initial_c`` that are zeros
-  (an all-zero initializer, ``ConstantOfShape`` / ``Expand`` of zero); peepholes ``P`` that are all
-  zero; outputs ``Y`` (the sequence) and ``Y_h`` (the final state, any direction(s) of the last
-  recurrent layer; h_n[-1] of a bidirectional node = the backward direction when a Gemm / MatMul
-  follows).  A ``reverse`` node whose ``Y`` is used runs as a bidirectional layer with a zero forward
+  (an all-zero initializer, ``ConstantOfShape`` / ``Expand`` of zero) or graph inputs (``(directions,
+  batch, hidden)``; layout 1 batch first): recorded in ``metadata["onnx"]["state_inputs"]``, they are
+  ``predict(initial_state=...)`` / ``Stream.state`` (:func:`initial_state_from_onnx` converts the
+  graph's feeds); peepholes ``P`` that are all zero; outputs ``Y`` (the sequence), ``Y_h`` (the final
+  state, any direction(s) of the last recurrent layer; h_n[-1] of a bidirectional node = the backward
+  direction when a Gemm / MatMul follows) and ``Y_c``.
+* Several graph outputs (all of them unless ``output="name"`` picks one): ``predict`` returns a tuple
+  in the graph's order (``ModelSpec.outputs``, named as the graph names them).  Data outputs lie on one
+  chain of layers (the longest one's; the others are taps of it); final states ``Y_h`` / ``Y_c`` of its
+  recurrent nodes, stacked ``(S, B, F)`` (layout 1 ``(B, S, F)``; the ``Concat`` of several nodes' as
+  torch's ``h_n`` of a stacked module) or one direction ``(B, F)``, come back in the graph's layout;
+  ``metadata["onnx"]["outputs"]`` lists each output's axes for :func:`output_to_onnx`.  A ``reverse`` node whose ``Y`` is used runs as a bidirectional layer with a zero forward
   direction (exact, twice the work); when only its ``Y_h`` is used it runs as one reverse direction.
 * ``Gather`` (an embedding from an initializer indexed by the integer model input; index -1 on the
   time axis = last step; one entry of stacked final states), ``Gemm``, ``MatMul`` (+ ``Add`` of the
@@ -41,9 +49,10 @@ unsupported node by name, op type and reason):
   -1..1 = hard_tanh, 0.. = relu); ``Softmax`` / ``LogSoftmax`` over the features.
 
 Refused with a reason (need core work planned for a later version): ``clip``, ``input_forget=1``,
-non-zero peepholes, non-zero or input-dependent initial states, graph inputs carrying states, the
-LSTM cell state ``Y_c`` as an output, several graph outputs (``output="name"`` picks one), external
-data outside the model's directory.
+non-zero peepholes, non-zero constant or computed initial states, ``Y_c`` as the only output or as
+the input of a layer, several outputs on branches of the graph (heads off one trunk), the final
+states of a reverse node whose ``Y`` is used stacked with other nodes' states, external data outside
+the model's directory.
 
 Layouts: :meth:`fastrnn.Model.predict` is batch-first.  ``spec.metadata["onnx"]`` records the model
 input's axes (``"TBF"`` for a time-major input: transpose it to ``(B, T, F)``), the output's axes
