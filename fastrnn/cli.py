@@ -303,29 +303,28 @@ def _lengths(values: Sequence[str] | None) -> list[int] | None:
     return out
 
 
+def _leaves(v: Any, group: type[tuple[Any, ...]] | type[list[Any]]) -> list[Any]:
+    """The leaves of ``v`` (nested ``group`` instances), in order."""
+    out: list[Any] = []
+    stack: list[Any] = [v]
+    while stack:
+        item: Any = stack.pop()
+        if isinstance(item, group):
+            stack.extend(item[::-1])
+        else:
+            out.append(item)
+    return out
+
+
 def _named_outputs(model: Model, y: Any) -> tuple[list[str], list[Any]]:
     """predict's outputs as a flat list with their names: the model's output names (``spec.outputs``;
     a nested torch tuple flattened in order), ``output_<i>`` for the two of a Bidirectional
     ``merge_mode=None``, ``output`` for one."""
-    flat: list[Any] = []
-    stack = [y]
-    while stack:
-        v = stack.pop()
-        if isinstance(v, tuple):
-            stack.extend(reversed(v))
-        else:
-            flat.append(v)
-    if model.spec.outputs is not None:
-        order: list[int] = []
-        st = [model.spec.output_structure if model.spec.output_structure is not None
-              else list(range(len(model.spec.outputs)))]
-        while st:
-            v = st.pop()
-            if isinstance(v, list):
-                st.extend(reversed(v))
-            else:
-                order.append(v)
-        return [model.spec.outputs[i].name for i in order], flat
+    flat = _leaves(y, tuple)
+    spec = model.spec
+    if spec.outputs is not None:
+        st = spec.output_structure if spec.output_structure is not None else list(range(len(spec.outputs)))
+        return [spec.outputs[i].name for i in _leaves(st, list)], flat
     return (["output"] if len(flat) == 1 else [f"output_{i}" for i in range(len(flat))]), flat
 
 
