@@ -23,8 +23,13 @@ from setuptools import Extension, find_packages, setup
 ParallelCompile("NPY_NUM_BUILD_JOBS").install()
 
 X86 = platform.machine().lower() in ("x86_64", "amd64", "i686", "x86")
+ARM64 = platform.machine().lower() in ("aarch64", "arm64")
 MACOS = sys.platform == "darwin"
-KERNEL_FLAGS = {"generic": []}
+# aarch64: the generic table is the NEON one (plain armv8-a; the int8 sdot function carries its own
+# target attribute and runs only where HWCAP_ASIMDDP says so).  -fno-schedule-insns: GCC's pre-RA
+# scheduler hoists all four weight loads of the 6 x 4 tile and spills two of its 24 accumulators
+# every k (benchmarks/README.md, llvm-mca); clang ignores the flag.
+KERNEL_FLAGS = {"generic": ["-fno-schedule-insns"] if ARM64 else []}
 if X86:
     KERNEL_FLAGS["avx2"] = ["-mavx2", "-mfma"]
     KERNEL_FLAGS["avx512"] = ["-mavx2", "-mfma", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq",

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any, Mapping, SupportsIndex
 
 from ._version import __version__
 
-from .errors import (ConversionError, CoreNotBuiltError, FastRNNError, ModelFileNotFoundError, ModelFormatError,
-                     ShapeError, UnsupportedLayerError)
+from .errors import (ConversionError, ConversionWarning, CoreNotBuiltError, FastRNNError, ModelFileNotFoundError,
+                     ModelFormatError, ShapeError, UnsupportedLayerError)
 from .runtime import Model, core as _load_core
 from .spec import ModelSpec
 
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Model", "ModelSpec", "load", "from_torch", "from_keras", "from_state_dict", "set_num_threads", "get_num_threads", "set_isa", "info",
     "FastRNNError", "ShapeError", "ModelFormatError", "UnsupportedLayerError", "ConversionError",
-    "CoreNotBuiltError", "ModelFileNotFoundError", "__version__",
+    "CoreNotBuiltError", "ModelFileNotFoundError", "ConversionWarning", "__version__",
 ]
 
 

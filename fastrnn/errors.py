@@ -24,6 +24,7 @@ __all__ = [
     "ArgumentTypeError",
     "UnsupportedOptionError",
     "OutOfMemoryError",
+    "ConversionWarning",
     "file_errors",
 ]
 
@@ -74,6 +75,12 @@ class UnsupportedOptionError(UnsupportedLayerError, ArgumentTypeError):
 
 class OutOfMemoryError(FastRNNError, MemoryError):
     """A request (batch size, sequence length) whose buffers cannot be allocated on this machine."""
+
+
+class ConversionWarning(UserWarning):
+    """A model converted, but an input to the conversion probably means something else than the user
+    thinks (a Keras 3 config given as ``architecture=`` for weights written by Keras 2.2, whose defaults
+    differ).  Filter it with ``warnings.filterwarnings("ignore", category=ConversionWarning)``."""
 
 
 def _names_file(msg: str, path: PathLike) -> bool:

@@ -57,12 +57,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import warnings
 from typing import Any
 
 import numpy as np
 
 from . import unique_name
-from ..errors import ConversionError, ModelFormatError, UnsupportedLayerError
+from ..errors import ConversionError, ConversionWarning, ModelFormatError, UnsupportedLayerError
 from ..spec import (GATES, ActivationSpec, DenseSpec, DirectionWeights, EmbeddingSpec, LastStepSpec, MaskingSpec,
                     ModelSpec, OutputSpec, RecurrentSpec)
 
@@ -412,9 +413,12 @@ def _rnn_cell_cfg(ctx, layer, sub):
             for cname, kind in _RNN_CELLS.items():
                 if c.builtin(cname):
                     return kind, c.config, sub.config
-            ctx.problem(layer, f"cell {c.class_name} is not supported (supported: SimpleRNNCell, LSTMCell, GRUCell)")
+            ctx.problem(layer, f"cell {c.class_name} is not supported (supported: SimpleRNNCell, LSTMCell, GRUCell"
+                               + ("; for a stack of cells use one RNN layer per cell, return_sequences=True below the "
+                                  "last" if c.class_name == "StackedRNNCells" else "") + ")")
         else:
-            ctx.problem(layer, "RNN with a list of cells (StackedRNNCells) is not supported")
+            ctx.problem(layer, "RNN with a list of cells (StackedRNNCells) is not supported: use one RNN layer per "
+                               "cell, return_sequences=True below the last")
         return None, None, None
     ctx.problem(layer, f"recurrent layer class {sub.class_name} is not supported")
     return None, None, None
@@ -839,6 +843,8 @@ def spec_from_keras_config(model_config, weights, *, keras_version=None, origin=
     cls, cfg, entries = _model_parts(model_config, where)
     if family == "unknown":
         family = _guess_family(model_config, entries)
+    if keras_version is not None and family == "keras2":
+        _warn_default_drift(model_config, entries, keras_version, where)
     ctx = _Ctx(family, where)
     model_name = cfg.get("name") if isinstance(cfg.get("name"), str) else "?"
     if family == "keras1":
@@ -951,6 +957,49 @@ def _guess_family(model_config, entries) -> str:
     if k2 and not k3:
         return "tf_keras2" if any(e.module is not None for e in entries) else "keras2"
     return "unknown"
+
+
+def _warn_default_drift(model_config, entries, keras_version, where) -> None:
+    """Warn when a config written by a newer Keras (3, or tf.keras 2.x) describes weights written by
+    Keras 2.0-2.3: its recurrent layers record the newer defaults explicitly (recurrent_activation
+    'sigmoid', GRU reset_after=True) where the model that wrote the weights most likely had Keras 2.2's
+    defaults ('hard_sigmoid', reset_after=False) -- converting would silently give other numbers."""
+    own = keras_writer_family(model_config.get("keras_version"))
+    if own == "unknown":
+        own = _guess_family(model_config, entries)
+    if own not in ("keras3", "tf_keras2"):
+        return
+    found: list[str] = []
+
+    def walk(v, depth=0):
+        if depth > 64 or len(found) >= 20:
+            return
+        if isinstance(v, dict):
+            cls, cfg = v.get("class_name"), v.get("config")
+            if cls in ("LSTM", "GRU", "LSTMCell", "GRUCell") and isinstance(cfg, dict):
+                what = [s for s, bad in (("recurrent_activation='sigmoid'", cfg.get("recurrent_activation",
+                                                                                     "sigmoid") == "sigmoid"),
+                                         ("reset_after=True", cls.startswith("GRU") and cfg.get("reset_after", True)
+                                          is True)) if bad]
+                if what:
+                    found.append(f"'{cfg.get('name', '?')}' ({cls}) {', '.join(what)}")
+            for x in v.values():
+                walk(x, depth + 1)
+        elif isinstance(v, list):
+            for x in v:
+                walk(x, depth + 1)
+
+    walk(model_config)
+    if found:
+        v = keras_version.decode("utf-8", "replace") if isinstance(keras_version, bytes) else str(keras_version)
+        warnings.warn(
+            f"{where}: the architecture is a {'Keras 3' if own == 'keras3' else 'tf.keras 2'} config but the weights "
+            f"were written by Keras {v}, whose recurrent layers default to recurrent_activation='hard_sigmoid' "
+            "(Keras 2: clip(0.2 x + 0.5, 0, 1)) and GRU reset_after=False, where the newer Keras defaults (written "
+            f"into its config) are 'sigmoid' and reset_after=True: the config sets {'; '.join(found)}. If the Keras "
+            f"{v} model used the defaults, put recurrent_activation='hard_sigmoid' (read with Keras {v}'s "
+            "definition) and reset_after=False into the architecture; if it really used these values, ignore this "
+            "warning", ConversionWarning, stacklevel=3)
 
 
 def _decode_key(v):

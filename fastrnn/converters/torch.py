@@ -13,6 +13,18 @@ Supported modules (exact classes, or subclasses that do not override ``forward``
   ``predict`` over ``(B, T, F)`` equals the cell stepped over time from a zero state (each step's ``h``);
   ``model.stream().step(x_t)`` is one cell call, and ``stream.state`` / ``initial_state`` take the cell's
   state as ``(1, B, H)`` arrays (``(h, c)`` for an LSTMCell).
+* Step modules: a custom ``forward(x_t, state=None)`` (traced with ``torch.fx``) that calls one cell
+  *once* on a time step ``x_t`` (B, F), with an optional Embedding / Linear / activations before it and
+  Linear / activations on its ``h`` after it (``h, c = self.cell(x, state)``; ``self.fc(h)``).  The
+  model is that call repeated over time, threading the state: ``predict(x)`` takes ``(B, T, F)``
+  (``(B, T)`` ids) and returns each step's output; ``stream().step(x_t)`` is one ``forward`` call.
+  The ``state`` argument (a tensor, a tuple, or ``state[0], state[1]``: used only as the cell's state)
+  becomes ``predict``'s ``initial_state`` / ``stream.state`` (``(1, B, H)`` arrays, ``(h, c)`` for an
+  LSTMCell), zero when not given.  A forward that loops over time in Python around a cell is refused
+  (tracing cannot follow a loop over ``x.size(1)``; a constant loop is unrolled into several calls):
+  fastrnn runs that loop itself.  Returning the state too (``return self.fc(h), (h, c)``) needs
+  several outputs, not supported here: return the output and read the state from
+  ``predict(return_state=True)`` / ``stream.state``.
 * ``nn.Linear`` -> :class:`~fastrnn.spec.DenseSpec`; an activation module directly after it (no-op
   modules in between are ignored) is folded into the Dense activation.
 * ``nn.Embedding`` -> :class:`~fastrnn.spec.EmbeddingSpec` (``padding_idx`` only affects training;
@@ -668,10 +680,17 @@ def _arg_desc(a) -> str:
     return repr(a)
 
 
+_CELL_LOOP_HINT = (
+    "fastrnn runs the loop over time itself: convert the cell (fastrnn.from_torch(module.cell)) or a step module "
+    "whose forward(x_t, state=None) calls the cell once; predict(x) over (batch, time, features) then equals the "
+    "loop, and stream().step(x_t) is one call")
+
+
 class _V:
     """Abstract value of an fx node.  kind: input, seq (B, T, F), vec (B, F), rnn (the (out, h_n) tuple),
     hn (h_n), hc ((h_n, c_n) tuple), cn, hsel (h_n[i] -> a direction of the last layer), zeros (an initial
-    state built with torch.zeros), meta (sizes, devices, dtypes), bad (already reported)."""
+    state built with torch.zeros), meta (sizes, devices, dtypes), cellhc (an LSTMCell's (h, c)), state (a
+    forward() input used only as a cell's state), bad (already reported)."""
 
     def __init__(self, kind, rnn=None, dirs=(), data=False, src=None, piece=None):
         self.kind, self.rnn, self.dirs, self.data, self.src = kind, rnn, dirs, data, src
@@ -710,15 +729,34 @@ def _spec_from_fx(module, torch):
         graph = fx.GraphModule(tracer.root if hasattr(tracer, "root") else module,
                                tracer.trace(module, concrete_args=concrete or None)).graph
     except Exception as e:  # noqa: BLE001 - any tracing failure means "not a static chain"
+        cells = [p for p, m in module.named_modules() if isinstance(m, nn.RNNCellBase)]
         raise UnsupportedLayerError(
             f"cannot convert custom module {cls}: torch.fx could not trace its forward() "
             f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); fastrnn converts custom forwards "
             "that are a static chain of embedding / RNN / LSTM / GRU / out[:, -1] / h_n[-1] / linear / activations"
+            + (f" (if forward() loops over time in Python around the cell '{cells[0]}': {_CELL_LOOP_HINT})"
+               if cells else "")
         ) from None
     graph.eliminate_dead_code()
     mods = dict(module.named_modules())
     nodes = list(graph.nodes)
     placeholders = [n for n in nodes if n.op == "placeholder"]
+    cell_types = (nn.LSTMCell, nn.GRUCell, nn.RNNCell)
+    cell_calls: dict = {}  # cell module path -> number of calls (a step module calls its cell once)
+    for n in nodes:
+        if n.op == "call_module" and any(_is(mods.get(n.target), c) for c in cell_types):
+            cell_calls[n.target] = cell_calls.get(n.target, 0) + 1
+    step_module = bool(cell_calls)
+
+    def feeds_cell_state(n) -> bool:
+        """n (a forward() input, or an item of one) is only used as the state argument of cell calls."""
+        for u in n.users:
+            if u.op == "call_module" and u.target in cell_calls and u.args[:1] != (n,):
+                continue
+            if u.op == "call_function" and u.target is operator.getitem and u.args[0] is n and feeds_cell_state(u):
+                continue
+            return False
+        return bool(n.users)
     problems = []
     pieces = []
     vals = {}
@@ -761,6 +799,15 @@ def _spec_from_fx(module, torch):
         if isinstance(a, (tuple, list)):
             return all(meta_ok(x) for x in a)
         return True
+
+    def state_ok(a) -> bool:
+        """A cell's state argument: None, torch.zeros(...), or (items of) a forward() state input."""
+        if is_node(a):
+            v = vals.get(a)
+            return v is not None and v.kind in ("meta", "zeros", "state")
+        if isinstance(a, (tuple, list)):
+            return all(state_ok(x) for x in a)
+        return a is None
 
     def piece_name(target):
         base = str(target)
@@ -883,6 +930,9 @@ def _spec_from_fx(module, torch):
                 if n is placeholders[0]:
                     vals[n] = _V("input", data=True)
                     head[0] = n
+                    rank[0] = 2 if step_module else None
+                elif step_module and feeds_cell_state(n):
+                    vals[n] = _V("state")  # the cell's state: predict's initial_state / the stream's state
                 elif n.users:
                     bad(n, "a second forward() input is used; only a single input tensor is supported "
                            "(initial states go to Model.predict(initial_state=...))")
@@ -892,7 +942,11 @@ def _spec_from_fx(module, torch):
             if n.op == "output":
                 out = n.args[0]
                 v = vals.get(out) if is_node(out) else None
-                if v is not None and out is head[0] and v.kind in ("seq", "vec", "hsel"):
+                if v is not None and v.kind == "cellhc":
+                    problems.append(f"forward() returns {out.name}, the (h, c) tuple of an LSTMCell: return h (or the "
+                                    "layers applied to it); fastrnn returns the cell state with predict(return_state="
+                                    "True) and keeps it in stream().state")
+                elif v is not None and out is head[0] and v.kind in ("seq", "vec", "hsel"):
                     emit_final(v)  # one tensor: the end of the chain (predict returns it as before)
                 elif v is None or v.kind != "bad":
                     outputs, structure = output_tuple(out)
@@ -905,6 +959,31 @@ def _spec_from_fx(module, torch):
                 where = f"{_node_desc(n)} [{_cls(m)}]"
                 src = n.args[0] if n.args else None
                 extra_ok = all(meta_ok(a) for a in n.args[1:]) and all(meta_ok(a) for a in n.kwargs.values())
+                cell = next((c for c in cell_types if _is(m, c)), None)
+                if cell is not None:
+                    if abs(cell_calls[n.target]) > 1:
+                        if cell_calls[n.target] > 0:  # reported once, at the first call
+                            bad(n, f"the cell is called {cell_calls[n.target]} times in forward() (a Python loop over "
+                                   f"time unrolled by tracing?). {_CELL_LOOP_HINT}")
+                            cell_calls[n.target] *= -1
+                        vals[n] = _V("bad")
+                        continue
+                    if not all(state_ok(a) for a in list(n.args[1:]) + list(n.kwargs.values())):
+                        bad(n, "the state of a cell must be None, torch.zeros(...) or a forward() input used only as "
+                               "the cell's state (it becomes Model.predict's initial_state and the stream's state)")
+                        continue
+                    if not take(n, src):
+                        continue
+                    mode = {nn.LSTMCell: "LSTM", nn.GRUCell: "GRU"}.get(cell) or \
+                        ("RNN_TANH" if m.nonlinearity == "tanh" else "RNN_RELU")
+                    pieces.append(cell_piece(_params(m), mode, piece_name(n.target), where))
+                    vals[n] = _V("cellhc" if cell is nn.LSTMCell else "vec", data=True)
+                    head[0] = n
+                    continue
+                if step_module and isinstance(m, nn.RNNBase):
+                    bad(n, "a step module (its forward() calls a cell on one time step) cannot also call a recurrent "
+                           "module")
+                    continue
                 if _supported_rnn(m, nn):
                     if not extra_ok:
                         bad(n, "the initial state of a recurrent module must be None or torch.zeros(...) "
@@ -935,7 +1014,7 @@ def _spec_from_fx(module, torch):
                             bad(n, "an Embedding must be the first operation")
                             continue
                         pieces.append(Piece("embedding", piece_name(n.target), _params(m), where=where))
-                        rank[0] = 3
+                        rank[0] = 2 if step_module else 3
                         vals[n] = _V("seq", data=True, piece=len(pieces) - 1)
                     else:
                         pieces.append(Piece("linear", piece_name(n.target), _params(m), where=where))
@@ -961,8 +1040,7 @@ def _spec_from_fx(module, torch):
                 if isinstance(m, nn.RNNBase):
                     hint = " (a subclass that overrides forward())"
                 elif isinstance(m, nn.RNNCellBase):
-                    hint = (" (a cell called inside a custom forward() is not converted: convert the cell itself, "
-                            "fastrnn.from_torch(cell), which steps it over time, or use nn.RNN / nn.LSTM / nn.GRU)")
+                    hint = " (a cell subclass that overrides forward())"
                 bad(n, f"module {_cls(m)} is not supported{hint}")
                 continue
             if n.op in ("call_function", "call_method"):
@@ -989,6 +1067,17 @@ def _spec_from_fx(module, torch):
                     vals[n] = _V("meta")
                     continue
                 # ---- tuple / state selections
+                if tgt is operator.getitem and sv is not None and sv.kind == "state":
+                    vals[n] = _V("state")
+                    continue
+                if tgt is operator.getitem and sv is not None and sv.kind == "cellhc":
+                    if n.args[1] != 0:
+                        bad(n, f"item {n.args[1]!r} of an LSTMCell's (h, c): the cell state c is not a model output "
+                               "fastrnn can select (it is predict(return_state=True)'s and the stream's state)")
+                    elif take(n, src):
+                        vals[n] = _V("vec", data=True)
+                        head[0] = n
+                    continue
                 # A state (h_n, (h_n, c_n), c_n) may also be taken aside as a model output (a tuple returned
                 # by forward()): it continues the chain only when it is taken from the chain's head.
                 if tgt is operator.getitem and sv is not None and sv.kind == "rnn":
@@ -1069,6 +1158,9 @@ def _spec_from_fx(module, torch):
                            "(both directions of the last layer's final state)")
                     continue
                 # ---- the step selection out[:, -1]
+                if tgt is operator.getitem and sv is not None and sv.kind == "seq" and step_module:
+                    bad(n, "indexing in a step module (its tensors are one time step, (batch, features))")
+                    continue
                 if tgt is operator.getitem and sv is not None and sv.kind == "seq":
                     idx = norm_index(n.args[1])
                     bf = batch_first[0] if batch_first[0] is not None else True

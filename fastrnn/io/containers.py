@@ -15,7 +15,7 @@ Every container becomes a dict of numpy arrays and goes through the one state di
 * a ``.npz`` file (``numpy.savez`` / ``savez_compressed``): members ``<name>.npy``; each member's ``.npy``
   header (shape, dtype, order) is read and checked first -- object arrays are refused (nothing is
   unpickled), the declared size must fit the budget and the member's declared uncompressed size, and a
-  compressed member may expand at most :data:`MAX_DEFLATE_RATIO` times (deflate's own limit); then
+  compressed member may expand at most :data:`~fastrnn.io.detect.MAX_DEFLATE_RATIO` times (deflate's own limit); then
   exactly that many bytes are read.
 * an in-memory dict (:func:`spec_from_state_dict`): numpy arrays, or torch tensors (read with
   ``.detach().cpu()``; torch is never imported here).
@@ -32,7 +32,7 @@ import numpy as np
 from ..errors import ArgumentTypeError, ConversionError, ModelFormatError, file_errors
 from ..quantize import from_bf16
 from .budget import LoadBudget
-from .detect import check_path
+from .detect import MAX_DEFLATE_RATIO, check_path
 from .native import read_safetensors_header
 from ..spec import ModelSpec
 from .torch_file import Architecture, reader_options, spec_from_tensors
@@ -48,7 +48,6 @@ _SAFETENSORS_DTYPES: dict[str, tuple[np.dtype[Any], int]] = {
     "U32": (np.dtype("<u4"), 4), "U16": (np.dtype("<u2"), 2), "U8": (np.dtype("u1"), 1),
     "BOOL": (np.dtype("?"), 1),
 }
-MAX_DEFLATE_RATIO = 1100  # deflate expands at most ~1032:1; more declared means a corrupt or hostile member
 MAX_MEMBERS = 10_000  # arrays in one .npz (an RNN state dict holds tens; each member costs ~0.2 ms to check)
 _MAX_NPY_HEADER = 1 << 16
 _KINDS = {"safetensors": "a plain safetensors file", "npz": "a numpy .npz archive"}
@@ -109,7 +108,7 @@ def read_safetensors(path: str, budget: LoadBudget) -> dict[str, np.ndarray]:
 
 def read_npz(path: str, budget: LoadBudget) -> dict[str, np.ndarray]:
     """``{name: numpy array}`` of a ``.npz`` file: ``.npy`` headers checked before any data is read."""
-    from .detect import check_zip_directory
+    from .detect import check_zip_directory, check_zip_members
 
     check_zip_directory(path, MAX_MEMBERS)
     try:
@@ -119,16 +118,12 @@ def read_npz(path: str, budget: LoadBudget) -> dict[str, np.ndarray]:
     with z:
         infos = z.infolist()
         budget.items(len(infos), "archive members", limit=MAX_MEMBERS)
+        check_zip_members(z, path, budget.file_size)
         out: dict[str, np.ndarray] = {}
         for info in infos:
             name = info.filename
             if not name.endswith(".npy"):
                 raise ModelFormatError(f"{path}: member {name[:80]!r} is not a .npy array (a .npz holds only those)")
-            if info.compress_type != zipfile.ZIP_STORED and info.file_size > MAX_DEFLATE_RATIO * max(
-                    info.compress_size, 1):
-                raise ModelFormatError(
-                    f"{path}: member {name[:80]!r} declares {info.file_size:,} bytes from {info.compress_size:,} "
-                    f"compressed (more than deflate's ~1032:1): a corrupt or hostile archive (a zip bomb)")
             budget.charge(min(info.file_size, _MAX_NPY_HEADER + 128), f"member {name[:80]!r} header")
             with z.open(info) as m:
                 dtype, shape, fortran, hlen = _npy_header(m, name, path)

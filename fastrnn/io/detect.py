@@ -26,7 +26,8 @@ from ..errors import (ArgumentTypeError, ModelFileNotFoundError, ModelFormatErro
                       UnsupportedOptionError, file_errors)
 from ..spec import ModelSpec
 
-__all__ = ["detect_format", "spec_from_file", "check_path", "check_zip_directory", "refuse_options"]
+__all__ = ["detect_format", "spec_from_file", "check_path", "check_zip_directory", "check_zip_members",
+           "read_zip_member", "MAX_DEFLATE_RATIO", "refuse_options"]
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 ZIP_SIGNATURES = (b"PK\x03\x04", b"PK\x05\x06")
@@ -91,6 +92,48 @@ def check_zip_directory(path: str, max_members: int = MAX_ZIP_MEMBERS) -> None:
             f"{path}: a zip archive whose central directory is {size:,} bytes (room for up to "
             f"{size // ZIP_ENTRY_BYTES:,} members); model files hold far fewer (at most {max_members:,} are read): "
             "a corrupt or hostile file")
+
+
+MAX_DEFLATE_RATIO = 1100  # deflate expands at most ~1032:1; more declared means a corrupt or hostile member
+
+
+def check_zip_members(zf: Any, where: str, file_size: int, names: Any = None) -> None:
+    """The one member-size policy of every zip reader (torch, npz, .keras), after
+    :func:`check_zip_directory` and before any member is read: each member's declared sizes against the
+    REAL file (``where``: the file, as messages name it).  Its compressed bytes lie inside the file; a stored member holds exactly its declared
+    size; a compressed one expands at most :data:`MAX_DEFLATE_RATIO` times (deflate's own bound: more is
+    a zip bomb or a lie).  ``names``: only these members (those the reader will read; default all).
+    :func:`read_zip_member` then charges what it reads to the load budget."""
+    import zipfile
+
+    for info in (zf.infolist() if names is None else [zf.getinfo(n) for n in names]):
+        name = repr(info.filename[:80])
+        if info.header_offset + info.compress_size > file_size:
+            raise ModelFormatError(f"{where}: member {name} claims {info.compress_size:,} bytes but the file has "
+                                   f"{file_size:,} (corrupt or hostile zip headers)")
+        if info.compress_type == zipfile.ZIP_STORED:
+            if info.file_size != info.compress_size:
+                raise ModelFormatError(f"{where}: stored member {name} claims {info.file_size:,} bytes but holds "
+                                       f"{info.compress_size:,} (corrupt zip headers)")
+        elif info.file_size > MAX_DEFLATE_RATIO * max(1, info.compress_size):
+            raise ModelFormatError(
+                f"{where}: member {name} declares {info.file_size:,} bytes from {info.compress_size:,} compressed "
+                "(more than deflate's ~1032:1): a corrupt or hostile archive (a zip bomb)")
+
+
+def read_zip_member(zf: Any, name: str, budget: Any, where: str, n: int | None = None) -> bytes:
+    """The first ``n`` bytes (default: all) of member ``name`` of an archive :func:`check_zip_members`
+    passed, charged to ``budget`` (a :class:`~fastrnn.io.budget.LoadBudget`) before the read; never
+    more than the member declares, and a member shorter than it declares is refused."""
+    info = zf.getinfo(name)
+    n = info.file_size if n is None else min(n, info.file_size)
+    budget.charge(n, f"zip member {name[:80]!r}")
+    with zf.open(info) as fh:
+        data: bytes = fh.read(n)
+    if len(data) != n:
+        raise ModelFormatError(f"{where}: member {name[:80]!r} holds {len(data):,} bytes, not the {n:,} it declares "
+                               "(truncated or corrupt archive)")
+    return data
 
 
 def _zip_format(path: str) -> str:

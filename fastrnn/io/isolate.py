@@ -14,7 +14,8 @@ ordinary reader (:func:`fastrnn.io.keras_file.spec_from_keras_file` with ``isola
 * Keras, TensorFlow and PyTorch cannot be imported in the child (an import hook refuses them).
 * The child sends the model back as the bytes of a ``.fastrnn`` file (:func:`fastrnn.io.native.dumps_spec`),
   read by the parent with every check of the native reader (:func:`fastrnn.io.native.loads_spec`):
-  nothing the child says is unpickled.  The request (path, ``architecture``) goes the other way as a
+  nothing the child says is unpickled.  The reader's :class:`~fastrnn.errors.ConversionWarning` messages
+  come back as text and are issued again in the parent.  The request (path, ``architecture``) goes the other way as a
   pickle, from the trusted parent.
 * A reader error in the child that is a :class:`~fastrnn.errors.FastRNNError` is raised in the parent
   with the same class and message; anything else (and a class the parent cannot build) becomes a
@@ -37,6 +38,7 @@ import pickle
 import signal
 import subprocess
 import sys
+import warnings
 from typing import TYPE_CHECKING, Any, NoReturn, Sequence
 
 from ..errors import ArgumentError, ArgumentTypeError, FastRNNError, ModelFormatError
@@ -158,6 +160,12 @@ def spec_isolated(path: str | os.PathLike[str], origin: str, architecture: Any =
                                "reader process was killed (a corrupted or hostile file?)")
     msg, payload = _parse_reply(out)
     if msg is not None and rc == 0:
+        from ..errors import ConversionWarning
+
+        texts = msg.get("warnings")
+        for text in texts if isinstance(texts, list) else []:  # the reader's warnings, issued here
+            if isinstance(text, str):
+                warnings.warn(text, ConversionWarning, stacklevel=4)
         if msg.get("ok"):
             return loads_spec(payload, os.fspath(path))
         _raise_child_error(msg, origin, lim)
@@ -261,14 +269,18 @@ def _child_main() -> None:
     raw = sys.stdin.buffer.read()
     sys.meta_path.insert(0, _BlockFrameworks())  # before anything else is imported, the request included
     payload = b""
+    caught: list[warnings.WarningMessage] = []
     try:
         req = pickle.loads(raw)  # from the parent process (trusted)
         _set_limits(req["memory"], req["cpu"])
         from .keras_file import spec_from_keras_file
         from .native import dumps_spec
 
-        spec = spec_from_keras_file(req["path"], architecture=req["architecture"],
-                                    keras_version=req["keras_version"], isolate=False)
+        with warnings.catch_warnings(record=True) as rec:
+            warnings.simplefilter("always")
+            caught = rec
+            spec = spec_from_keras_file(req["path"], architecture=req["architecture"],
+                                        keras_version=req["keras_version"], isolate=False)
         payload = dumps_spec(spec)
         msg: dict[str, Any] = {"ok": True}
     except MemoryError as e:
@@ -278,6 +290,9 @@ def _child_main() -> None:
     loaded = sorted(m for m in sys.modules if m.split(".")[0] in _FRAMEWORKS)
     if loaded:  # never expected: the hook refuses them
         payload, msg = b"", {"ok": False, "type": "RuntimeError", "message": f"frameworks were imported: {loaded}"}
+    from ..errors import ConversionWarning
+
+    msg["warnings"] = [str(w.message)[:4000] for w in caught[:20] if issubclass(w.category, ConversionWarning)]
     head = json.dumps(msg).encode("utf-8")
     reply.write(_PROTOCOL_MAGIC + len(head).to_bytes(8, "little") + head)
     reply.write(payload)

@@ -40,7 +40,7 @@ import numpy as np
 from ..errors import FastRNNError, ModelFormatError, UnsupportedLayerError
 from ..spec import DenseSpec, EmbeddingSpec, ModelSpec, RecurrentSpec
 from .budget import LoadBudget
-from .detect import check_zip_directory
+from .detect import check_zip_directory, check_zip_members, read_zip_member
 
 __all__ = ["spec_from_keras_file"]
 
@@ -412,25 +412,22 @@ def _arch_config(architecture):
     return architecture, None
 
 
-def _read_member(z, name, limit, budget):
-    """The bytes of archive member ``name``, at most ``limit`` of them, charged to ``budget``: read with
-    a bound, never trusting the size the archive declares (a lie either way)."""
-    limit = max(0, min(limit, budget.limit - budget.spent))
+def _read_member(z, name, limit, budget, where):
+    """The bytes of archive member ``name`` (sizes checked by ``check_zip_members``), refused when it
+    declares more than ``limit`` bytes, read and charged to ``budget`` by the one zip member reader."""
+    size = z.getinfo(name).file_size
+    if size > limit:
+        raise _Fail(f"{name} in the archive is larger than {limit:,} bytes: a corrupt or hostile archive")
     try:
-        with z.open(name) as fh:
-            data = fh.read(limit + 1)
+        return read_zip_member(z, name, budget, where)
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, RuntimeError, NotImplementedError) as e:
         # zlib.error: a broken deflate stream; RuntimeError: an encrypted member; NotImplementedError:
         # a compression method zipfile lacks
         raise _Fail(f"{name} in the archive cannot be read: the archive is damaged ({type(e).__name__}: "
                     f"{str(e)[:160]})") from None
-    if len(data) > limit:
-        raise _Fail(f"{name} in the archive is larger than {limit:,} bytes (what a {budget.file_size:,}-byte file "
-                    "may hold): a corrupt or hostile archive")
-    budget.charge(len(data), f"{name} in the archive")
-    return data
 
 
+_READ_MEMBERS = {"metadata.json", "config.json", "model.weights.h5"}
 _MAX_MEMBERS = 20_000  # a .keras file holds 3 members, plus its assets
 
 
@@ -445,9 +442,10 @@ def _load_keras_zip(p, architecture, keras_version, origin, budget):
         names = set(z.namelist())
         if "model.weights.h5" not in names:
             raise _Fail("the .keras archive has no model.weights.h5 (sharded or npz weights are not supported)")
+        check_zip_members(z, origin, budget.file_size, sorted(names & _READ_MEMBERS))  # assets are never read
         meta = {}
         if "metadata.json" in names:
-            raw = _read_member(z, "metadata.json", _MAX_JSON_BYTES, budget)
+            raw = _read_member(z, "metadata.json", _MAX_JSON_BYTES, budget, origin)
             try:
                 meta = _parse_json(raw, "metadata.json")
             except _BadText:  # garbage is ignored (nothing needs it), text Keras never writes is not
@@ -459,8 +457,8 @@ def _load_keras_zip(p, architecture, keras_version, origin, budget):
         if cfg is None and spec is None:
             if "config.json" not in names:
                 raise _Fail("the .keras archive has no config.json")
-            cfg = _parse_json(_read_member(z, "config.json", _MAX_JSON_BYTES, budget), "config.json")
-        data = _read_member(z, "model.weights.h5", budget.limit, budget)
+            cfg = _parse_json(_read_member(z, "config.json", _MAX_JSON_BYTES, budget, origin), "config.json")
+        data = _read_member(z, "model.weights.h5", budget.limit, budget, origin)
     version = keras_version or meta.get("keras_version") or "3"
     try:
         f = h5py.File(io.BytesIO(data), "r")

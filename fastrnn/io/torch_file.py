@@ -119,7 +119,7 @@ from ..errors import ArgumentTypeError, ConversionError, FastRNNError, ModelForm
 from ..quantize import from_bf16
 from ..spec import ACTIVATIONS, AXIS_ACTIVATIONS, ModelSpec
 from .budget import LoadBudget
-from .detect import check_path, refuse_options
+from .detect import check_path, check_zip_directory, check_zip_members, read_zip_member, refuse_options
 
 __all__ = ["spec_from_torch_file", "spec_from_tensors", "read_torch_file", "is_torch_file"]
 
@@ -577,35 +577,8 @@ def _storage_pid(pid, storages, path):
 
 
 # --------------------------------------------------------------------------- the two containers
-def _check_members(zf, path, file_size):
-    """Every member's sizes against the REAL file (never the sizes the archive declares): a stored member
-    holds exactly its bytes, and a compressed one expands at most 64 times (torch stores members)."""
-    for info in zf.infolist():
-        if info.header_offset + info.compress_size > file_size:
-            raise ModelFormatError(f"{path}: member {_short(info.filename)} claims {info.compress_size:,} bytes but "
-                                   f"the file has {file_size:,} (corrupt or hostile zip headers)")
-        if info.compress_type == zipfile.ZIP_STORED:
-            if info.file_size != info.compress_size:
-                raise ModelFormatError(f"{path}: stored member {_short(info.filename)} claims {info.file_size:,} "
-                                       f"bytes but holds {info.compress_size:,} (corrupt zip headers)")
-        elif info.file_size > 64 * max(1, info.compress_size):
-            raise ModelFormatError(f"{path}: member {_short(info.filename)} would expand {info.compress_size} bytes "
-                                   f"to {info.file_size}: refusing (not a torch.save file)")
-
-
-def _read_member(zf, name, budget, n=None):
-    """At most ``n`` bytes (default: all) of a member whose sizes :func:`_check_members` has checked."""
-    info = zf.getinfo(name)
-    n = info.file_size if n is None else min(n, info.file_size)
-    budget.charge(n, f"zip member {_short(name)}")
-    with zf.open(info) as fh:
-        return fh.read(n)
-
-
 def _read_zip(path, budget):
     try:
-        from .detect import check_zip_directory
-
         check_zip_directory(path)
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, RuntimeError) as e:
@@ -625,13 +598,13 @@ def _read_zip(path, budget):
             raise ModelFormatError(f"{path}: a TorchScript archive (torch.jit.save); fastrnn reads state dicts: "
                                    "torch.save(model.state_dict(), path)")
         try:
-            _check_members(zf, path, budget.file_size)
-            byteorder = _read_member(zf, prefix + "byteorder", budget, 16).decode("ascii", "replace").strip() \
+            check_zip_members(zf, path, budget.file_size)
+            byteorder = read_zip_member(zf, prefix + "byteorder", budget, path, 16).decode("ascii", "replace").strip() \
                 if prefix + "byteorder" in names else "little"
             if byteorder not in ("little", "big"):
                 raise ModelFormatError(f"{path}: unknown byteorder {_short(byteorder)}")
             storages = {}
-            obj = _load_pickle(_read_member(zf, pkls[0], budget), path,
+            obj = _load_pickle(read_zip_member(zf, pkls[0], budget, path), path,
                                lambda pid: _storage_pid(pid, storages, path))
             for key, st in storages.items():
                 name = f"{prefix}data/{key}"
@@ -642,9 +615,7 @@ def _read_zip(path, budget):
                 if info.file_size < need:
                     raise ModelFormatError(f"{path}: storage {_short(key)} has {info.file_size} bytes but "
                                            f"{st.numel} x {st.stype.itemsize} are declared (truncated file)")
-                st._set(data=_read_member(zf, name, budget, need))
-                if len(st.data) < need:
-                    raise ModelFormatError(f"{path}: storage {_short(key)} is truncated")
+                st._set(data=read_zip_member(zf, name, budget, path, need))
         except ModelFormatError:
             raise
         except (zipfile.BadZipFile, OSError, EOFError, KeyError, ValueError, zlib.error, NotImplementedError,

@@ -295,7 +295,10 @@ void gru_before_out(Act act, float* g, const float* h_prev, float* h_new, long H
 //   AVX-512 (32 zmm): 6 rows x 4 vectors = 24 accumulators (+ 6 broadcasts + 1 weight in flight):
 //                     covers 2 pipes x 4 cycles (Skylake-SP, Zen 4/5) three times over.
 //   AVX2 (16 ymm):    3 rows x 4 vectors = 12 accumulators (+ 3 broadcasts + 1 weight).
-//   NEON (32 q):      6 rows x 4 vectors = 24 accumulators.
+//   NEON (32 q):      6 rows x 4 vectors = 24 accumulators (+ 6 broadcasts + 1 weight): fits only
+//                     when the weights are loaded one at a time, so aarch64 builds this file with
+//                     -fno-schedule-insns (setup.py; GCC's pre-RA scheduler otherwise hoists all 4
+//                     weight loads and spills 2 accumulators per k: benchmarks/README.md).
 //   SSE2 (16 xmm, no FMA: a multiply and an add, one temporary more): 2 rows x 4 vectors.
 // A single row (batch 1) has no weight reuse: it takes several panels (unit blocks) at once so
 // that at least kChains1 accumulators are independent.  k is cut in blocks of kKBlock so that

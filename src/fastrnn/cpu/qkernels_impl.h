@@ -17,7 +17,12 @@
 // the integer sums; bf16 paths differ only in the order of the float additions (and the
 // AVX512_BF16 path, below, in a 2^-17 relative split of x):
 //   portable:    int32 loops / 16 float partial sums (vectorized by the compiler; SSE2, NEON).
-//                No NEON sdot / bf16 instructions yet: aarch64 runs this path.
+//                aarch64 runs it for bf16 (no BFDOT path yet), and for int8 on cores without dotprod.
+//   NEON dotprod (aarch64 Linux, ARMv8.2 sdot, chosen at run time from AT_HWCAP & HWCAP_ASIMDDP):
+//                int8: vdotq_s32(acc, x, w): s8 x s8 -> 4 int32 lanes, each the sum of 4 products
+//                (|x| <= 127, w in [-127, 127]: no saturation, nothing to offset), 16 products per
+//                instruction.  The rest of the aarch64 build is plain armv8-a (the function alone
+//                is compiled for +dotprod, a target attribute), so the baseline build runs everywhere.
 //   AVX2:        int8: vpmaddubsw(|x|, sign(w, x)) + vpmaddwd(., 1) + vpaddd.  |x|, |w| <= 127, so a
 //                pair |x0 w0 + x1 w1| <= 2*127*127 = 32258 never saturates int16 (this is the
 //                range reduction: activations are symmetric s8 in [-127, 127], weights exclude -128).
@@ -34,6 +39,14 @@
 // The VNNI / BF16 instructions are compiled with target attributes and chosen at run time from
 // cpuid (qpaths() names what runs; vdpbf16ps only with FASTRNN_BF16_DPBF16=1, see has_cpu); the
 // build never needs -march=native.
+
+#if defined(__aarch64__) && defined(__linux__)
+#include <arm_neon.h>
+#include <sys/auxv.h>
+#ifndef HWCAP_ASIMDDP
+#define HWCAP_ASIMDDP (1 << 20)
+#endif
+#endif
 
 namespace {
 using fastrnn::cpu::QGemm;
@@ -387,6 +400,47 @@ const char* qpaths() {
                                "; int8: " + (has_cpu(0) ? "avx512_vnni (vpdpbusd)" : "avx512bw (vpmaddubsw + vpmaddwd)");
   return s.c_str();
 }
+
+#elif defined(__aarch64__) && defined(__linux__)
+// int8, NEON dotprod: 16 products per sdot (one q register of x and of w), exact int32 sums.
+// Tiles: 4 x rows x 4 weight rows = 16 accumulators + 4 weight + 1 x registers of the 32 q;
+// 8 weight rows for a single x row (8 independent sdot chains: latency 2-3 x 2 pipes on N1 / V1).
+// (arm_neon.h declares vdotq_s32 for arch=armv8.2-a+dotprod, so the attribute names that arch: a
+// caller must have every feature of an always_inline callee.  A build for dotprod needs none.)
+#if defined(__ARM_FEATURE_DOTPROD)
+#define FASTRNN_DOTPROD
+#else
+#define FASTRNN_DOTPROD __attribute__((target("arch=armv8.2-a+dotprod")))
+#endif
+struct I8Dot {
+  using Acc = int32x4_t;
+  using Xv = int8x16_t;
+  using Wv = int8x16_t;
+  static constexpr long kEs = 1, kStep = 16;
+  static FI FASTRNN_DOTPROD Acc zero() { return vdupq_n_s32(0); }
+  static FI FASTRNN_DOTPROD Xv load_x(const QGemm& a, long b, long k) {
+    return vld1q_s8(static_cast<const std::int8_t*>(a.x) + b * a.ldx + k);
+  }
+  static FI FASTRNN_DOTPROD Wv load_w(const char* p) { return vld1q_s8(reinterpret_cast<const std::int8_t*>(p)); }
+  static FI FASTRNN_DOTPROD void mac(Acc& acc, Xv x, Wv w) { acc = vdotq_s32(acc, x, w); }
+  static FI FASTRNN_DOTPROD void store(const QGemm& a, long b, long n, Acc acc) { qstore_i8(a, b, n, vaddvq_s32(acc)); }
+};
+FASTRNN_QDRIVER(qrun_dot, FASTRNN_DOTPROD)
+FASTRNN_DOTPROD __attribute__((noinline)) void gemm_i8_dot(const QGemm& a) { qrun_dot<I8Dot, 4, 4, 8>(a); }
+bool has_dotprod() {
+#if defined(__ARM_FEATURE_DOTPROD)
+  return true;  // the whole build requires it (-march=armv8.2-a+dotprod or later)
+#else
+  static const bool v = (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
+  return v;
+#endif
+}
+void gemm_bf16(const QGemm& a) { gemm_bf16_portable(a); }
+void gemm_i8(const QGemm& a) {
+  if (has_dotprod()) return gemm_i8_dot(a);
+  gemm_i8_portable(a);
+}
+const char* qpaths() { return has_dotprod() ? "bf16: portable; int8: neon dotprod (sdot)" : "bf16: portable; int8: portable"; }
 
 #else
 void gemm_bf16(const QGemm& a) { gemm_bf16_portable(a); }
