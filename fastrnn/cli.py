@@ -39,7 +39,8 @@ INPUT formats:
          Feature models: ONE sequence, a row per time step and a column per feature; a batch
          axis of 1 is added, so the output has batch 1.
          Id models (first layer Embedding): a batch, one sequence of ids per row.
-The output is written with -o (.npy; .npz for a model with two outputs) or printed.
+The output is written with -o (.npy; .npz for a model with several outputs: one array per output
+name, e.g. logits / h / c) or printed.
 """
 
 
@@ -283,9 +284,7 @@ def _write_csv(path: str, arrays: Sequence[np.ndarray]) -> None:
     (batch, time) pair with those two indices first.  A header names the columns."""
     import numpy as np
 
-    if len(arrays) != 1:
-        raise _UsageError("the model has two outputs (Bidirectional merge_mode=None): use -o OUT.npz")
-    y = arrays[0]
+    y = arrays[0]  # (one output: _predict refuses .csv for several)
     feats = [f"y{i}" for i in range(y.shape[-1])]
     if y.ndim == 2:
         header, table = feats, y
@@ -313,6 +312,31 @@ def _lengths(values: Sequence[str] | None) -> list[int] | None:
     return out
 
 
+def _leaves(v: Any, group: type[tuple[Any, ...]] | type[list[Any]]) -> list[Any]:
+    """The leaves of ``v`` (nested ``group`` instances), in order."""
+    out: list[Any] = []
+    stack: list[Any] = [v]
+    while stack:
+        item: Any = stack.pop()
+        if isinstance(item, group):
+            stack.extend(item[::-1])
+        else:
+            out.append(item)
+    return out
+
+
+def _named_outputs(model: Model, y: Any) -> tuple[list[str], list[Any]]:
+    """predict's outputs as a flat list with their names: the model's output names (``spec.outputs``;
+    a nested torch tuple flattened in order), ``output_<i>`` for the two of a Bidirectional
+    ``merge_mode=None``, ``output`` for one."""
+    flat = _leaves(y, tuple)
+    spec = model.spec
+    if spec.outputs is not None:
+        st = spec.output_structure if spec.output_structure is not None else list(range(len(spec.outputs)))
+        return [spec.outputs[i].name for i in _leaves(st, list)], flat
+    return (["output"] if len(flat) == 1 else [f"output_{i}" for i in range(len(flat))]), flat
+
+
 def _predict(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -324,23 +348,24 @@ def _predict(args: argparse.Namespace) -> int:
     model = _load(args.model, args)
     x = _read_input(args.input, args.key, model.spec.takes_ids)
     y = model.predict(x, lengths=_lengths(args.lengths))
-    outs = list(y) if isinstance(y, tuple) else [y]
+    names, outs = _named_outputs(model, y)
     if args.output:
+        if len(outs) != 1 and not args.output.lower().endswith(".npz"):
+            raise _UsageError(f"the model has {len(outs)} outputs ({', '.join(names)}): use -o OUT.npz (one array "
+                              "per output)")
         if args.output.lower().endswith(".npz"):
-            arrays = {"output": y} if len(outs) == 1 else {f"output_{i}": a for i, a in enumerate(outs)}
+            arrays = {"output": y} if len(outs) == 1 and model.spec.outputs is None else dict(zip(names, outs))
             with open(args.output, "wb") as f:
                 np.savez(f, **arrays)
         elif args.output.lower().endswith(".csv"):
             _write_csv(args.output, outs)
         else:
-            if len(outs) != 1:
-                raise _UsageError("the model has two outputs (Bidirectional merge_mode=None): use -o OUT.npz")
             with open(args.output, "wb") as f:
-                np.save(f, y)
+                np.save(f, outs[0])
         print(f"wrote {args.output}: " + ", ".join(f"{a.shape} {a.dtype}" for a in outs), file=sys.stderr)
         return 0
-    for i, a in enumerate(outs):
-        label = "output" if len(outs) == 1 else f"output {i}"
+    for name, a in zip(names, outs):
+        label = "output" if len(outs) == 1 else f"output {name!r}"
         print(f"{label}: shape {a.shape} {a.dtype}", file=sys.stderr)
         print(np.array2string(a, separator=", ", threshold=10000))
         if a.size > 10000:

@@ -294,7 +294,11 @@ class Model:
         LSTM (h, c) with h (directions, batch, hidden) and c (directions, batch, units); GRU /
         SimpleRNN h (directions, batch, units).
         Returns float32 outputs; with return_state=True, (outputs, states) with states in the
-        initial_state format (always a list, one entry per recurrent layer).
+        initial_state format (always a list, one entry per recurrent layer).  A model with several
+        outputs (``spec.outputs``: a torch module returning ``(logits, h_n)``, a Keras model with
+        several outputs or ``return_state=True``, an ONNX graph with several outputs) returns a tuple
+        in the framework's order (nested like torch's ``(out, (h, c))``), its states in the
+        framework's layout.
         """
         xi = self._input(x)
         batch = xi.shape[0]
@@ -304,7 +308,41 @@ class Model:
             raise ShapeError(f"x: the time axis is empty (shape {xi.shape})")
         lens = self._lengths(lengths, batch, steps)
         states = self._states(initial_state, batch)
-        return self._core.predict(xi, lens, states, bool(return_state))
+        if self.spec.outputs is None:
+            return self._core.predict(xi, lens, states, bool(return_state))
+        ys, finals = self._core.predict(xi, lens, states, True)
+        out = self._assemble(ys, finals)
+        return (out, finals) if return_state else out
+
+    def _assemble(self, ys: tuple[np.ndarray, ...], finals: list[Any]) -> Any:
+        """The model's outputs (``spec.outputs``, nested as ``spec.output_structure``) from the core's
+        outputs ``ys`` (``spec.data_outputs`` order) and the per-recurrent-layer final states ``finals``
+        (predict's ``return_state`` format), in the framework's layout (see fastrnn.spec)."""
+        spec = self.spec
+        data = spec.data_outputs
+        rnn_index = {l.name: i for i, l in enumerate(self._rnns)}
+        flat: list[np.ndarray] = []
+        for o in spec.outputs or []:
+            if o.kind == "output":
+                flat.append(ys[data.index(o.layers[0])])
+                continue
+            part = 0 if o.kind == "h" else 1
+            arrs = []
+            for name in o.layers:
+                f = finals[rnn_index[name]]
+                arrs.append(f[part] if isinstance(f, tuple) else f)
+            if o.direction is not None:
+                a = arrs[0][o.direction:o.direction + 1] if o.keep_axis else arrs[0][o.direction]
+            else:
+                a = arrs[0] if len(arrs) == 1 else np.concatenate(arrs, axis=0)
+            flat.append(np.ascontiguousarray(a.transpose(1, 0, 2)) if o.batch_major else a)
+        if spec.output_structure is None:
+            return tuple(flat)
+
+        def nest(st: Any) -> Any:
+            return tuple(nest(v) for v in st) if isinstance(st, list) else flat[st]
+
+        return nest(spec.output_structure)
 
     __call__ = predict
 
@@ -441,7 +479,7 @@ def _generate(model: Model, stream: Any, p: np.ndarray, single: bool, steps: Sup
     # seeds: any int (taken modulo 2**64); top_k: at most the vocabulary (larger means all of it)
     seed = None if seed is None else int_arg(seed, "generate: seed", -(1 << 63), (1 << 64) - 1)
     top_k = None if top_k is None else int_arg(top_k, "generate: top_k", 1, 1 << 62)
-    last = model.spec.layers[-1]
+    last = model.spec.main_output
     act = getattr(last, "activation", "linear")
     kind = {"softmax": 1, "log_softmax": 2}.get(act, 0)
     if act not in ("linear", "softmax", "log_softmax"):
@@ -502,20 +540,43 @@ class Stream:
     split equals ``predict`` on the whole sequence.  ``reset()`` returns every row to the initial
     state (zeros, or a layer's default initial state), ``reset(rows)`` only those.  ``state`` gets/sets the state of every recurrent layer in the
     ``predict(initial_state=...)`` format (LSTM ``(h, c)``, else ``h``; ``(1, batch, units)``).
+
+    A model with several outputs (``spec.outputs``): the state outputs are the stream's ``state``;
+    ``step`` returns the step's value of the other (data) outputs: the bare array when there is one
+    (the main output: the logits of a ``(logits, h_n)`` char LM), else a tuple in the model's output
+    order; ``run`` returns what ``predict`` returns (every output, the state outputs being the
+    states after the chunk).
     """
 
     def __init__(self, model: Model, batch_size: SupportsIndex = 1) -> None:
         self.model = model
         self._s = model._core.stream(int_arg(batch_size, "stream batch_size", 1, MAX_STREAM_ROWS))
+        self.run: Callable[[npt.ArrayLike], Any] = self._s.run
+        self.step: Callable[..., Any] = self._s.step
+        if model.spec.outputs is not None:
+            self.run = self._run_outputs
+            if len(model.spec.data_outputs) > 1:
+                self.step = self._step_outputs
+                return
         # The hot calls go straight to compiled code (no Python frame in between): the thin
         # Cython entry point when it was built (measured faster than pybind11), else pybind11.
         try:
             from ._step import FastStep
 
-            self.step: Callable[..., np.ndarray] = FastStep(self._s)
+            self.step = FastStep(self._s)
         except ImportError:
-            self.step = self._s.step
-        self.run: Callable[[npt.ArrayLike], Any] = self._s.run
+            pass
+
+    def _step_outputs(self, x: npt.ArrayLike, out: None = None) -> tuple[np.ndarray, ...]:
+        if out is not None:
+            raise ArgumentError("step: out= is not supported for a model with several outputs (step returns a tuple)")
+        ys = self._s.step_all(x)
+        data = self.model.spec.data_outputs
+        return tuple(ys[data.index(o.layers[0])] for o in self.model.spec.outputs or [] if o.kind == "output")
+
+    def _run_outputs(self, x: npt.ArrayLike) -> Any:
+        ys = self._s.run(x)
+        return self.model._assemble(ys, list(self._s.get_state()))  # the states after the chunk
 
     @property
     def batch_size(self) -> int:

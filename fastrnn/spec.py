@@ -45,7 +45,35 @@ Directions: ``forward``; ``reverse`` = Keras ``go_backwards`` (steps are process
 last to the first and the output sequence stays in *processing* order); ``bidirectional`` =
 forward + a backward pass whose outputs are aligned to input time, merged by ``merge_mode``
 (``concat`` | ``sum`` | ``mul`` | ``ave`` | ``none``; ``none`` returns the two directions as
-separate outputs and must be the last layer).
+separate outputs and must be the last layer of a model without an ``outputs`` list).
+
+Several outputs (format 3).  By default a model is a chain: each layer reads the output of the
+layer before it in ``layers`` and ``predict`` returns the last layer's output.  Two optional fields
+of :class:`ModelSpec` describe more:
+
+* ``layer_inputs``: ``{layer name: earlier layer name}`` for a layer that reads the output of an
+  earlier layer other than the one just before it (a second head on a trunk: ``lstm -> dense_a``,
+  ``lstm -> dense_b`` is ``layers=[lstm, dense_a, dense_b]``, ``layer_inputs={"dense_b": "lstm"}``).
+  The core keeps the outputs (and masks) of the layers that are read this way; every layer still
+  runs once, in list order.
+* ``outputs``: a list of :class:`OutputSpec`, the model's outputs in the framework's order.  Each is
+  a layer's output (``kind="output"``: computed in C++, taps of inner layers included) or a final
+  state of recurrent layers (``kind="h"`` / ``"c"``: the core's per-layer final states, arranged in
+  the framework's layout in Python: torch / ONNX ``(layers * directions, B, units)``, ONNX
+  ``layout=1`` ``(B, layers * directions, units)``, Keras one direction ``(B, units)``).
+  ``output_structure`` optionally nests them (torch ``(out, (h, c))`` is ``[0, [1, 2]]``; ``0``
+  alone: the one output, bare, as a torch forward returning ``h_n`` alone).
+  ``Model.predict`` then returns a tuple (nested as given) in that order; ``outputs=None`` keeps the
+  single output (or the two of a final ``merge_mode="none"`` layer) exactly as before.
+  A stream's state is the recurrent layers' state, so state outputs are what ``Stream.state``
+  holds; ``Stream.step`` returns the step's value of the *data* outputs (``kind="output"``): the
+  bare array when there is one (the main output, e.g. the logits of a ``(logits, h_n)`` char LM,
+  which ``generate`` samples from), a tuple in ``outputs`` order when there are several;
+  ``generate`` always samples the first data output.
+
+A spec with ``layer_inputs`` or ``outputs`` needs model format ``GRAPH_FORMAT`` (3); every other
+spec is written in the lowest version that holds it (1, or 2 for bf16 / int8 weights), so older
+fastrnn versions keep reading those files and refuse a version 3 file with their "upgrade" message.
 
 Masks: a step is *masked* for a row when it lies past ``lengths[b]`` or when an Embedding
 (``mask_zero``) / Masking layer marks it.  A masked step never changes the state.  Its output
@@ -70,10 +98,14 @@ FORMAT_VERSION = 3  # the newest model description this fastrnn reads and writes
 # the lowest version that describes a spec: 1 (no "precision" keys) when every layer is float32, so
 # an older fastrnn still reads the .fastrnn files of float32 models.
 PRECISION_FORMAT = 2
-# Version 3 added the recurrent options (clip, input_forget, gate_activations; peephole and default
-# initial state tensors), written only by a spec that uses one (RecurrentSpec.has_options).
+# Version 3 (one release) added the recurrent options (clip, input_forget, gate_activations; peephole and
+# default initial state tensors), written only by a spec that uses one (RecurrentSpec.has_options), and
+# ModelSpec.layer_inputs / outputs / output_structure (several outputs, branches): a version 3 reader
+# reads both.
 OPTIONS_FORMAT = 3
 OPTION_FIELDS = ("clip", "input_forget", "gate_activations")
+GRAPH_FORMAT = 3
+OUTPUT_KINDS = ("output", "h", "c")
 
 LAYER_KINDS = ("embedding", "masking", "simple_rnn", "lstm", "gru", "dense", "activation", "last_step")
 RECURRENT_KINDS = ("simple_rnn", "lstm", "gru")
@@ -459,13 +491,97 @@ def _check_activation(name: str, kind: str, act: str, allow_axis: bool = False) 
 
 
 @dataclass
+class OutputSpec:
+    """One model output (see the module doc, "Several outputs").
+
+    ``name``: the framework's name for it (a Keras output layer, an ONNX graph output; ``output_<i>``
+    for torch), used by ``fastrnn predict`` to name the arrays it writes.  ``kind``: ``"output"``, the
+    output of ``layers[0]`` (as ``predict`` would return it were that layer last); ``"h"`` / ``"c"``
+    (LSTM only): the final states of ``layers`` (recurrent, equal state sizes), stacked as
+    ``(len(layers) * directions, B, units)`` in list order, forward before backward (the torch
+    ``h_n`` / ONNX ``Y_h`` layout); ``batch_major``: ``(B, len(layers) * directions, units)``
+    instead (ONNX ``layout=1``); ``direction``: one layer's one direction only, ``(B, units)``
+    (Keras ``return_state``: 0 forward, 1 backward); with ``keep_axis`` as ``(1, B, units)`` (``(B, 1,
+    units)`` when ``batch_major``: the ONNX ``Y_h`` of a reverse node that runs as a bidirectional layer
+    with a zero forward direction)."""
+
+    name: str
+    kind: str
+    layers: list[str]
+    direction: Optional[int] = None
+    batch_major: bool = False
+    keep_axis: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": self.kind, "layers": list(self.layers), "direction": self.direction,
+                "batch_major": self.batch_major, "keep_axis": self.keep_axis}
+
+    @classmethod
+    def from_json(cls, d: Any, i: int) -> "OutputSpec":
+        keys = {"name", "kind", "layers", "direction", "batch_major", "keep_axis"}
+        if not isinstance(d, dict) or set(d) - keys:
+            raise ModelFormatError(f"output {i}: must be an object with keys {', '.join(sorted(keys))}")
+        layers = d.get("layers")
+        if not isinstance(layers, list):
+            raise ModelFormatError(f"output {i}: 'layers' must be a list of layer names")
+        if not isinstance(d.get("name"), str) or not isinstance(d.get("kind"), str):
+            raise ModelFormatError(f"output {i}: 'name' and 'kind' must be strings")
+        return cls(name=d["name"], kind=d["kind"], layers=list(layers), direction=d.get("direction"),
+                   batch_major=d.get("batch_major", False), keep_axis=d.get("keep_axis", False))
+
+
+def _check_structure(st: Any, n: int) -> None:
+    """``st``: nested lists of the output indices 0..n-1, each exactly once (or the bare index 0: the
+    model returns its one output as an array, not a 1-tuple)."""
+    seen: list[int] = []
+    stack = [st]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, list):
+            if len(seen) + len(stack) > n:
+                break
+            stack.extend(v)
+        elif isinstance(v, int) and not isinstance(v, bool):
+            seen.append(v)
+        else:
+            raise ModelFormatError(f"output_structure: holds {v!r:.40}; expected nested lists of output indices")
+    if sorted(seen) != list(range(n)) or (not isinstance(st, list) and n != 1):
+        raise ModelFormatError(f"output_structure must be nested lists holding each output index 0..{n - 1} once "
+                               f"(or the index 0 of a model that returns its one output bare), got {st!r:.80}")
+
+
+@dataclass
 class ModelSpec:
-    """A chain of layers.  ``input_features`` is None for id input (first layer Embedding)."""
+    """Layers run in list order, each reading the previous layer's output (or the one ``layer_inputs``
+    names); ``outputs`` lists the model's outputs (None: the last layer's).  ``input_features`` is
+    None for id input (first layer Embedding).  See the module doc, "Several outputs"."""
 
     layers: list[LayerSpec]
     input_features: Optional[int] = None
     source: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
+    layer_inputs: dict[str, str] = field(default_factory=dict)
+    outputs: Optional[list[OutputSpec]] = None
+    output_structure: Any = None  # nested lists of output indices, or 0 (see _check_structure)
+
+    @property
+    def data_outputs(self) -> list[str]:
+        """The layers whose outputs the core returns, in order (each once): the ``"output"`` entries of
+        ``outputs`` (empty when ``outputs`` is None)."""
+        seen: list[str] = []
+        for o in self.outputs or []:
+            if o.kind == "output" and o.layers[0] not in seen:
+                seen.append(o.layers[0])
+        return seen
+
+    @property
+    def main_output(self) -> LayerSpec:
+        """The layer of the main output: the first data output (what ``Stream.step`` returns first and
+        ``generate`` samples from), else the last layer."""
+        names = self.data_outputs
+        if names:
+            return next(l for l in self.layers if l.name == names[0])
+        return self.layers[-1]
 
     @property
     def takes_ids(self) -> bool:
@@ -485,10 +601,13 @@ class ModelSpec:
     @property
     def format_version(self) -> int:
         """The lowest model description version that holds this spec: 1 when every layer is float32
-        (readable by every fastrnn), ``PRECISION_FORMAT`` for reduced weights, ``OPTIONS_FORMAT`` when a
-        recurrent layer has options (:attr:`RecurrentSpec.has_options`)."""
+        (readable by every fastrnn), ``PRECISION_FORMAT`` for bf16 / int8 weights, 3 (``OPTIONS_FORMAT`` =
+        ``GRAPH_FORMAT``) when a recurrent layer has options (:attr:`RecurrentSpec.has_options`) or the
+        spec has ``layer_inputs`` / ``outputs``."""
         if any(l.has_options for l in self.recurrent_layers):
             return OPTIONS_FORMAT
+        if self.layer_inputs or self.outputs is not None:
+            return GRAPH_FORMAT
         return 1 if all(l.precision == "f32" for l in self.recurrent_layers) else PRECISION_FORMAT
 
     def validate(self) -> "ModelSpec":
@@ -502,22 +621,86 @@ class ModelSpec:
         if not self.takes_ids and (not isinstance(feats, int) or feats < 1):
             raise ModelFormatError(f"model input_features must be a positive int, got {feats!r}")
         seq = True
+        reads = self.layer_inputs
+        if not isinstance(reads, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in reads.items()):
+            raise ModelFormatError("layer_inputs must map layer names to layer names")
+        produced: dict[str, tuple[int | None, bool]] = {}  # layer name -> (features, seq) of its output
         for i, layer in enumerate(self.layers):
             _check_text(layer.name, f"layer {i} ({getattr(layer, 'kind', '?')}): name")
             if layer.name in names:
                 raise ModelFormatError(f"duplicate layer name '{layer.name}'")
             names.add(layer.name)
+            src = reads.get(layer.name)
+            if src is not None:
+                if src not in produced or isinstance(layer, EmbeddingSpec):
+                    raise ModelFormatError(f"layer_inputs: layer '{layer.name}' reads '{src:.80}', which is not an "
+                                           "earlier layer")
+                feats, seq = produced[src]
             if isinstance(layer, (RecurrentSpec, LastStepSpec, MaskingSpec)) and not seq:
                 raise ModelFormatError(f"layer '{layer.name}' ({layer.kind}) needs a sequence input, but the previous layer returns one step")
             if isinstance(layer, RecurrentSpec) and layer.direction == "bidirectional" and layer.merge_mode == "none" \
-                    and i != len(self.layers) - 1:
-                raise ModelFormatError(f"layer '{layer.name}': merge_mode 'none' must be the last layer")
+                    and (i != len(self.layers) - 1 or reads or self.outputs is not None):
+                raise ModelFormatError(f"layer '{layer.name}': merge_mode 'none' must be the last layer (of a model "
+                                       "without layer_inputs / outputs)")
             feats, s = layer.validate(feats)
             if s is not None:
                 seq = s
+            produced[layer.name] = (feats, seq)
+        unknown = sorted(set(reads) - names)
+        if unknown:
+            raise ModelFormatError(f"layer_inputs names unknown layer(s): {', '.join(unknown[:5]):.200}")
+        self._validate_outputs()
         _check_text(self.source or "", "model source")
         _check_metadata(self.metadata)
         return self
+
+    def _validate_outputs(self) -> None:
+        if self.outputs is None:
+            if self.output_structure is not None:
+                raise ModelFormatError("output_structure given without outputs")
+            return
+        if not isinstance(self.outputs, list) or not self.outputs or \
+                not all(isinstance(o, OutputSpec) for o in self.outputs):
+            raise ModelFormatError("outputs must be a non-empty list of OutputSpec (or None)")
+        by_name = {l.name: l for l in self.layers}
+        seen: set[str] = set()
+        for i, o in enumerate(self.outputs):
+            _check_text(o.name, f"output {i}: name")
+            where = f"output {i} ('{o.name}')"
+            if o.name in seen:
+                raise ModelFormatError(f"{where}: duplicate output name")
+            seen.add(o.name)
+            if o.kind not in OUTPUT_KINDS:
+                raise ModelFormatError(f"{where}: kind {o.kind!r:.40} not in {OUTPUT_KINDS}")
+            if not isinstance(o.layers, list) or not o.layers or not all(isinstance(n, str) for n in o.layers):
+                raise ModelFormatError(f"{where}: 'layers' must be a non-empty list of layer names")
+            missing = [n for n in o.layers if n not in by_name]
+            if missing:
+                raise ModelFormatError(f"{where}: unknown layer '{missing[0]:.80}'")
+            d = o.direction
+            if d is not None and (not isinstance(d, int) or isinstance(d, bool)):
+                raise ModelFormatError(f"{where}: direction must be an int or None, got {d!r:.40}")
+            if not isinstance(o.batch_major, bool) or not isinstance(o.keep_axis, bool):
+                raise ModelFormatError(f"{where}: batch_major and keep_axis must be true or false")
+            if o.keep_axis and d is None:
+                raise ModelFormatError(f"{where}: keep_axis needs a direction")
+            if o.kind == "output":
+                if len(o.layers) != 1 or d is not None or o.batch_major:
+                    raise ModelFormatError(f"{where}: an 'output' names exactly one layer (no direction / batch_major)")
+                continue
+            rnns = [by_name[n] for n in o.layers]
+            if not all(isinstance(l, RecurrentSpec) for l in rnns):
+                raise ModelFormatError(f"{where}: the state '{o.kind}' of a layer that is not recurrent")
+            rs = [l for l in rnns if isinstance(l, RecurrentSpec)]
+            if o.kind == "c" and any(l.kind != "lstm" for l in rs):
+                raise ModelFormatError(f"{where}: a cell state 'c' of a layer that is not an LSTM")
+            if len({l.units if o.kind == "c" else l.hidden_out for l in rs}) != 1:
+                raise ModelFormatError(f"{where}: states of different sizes cannot be stacked")
+            if d is not None and (len(rs) != 1 or not 0 <= d < rs[0].num_directions or (o.batch_major and not o.keep_axis)):
+                raise ModelFormatError(f"{where}: direction {d} needs one layer that has that direction "
+                                       "(and batch_major only with keep_axis)")
+        if self.output_structure is not None:
+            _check_structure(self.output_structure, len(self.outputs))
 
     # ---- the (header, tensors) pair: the payload of a .fastrnn file and the input of _core.Model
     def to_core(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -555,6 +738,10 @@ class ModelSpec:
             layers.append(d)
         header = {"format": version, "input_features": self.input_features, "takes_ids": self.takes_ids,
                   "source": self.source, "metadata": dict(self.metadata), "layers": layers}
+        if version >= GRAPH_FORMAT:
+            header["layer_inputs"] = dict(self.layer_inputs)
+            header["outputs"] = None if self.outputs is None else [o.to_json() for o in self.outputs]
+            header["output_structure"] = self.output_structure
         return header, tensors
 
     @classmethod
@@ -622,5 +809,16 @@ class ModelSpec:
                     raise UnsupportedLayerError(f"layer {i}: unknown layer kind {kind!r}")
             except TypeError as e:
                 raise ModelFormatError(f"layer {i} ({kind}): {e}") from None
+        graph = [k for k in ("layer_inputs", "outputs", "output_structure") if header.get(k) is not None]
+        if graph and ver < GRAPH_FORMAT:
+            raise ModelFormatError(f"'{graph[0]}' needs model format {GRAPH_FORMAT}, the header says {ver}")
+        reads = header.get("layer_inputs") or {}
+        if not isinstance(reads, dict):
+            raise ModelFormatError("'layer_inputs' must map layer names to layer names")
+        outs = header.get("outputs")
+        if outs is not None and not isinstance(outs, list):
+            raise ModelFormatError("'outputs' must be a list of output objects or null")
+        outputs = None if outs is None else [OutputSpec.from_json(d, i) for i, d in enumerate(outs)]
         return cls(layers=layers, input_features=header.get("input_features"), source=header.get("source", ""),
-                   metadata=dict(header.get("metadata") or {})).validate()
+                   metadata=dict(header.get("metadata") or {}), layer_inputs=dict(reads), outputs=outputs,
+                   output_structure=header.get("output_structure")).validate()

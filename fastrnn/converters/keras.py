@@ -12,10 +12,14 @@ the variables of each layer (``layer.weights``: the arrays, in the order, that a
 stores).  What it adds is only what a configuration cannot carry: the refusal of subclassed and
 unbuilt models, the backend name and the layers' compute dtypes in ``spec.metadata``.
 
-The model is a linear chain: one sequence input, one output (or the two outputs of a final
-``Bidirectional(merge_mode=None)``); extra ``keras.Input`` tensors are allowed as
-``initial_state`` of recurrent layers; ``x[:, -1]`` is the one ``keras.ops`` operation; nested
-``Sequential`` / functional models are flattened.
+The model is a chain from one sequence input, or a tree of chains sharing a trunk: a functional
+model may have several outputs (``ModelSpec.outputs``, in the model's output order): layer
+outputs, inner layers' outputs, heads on one trunk (``ModelSpec.layer_inputs``) and the states of
+``return_state=True`` layers (LSTM ``[out, h, c]``, GRU / SimpleRNN ``[out, h]``, Bidirectional
+``[out, h_fwd, c_fwd, h_bwd, c_bwd]``, each ``(B, units)``); ``predict`` then returns a tuple.  A
+single output stays a bare array (or the two outputs of a final ``Bidirectional(merge_mode=None)``).
+Extra ``keras.Input`` tensors are allowed as ``initial_state`` of recurrent layers; ``x[:, -1]``
+is the one ``keras.ops`` operation; nested ``Sequential`` / functional models are flattened.
 
 Everything Keras-specific is fixed here:
 
@@ -61,7 +65,7 @@ import numpy as np
 from . import unique_name
 from ..errors import ConversionError, ConversionWarning, ModelFormatError, UnsupportedLayerError
 from ..spec import (GATES, ActivationSpec, DenseSpec, DirectionWeights, EmbeddingSpec, LastStepSpec, MaskingSpec,
-                    ModelSpec, RecurrentSpec)
+                    ModelSpec, OutputSpec, RecurrentSpec)
 
 __all__ = ["spec_from_keras", "spec_from_keras_config"]
 
@@ -347,6 +351,7 @@ class _Ctx:
         self.origin = origin
         self.problems: list[str] = []
         self.stateful_layers: list = []
+        self.outputs: list = []  # several outputs: (call key, tensor index, name), see _functional_steps
 
     def problem(self, layer, msg):
         where = f"layer '{layer.name}' ({layer.class_name})" if layer is not None else "model"
@@ -536,6 +541,8 @@ class _Step:
         self.init = init
         self.op_args = op_args
         self.marker = marker
+        self.call = None  # the last step of a functional call: its (layer name, node index)
+        self.branch = None  # the first step of a further output's chain: the call whose output it reads
 
 
 def _model_parts(model_config, where):
@@ -589,7 +596,7 @@ def _model_steps(ctx, cls, cfg, entries, names=(), keys=()):
 
     if sequential:
         return [s for e in entries for s in steps_of(e)], cfg.get("build_input_shape"), {}
-    return _functional_steps(ctx, cfg, entries, steps_of)
+    return _functional_steps(ctx, cfg, entries, steps_of, top=not names)
 
 
 def _node_inputs(layer, node_index):
@@ -684,84 +691,125 @@ def _is_mask_of(by_name, mh, src, value):
     return False
 
 
-def _functional_steps(ctx, cfg, entries, steps_of):
-    """Walk a functional config from its output back to its sequence input (see :func:`_model_steps`)."""
+def _functional_steps(ctx, cfg, entries, steps_of, top=True):
+    """Walk a functional config from each output back to its sequence input (see :func:`_model_steps`).
+
+    Several outputs (``top`` model only): each output's chain is walked; the chains form a tree rooted
+    at the sequence input (every call has one main input), laid out trunk first, each further chain
+    from where it leaves the ones before (its first step's ``branch``: the call it reads).  The outputs
+    (``(call key, tensor index, name)``; tensor index > 0: a returned state) go to ``ctx.outputs``."""
     by_name = {}
     for e in entries:
         by_name.setdefault(e.name, e)
     outs = _io_list(cfg.get("output_layers"))
     ins = _io_list(cfg.get("input_layers"))
     in_index = {tuple(h): i for i, h in enumerate(ins)}
-    if len(outs) != 1:
-        ok = (len(outs) == 2 and outs[0][0] == outs[1][0] and outs[0][1] == outs[1][1]
-              and (outs[0][2], outs[1][2]) == (0, 1) and outs[0][0] in by_name
-              and by_name[outs[0][0]].class_name == "Bidirectional"
-              and by_name[outs[0][0]].config.get("merge_mode", "concat") is None)
-        if not ok:
-            ctx.problem(None, f"the model has {len(outs)} outputs: only a chain with one output (or the two outputs of "
-                              "a final Bidirectional(merge_mode=None)) is supported")
+    merge_none = (len(outs) == 2 and outs[0][0] == outs[1][0] and outs[0][1] == outs[1][1]
+                  and (outs[0][2], outs[1][2]) == (0, 1) and outs[0][0] in by_name
+                  and by_name[outs[0][0]].class_name == "Bidirectional"
+                  and by_name[outs[0][0]].config.get("merge_mode", "concat") is None)
+    multi = len(outs) != 1 and not merge_none
+    if multi and not top:
+        ctx.problem(None, f"a nested model with {len(outs)} outputs is not supported")
+        return [], None, {}
+    states: dict = {}
+    seq = None
+    layer = None
+
+    def walk(h, out_ok):
+        """The calls from the sequence input to the tensor ``h``: [(key, layer, node index, gets_mask, init
+        indices, args, main, mask history)]."""
+        nonlocal seq, layer
+        calls = []
+        seen = 0
+        while True:
+            seen += 1
+            if seen > len(entries) + 1:
+                raise ModelFormatError("the layer graph has a cycle")
+            lname, node_index, tensor_index = h
+            layer = by_name.get(lname)
+            if layer is None:
+                raise ModelFormatError(f"the config refers to an unknown layer {lname!r}")
+            if layer.class_name == "InputLayer":
+                seq = in_index.get(tuple(h))
+                if seq is None:
+                    ctx.problem(layer, "the chain starts at an Input that is not a model input")
+                break
+            if tensor_index != 0 and not out_ok:
+                ctx.problem(layer, f"the model uses its output #{tensor_index} (a returned state?) as the input of "
+                                   "another layer: only the main output of each layer can feed the chain")
+            out_ok = False
+            main, init, extra, kwargs, args = _node_inputs(layer, node_index)
+            if main is None:
+                ctx.problem(layer, "takes its input in a structure: the model is not a linear chain (merges and "
+                                   "multiple inputs are not supported)")
+                return None
+            mask = kwargs.get("mask")
+            # a Keras 3 node records the mask its call received; Keras 2 nodes do not
+            gets_mask = True if mask is not None else (False if isinstance(layer.entry["inbound_nodes"][node_index], dict)
+                                                       else None)
+            idx = None
+            if init is not None:
+                idx = []
+                for st in init:
+                    i = in_index.get(st) if st is not None else None
+                    if st is None:
+                        ctx.problem(layer, "initial_state must be model Inputs (got a constant)")
+                    elif i is None:
+                        ctx.problem(layer, "initial_state computed inside the model is not supported (pass it as a "
+                                           "keras.Input of the model)")
+                    else:
+                        idx.append(i)
+                        states[i] = ins[i][0]
+            if extra and layer.class_name in _RECURRENT_CLASSES and init is None:
+                ctx.problem(layer, "initial_state tensors in a Keras 2 model config are not supported (convert the "
+                                   "model with Keras 3)")
+            elif extra:
+                ctx.problem(layer, f"takes {1 + len(extra)} tensors: the model is not a linear chain (merges and "
+                                   "multiple inputs are not supported)")
+            calls.insert(0, ((lname, node_index), layer, node_index, gets_mask, idx, args, main, _history(mask)))
+            h = main
+        src = None  # (input, compared value) of the active mask source (Embedding mask_zero / Masking)
+        for _, layer_, _, _, _, _, main, mh in calls:
+            if mh is not None and src is not None and not _is_mask_of(by_name, mh, *src):
+                ctx.problem(layer_, "an explicit mask= argument is not supported")
+            if layer_.class_name == "Embedding" and layer_.config.get("mask_zero"):
+                src = (main, 0)
+            elif layer_.class_name == "Masking":
+                src = (main, layer_.config.get("mask_value", 0.0))
+        return calls
+
+    steps: list = []
+    placed: list = []  # call keys in step order
+    outputs = []
+    for k, out in enumerate(outs if multi else outs[:1]):
+        calls = walk(out, multi or merge_none)
+        if calls is None:
             return [], None, {}
-    steps, states = [], {}
-    calls = []  # (layer, main input history, mask history), output first
-    h = outs[0]
-    first = True
-    seen = 0
-    while True:
-        seen += 1
-        if seen > len(entries) + 1:
-            raise ModelFormatError("the layer graph has a cycle")
-        lname, node_index, tensor_index = h
-        layer = by_name.get(lname)
-        if layer is None:
-            raise ModelFormatError(f"the config refers to an unknown layer {lname!r}")
-        if layer.class_name == "InputLayer":
-            seq = in_index.get(tuple(h))
-            if seq is None:
-                ctx.problem(layer, "the chain starts at an Input that is not a model input")
-            break
-        if tensor_index != 0 and not (first and len(outs) == 2):
-            ctx.problem(layer, f"the model uses its output #{tensor_index} (a returned state?): only the main output "
-                               "of each layer can feed the chain")
-        first = False
-        main, init, extra, kwargs, args = _node_inputs(layer, node_index)
-        if main is None:
-            ctx.problem(layer, "takes its input in a structure: the model is not a linear chain (merges and multiple "
-                               "inputs are not supported)")
-            return [], None, {}
-        mask = kwargs.get("mask")
-        calls.append((layer, main, _history(mask)))
-        # a Keras 3 node records the mask its call received; Keras 2 nodes do not
-        gets_mask = True if mask is not None else (False if isinstance(layer.entry["inbound_nodes"][node_index], dict)
-                                                   else None)
-        idx = None
-        if init is not None:
-            idx = []
-            for s in init:
-                i = in_index.get(s) if s is not None else None
-                if s is None:
-                    ctx.problem(layer, "initial_state must be model Inputs (got a constant)")
-                elif i is None:
-                    ctx.problem(layer, "initial_state computed inside the model is not supported (pass it as a "
-                                       "keras.Input of the model)")
-                else:
-                    idx.append(i)
-                    states[i] = ins[i][0]
-        if extra and layer.class_name in _RECURRENT_CLASSES and init is None:
-            ctx.problem(layer, "initial_state tensors in a Keras 2 model config are not supported (convert the model "
-                               "with Keras 3)")
-        elif extra:
-            ctx.problem(layer, f"takes {1 + len(extra)} tensors: the model is not a linear chain (merges and multiple "
-                               "inputs are not supported)")
-        steps[0:0] = steps_of(layer, gets_mask, idx, args if layer.is_op else None)
-        h = main
-    src = None  # (input, compared value) of the active mask source (Embedding mask_zero / Masking)
-    for layer_, main, mh in reversed(calls):
-        if mh is not None and src is not None and not _is_mask_of(by_name, mh, *src):
-            ctx.problem(layer_, "an explicit mask= argument is not supported")
-        if layer_.class_name == "Embedding" and layer_.config.get("mask_zero"):
-            src = (main, 0)
-        elif layer_.class_name == "Masking":
-            src = (main, layer_.config.get("mask_value", 0.0))
+        prev = None
+        for key, layer_, node_index, gets_mask, idx, args, _, _ in calls:
+            if key in placed:
+                prev = key
+                continue
+            new = steps_of(layer_, gets_mask, idx, args if layer_.is_op else None)
+            if not new:
+                continue
+            if placed and prev != placed[-1]:
+                if prev is None:
+                    ctx.problem(layer_, "starts a second branch at the model input: only heads that share the "
+                                        "first layer are supported")
+                new[0].branch = prev
+            new[-1].call = key
+            steps.extend(new)
+            placed.append(key)
+            prev = key
+        if multi:
+            if not calls:
+                ctx.problem(None, f"output #{k} is a model input")
+            else:
+                outputs.append((calls[-1][0], out[2], out[0] if out[2] == 0 else f"{out[0]}:{out[2]}"))
+    if top:
+        ctx.outputs = outputs
     for i, x in enumerate(ins):
         if i != seq and i not in states:
             ctx.problem(None, f"model input #{i} ('{x[0]}') is neither the sequence input nor an initial_state: "
@@ -805,8 +853,12 @@ def spec_from_keras_config(model_config, weights, *, keras_version=None, origin=
         raise UnsupportedLayerError(f"{where}: model class {cls!r} is not supported (only Sequential and functional "
                                     "models can be converted: subclassed models store no architecture)")
     steps, in_shape, state_inputs = _model_steps(ctx, cls, cfg, entries)
-    layers, rec_steps, in_shape = _convert_steps(ctx, steps, weights, in_shape)
+    layer_inputs: dict = {}
+    at_call: dict = {}
+    layers, rec_steps, in_shape = _convert_steps(ctx, steps, weights, in_shape, layer_inputs, at_call)
+    outputs = _outputs(ctx, layers, at_call) if ctx.outputs else None
 
+    ctx.problems = list(dict.fromkeys(ctx.problems))  # several outputs walk a shared trunk once per output
     if ctx.problems:
         lines = "\n".join(f"  - {p}" for p in ctx.problems)
         n = len(ctx.problems)
@@ -837,11 +889,49 @@ def spec_from_keras_config(model_config, weights, *, keras_version=None, origin=
     if ctx.stateful_layers:
         batch = in_shape[0] if isinstance(in_shape, (list, tuple)) and in_shape else None
         meta["layer_metadata"] = _stateful_metadata(ctx.stateful_layers, batch)
-    spec = ModelSpec(layers=layers, input_features=input_features, source="keras", metadata=meta)
+    spec = ModelSpec(layers=layers, input_features=input_features, source="keras", metadata=meta,
+                     layer_inputs=layer_inputs, outputs=outputs)
     try:
         return spec.validate()
     except ModelFormatError as e:
         raise ModelFormatError(f"{where}: {e}") from None
+
+
+# Keras return_state: the tensors a recurrent layer returns after its output, as (state, direction).
+_STATE_TENSORS = {"LSTM": (("h", 0), ("c", 0)), "GRU": (("h", 0),), "SimpleRNN": (("h", 0),)}
+
+
+def _outputs(ctx, layers, at_call):
+    """The :class:`OutputSpec` list of a model with several outputs (``ctx.outputs``), None on a problem:
+    a layer's output, or a state it returns (``return_state=True``: LSTM ``[out, h, c]``, GRU /
+    SimpleRNN ``[out, h]``, Bidirectional ``[out, h_fwd(, c_fwd), h_bwd(, c_bwd)]``, each ``(B, units)``)."""
+    by_name = {l.name: l for l in layers}
+    specs = []
+    used: set = set()
+    for key, t, name in ctx.outputs:
+        spec_name, step = at_call.get(key, (None, None))
+        layer = step.layer if step is not None else None
+        if spec_name is None:
+            ctx.problem(layer, "a model output that no converted layer computes")
+            return None
+        name = unique_name(name, used)
+        if t == 0:
+            specs.append(OutputSpec(name, "output", [spec_name]))
+            continue
+        cls = layer.class_name
+        inner = layer.config.get("layer") if cls == "Bidirectional" else layer.entry
+        inner_cls = inner.get("class_name") if isinstance(inner, dict) else None
+        per_dir = _STATE_TENSORS.get(inner_cls) if cls in ("Bidirectional", "LSTM", "GRU", "SimpleRNN") else None
+        rnn = by_name.get(spec_name)
+        ndir = 2 if cls == "Bidirectional" else 1
+        if per_dir is None or not isinstance(rnn, RecurrentSpec) or not 1 <= t <= ndir * len(per_dir) or \
+                (cls == "Bidirectional" and layer.config.get("merge_mode", "concat") is None):
+            ctx.problem(layer, f"output #{t} of this layer is not a state fastrnn returns (return_state of LSTM / GRU / "
+                               "SimpleRNN / Bidirectional with a merge mode)")
+            return None
+        part, _ = per_dir[(t - 1) % len(per_dir)]
+        specs.append(OutputSpec(name, part, [spec_name], direction=(t - 1) // len(per_dir)))
+    return specs
 
 
 def _guess_family(model_config, entries) -> str:
@@ -925,10 +1015,15 @@ def _decode_key(v):
     return v
 
 
-def _convert_steps(ctx, steps, weights, in_shape):
-    """Map the steps to spec layers: ``(layers, [(recurrent step, spec name)], input batch shape)``."""
+def _convert_steps(ctx, steps, weights, in_shape, layer_inputs=None, at_call=None):
+    """Map the steps to spec layers: ``(layers, [(recurrent step, spec name)], input batch shape)``.
+
+    Several outputs: ``layer_inputs`` receives ``{spec layer: spec layer it reads}`` for the first layer
+    of each branch, ``at_call`` ``{call key: (spec layer whose output the call's output is, step)}``."""
     out = []
     rec = []
+    snap = {}  # call key -> (spec layer name of its output, mask_active, keras_mask, rank)
+    current = None  # the spec layer whose output the chain holds now
     used = set()
     mask_active = False  # the mask as fastrnn sees it (every mask source until a sequence is reduced)
     keras_mask = False  # the mask as Keras sees it (also dropped at the end of a nested model)
@@ -942,18 +1037,19 @@ def _convert_steps(ctx, steps, weights, in_shape):
         got = weights(step.names, step.keys, step.layer)
         return list(got) if got is not None else []
 
-    for step in steps:
+    def _convert_step(step):
+        nonlocal mask_active, keras_mask, rank, first_real, in_shape
         layer = step.layer
         cls = layer.class_name
         if step.marker == "nested_end":
             keras_mask = False
-            continue
+            return
         receives = keras_mask if step.gets_mask is None else step.gets_mask
         if receives and not mask_active:
             ctx.problem(layer, "Keras gives this layer a mask whose source fastrnn does not know")
         if step.marker == "nested_start":
             first_real = False
-            continue
+            return
         if layer.is_op:
             args = step.op_args or []
             if cls == "GetItem" and len(args) >= 2 and _last_step_key(_decode_key(args[1])) and rank == 3:
@@ -962,13 +1058,13 @@ def _convert_steps(ctx, steps, weights, in_shape):
                 rank = 2
             else:
                 ctx.problem(layer, "unsupported keras.ops operation in the chain (only x[:, -1] is supported)")
-            continue
+            return
         if layer.builtin("InputLayer"):
             shp = layer.config.get("batch_shape", layer.config.get("batch_input_shape"))
             if isinstance(shp, list):
                 in_shape = shp
                 rank = len(shp)
-            continue
+            return
         if first_real:
             shp = layer.config.get("batch_input_shape", layer.config.get("batch_shape"))
             if in_shape is None and isinstance(shp, list):
@@ -976,22 +1072,22 @@ def _convert_steps(ctx, steps, weights, in_shape):
         if cls == "Lambda":
             ctx.problem(layer, "Lambda layers are not supported (their code is never loaded)")
             first_real = False
-            continue
+            return
         if not layer.builtin(cls):
             ctx.problem(layer, f"custom layer class {cls!r} (module {layer.module!r}) is not supported")
             first_real = False
-            continue
+            return
         if _quantized(layer):
             ctx.problem(layer, "quantized layers are not supported")
-            continue
+            return
         if cls in _NOOP_LAYERS:
             first_real = False
-            continue
+            return
         if cls == "Flatten":
             if rank != 2:
                 ctx.problem(layer, "Flatten of a sequence is not supported (only the no-op Flatten of a (batch, "
                                    "features) tensor)")
-            continue
+            return
         if cls == "Embedding":
             if not first_real:
                 ctx.problem(layer, "Embedding must be the first layer")
@@ -1009,7 +1105,7 @@ def _convert_steps(ctx, steps, weights, in_shape):
             mask_active = keras_mask = mask_active or mask_zero
             rank = 3
             first_real = False
-            continue
+            return
         first_real = False
         if cls == "Masking":
             if mask_active:
@@ -1020,7 +1116,7 @@ def _convert_steps(ctx, steps, weights, in_shape):
                 raise ModelFormatError(f"layer '{layer.name}' (Masking): mask_value {mv!r} is not a number")
             out.append(MaskingSpec(name=uname(layer.name), mask_value=float(mv)))
             mask_active = keras_mask = True
-            continue
+            return
         if cls in _RECURRENT_CLASSES:
             name = uname(layer.name)
             if cls == "Bidirectional":
@@ -1050,7 +1146,7 @@ def _convert_steps(ctx, steps, weights, in_shape):
             if not rs:
                 mask_active = keras_mask = False
                 rank = 2
-            continue
+            return
         if cls in ("Dense", "TimeDistributed"):
             inner = layer
             if cls == "TimeDistributed":
@@ -1062,28 +1158,28 @@ def _convert_steps(ctx, steps, weights, in_shape):
                     a = ctx.activation(layer, inner.config.get("activation"))
                     if a is not None:
                         out.append(ActivationSpec(name=uname(layer.name), activation=a))
-                    continue
+                    return
                 if inner.class_name in _NOOP_LAYERS and inner.builtin(inner.class_name):
-                    continue
+                    return
                 if not inner.builtin("Dense"):
                     ctx.problem(layer, f"TimeDistributed({inner.class_name}) is not supported (only Dense, Activation, "
                                        "dropout/noise)")
-                    continue
+                    return
                 if _quantized(inner):
                     ctx.problem(layer, "quantized layers are not supported")
-                    continue
+                    return
             act = ctx.activation(layer, inner.config.get("activation"))
             units = _cfg_int(inner, "units")
             w, b = _dense_from_arrays(f"layer '{layer.name}' ({cls})", arrays_of(step),
                                       bool(inner.config.get("use_bias", True)), units)
             if act is not None:
                 out.append(DenseSpec(name=uname(layer.name), weight=w, bias=b, activation=act))
-            continue
+            return
         if cls == "Activation":
             a = ctx.activation(layer, layer.config.get("activation"))
             if a is not None:
                 out.append(ActivationSpec(name=uname(layer.name), activation=a))
-            continue
+            return
         if cls == "ReLU":
             mv, ns, th = (layer.config.get(k) for k in ("max_value", "negative_slope", "threshold"))
             if (ns in (None, 0, 0.0)) and (th in (None, 0, 0.0)) and mv in (None, 6, 6.0):
@@ -1091,7 +1187,7 @@ def _convert_steps(ctx, steps, weights, in_shape):
             else:
                 ctx.problem(layer, f"ReLU(max_value={mv}, negative_slope={ns}, threshold={th}) is not supported "
                                    "(only ReLU() and ReLU(6))")
-            continue
+            return
         if cls == "LeakyReLU":
             slope = layer.config.get("negative_slope", layer.config.get("alpha", 0.3))
             if isinstance(slope, (int, float)) and abs(float(slope) - _LEAKY_RELU_SLOPE) < 1e-12:
@@ -1099,14 +1195,14 @@ def _convert_steps(ctx, steps, weights, in_shape):
             else:
                 ctx.problem(layer, f"negative_slope={slope} is not supported (fastrnn's leaky_relu has slope "
                                    f"{_LEAKY_RELU_SLOPE})")
-            continue
+            return
         if cls == "ELU":
             alpha = layer.config.get("alpha", 1.0)
             if alpha in (1, 1.0):
                 out.append(ActivationSpec(name=uname(layer.name), activation="elu"))
             else:
                 ctx.problem(layer, f"alpha={alpha} is not supported (only alpha=1)")
-            continue
+            return
         if cls == "Softmax":
             axis = layer.config.get("axis", -1)
             last = axis == -1 or axis == [-1] or axis == rank - 1
@@ -1117,6 +1213,21 @@ def _convert_steps(ctx, steps, weights, in_shape):
                                    "softmax)")
             else:
                 out.append(ActivationSpec(name=uname(layer.name), activation="softmax"))
-            continue
+            return
         ctx.problem(layer, f"unsupported layer class {cls}")
+
+    for step in steps:
+        if step.branch is not None:
+            current, mask_active, keras_mask, rank = snap[step.branch]
+        before = len(out)
+        _convert_step(step)
+        if len(out) > before:
+            if current is not None and (before == 0 or out[before - 1].name != current) and layer_inputs is not None:
+                layer_inputs[out[before].name] = current
+            current = out[-1].name
+        if step.call is not None:
+            snap[step.call] = (current, mask_active, keras_mask, rank)
+            if at_call is not None:
+                at_call[step.call] = (current, step)
     return out, rec, in_shape
+

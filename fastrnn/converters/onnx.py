@@ -8,7 +8,7 @@ of fastrnn layers plus the labels of its axes: batch ``B``, time ``T``, features
 ``D``, size-one ``1``), or the final states ``Y_h`` of recurrent nodes.  Ops transform these values
 (Transpose permutes labels, Reshape merges/splits them, Gemm appends a dense layer...), so the
 converter follows what a graph *computes*, not the node pattern of one exporter.  Only the nodes the
-chosen graph output depends on are evaluated.
+chosen graph outputs depend on are evaluated.
 
 Supported (everything else: one :class:`~fastrnn.errors.UnsupportedLayerError` listing every
 unsupported node by name, op type and reason):
@@ -33,12 +33,21 @@ unsupported node by name, op type and reason):
   valid step, the reverse direction starts there); constant ``initial_h`` / ``initial_c`` (an
   initializer, ``ConstantOfShape`` / ``Expand`` of a value; the same row for every batch row): the
   layer's default initial state (``DirectionWeights.h0`` / ``c0``; ``predict(initial_state=...)``
-  replaces it); outputs ``Y`` (the sequence) and ``Y_h`` (the final state, any direction(s) of the last
+  replaces it); ``initial_h`` / ``initial_c`` that are graph inputs (``(directions, batch, hidden)``;
+  layout 1 batch first): recorded in ``metadata["onnx"]["state_inputs"]``, they are
+  ``predict(initial_state=...)`` / ``Stream.state`` (:func:`initial_state_from_onnx` converts the
+  graph's feeds); outputs ``Y`` (the sequence), ``Y_h`` (the final state, any direction(s) of the last
   recurrent layer; h_n[-1] of a bidirectional node = the backward direction when a Gemm / MatMul
-  follows).  A ``reverse`` node whose ``Y`` is used runs as a bidirectional layer with a zero forward
-  direction (exact, twice the work; that direction uses the default functions, so its outputs are 0
-  whatever the node's); when only its ``Y_h`` is used it runs as one reverse direction.  ``clip``,
-  ``input_forget``, peepholes and ``gate_activations`` run on the core's general recurrent path.
+  follows) and ``Y_c``.  A ``reverse`` node whose ``Y`` is used runs as a bidirectional layer with a
+  zero forward direction (exact, twice the work; that direction uses the default functions, so its
+  outputs are 0 whatever the node's); when only its ``Y_h`` is used it runs as one reverse direction.
+  ``clip``, ``input_forget``, peepholes and ``gate_activations`` run on the core's general recurrent path.
+* Several graph outputs (all of them unless ``output="name"`` picks one): ``predict`` returns a tuple
+  in the graph's order (``ModelSpec.outputs``, named as the graph names them).  Data outputs lie on one
+  chain of layers (the longest one's; the others are taps of it); final states ``Y_h`` / ``Y_c`` of its
+  recurrent nodes, stacked ``(S, B, F)`` (layout 1 ``(B, S, F)``; the ``Concat`` of several nodes' as
+  torch's ``h_n`` of a stacked module) or one direction ``(B, F)``, come back in the graph's layout;
+  ``metadata["onnx"]["outputs"]`` lists each output's axes for :func:`output_to_onnx`.
 * ``Gather`` (an embedding from an initializer indexed by the integer model input; index -1 on the
   time axis = last step; one entry of stacked final states), ``Gemm``, ``MatMul`` (+ ``Add`` of the
   bias), ``Transpose``, ``Squeeze``, ``Unsqueeze``, ``Reshape``, ``Flatten``, ``Slice``, ``Concat``,
@@ -60,10 +69,10 @@ leaves as a TensorFlow while loop (Keras 3 GRU, SimpleRNN, ``reset_after=False``
 model itself, or export a GRU from tf_keras); so is a ``Bidirectional`` ``merge_mode`` other than
 ``"concat"``.
 
-Refused with a reason (need core work planned for a later version): initial states or peepholes
-computed from the graph's inputs, a constant initial state whose batch rows differ, graph inputs
-carrying states, the LSTM cell state ``Y_c`` as an output, several graph outputs (``output="name"`` picks one), external
-data outside the model's directory.
+Refused with a reason: initial states or peepholes computed from the graph's inputs, a constant
+initial state whose batch rows differ, ``Y_c`` as the only output or as the input of a layer, several
+outputs on branches of the graph (heads off one trunk), the final states of a reverse node whose ``Y``
+is used stacked with other nodes' states, external data outside the model's directory.
 
 Layouts: :meth:`fastrnn.Model.predict` is batch-first.  ``spec.metadata["onnx"]`` records the model
 input's axes (``"TBF"`` for a time-major input: transpose it to ``(B, T, F)``), the output's axes
@@ -96,7 +105,7 @@ from ..quantize import from_bf16
 from ..spec import GATE_FUNCTIONS, MAX_LAYERS, DirectionWeights, ModelSpec
 from .torch import Piece, RNNDesc, build_spec
 
-__all__ = ["spec_from_onnx", "spec_from_onnx_file", "input_to_fastrnn", "output_to_onnx"]
+__all__ = ["spec_from_onnx", "spec_from_onnx_file", "input_to_fastrnn", "output_to_onnx", "initial_state_from_onnx"]
 
 MAX_NODES = 100_000  # real RNN graphs have hundreds
 MAX_NODE_BYTES = 64 << 10  # one node's protobuf bytes (real nodes: under 1 KiB; a Constant's tensor may be larger)
@@ -248,6 +257,7 @@ class _Final:
     axes: tuple
     feat: int
     src: str
+    part: str = "h"  # "h": Y_h; "c": the LSTM cell state Y_c (a model output only)
 
 
 @dataclass(eq=False)
@@ -275,6 +285,8 @@ class _Rnn:
     peephole: Optional[list] = None
     h0: Optional[list] = None
     c0: Optional[list] = None
+    state_inputs: tuple = ()  # ((graph input, "h" | "c"), ...): initial_h / initial_c fed by graph inputs
+    layout: int = 0
 
 
 # --------------------------------------------------------------------------- protobuf pre-scan
@@ -619,14 +631,10 @@ class _Converter:
             if self.output not in outs:
                 raise UnsupportedLayerError(f"{self.origin}: output={self.output!r} is not a graph output "
                                             f"(outputs: {', '.join(map(repr, outs[:20]))})")
-            out = self.output
-        elif len(outs) > 1:
-            raise UnsupportedLayerError(
-                f"{self.origin}: the ONNX graph has {len(outs)} outputs ({', '.join(map(repr, outs[:20]))}); a fastrnn "
-                "model has one output (several outputs and state outputs need core work planned for a later "
-                f"version): pass output={outs[0]!r} (or another name) to load one of them")
+            wanted = [self.output]
         else:
-            out = outs[0]
+            wanted = list(dict.fromkeys(outs))
+        out = wanted[0]
         producer = {}
         for k, n in enumerate(g.node):
             self.budget.items(len(n.input) + len(n.output) + len(n.attribute),
@@ -635,7 +643,7 @@ class _Converter:
                 if o:
                     producer[o] = k
         live = [False] * len(g.node)
-        stack = [out]
+        stack = list(wanted)
         seen = set()
         while stack:
             name = stack.pop()
@@ -702,23 +710,28 @@ class _Converter:
             for o, v in zip(n.output, res):
                 if o:
                     vals[o] = v
-        if out not in vals and out in inits:
-            vals[out] = self.initializer(inits[out])
-        result = vals.get(out)
-        if not self.problems:
-            if result is None:
-                raise ModelFormatError(f"{self.origin}: graph output {out!r} is not computed by any node")
-            if isinstance(result, _Unusable):
-                self.problem(f"graph output {out!r}", result.reason)
-            elif not isinstance(result, (_Data, _Final)) or (isinstance(result, _Data) and not result.chain):
-                self.problem(f"graph output {out!r}", "does not depend on the model input through any layer "
-                                                      "fastrnn runs (a constant or the input itself)")
+        results = []
+        for out in wanted:
+            if out not in vals and out in inits:
+                vals[out] = self.initializer(inits[out])
+            result = vals.get(out)
+            results.append((out, result))
+            if not self.problems:
+                if result is None:
+                    raise ModelFormatError(f"{self.origin}: graph output {out!r} is not computed by any node")
+                if isinstance(result, _Unusable):
+                    self.problem(f"graph output {out!r}", result.reason)
+                elif not isinstance(result, (_Data, _Final)) or (isinstance(result, _Data) and not result.chain):
+                    self.problem(f"graph output {out!r}", "does not depend on the model input through any layer "
+                                                          "fastrnn runs (a constant or the input itself)")
         if self.problems:
             self.raise_problems()
         try:
+            if len(results) > 1:
+                return self.finish_many(results)
             return self.finish(result, out)
         except _Refuse as e:
-            self.problem(f"graph output {out!r}", str(e))
+            self.problem(f"graph output {out!r}" if len(results) == 1 else "graph outputs", str(e))
             self.raise_problems()
 
     @staticmethod
@@ -820,6 +833,8 @@ class _Converter:
         raise _Refuse(f"{what} must be data computed from the model input")
 
     def final_to_data(self, v: _Final) -> _Data:
+        if v.part == "c":
+            raise _Refuse("uses the LSTM cell state Y_c as the input of a layer (Y_c can only be a graph output)")
         chain = v.entries[0][0]
         if any(c is not chain for c, _ in v.entries):
             raise _Refuse("combines final states of several recurrent nodes (only the last recurrent layer's final "
@@ -894,6 +909,7 @@ class _Converter:
                                 "predict(lengths=...)); a constant or computed sequence_lens is not supported")
         state_names = ["initial_h"] + (["initial_c"] if kind == "lstm" else [])
         states = {}  # name -> [per ONNX direction: [H] float32] of a constant non-zero initial state
+        state_inputs: list = []  # (graph input name, "h" | "c"): predict's initial_state of this layer
         for i, name in zip((5, 6), state_names):
             v = ins[i]
             if v is None:
@@ -913,9 +929,12 @@ class _Converter:
                     continue
                 states[name] = [arr[d, 0].copy() for d in range(nd)]
                 continue
-            if isinstance(v, _Data) and not v.chain:
-                problems.append(f"{name} is a graph input: graph inputs carrying states are not supported yet "
-                                "(planned core work)")
+            if isinstance(v, _Data) and not v.chain and not v.ids:
+                try:
+                    self.state_input(v, nd, H, layout, name)
+                    state_inputs.append((v.src, name[-1]))
+                except _Refuse as e:
+                    problems.append(str(e))
             else:
                 problems.append(f"{name} is computed from the graph's inputs: only constant initial states are "
                                 "supported")
@@ -964,19 +983,30 @@ class _Converter:
             int8 = [rows([a[d] for a in qW], weights[d][0]) + rows([a[d] for a in qR], weights[d][1])
                     for d in range(nd)]
         rnn = _Rnn(self.name, kind, direction, I, H, weights, act, ract, reset_after, lengths, where, int8,
-                   gate_acts=gate_acts, clip=clip, input_forget=input_forget, peephole=peephole,
-                   h0=states.get("initial_h"), c0=states.get("initial_c"))
+                   state_inputs=tuple(state_inputs), layout=layout, gate_acts=gate_acts, clip=clip,
+                   input_forget=input_forget, peephole=peephole, h0=states.get("initial_h"), c0=states.get("initial_c"))
         chain = X.chain + (rnn,)
         y_axes = ("T", "D" if nd == 2 else "1", "B", "F") if layout == 0 else ("B", "T", "D" if nd == 2 else "1", "F")
         s_axes = ("S", "B", "F") if layout == 0 else ("B", "S", "F")
         y = _Data(chain, y_axes, H, X.src)
         yh = _Final(tuple((chain, d) for d in range(nd)), s_axes, H, X.src)
-        yc = _Unusable("the LSTM cell state Y_c is not a model output fastrnn can express yet (use predict("
-                       "return_state=True) on the loaded model for the final states)")
+        yc = _Final(tuple((chain, d) for d in range(nd)), s_axes, H, X.src, "c")
         outs = [y, yh, yc][:len(n.output)]
         if problems:  # reported; the outputs still let the nodes after this one be analysed
             raise _Refuse("; ".join(problems), outs)
         return outs
+
+    def state_input(self, v, nd, H, layout, name):
+        """A float graph input ``v`` feeding ``initial_h`` / ``initial_c``: ``(directions, batch, H)``
+        (``layout=1``: ``(batch, directions, H)``); it becomes this layer's ``predict(initial_state=...)``
+        entry (see :func:`initial_state_from_onnx`) and the stream's state."""
+        if len(v.axes) != 3 or v.feat != H or self.lab(v.axes[-1]) != "F":
+            raise _Refuse(f"{name}: the graph input {v.src!r} must have shape (directions, batch, {H})"
+                          f"{' (layout 1: batch first)' if layout else ''}")
+        d_axis, b_axis = (v.axes[0], v.axes[1]) if layout == 0 else (v.axes[1], v.axes[0])
+        if self.known_size(d_axis) not in (None, nd):
+            raise _Refuse(f"{name}: the graph input {v.src!r} has {self.known_size(d_axis)} directions, the node {nd}")
+        self.bind_axes((b_axis,), ("B",), name)
 
     def check_state_shape(self, shape, nd, H, layout, name):
         want = (nd, "B", H) if layout == 0 else ("B", nd, H)
@@ -1239,7 +1269,7 @@ class _Converter:
                 raise _Malformed(f"index {k} out of range for {len(e)} final states")
             picked = (e[k],)
             axes = v.axes if keep else v.axes[:axis] + v.axes[axis + 1:]
-            return [_Final(picked, axes, v.feat, v.src)]
+            return [_Final(picked, axes, v.feat, v.src, v.part)]
         d = self.as_data(v)
         if lab == "T":
             if k != -1 and not (k >= 0 and self.known_size("T") == k + 1):
@@ -1309,7 +1339,7 @@ class _Converter:
             r = len(v.axes)
             ax = self.norm_axes(axes, r)
             if all(v.axes[i] == "S" for i in ax) and len(v.entries) == 1 or all(self.lab(v.axes[i]) == "1" for i in ax):
-                return [_Final(v.entries, tuple(l for i, l in enumerate(v.axes) if i not in ax), v.feat, v.src)]
+                return [_Final(v.entries, tuple(l for i, l in enumerate(v.axes) if i not in ax), v.feat, v.src, v.part)]
         d = v if isinstance(v, _DirPart) else self.as_data(v)
         r = len(d.axes)
         labels = [self.lab(l) for l in d.axes]
@@ -1582,7 +1612,7 @@ class _Converter:
         if isinstance(v, _Final):
             for ax, ks in sel.items():
                 if self.lab(v.axes[ax]) == "S" and ks != "last":
-                    v = _Final(tuple(v.entries[k] for k in ks), v.axes, v.feat, v.src)
+                    v = _Final(tuple(v.entries[k] for k in ks), v.axes, v.feat, v.src, v.part)
                 elif ks != list(range(shape[ax])):
                     raise _Refuse(f"slices part of the {self.lab(v.axes[ax])} axis of a final state")
             return v
@@ -1629,11 +1659,12 @@ class _Converter:
             r = len(ins[0].axes)
             axis = axis + r if axis < 0 else axis
             if any(len(v.axes) != r or [self.lab(x) for x in v.axes] != [self.lab(x) for x in ins[0].axes] or
-                   v.feat != ins[0].feat for v in ins) or not 0 <= axis < r:
+                   v.feat != ins[0].feat or v.part != ins[0].part for v in ins) or not 0 <= axis < r:
                 raise _Refuse("concatenates final states of different layouts")
             lab = self.lab(ins[0].axes[axis])
             if lab == "S" or (lab == "F" and "S" not in ins[0].axes):
-                return [_Final(tuple(e for v in ins for e in v.entries), ins[0].axes, ins[0].feat, ins[0].src)]
+                return [_Final(tuple(e for v in ins for e in v.entries), ins[0].axes, ins[0].feat, ins[0].src,
+                               ins[0].part)]
         if all(isinstance(v, _DirPart) for v in ins):
             r = len(ins[0].axes)
             axis = axis + r if axis < 0 else axis
@@ -1835,7 +1866,56 @@ class _Converter:
         return _Const(np.asarray(r))
 
     # ---- the end: the output value -> ModelSpec
-    def finish(self, result, out):
+    def finish_many(self, results):
+        """Several graph outputs: data outputs on one chain of layers (the longest is the model's chain,
+        the others taps of it) and final states (``Y_h`` / ``Y_c``: stacked ``(S, B, F)`` / layout 1
+        ``(B, S, F)``, or one direction ``(B, F)``) of its recurrent nodes, in the graph's order."""
+        data = [(o, v) for o, v in results if isinstance(v, _Data)]
+        if not data:  # only final states: the chain ends at the last recurrent node (its Y, not an output)
+            chain = max((c for _, v in results for c, _ in v.entries), key=len)
+            el, v0 = chain[-1], results[0][1]
+            d = "D" if el.direction == "bidirectional" else "1"
+            data = [("", _Data(chain, ("T", d, "B", "F") if el.layout == 0 else ("B", "T", d, "F"), el.units, v0.src))]
+        main_out, main = max(data, key=lambda ov: len(ov[1].chain))
+
+        def index_in_main(chain, what):
+            if len(chain) > len(main.chain) or any(a is not b for a, b in zip(chain, main.chain)):
+                raise _Refuse(f"{what} branches off the layers that compute {main_out!r}: several outputs of ONNX "
+                              "graphs must lie on one chain of layers (taps and final states of it)")
+            return len(chain) - 1
+
+        outputs, axes = [], []
+        for o, v in results:
+            what = f"graph output {o!r}"
+            if isinstance(v, _Data):
+                labels = [self.lab(l) for l in v.axes]
+                if "B" not in labels or "F" not in labels:
+                    raise _Refuse(f"{what} has axes ({', '.join(labels)}): it needs a batch and a feature axis")
+                outputs.append(("tap", index_in_main(v.chain, what)))
+                axes.append("".join(labels))
+                continue
+            labels = [self.lab(l) for l in v.axes]
+            idx = [index_in_main(c, what) for c, _ in v.entries]
+            if labels == ["B", "F"] and len(v.entries) == 1:
+                outputs.append((v.part, idx, v.entries[0][1], False))
+            elif labels in (["S", "B", "F"], ["B", "S", "F"]):
+                groups = list(dict.fromkeys(idx))
+                dirs = [main.chain[i] for i in groups]
+                want = [(i, d) for i, el in zip(groups, dirs) for d in range(2 if el.direction == "bidirectional" else 1)]
+                if [(i, d) for i, (_, d) in zip(idx, v.entries)] != want:
+                    raise _Refuse(f"{what}: final states stacked in an order other than layer by layer, forward "
+                                  "then backward")
+                outputs.append((v.part, groups, None, labels[0] == "B"))
+            else:
+                raise _Refuse(f"{what}: final states with axes ({', '.join(labels)}) (expected (S, B, F), "
+                              "(B, S, F) or one direction (B, F))")
+            axes.append("".join(labels))
+        return self.finish(main, main_out, outputs, [o for o, _ in results], axes)
+
+    def finish(self, result, out, outputs=None, names=None, out_axes=None):
+        if isinstance(result, _Final) and result.part == "c" and outputs is None:
+            raise _Refuse("the LSTM cell state Y_c is a model output only beside a data output (Y or a layer after "
+                          "it): load the graph's outputs together")
         d = self.as_data(result, f"graph output {out!r}")
         labels = [self.lab(l) for l in d.axes]
         src = d.src
@@ -1867,13 +1947,15 @@ class _Converter:
             "input": src, "input_axes": in_axes, "output": out, "output_axes": "".join(labels),
             "lengths_input": lengths, "opset": self.opset, "producer": self.model.producer_name,
             "producer_version": self.model.producer_version}}
-        return self.build(d.chain, None if ids else self.input_features(src), meta)
+        if outputs is not None:
+            meta["onnx"]["outputs"] = [{"name": n, "axes": a} for n, a in zip(names or [], out_axes or [])]
+        return self.build(d.chain, None if ids else self.input_features(src), meta, outputs, names)
 
     def input_features(self, src):
         vi = next(vi for vi in self.model.graph.input if vi.name == src)
         return int(vi.type.tensor_type.shape.dim[-1].dim_value)
 
-    def build(self, chain, input_features, meta):
+    def build(self, chain, input_features, meta, outputs=None, names=None):
         pieces, rnns = [], []
         for k, el in enumerate(chain):
             if isinstance(el, _Rnn):
@@ -1895,12 +1977,24 @@ class _Converter:
                 pieces.append(Piece("select", el.name, select="final", dirs=dirs, where=el.where))
             else:
                 pieces.append(el)
-        spec = build_spec(pieces, "onnx", meta, input_features=input_features)
+        spec = build_spec(pieces, "onnx", meta, input_features=input_features, outputs=outputs)
         for key in ("torch_recurrent", "torch_batch_first"):
             spec.metadata.pop(key, None)
         used = {l.name for l in spec.layers if not hasattr(l, "weights")}
+        renamed = {}
+        states = []
         for layer, (el, impl) in zip(spec.recurrent_layers, rnns):
-            layer.name = unique_name(el.name, used)
+            old = layer.name
+            layer.name = renamed[old] = unique_name(el.name, used)
+            for o in spec.outputs or [] if impl == "reverse_as_bidirectional" else []:
+                if o.kind == "output" or old not in o.layers:
+                    continue
+                if len(o.layers) != 1:  # (the zero forward direction is not the graph's)
+                    raise _Refuse(f"{el.where}: the final states of a reverse node whose Y is used (it runs as a "
+                                  "bidirectional layer) can be a graph output alone, not stacked with others")
+                o.keep_axis, o.direction = o.direction is None, 1  # the backward direction: the node's
+            states += [{"input": name, "layer": layer.name, "part": part, "layout": el.layout}
+                       for name, part in el.state_inputs]
             self.rnn_options(layer, el, impl)
             layer.reset_after = el.reset_after
             if impl == "reverse":
@@ -1918,6 +2012,11 @@ class _Converter:
                 layer.precision = "int8"
                 for w, (q_ih, s_ih, q_hh, s_hh) in zip(layer.weights, src):
                     w.w_ih, w.w_ih_scale, w.w_hh, w.w_hh_scale = q_ih, s_ih, q_hh, s_hh
+        for o, name in zip(spec.outputs or [], names or []):
+            o.name = name
+            o.layers = [renamed.get(n, n) for n in o.layers]
+        if states:
+            spec.metadata["onnx"]["state_inputs"] = states
         return spec.validate()
 
     @staticmethod
@@ -2149,11 +2248,49 @@ def input_to_fastrnn(model, x):
     return np.transpose(x, [axes.index(c) for c in want]) if list(axes) != want else x
 
 
-def output_to_onnx(model, y):
+def initial_state_from_onnx(model, feeds):
+    """``predict(initial_state=...)`` (and ``Stream.state``) from the ONNX feeds of the graph inputs that
+    carry states (``initial_h`` / ``initial_c`` fed by graph inputs: ``metadata["onnx"]["state_inputs"]``):
+    ``feeds`` maps input names to arrays in the graph's layout; a layer none of whose states is fed
+    gets None (zeros).  An LSTM fed only one of ``h`` / ``c`` gets zeros for the other."""
+    spec = getattr(model, "spec", model)
+    meta = _onnx_meta(model)
+    fed = {}
+    for st in meta.get("state_inputs") or []:
+        if st["input"] in feeds:
+            a = np.asarray(feeds[st["input"]], dtype=np.float32)
+            fed[(st["layer"], st["part"])] = a.transpose(1, 0, 2) if st["layout"] else a
+    out = []
+    for layer in spec.recurrent_layers:
+        h, c = fed.get((layer.name, "h")), fed.get((layer.name, "c"))
+        if layer.num_directions == 2:  # a reverse node run as a bidirectional layer: a zero forward direction
+            h, c = (a if a is None or a.shape[0] == 2 else np.concatenate([np.zeros_like(a), a]) for a in (h, c))
+        if h is None and c is None:
+            out.append(None)
+            continue
+        ref = h if h is not None else c
+        if layer.kind != "lstm":
+            out.append(h)
+            continue
+        zeros = np.zeros(ref.shape[:2] + (layer.hidden_out if h is None else layer.units,), np.float32)
+        out.append((zeros if h is None else h, zeros if c is None else c))
+    return out
+
+
+def output_to_onnx(model, y, output=None):
     """``predict``'s output (batch-first, features last) rearranged to the ONNX graph output's layout
     (``metadata["onnx"]["output_axes"]``: e.g. ``"TBF"``, ``"1BF"`` for a raw ``Y_h``, ``"TDBF"`` for a
-    raw bidirectional ``Y``)."""
-    axes = _onnx_meta(model)["output_axes"]
+    raw bidirectional ``Y``).  A model with several outputs: ``output`` names the graph output ``y``
+    is (its final states are already in the graph's layout and come back unchanged)."""
+    meta = _onnx_meta(model)
+    axes = meta["output_axes"]
+    if output is not None:
+        found = [o["axes"] for o in meta.get("outputs") or [] if o["name"] == output]
+        if not found:
+            raise UnsupportedLayerError(f"output_to_onnx: {output!r} is not an output of the model")
+        axes = found[0]
+        if "S" in axes or axes == "BF" and any(o.name == output and o.kind != "output" for o in model.spec.outputs):
+            return np.asarray(y)
     y = np.asarray(y)
     core = [c for c in "BT" if c in axes]
     if "D" in axes:

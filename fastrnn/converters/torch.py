@@ -42,8 +42,17 @@ Supported modules (exact classes, or subclasses that do not override ``forward``
   bidirectional module that is the *backward* direction of the last layer, expressed exactly by
   zero-widening the following nn.Linear), ``torch.cat((h[-2], h[-1]), dim=1)``, ``h.squeeze(0)``,
   functional / method activations (``torch.relu``, ``F.softmax(x, dim=-1)``...), dropout / ``.contiguous()``
-  no-ops, and ``torch.zeros(...)`` initial states (= no initial state).  Anything else raises
+  no-ops, and ``torch.zeros(...)`` initial states (= no initial state; a ``forward(x, h=None)``
+  initial state is None here and goes to ``predict(initial_state=...)``).  Anything else raises
   :class:`~fastrnn.errors.UnsupportedLayerError` listing EVERY unsupported graph node.
+* A custom ``forward`` may return a tuple (nested as torch nests it): the end of the chain, the
+  output of any earlier module of the chain (``out`` of ``(self.fc(out), out)``), a recurrent
+  module's ``h_n`` / ``c_n`` / ``(h_n, c_n)`` (all its layers, torch's ``(layers * directions, B, H)``),
+  ``h_n[-1]`` (one direction of its last layer, ``(B, H)``) or the recurrent module's whole
+  ``(out, h_n)`` / ``(out, (h_n, c_n))``: ``(logits, h_n)`` of a char LM, ``(out, h_n, c_n)``,
+  ``return self.lstm(x)``.  ``predict`` then returns the same (nested) tuple (``ModelSpec.outputs``,
+  named ``output_0``...); ``stream().step`` returns the step's data outputs (the logits; the states
+  are the stream's ``state``) and ``generate`` samples the first one.
 * The torch-layout -> spec logic shared with ``fastrnn.io.torch_file`` (files read without torch):
   :class:`RNNDesc`, :class:`Piece`, :func:`rnn_desc_from_tensors`, :func:`recurrent_specs`, :func:`build_spec`.
 
@@ -75,7 +84,7 @@ import numpy as np
 from . import unique_name
 from ..errors import ConversionError, UnsupportedLayerError
 from ..spec import (AXIS_ACTIVATIONS, GATES, ActivationSpec, DenseSpec, DirectionWeights, EmbeddingSpec, LayerSpec,
-                    LastStepSpec, ModelSpec, RecurrentSpec)
+                    LastStepSpec, ModelSpec, OutputSpec, RecurrentSpec)
 
 __all__ = ["spec_from_torch", "torch_state_to_fastrnn", "fastrnn_state_to_torch", "RNNDesc", "Piece",
            "rnn_desc_from_tensors", "recurrent_specs", "build_spec", "cell_piece", "CELL_MODES"]
@@ -356,17 +365,26 @@ def recurrent_specs(desc: RNNDesc, tensors: dict, name: str) -> list:
 
 
 def build_spec(pieces: list, source: str = "torch", metadata: Optional[dict] = None,
-               input_features: Optional[int] = None) -> ModelSpec:
+               input_features: Optional[int] = None, outputs: Optional[list] = None,
+               output_structure: Any = None) -> ModelSpec:
     """Assemble a validated :class:`ModelSpec` from a chain of :class:`Piece`.
 
     Folds an activation into a directly preceding linear; implements ``h_n[...]`` selections (a
     subset / reordering of the last layer's final-state directions) by widening the following linear
     with zero columns -- exact, since adding ``0 * h`` changes no float sum for finite ``h``.
+    ``outputs`` (a module returning a tuple): the model outputs in order, each ``("last",)`` (the end
+    of the chain), ``("tap", i)`` (the output of piece ``i``) or ``("h" | "c", i, direction[,
+    batch_major])`` (the final state of the recurrent piece ``i`` (or pieces, a list): all their layers
+    stacked as torch's ``h_n`` when ``direction`` is None, else that direction of the last one,
+    ``(B, H)``), nested as
+    ``output_structure`` (see :class:`fastrnn.spec.ModelSpec`).
     """
     meta = dict(metadata or {})
     layers: list[LayerSpec] = []
     names: set[str] = set()
     pending = None  # (dirs, hout, where) of a final-state selection that needs the next linear
+    tapped = {o[1] for o in outputs or [] if o[0] == "tap"}
+    made: list[list[LayerSpec]] = []  # per piece: the layers it made (an activation folded into a linear: none)
 
     def unique(n):
         return unique_name(n, names)
@@ -374,6 +392,8 @@ def build_spec(pieces: list, source: str = "torch", metadata: Optional[dict] = N
     rnn_meta = []
     prev_tag = None
     for i, p in enumerate(pieces):
+        made.append([])
+        first_new = len(layers)
         if p.tag == "embedding":
             w = np.asarray(p.tensors["weight"], dtype=np.float32)
             layers.append(EmbeddingSpec(name=unique(p.name), embeddings=w, mask_zero=False))
@@ -413,7 +433,8 @@ def build_spec(pieces: list, source: str = "torch", metadata: Optional[dict] = N
                     f"{p.where or p.name}: {p.act} over a subset of the bidirectional final state "
                     f"({pending[2]}) cannot be expressed; apply a linear layer first")
             prev = layers[-1] if layers else None
-            if isinstance(prev, DenseSpec) and prev.activation == "linear" and prev_tag == "linear":
+            if isinstance(prev, DenseSpec) and prev.activation == "linear" and prev_tag == "linear" and \
+                    i - 1 not in tapped:  # a linear whose own output is a model output keeps it
                 prev.activation = p.act
             else:
                 layers.append(ActivationSpec(name=unique(p.name), activation=p.act))
@@ -425,6 +446,9 @@ def build_spec(pieces: list, source: str = "torch", metadata: Optional[dict] = N
                 if not isinstance(last, RecurrentSpec) or prev_tag != "rnn":
                     raise UnsupportedLayerError(
                         f"{p.where or p.name}: a final-state selection (h_n[...]) must directly follow a recurrent layer")
+                if i - 1 in tapped:
+                    raise UnsupportedLayerError(f"{p.where or p.name}: the recurrent output sequence and its final-state "
+                                                "selection cannot both be model outputs")
                 last.return_sequences = False
                 full = ("fwd", "bwd") if last.num_directions == 2 else ("fwd",)
                 if tuple(p.dirs) != full:
@@ -435,6 +459,7 @@ def build_spec(pieces: list, source: str = "torch", metadata: Optional[dict] = N
                 raise ConversionError(f"{p.name}: unknown selection {p.select!r}")
         else:
             raise ConversionError(f"{p.name}: unknown piece {p.tag!r}")
+        made[-1] = layers[first_new:]
         prev_tag = p.tag
     if pending:
         dirs, _, where = pending
@@ -449,7 +474,25 @@ def build_spec(pieces: list, source: str = "torch", metadata: Optional[dict] = N
         raise ConversionError(
             "cannot determine the input feature size: the first (non no-op) module must be "
             "nn.Linear, nn.Embedding, nn.RNN, nn.LSTM or nn.GRU")
-    return ModelSpec(layers=layers, input_features=input_features, source=source, metadata=meta).validate()
+    specs = None
+    if outputs:
+        specs = []
+        for k, o in enumerate(outputs):
+            name = f"output_{k}"
+            if o[0] == "last":
+                specs.append(OutputSpec(name, "output", [layers[-1].name]))
+            elif o[0] == "tap":
+                src = made[o[1]] or next(m for m in reversed(made[:o[1]]) if m)  # (a folded activation: none)
+                specs.append(OutputSpec(name, "output", [src[-1].name]))
+            else:
+                rnns = [l for i in (o[1] if isinstance(o[1], list) else [o[1]]) for l in made[i]
+                        if isinstance(l, RecurrentSpec)]
+                if o[2] is None:
+                    specs.append(OutputSpec(name, o[0], [l.name for l in rnns], batch_major=len(o) > 3 and o[3]))
+                else:
+                    specs.append(OutputSpec(name, o[0], [rnns[-1].name], direction=o[2]))
+    return ModelSpec(layers=layers, input_features=input_features, source=source, metadata=meta, outputs=specs,
+                     output_structure=output_structure).validate()
 
 
 # --------------------------------------------------------------------------- live modules -> pieces
@@ -649,8 +692,9 @@ class _V:
     state built with torch.zeros), meta (sizes, devices, dtypes), cellhc (an LSTMCell's (h, c)), state (a
     forward() input used only as a cell's state), bad (already reported)."""
 
-    def __init__(self, kind, rnn=None, dirs=(), data=False, src=None):
+    def __init__(self, kind, rnn=None, dirs=(), data=False, src=None, piece=None):
         self.kind, self.rnn, self.dirs, self.data, self.src = kind, rnn, dirs, data, src
+        self.piece = piece  # index of the Piece whose output (or, for rnn states, whose state) this is
         self.done = False  # hsel: its "final" Piece was emitted
 
 
@@ -833,8 +877,52 @@ def _spec_from_fx(module, torch):
         if not take(n, src):
             return
         pieces.append(Piece("act", n.name, act=act, where=_node_desc(n)))
-        vals[n] = _V(vals[src].kind if vals[src].kind in ("seq", "vec") else "seq", data=True)
+        vals[n] = _V(vals[src].kind if vals[src].kind in ("seq", "vec") else "seq", data=True, piece=len(pieces) - 1)
         head[0] = n
+
+    outputs: list = []  # several outputs: ("last",) | ("tap", piece) | ("h" / "c", piece, direction)
+    structure = None
+
+    def output_tuple(out):
+        """forward()'s returned tuple (nested) as build_spec outputs and their structure; reports what
+        is not a chain value, a layer's output or a recurrent state."""
+        found: list = []
+
+        def leaf(a):
+            if isinstance(a, (tuple, list)):
+                return [leaf(x) for x in a]
+            v = vals.get(a) if is_node(a) else None
+            if v is None or v.kind == "bad":
+                if v is None:
+                    problems.append(f"forward() returns {_arg_desc(a)}: not a tensor computed from the input")
+                return 0
+            if a is head[0] and v.kind in ("seq", "vec", "hsel"):
+                emit_final(v)
+                found.append(("last",))
+            elif v.kind in ("seq", "vec") and v.piece is not None:
+                found.append(("tap", v.piece))
+            elif v.kind in ("hn", "cn"):
+                found.append(("h" if v.kind == "hn" else "c", v.piece, None))
+            elif v.kind == "hc":
+                return [leaf_state("h", v), leaf_state("c", v)]
+            elif v.kind == "rnn":
+                found.append(("tap", v.piece))
+                first = len(found) - 1
+                state = [leaf_state("h", v), leaf_state("c", v)] if v.rnn.mode == "LSTM" else leaf_state("h", v)
+                return [first, state]
+            elif v.kind in ("hdir", "hsel") and len(v.dirs) == 1:
+                found.append(("h", v.piece, 0 if v.dirs[0] == "fwd" else 1))
+            else:
+                problems.append(f"forward() returns {a.name} ({v.kind}): a model output must be a tensor on the "
+                                "chain of layers, a layer's output, h_n, c_n or h_n[-1] of a recurrent module")
+                return 0
+            return len(found) - 1
+
+        def leaf_state(part, v):
+            found.append((part, v.piece, None))
+            return len(found) - 1
+
+        return found, leaf(out)  # an int: one output, returned bare
 
     for n in nodes:
         try:
@@ -853,18 +941,15 @@ def _spec_from_fx(module, torch):
                 continue
             if n.op == "output":
                 out = n.args[0]
-                if not is_node(out):
-                    problems.append(f"forward() returns {_arg_desc(out)}: return a single tensor (the model output); "
-                                    "fastrnn returns the recurrent states with predict(return_state=True)")
-                elif vals.get(out) is not None and vals[out].kind == "cellhc":
+                v = vals.get(out) if is_node(out) else None
+                if v is not None and v.kind == "cellhc":
                     problems.append(f"forward() returns {out.name}, the (h, c) tuple of an LSTMCell: return h (or the "
                                     "layers applied to it); fastrnn returns the cell state with predict(return_state="
                                     "True) and keeps it in stream().state")
-                elif vals.get(out) is not None and vals[out].kind != "bad":
-                    emit_final(vals[out])
-                    if out is not head[0] or vals[out].kind not in ("seq", "vec", "hsel"):
-                        problems.append(f"forward() returns {out.name} ({vals[out].kind}): the output must be the "
-                                        "end of the chain and a tensor (not the (out, h_n) tuple or a state)")
+                elif v is not None and out is head[0] and v.kind in ("seq", "vec", "hsel"):
+                    emit_final(v)  # one tensor: the end of the chain (predict returns it as before)
+                elif v is None or v.kind != "bad":
+                    outputs, structure = output_tuple(out)
                 continue
             if n.op == "get_attr":
                 bad(n, "reads a parameter/buffer directly in forward(); only submodule calls are supported")
@@ -911,7 +996,7 @@ def _spec_from_fx(module, torch):
                         continue
                     batch_first[0] = bool(m.batch_first)
                     pieces.append(Piece("rnn", piece_name(n.target), _params(m), rnn=_rnn_desc(m), where=where))
-                    vals[n] = _V("rnn", rnn=m, data=True)
+                    vals[n] = _V("rnn", rnn=m, data=True, piece=len(pieces) - 1)
                     head[0] = n
                     rank[0] = 3
                     continue
@@ -930,10 +1015,11 @@ def _spec_from_fx(module, torch):
                             continue
                         pieces.append(Piece("embedding", piece_name(n.target), _params(m), where=where))
                         rank[0] = 2 if step_module else 3
-                        vals[n] = _V("seq", data=True)
+                        vals[n] = _V("seq", data=True, piece=len(pieces) - 1)
                     else:
                         pieces.append(Piece("linear", piece_name(n.target), _params(m), where=where))
-                        vals[n] = _V(vals[src].kind if vals[src].kind in ("seq", "vec") else "seq", data=True)
+                        vals[n] = _V(vals[src].kind if vals[src].kind in ("seq", "vec") else "seq", data=True,
+                                     piece=len(pieces) - 1)
                     head[0] = n
                     continue
                 if _is(m, nn.Softmax) or _is(m, nn.LogSoftmax):
@@ -992,27 +1078,29 @@ def _spec_from_fx(module, torch):
                         vals[n] = _V("vec", data=True)
                         head[0] = n
                     continue
+                # A state (h_n, (h_n, c_n), c_n) may also be taken aside as a model output (a tuple returned
+                # by forward()): it continues the chain only when it is taken from the chain's head.
                 if tgt is operator.getitem and sv is not None and sv.kind == "rnn":
                     idx = n.args[1]
                     if idx == 0:
-                        vals[n] = _V("seq", rnn=sv.rnn, data=True)
+                        if take(n, src):
+                            vals[n] = _V("seq", rnn=sv.rnn, data=True, piece=sv.piece)
+                            head[0] = n
                     elif idx == 1:
-                        vals[n] = _V("hc" if sv.rnn.mode == "LSTM" else "hn", rnn=sv.rnn, data=True)
+                        vals[n] = _V("hc" if sv.rnn.mode == "LSTM" else "hn", rnn=sv.rnn, data=True, piece=sv.piece)
+                        if head[0] is src:
+                            head[0] = n
                     else:
                         bad(n, f"index {idx!r} of the (output, h_n) tuple")
-                        continue
-                    if take(n, src):
-                        head[0] = n
                     continue
                 if tgt is operator.getitem and sv is not None and sv.kind == "hc":
                     idx = n.args[1]
-                    if idx == 0:
-                        if take(n, src):
-                            vals[n] = _V("hn", rnn=sv.rnn, data=True)
+                    if idx in (0, 1):
+                        vals[n] = _V("hn" if idx == 0 else "cn", rnn=sv.rnn, data=True, piece=sv.piece)
+                        if idx == 0 and head[0] is src:
                             head[0] = n
                     else:
-                        bad(n, "the LSTM cell state c_n is not a model output fastrnn can select "
-                               "(use predict(return_state=True))")
+                        bad(n, f"index {idx!r} of the (h_n, c_n) tuple")
                     continue
                 if tgt is operator.getitem and sv is not None and sv.kind == "hn":
                     r = sv.rnn
@@ -1031,20 +1119,20 @@ def _spec_from_fx(module, torch):
                         continue
                     hv = vals.get(head[0])
                     if head[0] is src or (hv is not None and hv.kind == "hsel" and hv.src is src and not hv.done):
-                        vals[n] = _V("hsel", rnn=r, dirs=(("fwd", "bwd")[i % nd],), data=True, src=src)
+                        vals[n] = _V("hsel", rnn=r, dirs=(("fwd", "bwd")[i % nd],), data=True, src=src, piece=sv.piece)
                         vals[n].where = _node_desc(n)
                         if head[0] is src:
                             head[0] = n
                         rank[0] = 2
-                    else:
-                        take(n, src)
+                    else:  # not on the chain: usable only as a model output (one direction of the final state)
+                        vals[n] = _V("hdir", rnn=r, dirs=(("fwd", "bwd")[i % nd],), data=True, piece=sv.piece)
                     continue
                 if n.op == "call_method" and tgt == "squeeze" and sv is not None and sv.kind == "hn":
                     r = sv.rnn
                     nd = 2 if r.bidirectional else 1
                     if int(r.num_layers) * nd == 1 and list(n.args[1:]) in ([0], []) and not n.kwargs:
                         if take(n, src):
-                            vals[n] = _V("hsel", rnn=r, dirs=("fwd",), data=True, src=src)
+                            vals[n] = _V("hsel", rnn=r, dirs=("fwd",), data=True, src=src, piece=sv.piece)
                             vals[n].where = _node_desc(n)
                             head[0] = n
                             rank[0] = 2
@@ -1087,7 +1175,7 @@ def _spec_from_fx(module, torch):
                         continue
                     if take(n, src):
                         pieces.append(Piece("select", "last_step", select="last_step", where=_node_desc(n)))
-                        vals[n] = _V("vec", data=True)
+                        vals[n] = _V("vec", data=True, piece=len(pieces) - 1)
                         head[0] = n
                         rank[0] = 2
                     continue
@@ -1141,7 +1229,7 @@ def _spec_from_fx(module, torch):
             f"cannot convert custom module {cls} (custom forward traced with torch.fx): {len(problems)} unsupported "
             "operation(s):\n  - " + "\n  - ".join(problems))
     meta = {"framework": "torch", "torch_version": str(torch.__version__), "torch_class": cls, "torch_fx": True}
-    return build_spec(pieces, "torch", meta)
+    return build_spec(pieces, "torch", meta, outputs=outputs or None, output_structure=structure)
 
 
 # --------------------------------------------------------------------------- states

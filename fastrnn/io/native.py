@@ -17,10 +17,12 @@ Versions: ``1`` holds float32 tensors only.  ``2`` adds reduced-precision recurr
 ``F32`` row scales of the int8 ones (``<direction>.w_ih_scale``...), and ``"precision"`` in every
 recurrent layer of the model description.  ``3`` adds the recurrent options (ONNX's ``clip``,
 ``input_forget``, ``gate_activations`` in the layer's description; the ``F32`` tensors
-``<direction>.peephole`` and the default initial state ``<direction>.h0`` / ``.c0``).  The writer
-writes the lowest version that holds the model (:attr:`ModelSpec.format_version`: 1 whenever every
-layer is float32 without options), so older fastrnn keeps reading the models it can run; a file of a
-version newer than this reader is refused with an "upgrade fastrnn" message.
+``<direction>.peephole`` and the default initial state ``<direction>.h0`` / ``.c0``) and several
+outputs (``layer_inputs``, ``outputs`` and ``output_structure`` in the model description: see
+:mod:`fastrnn.spec`, "Several outputs").  The writer writes the lowest version that holds the model
+(:attr:`ModelSpec.format_version`: 1 whenever every layer is float32 without options or several
+outputs), so older fastrnn keeps reading the models it can run; a file of a version newer than this
+reader is refused with an "upgrade fastrnn" message.
 
 safetensors also requires the data section to be covered by tensors without holes, so the bytes
 that align the next tensor to 64 are declared as a padding entry ``"__pad__.<k>"`` (dtype ``U8``,
@@ -83,7 +85,7 @@ PAD_PREFIX = "__pad__."
 # conversion policy and are refused.  U8 is accepted only for padding entries.
 _F32: Dtypes = {"F32": (np.dtype("<f4"), 4)}
 _TENSOR_DTYPES: dict[int, Dtypes] = {1: _F32, 2: {**_F32, "BF16": (np.dtype("<u2"), 2), "I8": (np.dtype("i1"), 1)}}
-_TENSOR_DTYPES[3] = _TENSOR_DTYPES[2]
+_TENSOR_DTYPES[3] = _TENSOR_DTYPES[2]  # version 3 (recurrent options, several outputs) adds no tensor type
 _DTYPE_NAMES = {np.dtype("<f4"): "F32", np.dtype("<u2"): "BF16", np.dtype("i1"): "I8"}
 _PAD_DTYPES: Dtypes = {"U8": (np.dtype("u1"), 1)}
 

@@ -2,8 +2,10 @@
 // ModelSpec.to_core) becomes plain configs here; every key is required (no silent defaults).
 #include "fastrnn/model.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
+#include <map>
 #include <type_traits>
 
 #include <pybind11/numpy.h>
@@ -281,6 +283,48 @@ std::shared_ptr<fastrnn::Model> build(const py::dict& header, const py::dict& te
     }
     ++i;
   }
+  // Format 3: "layer_inputs" {layer: earlier layer} and "outputs" [{"kind", "layers"}...]; the core
+  // returns the "output" entries' layers (each once, in order); state outputs are runtime.py's.
+  const bool reads = header.contains("layer_inputs") && !header["layer_inputs"].is_none();
+  const bool outs = header.contains("outputs") && !header["outputs"].is_none();
+  if (reads || outs) {
+    std::map<std::string, std::int64_t> index;
+    std::int64_t k = 0;
+    for (auto item : layers) index[item.cast<py::dict>()["name"].cast<std::string>()] = k++;
+    auto find = [&](py::handle name, const char* what) {
+      std::string n;
+      try {
+        n = name.cast<std::string>();
+      } catch (const py::cast_error&) {
+        fastrnn::fail<FormatError>(what, ": layer names must be strings");
+      }
+      auto it = index.find(n);
+      if (it == index.end()) fastrnn::fail<FormatError>(what, ": unknown layer '", n, "'");
+      return it->second;
+    };
+    std::vector<std::int64_t> src(layers.size());
+    for (std::size_t j = 0; j < src.size(); ++j) src[j] = static_cast<std::int64_t>(j) - 1;
+    if (reads) {
+      if (!py::isinstance<py::dict>(header["layer_inputs"])) fastrnn::fail<FormatError>("header: 'layer_inputs' must be a dict");
+      for (auto kv : header["layer_inputs"].cast<py::dict>()) src[find(kv.first, "layer_inputs")] = find(kv.second, "layer_inputs");
+    }
+    std::vector<std::size_t> data;
+    if (outs) {
+      if (!py::isinstance<py::list>(header["outputs"])) fastrnn::fail<FormatError>("header: 'outputs' must be a list");
+      for (auto o : header["outputs"].cast<py::list>()) {
+        if (!py::isinstance<py::dict>(o)) fastrnn::fail<FormatError>("header: each output must be a dict");
+        py::dict d = o.cast<py::dict>();
+        if (!d.contains("kind") || !d.contains("layers") || !py::isinstance<py::list>(d["layers"]))
+          fastrnn::fail<FormatError>("header: each output needs 'kind' and a list 'layers'");
+        if (py::str(d["kind"]).cast<std::string>() != "output") continue;
+        py::list names = d["layers"].cast<py::list>();
+        if (names.size() != 1) fastrnn::fail<FormatError>("header: an 'output' names exactly one layer");
+        const auto li = static_cast<std::size_t>(find(names[0], "outputs"));
+        if (std::find(data.begin(), data.end(), li) == data.end()) data.push_back(li);
+      }
+    }
+    model->set_graph(src, data);
+  }
   return model;
 }
 
@@ -321,6 +365,15 @@ py::array activations_to_numpy(fastrnn::Activations& a) {
   return std::move(out);
 }
 
+// What predict / Stream.run return: the one output, the two of a final merge 'none' layer, or a
+// tuple of the set_graph outputs (always a tuple then, whatever their number).
+py::object outputs_object(const fastrnn::Model& model, std::vector<fastrnn::Activations>& outs) {
+  if (outs.size() == 1 && !model.graph_outputs()) return activations_to_numpy(outs[0]);
+  py::tuple t(outs.size());
+  for (std::size_t i = 0; i < outs.size(); ++i) t[i] = activations_to_numpy(outs[i]);
+  return std::move(t);
+}
+
 void register_model(py::module_& m) {
   m.def("quantized_paths", [] { return std::string(fastrnn::cpu::kernels().qpaths()); },
         "The bf16 / int8 kernels the current ISA runs on this CPU, in words");
@@ -328,6 +381,8 @@ void register_model(py::module_& m) {
       .def(py::init(&build), py::arg("header"), py::arg("tensors"),
            "Build from ModelSpec.to_core() = (header dict, {name: float32 array}); weights are copied.")
       .def_property_readonly("takes_ids", &fastrnn::Model::takes_ids)
+      .def_property_readonly("num_outputs", &fastrnn::Model::num_outputs,
+                             "Outputs predict() computes in the core (state outputs are assembled in Python)")
       .def_property_readonly("weight_bytes", &fastrnn::Model::weight_bytes,
                              "Bytes of weights the core holds (packed layouts included)")
       .def_property_readonly("precisions", [](const fastrnn::Model& self) {
@@ -418,8 +473,7 @@ void register_model(py::module_& m) {
             } catch (const fastrnn::Cancelled&) {
               throw py::error_already_set();  // the KeyboardInterrupt (or other) the signal handler raised
             }
-            py::object y = outs.size() == 1 ? py::object(activations_to_numpy(outs[0]))
-                                            : py::object(py::make_tuple(activations_to_numpy(outs[0]), activations_to_numpy(outs[1])));
+            py::object y = outputs_object(self, outs);
             if (want_state) return py::object(py::make_tuple(y, finals));
             return y;
           },

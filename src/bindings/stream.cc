@@ -100,6 +100,7 @@ struct PyStream {
 }  // namespace
 
 py::array activations_to_numpy(fastrnn::Activations& a);  // model.cc
+py::object outputs_object(const fastrnn::Model& model, std::vector<fastrnn::Activations>& outs);  // model.cc
 
 void register_stream(py::module_& m) {
   py::class_<PyStream>(m, "Stream")
@@ -130,9 +131,27 @@ void register_stream(py::module_& m) {
               py::gil_scoped_release nogil;
               s.model->run(*s.state, xf.data(), nullptr, xf.shape(1), outs);
             }
-            return activations_to_numpy(outs[0]);
+            return outputs_object(*s.model, outs);
           },
           py::arg("x"), "Advance several steps: x (batch, time, features); returns what predict() returns.")
+      .def(
+          "step_all",
+          [](PyStream& s, py::object x) {
+            // Every core output of one step (a model with several outputs): a tuple, output 0 first.
+            py::array y0 = s.step(x, py::none());
+            auto lk = s.lock();
+            const std::size_t n = s.model->num_outputs();
+            py::tuple t(n);
+            t[0] = y0;
+            for (std::size_t k = 1; k < n; ++k) {
+              const dim_t w = s.model->step_output_size(k), B = s.state->B;
+              py::array_t<float> y({static_cast<py::ssize_t>(B), static_cast<py::ssize_t>(w)});
+              std::memcpy(y.mutable_data(), s.model->step_output(*s.state, k), B * w * sizeof(float));
+              t[k] = y;
+            }
+            return t;
+          },
+          py::arg("x"), "Advance one step and return every core output (a tuple).")
       .def(
           "_step_api", [](PyStream& s) { return py::capsule(&s.api, "fastrnn.step_api"); },
           "Capsule with the C step entry point (for fastrnn._step); valid while this Stream lives.")

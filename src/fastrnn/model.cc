@@ -78,6 +78,28 @@ void Model::add_activation(const std::string& name, cpu::Act act) {
 
 void Model::add_last_step(const std::string& name) { layers_.push_back(Layer{LayerKind::LastStep, name}); }
 
+void Model::set_graph(const std::vector<std::int64_t>& src, const std::vector<std::size_t>& outputs) {
+  if (src.size() != layers_.size()) fail<FormatError>("graph: ", src.size(), " layer inputs for ", layers_.size(), " layers");
+  for (std::size_t i = 0; i < layers_.size(); ++i) {
+    const std::int64_t s = src[i];
+    if (s >= static_cast<std::int64_t>(i) || s < -1 || (s >= 0 && i == 0) || (s >= 0 && layers_[i].kind == LayerKind::Embedding))
+      fail<FormatError>("layer '", layers_[i].name, "': reads layer ", s, ", which is not an earlier layer");
+  }
+  for (std::size_t o : outputs)
+    if (o >= layers_.size()) fail<FormatError>("graph: output layer ", o, " does not exist");
+  for (std::size_t i = 0; i < layers_.size(); ++i) {
+    layers_[i].src = src[i] == static_cast<std::int64_t>(i) - 1 ? -1 : src[i];
+    layers_[i].keep = false;
+    if (layers_[i].rnn && layers_[i].rnn->config().direction == Direction::Bidirectional &&
+        layers_[i].rnn->config().merge == Merge::None && (!outputs.empty() || src[i] >= 0))
+      fail<FormatError>("layer '", layers_[i].name, "': merge mode 'none' cannot be combined with several outputs");
+  }
+  for (std::size_t i = 0; i < layers_.size(); ++i)
+    if (layers_[i].src >= 0) layers_[layers_[i].src].keep = true;
+  for (std::size_t o : outputs) layers_[o].keep = true;
+  outputs_ = outputs;
+}
+
 std::vector<const RecurrentConfig*> Model::recurrent_layers() const {
   std::vector<const RecurrentConfig*> out;
   for (auto& l : layers_)
@@ -148,11 +170,28 @@ void Model::predict(const float* x, const std::int64_t* ids, dim_t B, dim_t T, d
     copy_to(cur.data, x, B * (seq ? T : 1) * F);
   }
 
+  // The outputs (and masks) of the layers read out of order or returned (set_graph), by layer.
+  std::vector<Activations> kept(layers_.size());
+  std::vector<std::vector<std::uint8_t>> kept_mask(layers_.size());
+  auto keep = [&](std::size_t li) {
+    if (!layers_[li].keep) return;
+    Activations& k = kept[li];
+    k.B = cur.B, k.T = cur.T, k.F = cur.F, k.seq = cur.seq;
+    copy_to(k.data, cur.data.data(), cur.data.size());
+    kept_mask[li] = mask;
+  };
+  if (first) keep(0);
   std::size_t rnn_index = 0;
   outputs.clear();
   for (std::size_t li = first; li < layers_.size(); ++li) {
     const Layer& l = layers_[li];
     const bool last = li + 1 == layers_.size();
+    if (l.src >= 0) {  // a branch: continue from a kept output
+      const Activations& k = kept[l.src];
+      cur.B = k.B, cur.T = k.T, cur.F = k.F, cur.seq = k.seq;
+      copy_to(cur.data, k.data.data(), k.data.size());
+      mask = kept_mask[l.src];
+    }
     switch (l.kind) {
       case LayerKind::Embedding: fail<FormatError>("layer '", l.name, "' (embedding): must be the first layer");
       case LayerKind::Masking: {
@@ -227,8 +266,13 @@ void Model::predict(const float* x, const std::int64_t* ids, dim_t B, dim_t T, d
         break;
       }
     }
+    keep(li);
   }
-  outputs.push_back(std::move(cur));
+  if (outputs_.empty()) {
+    outputs.push_back(std::move(cur));
+    return;
+  }
+  for (std::size_t o : outputs_) outputs.push_back(std::move(kept[o]));  // set_graph: distinct layers
 }
 
 
@@ -241,14 +285,30 @@ dim_t Model::input_size() const {
   return -1;  // only pass-through layers: any width
 }
 
-dim_t Model::step_output_size() const {
-  dim_t f = input_size();
-  for (const Layer& l : layers_) {
+std::vector<dim_t> Model::step_widths() const {
+  std::vector<dim_t> w(layers_.size());
+  for (std::size_t li = 0; li < layers_.size(); ++li) {
+    const Layer& l = layers_[li];
+    dim_t f = li ? w[source(li)] : input_size();
     if (l.kind == LayerKind::Embedding) f = l.cols;
     if (l.kind == LayerKind::Dense) f = l.rows;
     if (l.rnn) f = l.rnn->config().hidden_out();
+    w[li] = f;
   }
-  return f;
+  return w;
+}
+
+dim_t Model::step_output_size(std::size_t k) const {
+  if (layers_.empty()) return input_size();
+  const std::vector<dim_t> w = step_widths();
+  if (outputs_.empty()) return w.back();
+  if (k >= outputs_.size()) fail<Error>("output ", k, " does not exist");
+  return w[outputs_[k]];
+}
+
+const float* Model::step_output(const StreamState& s, std::size_t k) const {
+  if (outputs_.empty() || k >= outputs_.size()) fail<Error>("step output ", k, " is not kept");
+  return s.kept[outputs_[k]].data();
 }
 
 std::unique_ptr<StreamState> Model::new_stream(dim_t B) const {
@@ -268,6 +328,9 @@ std::unique_ptr<StreamState> Model::new_stream(dim_t B) const {
     row_bytes += 1 + static_cast<dim_t>(sizeof(float)) * (2 * c.hidden_out() + 2 * cells + 2 * c.gates() * c.units + 2 * c.units);
   }
   row_bytes += static_cast<dim_t>(sizeof(float)) * 2 * widest;
+  const std::vector<dim_t> widths = step_widths();
+  for (std::size_t li = 0; li < layers_.size(); ++li)
+    if (layers_[li].keep) row_bytes += 1 + static_cast<dim_t>(sizeof(float)) * std::max<dim_t>(widths[li], 1);
   const std::uint64_t ram = physical_memory();
   if (ram && static_cast<std::uint64_t>(B) > ram / static_cast<std::uint64_t>(row_bytes))
     fail<OutOfMemoryError>("a stream of ", B, " rows needs ", row_bytes, " bytes per row (",
@@ -303,6 +366,16 @@ std::unique_ptr<StreamState> Model::alloc_stream(dim_t B, dim_t widest) const {
   s->act[0].resize(B * widest, true);
   s->act[1].resize(B * widest, true);
   s->valid.assign(B, 1);
+  const std::vector<dim_t> widths = step_widths();
+  s->kept.resize(layers_.size());
+  s->kept_valid.resize(layers_.size());
+  s->kept_masked.assign(layers_.size(), 0);
+  s->kept_F.assign(layers_.size(), 0);
+  for (std::size_t li = 0; li < layers_.size(); ++li)
+    if (layers_[li].keep) {
+      s->kept[li].resize(B * std::max<dim_t>(widths[li], 1), true);
+      s->kept_valid[li].assign(B, 1);
+    }
   return s;
 }
 
@@ -354,8 +427,23 @@ void Model::step(StreamState& s, const float* x, const std::int64_t* ids, float*
     std::memcpy(cur, x, B * F * sizeof(float));
     for (dim_t b = 0; b < B; ++b) s.valid[b] = 1;
   }
+  std::vector<dim_t>& kept_F = s.kept_F;
+  auto keep = [&](std::size_t li) {
+    if (!layers_[li].keep) return;
+    kept_F[li] = F;
+    std::memcpy(s.kept[li].data(), cur, B * F * sizeof(float));
+    std::copy(s.valid.begin(), s.valid.end(), s.kept_valid[li].begin());
+    s.kept_masked[li] = masked;
+  };
+  if (first) keep(0);
   for (std::size_t li = first; li < layers_.size(); ++li) {
     const Layer& l = layers_[li];
+    if (l.src >= 0) {  // a branch: continue from a kept output
+      F = kept_F[l.src];
+      std::memcpy(cur, s.kept[l.src].data(), B * F * sizeof(float));
+      std::copy(s.kept_valid[l.src].begin(), s.kept_valid[l.src].end(), s.valid.begin());
+      masked = s.kept_masked[l.src];
+    }
     switch (l.kind) {
       case LayerKind::Embedding: fail<FormatError>("layer '", l.name, "' (embedding): must be the first layer");
       case LayerKind::Masking:
@@ -420,6 +508,12 @@ void Model::step(StreamState& s, const float* x, const std::int64_t* ids, float*
         for (dim_t b = 0; b < B; ++b) s.valid[b] = 1;
         break;
     }
+    keep(li);
+  }
+  if (!outputs_.empty()) {
+    const std::size_t o = outputs_[0];
+    std::memcpy(out, s.kept[o].data(), B * kept_F[o] * sizeof(float));
+    return;
   }
   std::memcpy(out, cur, B * F * sizeof(float));
 }

@@ -32,6 +32,12 @@ struct StreamState {
   std::vector<Rnn> rnn;
   Buffer act[2];                    // layer outputs, ping-pong, [B, max features]
   std::vector<std::uint8_t> valid;  // [B] per-step mask (Embedding mask_zero / Masking)
+  // Outputs of the layers another layer or a model output reads (Model::set_graph), per layer
+  // (empty for the others): the step's value [B, width], its per-row mask and whether any row is masked.
+  std::vector<Buffer> kept;
+  std::vector<std::vector<std::uint8_t>> kept_valid;
+  std::vector<std::uint8_t> kept_masked;
+  std::vector<dim_t> kept_F;
 };
 
 struct GenerateOptions {
@@ -61,6 +67,16 @@ class Model {
   void add_activation(const std::string& name, cpu::Act act);
   void add_last_step(const std::string& name);
 
+  // Branches and several outputs (after every add_*): src[i] = the index of the earlier layer whose
+  // output layer i reads (-1: the layer before it); outputs = the layers whose outputs predict()
+  // returns, in order (empty: the last layer's).  The outputs of the layers read out of order or
+  // returned are kept (with their masks) while the later layers run.
+  void set_graph(const std::vector<std::int64_t>& src, const std::vector<std::size_t>& outputs);
+  bool graph_outputs() const { return !outputs_.empty(); }
+  std::size_t num_outputs() const { return outputs_.empty() ? 1 : outputs_.size(); }
+  // A stream's value of output k after the latest step() ([B, step_output_size(k)]; k = 0 is what
+  // step() writes to `out`).
+  const float* step_output(const StreamState& s, std::size_t k) const;
   std::size_t num_layers() const { return layers_.size(); }
   std::size_t weight_bytes() const;  // every weight (and packed layout) the model holds
 
@@ -68,7 +84,7 @@ class Model {
   // layer's default initial state; reset_stream returns rows to it),
   // one step (x [B, F] floats or ids [B]; out [B, step_output_size()]), allocation-free.
   dim_t input_size() const;  // features per step (0: ids; -1: no layer fixes it)
-  dim_t step_output_size() const;
+  dim_t step_output_size(std::size_t k = 0) const;
   // new_stream refuses (OutOfMemoryError) a B whose buffers need more than this machine's RAM.
   std::unique_ptr<StreamState> new_stream(dim_t B) const;
   void step(StreamState& s, const float* x, const std::int64_t* ids, float* out) const;
@@ -88,7 +104,8 @@ class Model {
 
   // x: float [B, T, F] (seq) or [B, F]; ids: int64 [B, T] (when the first layer is an Embedding).
   // lengths: int64 [B] or null.  states: one per recurrent layer (pointers may be null).
-  // outputs: 1 tensor, or 2 when the last layer is bidirectional with merge 'none'.
+  // outputs: 1 tensor, or 2 when the last layer is bidirectional with merge 'none', or one per
+  // set_graph output.
   void predict(const float* x, const std::int64_t* ids, dim_t B, dim_t T, dim_t F, bool seq,
                const std::int64_t* lengths, const std::vector<StateIO>& states,
                std::vector<Activations>& outputs, const CancelToken* cancel = nullptr) const;
@@ -104,10 +121,15 @@ class Model {
     float mask_value = 0.f;
     cpu::Act act = cpu::Act::Linear;
     std::unique_ptr<Recurrent> rnn;
+    std::int64_t src = -1;  // the layer whose output this one reads (-1: the previous one)
+    bool keep = false;      // its output is read out of order or returned: kept during a call
   };
+  std::size_t source(std::size_t li) const { return layers_[li].src >= 0 ? static_cast<std::size_t>(layers_[li].src) : li - 1; }
+  std::vector<dim_t> step_widths() const;  // per layer: the width of its output in a stream step
   void dense(const Layer& l, const Activations& in, Activations& out) const;
   std::unique_ptr<StreamState> alloc_stream(dim_t B, dim_t widest) const;
   std::vector<Layer> layers_;
+  std::vector<std::size_t> outputs_;
 };
 
 }  // namespace fastrnn
