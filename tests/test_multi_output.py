@@ -198,7 +198,7 @@ def test_multi_output_save_load_round_trip(tmp_path):
     assert isinstance(single.predict(x), np.ndarray)
     # a format 2 header cannot carry outputs
     header["format"] = 2
-    with pytest.raises(ModelFormatError, match="needs model format 3"):
+    with pytest.raises(ModelFormatError, match="model format 3"):  # (options or outputs: both need 3)
         ModelSpec.from_core(header, model.spec.to_core()[1])
 
 
