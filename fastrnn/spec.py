@@ -119,8 +119,9 @@ ACTIVATIONS = (
     "elu", "selu", "softplus", "softsign", "silu", "hard_silu", "exponential",
     "leaky_relu", "gelu", "gelu_tanh", "hard_tanh", "mish", "log_sigmoid",
 )
-# Activations over the last axis (Dense / Activation only).
-AXIS_ACTIVATIONS = ("softmax", "log_softmax")
+# Activations over the last axis (Dense / Activation only); l2_normalize = x / max(||x||_2, 1e-12)
+# (torch F.normalize, Keras UnitNormalization).
+AXIS_ACTIVATIONS = ("softmax", "log_softmax", "l2_normalize")
 GATES = {"simple_rnn": 1, "lstm": 4, "gru": 3}
 # ONNX's recurrent activation functions (RecurrentSpec.gate_activations), with ONNX's alpha / beta:
 # Affine alpha*x + beta, LeakyRelu x >= 0 ? x : alpha*x, ThresholdedRelu x > alpha ? x : 0,

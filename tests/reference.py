@@ -94,7 +94,7 @@ def activation(name: str, x: np.ndarray) -> np.ndarray:
     leaky_relu (negative slope 0.2, the Keras 3 default), gelu = x/2 (1 + erf(x / sqrt 2)),
     gelu_tanh = x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), hard_tanh = clip(x, -1, 1),
     mish = x * tanh(softplus(x)), log_sigmoid = -softplus(-x).
-    Last axis: softmax, log_softmax.
+    Last axis: softmax, log_softmax, l2_normalize = x / max(||x||_2, 1e-12).
     """
     x = np.asarray(x, dtype=np.float64)
     if name == "linear":
@@ -143,6 +143,8 @@ def activation(name: str, x: np.ndarray) -> np.ndarray:
     if name == "log_softmax":
         m = np.max(x, axis=-1, keepdims=True)
         return x - m - np.log(np.sum(np.exp(x - m), axis=-1, keepdims=True))
+    if name == "l2_normalize":
+        return x / np.maximum(np.sqrt(np.sum(x * x, axis=-1, keepdims=True)), 1e-12)
     raise ValueError(f"unknown activation {name!r}")
 
 

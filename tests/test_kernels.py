@@ -44,7 +44,7 @@ def test_generic_isa_is_always_available():
     assert "generic" in fastrnn.info()["available_isas"]
 
 
-@pytest.mark.parametrize("act", ELEMENTWISE + ["softmax", "log_softmax"])
+@pytest.mark.parametrize("act", ELEMENTWISE + ["softmax", "log_softmax", "l2_normalize"])
 @pytest.mark.parametrize("n", [1, 7, 16, 37])
 def test_activation_matches_reference(act, n, isa):
     rng = np.random.default_rng(1)

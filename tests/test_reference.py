@@ -144,6 +144,7 @@ TORCH_ACTS = {
     "log_sigmoid": lambda t, F, x: F.logsigmoid(x),
     "softmax": lambda t, F, x: F.softmax(x, dim=-1),
     "log_softmax": lambda t, F, x: F.log_softmax(x, dim=-1),
+    "l2_normalize": lambda t, F, x: F.normalize(x, dim=-1),
 }
 
 

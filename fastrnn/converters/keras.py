@@ -1214,6 +1214,13 @@ def _convert_steps(ctx, steps, weights, in_shape, layer_inputs=None, at_call=Non
             else:
                 out.append(ActivationSpec(name=uname(layer.name), activation="softmax"))
             return
+        if cls == "UnitNormalization":  # x * min(rsqrt(sum x^2), 1e12) = x / max(||x||, 1e-12): l2_normalize
+            axis = layer.config.get("axis", -1)
+            if axis == -1 or axis == [-1] or axis == rank - 1 or axis == [rank - 1]:
+                out.append(ActivationSpec(name=uname(layer.name), activation="l2_normalize"))
+            else:
+                ctx.problem(layer, f"axis={axis} is not supported (only the last axis)")
+            return
         ctx.problem(layer, f"unsupported layer class {cls}")
 
     for step in steps:

@@ -54,7 +54,8 @@ unsupported node by name, op type and reason):
   ``Shape``, ``ConstantOfShape``, ``Expand``, ``Cast``, ``Identity``, ``Dropout``, ``Constant``;
   element-wise ``Relu``, ``Tanh``, ``Sigmoid``, ``Elu``, ``Selu``, ``LeakyRelu`` (0.2), ``HardSigmoid``,
   ``HardSwish``, ``Softplus``, ``Softsign``, ``Gelu``, ``Mish``, ``Exp``, ``Clip`` (0..6 = relu6,
-  -1..1 = hard_tanh, 0.. = relu); ``Softmax`` / ``LogSoftmax`` over the features.
+  -1..1 = hard_tanh, 0.. = relu); ``Softmax`` / ``LogSoftmax`` / ``LpNormalization`` (p=2: ``l2_normalize``)
+  over the features.
 
 tf2onnx 1.17 exports of Keras models (``tests/test_tf2onnx.py``) load: its LSTM rewriter (and, from tf_keras,
 its GRU rewriter for ``reset_after=True``) writes ONNX LSTM / GRU nodes with Transpose / Slice / Squeeze /
@@ -1106,6 +1107,14 @@ class _Converter:
 
     def op_LogSoftmax(self, n, ins, a, where):
         return self.op_Softmax(n, ins, a, where, "log_softmax")
+
+    def op_LpNormalization(self, n, ins, a, where):
+        # x / ||x||_p over one axis (default -1): p=2 over the features is l2_normalize
+        # (x / max(||x||, 1e-12): equal for every row but 0 < ||x|| < 1e-12, where ONNX divides by ||x||;
+        # a zero row is 0 in both, as onnxruntime gives).
+        if int(a.get("p", 2)) != 2:
+            raise _Refuse(f"LpNormalization(p={a.get('p')}): only p=2 (l2_normalize) is supported")
+        return self.op_Softmax(n, ins, dict(a, axis=a.get("axis", -1)), where, "l2_normalize")
 
     # ---- no-ops
     def op_Identity(self, n, ins, a, where):

@@ -41,7 +41,8 @@ Supported modules (exact classes, or subclasses that do not override ``forward``
   (``out[-1]`` for batch_first=False), ``h_n[-1]`` (``_, (h, c) = self.lstm(x); h[-1]``; for a
   bidirectional module that is the *backward* direction of the last layer, expressed exactly by
   zero-widening the following nn.Linear), ``torch.cat((h[-2], h[-1]), dim=1)``, ``h.squeeze(0)``,
-  functional / method activations (``torch.relu``, ``F.softmax(x, dim=-1)``...), dropout / ``.contiguous()``
+  functional / method activations (``torch.relu``, ``F.softmax(x, dim=-1)``...), ``F.normalize(x, dim=-1)``
+  (p=2 and the default eps=1e-12, over the last axis: the ``l2_normalize`` activation), dropout / ``.contiguous()``
   no-ops, and ``torch.zeros(...)`` initial states (= no initial state; a ``forward(x, h=None)``
   initial state is None here and goes to ``predict(initial_state=...)``).  Anything else raises
   :class:`~fastrnn.errors.UnsupportedLayerError` listing EVERY unsupported graph node.
@@ -821,8 +822,7 @@ def _spec_from_fx(module, torch):
         return isinstance(s, slice) and s == slice(None)
 
     def act_fn(fn_name, n, dim):
-        axis = fn_name in ("softmax", "log_softmax")
-        if axis:
+        if fn_name in AXIS_ACTIVATIONS:
             r = rank[0]
             if dim is None:
                 return None, f"{fn_name} without dim: the implicit dim is rank dependent"
@@ -1218,6 +1218,16 @@ def _spec_from_fx(module, torch):
                     dim = n.args[1] if len(n.args) > 1 else n.kwargs.get("dim")
                     act, why = act_fn(name, n, dim)
                     add_act(n, src, act, why)
+                    continue
+                if n.op == "call_function" and tgt is F.normalize:  # F.normalize(x, p=2.0, dim=1, eps=1e-12)
+                    args = dict(zip(("p", "dim", "eps"), n.args[1:]), **n.kwargs)
+                    p_norm, eps = float(args.get("p", 2.0)), float(args.get("eps", 1e-12))
+                    if p_norm != 2.0 or eps != 1e-12:
+                        add_act(n, src, None, f"normalize(p={p_norm}, eps={eps}): only p=2 with eps=1e-12 "
+                                              "(the l2_normalize activation) is supported")
+                    else:
+                        act, why = act_fn("l2_normalize", n, args.get("dim", 1))
+                        add_act(n, src, act, why)
                     continue
                 bad(n, "operation not supported")
                 continue

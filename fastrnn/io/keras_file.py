@@ -299,7 +299,8 @@ class _V3Store:
 
 
 _NO_WEIGHTS = ("Dropout", "SpatialDropout1D", "GaussianNoise", "GaussianDropout", "AlphaDropout", "Activation",
-               "ActivityRegularization", "Identity", "Masking", "Flatten", "ReLU", "LeakyReLU", "ELU", "Softmax")
+               "ActivityRegularization", "Identity", "Masking", "Flatten", "ReLU", "LeakyReLU", "ELU", "Softmax",
+               "UnitNormalization")
 
 
 class _LegacyStore:

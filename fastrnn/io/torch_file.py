@@ -79,7 +79,9 @@ obvious case:
     time from a zero state; ``stream().step(x_t)`` is one cell call.
   - ``{"type": "linear", "key": K, "activation": A}`` -- ``K.weight`` [O, I], ``K.bias`` optional;
     ``activation`` optional (a fastrnn activation name, e.g. relu, tanh, softmax, log_softmax).
-  - ``{"type": "activation", "activation": A}`` or just ``{"type": A}`` / the string ``A``.
+  - ``{"type": "activation", "activation": A}`` or just ``{"type": A}`` / the string ``A``;
+    ``{"type": "l2_normalize"}`` / ``"l2_normalize"`` is ``F.normalize(x, dim=-1)``: x / max(||x||_2, 1e-12)
+    over the features.
   - ``{"type": "dropout"}`` / ``"identity"``: no-ops at inference.
   - selections after a recurrent entry, with PyTorch's exact semantics:
       ``"last_step"`` (alias ``"out[:, -1]"``): the output at the last time step (for a

@@ -117,7 +117,7 @@ const std::vector<std::string>& act_names() {
   static const std::vector<std::string> names = {
       "linear", "tanh", "sigmoid", "relu", "relu6", "hard_sigmoid", "hard_sigmoid_tf2", "elu", "selu", "softplus",
       "softsign", "silu", "hard_silu", "exponential", "leaky_relu", "gelu", "gelu_tanh", "hard_tanh", "mish",
-      "log_sigmoid", "softmax", "log_softmax"};
+      "log_sigmoid", "softmax", "log_softmax", "l2_normalize"};
   return names;
 }
 

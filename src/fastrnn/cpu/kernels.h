@@ -12,12 +12,12 @@ namespace fastrnn::cpu {
 enum class Act : int {
   Linear, Tanh, Sigmoid, Relu, Relu6, HardSigmoid, HardSigmoidTf2, Elu, Selu, Softplus, Softsign, Silu, HardSilu,
   Exponential, LeakyRelu, Gelu, GeluTanh, HardTanh, Mish, LogSigmoid,
-  Softmax, LogSoftmax,  // over the last axis: Dense / Activation only
+  Softmax, LogSoftmax, L2Normalize,  // over the last axis: Dense / Activation only
   Count
 };
 const std::vector<std::string>& act_names();
 Act act_from_name(const std::string& name);  // throws UnsupportedError
-inline bool is_axis_act(Act a) { return a == Act::Softmax || a == Act::LogSoftmax; }
+inline bool is_axis_act(Act a) { return a == Act::Softmax || a == Act::LogSoftmax || a == Act::L2Normalize; }
 
 // Packed weight layouts.  Each ISA packs its weights for its own register tile: the panel
 // width (floats per packed column panel) and the unit block of the fused recurrent step belong

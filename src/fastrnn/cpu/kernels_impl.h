@@ -168,6 +168,18 @@ void softmax_row(bool log, float* x, long n) {
   }
 }
 
+// y = x / max(||x||_2, 1e-12) over the row (torch.nn.functional.normalize(p=2, eps=1e-12); Keras 3
+// UnitNormalization's x * min(rsqrt(sum x^2), 1e12) is the same).  The sum of squares accumulates in
+// double (no overflow or underflow for any float row); a zero row gives 0; an inf element gives NaN
+// there and 0 elsewhere, as torch's inf / inf.
+void l2_normalize_row(float* x, long n) {
+  double s = 0;
+  for (long i = 0; i < n; ++i) s += static_cast<double>(x[i]) * x[i];
+  const double norm = std::sqrt(s);
+  const double inv = 1.0 / (norm > 1e-12 ? norm : 1e-12);
+  for (long i = 0; i < n; ++i) x[i] = static_cast<float>(x[i] * inv);
+}
+
 void activate(Act act, float* x, long n) {
   switch (act) {
 #define CASE(A) \
@@ -178,6 +190,7 @@ void activate(Act act, float* x, long n) {
 #undef CASE
     case Act::Softmax: return softmax_row(false, x, n);
     case Act::LogSoftmax: return softmax_row(true, x, n);
+    case Act::L2Normalize: return l2_normalize_row(x, n);
     case Act::Count: return;
   }
 }
