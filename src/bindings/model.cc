@@ -155,7 +155,8 @@ std::shared_ptr<fastrnn::Model> build(const py::dict& header, const py::dict& te
       cfg.act = fastrnn::cpu::act_from_name(c.get<std::string>("activation"));
       cfg.ract = fastrnn::cpu::act_from_name(c.get<std::string>("recurrent_activation"));
       if (fastrnn::cpu::is_axis_act(cfg.act) || fastrnn::cpu::is_axis_act(cfg.ract))
-        fastrnn::fail<fastrnn::UnsupportedError>(c.where, ": softmax, log_softmax and l2_normalize (over the last axis) are not cell activations");
+        fastrnn::fail<fastrnn::UnsupportedError>(c.where, ": softmax, log_softmax and l2_normalize (over the last "
+                                                          "axis) are not cell activations");
       cfg.reset_after = c.get<bool>("reset_after");
       cfg.direction = pick<fastrnn::Direction>(c, "direction", {{"forward", fastrnn::Direction::Forward},
                                                                 {"reverse", fastrnn::Direction::Reverse},
