@@ -126,6 +126,11 @@ def test_keras_unit_normalization(isa):
     x = _x(seed=6)
     x[1] = 0.0  # an all-zero sequence: Dense(0-state LSTM output) = bias, then a normalized LSTM state
     assert_close(fastrnn.from_keras(net).predict(x), np.asarray(net(x)), atol=1e-5, rtol=1e-5, what="keras")
+    masked = keras.Sequential([keras.Input((None, 5)), keras.layers.Masking(0.0),
+                               keras.layers.LSTM(7, return_sequences=True), keras.layers.UnitNormalization(),
+                               keras.layers.LSTM(3, return_sequences=True), keras.layers.UnitNormalization()])
+    x[0, 5:] = 0.0  # masked tail steps: held states, normalized as Keras does
+    assert_close(fastrnn.from_keras(masked).predict(x), np.asarray(masked(x)), atol=1e-5, rtol=1e-5, what="masked")
     bad = keras.Sequential([keras.Input((4, 5)), keras.layers.LSTM(7, return_sequences=True),
                             keras.layers.UnitNormalization(axis=1)])
     with pytest.raises(UnsupportedLayerError, match="axis"):
