@@ -506,6 +506,7 @@ def test_fx_zero_initial_state_and_hidden_arg(env):
 def test_fx_unsupported_lists_every_node(env):
     torch = env["torch"]
     nn = torch.nn
+    import fastrnn
     from fastrnn.converters.torch import spec_from_torch
     from fastrnn.errors import UnsupportedLayerError
 
@@ -535,8 +536,15 @@ def test_fx_unsupported_lists_every_node(env):
         def forward(self, x):
             return self.gru(x)
 
-    with pytest.raises(UnsupportedLayerError, match="tuple"):
-        spec_from_torch(Tuple())
+    # a module returning the GRU's tuple (out, h_n) converts (several outputs): predict returns both
+    tup = Tuple().eval()
+    x = np.random.default_rng(3).standard_normal((2, 6, 5)).astype(np.float32)
+    with torch.no_grad():
+        out, h = tup(torch.from_numpy(x))
+    got = fastrnn.Model(spec_from_torch(tup)).predict(x)
+    assert isinstance(got, tuple) and len(got) == 2
+    assert_close(got[0], out.numpy())
+    assert_close(got[1], h.numpy())
 
     class Branchy(nn.Module):
         def __init__(self):
