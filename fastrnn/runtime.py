@@ -439,11 +439,9 @@ class Model:
         """
         p, single = _prompt(self, prompt_ids, None)
         stream = self._core.stream(p.shape[0])
-        if initial_state is not None:
-            batch = p.shape[0]
-            zeros = [(np.zeros((1, batch, l.hidden_out), np.float32),  # for the layers given None
-                      np.zeros((1, batch, l.units), np.float32) if l.kind == "lstm" else None) for l in self._rnns]
-            stream.set_state([z if e is None else e for e, z in zip(self._states(initial_state, batch), zeros)])
+        if initial_state is not None:  # a layer given None keeps the new stream's state (as predict starts it)
+            fresh = [f if isinstance(f, tuple) else (f, None) for f in stream.get_state()]
+            stream.set_state([f if e is None else e for e, f in zip(self._states(initial_state, p.shape[0]), fresh)])
         return _generate(self, stream, p, single, steps, temperature, top_k, seed, greedy, stop_ids, return_logits,
                          beam_width, length_penalty)
 
@@ -555,7 +553,10 @@ class Stream:
         self.step: Callable[..., Any] = self._s.step
         if model.spec.outputs is not None:
             self.run = self._run_outputs
-            if len(model.spec.data_outputs) > 1:
+            data = model.spec.data_outputs
+            if len(data) > 1:
+                # the core's step outputs (data_outputs order) -> the model's data outputs, found once
+                self._picks = tuple(data.index(o.layers[0]) for o in model.spec.outputs if o.kind == "output")
                 self.step = self._step_outputs
                 return
         # The hot calls go straight to compiled code (no Python frame in between): the thin
@@ -571,8 +572,7 @@ class Stream:
         if out is not None:
             raise ArgumentError("step: out= is not supported for a model with several outputs (step returns a tuple)")
         ys = self._s.step_all(x)
-        data = self.model.spec.data_outputs
-        return tuple(ys[data.index(o.layers[0])] for o in self.model.spec.outputs or [] if o.kind == "output")
+        return tuple(ys[k] for k in self._picks)
 
     def _run_outputs(self, x: npt.ArrayLike) -> Any:
         ys = self._s.run(x)
