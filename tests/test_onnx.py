@@ -354,6 +354,32 @@ def test_several_outputs_and_y_c_and_unknown_ops(rng):
         spec_from_onnx(m)
 
 
+def test_output_to_onnx_of_a_spec_with_a_final_state_output(rng):
+    """output_to_onnx(spec, y, name) of a ModelSpec (not a Model) whose output ``name`` is one direction's
+    final state (B, F): returned as it is (was an AttributeError: the spec has no ``.spec``)."""
+    m = rnn_model(rng, "GRU", out="Y")
+    m.graph.node.append(helper.make_node("Squeeze", ["Y_h", "ax0"], ["h"]))
+    m.graph.initializer.append(numpy_helper.from_array(np.array([0], np.int64), "ax0"))
+    m.graph.output.append(vi("h", None))
+    x = rng.standard_normal((4, 2, 3)).astype(np.float32)
+    expected = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"X": x})
+    spec = spec_from_onnx(m)
+    y, h = fastrnn.Model(spec).predict(input_to_fastrnn(spec, x))
+    assert_close(output_to_onnx(spec, y, "Y"), expected[0])
+    assert_close(output_to_onnx(spec, h, "h"), expected[1])
+
+
+def test_slicing_the_batch_axis_of_a_final_state_is_refused(rng):
+    """Y_h[:, -1:] (the last batch row of a final state) is refused with the reason (was a TypeError)."""
+    m = rnn_model(rng, "LSTM", out="y")
+    m.graph.node.append(helper.make_node("Slice", ["Y_h", "st", "en", "ax"], ["y"], name="rows"))
+    m.graph.initializer.extend([numpy_helper.from_array(np.array([v], np.int64), k)
+                                for k, v in (("st", -1), ("en", 2 ** 63 - 1), ("ax", 1))])
+    with pytest.raises(fastrnn.UnsupportedLayerError, match=r"node 'rows' \(Slice\): slices part of the B axis of a "
+                                                             "final state"):
+        spec_from_onnx(m)
+
+
 def test_constant_sequence_lens_is_refused(rng):
     m = rnn_model(rng, "RNN")
     m.graph.node[0].input[4] = "L"

@@ -95,16 +95,24 @@ import functools
 import math
 import os
 from dataclasses import dataclass
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, NoReturn, Optional, Sequence, TypeVar, Union, cast
 
 import numpy as np
+import numpy.typing as npt
 
 from . import unique_name
 from ..errors import ModelFormatError, UnsupportedLayerError
 from ..io.budget import LoadBudget
 from ..quantize import from_bf16
-from ..spec import GATE_FUNCTIONS, MAX_LAYERS, DirectionWeights, ModelSpec
+from ..spec import GATE_FUNCTIONS, MAX_LAYERS, DirectionWeights, ModelSpec, RecurrentSpec
 from .torch import Piece, RNNDesc, build_spec
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+    from onnx import GraphProto, ModelProto, NodeProto, TensorProto, ValueInfoProto
+
+    from ..runtime import Model
 
 __all__ = ["spec_from_onnx", "spec_from_onnx_file", "input_to_fastrnn", "output_to_onnx", "initial_state_from_onnx"]
 
@@ -151,7 +159,7 @@ _LOOP_REASON = (
 _BIG = 1 << 62  # slice ends at or past this mean "to the end"
 
 
-def _onnx():
+def _onnx() -> ModuleType:
     try:
         import onnx
     except ImportError:
@@ -182,14 +190,14 @@ class _Unusable:
 
 @dataclass(frozen=True)
 class _Const:
-    arr: np.ndarray
+    arr: npt.NDArray[Any]
 
 
 @dataclass(frozen=True)
 class _Fill:
     """A tensor of one value; ``shape`` entries are ints or symbolic axis labels. Never materialised."""
 
-    shape: tuple
+    shape: tuple[_Dim, ...]
     value: float
 
 
@@ -197,7 +205,7 @@ class _Fill:
 class _Shape:
     """An int64 shape vector (or scalar) whose entries are ints or symbolic axis labels."""
 
-    dims: tuple
+    dims: tuple[_Dim, ...]
     scalar: bool = False
 
 
@@ -206,7 +214,7 @@ class _IntInput:
     """An integer graph input: embedding ids (through Gather) or ``sequence_lens``."""
 
     name: str
-    axes: tuple
+    axes: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -218,7 +226,7 @@ class _IdsExpr:
     ``("wrap", n)`` the whole ``where``, which is ``ids`` itself for the ids an ``n``-row table accepts."""
 
     ids: _IntInput
-    form: tuple
+    form: tuple[Any, ...]  # ("shift", int), ("mask", bool)...: entries of mixed types
 
 
 @dataclass(frozen=True)
@@ -226,13 +234,13 @@ class _Data:
     """Data computed from the model input: ``chain`` (the layers so far), ``axes`` (labels), ``feat``
     (size of the ``F`` axis; per direction when a ``D`` axis is present), ``ids`` (integer ids, no F)."""
 
-    chain: tuple
-    axes: tuple
-    feat: Optional[int]
+    chain: _Chain
+    axes: tuple[str, ...]
+    feat: int
     src: str
     ids: bool = False
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if len(self.chain) > MAX_LAYERS:  # before a long chain of nodes makes the copies quadratic
             raise _Malformed(f"the model would have more than {MAX_LAYERS:,} layers")
 
@@ -246,7 +254,7 @@ class _DirPart:
 
     data: _Data
     k: int
-    axes: tuple
+    axes: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -254,8 +262,8 @@ class _Final:
     """Final states of recurrent nodes: ``entries`` ((chain ending at the node, ONNX direction index),
     ...) along the ``S`` axis when present, else concatenated along ``F`` (``feat`` per entry)."""
 
-    entries: tuple
-    axes: tuple
+    entries: tuple[tuple[_Chain, int], ...]
+    axes: tuple[str, ...]
     feat: int
     src: str
     part: str = "h"  # "h": Y_h; "c": the LSTM cell state Y_c (a model output only)
@@ -270,24 +278,47 @@ class _Rnn:
     direction: str  # ONNX: forward | reverse | bidirectional
     input_size: int
     units: int
-    weights: list  # [(w_ih, w_hh, b_ih, b_hh)] per ONNX direction
-    activation: str
-    recurrent_activation: str
+    weights: list[_DirWeights]  # [(w_ih, w_hh, b_ih, b_hh)] per ONNX direction
+    activation: Optional[str]  # None (both): gate_acts holds the functions
+    recurrent_activation: Optional[str]
     reset_after: bool
     lengths: Optional[str]
     where: str
-    int8: Optional[list] = None  # DynamicQuantizeLSTM kept as int8: [(q_ih, s_ih, q_hh, s_hh)] per direction
+    int8: Optional[list[_Int8Dir]] = None  # DynamicQuantizeLSTM kept as int8: [(q_ih, s_ih, q_hh, s_hh)] per direction
     # options: the node's functions per ONNX direction as [name, alpha, beta] (RecurrentSpec.gate_activations:
     # used when activation / recurrent_activation, then None, cannot express them); clip; input_forget;
     # peepholes [3, H] (spec order i, f, o), default initial states h0 / c0 [H], per ONNX direction (or None)
-    gate_acts: Optional[list] = None
+    gate_acts: Optional[list[list[list[Any]]]] = None
     clip: Optional[float] = None
     input_forget: bool = False
-    peephole: Optional[list] = None
-    h0: Optional[list] = None
-    c0: Optional[list] = None
-    state_inputs: tuple = ()  # ((graph input, "h" | "c"), ...): initial_h / initial_c fed by graph inputs
+    peephole: Optional[list[npt.NDArray[np.float32]]] = None
+    h0: Optional[list[npt.NDArray[np.float32]]] = None
+    c0: Optional[list[npt.NDArray[np.float32]]] = None
+    # ((graph input, "h" | "c"), ...): initial_h / initial_c fed by graph inputs
+    state_inputs: tuple[tuple[str, str], ...] = ()
     layout: int = 0
+
+
+# a shape entry: a size, or a symbolic axis label ("B", "T", "?input:axis"...)
+_Dim = Union[int, str]
+# one link of a chain of layers: a fastrnn piece, or an ONNX recurrent node (built at the end)
+_Link = Union[Piece, _Rnn]
+_Chain = tuple[_Link, ...]
+# an abstract value of the symbolic evaluator (None in a node's inputs: an omitted optional input)
+_Value = Union[_Bad, _Unusable, _Const, _Fill, _Shape, _IntInput, _IdsExpr, _Data, _DirPart, _Final]
+_Ins = list[Optional[_Value]]  # a node's inputs, and its outputs
+_Attrs = dict[str, Any]  # a node's attributes (onnx.helper.get_attribute_value's values)
+_F32 = npt.NDArray[np.float32]
+_DirWeights = tuple[_F32, _F32, _F32, _F32]  # (w_ih, w_hh, b_ih, b_hh), the spec's layout
+_Int8Dir = tuple[npt.NDArray[np.int8], _F32, npt.NDArray[np.int8], _F32]  # (q_ih, s_ih, q_hh, s_hh)
+_Int8Rows = tuple[npt.NDArray[np.int16], _F32, npt.NDArray[np.bool_]]  # (q - zero_point, scale, exact) per row
+_V = TypeVar("_V")
+
+
+def _all_of(vals: Sequence[Optional[_Value]], cls: type[_V]) -> Optional[list[_V]]:
+    """``vals`` when every one is a ``cls``, else None."""
+    out = [v for v in vals if isinstance(v, cls)]
+    return out if len(out) == len(vals) else None
 
 
 # --------------------------------------------------------------------------- protobuf pre-scan
@@ -295,7 +326,7 @@ class _WireError(Exception):
     """Malformed protobuf bytes met by the pre-scan (the parser then says precisely what is wrong)."""
 
 
-def _varint(b, i):
+def _varint(b: memoryview, i: int) -> tuple[int, int]:
     r = s = 0
     while True:
         if i >= len(b) or s > 63:
@@ -308,7 +339,7 @@ def _varint(b, i):
             return r, i
 
 
-def _fields(b, start, end):
+def _fields(b: memoryview, start: int, end: int) -> Iterator[tuple[int, int, int, int]]:
     """(field number, wire type, value start, value end) of each top-level field of a message."""
     i = start
     while i < end:
@@ -373,7 +404,7 @@ def _prescan(data: bytes, budget: LoadBudget) -> None:
         pass  # malformed: the protobuf parser says precisely what is wrong
 
 
-def _scan_node(data: bytes, b, s, e, k, budget: LoadBudget, left) -> None:
+def _scan_node(data: bytes, b: memoryview, s: int, e: int, k: int, budget: LoadBudget, left: list[int]) -> None:
     """One NodeProto (bytes ``s:e``, node ``k`` of the graph): refuse it when over MAX_NODE_BYTES (not
     counting a Constant's tensor data), else charge what its parse may cost."""
     tensor = 0
@@ -395,11 +426,13 @@ def _scan_node(data: bytes, b, s, e, k, budget: LoadBudget, left) -> None:
     budget.charge(cost, what)
 
 
-def _node_fields(b, s, e, left):
+def _node_fields(b: memoryview, s: int, e: int,
+                 left: list[int]) -> tuple[Optional[str], Optional[str], str, list[tuple[int, int]]]:
     """(name, op_type, domain, [attribute spans]) from a node's first _SCAN_FIELDS fields."""
-    name = op = None
+    name: Optional[str] = None
+    op: Optional[str] = None
     domain = ""
-    attrs = []
+    attrs: list[tuple[int, int]] = []
     for n, (f, wt, fs, fe) in enumerate(_fields(b, s, e)):
         left[0] -= 1
         if n >= _SCAN_FIELDS or left[0] < 0:
@@ -412,9 +445,10 @@ def _node_fields(b, s, e, left):
     return name, op, domain, attrs
 
 
-def _value_data(b, s, e, left) -> int:
+def _value_data(b: memoryview, s: int, e: int, left: list[int]) -> int:
     """The tensor data bytes of a ``value`` AttributeProto (bytes ``s:e``); 0 for anything else."""
-    name, t = None, None
+    name: Optional[bytes] = None
+    t: Optional[tuple[int, int]] = None
     for n, (f, wt, fs, fe) in enumerate(_fields(b, s, e)):
         left[0] -= 1
         if n >= _SCAN_FIELDS or left[0] < 0:
@@ -426,7 +460,7 @@ def _value_data(b, s, e, left) -> int:
     return _tensor_data(b, *t, left) if name == b"value" and t is not None else 0
 
 
-def _tensor_data(b, s, e, left) -> int:
+def _tensor_data(b: memoryview, s: int, e: int, left: list[int]) -> int:
     """The bytes of raw_data / float_data / double_data of a TensorProto (bytes ``s:e``): what parsing
     copies once.  0 for a tensor of more than _SCAN_TENSOR_FIELDS fields (strings, unpacked values:
     charged in full) or once the pre-scan's walks have read _SCAN_FIELD_LIMIT fields."""
@@ -441,7 +475,7 @@ def _tensor_data(b, s, e, left) -> int:
 
 
 # --------------------------------------------------------------------------- tensors
-def _np_dtype(onnx, dt):
+def _np_dtype(onnx: ModuleType, dt: int) -> Union[type[np.generic], str, None]:
     T = onnx.TensorProto
     table = {T.FLOAT: np.float32, T.DOUBLE: np.float64, T.FLOAT16: np.float16, T.INT8: np.int8, T.UINT8: np.uint8,
              T.INT16: np.int16, T.UINT16: np.uint16, T.INT32: np.int32, T.INT64: np.int64, T.UINT32: np.uint32,
@@ -454,10 +488,10 @@ def _np_dtype(onnx, dt):
 class _Tensors:
     """Materialises TensorProtos (initializers, Constant values) against the load budget."""
 
-    def __init__(self, onnx, budget: LoadBudget, base_dir: Optional[str], origin: str):
+    def __init__(self, onnx: ModuleType, budget: LoadBudget, base_dir: Optional[str], origin: str) -> None:
         self.onnx, self.budget, self.base_dir, self.origin = onnx, budget, base_dir, origin
 
-    def array(self, t, what) -> np.ndarray:
+    def array(self, t: TensorProto, what: str) -> npt.NDArray[Any]:
         onnx = self.onnx
         dims = [int(d) for d in t.dims]
         if len(dims) > MAX_RANK or any(d < 0 for d in dims):
@@ -494,7 +528,7 @@ class _Tensors:
             raise _Refuse(f"{what}: tensor data type {a.dtype} is not supported")
         return a
 
-    def _external(self, t, nbytes, what) -> bytes:
+    def _external(self, t: TensorProto, nbytes: int, what: str) -> bytes:
         if self.base_dir is None:
             raise _Refuse(f"{what}: external data needs the model's file (load the .onnx file by its path)")
         info = {e.key: e.value for e in t.external_data}
@@ -521,13 +555,14 @@ class _Tensors:
             return f.read(nbytes)
 
 
-def _external_size(onnx, graph, base_dir) -> int:
+def _external_size(onnx: ModuleType, graph: GraphProto, base_dir: Optional[str]) -> int:
     """Real bytes on disk of the distinct regular files inside ``base_dir`` that initializers name as
     external data (what the load budget may add to the model file's own size)."""
     if base_dir is None:
         return 0
     base = os.path.realpath(base_dir)
-    seen, total = set(), 0
+    seen: set[str] = set()
+    total = 0
     for t in graph.initializer:
         if t.data_location != onnx.TensorProto.EXTERNAL:
             continue
@@ -543,13 +578,18 @@ def _external_size(onnx, graph, base_dir) -> int:
 
 
 # --------------------------------------------------------------------------- the converter
-def _int_list(v, what):
+def _whole(ks: Union[list[int], str], size: _Dim) -> bool:
+    """Whether a Slice's selection ``ks`` of an axis (the indices kept, or "last") keeps all of it."""
+    return isinstance(ks, list) and isinstance(size, int) and ks == list(range(size))
+
+
+def _int_list(v: Optional[_Value], what: str) -> list[int]:
     if isinstance(v, _Const) and v.arr.dtype.kind in "iu" and v.arr.ndim <= 1:
         return [int(x) for x in np.atleast_1d(v.arr)]
     raise _Refuse(f"{what} must be a constant integer list")
 
 
-def _uniform(arr):
+def _uniform(arr: npt.NDArray[Any]) -> Optional[float]:
     """The single value of an array whose elements are all equal, else None."""
     if arr.size == 0:
         return None
@@ -558,24 +598,27 @@ def _uniform(arr):
 
 
 class _Converter:
-    def __init__(self, onnx, model, origin, budget, base_dir, output, weights=None):
+    def __init__(self, onnx: ModuleType, model: ModelProto, origin: str, budget: LoadBudget, base_dir: Optional[str],
+                 output: Optional[str], weights: Optional[str] = None) -> None:
         self.onnx, self.model, self.origin, self.budget = onnx, model, origin, budget
         self.keep_int8 = weights == "int8"  # DynamicQuantizeLSTM keeps its int8 weights
         self.tensors = _Tensors(onnx, budget, base_dir, origin)
         self.output = output
-        self.bind = {}  # unbound input axis label -> "B" | "T"
-        self.known = {}  # input axis label -> declared int size
-        self.problems, self.malformed = [], False
+        self.bind: dict[str, str] = {}  # unbound input axis label -> "B" | "T"
+        self.known: dict[str, int] = {}  # input axis label -> declared int size
+        self.problems: list[str] = []
+        self.malformed = False
+        self.name = ""  # the node being converted
         self.opset = 0
         for o in model.opset_import:
             if o.domain in ("", "ai.onnx"):
                 self.opset = int(o.version)
 
     # ---- labels
-    def lab(self, l):
+    def lab(self, l: str) -> str:
         return self.bind.get(l, l)
 
-    def size(self, v, l):
+    def size(self, v: Union[_Data, _Final], l: str) -> _Dim:
         l = self.lab(l)
         if l == "1":
             return 1
@@ -583,11 +626,11 @@ class _Converter:
             return 2
         if l == "F":
             return v.feat
-        if l == "S":
+        if l == "S" and isinstance(v, _Final):  # (data never has an S axis)
             return len(v.entries)
         return l  # symbolic
 
-    def same(self, a, b):
+    def same(self, a: _Dim, b: _Dim) -> bool:
         if isinstance(a, str):
             a = self.lab(a)
         if isinstance(b, str):
@@ -600,11 +643,11 @@ class _Converter:
             return self.known_size(b) == a
         return False
 
-    def known_size(self, label):
+    def known_size(self, label: str) -> Optional[int]:
         """The declared (fixed) size of a batch / time / input axis label, else None."""
         return self.known.get(label if label.startswith("?") else self.inv(label))
 
-    def bind_axes(self, axes, want, what):
+    def bind_axes(self, axes: Sequence[str], want: Sequence[str], what: str) -> None:
         for l, w in zip(axes, want):
             r = self.lab(l)
             if r == w:
@@ -618,7 +661,7 @@ class _Converter:
                           f"({', '.join(names.get(self.lab(x), 'input axis ' + x[1:]) for x in axes)})")
 
     # ---- entry
-    def run(self):
+    def run(self) -> ModelSpec:
         onnx, g = self.onnx, self.model.graph
         self.budget.items(len(g.node), "ONNX graph nodes", MAX_NODES)
         self.budget.items(len(g.initializer), "ONNX initializers", MAX_NODES)
@@ -636,7 +679,7 @@ class _Converter:
         else:
             wanted = list(dict.fromkeys(outs))
         out = wanted[0]
-        producer = {}
+        producer: dict[str, int] = {}
         for k, n in enumerate(g.node):
             self.budget.items(len(n.input) + len(n.output) + len(n.attribute),
                               f"{self.where(n, k)}: inputs, outputs and attributes", MAX_NODE_ENTRIES)
@@ -645,7 +688,7 @@ class _Converter:
                     producer[o] = k
         live = [False] * len(g.node)
         stack = list(wanted)
-        seen = set()
+        seen: set[str] = set()
         while stack:
             name = stack.pop()
             if name in seen or name not in producer:
@@ -655,7 +698,7 @@ class _Converter:
             if not live[k]:
                 live[k] = True
                 stack.extend(i for i in g.node[k].input if i)
-        vals = {}
+        vals: dict[str, Optional[_Value]] = {}
         for vi in g.input:
             if vi.name in inits:
                 continue
@@ -674,7 +717,7 @@ class _Converter:
                     if o:
                         vals[o] = first if keep and j == 0 else _BAD
                 continue
-            ins = []
+            ins: _Ins = []
             bad = False
             for i in n.input:
                 if not i:
@@ -694,7 +737,7 @@ class _Converter:
                 if v is _BAD:
                     bad = True
                 ins.append(v)
-            res = None
+            res: Optional[_Ins] = None
             if not bad:
                 try:
                     res = self.node(n, ins, where)
@@ -711,7 +754,7 @@ class _Converter:
             for o, v in zip(n.output, res):
                 if o:
                     vals[o] = v
-        results = []
+        results: list[tuple[str, Optional[_Value]]] = []
         for out in wanted:
             if out not in vals and out in inits:
                 vals[out] = self.initializer(inits[out])
@@ -736,21 +779,21 @@ class _Converter:
             self.raise_problems()
 
     @staticmethod
-    def where(n, k):
+    def where(n: NodeProto, k: int) -> str:
         return f"node {n.name or f'#{k}'!r} ({(n.domain + '.') if n.domain not in ('', 'ai.onnx') else ''}{n.op_type})"
 
-    def problem(self, where, reason, malformed=False):
+    def problem(self, where: str, reason: str, malformed: bool = False) -> None:
         self.problems.append(f"{where}: {reason}")
         self.malformed |= malformed
 
-    def raise_problems(self):
+    def raise_problems(self) -> NoReturn:
         p = self.problems
         shown = p[:MAX_LISTED] + ([f"... and {len(p) - MAX_LISTED} more"] if len(p) > MAX_LISTED else [])
         cls = ModelFormatError if self.malformed else UnsupportedLayerError
         raise cls(f"{self.origin}: cannot convert the ONNX graph: {len(p)} unsupported node(s):\n  - " +
                   "\n  - ".join(shown))
 
-    def graph_input(self, vi):
+    def graph_input(self, vi: ValueInfoProto) -> _Value:
         onnx = self.onnx
         tt = vi.type.tensor_type if vi.type.HasField("tensor_type") else None
         if tt is None:
@@ -775,7 +818,7 @@ class _Converter:
             return _Unusable(f"graph input {vi.name!r}: the feature (last) axis has no fixed size")
         return _Data((), labels[:-1] + ("F",), int(dims[-1].dim_value), vi.name)
 
-    def initializer(self, t):
+    def initializer(self, t: TensorProto) -> _Value:
         try:
             return _Const(self.tensors.array(t, f"initializer {t.name!r}"))
         except _Refuse as e:
@@ -785,13 +828,13 @@ class _Converter:
             return _BAD
 
     # ---- dispatch
-    def known_op(self, n):
+    def known_op(self, n: NodeProto) -> bool:
         if n.domain == "com.microsoft":
             return n.op_type == "DynamicQuantizeLSTM"
         return n.domain in ("", "ai.onnx") and (n.op_type in ("LSTM", "GRU", "RNN") or n.op_type in _ELEMENTWISE or
                                                 hasattr(self, f"op_{n.op_type}"))
 
-    def node(self, n, ins, where):
+    def node(self, n: NodeProto, ins: _Ins, where: str) -> _Ins:
         op, dom = n.op_type, n.domain
         a = self.attributes(n, where)
         if dom == "com.microsoft" and op == "DynamicQuantizeLSTM":
@@ -800,9 +843,10 @@ class _Converter:
             return self.recurrent(n, ins, a, where)
         if op in _ELEMENTWISE:
             return [self.activation(ins[0], _ELEMENTWISE[op](self, a, ins), where)]
-        return getattr(self, f"op_{op}")(n, ins, a, where)
+        convert: Callable[[NodeProto, _Ins, _Attrs, str], _Ins] = getattr(self, f"op_{op}")
+        return convert(n, ins, a, where)
 
-    def attributes(self, n, where):
+    def attributes(self, n: NodeProto, where: str) -> _Attrs:
         """The node's attributes as Python values, each checked against the op's schema (an attribute
         the op does not define is refused, as onnxruntime does) and charged to the budget first."""
         names, min_in, max_in, max_out = _schema(self.onnx, n.domain, n.op_type, self.opset)
@@ -811,7 +855,7 @@ class _Converter:
                              f"{min_in if min_in == max_in else f'{min_in} to {max_in}'}")
         if len(n.output) > max_out:
             raise _Malformed(f"{len(n.output)} output(s): {n.op_type} has at most {max_out}")
-        a = {}
+        a: _Attrs = {}
         for x in n.attribute:
             if x.name not in names:
                 raise _Malformed(f"attribute {x.name[:100]!r} is not defined for {n.op_type} (opset {self.opset}; "
@@ -823,7 +867,7 @@ class _Converter:
             a[x.name] = self.onnx.helper.get_attribute_value(x)
         return a
 
-    def as_data(self, v, what="input"):
+    def as_data(self, v: Optional[_Value], what: str = "input") -> _Data:
         if isinstance(v, _Final):
             return self.final_to_data(v)
         if isinstance(v, _Data):
@@ -852,12 +896,12 @@ class _Converter:
         return _Data(chain + (sel,), v.axes, v.feat * len(dirs), v.src)
 
     # ---- recurrent nodes
-    def recurrent(self, n, ins, a, where, quantized=False):
+    def recurrent(self, n: NodeProto, ins: _Ins, a: _Attrs, where: str, quantized: bool = False) -> _Ins:
         op = "LSTM" if quantized else n.op_type
         kind = _KIND[op]
         G = _GATES[kind]
         ins = ins + [None] * (12 - len(ins))
-        problems = []
+        problems: list[str] = []
         H = int(a.get("hidden_size", 0) or 0)
         direction = a.get("direction", b"forward")
         direction = direction.decode() if isinstance(direction, bytes) else str(direction)
@@ -873,7 +917,7 @@ class _Converter:
         self.bind_axes(X.axes, ("T", "B", "F") if layout == 0 else ("B", "T", "F"), "X")
         I = X.feat
 
-        def const(i, name):
+        def const(i: int, name: str) -> npt.NDArray[Any]:
             v = ins[i]
             if isinstance(v, _Const):
                 return v.arr
@@ -881,7 +925,8 @@ class _Converter:
                 raise _Refuse(f"input {name} must be a constant (an initializer), not computed from graph inputs")
             raise _Refuse(f"input {name} must be a constant")
 
-        qW = qR = None
+        qW: Optional[_Int8Rows] = None
+        qR: Optional[_Int8Rows] = None
         if quantized:
             wq = const(1, "W"), const(8, "W_scale"), const(9, "W_zero_point")
             rq = const(2, "R"), const(10, "R_scale"), const(11, "R_zero_point")
@@ -899,7 +944,7 @@ class _Converter:
         B = const(3, "B") if ins[3] is not None else np.zeros((nd, 2 * G * H), np.float32)
         if B.shape != (nd, 2 * G * H):
             raise _Malformed(f"B {B.shape}: expected {(nd, 2 * G * H)}")
-        lengths = None
+        lengths: Optional[str] = None
         sl = ins[4]
         if sl is not None:
             if isinstance(sl, _IntInput) and len(sl.axes) == 1:
@@ -909,8 +954,9 @@ class _Converter:
                 problems.append("sequence_lens must be a 1-D integer graph input (fastrnn takes it as "
                                 "predict(lengths=...)); a constant or computed sequence_lens is not supported")
         state_names = ["initial_h"] + (["initial_c"] if kind == "lstm" else [])
-        states = {}  # name -> [per ONNX direction: [H] float32] of a constant non-zero initial state
-        state_inputs: list = []  # (graph input name, "h" | "c"): predict's initial_state of this layer
+        # name -> [per ONNX direction: [H] float32] of a constant non-zero initial state
+        states: dict[str, list[_F32]] = {}
+        state_inputs: list[tuple[str, str]] = []  # (graph input name, "h" | "c"): predict's initial_state of this layer
         for i, name in zip((5, 6), state_names):
             v = ins[i]
             if v is None:
@@ -939,7 +985,7 @@ class _Converter:
             else:
                 problems.append(f"{name} is computed from the graph's inputs: only constant initial states are "
                                 "supported")
-        peephole = None
+        peephole: Optional[list[_F32]] = None
         if kind == "lstm" and ins[7] is not None:
             v = ins[7]
             if isinstance(v, _Fill) and v.value == 0.0:
@@ -952,7 +998,7 @@ class _Converter:
                     peephole = [P[d].astype(np.float32).reshape(3, H)[[0, 2, 1]] for d in range(nd)]
             else:
                 problems.append("peepholes P must be a constant (an initializer)")
-        clip = None
+        clip: Optional[float] = None
         if "clip" in a:
             clip = float(a["clip"])
             if not math.isfinite(clip) or clip < 0:
@@ -965,9 +1011,9 @@ class _Converter:
             reset_after = bool(int(a.get("linear_before_reset", 0)))
         act, ract, gate_acts = self.rnn_activations(kind, a, nd, problems)
         order = list(_GATE_ORDER[kind])
-        weights = []
+        weights: list[_DirWeights] = []
         for d in range(nd):
-            def gates(m):
+            def gates(m: npt.NDArray[Any]) -> _F32:
                 return np.concatenate([m[g * H:(g + 1) * H] for g in order], axis=0).astype(np.float32)
 
             wb, rb = B[d, :G * H], B[d, G * H:]
@@ -975,9 +1021,10 @@ class _Converter:
             if kind == "gru" and not reset_after:
                 b_ih, b_hh = b_ih + b_hh, np.zeros_like(b_hh)  # r*(R h) + Rb_h: Rb_h lies outside the product
             weights.append((w_ih, w_hh, b_ih, b_hh))
-        int8 = None
-        if qW is not None:
-            def rows(q, m):  # the exact rows of the source, in the spec's gate order
+        int8: Optional[list[_Int8Dir]] = None
+        if qW is not None and qR is not None:
+            # the exact rows of the source, in the spec's gate order
+            def rows(q: Sequence[npt.NDArray[Any]], m: _F32) -> tuple[npt.NDArray[np.int8], _F32]:
                 v, sc, ok = (np.concatenate([a[g * H:(g + 1) * H] for g in order]) for a in q)
                 return _kept_int8(v, sc, ok, m)
 
@@ -992,12 +1039,13 @@ class _Converter:
         y = _Data(chain, y_axes, H, X.src)
         yh = _Final(tuple((chain, d) for d in range(nd)), s_axes, H, X.src)
         yc = _Final(tuple((chain, d) for d in range(nd)), s_axes, H, X.src, "c")
-        outs = [y, yh, yc][:len(n.output)]
+        every: _Ins = [y, yh, yc]
+        outs = every[:len(n.output)]
         if problems:  # reported; the outputs still let the nodes after this one be analysed
             raise _Refuse("; ".join(problems), outs)
         return outs
 
-    def state_input(self, v, nd, H, layout, name):
+    def state_input(self, v: _Data, nd: int, H: int, layout: int, name: str) -> None:
         """A float graph input ``v`` feeding ``initial_h`` / ``initial_c``: ``(directions, batch, H)``
         (``layout=1``: ``(batch, directions, H)``); it becomes this layer's ``predict(initial_state=...)``
         entry (see :func:`initial_state_from_onnx`) and the stream's state."""
@@ -1009,7 +1057,7 @@ class _Converter:
             raise _Refuse(f"{name}: the graph input {v.src!r} has {self.known_size(d_axis)} directions, the node {nd}")
         self.bind_axes((b_axis,), ("B",), name)
 
-    def check_state_shape(self, shape, nd, H, layout, name):
+    def check_state_shape(self, shape: Sequence[_Dim], nd: int, H: int, layout: int, name: str) -> None:
         want = (nd, "B", H) if layout == 0 else ("B", nd, H)
         ok = len(shape) == 3
         for got, w in zip(shape, want) if ok else ():
@@ -1021,7 +1069,7 @@ class _Converter:
             shown = ", ".join(str(self.lab(x)) if isinstance(x, str) else str(x) for x in list(shape)[:MAX_RANK])
             raise _Malformed(f"{name} has shape ({shown}), expected ({', '.join(map(str, want))})")
 
-    def dequantize(self, q, scale, zp, name):
+    def dequantize(self, q: npt.NDArray[Any], scale: npt.NDArray[Any], zp: npt.NDArray[Any], name: str) -> _F32:
         if q.ndim != 3 or q.dtype not in (np.int8, np.uint8):
             raise _Malformed(f"{name}: expected an int8/uint8 [directions, in, gates] tensor, got {q.dtype} {q.shape}")
         nd, _, cols = q.shape
@@ -1032,7 +1080,7 @@ class _Converter:
         z = zp.astype(np.float32).reshape(nd, 1, -1)
         return (q.astype(np.float32) - z) * s
 
-    def int8_rows(self, q, scale, zp):
+    def int8_rows(self, q: npt.NDArray[Any], scale: npt.NDArray[Any], zp: npt.NDArray[Any]) -> _Int8Rows:
         """The source's own integers per output row (checked by :meth:`dequantize`), in the spec's row
         layout ``[directions, gates * H, in]``: ``(q - zero_point, scale per row, row is exact)``; a row is
         exact when every ``q - zp`` is in [-127, 127] and its scale is finite and >= 0 (then ``v * scale``
@@ -1044,7 +1092,8 @@ class _Converter:
         ok = (np.abs(v) <= 127).all(axis=2) & np.isfinite(s) & (s >= 0)
         return v, s, ok
 
-    def rnn_activations(self, kind, a, nd, problems):
+    def rnn_activations(self, kind: str, a: _Attrs, nd: int, problems: list[str]
+                        ) -> tuple[Optional[str], Optional[str], Optional[list[list[list[Any]]]]]:
         names = a.get("activations")
         per = len(_DEFAULT_ACTS[kind])
         if names is None:
@@ -1053,7 +1102,8 @@ class _Converter:
         if len(names) != per * nd:
             raise _Malformed(f"activations: {len(names)} names for {nd} direction(s) of {per} function(s)")
         alphas, betas = list(a.get("activation_alpha", [])), list(a.get("activation_beta", []))
-        mapped, full = [], []
+        mapped: list[Optional[str]] = []
+        full: list[list[Any]] = []  # per function: [ONNX name, alpha, beta]
         for fn in names:
             key = fn.lower()
             if key not in _RNN_ACT_ARGS:
@@ -1074,15 +1124,15 @@ class _Converter:
         # fastrnn's own activation names when they say it all (the fused kernels), else gate_activations
         plain = None not in mapped and (nd == 1 or mapped[:per] == mapped[per:]) and (
             kind != "lstm" or mapped[1] == mapped[2])
-        full = [full[d * per:(d + 1) * per] for d in range(nd)]
+        per_dir = [full[d * per:(d + 1) * per] for d in range(nd)]
         if not plain:
-            return None, None, full
+            return None, None, per_dir
         if kind == "simple_rnn":
-            return mapped[0], "sigmoid", full
-        return mapped[1], mapped[0], full
+            return mapped[0], "sigmoid", per_dir
+        return mapped[1], mapped[0], per_dir
 
     # ---- element-wise activations and softmax
-    def activation(self, v, act, where):
+    def activation(self, v: Optional[_Value], act: Optional[str], where: str) -> Optional[_Value]:
         if act is None:
             return v
         d = self.as_data(v)
@@ -1090,7 +1140,7 @@ class _Converter:
             raise _Refuse("applied to integer ids")
         return _Data(d.chain + (Piece("act", self.name, act=act, where=where),), d.axes, d.feat, d.src)
 
-    def op_Softmax(self, n, ins, a, where, name="softmax"):
+    def op_Softmax(self, n: NodeProto, ins: _Ins, a: _Attrs, where: str, name: str = "softmax") -> _Ins:
         d = self.as_data(ins[0])
         r = len(d.axes)
         axis = int(a.get("axis", -1 if self.opset >= 13 else 1))
@@ -1105,10 +1155,10 @@ class _Converter:
                           f"(axes {''.join(labels)}): fastrnn applies {name} over the features")
         return [self.activation(d, name, where)]
 
-    def op_LogSoftmax(self, n, ins, a, where):
+    def op_LogSoftmax(self, n: NodeProto, ins: _Ins, a: _Attrs, where: str) -> _Ins:
         return self.op_Softmax(n, ins, a, where, "log_softmax")
 
-    def op_LpNormalization(self, n, ins, a, where):
+    def op_LpNormalization(self, n: NodeProto, ins: _Ins, a: _Attrs, where: str) -> _Ins:
         # x / ||x||_p over one axis (default -1): p=2 over the features is l2_normalize
         # (x / max(||x||, 1e-12): equal for every row but 0 < ||x|| < 1e-12, where ONNX divides by ||x||;
         # a zero row is 0 in both, as onnxruntime gives).
@@ -1117,10 +1167,10 @@ class _Converter:
         return self.op_Softmax(n, ins, dict(a, axis=a.get("axis", -1)), where, "l2_normalize")
 
     # ---- no-ops
-    def op_Identity(self, n, ins, a, where):
+    def op_Identity(self, n: NodeProto, ins: _Ins, a: _Attrs, where: str) -> _Ins:
         return [ins[0]]
 
-    def op_Dropout(self, n, ins, a, where):
+    def op_Dropout(self, n: NodeProto, ins: _Ins, a: _Attrs, where: str) -> _Ins:
         if len(ins) > 2 and ins[2] is not None:
             if not (isinstance(ins[2], _Const) and not np.any(ins[2].arr)):
                 raise _Refuse("training_mode must be a constant false")
@@ -1128,7 +1178,7 @@ class _Converter:
             raise _Refuse("is_test=0 (training mode)")
         return [ins[0], _Unusable("the dropout mask is not a model output")]
 
-    def op_Constant(self, n, ins, a, where):
+    def op_Constant(self, n: NodeProto, ins: _Ins, a: _Attrs, where: str) -> _Ins:
         if "value" in a:
             return [_Const(self.tensors.array(a["value"], "value"))]
         for k, dt in (("value_float", np.float32), ("value_floats", np.float32), ("value_int", np.int64),
@@ -1138,7 +1188,7 @@ class _Converter:
                 return [_Const(np.asarray(a[k], dtype=dt))]
         raise _Refuse(f"constant kind {', '.join(a) or '(none)'} is not supported")
 
-    def op_Cast(self, n, ins, a, where):
+    def op_Cast(self, n: NodeProto, ins: _Ins, a: _Attrs, where: str) -> _Ins:
         v, to = ins[0], int(a.get("to", 0))
         dt = _np_dtype(self.onnx, to)
         if isinstance(v, _Const):
@@ -1167,7 +1217,7 @@ class _Converter:
         return [v]
 
     # ---- dense layers
-    def op_MatMul(self, n, ins, a, where):
+    def op_MatMul(self, n: NodeProto, ins: _Ins, a: _Attrs, where: str) -> _Ins:
         x, w = ins[0], ins[1]
         if not isinstance(w, _Const):
             raise _Refuse("only data x constant matrix products are supported")
@@ -1180,12 +1230,12 @@ class _Converter:
         p = Piece("linear", self.name, {"weight": np.ascontiguousarray(w.arr.T, dtype=np.float32)}, where=where)
         return [_Data(d.chain + (p,), d.axes, int(w.arr.shape[1]), d.src)]
 
-    def check_last_feature(self, d, what):
+    def check_last_feature(self, d: _Data, what: str) -> None:
         labels = [self.lab(l) for l in d.axes]
         if d.ids or not labels or labels[-1] != "F" or "D" in labels:
             raise _Refuse(f"{what} must contract the feature axis of the data, the last one (axes {''.join(labels)})")
 
-    def op_Add(self, n, ins, a, where):
+    def op_Add(self, n: NodeProto, ins: _Ins, a: _Attrs, where: str) -> _Ins:
         x, c = ins
         if isinstance(x, _Const) and not isinstance(c, _Const):
             x, c = c, x
@@ -1211,7 +1261,7 @@ class _Converter:
         p = Piece("linear", last.name, {"weight": last.tensors["weight"], "bias": bias}, where=last.where)
         return [_Data(d.chain[:-1] + (p,), d.axes, d.feat, d.src)]
 
-    def op_Gemm(self, n, ins, a, where):
+    def op_Gemm(self, n: NodeProto, ins: _Ins, a: _Attrs, where: str) -> _Ins:
         x, w = ins[0], ins[1]
         c = ins[2] if len(ins) > 2 else None
         if not isinstance(w, _Const) or (c is not None and not isinstance(c, _Const)):
@@ -1238,7 +1288,7 @@ class _Converter:
         return [_Data(d.chain + (Piece("linear", self.name, tens, where=where),), (axes[0], "F"), N, d.src)]
 
     # ---- gathers: embedding, last step, one final state, shape entries
-    def op_Gather(self, n, ins, a, where):
+    def op_Gather(self, n: NodeProto, ins: _Ins, a: _Attrs, where: str) -> _Ins:
         data, idx = ins
         axis = int(a.get("axis", 0))
         if isinstance(data, _Const) and isinstance(idx, _IdsExpr) and idx.form == ("wrap", data.arr.shape[0]):
@@ -1276,9 +1326,8 @@ class _Converter:
             e = v.entries
             if not -len(e) <= k < len(e):
                 raise _Malformed(f"index {k} out of range for {len(e)} final states")
-            picked = (e[k],)
             axes = v.axes if keep else v.axes[:axis] + v.axes[axis + 1:]
-            return [_Final(picked, axes, v.feat, v.src, v.part)]
+            return [_Final((e[k],), axes, v.feat, v.src, v.part)]
         d = self.as_data(v)
         if lab == "T":
             if k != -1 and not (k >= 0 and self.known_size("T") == k + 1):
@@ -1294,14 +1343,14 @@ class _Converter:
             what += f" (axis {lab.rsplit(':', 1)[1]} of input {lab[1:].rsplit(':', 1)[0]!r}: batch or time)"
         raise _Refuse(f"selects {what}: not supported")
 
-    def inv(self, label):
+    def inv(self, label: str) -> str:
         for k, v in self.bind.items():
             if v == label:
                 return k
         return label
 
     # ---- layout ops
-    def op_Transpose(self, n, ins, a, where):
+    def op_Transpose(self, n: NodeProto, ins: _Ins, a: _Attrs, where: str) -> _Ins:
         v = ins[0]
         if isinstance(v, _Const):
             return [self.fold("Transpose", [v], perm=a.get("perm"))]
@@ -1309,28 +1358,30 @@ class _Converter:
             perm = a.get("perm") or list(range(len(v.shape)))[::-1]
             self.check_perm(perm, len(v.shape))
             return [_Fill(tuple(v.shape[p] for p in perm), v.value)]
-        d = self.as_data(v) if not isinstance(v, _IntInput) else None
-        axes = v.axes if d is None else d.axes
+        if isinstance(v, _IntInput):
+            return [_IntInput(v.name, self.permuted(v.axes, a))]
+        d = self.as_data(v)
+        return [_Data(d.chain, self.permuted(d.axes, a), d.feat, d.src, d.ids)]
+
+    def permuted(self, axes: tuple[str, ...], a: _Attrs) -> tuple[str, ...]:
+        """``axes`` permuted by Transpose's ``perm`` (default: reversed)."""
         perm = list(a.get("perm") or list(range(len(axes)))[::-1])
         self.check_perm(perm, len(axes))
-        new = tuple(axes[p] for p in perm)
-        if d is None:
-            return [_IntInput(v.name, new)]
-        return [_Data(d.chain, new, d.feat, d.src, d.ids)]
+        return tuple(axes[p] for p in perm)
 
     @staticmethod
-    def check_perm(perm, r):
+    def check_perm(perm: Sequence[int], r: int) -> None:
         if len(perm) != r or sorted(int(p) for p in perm) != list(range(r)):
             raise _Malformed(f"perm {list(perm)[:MAX_RANK + 1]} for rank {r}")
 
-    def axes_arg(self, ins, a, opset_attr):
+    def axes_arg(self, ins: _Ins, a: _Attrs, opset_attr: int) -> Optional[list[int]]:
         if self.opset < opset_attr:
             return list(a.get("axes", [])) if "axes" in a else None
         if len(ins) > 1 and ins[1] is not None:
             return _int_list(ins[1], "axes")
         return None
 
-    def op_Squeeze(self, n, ins, a, where):
+    def op_Squeeze(self, n: NodeProto, ins: _Ins, a: _Attrs, where: str) -> _Ins:
         v, axes = ins[0], self.axes_arg(ins, a, 13)
         if isinstance(v, _Const):
             return [self.fold("Squeeze", [v], axes=axes)]
@@ -1361,8 +1412,8 @@ class _Converter:
         return [_Data(d.chain, tuple(l for i, l in enumerate(d.axes) if i not in ax), d.feat, d.src, d.ids)]
 
     @staticmethod
-    def norm_axes(axes, r):
-        out = []
+    def norm_axes(axes: Sequence[int], r: int) -> list[int]:
+        out: list[int] = []
         for x in axes:
             x = int(x)
             x = x + r if x < 0 else x
@@ -1371,7 +1422,7 @@ class _Converter:
             out.append(x)
         return out
 
-    def op_Unsqueeze(self, n, ins, a, where):
+    def op_Unsqueeze(self, n: NodeProto, ins: _Ins, a: _Attrs, where: str) -> _Ins:
         v, axes = ins[0], self.axes_arg(ins, a, 13)
         if axes is None:
             raise _Malformed("no axes")
@@ -1394,7 +1445,7 @@ class _Converter:
             new.insert(i, "1")
         return [_Data(d.chain, tuple(new), d.feat, d.src, d.ids)]
 
-    def op_Flatten(self, n, ins, a, where):
+    def op_Flatten(self, n: NodeProto, ins: _Ins, a: _Attrs, where: str) -> _Ins:
         v = ins[0]
         if isinstance(v, _Const):
             return [self.fold("Flatten", [v], axis=int(a.get("axis", 1)))]
@@ -1407,7 +1458,7 @@ class _Converter:
         left, right = self.merge(d, d.axes[:ax]), self.merge(d, d.axes[ax:])
         return [self.relabel(d, [left, right])]
 
-    def merge(self, d, group):
+    def merge(self, d: _Data, group: Sequence[str]) -> tuple[str, ...]:
         """The label of one axis made by merging the ``group`` of adjacent axes (order kept)."""
         labels = [self.lab(l) for l in group if self.lab(l) != "1"]
         if not labels:
@@ -1419,7 +1470,7 @@ class _Converter:
         raise _Refuse(f"merges axes ({', '.join(labels)}) into one: only the direction and feature axes of a "
                       "bidirectional output (in that order) can be merged")
 
-    def relabel(self, d, new):
+    def relabel(self, d: _Data, new: Sequence[tuple[str, ...]]) -> _Data:
         """``new``: per output axis, (label,) or ("F", "merged") for a (D, F) merge."""
         axes = tuple(x[0] for x in new)
         merged = any(len(x) == 2 for x in new)
@@ -1431,11 +1482,12 @@ class _Converter:
             raise _Refuse("merges the directions of a bidirectional output twice")
         return _Data(d.chain, axes, feat, d.src, d.ids)
 
-    def op_Reshape(self, n, ins, a, where):
+    def op_Reshape(self, n: NodeProto, ins: _Ins, a: _Attrs, where: str) -> _Ins:
         v, s = ins[0], ins[1]
         allowzero = int(a.get("allowzero", 0))
+        target: list[_Dim]
         if isinstance(s, _Const):
-            target = _int_list(s, "shape")
+            target = list(_int_list(s, "shape"))
         elif isinstance(s, _Shape) and not s.scalar:
             target = list(s.dims)
         else:
@@ -1473,16 +1525,20 @@ class _Converter:
         if len(missing) == 1 and -1 in tgt and ints_in == ints_out:
             tgt[tgt.index(-1)] = missing[0]
         elif missing:
-            if any(self.known_size(x) is None for x in missing):
-                raise _Refuse(f"reshape {labels} -> {target} merges the batch or time axis with others")
-            sizes = [self.known_size(x) if x in missing else x for x in sizes]
+            fixed: dict[str, int] = {}
+            for x in missing:
+                k = self.known_size(x)
+                if k is None:
+                    raise _Refuse(f"reshape {labels} -> {target} merges the batch or time axis with others")
+                fixed[x] = k
+            sizes = [fixed[x] if isinstance(x, str) and x in fixed else x for x in sizes]
             ints_in = math.prod(x for x in sizes if isinstance(x, int))
         if -1 in tgt:
             if ints_out == 0 or ints_in % ints_out:
                 raise _Malformed(f"reshape {labels} -> {target}: sizes do not divide")
             tgt[tgt.index(-1)] = ints_in // ints_out
         groups = self.group(labels, sizes, tgt, copy)
-        new = []
+        new: list[tuple[str, ...]] = []
         for gi, gj in groups:
             if len(gj) == 0:
                 if labels[gi[0]] not in ("1",) and sizes[gi[0]] != 1:
@@ -1499,10 +1555,11 @@ class _Converter:
             raise _Refuse(f"splits axis {''.join(labels[i] for i in gi)} into {len(gj)} axes")
         return [self.relabel(d, new)]
 
-    def group(self, labels, sizes, tgt, copy):
+    def group(self, labels: list[str], sizes: list[_Dim], tgt: list[_Dim], copy: dict[int, int]
+              ) -> list[tuple[list[int], list[int]]]:
         n, m = len(sizes), len(tgt)
         i = j = 0
-        groups = []
+        groups: list[tuple[list[int], list[int]]] = []
         while i < n or j < m:
             if i < n and labels[i] == "1" and copy.get(j) != i:
                 groups.append(([i], []))
@@ -1521,29 +1578,32 @@ class _Converter:
                 groups.append(([i], []))
                 i += 1
                 continue
-            if i >= n or j >= m or not isinstance(sizes[i], int) or not isinstance(tgt[j], int):
+            si, tj = (sizes[i], tgt[j]) if i < n and j < m else (None, None)
+            if not isinstance(si, int) or not isinstance(tj, int):
                 raise _Refuse(f"reshape of axes ({', '.join(labels)}) to {tgt} is not a merge or split of "
                               "adjacent feature axes")
-            gi, gj, pi, pj = [i], [j], sizes[i], tgt[j]
+            gi, gj, pi, pj = [i], [j], si, tj
             while pi != pj:
                 if pi < pj:
                     i += 1
-                    if i >= n or not isinstance(sizes[i], int):
+                    si = sizes[i] if i < n else None
+                    if not isinstance(si, int):
                         raise _Refuse(f"reshape of axes ({', '.join(labels)}) to {tgt} mixes the batch or time axis")
-                    pi *= sizes[i]
+                    pi *= si
                     gi.append(i)
                 else:
                     j += 1
-                    if j >= m or not isinstance(tgt[j], int):
+                    tj = tgt[j] if j < m else None
+                    if not isinstance(tj, int):
                         raise _Refuse(f"reshape of axes ({', '.join(labels)}) to {tgt} mixes the batch or time axis")
-                    pj *= tgt[j]
+                    pj *= tj
                     gj.append(j)
             groups.append((gi, gj))
             i += 1
             j += 1
         return groups
 
-    def slice_args(self, ins, a, r):
+    def slice_args(self, ins: _Ins, a: _Attrs, r: int) -> list[tuple[int, int, int, int]]:
         if self.opset < 10:
             starts, ends = list(a.get("starts", [])), list(a.get("ends", []))
             axes = list(a.get("axes", range(len(starts))))
@@ -1557,13 +1617,13 @@ class _Converter:
         return list(zip(self.norm_axes(axes, r), starts, ends, steps))
 
     @staticmethod
-    def slice_range(size, st, en, step):
+    def slice_range(size: int, st: int, en: int, step: int) -> range:
         """Python range of a slice over an int size (ONNX clamping rules)."""
         if step == 0:
             raise _Malformed("step 0")
         return range(size)[slice(max(min(st, _BIG), -_BIG), max(min(en, _BIG), -_BIG), step)]
 
-    def op_Slice(self, n, ins, a, where):
+    def op_Slice(self, n: NodeProto, ins: _Ins, a: _Attrs, where: str) -> _Ins:
         v = ins[0]
         if isinstance(v, _Const):
             r = v.arr.ndim
@@ -1581,7 +1641,7 @@ class _Converter:
         if isinstance(v, (_Fill, _Final, _Data)):
             shape = list(v.shape) if isinstance(v, _Fill) else [self.size(v, l) for l in v.axes]
             r = len(shape)
-            sel = {}
+            sel: dict[int, Union[list[int], str]] = {}  # axis -> the indices kept, or "last" (a symbolic axis)
             for ax, st, en, step in self.slice_args(ins, a, r):
                 s = shape[ax]
                 if isinstance(s, int):
@@ -1602,7 +1662,7 @@ class _Converter:
             return [self.slice_direction(v, self.slice_args(ins, a, len(v.axes)))]
         raise _Refuse("slices an unsupported value")
 
-    def slice_direction(self, v, args):
+    def slice_direction(self, v: _DirPart, args: list[tuple[int, int, int, int]]) -> _Final:
         """The forward direction's last step or the backward direction's first step of a bidirectional
         output: that direction's final state (Keras ``Bidirectional`` without ``return_sequences``)."""
         rnn = v.data.chain[-1]
@@ -1610,43 +1670,47 @@ class _Converter:
             ax, st, en, step = args[0]
             t = self.size(v.data, v.axes[ax])
             steps = list(self.slice_range(t, st, en, step)) if isinstance(t, int) else None
-            last = (st == -1 and step == 1 and en >= 2 ** 31 - 1) or (steps is not None and steps == [t - 1])
+            last = (st == -1 and step == 1 and en >= 2 ** 31 - 1) or (
+                steps is not None and isinstance(t, int) and steps == [t - 1])
             first = (st == 0 and en == 1) or (steps is not None and steps == [0])
             if (v.k == 0 and last) or (v.k == 1 and first):
                 return _Final(((v.data.chain, v.k),), v.axes[:ax] + ("1",) + v.axes[ax + 1:], v.data.feat, v.data.src)
         raise _Refuse("slices one direction of a bidirectional output: only the forward direction's last step and "
                       "the backward direction's first step (its final state) are supported, without sequence_lens")
 
-    def slice_value(self, v, shape, sel, where):
+    def slice_value(self, v: Union[_Final, _Data], shape: list[_Dim], sel: dict[int, Union[list[int], str]],
+                    where: str) -> Union[_Final, _Data, _DirPart]:
         if isinstance(v, _Final):
             for ax, ks in sel.items():
-                if self.lab(v.axes[ax]) == "S" and ks != "last":
+                if self.lab(v.axes[ax]) == "S" and isinstance(ks, list):
                     v = _Final(tuple(v.entries[k] for k in ks), v.axes, v.feat, v.src, v.part)
-                elif ks != list(range(shape[ax])):
+                elif not _whole(ks, shape[ax]):  # (the last batch row, [-1:], too: was a TypeError)
                     raise _Refuse(f"slices part of the {self.lab(v.axes[ax])} axis of a final state")
             return v
         d = v
-        dirs = [ax for ax, ks in sel.items() if self.lab(d.axes[ax]) == "D" and ks in ([0], [1])]
+        dirs = [(ax, ks[0]) for ax, ks in sel.items()
+                if self.lab(d.axes[ax]) == "D" and isinstance(ks, list) and ks in ([0], [1])]
         if dirs and len(sel) == 1:  # one direction of a bidirectional output, the other axes whole
-            ax = dirs[0]
-            return _DirPart(d, sel[ax][0], d.axes[:ax] + ("1",) + d.axes[ax + 1:])
+            ax, k = dirs[0]
+            return _DirPart(d, k, d.axes[:ax] + ("1",) + d.axes[ax + 1:])
         for ax, ks in sel.items():
             lab = self.lab(d.axes[ax])
             if ks == "last" and lab == "T":
                 d = _Data(d.chain + (Piece("select", "last_step", select="last_step", where=where),),
                           d.axes[:ax] + ("1",) + d.axes[ax + 1:], d.feat, d.src)
-            elif ks != "last" and ks == list(range(shape[ax])):
+            elif _whole(ks, shape[ax]):
                 continue
             else:
                 raise _Refuse(f"slices part of the {lab} axis: only full ranges and the last time step are supported")
         return d
 
-    def op_Concat(self, n, ins, a, where):
+    def op_Concat(self, n: NodeProto, ins: _Ins, a: _Attrs, where: str) -> _Ins:
         axis = int(a.get("axis", 0))
-        if all(isinstance(v, _Const) for v in ins):
-            return [self.fold("Concat", ins, axis=axis)]
+        consts = _all_of(ins, _Const)
+        if consts is not None:
+            return [self.fold("Concat", consts, axis=axis)]
         if all(isinstance(v, (_Const, _Shape)) for v in ins):
-            dims = []
+            dims: list[_Dim] = []
             for v in ins:
                 if isinstance(v, _Shape):
                     if v.scalar:
@@ -1655,38 +1719,42 @@ class _Converter:
                 else:
                     dims.extend(_int_list(v, "shape part"))
             return [_Shape(tuple(dims))]
-        if all(isinstance(v, _Fill) for v in ins):
-            vals = {v.value for v in ins}
-            r = len(ins[0].shape)
+        fills = _all_of(ins, _Fill)
+        if fills is not None:
+            vals = {v.value for v in fills}
+            r = len(fills[0].shape)
             axis = axis + r if axis < 0 else axis
-            if len(vals) != 1 or any(len(v.shape) != r for v in ins) or not all(isinstance(v.shape[axis], int) for v in ins):
+            sizes = [x for v in fills if len(v.shape) == r and isinstance(x := v.shape[axis], int)]
+            if len(vals) != 1 or len(sizes) != len(fills):
                 raise _Refuse("concatenates filled tensors of different values or along a symbolic axis")
-            shape = list(ins[0].shape)
-            shape[axis] = sum(v.shape[axis] for v in ins)
-            return [_Fill(tuple(shape), ins[0].value)]
-        if all(isinstance(v, _Final) for v in ins):
-            r = len(ins[0].axes)
+            shape = list(fills[0].shape)
+            shape[axis] = sum(sizes)
+            return [_Fill(tuple(shape), fills[0].value)]
+        finals = _all_of(ins, _Final)
+        if finals is not None:
+            r = len(finals[0].axes)
             axis = axis + r if axis < 0 else axis
-            if any(len(v.axes) != r or [self.lab(x) for x in v.axes] != [self.lab(x) for x in ins[0].axes] or
-                   v.feat != ins[0].feat or v.part != ins[0].part for v in ins) or not 0 <= axis < r:
+            if any(len(v.axes) != r or [self.lab(x) for x in v.axes] != [self.lab(x) for x in finals[0].axes] or
+                   v.feat != finals[0].feat or v.part != finals[0].part for v in finals) or not 0 <= axis < r:
                 raise _Refuse("concatenates final states of different layouts")
-            lab = self.lab(ins[0].axes[axis])
-            if lab == "S" or (lab == "F" and "S" not in ins[0].axes):
-                return [_Final(tuple(e for v in ins for e in v.entries), ins[0].axes, ins[0].feat, ins[0].src,
-                               ins[0].part)]
-        if all(isinstance(v, _DirPart) for v in ins):
-            r = len(ins[0].axes)
+            lab = self.lab(finals[0].axes[axis])
+            if lab == "S" or (lab == "F" and "S" not in finals[0].axes):
+                return [_Final(tuple(e for v in finals for e in v.entries), finals[0].axes, finals[0].feat,
+                               finals[0].src, finals[0].part)]
+        parts = _all_of(ins, _DirPart)
+        if parts is not None:
+            r = len(parts[0].axes)
             axis = axis + r if axis < 0 else axis
-            if [v.k for v in ins] != [0, 1] or ins[1].data is not ins[0].data or ins[1].axes != ins[0].axes or \
-                    not 0 <= axis < r or self.lab(ins[0].axes[axis]) != "F":
+            if [v.k for v in parts] != [0, 1] or parts[1].data is not parts[0].data or \
+                    parts[1].axes != parts[0].axes or not 0 <= axis < r or self.lab(parts[0].axes[axis]) != "F":
                 raise _Refuse("concatenates directions of a bidirectional output: only both, forward first, along "
                               "the features are supported")
-            return [_Data(ins[0].data.chain, ins[0].axes, ins[0].data.feat * 2, ins[0].data.src)]
+            return [_Data(parts[0].data.chain, parts[0].axes, parts[0].data.feat * 2, parts[0].data.src)]
         raise _Refuse("concatenates data tensors: only shapes, zero states and final states "
                       "(torch.cat((h_n[-2], h_n[-1]), 1)) are supported")
 
     # ---- shapes and filled tensors
-    def op_Shape(self, n, ins, a, where):
+    def op_Shape(self, n: NodeProto, ins: _Ins, a: _Attrs, where: str) -> _Ins:
         v = ins[0]
         if isinstance(v, _Const):
             dims = list(v.arr.shape)
@@ -1703,7 +1771,7 @@ class _Converter:
             return [_Const(np.asarray(dims, dtype=np.int64))]
         return [_Shape(tuple(dims))]
 
-    def fill_value(self, a):
+    def fill_value(self, a: _Attrs) -> float:
         t = a.get("value")
         if t is None:
             return 0.0
@@ -1712,8 +1780,9 @@ class _Converter:
             raise _Malformed("value must hold one element")
         return float(arr.reshape(-1)[0])
 
-    def op_ConstantOfShape(self, n, ins, a, where):
+    def op_ConstantOfShape(self, n: NodeProto, ins: _Ins, a: _Attrs, where: str) -> _Ins:
         s = ins[0]
+        shape: tuple[_Dim, ...]
         if isinstance(s, _Const):
             shape = tuple(_int_list(s, "shape"))
         elif isinstance(s, _Shape) and not s.scalar:
@@ -1724,8 +1793,10 @@ class _Converter:
             raise _Malformed(f"shape {list(shape)[:MAX_RANK + 1]}")
         return [_Fill(tuple(shape), self.fill_value(a))]
 
-    def op_Expand(self, n, ins, a, where):
+    def op_Expand(self, n: NodeProto, ins: _Ins, a: _Attrs, where: str) -> _Ins:
         v, s = ins
+        target: tuple[_Dim, ...]
+        shape: tuple[_Dim, ...]
         if isinstance(s, _Const):
             target = tuple(_int_list(s, "shape"))
         elif isinstance(s, _Shape) and not s.scalar:
@@ -1761,8 +1832,8 @@ class _Converter:
         return [_Fill(tuple(out), val)]
 
     # ---- constant folding (shape arithmetic, small constant graphs)
-    def shape_arith(self, op, ins):
-        vals = []
+    def shape_arith(self, op: str, ins: _Ins) -> _Const:
+        vals: list[_Const] = []
         for v in ins:
             if isinstance(v, _Shape) and all(isinstance(x, int) for x in v.dims):
                 vals.append(_Const(np.asarray(v.dims, dtype=np.int64).reshape(() if v.scalar else -1)))
@@ -1772,15 +1843,15 @@ class _Converter:
                 raise _Refuse(f"{op} on symbolic sizes (batch or time) is not supported")
         return self.fold(op, vals)
 
-    def op_Sub(self, n, ins, a, where):
+    def op_Sub(self, n: NodeProto, ins: _Ins, a: _Attrs, where: str) -> _Ins:
         return self._arith(n, ins)
 
-    def op_Mul(self, n, ins, a, where):
+    def op_Mul(self, n: NodeProto, ins: _Ins, a: _Attrs, where: str) -> _Ins:
         if any(isinstance(v, (_IntInput, _IdsExpr)) for v in ins):
             return [self.ids_arith("Mul", ins)]
         return self._arith(n, ins)
 
-    def ids_arith(self, op, ins):
+    def ids_arith(self, op: str, ins: _Ins) -> _IdsExpr:
         """Add / Mul on the ids: only the steps of Keras 3's ``where(ids < 0, ids + n, ids)`` (see _IdsExpr)."""
         vals = [_IdsExpr(v, ("shift", 0)) if isinstance(v, _IntInput) else v for v in ins]
         exprs = [v for v in vals if isinstance(v, _IdsExpr)]
@@ -1798,7 +1869,7 @@ class _Converter:
         raise _Refuse(f"{op} on the model input ids: only Keras' negative-index wrap "
                       "where(ids < 0, ids + n, ids) before an embedding is supported")
 
-    def op_Less(self, n, ins, a, where):
+    def op_Less(self, n: NodeProto, ins: _Ins, a: _Attrs, where: str) -> _Ins:
         x, c = ins
         if isinstance(x, _IntInput):
             x = _IdsExpr(x, ("float",))
@@ -1808,23 +1879,24 @@ class _Converter:
         raise _Refuse("operator not supported (Less is read only as ids < 0, Keras' negative-index wrap before an "
                       "embedding)")
 
-    def op_Not(self, n, ins, a, where):
+    def op_Not(self, n: NodeProto, ins: _Ins, a: _Attrs, where: str) -> _Ins:
         v = ins[0]
         if isinstance(v, _IdsExpr) and v.form[0] == "mask":
             return [_IdsExpr(v.ids, ("mask", not v.form[1]))]
         raise _Refuse("only the negation of ids < 0 (Keras' negative-index wrap before an embedding) is supported")
 
-    def op_Div(self, n, ins, a, where):
+    def op_Div(self, n: NodeProto, ins: _Ins, a: _Attrs, where: str) -> _Ins:
         return self._arith(n, ins)
 
-    def _arith(self, n, ins):
-        if all(isinstance(v, _Const) for v in ins):
-            return [self.fold(n.op_type, ins)]
+    def _arith(self, n: NodeProto, ins: _Ins) -> _Ins:
+        consts = _all_of(ins, _Const)
+        if consts is not None:
+            return [self.fold(n.op_type, consts)]
         if all(isinstance(v, (_Const, _Shape)) for v in ins):
             return [self.shape_arith(n.op_type, ins)]
         raise _Refuse(f"{n.op_type} of data tensors is not supported")
 
-    def fold(self, op, vals, **kw):
+    def fold(self, op: str, vals: Sequence[_Const], **kw: Any) -> _Const:
         arrs = [v.arr for v in vals]
         if op in ("Add", "Sub", "Mul", "Div"):
             shape = np.broadcast_shapes(*(x.shape for x in arrs))
@@ -1875,25 +1947,29 @@ class _Converter:
         return _Const(np.asarray(r))
 
     # ---- the end: the output value -> ModelSpec
-    def finish_many(self, results):
+    def finish_many(self, results: list[tuple[str, Optional[_Value]]]) -> ModelSpec:
         """Several graph outputs: data outputs on one chain of layers (the longest is the model's chain,
         the others taps of it) and final states (``Y_h`` / ``Y_c``: stacked ``(S, B, F)`` / layout 1
         ``(B, S, F)``, or one direction ``(B, F)``) of its recurrent nodes, in the graph's order."""
         data = [(o, v) for o, v in results if isinstance(v, _Data)]
         if not data:  # only final states: the chain ends at the last recurrent node (its Y, not an output)
-            chain = max((c for _, v in results for c, _ in v.entries), key=len)
-            el, v0 = chain[-1], results[0][1]
+            finals = [v for _, v in results if isinstance(v, _Final)]  # (run let only data and final states through)
+            chain = max((c for v in finals for c, _ in v.entries), key=len)
+            el = chain[-1]
+            assert isinstance(el, _Rnn)  # a final state's chain ends at its recurrent node
             d = "D" if el.direction == "bidirectional" else "1"
-            data = [("", _Data(chain, ("T", d, "B", "F") if el.layout == 0 else ("B", "T", d, "F"), el.units, v0.src))]
+            data = [("", _Data(chain, ("T", d, "B", "F") if el.layout == 0 else ("B", "T", d, "F"), el.units,
+                               finals[0].src))]
         main_out, main = max(data, key=lambda ov: len(ov[1].chain))
 
-        def index_in_main(chain, what):
+        def index_in_main(chain: _Chain, what: str) -> int:
             if len(chain) > len(main.chain) or any(a is not b for a, b in zip(chain, main.chain)):
                 raise _Refuse(f"{what} branches off the layers that compute {main_out!r}: several outputs of ONNX "
                               "graphs must lie on one chain of layers (taps and final states of it)")
             return len(chain) - 1
 
-        outputs, axes = [], []
+        outputs: list[tuple[Any, ...]] = []  # build_spec's outputs
+        axes: list[str] = []
         for o, v in results:
             what = f"graph output {o!r}"
             if isinstance(v, _Data):
@@ -1903,6 +1979,7 @@ class _Converter:
                 outputs.append(("tap", index_in_main(v.chain, what)))
                 axes.append("".join(labels))
                 continue
+            assert isinstance(v, _Final)  # (run let only data and final states through)
             labels = [self.lab(l) for l in v.axes]
             idx = [index_in_main(c, what) for c, _ in v.entries]
             if labels == ["B", "F"] and len(v.entries) == 1:
@@ -1910,7 +1987,8 @@ class _Converter:
             elif labels in (["S", "B", "F"], ["B", "S", "F"]):
                 groups = list(dict.fromkeys(idx))
                 dirs = [main.chain[i] for i in groups]
-                want = [(i, d) for i, el in zip(groups, dirs) for d in range(2 if el.direction == "bidirectional" else 1)]
+                want = [(i, d) for i, el in zip(groups, dirs)
+                        for d in range(2 if isinstance(el, _Rnn) and el.direction == "bidirectional" else 1)]
                 if [(i, d) for i, (_, d) in zip(idx, v.entries)] != want:
                     raise _Refuse(f"{what}: final states stacked in an order other than layer by layer, forward "
                                   "then backward")
@@ -1921,7 +1999,8 @@ class _Converter:
             axes.append("".join(labels))
         return self.finish(main, main_out, outputs, [o for o, _ in results], axes)
 
-    def finish(self, result, out, outputs=None, names=None, out_axes=None):
+    def finish(self, result: Optional[_Value], out: str, outputs: Optional[list[tuple[Any, ...]]] = None,
+               names: Optional[list[str]] = None, out_axes: Optional[list[str]] = None) -> ModelSpec:
         if isinstance(result, _Final) and result.part == "c" and outputs is None:
             raise _Refuse("the LSTM cell state Y_c is a model output only beside a data output (Y or a layer after "
                           "it): load the graph's outputs together")
@@ -1952,7 +2031,7 @@ class _Converter:
             raise _Refuse("sequence_lens is given to some recurrent nodes and not to others (or differs): fastrnn "
                           "applies predict's lengths to every recurrent layer")
         lengths = lens.pop() if lens else None
-        meta = {"framework": "onnx", "onnx": {
+        meta: dict[str, Any] = {"framework": "onnx", "onnx": {
             "input": src, "input_axes": in_axes, "output": out, "output_axes": "".join(labels),
             "lengths_input": lengths, "opset": self.opset, "producer": self.model.producer_name,
             "producer_version": self.model.producer_version}}
@@ -1960,12 +2039,14 @@ class _Converter:
             meta["onnx"]["outputs"] = [{"name": n, "axes": a} for n, a in zip(names or [], out_axes or [])]
         return self.build(d.chain, None if ids else self.input_features(src), meta, outputs, names)
 
-    def input_features(self, src):
+    def input_features(self, src: str) -> int:
         vi = next(vi for vi in self.model.graph.input if vi.name == src)
         return int(vi.type.tensor_type.shape.dim[-1].dim_value)
 
-    def build(self, chain, input_features, meta, outputs=None, names=None):
-        pieces, rnns = [], []
+    def build(self, chain: _Chain, input_features: Optional[int], meta: dict[str, Any],
+              outputs: Optional[list[tuple[Any, ...]]] = None, names: Optional[list[str]] = None) -> ModelSpec:
+        pieces: list[Piece] = []
+        rnns: list[tuple[_Rnn, str]] = []  # (node, how it runs)
         for k, el in enumerate(chain):
             if isinstance(el, _Rnn):
                 nxt = chain[k + 1] if k + 1 < len(chain) else None
@@ -1990,8 +2071,8 @@ class _Converter:
         for key in ("torch_recurrent", "torch_batch_first"):
             spec.metadata.pop(key, None)
         used = {l.name for l in spec.layers if not hasattr(l, "weights")}
-        renamed = {}
-        states = []
+        renamed: dict[str, str] = {}
+        states: list[dict[str, Any]] = []
         for layer, (el, impl) in zip(spec.recurrent_layers, rnns):
             old = layer.name
             layer.name = renamed[old] = unique_name(el.name, used)
@@ -2010,7 +2091,8 @@ class _Converter:
                 layer.direction = "reverse"
             elif impl == "reverse_as_bidirectional":  # zero forward direction: outputs exactly 0; sum = backward
                 w = layer.weights[0]
-                zero = DirectionWeights(*(np.zeros_like(getattr(w, k)) for k in ("w_ih", "w_hh", "b_ih", "b_hh")),
+                zero = DirectionWeights(np.zeros_like(w.w_ih), np.zeros_like(w.w_hh), np.zeros_like(w.b_ih),
+                                        np.zeros_like(w.b_hh),
                                         peephole=None if w.peephole is None else np.zeros_like(w.peephole))
                 layer.weights = [zero, w]
                 layer.direction, layer.merge_mode = "bidirectional", "sum"
@@ -2029,7 +2111,7 @@ class _Converter:
         return spec.validate()
 
     @staticmethod
-    def rnn_options(layer, el: _Rnn, impl) -> None:
+    def rnn_options(layer: RecurrentSpec, el: _Rnn, impl: str) -> None:
         """The node's activations and options on its RecurrentSpec (weights in ONNX direction order; a
         reverse node run as a zero forward + backward pair gets its zero direction below)."""
         # the zero forward direction outputs exactly 0 when g(0) == 0 (and h(0) == 0): with the node's own
@@ -2037,10 +2119,10 @@ class _Converter:
         rab = impl == "reverse_as_bidirectional"
         if el.activation is not None and not (rab and el.activation not in _ZERO_AT_ZERO):
             layer.activation = el.activation
-            if el.kind != "simple_rnn":
+            if el.kind != "simple_rnn" and el.recurrent_activation is not None:  # (None only with activation)
                 layer.recurrent_activation = el.recurrent_activation
         else:
-            zero = [[n, 0.0, 0.0] for n in _DEFAULT_ACTS[el.kind]]
+            zero: list[list[Any]] = [[n, 0.0, 0.0] for n in _DEFAULT_ACTS[el.kind]]
             layer.gate_activations = ([zero] if rab else []) + (el.gate_acts or [])
         layer.clip, layer.input_forget = el.clip, el.input_forget
         for d, w in enumerate(layer.weights):
@@ -2049,10 +2131,10 @@ class _Converter:
             w.c0 = None if el.c0 is None else el.c0[d]
 
     @staticmethod
-    def rnn_piece(el: _Rnn, impl) -> Piece:
+    def rnn_piece(el: _Rnn, impl: str) -> Piece:
         """A torch-layout piece for build_spec (a reverse node running as a zero forward + backward pair
         is built as one direction, with the sizes that pair has when merged by sum, and patched after)."""
-        t = {}
+        t: dict[str, _F32] = {}
         ws = el.weights
         for d, (w_ih, w_hh, b_ih, b_hh) in enumerate(ws):
             sfx = "_l0" + ("_reverse" if d else "")
@@ -2062,7 +2144,7 @@ class _Converter:
         return Piece("rnn", el.name, t, rnn=desc, where=el.where)
 
 
-def _rnn_act(key, alpha, beta):
+def _rnn_act(key: str, alpha: Optional[float], beta: Optional[float]) -> Optional[str]:
     """ONNX recurrent activation (lower-case name, alpha, beta) -> the fastrnn activation that is exactly
     it, else None (RecurrentSpec.gate_activations then holds it)."""
     f32 = np.float32
@@ -2078,44 +2160,44 @@ def _rnn_act(key, alpha, beta):
     return None
 
 
-def _elementwise():
+def _elementwise() -> dict[str, _ActFn]:
     f32 = np.float32
 
-    def fixed(name):
+    def fixed(name: str) -> _ActFn:
         return lambda self, a, ins: name
 
-    def elu(self, a, ins):
+    def elu(self: _Converter, a: _Attrs, ins: _Ins) -> str:
         if f32(a.get("alpha", 1.0)) != 1:
             raise _Refuse(f"alpha={a['alpha']}: only alpha=1 is supported")
         return "elu"
 
-    def selu(self, a, ins):
+    def selu(self: _Converter, a: _Attrs, ins: _Ins) -> str:
         if f32(a.get("alpha", 1.67326319217681884765625)) != f32(1.67326319217681884765625) or \
                 f32(a.get("gamma", 1.05070102214813232421875)) != f32(1.05070102214813232421875):
             raise _Refuse("only the default alpha and gamma are supported")
         return "selu"
 
-    def leaky(self, a, ins):
+    def leaky(self: _Converter, a: _Attrs, ins: _Ins) -> str:
         if f32(a.get("alpha", 0.01)) != f32(0.2):
             raise _Refuse(f"alpha={a.get('alpha', 0.01)}: fastrnn's leaky_relu has the fixed slope 0.2 "
                           "(Keras' default); other slopes are not supported")
         return "leaky_relu"
 
-    def hsig(self, a, ins):
+    def hsig(self: _Converter, a: _Attrs, ins: _Ins) -> str:
         al, be = a.get("alpha", 0.2), a.get("beta", 0.5)
         name = _rnn_act("hardsigmoid", al, be)
         if name is None:
             raise _Refuse(f"alpha={al}, beta={be}: only (0.2, 0.5) and (1/6, 0.5) are supported")
         return name
 
-    def gelu(self, a, ins):
+    def gelu(self: _Converter, a: _Attrs, ins: _Ins) -> str:
         ap = a.get("approximate", b"none")
         ap = ap.decode() if isinstance(ap, bytes) else ap
         if ap not in ("none", "tanh"):
             raise _Refuse(f"approximate={ap!r}")
         return "gelu" if ap == "none" else "gelu_tanh"
 
-    def clip(self, a, ins):
+    def clip(self: _Converter, a: _Attrs, ins: _Ins) -> str:
         if self.opset < 11:
             lo, hi = a.get("min", -np.inf), a.get("max", np.inf)
         else:
@@ -2138,6 +2220,8 @@ def _elementwise():
             "Gelu": gelu, "Clip": clip}
 
 
+# an element-wise op's function: (converter, attributes, inputs) -> the fastrnn activation
+_ActFn = Callable[[_Converter, _Attrs, _Ins], str]
 _ELEMENTWISE = _elementwise()
 # ops whose output has the shape of their first input: when refused, their consumers are still analysed
 _SHAPE_KEEPING = set(_ELEMENTWISE) | {"Softmax", "LogSoftmax", "Add", "Sub", "Mul", "Div", "Pow", "Neg", "Abs", "Sqrt",
@@ -2153,7 +2237,7 @@ _CONTRIB = {("com.microsoft", "DynamicQuantizeLSTM"): (
 
 
 @functools.lru_cache(maxsize=None)
-def _schema(onnx, domain, op, opset):
+def _schema(onnx: ModuleType, domain: str, op: str, opset: int) -> tuple[frozenset[str], int, int, int]:
     """(attribute names, min inputs, max inputs, max outputs) of a supported op at the model's opset (an
     op newer than the opset: its first version)."""
     if (domain, op) in _CONTRIB:
@@ -2166,8 +2250,8 @@ def _schema(onnx, domain, op, opset):
 
 
 # --------------------------------------------------------------------------- public entry points
-def _parse(onnx, data, origin):
-    m = onnx.ModelProto()
+def _parse(onnx: ModuleType, data: Union[bytes, bytearray, memoryview], origin: str) -> ModelProto:
+    m: ModelProto = onnx.ModelProto()
     try:
         m.ParseFromString(bytes(data))
     except Exception as e:  # noqa: BLE001 - DecodeError, RecursionError... from the protobuf runtime
@@ -2199,7 +2283,8 @@ def spec_from_onnx_file(path: str | os.PathLike[str], output: Optional[str] = No
     return spec
 
 
-def spec_from_onnx(model, output: Optional[str] = None, weights: Optional[str] = None):
+def spec_from_onnx(model: Union[ModelProto, bytes, bytearray, memoryview], output: Optional[str] = None,
+                   weights: Optional[str] = None) -> ModelSpec:
     """Convert an ``onnx.ModelProto``, or its serialized bytes (see the module doc).  External data
     is refused here (load the file by its path).  ``weights``: as :func:`spec_from_onnx_file`."""
     onnx = _onnx()
@@ -2216,13 +2301,14 @@ def spec_from_onnx(model, output: Optional[str] = None, weights: Optional[str] =
     return _Converter(onnx, model, origin, budget, None, output, _weights_arg(weights)).run()
 
 
-def _weights_arg(weights):
+def _weights_arg(weights: Optional[str]) -> Optional[str]:
     from ..quantize import precision_arg
 
     return None if weights is None else precision_arg(weights, "weights")
 
 
-def _kept_int8(v, scale, exact, values):
+def _kept_int8(v: npt.NDArray[np.int16], scale: _F32, exact: npt.NDArray[np.bool_],
+               values: _F32) -> tuple[npt.NDArray[np.int8], _F32]:
     """One matrix of a DynamicQuantizeLSTM as fastrnn int8 ``[(q, scale)]``: the source's rows where
     ``exact``, the others requantized per row from their dequantized ``values``."""
     from ..quantize import to_int8
@@ -2231,7 +2317,7 @@ def _kept_int8(v, scale, exact, values):
     return (np.where(exact[:, None], v, q).astype(np.int8), np.where(exact, scale, s).astype(np.float32))
 
 
-def _check_output_arg(output, origin):
+def _check_output_arg(output: object, origin: str) -> None:
     if output is not None and not isinstance(output, str):
         from ..errors import ArgumentTypeError
 
@@ -2239,8 +2325,13 @@ def _check_output_arg(output, origin):
 
 
 # --------------------------------------------------------------------------- layouts
-def _onnx_meta(model):
-    spec = getattr(model, "spec", model)
+def _spec_of(model: Union[Model, ModelSpec]) -> ModelSpec:
+    """The spec of a :class:`fastrnn.Model`; a ModelSpec itself."""
+    return cast(ModelSpec, getattr(model, "spec", model))
+
+
+def _onnx_meta(model: Union[Model, ModelSpec]) -> dict[str, Any]:
+    spec = _spec_of(model)
     meta = getattr(spec, "metadata", None) or {}
     m = meta.get("onnx")
     if not isinstance(m, dict):
@@ -2248,7 +2339,7 @@ def _onnx_meta(model):
     return m
 
 
-def input_to_fastrnn(model, x):
+def input_to_fastrnn(model: Union[Model, ModelSpec], x: npt.ArrayLike) -> npt.NDArray[Any]:
     """The ONNX graph's model input ``x`` (its own layout, e.g. time-major ``(T, B, F)``) as the
     batch-first array :meth:`fastrnn.Model.predict` takes."""
     axes = _onnx_meta(model)["input_axes"]
@@ -2257,27 +2348,28 @@ def input_to_fastrnn(model, x):
     return np.transpose(x, [axes.index(c) for c in want]) if list(axes) != want else x
 
 
-def initial_state_from_onnx(model, feeds):
+def initial_state_from_onnx(model: Union[Model, ModelSpec], feeds: Mapping[str, npt.ArrayLike]
+                            ) -> list[Union[None, _F32, tuple[_F32, _F32]]]:
     """``predict(initial_state=...)`` (and ``Stream.state``) from the ONNX feeds of the graph inputs that
     carry states (``initial_h`` / ``initial_c`` fed by graph inputs: ``metadata["onnx"]["state_inputs"]``):
     ``feeds`` maps input names to arrays in the graph's layout; a layer none of whose states is fed
     gets None (zeros).  An LSTM fed only one of ``h`` / ``c`` gets zeros for the other."""
-    spec = getattr(model, "spec", model)
+    spec = _spec_of(model)
     meta = _onnx_meta(model)
-    fed = {}
+    fed: dict[tuple[str, str], _F32] = {}
     for st in meta.get("state_inputs") or []:
         if st["input"] in feeds:
             a = np.asarray(feeds[st["input"]], dtype=np.float32)
             fed[(st["layer"], st["part"])] = a.transpose(1, 0, 2) if st["layout"] else a
-    out = []
+    out: list[Union[None, _F32, tuple[_F32, _F32]]] = []
     for layer in spec.recurrent_layers:
         h, c = fed.get((layer.name, "h")), fed.get((layer.name, "c"))
         if layer.num_directions == 2:  # a reverse node run as a bidirectional layer: a zero forward direction
             h, c = (a if a is None or a.shape[0] == 2 else np.concatenate([np.zeros_like(a), a]) for a in (h, c))
-        if h is None and c is None:
+        ref = h if h is not None else c
+        if ref is None:  # neither fed
             out.append(None)
             continue
-        ref = h if h is not None else c
         if layer.kind != "lstm":
             out.append(h)
             continue
@@ -2286,7 +2378,7 @@ def initial_state_from_onnx(model, feeds):
     return out
 
 
-def output_to_onnx(model, y, output=None):
+def output_to_onnx(model: Union[Model, ModelSpec], y: npt.ArrayLike, output: Optional[str] = None) -> npt.NDArray[Any]:
     """``predict``'s output (batch-first, features last) rearranged to the ONNX graph output's layout
     (``metadata["onnx"]["output_axes"]``: e.g. ``"TBF"``, ``"1BF"`` for a raw ``Y_h``, ``"TDBF"`` for a
     raw bidirectional ``Y``).  A model with several outputs: ``output`` names the graph output ``y``
@@ -2298,7 +2390,8 @@ def output_to_onnx(model, y, output=None):
         if not found:
             raise UnsupportedLayerError(f"output_to_onnx: {output!r} is not an output of the model")
         axes = found[0]
-        if "S" in axes or axes == "BF" and any(o.name == output and o.kind != "output" for o in model.spec.outputs):
+        outs = _spec_of(model).outputs or []  # (was model.spec: an AttributeError for a ModelSpec)
+        if "S" in axes or axes == "BF" and any(o.name == output and o.kind != "output" for o in outs):
             return np.asarray(y)
     y = np.asarray(y)
     core = [c for c in "BT" if c in axes]
