@@ -2348,8 +2348,9 @@ def input_to_fastrnn(model: Union[Model, ModelSpec], x: npt.ArrayLike) -> npt.ND
     return np.transpose(x, [axes.index(c) for c in want]) if list(axes) != want else x
 
 
-def initial_state_from_onnx(model: Union[Model, ModelSpec], feeds: Mapping[str, npt.ArrayLike]
-                            ) -> list[Union[None, _F32, tuple[_F32, _F32]]]:
+def initial_state_from_onnx(
+        model: Union[Model, ModelSpec], feeds: Mapping[str, npt.ArrayLike]
+) -> list[Union[None, npt.NDArray[np.float32], tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]]]:
     """``predict(initial_state=...)`` (and ``Stream.state``) from the ONNX feeds of the graph inputs that
     carry states (``initial_h`` / ``initial_c`` fed by graph inputs: ``metadata["onnx"]["state_inputs"]``):
     ``feeds`` maps input names to arrays in the graph's layout; a layer none of whose states is fed
