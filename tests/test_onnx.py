@@ -380,6 +380,16 @@ def test_slicing_the_batch_axis_of_a_final_state_is_refused(rng):
         spec_from_onnx(m)
 
 
+def test_concat_of_filled_tensors_along_a_missing_axis_is_malformed():
+    """Concat(axis=5) of two rank-2 ConstantOfShape outputs: a ModelFormatError naming the node (was an
+    IndexError)."""
+    nodes = [helper.make_node("ConstantOfShape", ["s"], ["z"]), helper.make_node("Concat", ["z", "z"], ["zz"], axis=5),
+             helper.make_node("Add", ["X", "zz"], ["y"])]
+    m = make_model(nodes, [vi("X", ["N", 3])], [vi("y", None)], [numpy_helper.from_array(np.array([1, 3], np.int64), "s")])
+    with pytest.raises(fastrnn.ModelFormatError, match=r"node '#1' \(Concat\): axis 5 for rank 2"):
+        spec_from_onnx(m)
+
+
 def test_constant_sequence_lens_is_refused(rng):
     m = rnn_model(rng, "RNN")
     m.graph.node[0].input[4] = "L"

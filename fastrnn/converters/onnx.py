@@ -1724,6 +1724,8 @@ class _Converter:
             vals = {v.value for v in fills}
             r = len(fills[0].shape)
             axis = axis + r if axis < 0 else axis
+            if not 0 <= axis < r:  # (was an IndexError)
+                raise _Malformed(f"axis {a.get('axis', 0)} for rank {r}")
             sizes = [x for v in fills if len(v.shape) == r and isinstance(x := v.shape[axis], int)]
             if len(vals) != 1 or len(sizes) != len(fills):
                 raise _Refuse("concatenates filled tensors of different values or along a symbolic axis")
