@@ -391,7 +391,8 @@ def build_spec(pieces: Sequence[Piece], source: str = "torch", metadata: Optiona
     meta = dict(metadata or {})
     layers: list[LayerSpec] = []
     names: set[str] = set()
-    pending: Optional[tuple[tuple[str, ...], int, str]] = None  # (dirs, hout, where) of a final-state selection that needs the next linear
+    # (dirs, hout, where) of a final-state selection that needs the next linear
+    pending: Optional[tuple[tuple[str, ...], int, str]] = None
     tapped = {o[1] for o in outputs or [] if o[0] == "tap"}
     made: list[list[LayerSpec]] = []  # per piece: the layers it made (an activation folded into a linear: none)
 
