@@ -633,6 +633,18 @@ def test_hard_sigmoid_follows_the_writer_version():
         assert spec.input_features == 3
 
 
+def test_functional_config_without_outputs_is_a_format_error():
+    """A functional config whose output_layers is empty is a malformed file (was an AttributeError)."""
+    from fastrnn.converters.keras import spec_from_keras_config
+
+    cfg = {"class_name": "Functional", "config": {
+        "name": "m", "input_layers": [["x", 0, 0]], "output_layers": [],
+        "layers": [{"class_name": "InputLayer", "name": "x", "config": {"batch_shape": [None, None, 3]},
+                    "inbound_nodes": []}]}}
+    with pytest.raises(ModelFormatError, match="model.json: the model config lists no outputs"):
+        spec_from_keras_config(cfg, lambda names, keys, entry: [], keras_version="3.5.0", origin="model.json")
+
+
 # --------------------------------------------------------------------------- isolation (fastrnn.io.isolate)
 def test_isolated_and_in_process_read_the_same():
     """The default (isolated child process) and isolate=False give the same model, and Keras's outputs."""

@@ -876,6 +876,19 @@ def test_missing_recurrent_parameters_named_exactly():
     assert len(msg) < 1000 and msg.endswith("..."), msg
 
 
+def test_build_spec_refuses_incomplete_pieces():
+    """build_spec (public, shared by the file and ONNX paths) names a recurrent Piece without its RNNDesc
+    (was an AttributeError on None) and an activation Piece without its activation."""
+    from fastrnn.converters.torch import Piece, build_spec
+    from fastrnn.errors import ConversionError, UnsupportedLayerError
+
+    w = np.zeros((12, 3), np.float32)
+    with pytest.raises(ConversionError, match=r"^architecture\[0\]: a recurrent piece needs its RNNDesc"):
+        build_spec([Piece("rnn", "lstm", {"weight_ih_l0": w, "weight_hh_l0": w}, where="architecture[0]")])
+    with pytest.raises(UnsupportedLayerError, match=r"^act: an activation piece needs its activation"):
+        build_spec([Piece("linear", "fc", {"weight": w}), Piece("act", "act")])
+
+
 # #12.13: no file may change fastrnn's state
 @pytest.mark.parametrize("which", range(len(H.BUILD_TARGETS)),
                          ids=[".".join(t[:2]) + ("-memo" if len(t) > 2 else "") for t in H.BUILD_TARGETS])

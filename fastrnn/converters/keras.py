@@ -58,14 +58,15 @@ import json
 import os
 import re
 import warnings
-from typing import Any
+from typing import Any, Callable, Iterator, Literal, Optional, Sequence, TypedDict
 
 import numpy as np
+import numpy.typing as npt
 
 from . import unique_name
 from ..errors import ConversionError, ConversionWarning, ModelFormatError, UnsupportedLayerError
-from ..spec import (GATES, ActivationSpec, DenseSpec, DirectionWeights, EmbeddingSpec, LastStepSpec, MaskingSpec,
-                    ModelSpec, OutputSpec, RecurrentSpec)
+from ..spec import (GATES, ActivationSpec, DenseSpec, DirectionWeights, EmbeddingSpec, LastStepSpec, LayerSpec,
+                    MaskingSpec, ModelSpec, OutputSpec, RecurrentSpec)
 
 __all__ = ["spec_from_keras", "spec_from_keras_config"]
 
@@ -116,9 +117,18 @@ _OP_MODULE_PREFIXES = ("keras.src.ops", "keras.ops")
 _OP_NAMES = ("GetItem", "NotEqual", "Any")  # the operations of x[:, -1] and of the masks Keras computes
 _RECURRENT_CLASSES = tuple(_RNN_LAYERS) + ("RNN", "Bidirectional")
 
+# A serialized tensor's keras_history (layer name, node index, tensor index), as read from the config.
+_History = tuple[Any, ...]
+# One functional call of a layer: (layer name, node index).
+_CallKey = tuple[str, int]
+# The weights callback of spec_from_keras_config: (layer names from the top model down, weight-file keys,
+# entry) -> the layer's arrays in Keras weight order (None: none).
+_WeightsFn = Callable[[tuple[str, ...], tuple[Optional[str], ...], "_CfgLayer"], Optional[Sequence[npt.ArrayLike]]]
+_Arrays = Sequence[npt.ArrayLike]
+
 
 # =========================================================================== live models
-def _import_keras():
+def _import_keras() -> Any:
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     import keras  # noqa: F401  (lazy: fastrnn must import without keras)
 
@@ -160,8 +170,9 @@ def spec_from_keras(model: Any) -> ModelSpec:
         raise UnsupportedLayerError(f"cannot convert Keras model '{model.name}': its configuration cannot be "
                                     f"serialized ({type(e).__name__}: {str(e)[:300]})") from None
 
-    def weights(names, keys, entry):
-        layer = model
+    def weights(names: tuple[str, ...], keys: tuple[str | None, ...], entry: _CfgLayer
+                ) -> list[npt.NDArray[np.float32]]:
+        layer: Any = model
         for name in names:
             layer = layer.get_layer(name)
         return [np.asarray(keras.ops.convert_to_numpy(v), dtype=np.float32) for v in layer.weights]
@@ -178,7 +189,7 @@ def spec_from_keras(model: Any) -> ModelSpec:
 
 
 # =========================================================================== weight arrays
-def _mask_mode(zero_output_for_mask, return_sequences, mask_active):
+def _mask_mode(zero_output_for_mask: bool, return_sequences: bool, mask_active: bool) -> tuple[str | None, str | None]:
     """``(mask_mode, problem)`` of one Keras recurrent layer.
 
     Plain layers hold the last output at masked steps; ``zero_output_for_mask`` (forced to
@@ -193,7 +204,8 @@ def _mask_mode(zero_output_for_mask, return_sequences, mask_active):
     return ("zero" if zero_output_for_mask else "hold"), None
 
 
-def _rnn_direction_from_arrays(where, kind, units, arrays, use_bias, reset_after):
+def _rnn_direction_from_arrays(where: str, kind: str, units: int, arrays: _Arrays, use_bias: bool,
+                               reset_after: bool) -> tuple[DirectionWeights, int]:
     """Keras weight arrays of one direction (``[kernel [I, G*H], recurrent_kernel [H, G*H], bias]``,
     the order of ``layer.get_weights()`` / the weight file) -> canonical :class:`DirectionWeights`.
 
@@ -204,17 +216,17 @@ def _rnn_direction_from_arrays(where, kind, units, arrays, use_bias, reset_after
     names = ["kernel", "recurrent_kernel"] + (["bias"] if use_bias else [])
     if len(arrays) != len(names):
         raise ModelFormatError(f"{where}: expected {len(names)} weight arrays ({', '.join(names)}), got {len(arrays)}")
-    arrays = [np.asarray(a, dtype=np.float32) for a in arrays]
-    k, r = arrays[0], arrays[1]
+    arrs = [np.asarray(a, dtype=np.float32) for a in arrays]
+    k, r = arrs[0], arrs[1]
     if k.ndim != 2 or k.shape[1] != g * units or k.shape[0] < 1:
         raise ModelFormatError(f"{where}: kernel has shape {k.shape}, expected (input_size, {g * units})")
     if r.shape != (units, g * units):
         raise ModelFormatError(f"{where}: recurrent_kernel has shape {r.shape}, expected {(units, g * units)}")
     k, r = k.T, r.T
-    bias = arrays[2] if use_bias else None
+    bias = arrs[2] if use_bias else None
     zeros = np.zeros(g * units, np.float32)
     if kind == "gru":
-        def perm(a):
+        def perm(a: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
             blocks = np.split(a, 3, axis=0)
             return np.concatenate([blocks[i] for i in _GRU_PERM], axis=0)
 
@@ -237,7 +249,8 @@ def _rnn_direction_from_arrays(where, kind, units, arrays, use_bias, reset_after
     return DirectionWeights(w_ih=k, w_hh=r, b_ih=b_ih, b_hh=b_hh), int(k.shape[1])
 
 
-def _dense_from_arrays(where, arrays, use_bias, units=None):
+def _dense_from_arrays(where: str, arrays: _Arrays, use_bias: bool, units: int | None = None
+                       ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32] | None]:
     """Keras Dense ``[kernel [I, O], bias [O]]`` -> ``(weight [O, I], bias or None)``."""
     names = ["kernel"] + (["bias"] if use_bias else [])
     if len(arrays) != len(names):
@@ -253,30 +266,33 @@ def _dense_from_arrays(where, arrays, use_bias, units=None):
     return w.T, b
 
 
-def _stateful_metadata(names, batch_size):
+def _stateful_metadata(names: list[str], batch_size: object) -> dict[str, dict[str, Any]]:
     """``spec.metadata["layer_metadata"]``: ``{spec layer name: {"stateful": True, "batch_size": N}}``."""
-    out = {}
+    out: dict[str, dict[str, Any]] = {}
     for n in names:
-        d = {"stateful": True}
+        d: dict[str, Any] = {"stateful": True}
         if isinstance(batch_size, int) and not isinstance(batch_size, bool) and batch_size > 0:
             d["batch_size"] = batch_size
         out[n] = d
     return out
 
 
-def _last_step_key(key) -> bool:
+def _last_step_key(key: object) -> bool:
     """True for ``x[:, -1]`` / ``x[:, -1, :]`` (also with ``...`` as the last item)."""
     if isinstance(key, list):
         key = tuple(key)
     if not isinstance(key, tuple) or len(key) not in (2, 3):
         return False
-    full = lambda s: isinstance(s, slice) and s == slice(None) or s is Ellipsis  # noqa: E731
+
+    def full(s: object) -> bool:
+        return isinstance(s, slice) and s == slice(None) or s is Ellipsis
+
     return (isinstance(key[0], slice) and key[0] == slice(None) and isinstance(key[1], int)
             and not isinstance(key[1], bool) and key[1] == -1 and (len(key) == 2 or full(key[2])))
 
 
 # =========================================================================== configurations
-def keras_writer_family(version) -> str:
+def keras_writer_family(version: object) -> str:
     """``"keras3"`` | ``"tf_keras2"`` (tf.keras 2.x / Keras >= 2.4) | ``"keras2"`` (multi-backend Keras
     2.0-2.3) | ``"keras1"`` (unsupported) | ``"unknown"`` from a ``keras_version`` string."""
     if isinstance(version, bytes):
@@ -307,19 +323,20 @@ def _snake(name: str) -> str:
 class _CfgLayer:
     """One layer entry of a model config (Keras 2 or 3 flavour), read defensively."""
 
-    def __init__(self, entry, where):
+    def __init__(self, entry: object, where: str) -> None:
         if not isinstance(entry, dict):
             raise ModelFormatError(f"{where}: a layer entry is not a JSON object")
-        self.entry = entry
-        self.class_name = entry.get("class_name")
-        if not isinstance(self.class_name, str):
+        self.entry: dict[str, Any] = entry
+        class_name = entry.get("class_name")
+        if not isinstance(class_name, str):
             raise ModelFormatError(f"{where}: a layer entry has no class_name")
+        self.class_name: str = class_name
         cfg = entry.get("config", {})
-        self.config = cfg if isinstance(cfg, dict) else {}
+        self.config: dict[str, Any] = cfg if isinstance(cfg, dict) else {}
         name = entry.get("name", self.config.get("name"))
-        self.name = name if isinstance(name, str) else f"<unnamed {self.class_name}>"
-        self.module = entry.get("module")
-        self.registered_name = entry.get("registered_name")
+        self.name: str = name if isinstance(name, str) else f"<unnamed {self.class_name}>"
+        self.module: object = entry.get("module")
+        self.registered_name: object = entry.get("registered_name")
 
     @property
     def is_op(self) -> bool:
@@ -332,7 +349,7 @@ class _CfgLayer:
     def is_model(self) -> bool:
         return self.class_name in ("Sequential", "Functional", "Model")
 
-    def builtin(self, cls) -> bool:
+    def builtin(self, cls: str) -> bool:
         """The built-in Keras class ``cls`` (not a custom class that happens to share the name)."""
         if self.class_name != cls:
             return False
@@ -346,18 +363,19 @@ class _CfgLayer:
 class _Ctx:
     """Collects problems while walking the model; names activations by the writer's Keras family."""
 
-    def __init__(self, family, origin):
+    def __init__(self, family: str, origin: str) -> None:
         self.family = family
         self.origin = origin
         self.problems: list[str] = []
-        self.stateful_layers: list = []
-        self.outputs: list = []  # several outputs: (call key, tensor index, name), see _functional_steps
+        self.stateful_layers: list[str] = []
+        # several outputs: (call key, tensor index, name), see _functional_steps
+        self.outputs: list[tuple[_CallKey, int, str]] = []
 
-    def problem(self, layer, msg):
+    def problem(self, layer: _CfgLayer | None, msg: str) -> None:
         where = f"layer '{layer.name}' ({layer.class_name})" if layer is not None else "model"
         self.problems.append(f"{where}: {msg}")
 
-    def activation(self, layer, value, what="activation"):
+    def activation(self, layer: _CfgLayer, value: object, what: str = "activation") -> str | None:
         if value is None:
             return "linear"
         table = _ACTIVATION_NAMES if self.family == "keras3" else _ACTIVATION_NAMES_K2
@@ -382,14 +400,14 @@ class _Ctx:
         return None
 
 
-def _cfg_int(layer, key, cfg=None):
+def _cfg_int(layer: _CfgLayer, key: str, cfg: dict[str, Any] | None = None) -> int:
     v = (cfg if cfg is not None else layer.config).get(key)
     if not isinstance(v, int) or isinstance(v, bool) or v < 1:
         raise ModelFormatError(f"layer '{layer.name}' ({layer.class_name}): config '{key}' must be a positive int, got {v!r}")
     return v
 
 
-def _quantized(layer) -> bool:
+def _quantized(layer: _CfgLayer) -> bool:
     if layer.config.get("quantization_config") is not None or layer.config.get("quantization_mode"):
         return True
     d = layer.config.get("dtype")
@@ -401,8 +419,9 @@ def _quantized(layer) -> bool:
     return isinstance(d, str) and ("int8" in d or "int4" in d or "float8" in d) and "_from_" in d
 
 
-def _rnn_cell_cfg(ctx, layer, sub):
-    """(kind, cell config, rnn config) of a SimpleRNN / LSTM / GRU / RNN(cell) config entry ``sub``."""
+def _rnn_cell_cfg(ctx: _Ctx, layer: _CfgLayer, sub: _CfgLayer) -> tuple[str, dict[str, Any], dict[str, Any]] | None:
+    """(kind, cell config, rnn config) of a SimpleRNN / LSTM / GRU / RNN(cell) config entry ``sub``; None
+    (a problem) when it is not supported."""
     for cname, kind in _RNN_LAYERS.items():
         if sub.builtin(cname):
             return kind, sub.config, sub.config
@@ -419,16 +438,34 @@ def _rnn_cell_cfg(ctx, layer, sub):
         else:
             ctx.problem(layer, "RNN with a list of cells (StackedRNNCells) is not supported: use one RNN layer per "
                                "cell, return_sequences=True below the last")
-        return None, None, None
-    ctx.problem(layer, f"recurrent layer class {sub.class_name} is not supported")
-    return None, None, None
-
-
-def _cfg_rnn_direction(ctx, layer, sub, arrays, mask_active, zero_output):
-    """Convert one direction.  Returns dict(kind, cfg..., w, units, in_size, mode) or None."""
-    kind, cell, rnn = _rnn_cell_cfg(ctx, layer, sub)
-    if kind is None:
         return None
+    ctx.problem(layer, f"recurrent layer class {sub.class_name} is not supported")
+    return None
+
+
+class _Direction(TypedDict):
+    """One converted direction of a recurrent layer (:func:`_cfg_rnn_direction`)."""
+
+    kind: str
+    activation: str
+    recurrent_activation: str
+    reset_after: bool
+    w: DirectionWeights
+    units: int
+    in_size: int
+    mode: str
+    return_sequences: bool
+    go_backwards: bool
+    stateful: bool
+
+
+def _cfg_rnn_direction(ctx: _Ctx, layer: _CfgLayer, sub: _CfgLayer, arrays: _Arrays, mask_active: bool,
+                       zero_output: bool | None) -> _Direction | None:
+    """Convert one direction.  Returns dict(kind, cfg..., w, units, in_size, mode) or None."""
+    found = _rnn_cell_cfg(ctx, layer, sub)
+    if found is None:
+        return None
+    kind, cell, rnn = found
     ok = True
     if rnn.get("time_major"):
         ctx.problem(layer, "time_major=True is not supported")
@@ -442,6 +479,7 @@ def _cfg_rnn_direction(ctx, layer, sub, arrays, mask_active, zero_output):
         ok = False
     units = _cfg_int(layer, "units", cell)
     act = ctx.activation(layer, cell.get("activation", "tanh"))
+    ract: str | None
     if kind == "simple_rnn":
         ract = "sigmoid"
     else:
@@ -449,7 +487,7 @@ def _cfg_rnn_direction(ctx, layer, sub, arrays, mask_active, zero_output):
         ract = ctx.activation(layer, cell.get("recurrent_activation", default_ract), "recurrent_activation")
     reset_after = bool(cell.get("reset_after", ctx.family in ("keras3", "tf_keras2"))) if kind == "gru" else True
     use_bias = bool(cell.get("use_bias", True))
-    if act is None or ract is None or not ok:
+    if act is None or ract is None or mode is None or not ok:  # mode is None only with a problem (not ok)
         return None
     w, in_size = _rnn_direction_from_arrays(f"layer '{layer.name}' ({layer.class_name})", kind, units, arrays,
                                             use_bias, reset_after)
@@ -458,12 +496,13 @@ def _cfg_rnn_direction(ctx, layer, sub, arrays, mask_active, zero_output):
             "go_backwards": bool(rnn.get("go_backwards", False)), "stateful": bool(rnn.get("stateful", False))}
 
 
-def _n_rnn_arrays(ctx, layer, sub):
-    kind, cell, _ = _rnn_cell_cfg(_Ctx(ctx.family, ctx.origin), layer, sub)
-    return (3 if bool(cell.get("use_bias", True)) else 2) if kind else None
+def _n_rnn_arrays(ctx: _Ctx, layer: _CfgLayer, sub: _CfgLayer) -> int | None:
+    found = _rnn_cell_cfg(_Ctx(ctx.family, ctx.origin), layer, sub)
+    return (3 if bool(found[1].get("use_bias", True)) else 2) if found else None
 
 
-def _cfg_bidirectional(ctx, layer, name, arrays, mask_active):
+def _cfg_bidirectional(ctx: _Ctx, layer: _CfgLayer, name: str, arrays: _Arrays, mask_active: bool
+                       ) -> RecurrentSpec | None:
     fwd_entry = layer.config.get("layer")
     if not isinstance(fwd_entry, dict):
         raise ModelFormatError(f"layer '{layer.name}' (Bidirectional): config has no wrapped 'layer'")
@@ -499,10 +538,11 @@ def _cfg_bidirectional(ctx, layer, name, arrays, mask_active):
                            f"{b['go_backwards']}: only a forward layer with go_backwards=False (and its backward twin) "
                            "is supported")
     label = {"kind": "cell", "in_size": "input size"}
-    diffs = [f"{label.get(k, k)} {f[k]} vs {b[k]}" for k in ("kind", "units", "in_size", "activation", "return_sequences")
-             if f[k] != b[k]]
-    if f["kind"] == b["kind"] != "simple_rnn":
-        diffs += [f"{k} {f[k]} vs {b[k]}" for k in ("recurrent_activation",) if f[k] != b[k]]
+    compared: tuple[Literal["kind", "units", "in_size", "activation", "return_sequences"], ...] = (
+        "kind", "units", "in_size", "activation", "return_sequences")
+    diffs = [f"{label.get(k, k)} {f[k]} vs {b[k]}" for k in compared if f[k] != b[k]]
+    if f["kind"] == b["kind"] != "simple_rnn" and f["recurrent_activation"] != b["recurrent_activation"]:
+        diffs.append(f"recurrent_activation {f['recurrent_activation']} vs {b['recurrent_activation']}")
     if f["kind"] == b["kind"] == "gru" and f["reset_after"] != b["reset_after"]:
         diffs.append(f"reset_after {f['reset_after']} vs {b['reset_after']}")
     if diffs:
@@ -533,7 +573,9 @@ class _Step:
     ``"nested_start"`` / ``"nested_end"`` around the layers of a nested model (Keras masks inside a
     nested model but its output carries no mask)."""
 
-    def __init__(self, layer, names, keys, gets_mask=None, init=None, op_args=None, marker=None):
+    def __init__(self, layer: _CfgLayer, names: tuple[str, ...], keys: tuple[str | None, ...],
+                 gets_mask: bool | None = None, init: list[int] | None = None, op_args: list[Any] | None = None,
+                 marker: str | None = None) -> None:
         self.layer = layer
         self.names = names
         self.keys = keys
@@ -541,11 +583,19 @@ class _Step:
         self.init = init
         self.op_args = op_args
         self.marker = marker
-        self.call = None  # the last step of a functional call: its (layer name, node index)
-        self.branch = None  # the first step of a further output's chain: the call whose output it reads
+        self.call: _CallKey | None = None  # the last step of a functional call: its (layer name, node index)
+        # the first step of a further output's chain: the call whose output it reads
+        self.branch: _CallKey | None = None
 
 
-def _model_parts(model_config, where):
+# _model_steps' steps_of: (entry, gets_mask, initial_state input indices, op_args) -> the steps of one call
+_StepsOf = Callable[[_CfgLayer, Optional[bool], Optional[list[int]], Optional[list[Any]]], list[_Step]]
+# One call on the walk from a model output back to its input (see _functional_steps' walk).
+_Call = tuple[_CallKey, _CfgLayer, int, Optional[bool], Optional[list[int]], list[Any], Optional[_History],
+              Optional[_History]]
+
+
+def _model_parts(model_config: dict[str, Any], where: str) -> tuple[str, dict[str, Any], list[_CfgLayer]]:
     """``(class name, config dict, layer entries)`` of a (possibly nested) model config."""
     cfg = model_config.get("config")
     if isinstance(cfg, list):
@@ -555,7 +605,7 @@ def _model_parts(model_config, where):
     return model_config["class_name"], cfg, [_CfgLayer(e, where) for e in cfg["layers"]]
 
 
-def _weight_keys(entries, sequential):
+def _weight_keys(entries: list[_CfgLayer], sequential: bool) -> dict[int, str]:
     """``{id(entry): key}``: the .keras weight-file key of each layer, snake_case(class) made unique in
     ``model.layers`` order (a Sequential does not list its InputLayer; operations have no weights)."""
     used: dict[str, int] = {}
@@ -573,13 +623,15 @@ def _weight_keys(entries, sequential):
     return keys
 
 
-def _model_steps(ctx, cls, cfg, entries, names=(), keys=()):
+def _model_steps(ctx: _Ctx, cls: str, cfg: dict[str, Any], entries: list[_CfgLayer], names: tuple[str, ...] = (),
+                 keys: tuple[str | None, ...] = ()) -> tuple[list[_Step], object, dict[int, str]]:
     """The steps of one model: ``(steps, input batch shape, {model-input index: name} of the initial_state
     inputs)``; ``names`` / ``keys``: the path of a nested model."""
     sequential = cls == "Sequential"
     wkeys = _weight_keys(entries, sequential)
 
-    def steps_of(e, gets_mask=None, init=None, op_args=None):
+    def steps_of(e: _CfgLayer, gets_mask: bool | None = None, init: list[int] | None = None,
+                 op_args: list[Any] | None = None) -> list[_Step]:
         path = (names + (e.name,), keys + (wkeys.get(id(e)),))
         if not (e.is_model and e.builtin(e.class_name)):
             return [_Step(e, *path, gets_mask=gets_mask, init=init, op_args=op_args)]
@@ -599,7 +651,8 @@ def _model_steps(ctx, cls, cfg, entries, names=(), keys=()):
     return _functional_steps(ctx, cfg, entries, steps_of, top=not names)
 
 
-def _node_inputs(layer, node_index):
+def _node_inputs(layer: _CfgLayer, node_index: object) -> tuple[_History | None, list[_History | None] | None,
+                                                                list[_History], dict[str, Any], list[Any]]:
     """``(main input history, initial_state items or None, other input histories, kwargs, args)`` of one
     call of a functional layer; an initial_state item is a history, or None for a constant."""
     nodes = layer.entry.get("inbound_nodes") or []
@@ -621,7 +674,7 @@ def _node_inputs(layer, node_index):
         other = {k: v for k, v in kwargs.items() if k not in ("mask", "initial_state")}
         return main, init, _histories([rest, other]), kwargs, args
     if isinstance(node, list):  # Keras 2: [[name, node_index, tensor_index, kwargs], ...]
-        hist = []
+        hist: list[_History] = []
         kwargs = {}
         for item in node:
             if not isinstance(item, (list, tuple)) or len(item) < 3:
@@ -635,9 +688,10 @@ def _node_inputs(layer, node_index):
     raise ModelFormatError(f"layer '{layer.name}': malformed inbound node")
 
 
-def _histories(x):
+def _histories(x: object) -> list[_History]:
     """The keras_history of every serialized tensor in the structure ``x``."""
-    out, stack = [], [x]
+    out: list[_History] = []
+    stack = [x]
     while stack:
         v = stack.pop()
         h = _history(v)
@@ -650,7 +704,7 @@ def _histories(x):
     return out
 
 
-def _history(t):
+def _history(t: object) -> _History | None:
     """keras_history ``(layer name, node index, tensor index)`` of a serialized tensor, or None."""
     if isinstance(t, dict) and t.get("class_name") == "__keras_tensor__":
         h = (t.get("config") or {}).get("keras_history")
@@ -659,7 +713,7 @@ def _history(t):
     return None
 
 
-def _io_list(v):
+def _io_list(v: object) -> list[_History]:
     """input_layers / output_layers: ``[name, n, t]`` or ``[[name, n, t], ...]``."""
     if isinstance(v, list) and len(v) == 3 and isinstance(v[0], str):
         return [tuple(v)]
@@ -670,7 +724,7 @@ def _io_list(v):
     raise ModelFormatError(f"malformed input_layers / output_layers {str(v)[:100]!r}")
 
 
-def _is_mask_of(by_name, mh, src, value):
+def _is_mask_of(by_name: dict[str, _CfgLayer], mh: _History, src: _History | None, value: object) -> bool:
     """Whether the tensor ``mh`` is the mask Keras computes for a mask source whose input is ``src``:
     ``not_equal(x, 0)`` (Embedding mask_zero) or ``any(not_equal(x, mask_value), axis=-1)`` (Masking)."""
     for _ in range(2):
@@ -683,22 +737,23 @@ def _is_mask_of(by_name, mh, src, value):
             return False
         if producer.class_name == "NotEqual" and (len(args) < 2 or args[1] != value):
             return False
-        mh = main
-        if mh == src:
+        if main == src:
             return True
-        if mh is None:
+        if main is None:
             return False
+        mh = main
     return False
 
 
-def _functional_steps(ctx, cfg, entries, steps_of, top=True):
+def _functional_steps(ctx: _Ctx, cfg: dict[str, Any], entries: list[_CfgLayer], steps_of: _StepsOf, top: bool = True
+                      ) -> tuple[list[_Step], object, dict[int, str]]:
     """Walk a functional config from each output back to its sequence input (see :func:`_model_steps`).
 
     Several outputs (``top`` model only): each output's chain is walked; the chains form a tree rooted
     at the sequence input (every call has one main input), laid out trunk first, each further chain
     from where it leaves the ones before (its first step's ``branch``: the call it reads).  The outputs
     (``(call key, tensor index, name)``; tensor index > 0: a returned state) go to ``ctx.outputs``."""
-    by_name = {}
+    by_name: dict[str, _CfgLayer] = {}
     for e in entries:
         by_name.setdefault(e.name, e)
     outs = _io_list(cfg.get("output_layers"))
@@ -712,15 +767,15 @@ def _functional_steps(ctx, cfg, entries, steps_of, top=True):
     if multi and not top:
         ctx.problem(None, f"a nested model with {len(outs)} outputs is not supported")
         return [], None, {}
-    states: dict = {}
-    seq = None
-    layer = None
+    states: dict[int, str] = {}
+    seq: int | None = None
+    layer: _CfgLayer | None = None
 
-    def walk(h, out_ok):
+    def walk(h: _History, out_ok: bool) -> list[_Call] | None:
         """The calls from the sequence input to the tensor ``h``: [(key, layer, node index, gets_mask, init
         indices, args, main, mask history)]."""
         nonlocal seq, layer
-        calls = []
+        calls: list[_Call] = []
         seen = 0
         while True:
             seen += 1
@@ -748,7 +803,7 @@ def _functional_steps(ctx, cfg, entries, steps_of, top=True):
             # a Keras 3 node records the mask its call received; Keras 2 nodes do not
             gets_mask = True if mask is not None else (False if isinstance(layer.entry["inbound_nodes"][node_index], dict)
                                                        else None)
-            idx = None
+            idx: list[int] | None = None
             if init is not None:
                 idx = []
                 for st in init:
@@ -769,7 +824,8 @@ def _functional_steps(ctx, cfg, entries, steps_of, top=True):
                                    "multiple inputs are not supported)")
             calls.insert(0, ((lname, node_index), layer, node_index, gets_mask, idx, args, main, _history(mask)))
             h = main
-        src = None  # (input, compared value) of the active mask source (Embedding mask_zero / Masking)
+        # (input, compared value) of the active mask source (Embedding mask_zero / Masking)
+        src: tuple[_History | None, object] | None = None
         for _, layer_, _, _, _, _, main, mh in calls:
             if mh is not None and src is not None and not _is_mask_of(by_name, mh, *src):
                 ctx.problem(layer_, "an explicit mask= argument is not supported")
@@ -779,14 +835,14 @@ def _functional_steps(ctx, cfg, entries, steps_of, top=True):
                 src = (main, layer_.config.get("mask_value", 0.0))
         return calls
 
-    steps: list = []
-    placed: list = []  # call keys in step order
-    outputs = []
+    steps: list[_Step] = []
+    placed: list[_CallKey] = []  # call keys in step order
+    outputs: list[tuple[_CallKey, int, str]] = []
     for k, out in enumerate(outs if multi else outs[:1]):
         calls = walk(out, multi or merge_none)
         if calls is None:
             return [], None, {}
-        prev = None
+        prev: _CallKey | None = None
         for key, layer_, node_index, gets_mask, idx, args, _, _ in calls:
             if key in placed:
                 prev = key
@@ -816,12 +872,15 @@ def _functional_steps(ctx, cfg, entries, steps_of, top=True):
                               "the model is not a linear chain")
     if seq in states:
         ctx.problem(None, "the sequence input is also used as an initial_state")
+    if layer is None:  # no output was walked: the config lists none
+        raise ModelFormatError(f"{ctx.origin}: the model config lists no outputs (output_layers is empty)")
     shape = layer.config.get("batch_shape", layer.config.get("batch_input_shape"))
     return steps, shape, states
 
 
 # ---- the converter
-def spec_from_keras_config(model_config, weights, *, keras_version=None, origin=None) -> ModelSpec:
+def spec_from_keras_config(model_config: object, weights: _WeightsFn, *, keras_version: str | bytes | None = None,
+                           origin: str | None = None) -> ModelSpec:
     """Convert a Keras model config + weight arrays into a validated :class:`ModelSpec` (no Keras needed).
 
     ``model_config``: ``{"class_name": "Sequential" | "Functional" | "Model", "config": {...}}`` as in
@@ -853,8 +912,8 @@ def spec_from_keras_config(model_config, weights, *, keras_version=None, origin=
         raise UnsupportedLayerError(f"{where}: model class {cls!r} is not supported (only Sequential and functional "
                                     "models can be converted: subclassed models store no architecture)")
     steps, in_shape, state_inputs = _model_steps(ctx, cls, cfg, entries)
-    layer_inputs: dict = {}
-    at_call: dict = {}
+    layer_inputs: dict[str, str] = {}
+    at_call: dict[_CallKey, tuple[str | None, _Step]] = {}
     layers, rec_steps, in_shape = _convert_steps(ctx, steps, weights, in_shape, layer_inputs, at_call)
     outputs = _outputs(ctx, layers, at_call) if ctx.outputs else None
 
@@ -866,7 +925,7 @@ def spec_from_keras_config(model_config, weights, *, keras_version=None, origin=
                                     f"({n} problem{'s' if n > 1 else ''}):\n{lines}")
     if not layers:
         raise ModelFormatError(f"{where}: Keras model '{model_name}' has no layers to convert")
-    input_features = None
+    input_features: int | None = None
     if not isinstance(layers[0], EmbeddingSpec):
         if isinstance(in_shape, (list, tuple)) and len(in_shape) == 3 and isinstance(in_shape[-1], int):
             input_features = int(in_shape[-1])
@@ -878,7 +937,7 @@ def spec_from_keras_config(model_config, weights, *, keras_version=None, origin=
                 if isinstance(l, DenseSpec):
                     input_features = int(np.shape(l.weight)[1])
                     break
-    meta = {"keras_writer": family, "model_name": model_name}
+    meta: dict[str, Any] = {"keras_writer": family, "model_name": model_name}
     if keras_version is not None or model_config.get("keras_version"):
         v = keras_version if keras_version is not None else model_config.get("keras_version")
         meta["keras_version"] = v.decode() if isinstance(v, bytes) else str(v)
@@ -901,17 +960,18 @@ def spec_from_keras_config(model_config, weights, *, keras_version=None, origin=
 _STATE_TENSORS = {"LSTM": (("h", 0), ("c", 0)), "GRU": (("h", 0),), "SimpleRNN": (("h", 0),)}
 
 
-def _outputs(ctx, layers, at_call):
+def _outputs(ctx: _Ctx, layers: list[LayerSpec], at_call: dict[_CallKey, tuple[str | None, _Step]]
+             ) -> list[OutputSpec] | None:
     """The :class:`OutputSpec` list of a model with several outputs (``ctx.outputs``), None on a problem:
     a layer's output, or a state it returns (``return_state=True``: LSTM ``[out, h, c]``, GRU /
     SimpleRNN ``[out, h]``, Bidirectional ``[out, h_fwd(, c_fwd), h_bwd(, c_bwd)]``, each ``(B, units)``)."""
     by_name = {l.name: l for l in layers}
-    specs = []
-    used: set = set()
+    specs: list[OutputSpec] = []
+    used: set[str] = set()
     for key, t, name in ctx.outputs:
         spec_name, step = at_call.get(key, (None, None))
         layer = step.layer if step is not None else None
-        if spec_name is None:
+        if spec_name is None or layer is None:  # layer is None only with spec_name (no step at the call)
             ctx.problem(layer, "a model output that no converted layer computes")
             return None
         name = unique_name(name, used)
@@ -921,7 +981,8 @@ def _outputs(ctx, layers, at_call):
         cls = layer.class_name
         inner = layer.config.get("layer") if cls == "Bidirectional" else layer.entry
         inner_cls = inner.get("class_name") if isinstance(inner, dict) else None
-        per_dir = _STATE_TENSORS.get(inner_cls) if cls in ("Bidirectional", "LSTM", "GRU", "SimpleRNN") else None
+        per_dir = _STATE_TENSORS.get(inner_cls) if isinstance(inner_cls, str) and cls in (
+            "Bidirectional", "LSTM", "GRU", "SimpleRNN") else None
         rnn = by_name.get(spec_name)
         ndir = 2 if cls == "Bidirectional" else 1
         if per_dir is None or not isinstance(rnn, RecurrentSpec) or not 1 <= t <= ndir * len(per_dir) or \
@@ -934,9 +995,9 @@ def _outputs(ctx, layers, at_call):
     return specs
 
 
-def _guess_family(model_config, entries) -> str:
+def _guess_family(model_config: dict[str, Any], entries: list[_CfgLayer]) -> str:
     """The writer's Keras major version from the shape of the config (when no version is recorded)."""
-    def layer_dicts(e):
+    def layer_dicts(e: _CfgLayer) -> Iterator[dict[str, Any]]:
         yield e.config
         for k in ("layer", "backward_layer", "cell"):
             v = e.config.get(k)
@@ -959,7 +1020,8 @@ def _guess_family(model_config, entries) -> str:
     return "unknown"
 
 
-def _warn_default_drift(model_config, entries, keras_version, where) -> None:
+def _warn_default_drift(model_config: dict[str, Any], entries: list[_CfgLayer], keras_version: str | bytes,
+                        where: str) -> None:
     """Warn when a config written by a newer Keras (3, or tf.keras 2.x) describes weights written by
     Keras 2.0-2.3: its recurrent layers record the newer defaults explicitly (recurrent_activation
     'sigmoid', GRU reset_after=True) where the model that wrote the weights most likely had Keras 2.2's
@@ -971,7 +1033,7 @@ def _warn_default_drift(model_config, entries, keras_version, where) -> None:
         return
     found: list[str] = []
 
-    def walk(v, depth=0):
+    def walk(v: object, depth: int = 0) -> None:
         if depth > 64 or len(found) >= 20:
             return
         if isinstance(v, dict):
@@ -1002,12 +1064,13 @@ def _warn_default_drift(model_config, entries, keras_version, where) -> None:
             "warning", ConversionWarning, stacklevel=3)
 
 
-def _decode_key(v):
+def _decode_key(v: object) -> object:
     """A serialized ``x[key]`` index (Keras 3): lists, ``__slice__`` / ``__ellipsis__`` objects, ints."""
     if isinstance(v, list):
         return tuple(_decode_key(x) for x in v)
     if isinstance(v, dict):
-        c = v.get("config") if isinstance(v.get("config"), dict) else {}
+        cfg = v.get("config")
+        c = cfg if isinstance(cfg, dict) else {}
         if v.get("class_name") == "__slice__":
             return slice(c.get("start"), c.get("stop"), c.get("step"))
         if v.get("class_name") == "__ellipsis__":
@@ -1015,29 +1078,33 @@ def _decode_key(v):
     return v
 
 
-def _convert_steps(ctx, steps, weights, in_shape, layer_inputs=None, at_call=None):
+def _convert_steps(ctx: _Ctx, steps: list[_Step], weights: _WeightsFn, in_shape: object,
+                   layer_inputs: dict[str, str] | None = None,
+                   at_call: dict[_CallKey, tuple[str | None, _Step]] | None = None
+                   ) -> tuple[list[LayerSpec], list[tuple[_Step, str]], object]:
     """Map the steps to spec layers: ``(layers, [(recurrent step, spec name)], input batch shape)``.
 
     Several outputs: ``layer_inputs`` receives ``{spec layer: spec layer it reads}`` for the first layer
     of each branch, ``at_call`` ``{call key: (spec layer whose output the call's output is, step)}``."""
-    out = []
-    rec = []
-    snap = {}  # call key -> (spec layer name of its output, mask_active, keras_mask, rank)
-    current = None  # the spec layer whose output the chain holds now
-    used = set()
+    out: list[LayerSpec] = []
+    rec: list[tuple[_Step, str]] = []
+    snap: dict[_CallKey, tuple[str | None, bool, bool, int]] = {}  # call key -> (spec layer name of its output,
+    #                                                                 mask_active, keras_mask, rank)
+    current: str | None = None  # the spec layer whose output the chain holds now
+    used: set[str] = set()
     mask_active = False  # the mask as fastrnn sees it (every mask source until a sequence is reduced)
     keras_mask = False  # the mask as Keras sees it (also dropped at the end of a nested model)
     rank = len(in_shape) if isinstance(in_shape, (list, tuple)) else 3
     first_real = True
 
-    def uname(base):
+    def uname(base: str) -> str:
         return unique_name(base, used)
 
-    def arrays_of(step):
+    def arrays_of(step: _Step) -> list[npt.ArrayLike]:
         got = weights(step.names, step.keys, step.layer)
         return list(got) if got is not None else []
 
-    def _convert_step(step):
+    def _convert_step(step: _Step) -> None:
         nonlocal mask_active, keras_mask, rank, first_real, in_shape
         layer = step.layer
         cls = layer.class_name

@@ -269,6 +269,15 @@ class _Final:
     part: str = "h"  # "h": Y_h; "c": the LSTM cell state Y_c (a model output only)
 
 
+@dataclass(frozen=True, eq=False)
+class _Pick:
+    """A link of a chain: final states of the recurrent node before it, ``dirs`` (ONNX direction indices,
+    in order); :meth:`_Converter.build` makes it a ``select="final"`` piece once it knows how that node runs."""
+
+    dirs: tuple[int, ...]
+    where: str
+
+
 @dataclass(eq=False)
 class _Rnn:
     """One ONNX recurrent node (weights already in the spec's canonical layout, per ONNX direction)."""
@@ -301,8 +310,9 @@ class _Rnn:
 
 # a shape entry: a size, or a symbolic axis label ("B", "T", "?input:axis"...)
 _Dim = Union[int, str]
-# one link of a chain of layers: a fastrnn piece, or an ONNX recurrent node (built at the end)
-_Link = Union[Piece, _Rnn]
+# one link of a chain of layers: a fastrnn piece, an ONNX recurrent node or a pick of its final states
+# (both built at the end)
+_Link = Union[Piece, _Rnn, _Pick]
 _Chain = tuple[_Link, ...]
 # an abstract value of the symbolic evaluator (None in a node's inputs: an omitted optional input)
 _Value = Union[_Bad, _Unusable, _Const, _Fill, _Shape, _IntInput, _IdsExpr, _Data, _DirPart, _Final]
@@ -887,7 +897,7 @@ class _Converter:
         dirs = tuple(d for _, d in v.entries)
         if len(set(dirs)) != len(dirs):
             raise _Refuse(f"repeats a direction of the final state ({dirs})")
-        sel = Piece("select", "final", select="final", dirs=dirs, where=chain[-1].where)
+        sel = _Pick(dirs, chain[-1].where)
         if "S" in v.axes:
             if len(dirs) > 2:
                 raise _Refuse("uses the stacked final states of several layers")
@@ -2052,13 +2062,13 @@ class _Converter:
         for k, el in enumerate(chain):
             if isinstance(el, _Rnn):
                 nxt = chain[k + 1] if k + 1 < len(chain) else None
-                only_final = isinstance(nxt, Piece) and nxt.tag == "select" and nxt.select == "final"
+                only_final = isinstance(nxt, _Pick)
                 impl = el.direction
                 if el.direction == "reverse" and not only_final:
                     impl = "reverse_as_bidirectional"
                 pieces.append(self.rnn_piece(el, impl))
                 rnns.append((el, impl))
-            elif isinstance(el, Piece) and el.tag == "select" and el.select == "final":
+            elif isinstance(el, _Pick):
                 _, impl = rnns[-1]
                 if impl == "bidirectional":
                     dirs = tuple(("fwd", "bwd")[d] for d in el.dirs)
@@ -2066,7 +2076,7 @@ class _Converter:
                     dirs = ("fwd", "bwd")  # zero forward + backward, merged by sum
                 else:
                     dirs = ("fwd",)
-                pieces.append(Piece("select", el.name, select="final", dirs=dirs, where=el.where))
+                pieces.append(Piece("select", "final", select="final", dirs=dirs, where=el.where))
             else:
                 pieces.append(el)
         spec = build_spec(pieces, "onnx", meta, input_features=input_features, outputs=outputs)

@@ -78,9 +78,10 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
+import numpy.typing as npt
 
 from . import unique_name
 from ..errors import ConversionError, UnsupportedLayerError
@@ -95,9 +96,15 @@ __all__ = ["spec_from_torch", "torch_state_to_fastrnn", "fastrnn_state_to_torch"
 _SOFTPLUS_MIN_THRESHOLD = -math.log(1e-5)
 _LEAKY_RELU_SLOPE = 0.2
 _NOOP = "noop"
+# torch objects (modules, tensors, torch.fx nodes) are typed Any: torch is imported lazily, only where needed
+_Arrays = dict[str, npt.NDArray[np.float32]]  # torch parameter name (without module prefix) -> array
+_OutputRef = tuple[Any, ...]  # one build_spec output: ("last",) | ("tap", i) | ("h" | "c", i, direction[, batch_major])
+_Structure = Union[int, list["_Structure"]]  # nested output indices (ModelSpec.output_structure)
+# one layer's state as fastrnn takes it: h, or (h, c) for an LSTM
+_LayerState = Union[npt.NDArray[np.float32], tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]]
 
 
-def _torch():
+def _torch() -> Any:
     try:
         import torch
     except ImportError as e:  # pragma: no cover - depends on the environment
@@ -105,27 +112,27 @@ def _torch():
     return torch
 
 
-def _cls(m) -> str:
+def _cls(m: Any) -> str:
     t = type(m)
     mod = t.__module__
     return t.__name__ if mod.startswith("torch.nn") else f"{mod}.{t.__qualname__}"
 
 
-def _where(path: str, m) -> str:
+def _where(path: str, m: Any) -> str:
     return f"'{path}' ({_cls(m)})" if path else f"<root> ({_cls(m)})"
 
 
-def _is(m, base) -> bool:
+def _is(m: Any, base: Any) -> bool:
     """``m`` is ``base`` or a subclass that keeps ``base.forward`` (so it computes the same thing)."""
     return isinstance(m, base) and type(m).forward is base.forward
 
 
-def _np(t) -> np.ndarray:
+def _np(t: Any) -> npt.NDArray[np.float32]:
     return np.ascontiguousarray(t.detach().to("cpu").float().numpy())
 
 
 # --------------------------------------------------------------------------- activations
-def _activation(m, nn, rank3):
+def _activation(m: Any, nn: Any, rank3: bool) -> tuple[Optional[str], Optional[str]]:
     """Return (spec activation name | _NOOP | None if not an activation, problem message | None)."""
     simple = [
         (nn.ReLU, "relu"), (nn.Tanh, "tanh"), (nn.Sigmoid, "sigmoid"), (nn.SELU, "selu"),
@@ -225,28 +232,29 @@ class Piece:
 
     tag: str
     name: str
-    tensors: dict = field(default_factory=dict)
+    tensors: _Arrays = field(default_factory=dict)
     rnn: Optional[RNNDesc] = None
     act: Optional[str] = None
     select: Optional[str] = None
-    dirs: tuple = ()
+    dirs: tuple[str, ...] = ()
     where: str = ""
 
 
-def _names(names, n=20, width=80) -> str:
+def _names(names: Sequence[str], n: int = 20, width: int = 80) -> str:
     """The first ``n`` of ``names`` for a message, each cut to ``width`` characters, and how many more."""
     shown = [k if len(k) <= width else k[:width] + f"...({len(k):,} characters)" for k in names[:n]]
     return ", ".join(shown) + (f" ... ({len(names) - n:,} more)" if len(names) > n else "")
 
 
-def rnn_desc_from_tensors(tensors: dict, where: str, mode: Optional[str] = None) -> RNNDesc:
+def rnn_desc_from_tensors(tensors: Mapping[str, npt.ArrayLike], where: str, mode: Optional[str] = None) -> RNNDesc:
     """Infer an :class:`RNNDesc` from parameter names and shapes (keys ``weight_ih_l0``... without prefix).
 
     ``mode`` (``LSTM``/``GRU``/``RNN_TANH``/``RNN_RELU``) is checked against the gate count when given.
     A gate count of 1 (a plain ``nn.RNN``) needs ``mode``: tanh vs relu cannot be read off shapes.
     The work is proportional to the number of tensors, whatever layer indices their names claim.
     """
-    parsed, bad = {}, []
+    parsed: dict[tuple[str, int, bool], npt.NDArray[Any]] = {}
+    bad: list[str] = []
     for k in tensors:
         mt = _RNN_KEY.match(k) if isinstance(k, str) else None
         if not mt or len(mt.group(2)) > _MAX_LAYER_DIGITS:
@@ -267,8 +275,8 @@ def rnn_desc_from_tensors(tensors: dict, where: str, mode: Optional[str] = None)
     n_missing = L * len(dirs) * len(need) - len(parsed)  # every parsed name is one of `need`
     if n_missing:
         missing = []  # the first few, in order: the loop passes at most the layers present, then stops
-        for k in range(L):
-            missing += [f"{n}_l{k}{'_reverse' if r else ''}" for r in dirs for n in need if (n, k, r) not in parsed]
+        for li in range(L):
+            missing += [f"{n}_l{li}{'_reverse' if r else ''}" for r in dirs for n in need if (n, li, r) not in parsed]
             if len(missing) >= 20:
                 break
         raise ConversionError(f"{where}: incomplete recurrent parameters for {L:,} layer(s), {n_missing:,} missing: "
@@ -309,7 +317,7 @@ _CELL_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 CELL_MODES = {"lstm_cell": "LSTM", "gru_cell": "GRU", "rnn_cell": None}
 
 
-def cell_piece(tensors: dict, mode: str, name: str, where: str) -> Piece:
+def cell_piece(tensors: _Arrays, mode: str, name: str, where: str) -> Piece:
     """An ``nn.LSTMCell`` / ``nn.GRUCell`` / ``nn.RNNCell`` (tensors ``weight_ih``, ``weight_hh``, optional
     ``bias_ih`` / ``bias_hh``: a cell's names, without ``_l0``) as the one-layer, one-direction recurrent
     piece it equals when stepped over time from a zero state (``return_sequences``: each step's ``h``)."""
@@ -324,7 +332,7 @@ def cell_piece(tensors: dict, mode: str, name: str, where: str) -> Piece:
     return Piece("rnn", name, {f"{k}_l0": v for k, v in tensors.items()}, rnn=desc, where=where)
 
 
-def recurrent_specs(desc: RNNDesc, tensors: dict, name: str) -> list:
+def recurrent_specs(desc: RNNDesc, tensors: Mapping[str, npt.ArrayLike], name: str) -> list[RecurrentSpec]:
     """One :class:`RecurrentSpec` per stacked layer (``"<name>.l0"``...) from torch-named tensors."""
     mode = desc.mode
     if mode == "LSTM":
@@ -340,14 +348,14 @@ def recurrent_specs(desc: RNNDesc, tensors: dict, name: str) -> list:
     G = GATES[kind]
     hout = P if P else H
 
-    def get(n):
+    def get(n: str) -> npt.NDArray[np.float32]:
         if n not in tensors:
             raise ConversionError(f"{name}: missing parameter {n}")
         return np.ascontiguousarray(np.asarray(tensors[n], dtype=np.float32))
 
-    layers = []
+    layers: list[RecurrentSpec] = []
     for k in range(int(desc.num_layers)):
-        ws = []
+        ws: list[DirectionWeights] = []
         for d in range(nd):
             sfx = f"_l{k}" + ("_reverse" if d else "")
             w_ih, w_hh = get("weight_ih" + sfx), get("weight_hh" + sfx)
@@ -365,8 +373,8 @@ def recurrent_specs(desc: RNNDesc, tensors: dict, name: str) -> list:
     return layers
 
 
-def build_spec(pieces: list, source: str = "torch", metadata: Optional[dict] = None,
-               input_features: Optional[int] = None, outputs: Optional[list] = None,
+def build_spec(pieces: Sequence[Piece], source: str = "torch", metadata: Optional[Mapping[str, Any]] = None,
+               input_features: Optional[int] = None, outputs: Optional[Sequence[_OutputRef]] = None,
                output_structure: Any = None) -> ModelSpec:
     """Assemble a validated :class:`ModelSpec` from a chain of :class:`Piece`.
 
@@ -383,15 +391,16 @@ def build_spec(pieces: list, source: str = "torch", metadata: Optional[dict] = N
     meta = dict(metadata or {})
     layers: list[LayerSpec] = []
     names: set[str] = set()
-    pending = None  # (dirs, hout, where) of a final-state selection that needs the next linear
+    # (dirs, hout, where) of a final-state selection that needs the next linear
+    pending: Optional[tuple[tuple[str, ...], int, str]] = None
     tapped = {o[1] for o in outputs or [] if o[0] == "tap"}
     made: list[list[LayerSpec]] = []  # per piece: the layers it made (an activation folded into a linear: none)
 
-    def unique(n):
+    def unique(n: str) -> str:
         return unique_name(n, names)
 
-    rnn_meta = []
-    prev_tag = None
+    rnn_meta: list[dict[str, Any]] = []
+    prev_tag: Optional[str] = None
     for i, p in enumerate(pieces):
         made.append([])
         first_new = len(layers)
@@ -399,6 +408,8 @@ def build_spec(pieces: list, source: str = "torch", metadata: Optional[dict] = N
             w = np.asarray(p.tensors["weight"], dtype=np.float32)
             layers.append(EmbeddingSpec(name=unique(p.name), embeddings=w, mask_zero=False))
         elif p.tag == "rnn":
+            if p.rnn is None:
+                raise ConversionError(f"{p.where or p.name}: a recurrent piece needs its RNNDesc (Piece(..., rnn=...))")
             if pending:
                 raise UnsupportedLayerError(f"{pending[2]}: a final-state selection cannot feed a recurrent layer")
             for l in recurrent_specs(p.rnn, p.tensors, p.name):
@@ -422,13 +433,16 @@ def build_spec(pieces: list, source: str = "torch", metadata: Optional[dict] = N
                                           f"{len(dirs)} x {hout} final-state features")
                 wide = np.zeros((w.shape[0], 2 * hout), dtype=np.float32)
                 for j, d in enumerate(dirs):
-                    o = 0 if d == "fwd" else hout
-                    wide[:, o:o + hout] += w[:, j * hout:(j + 1) * hout]
+                    off = 0 if d == "fwd" else hout
+                    wide[:, off:off + hout] += w[:, j * hout:(j + 1) * hout]
                 w, pending = wide, None
             layers.append(DenseSpec(name=unique(p.name), weight=w, bias=b))
             if i == 0:
                 input_features = int(w.shape[1]) if w.ndim == 2 else None
         elif p.tag == "act":
+            if p.act is None:
+                raise UnsupportedLayerError(f"{p.where or p.name}: an activation piece needs its activation "
+                                            "(Piece(..., act=...))")
             if pending and p.act in AXIS_ACTIVATIONS:
                 raise UnsupportedLayerError(
                     f"{p.where or p.name}: {p.act} over a subset of the bidirectional final state "
@@ -475,7 +489,7 @@ def build_spec(pieces: list, source: str = "torch", metadata: Optional[dict] = N
         raise ConversionError(
             "cannot determine the input feature size: the first (non no-op) module must be "
             "nn.Linear, nn.Embedding, nn.RNN, nn.LSTM or nn.GRU")
-    specs = None
+    specs: Optional[list[OutputSpec]] = None
     if outputs:
         specs = []
         for k, o in enumerate(outputs):
@@ -497,27 +511,27 @@ def build_spec(pieces: list, source: str = "torch", metadata: Optional[dict] = N
 
 
 # --------------------------------------------------------------------------- live modules -> pieces
-def _rnn_desc(m) -> RNNDesc:
+def _rnn_desc(m: Any) -> RNNDesc:
     return RNNDesc(mode=m.mode, input_size=int(m.input_size), hidden_size=int(m.hidden_size),
                    num_layers=int(m.num_layers), bidirectional=bool(m.bidirectional),
                    proj_size=int(getattr(m, "proj_size", 0) or 0), bias=bool(m.bias),
                    batch_first=bool(m.batch_first), dropout=float(m.dropout))
 
 
-def _params(m) -> dict:
+def _params(m: Any) -> _Arrays:
     return {n: _np(p) for n, p in m.named_parameters(recurse=False)}
 
 
-def _supported_rnn(m, nn) -> bool:
+def _supported_rnn(m: Any, nn: Any) -> bool:
     return isinstance(m, (nn.RNN, nn.LSTM, nn.GRU)) and type(m).forward in (nn.RNN.forward, nn.LSTM.forward,
                                                                              nn.GRU.forward)
 
 
-def _flatten(module, nn):
+def _flatten(module: Any, nn: Any) -> list[tuple[str, Any]]:
     """[(path, module)] of the chain; nested Sequentials are expanded."""
-    out = []
+    out: list[tuple[str, Any]] = []
 
-    def rec(m, path):
+    def rec(m: Any, path: str) -> None:
         if _is(m, nn.Sequential):
             for child_name, child in m.named_children():
                 rec(child, f"{path}.{child_name}" if path else child_name)
@@ -528,7 +542,7 @@ def _flatten(module, nn):
     return out
 
 
-def _find_recurrent(module):
+def _find_recurrent(module: Any) -> Any:
     torch = _torch()
     nn = torch.nn
     rec = [(p, m) for p, m in _flatten(module, nn) if isinstance(m, nn.RNNBase)]
@@ -542,7 +556,7 @@ def _find_recurrent(module):
     return rec[0][1]
 
 
-def _training_sensitive(m, nn) -> str:
+def _training_sensitive(m: Any, nn: Any) -> str:
     """Why ``m``'s output in training mode differs from inference ('' when it does not)."""
     if isinstance(m, nn.modules.dropout._DropoutNd) and float(m.p) > 0:
         return f"drops activations with p={m.p}"
@@ -551,7 +565,7 @@ def _training_sensitive(m, nn) -> str:
     return ""
 
 
-def _check_eval_mode(module, nn):
+def _check_eval_mode(module: Any, nn: Any) -> None:
     """Refuse a module left in training mode when that changes its output: fastrnn computes inference
     (no dropout), so converting it would silently give other numbers than the module gives."""
     found = [f"{_where(p, m)} {why}" for p, m in module.named_modules()
@@ -563,7 +577,7 @@ def _check_eval_mode(module, nn):
             "fastrnn computes. Call module.eval() before converting (fastrnn.from_torch(module.eval()))")
 
 
-def _is_plain_torch_class(m) -> bool:
+def _is_plain_torch_class(m: Any) -> bool:
     return type(m).__module__.startswith("torch.")
 
 
@@ -587,9 +601,9 @@ def spec_from_torch(module: Any) -> ModelSpec:
         raise ConversionError("the module is an empty nn.Sequential: nothing to convert")
     rank3 = any(isinstance(m, (nn.RNNBase, nn.Embedding)) for _, m in chain)
 
-    problems = []
-    pieces = []
-    rec_seen = None
+    problems: list[str] = []
+    pieces: list[Piece] = []
+    rec_seen: Optional[tuple[str, Any]] = None
     for path, m in chain:
         where = _where(path, m)
         base = path or type(m).__name__.lower()
@@ -651,11 +665,11 @@ def spec_from_torch(module: Any) -> ModelSpec:
 
 
 # --------------------------------------------------------------------------- custom modules: torch.fx
-def _LEAF_BASES(nn):
+def _LEAF_BASES(nn: Any) -> tuple[Any, ...]:
     return (nn.RNNBase, nn.RNNCellBase, nn.Linear, nn.Embedding, nn.Sequential)
 
 
-def _node_desc(n) -> str:
+def _node_desc(n: Any) -> str:
     tgt = n.target if isinstance(n.target, str) else getattr(n.target, "__qualname__", None) or \
         getattr(n.target, "__name__", None) or repr(n.target)
     mod = getattr(n.target, "__module__", None)
@@ -669,14 +683,15 @@ def _node_desc(n) -> str:
     return f"node '{n.name}' ({n.op} {tgt}({args}{', ' if args and kw else ''}{kw}))"
 
 
-def _arg_desc(a) -> str:
+def _arg_desc(a: Any) -> str:
     if hasattr(a, "op") and hasattr(a, "name"):
         return str(a.name)
     if isinstance(a, (tuple, list)):
         inner = ", ".join(_arg_desc(x) for x in a)
         return f"({inner})" if isinstance(a, tuple) else f"[{inner}]"
     if isinstance(a, slice):
-        f = lambda v: "" if v is None else str(v)
+        def f(v: object) -> str:
+            return "" if v is None else str(v)
         return f"{f(a.start)}:{f(a.stop)}" + (f":{a.step}" if a.step is not None else "")
     return repr(a)
 
@@ -693,13 +708,15 @@ class _V:
     state built with torch.zeros), meta (sizes, devices, dtypes), cellhc (an LSTMCell's (h, c)), state (a
     forward() input used only as a cell's state), bad (already reported)."""
 
-    def __init__(self, kind, rnn=None, dirs=(), data=False, src=None, piece=None):
+    def __init__(self, kind: str, rnn: Any = None, dirs: tuple[str, ...] = (), data: bool = False, src: Any = None,
+                 piece: Optional[int] = None) -> None:
         self.kind, self.rnn, self.dirs, self.data, self.src = kind, rnn, dirs, data, src
         self.piece = piece  # index of the Piece whose output (or, for rnn states, whose state) this is
         self.done = False  # hsel: its "final" Piece was emitted
+        self.where = ""  # hsel: the node that selects it (_node_desc), for the "final" Piece
 
 
-def _spec_from_fx(module, torch):
+def _spec_from_fx(module: Any, torch: Any) -> ModelSpec:
     import inspect
     import operator
 
@@ -710,12 +727,12 @@ def _spec_from_fx(module, torch):
     leaf_bases = _LEAF_BASES(nn)
 
     class _Tracer(fx.Tracer):
-        def is_leaf_module(self, m, qualname):
+        def is_leaf_module(self, m: Any, qualname: str) -> bool:
             if isinstance(m, leaf_bases) and not isinstance(m, nn.Sequential):
                 return True
             return super().is_leaf_module(m, qualname)
 
-    concrete = {}
+    concrete: dict[str, None] = {}
     try:
         sig = inspect.signature(module.forward)
         params = list(sig.parameters.values())
@@ -743,13 +760,13 @@ def _spec_from_fx(module, torch):
     nodes = list(graph.nodes)
     placeholders = [n for n in nodes if n.op == "placeholder"]
     cell_types = (nn.LSTMCell, nn.GRUCell, nn.RNNCell)
-    cell_calls: dict = {}  # cell module path -> number of calls (a step module calls its cell once)
+    cell_calls: dict[str, int] = {}  # cell module path -> number of calls (a step module calls its cell once)
     for n in nodes:
         if n.op == "call_module" and any(_is(mods.get(n.target), c) for c in cell_types):
             cell_calls[n.target] = cell_calls.get(n.target, 0) + 1
     step_module = bool(cell_calls)
 
-    def feeds_cell_state(n) -> bool:
+    def feeds_cell_state(n: Any) -> bool:
         """n (a forward() input, or an item of one) is only used as the state argument of cell calls."""
         for u in n.users:
             if u.op == "call_module" and u.target in cell_calls and u.args[:1] != (n,):
@@ -758,19 +775,19 @@ def _spec_from_fx(module, torch):
                 continue
             return False
         return bool(n.users)
-    problems = []
-    pieces = []
-    vals = {}
-    head = [None]  # the node whose value is the current data head
-    rank = [None]  # rank of the head tensor when known
-    batch_first = [None]
-    names_seen = {}
+    problems: list[str] = []
+    pieces: list[Piece] = []
+    vals: dict[Any, _V] = {}  # fx node -> its abstract value
+    head: list[Any] = [None]  # the node whose value is the current data head
+    rank: list[Optional[int]] = [None]  # rank of the head tensor when known
+    batch_first: list[Optional[bool]] = [None]
+    names_seen: dict[str, int] = {}
 
-    def bad(n, why):
+    def bad(n: Any, why: str) -> None:
         problems.append(f"{_node_desc(n)}: {why}")
         vals[n] = _V("bad")
 
-    def take(n, src, what="") -> bool:
+    def take(n: Any, src: Any, what: str = "") -> bool:
         """n consumes the data value src; False (and a report) if src is not the data head."""
         v = vals.get(src)
         if v is None or v.kind == "bad":
@@ -783,16 +800,16 @@ def _spec_from_fx(module, torch):
         emit_final(v)
         return True
 
-    def emit_final(v):
+    def emit_final(v: _V) -> None:
         if v.kind == "hsel" and not v.done:
             pieces.append(Piece("select", "h_n_last" if v.dirs in (("bwd",), ("fwd",)) else "h_n_cat",
                                 select="final", dirs=v.dirs, where=v.where))
             v.done = True
 
-    def is_node(a):
+    def is_node(a: object) -> bool:
         return isinstance(a, fx.Node)
 
-    def meta_ok(a) -> bool:
+    def meta_ok(a: Any) -> bool:
         """Constant or a meta (size / device / dtype / zeros-state) value."""
         if is_node(a):
             v = vals.get(a)
@@ -801,7 +818,7 @@ def _spec_from_fx(module, torch):
             return all(meta_ok(x) for x in a)
         return True
 
-    def state_ok(a) -> bool:
+    def state_ok(a: Any) -> bool:
         """A cell's state argument: None, torch.zeros(...), or (items of) a forward() state input."""
         if is_node(a):
             v = vals.get(a)
@@ -810,18 +827,18 @@ def _spec_from_fx(module, torch):
             return all(state_ok(x) for x in a)
         return a is None
 
-    def piece_name(target):
+    def piece_name(target: object) -> str:
         base = str(target)
         names_seen[base] = names_seen.get(base, 0) + 1
         return base if names_seen[base] == 1 else f"{base}#{names_seen[base]}"
 
-    def norm_index(idx):
+    def norm_index(idx: Any) -> tuple[Any, ...]:
         return idx if isinstance(idx, tuple) else (idx,)
 
-    def full(s):
+    def full(s: object) -> bool:
         return isinstance(s, slice) and s == slice(None)
 
-    def act_fn(fn_name, n, dim):
+    def act_fn(fn_name: str, n: Any, dim: Any) -> tuple[Optional[str], Optional[str]]:
         if fn_name in AXIS_ACTIVATIONS:
             r = rank[0]
             if dim is None:
@@ -844,7 +861,7 @@ def _spec_from_fx(module, torch):
     noop_methods = {"contiguous", "float", "clone", "detach"}
     meta_methods = {"size", "dim"}
 
-    def fn_act(n, name):
+    def fn_act(n: Any, name: str) -> tuple[Optional[str], Optional[str]]:
         """Defaults of the functional forms must match fastrnn's fixed parameters."""
         kw = dict(n.kwargs)
         extra = list(n.args[1:])
@@ -870,7 +887,7 @@ def _spec_from_fx(module, torch):
                 return None, f"hardtanh({lo}, {hi}) is not supported"
         return name, None
 
-    def add_act(n, src, act, why):
+    def add_act(n: Any, src: Any, act: Optional[str], why: Optional[str]) -> None:
         if why:
             bad(n, why)
             return
@@ -880,15 +897,15 @@ def _spec_from_fx(module, torch):
         vals[n] = _V(vals[src].kind if vals[src].kind in ("seq", "vec") else "seq", data=True, piece=len(pieces) - 1)
         head[0] = n
 
-    outputs: list = []  # several outputs: ("last",) | ("tap", piece) | ("h" / "c", piece, direction)
-    structure = None
+    outputs: list[_OutputRef] = []  # several outputs: ("last",) | ("tap", piece) | ("h" / "c", piece, direction)
+    structure: Optional[_Structure] = None
 
-    def output_tuple(out):
+    def output_tuple(out: Any) -> tuple[list[_OutputRef], _Structure]:
         """forward()'s returned tuple (nested) as build_spec outputs and their structure; reports what
         is not a chain value, a layer's output or a recurrent state."""
-        found: list = []
+        found: list[_OutputRef] = []
 
-        def leaf(a):
+        def leaf(a: Any) -> _Structure:
             if isinstance(a, (tuple, list)):
                 return [leaf(x) for x in a]
             v = vals.get(a) if is_node(a) else None
@@ -908,7 +925,8 @@ def _spec_from_fx(module, torch):
             elif v.kind == "rnn":
                 found.append(("tap", v.piece))
                 first = len(found) - 1
-                state = [leaf_state("h", v), leaf_state("c", v)] if v.rnn.mode == "LSTM" else leaf_state("h", v)
+                state: _Structure = \
+                    [leaf_state("h", v), leaf_state("c", v)] if v.rnn.mode == "LSTM" else leaf_state("h", v)
                 return [first, state]
             elif v.kind in ("hdir", "hsel") and len(v.dirs) == 1:
                 found.append(("h", v.piece, 0 if v.dirs[0] == "fwd" else 1))
@@ -918,7 +936,7 @@ def _spec_from_fx(module, torch):
                 return 0
             return len(found) - 1
 
-        def leaf_state(part, v):
+        def leaf_state(part: str, v: _V) -> int:
             found.append((part, v.piece, None))
             return len(found) - 1
 
@@ -955,7 +973,7 @@ def _spec_from_fx(module, torch):
                 bad(n, "reads a parameter/buffer directly in forward(); only submodule calls are supported")
                 continue
             if n.op == "call_module":
-                m = mods.get(n.target)
+                m: Any = mods.get(n.target)  # the called module
                 where = f"{_node_desc(n)} [{_cls(m)}]"
                 src = n.args[0] if n.args else None
                 extra_ok = all(meta_ok(a) for a in n.args[1:]) and all(meta_ok(a) for a in n.kwargs.values())
@@ -1143,14 +1161,15 @@ def _spec_from_fx(module, torch):
                     parts = n.args[0]
                     dim = n.args[1] if len(n.args) > 1 else n.kwargs.get("dim", 0)
                     pv = [vals.get(p) if is_node(p) else None for p in parts]
-                    if all(v is not None and v.kind == "hsel" and not v.done for v in pv) and dim in (1, -1) and \
-                            len({id(v.src) for v in pv}) == 1 and head[0] in parts and \
+                    hs = [v for v in pv if v is not None and v.kind == "hsel" and not v.done]
+                    if len(hs) == len(pv) and dim in (1, -1) and \
+                            len({id(v.src) for v in hs}) == 1 and head[0] in parts and \
                             all(len(p.users) == 1 for p in parts) and len(set(parts)) == len(parts):
                         # each h_n[i] read the same h_n; together they select directions of the last layer
-                        dirs = tuple(d for v in pv for d in v.dirs)
-                        vals[n] = _V("hsel", rnn=pv[0].rnn, dirs=dirs, data=True, src=pv[0].src)
+                        dirs = tuple(d for v in hs for d in v.dirs)
+                        vals[n] = _V("hsel", rnn=hs[0].rnn, dirs=dirs, data=True, src=hs[0].src)
                         vals[n].where = _node_desc(n)
-                        for v in pv:
+                        for v in hs:
                             v.done = True
                         head[0] = n
                         continue
@@ -1201,7 +1220,7 @@ def _spec_from_fx(module, torch):
                                "module.eval() before converting")
                         continue
                     if take(n, src):
-                        vals[n] = sv
+                        vals[n] = vals[src]  # = sv: take() found it
                         head[0] = n
                     continue
                 # ---- activations
@@ -1243,7 +1262,7 @@ def _spec_from_fx(module, torch):
 
 
 # --------------------------------------------------------------------------- states
-def _as_np(a, what):
+def _as_np(a: Any, what: str) -> npt.NDArray[np.float32]:
     if a is None:
         raise ConversionError(f"{what} is None")
     if hasattr(a, "detach"):
@@ -1251,7 +1270,7 @@ def _as_np(a, what):
     return np.ascontiguousarray(np.asarray(a, dtype=np.float32))
 
 
-def torch_state_to_fastrnn(module, hx):
+def torch_state_to_fastrnn(module: Any, hx: Any) -> list[_LayerState]:
     """PyTorch ``h0`` (num_layers*num_directions, B, H) -- ``(h0, c0)`` for an LSTM -- to fastrnn's
     ``initial_state``: a list with one item per stacked layer, LSTM ``(h, c)`` with h
     (num_directions, B, hidden_out) and c (num_directions, B, hidden), otherwise ``h``
@@ -1278,14 +1297,14 @@ def torch_state_to_fastrnn(module, hx):
         if p.ndim != 3 or p.shape[0] != L * nd:
             raise ConversionError(f"state {'hc'[j]} has shape {p.shape}; expected ({L * nd}, B, H)")
         parts[j] = p
-    out = []
+    out: list[_LayerState] = []
     for k in range(L):
         sl = [np.ascontiguousarray(p[k * nd:(k + 1) * nd]) for p in parts]
-        out.append(tuple(sl) if lstm else sl[0])
+        out.append((sl[0], sl[1]) if lstm else sl[0])
     return out
 
 
-def fastrnn_state_to_torch(module, states):
+def fastrnn_state_to_torch(module: Any, states: Any) -> Any:
     """Inverse of :func:`torch_state_to_fastrnn`: fastrnn per-layer states (a list, or the bare item
     for a single-layer module) to PyTorch's ``h`` (num_layers*num_directions, B, H) or ``(h, c)``,
     as float32 ``torch.Tensor``.

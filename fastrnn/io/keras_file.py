@@ -557,10 +557,10 @@ def _fill_spec(spec: ModelSpec, get: Callable[[str, str], list[npt.NDArray[np.fl
             per = len(arrs) // nd
             ws = []
             for d in range(nd):
-                w, in_size = _rnn_direction_from_arrays(where, layer.kind, layer.units, arrs[d * per:(d + 1) * per],
-                                                        per == 3, layer.reset_after)
+                dw, in_size = _rnn_direction_from_arrays(where, layer.kind, layer.units, arrs[d * per:(d + 1) * per],
+                                                         per == 3, layer.reset_after)
                 if in_size != layer.input_size:
                     raise _Fail(f"{where}: the file's kernel takes {in_size} features, the spec {layer.input_size}")
-                ws.append(w)
+                ws.append(dw)
             layer.weights = ws
     return spec.validate()
