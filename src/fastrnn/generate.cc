@@ -29,15 +29,21 @@ namespace {
 
 constexpr double kNegInf = -std::numeric_limits<double>::infinity();
 
+// One layer's h and c row i of buffer half `from` into row j of `to`'s half `into` (P floats of h,
+// H of c per row, H = 0 without a cell state); `started` is the caller's.
+void copy_hc_row(const StreamState::Rnn& from, int half_from, dim_t i, StreamState::Rnn& to, int half_into, dim_t j,
+                 dim_t P, dim_t H) {
+  std::memcpy(to.h[half_into].data() + j * P, from.h[half_from].data() + i * P, P * sizeof(float));
+  if (H) std::memcpy(to.c[half_into].data() + j * H, from.c[half_from].data() + i * H, H * sizeof(float));
+}
+
 // Copy row i of src's recurrent state (h, c and 'started' of every layer) into row j of dst
 // (two streams of one model, or the same one).
 void copy_row(const StreamState& src, dim_t i, StreamState& dst, dim_t j) {
   for (std::size_t l = 0; l < src.rnn.size(); ++l) {
     const StreamState::Rnn& a = src.rnn[l];
     StreamState::Rnn& b = dst.rnn[l];
-    const dim_t P = a.h[0].size() / src.B, H = a.c[0].size() / src.B;
-    std::memcpy(b.h[b.cur].data() + j * P, a.h[a.cur].data() + i * P, P * sizeof(float));
-    if (H) std::memcpy(b.c[b.cur].data() + j * H, a.c[a.cur].data() + i * H, H * sizeof(float));
+    copy_hc_row(a, a.cur, i, b, b.cur, j, a.h[0].size() / src.B, a.c[0].size() / src.B);
     b.started[j] = a.started[i];
   }
 }
@@ -52,8 +58,7 @@ void gather_rows(StreamState& s, const std::vector<dim_t>& parent, std::vector<s
     const dim_t P = r.h[0].size() / s.B, H = r.c[0].size() / s.B;
     const int o = 1 - r.cur;
     for (dim_t j = 0; j < s.B; ++j) {
-      std::memcpy(r.h[o].data() + j * P, r.h[r.cur].data() + parent[j] * P, P * sizeof(float));
-      if (H) std::memcpy(r.c[o].data() + j * H, r.c[r.cur].data() + parent[j] * H, H * sizeof(float));
+      copy_hc_row(r, r.cur, parent[j], r, o, j, P, H);
       started[j] = r.started[parent[j]];
     }
     std::copy(started.begin(), started.begin() + s.B, r.started.begin());
