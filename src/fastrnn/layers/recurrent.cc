@@ -616,22 +616,28 @@ void Recurrent::gate(const cpu::KernelTable& k, int d, int role, float* x, dim_t
     return;
   }
   const GateAct& a = cfg_.acts[d][role];
+  // The functions without parameters are the core's element-wise activations (one implementation,
+  // vectorized); those with alpha / beta (ONNX's) are computed here.
+  switch (a.fn) {
+    case GateFn::Relu: return k.activate(cpu::Act::Relu, x, n);
+    case GateFn::Tanh: return k.activate(cpu::Act::Tanh, x, n);
+    case GateFn::Sigmoid: return k.activate(cpu::Act::Sigmoid, x, n);
+    case GateFn::Softsign: return k.activate(cpu::Act::Softsign, x, n);
+    case GateFn::Softplus: return k.activate(cpu::Act::Softplus, x, n);
+    default: break;
+  }
   const float al = a.alpha, be = a.beta;
   for (dim_t j = 0; j < n; ++j) {
     const float v = x[j];
     float r = v;
     switch (a.fn) {
-      case GateFn::Relu: r = v > 0.f ? v : 0.f; break;
-      case GateFn::Tanh: r = std::tanh(v); break;
-      case GateFn::Sigmoid: r = 1.f / (1.f + std::exp(-v)); break;
       case GateFn::Affine: r = al * v + be; break;
       case GateFn::LeakyRelu: r = v >= 0.f ? v : al * v; break;
       case GateFn::ThresholdedRelu: r = v > al ? v : 0.f; break;
       case GateFn::ScaledTanh: r = al * std::tanh(be * v); break;
       case GateFn::HardSigmoid: r = std::min(1.f, std::max(0.f, al * v + be)); break;
       case GateFn::Elu: r = v >= 0.f ? v : al * (std::exp(v) - 1.f); break;
-      case GateFn::Softsign: r = v / (1.f + std::fabs(v)); break;
-      case GateFn::Softplus: r = v > 0.f ? v + std::log1p(std::exp(-v)) : std::log1p(std::exp(v)); break;
+      default: break;  // the functions above without parameters
     }
     x[j] = r;
   }
