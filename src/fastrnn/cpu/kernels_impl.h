@@ -623,13 +623,13 @@ __attribute__((noinline)) void fused_row_update(const fastrnn::cpu::FusedStep& a
 
 // R rows x block q over k in [k0, k0 + kc): sums from x (first k block) or the staging area
 // (stage: the row block's [rows][G*U] floats, srow = this tile's first row in it), back to it.
-// Also prefetches pf_n floats from pf into L1 (a share of the next weight slice, see fused_run).
+// Also prefetches pf_n floats from pf into L2 (a share of the next weight slice, see fused_run).
 template <int G, int R>
 __attribute__((noinline)) void fused_tile(const fastrnn::cpu::FusedStep& a, long row, long q, long k0, long kc,
                                           float* stage, long srow, const float* pf, long pf_n) {
   constexpr long V = kVPB<G>, U = kUB<G>, PW = G * U;
   const long Kt = a.K_in + a.K, nu = a.H - q * U < U ? a.H - q * U : U;
-  for (long i = 0; i < pf_n; i += 64 / sizeof(float)) __builtin_prefetch(pf + i, 0, 3);
+  for (long i = 0; i < pf_n; i += 64 / sizeof(float)) __builtin_prefetch(pf + i, 0, 2);
   vf acc[R][V];
   for (int r = 0; r < R; ++r) {
     if (k0 == (a.x_in ? 0 : a.K_in))
@@ -744,9 +744,13 @@ void fused_run(const fastrnn::cpu::FusedStep& a) {
       continue;
     }
     // While the tiles of one weight slice (block q, k block k0: kc x G*U floats) run, they
-    // prefetch the next slice into L1, a share each: beyond L2 (H = 512: 3-4 MiB of W_hh, read
-    // once per row block) the first tiles of a slice otherwise wait on L3 (Zen 1, one step at
-    // H = 512, batch 32, thread CPU time: GRU 1.63-1.70 -> 1.57-1.58 ms, LSTM 2.32-2.38 -> 2.16 ms).
+    // prefetch the next slice, a share each: beyond L2 (H = 512: 3-4 MiB of W_hh, read once per
+    // row block) the first tiles of a slice otherwise wait on L3 (Zen 1, one step at H = 512,
+    // batch 32, thread CPU time: GRU 1.63-1.70 -> 1.57-1.58 ms, LSTM 2.32-2.38 -> 2.16 ms).  Into
+    // L2, not L1 (prefetcht1): a 16 KiB slice fetched into L1 next to the 16 KiB being read left the
+    // 32 KiB L1 no room for the inputs and the staging area (Zen 1, 1 thread, T=100, three
+    // alternating runs: LSTM 128x512 batch 32 271-277 -> 266 ms, GRU 200-208 -> 192-204 ms,
+    // 2-layer LSTM 650 batch 20 T=35 within noise, LSTM 32x128 batch 32 ~1%).
     const long tiles = (rows + RF - 1) / RF, Kt = a.K_in + a.K, PW = G * kUB<G>, kb0 = a.x_in ? 0 : a.K_in;
     for (long q = a.q0; q < a.q1; ++q) {
       for (long k0 = kb0; k0 < Kt; k0 += kKBlock) {
