@@ -15,7 +15,7 @@ import json
 from typing import Any
 
 SHORT = {"onnxruntime": "ORT", "openvino": "OV", "keras_xla": "Keras XLA", "keras_call": "Keras call",
-         "keras_predict": "Keras predict", "torch": "torch"}
+         "keras_predict": "Keras predict"}
 
 
 def _ms(v: float) -> str:
