@@ -159,10 +159,78 @@ def test_batch1_split_from_concurrent_callers(restore_threads):
         assert_close(results[i], expected[i])
 
 
+# Reduced-precision weights (bf16 / int8) split too: each rank runs the quantized product on its
+# rows of every gate (the quantized layout's row blocks), then the gate kernel on its units.  H a
+# multiple of 4 (the layout's row block); 132 and 200 leave a short last block.
+REDUCED_SPLIT = [("lstm", 132), ("gru", 132), ("simple_rnn", 200)]
+
+
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+@pytest.mark.parametrize("kind,H", REDUCED_SPLIT, ids=[k for k, _ in REDUCED_SPLIT])
+def test_batch1_hidden_split_reduced_precision_matches_one_thread_and_torch(kind, H, precision, isa_ends,
+                                                                           restore_threads):
+    """2 threads at batch 1 give the one-thread outputs and final states bit for bit (the same sums
+    in the same order on every rank), within the reduced precision's bound of torch's float32
+    output, and a team really ran them (the core's count of team steps)."""
+    from conftest import require
+
+    torch = require("torch")
+    core = fastrnn._load_core()
+    torch.manual_seed(H)
+    m = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "simple_rnn": torch.nn.RNN}[kind](16, H, batch_first=True).eval()
+    x = np.random.default_rng(H).standard_normal((1, 300, 16)).astype(np.float32)
+    with torch.no_grad():
+        expected = m(torch.from_numpy(x))[0].numpy()
+    model = fastrnn.from_torch(m).with_weights(precision)
+    out, steps = {}, {}
+    for n in (1, 2):
+        fastrnn.set_num_threads(n)
+        before = core.team_steps()
+        out[n] = model.predict(x, return_state=True)
+        steps[n] = core.team_steps() - before
+    assert steps[1] == 0 and steps[2] >= 8, steps  # a team runs at least one window of 8 steps
+    np.testing.assert_array_equal(out[2][0], out[1][0])
+    for a, b in zip(np.atleast_1d(out[2][1][0]), np.atleast_1d(out[1][1][0])):
+        np.testing.assert_array_equal(a, b)
+    bound = {"bf16": 1e-2, "int8": 5e-2}[precision]  # test_precision.py's bounds against float32 / torch
+    assert float(np.abs(out[2][0] - expected).max()) <= bound
+
+
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_batch1_hidden_split_reduced_precision_with_lengths_state_and_direction(precision, restore_threads):
+    """Masked steps ('hold'), initial and final states and a reverse layer on the reduced split,
+    against one thread bit for bit and against the float64 reference on the dequantized weights."""
+    from fastrnn import quantize as Q
+
+    core = fastrnn._load_core()
+    H = 164
+    spec = Q.convert_spec(rnn_spec("lstm", 5, H, direction="reverse", mask_mode="hold", seed=3,
+                                   scale=1 / np.sqrt(H)), precision)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((1, 200, 5)).astype(np.float32)
+    h0, c0 = (rng.standard_normal((1, 1, H)).astype(np.float32) for _ in range(2))
+    model = fastrnn.Model(spec)
+    out = {}
+    for n in (2, 1):
+        fastrnn.set_num_threads(n)
+        before = core.team_steps()
+        out[n] = model.predict(x, lengths=[171], initial_state=[(h0, c0)], return_state=True)
+        assert (core.team_steps() > before) == (n == 2)
+    np.testing.assert_array_equal(out[2][0], out[1][0])
+    np.testing.assert_array_equal(out[2][1][0][0], out[1][1][0][0])
+    np.testing.assert_array_equal(out[2][1][0][1], out[1][1][0][1])
+    ref_y, ref_st = reference.run_spec(Q.convert_spec(spec, "f32"), x, lengths=[171], initial_state=[(h0, c0)],
+                                       return_state=True)
+    bound = {"bf16": 1e-2, "int8": 0.1}[precision]  # test_precision.py CORE_ATOL
+    assert float(np.abs(out[2][0] - ref_y).max()) <= bound
+    assert float(np.abs(out[2][1][0][1] - ref_st[0][1]).max()) <= bound
+
+
 def test_batch1_team_stopping_midway_matches_one_thread():
     """A team that measures slow stops after the barrier of some step and the calling thread
     finishes alone (FASTRNN_TEAM_STOP_AFTER forces the stop): the outputs and states are those of
-    one thread, bit for bit, with masks, hold, reverse, initial state and time chunks."""
+    one thread, bit for bit, with masks, hold, reverse, initial state and time chunks, float32 and
+    int8 weights."""
     import subprocess
     import sys
 
@@ -170,11 +238,16 @@ def test_batch1_team_stopping_midway_matches_one_thread():
 
     code = """
 import numpy as np, fastrnn, reference
+from fastrnn import quantize as Q
 from test_kernels import rnn_spec
 from conftest import assert_close
-for kind, H, mask_mode, direction in [("lstm", 160, "hold", "reverse"), ("gru", 200, "zero", "forward"),
-                                      ("simple_rnn", 300, "hold", "forward")]:
+core = fastrnn._load_core()
+for kind, H, mask_mode, direction, precision in [
+        ("lstm", 160, "hold", "reverse", "f32"), ("gru", 200, "zero", "forward", "f32"),
+        ("simple_rnn", 300, "hold", "forward", "f32"), ("lstm", 160, "hold", "reverse", "int8"),
+        ("gru", 200, "zero", "forward", "int8"), ("simple_rnn", 300, "hold", "forward", "int8")]:
     spec = rnn_spec(kind, 5, H, direction=direction, mask_mode=mask_mode, seed=3, scale=1 / np.sqrt(H))
+    spec = Q.convert_spec(spec, precision)
     rng = np.random.default_rng(3)
     T = 3000 if kind == "simple_rnn" else 300  # the RNN crosses time chunks
     x = rng.standard_normal((1, T, 5)).astype(np.float32)
@@ -184,9 +257,13 @@ for kind, H, mask_mode, direction in [("lstm", 160, "hold", "reverse"), ("gru", 
     out = {}
     for n in (1, 2):
         fastrnn.set_num_threads(n)
+        before = core.team_steps()
         out[n] = model.predict(x, lengths=[T - 7], initial_state=init, return_state=True)
-    ref = reference.run_spec(spec, x, lengths=[T - 7], initial_state=init, return_state=True)
-    assert_close(out[2][0], ref[0], what=kind)
+        ran = core.team_steps() - before
+    assert 0 < ran <= 5, (kind, precision, ran)  # the team ran, stopped after its 4th counted step
+    ref = reference.run_spec(Q.convert_spec(spec, "f32"), x, lengths=[T - 7], initial_state=init, return_state=True)
+    # float32: the reference's tolerance; int8 (on the dequantized weights): test_precision.py CORE_ATOL
+    assert_close(out[2][0], ref[0], what=kind, **({} if precision == "f32" else {"atol": 0.1, "rtol": 0}))
     np.testing.assert_array_equal(out[2][0], out[1][0])
     for a, b in zip(np.atleast_1d(out[2][1][0]), np.atleast_1d(out[1][1][0])):
         np.testing.assert_array_equal(a, b)

@@ -9,6 +9,7 @@
 #include "fastrnn/blas.h"
 #include "fastrnn/common.h"
 #include "fastrnn/cpu/kernels.h"
+#include "fastrnn/layers/recurrent.h"
 #include "fastrnn/parallel/thread_pool.h"
 
 namespace py = pybind11;
@@ -55,6 +56,8 @@ PYBIND11_MODULE(_core, m) {
   m.def("blas", &fastrnn::blas::name);
   m.def("buffer_allocations", [] { return fastrnn::buffer_allocations().load(); },
         "Heap allocations made by the core's buffers so far (for allocation tests)");
+  m.def("team_steps", [] { return fastrnn::team_steps().load(); },
+        "Batch-1 steps run by a thread team (the hidden-unit split) so far, every layer (for tests)");
   m.def("fma_peak_gflops", [](double seconds) {
     // One core's fp32 FMA rate with the kernels in use: best of short timed rounds of the probe.
     py::gil_scoped_release nogil;

@@ -122,40 +122,58 @@ std::size_t Mat::bytes() const {
   return (w.size() + q_.size() + qscale_.size() + qsum_.size()) * sizeof(float) + packed_.bytes();
 }
 
-// x [rows, K] -> y (reduced-precision weights): the activations are padded to Kp columns (bf16:
-// copied unless already K == Kp; int8: quantized, quantize_rows) in per-thread scratch that only
-// grows, so the steps of a sequence allocate nothing after the first.
+// x [rows, K] -> y (reduced-precision weights), in per-thread scratch that only grows, so the steps
+// of a sequence allocate nothing after the first.
 void Mat::qapply(dim_t rows, const float* x, dim_t ldx, float* y, dim_t ldy, const float* init,
                  bool accumulate) const {
   if (rows <= 0) return;
-  const cpu::KernelTable& k = cpu::kernels();
-  cpu::QGemm a;
-  a.nb = rows, a.N = N, a.Kp = Kp_;
-  a.w = q_.data();
-  a.init = init, a.accumulate = accumulate;
-  a.y = y, a.ldy = ldy;
+  thread_local QScratch s;
+  qproduct(cpu::kernels(), qprepare(rows, x, ldx, s), 0, N, y, ldy, init, accumulate);
+}
+
+void Mat::qreserve(dim_t rows, QScratch& s) const {
+  const auto n = static_cast<std::size_t>(rows * Kp_);
   if (prec == Precision::Bf16) {
-    thread_local std::vector<float> xs;
-    if (K == Kp_) {
-      a.x = x, a.ldx = ldx;
-    } else {
-      if (xs.size() < static_cast<std::size_t>(rows * Kp_)) xs.resize(rows * Kp_);
-      for (dim_t r = 0; r < rows; ++r) {
-        std::memcpy(xs.data() + r * Kp_, x + r * ldx, K * sizeof(float));
-        std::memset(xs.data() + r * Kp_ + K, 0, (Kp_ - K) * sizeof(float));
-      }
-      a.x = xs.data(), a.ldx = Kp_;
-    }
-    k.gemm_bf16(a);
+    if (K != Kp_ && s.xs.size() < n) s.xs.resize(n);
     return;
   }
-  thread_local std::vector<std::int8_t> xq;
-  thread_local std::vector<float> xscale;
-  if (xq.size() < static_cast<std::size_t>(rows * Kp_)) xq.resize(rows * Kp_);
-  if (xscale.size() < static_cast<std::size_t>(rows)) xscale.resize(rows);
-  quantize_rows(rows, K, x, ldx, xq.data(), Kp_, xscale.data());
-  a.x = xq.data(), a.ldx = Kp_, a.xscale = xscale.data();
-  a.wscale = qscale_.data(), a.wsum = reinterpret_cast<const std::int32_t*>(qsum_.data());
+  if (s.xq.size() < n) s.xq.resize(n);
+  if (s.xscale.size() < static_cast<std::size_t>(rows)) s.xscale.resize(rows);
+}
+
+Mat::QInput Mat::qprepare(dim_t rows, const float* x, dim_t ldx, QScratch& s) const {
+  qreserve(rows, s);
+  QInput in;
+  in.rows = rows;
+  if (prec == Precision::Bf16) {
+    if (K == Kp_) {
+      in.x = x, in.ldx = ldx;
+      return in;
+    }
+    for (dim_t r = 0; r < rows; ++r) {
+      std::memcpy(s.xs.data() + r * Kp_, x + r * ldx, K * sizeof(float));
+      std::memset(s.xs.data() + r * Kp_ + K, 0, (Kp_ - K) * sizeof(float));
+    }
+    in.x = s.xs.data(), in.ldx = Kp_;
+    return in;
+  }
+  quantize_rows(rows, K, x, ldx, s.xq.data(), Kp_, s.xscale.data());
+  in.x = s.xq.data(), in.ldx = Kp_, in.xscale = s.xscale.data();
+  return in;
+}
+
+void Mat::qproduct(const cpu::KernelTable& k, const QInput& in, dim_t n0, dim_t n, float* y, dim_t ldy,
+                   const float* init, bool accumulate) const {
+  const std::size_t es = prec == Precision::Bf16 ? 2 : 1;
+  cpu::QGemm a;
+  a.nb = in.rows, a.N = n, a.Kp = Kp_;
+  a.x = in.x, a.ldx = in.ldx;
+  a.w = reinterpret_cast<const unsigned char*>(q_.data()) + n0 * Kp_ * es;  // rows n0.. (a whole row block)
+  a.init = init, a.accumulate = accumulate;
+  a.y = y, a.ldy = ldy;
+  if (prec == Precision::Bf16) return k.gemm_bf16(a);
+  a.xscale = in.xscale;
+  a.wscale = qscale_.data() + n0, a.wsum = reinterpret_cast<const std::int32_t*>(qsum_.data()) + n0;
   k.gemm_i8(a);
 }
 

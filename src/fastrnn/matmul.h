@@ -10,6 +10,7 @@
 #include <functional>
 #include <memory>
 #include <utility>
+#include <vector>
 
 #include "fastrnn/common.h"
 #include "fastrnn/cpu/kernels.h"
@@ -61,6 +62,27 @@ struct Mat {
   // y[r, :N] = bias + x[r, :K] W^T (one pass over y: bias copied in, products accumulated)
   void apply_bias(dim_t rows, const float* x, dim_t ldx, float* y, dim_t ldy, const float* bias) const;
   bool uses_packed(const cpu::KernelTable& k, dim_t rows) const;  // our kernel (else BLAS) for this many rows
+
+  // Reduced precision in two parts (apply() runs both; the batch-1 split runs the product per row
+  // range): the activations x [rows, K] made ready for the quantized GEMM (bf16: padded to Kp
+  // columns unless K == Kp; int8: quantize_rows) in the caller's scratch, which only grows; then
+  // y[r, :n] = base + x[r] W[n0 : n0 + n]^T with base = init[0 : n] (init given), else y (accumulate),
+  // else 0.  n0 must be a multiple of cpu::kQRows.  Each output row is summed on its own, the same
+  // way whatever the range: a range gives the bits of the whole product's rows.
+  struct QScratch {
+    std::vector<float> xs, xscale;
+    std::vector<std::int8_t> xq;
+  };
+  struct QInput {
+    dim_t rows = 0;
+    const void* x = nullptr;
+    dim_t ldx = 0;
+    const float* xscale = nullptr;
+  };
+  void qreserve(dim_t rows, QScratch& s) const;  // size s for `rows` rows (qprepare then allocates nothing)
+  QInput qprepare(dim_t rows, const float* x, dim_t ldx, QScratch& s) const;
+  void qproduct(const cpu::KernelTable& k, const QInput& in, dim_t n0, dim_t n, float* y, dim_t ldy, const float* init,
+                bool accumulate) const;
 
  private:
   void qapply(dim_t rows, const float* x, dim_t ldx, float* y, dim_t ldy, const float* init, bool accumulate) const;

@@ -65,9 +65,10 @@ bool fold_allowed() {  // FASTRNN_FOLD=0: never fold (for benchmarking the two f
 // batch 32, 1 thread: 18.7 ms vs 21.4 ms with 16 MiB chunks).
 constexpr dim_t kChunkFloats = dim_t(1) << 18;
 constexpr dim_t kMaxBlockRows = 4096;
-// Batch-1 hidden-unit split: the fused step's unit blocks shared out; used when one step's
-// recurrent multiply-adds reach kSplitMinMacs (below that the per-step barrier costs more than
-// it saves).
+// Batch-1 hidden-unit split: the hidden units shared out in blocks (split_units: the fused step's
+// unit blocks, or with reduced-precision weights row ranges of the quantized layout); used when one
+// step's recurrent multiply-adds reach kSplitMinMacs (below that the per-step barrier costs more
+// than it saves).
 constexpr double kSplitMinMacs = 32768;
 // The split must never be slower than one thread (a busy machine: the team's threads wait for
 // each other whenever one is descheduled; the issue measured 27x slower).  Decided per call from
@@ -102,8 +103,9 @@ Recurrent::Recurrent(RecurrentConfig cfg, const DirectionTensors* dirs) : cfg_(s
   const dim_t G = cfg_.gates(), H = cfg_.units, I = cfg_.input_size, P = cfg_.hidden_out();
   const bool gru = cfg_.cell == LayerKind::Gru;
   // Reduced precision (bf16 / int8 weights): the matrices are kept only in that form (Mat::set_quantized)
-  // and every product goes through Mat::apply (the quantized GEMM, then the separate gate kernels):
-  // no fused step, no folding, no batch-1 split (their layouts are float32).
+  // and every product goes through Mat (the quantized GEMM, then the separate gate kernels): no fused
+  // step, no folding (their layouts are float32).  The batch-1 split runs on the quantized layout
+  // itself, by row ranges (qsplit_step).
   const Precision prec = cfg_.precision;
   const bool reduced = prec != Precision::F32;
   const std::size_t es = prec == Precision::F32 ? 4 : prec == Precision::Bf16 ? 2 : 1;
@@ -144,7 +146,11 @@ Recurrent::Recurrent(RecurrentConfig cfg, const DirectionTensors* dirs) : cfg_(s
     if (t.c0) copy_to(w.c0, t.c0, H);
   }
   // One direction only: the two directions of a bidirectional layer already run on two threads.
-  split_ok_ = fused_ && cfg_.num_directions() == 1 &&
+  // Reduced precision: a rank's rows of each gate must start at a row block of the quantized layout
+  // (H a multiple of kQRows), and the options' general step is not split (nor is it for float32).
+  // LSTM with a projection and GRU reset-before stay unsplit in both precisions (their steps have a
+  // second product that needs every unit of the first).
+  split_ok_ = (fused_ || (reduced && !cfg_.general() && H % cpu::kQRows == 0)) && cfg_.num_directions() == 1 &&
               ((cfg_.cell == LayerKind::Lstm && !cfg_.proj_size) || (gru && cfg_.reset_after) ||
                cfg_.cell == LayerKind::SimpleRnn) &&
               static_cast<double>(G * H) * P >= kSplitMinMacs;
@@ -189,11 +195,26 @@ dim_t Recurrent::rec_scratch(dim_t nb) const {
   return nb * cfg_.gates() * ((cfg_.units + 63) / 64 * 64);
 }
 
+dim_t Recurrent::split_units(const cpu::KernelTable& k) const {
+  // Reduced precision: a multiple of the quantized layout's row block, and of two vectors of the
+  // gate kernels (which take units two vectors at a time from the first: a rank's pairs then
+  // fall on the same units as one thread's).
+  return fused_ ? cpu::block_units(k, cfg_.gates()) : std::max<dim_t>(cpu::kQRows, 2 * k.vec);
+}
+
+// A rank's scratch with reduced-precision weights (qsplit_step): its gate sums [G, units], W_hh h
+// apart for GRU, its copy of the step's prepared h.  Made with the team, once per call.
+struct Recurrent::RankScratch {
+  Buffer gates, rec;
+  Mat::QScratch q;
+};
+
 // The team of threads sharing one batch-1 sequence, each owning a range of unit blocks.
 struct Recurrent::Team {
   explicit Team(int n) : size(n), barrier(n) {}
   int size;
   SpinBarrier barrier;
+  std::vector<RankScratch> ranks;  // reduced precision only
   double t1 = 0;                  // seconds per step on one thread (measured)
   std::atomic<dim_t> stop{-1};    // all ranks leave after the barrier of step stop - 1
   bool slow = false;              // rank 0 found the team no faster than one thread
@@ -284,8 +305,17 @@ void Recurrent::forward(const float* x, dim_t B, dim_t T, const std::uint8_t* ma
   // across a team that meets at a barrier every step.
   std::unique_ptr<Team> team;
   if (split_ok_ && B == 1 && threads > 1 && now_ns() >= team_retry_ns_.load(std::memory_order_relaxed)) {
-    const int n = static_cast<int>(std::min<dim_t>(threads, cpu::fused_blocks(kt, G, H)));
+    const dim_t U = split_units(kt);
+    const int n = static_cast<int>(std::min<dim_t>(threads, (H + U - 1) / U));
     if (n > 1) team = std::make_unique<Team>(n);
+    if (team && !fused_) {
+      team->ranks.resize(n);
+      for (RankScratch& r : team->ranks) {
+        r.gates.resize(GH);
+        if (gru) r.rec.resize(GH);
+        dir_[0].hh.qreserve(1, r.q);
+      }
+    }
   }
   double t1 = 0;  // one thread's time per step, measured by the probe
   for (dim_t s0 = 0; s0 < T; s0 += Tc) {
@@ -429,29 +459,32 @@ void Recurrent::run_chunk(const cpu::KernelTable& k, Slice& w, const float* xw, 
   }
 }
 
-// One chunk of a batch-1 sequence, rank `rank` of the team.  The rank owns the fused step's unit
-// blocks [q0, q1) (all gates of their units): per step it runs the fused kernel on them (the
-// whole h_prev against its blocks of W_hh, gate math, its part of h_new / c_new), writes its part
-// of the output, and meets the team at the barrier (after which h_new is complete and becomes
-// h_prev).  Masked steps (decided from the shared mask, so every rank agrees) leave the state as
-// it is.  The same kernel and the same sums as the one-thread step: bit-identical results.
+// One chunk of a batch-1 sequence, rank `rank` of the team.  The rank owns the unit blocks
+// [q0, q1) (split_units; all gates of their units): per step it runs the fused kernel on them (the
+// whole h_prev against its blocks of W_hh, gate math, its part of h_new / c_new) or, with reduced
+// precision weights, qsplit_step, writes its part of the output, and meets the team at the barrier
+// (after which h_new is complete and becomes h_prev).  Masked steps (decided from the shared mask,
+// so every rank agrees) leave the state as it is.  The same kernels and the same sums as the
+// one-thread step: bit-identical results.
 void Recurrent::run_chunk_split(const cpu::KernelTable& k, Slice& w, Team& team, int rank, const float* xw, dim_t T,
                                 dim_t s0, dim_t j0, dim_t len, const std::uint8_t* mask, float* y, dim_t y_stride,
                                 dim_t T_out, const CancelToken* cancel) const {
   const Dir& dw = dir_[0];
   const dim_t G = cfg_.gates(), H = cfg_.units, P = cfg_.hidden_out(), GH = G * H;
-  const dim_t U = cpu::block_units(k, G), nblk = cpu::fused_blocks(k, G, H);
+  const dim_t U = split_units(k), nblk = (H + U - 1) / U;
   const dim_t q0 = nblk * rank / team.size, q1 = nblk * (rank + 1) / team.size;
   const dim_t u0 = std::min(H, q0 * U), u1 = std::min(H, q1 * U);
   const bool reverse = cfg_.direction == Direction::Reverse, hold = cfg_.mask_mode == MaskMode::Hold;
   cpu::FusedStep a;
-  a.G = static_cast<int>(G), a.act = cfg_.act, a.ract = cfg_.ract;
-  a.nb = 1, a.H = H, a.K = P, a.q0 = q0, a.q1 = q1;
-  a.w = fused_weights(0, k);
-  a.K_in = fold_ ? cfg_.input_size : 0;
-  a.b_hn = dw.b_hn.data();
-  a.ldh = P, a.ldx = w.x ? 0 : GH, a.ldc = H, a.ldo = P;
-  a.part = w.rec.data();
+  if (fused_) {
+    a.G = static_cast<int>(G), a.act = cfg_.act, a.ract = cfg_.ract;
+    a.nb = 1, a.H = H, a.K = P, a.q0 = q0, a.q1 = q1;
+    a.w = fused_weights(0, k);
+    a.K_in = fold_ ? cfg_.input_size : 0;
+    a.b_hn = dw.b_hn.data();
+    a.ldh = P, a.ldx = w.x ? 0 : GH, a.ldc = H, a.ldo = P;
+    a.part = w.rec.data();
+  }
   float *h_prev = w.h_prev, *h_new = w.h_new, *c_prev = w.c_prev, *c_new = w.c_new;
   bool started = w.started[0];
   // Rank 0 times the team's steps (barrier to barrier; the first one, which includes waking the
@@ -464,7 +497,9 @@ void Recurrent::run_chunk_split(const cpu::KernelTable& k, Slice& w, Team& team,
     if (cancel && rank == 0) cancel->check();
     const dim_t s = s0 + j, t = reverse ? T - 1 - s : s;
     const bool valid = !mask || mask[t];
-    if (valid) {
+    if (valid && !fused_) {
+      qsplit_step(k, team.ranks[rank], xw + j * GH, u0, u1, h_prev, h_new, c_prev, c_new);
+    } else if (valid) {
       if (w.x) {  // folded: the bias starts the sums, the step's input joins h in the product
         a.x = dw.bias.data();
         a.x_in = w.x + t * cfg_.input_size;
@@ -473,8 +508,8 @@ void Recurrent::run_chunk_split(const cpu::KernelTable& k, Slice& w, Team& team,
       }
       a.h = h_prev, a.h_new = h_new, a.c_prev = c_prev, a.c_new = c_new;
       k.recurrent_fused(a);
-      started = true;
     }
+    started = started || valid;
     if (cfg_.return_sequences) {
       const dim_t out_t = reverse ? s : t;
       float* o = y + out_t * y_stride + u0;
@@ -513,6 +548,41 @@ void Recurrent::run_chunk_split(const cpu::KernelTable& k, Slice& w, Team& team,
     w.h_prev = h_prev, w.h_new = h_new, w.c_prev = c_prev, w.c_new = c_new;
     w.started[0] = started;
     team.next = j;
+    team_steps().fetch_add(static_cast<std::uint64_t>(j - j0), std::memory_order_relaxed);
+  }
+}
+
+// The reduced-precision step of units [u0, u1) for rank scratch r: step()'s products and gate
+// kernel restricted to those units.  Each rank prepares h_prev itself (Mat::qprepare: the same
+// bytes on every rank, int8 quantizes the whole row as the one-thread product does), multiplies
+// it by its rows of each gate (gate g: rows g*H + u0 .. g*H + u1, whole row blocks of the layout
+// since H and u0 are multiples of kQRows) into its gate sums [G, n], then runs the gate kernel
+// over its n units.  Each sum is the one-thread product's (the same row, the same order; the
+// input projection as init where step() accumulates onto it: the same float addition), and the
+// gate kernels are element-wise: bit-identical results.
+void Recurrent::qsplit_step(const cpu::KernelTable& k, RankScratch& r, const float* xw, dim_t u0, dim_t u1,
+                            const float* h_prev, float* h_new, const float* c_prev, float* c_new) const {
+  const Dir& w = dir_[0];
+  const dim_t G = cfg_.gates(), H = cfg_.units, P = cfg_.hidden_out(), n = u1 - u0;
+  const bool gru = cfg_.cell == LayerKind::Gru;
+  const Mat::QInput in = w.hh.qprepare(1, h_prev, P, r.q);
+  float* a = r.gates.data();  // gate g of unit u0 + i at a[g*n + i]
+  for (dim_t g = 0; g < G; ++g) {
+    const float* x = xw + g * H + u0;  // the input projection with the biases (GRU: but b_hn)
+    if (gru) {  // GRU reset_after: W_hh h apart (n = act(x_n + r*(W_hn h + b_hn))), x beside it
+      w.hh.qproduct(k, in, g * H + u0, n, r.rec.data() + g * n, n, nullptr, false);
+      std::memcpy(a + g * n, x, n * sizeof(float));
+    } else {
+      w.hh.qproduct(k, in, g * H + u0, n, a + g * n, n, x, false);
+    }
+  }
+  if (gru) {
+    k.gru_cell_after(cfg_.act, cfg_.ract, a, r.rec.data(), w.b_hn.data() + u0, h_prev + u0, h_new + u0, n);
+  } else if (cfg_.cell == LayerKind::Lstm) {
+    k.lstm_cell(cfg_.act, cfg_.ract, a, c_prev + u0, c_new + u0, h_new + u0, n);
+  } else {
+    k.activate(cfg_.act, a, n);
+    std::memcpy(h_new + u0, a, n * sizeof(float));
   }
 }
 

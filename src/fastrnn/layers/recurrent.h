@@ -21,6 +21,12 @@ struct StateIO {
   std::uint8_t* started = nullptr;
 };
 
+// Batch-1 steps run by a thread team (the hidden-unit split) so far, every layer (for tests).
+inline std::atomic<std::uint64_t>& team_steps() {
+  static std::atomic<std::uint64_t> n{0};
+  return n;
+}
+
 class Recurrent {
  public:
   Recurrent(RecurrentConfig cfg, const DirectionTensors* dirs);  // copies and re-lays the weights
@@ -61,6 +67,7 @@ class Recurrent {
   };
   struct Slice;
   struct Team;
+  struct RankScratch;
   const float* fused_weights(int d, const cpu::KernelTable& k) const;
   void note_t1(double seconds) const;  // a one-thread step time measured at batch 1
   // xin: this step's input rows (stride ldxi) when the projection is folded into the step (g unused).
@@ -80,10 +87,15 @@ class Recurrent {
   void run_chunk_split(const cpu::KernelTable& k, Slice& w, Team& team, int rank, const float* xw, dim_t T, dim_t s0,
                        dim_t j0, dim_t len, const std::uint8_t* mask, float* y, dim_t y_stride, dim_t T_out,
                        const CancelToken* cancel) const;
+  // Units per block of the batch-1 split (a rank owns whole blocks).
+  dim_t split_units(const cpu::KernelTable& k) const;
+  // One batch-1 step of units [u0, u1) with reduced-precision weights (a rank of the split).
+  void qsplit_step(const cpu::KernelTable& k, RankScratch& r, const float* xw, dim_t u0, dim_t u1, const float* h_prev,
+                   float* h_new, const float* c_prev, float* c_new) const;
   bool fused_ = false;     // LSTM, GRU reset_after, SimpleRNN: the gate math runs inside the recurrent matmul
   bool fold_ = false;      // LSTM / SimpleRNN with 4*I <= H: the fused layout is [W_ih | W_hh], the
                            // input projection can be folded into the step (predict)
-  bool split_ok_ = false;  // batch 1 may split the hidden units across a thread team
+  bool split_ok_ = false;  // batch 1 may split the hidden units across a thread team (fused or reduced)
   // After a team measured no faster than one thread (busy machine): no team before this time
   // (steady clock, ns), and the wait imposed after the next such failure.
   mutable std::atomic<std::int64_t> team_retry_ns_{0};
