@@ -4,8 +4,8 @@
 // propagate as in the frameworks.  Tails are handled by loading the last partial vector through
 // a zero-padded copy (same formulas, so no scalar/vector mismatch).
 //
-// exp(x): Cody-Waite reduction x = n*ln2 + r, |r| <= ln2/2, degree-7 polynomial (Cephes expf
-// coefficients, Estrin's scheme), 2^n assembled in the exponent bits; max rel. error ~2 ulp on [-87.3, 88].
+// exp(x): reduction x = n*ln2 + r, |r| <= ln2/2 (one FMA), degree-6 minimax polynomial (Estrin's
+// scheme), 2^n assembled in the exponent bits; max rel. error 1.2e-7 on [-20, 20], 3e-7 on [-87.3, 88].
 // Inputs are clamped to [-87.3, 88]; the clamps are written so that NaN passes through.
 // sigmoid(x) = 1 / (1 + exp(-x));   tanh(x) = sign(x) * (1 - e) / (1 + e),  e = exp(-2|x|)
 // (absolute error < 1.5e-7, which keeps 1000-step recurrences within 1e-5 of the frameworks).
@@ -75,11 +75,17 @@ FI vf vmax(vf a, float b) { return a < b ? splat(b) : a; }
 #endif
 FI vf vabs(vf a) { return a < 0.f ? -a : a; }
 
-// The polynomial p(r) = c5 + c4 r + c3 r^2 + c2 r^3 + c1 r^4 + c0 r^5 (exp(r) = 1 + r + r^2 p(r)) is
-// evaluated by Estrin's scheme, (c5 + c4 r) + r^2 (c3 + c2 r) + r^4 (c1 + c0 r): 3 dependent steps
-// instead of Horner's 5.  The gate math of a recurrent step is a handful of independent exps whose
-// dependent chains, not the FMA count, set its speed on cores with a small FP scheduler (Zen 1:
-// 10.5 -> 9.3 ns per 8-float exp, LSTM cell update 62.8 -> 58.5 ns per vector of units).
+// exp(r) = 1 + r + r^2 p(r), p(r) = c0 + c1 r + c2 r^2 + c3 r^3 + c4 r^4: our own minimax fit of
+// (exp(r) - 1 - r) / r^2 on |r| <= ln2/2 weighted to exp's relative error (3e-9, far under float's
+// rounding), evaluated by Estrin's scheme, (c0 + c1 r) + r^2 ((c2 + c3 r) + r^2 c4): 3 dependent steps.
+// The reduction r = x - n*ln2 is one FMA (where the ISA has one) with ln2 rounded to float: float(ln2) is within 1.9e-9 of
+// ln2, so r is off by at most |n| * 1.9e-9 (n <= 29 on [-20, 20], where the gates need exp; the
+// relative error grows to 3e-7 only towards the clamps, where sigmoid / tanh no longer see it:
+// sigmoid's absolute error is at most a quarter of exp's relative one, tanh's a half).
+// The gate math of a recurrent step is a handful of independent exps whose dependent chains and
+// instruction count, not the FMA pipes, set its speed on cores with a small FP scheduler (Zen 1,
+// LSTM cell update per vector of 8 units: Horner + Cephes degree 7 + two-constant reduction 62.8 ns,
+// Estrin 58.5 ns, this form 47.2 ns; the sigmoid / tanh maximum errors unchanged, 8.9e-8).
 // n is rounded with the 1.5 * 2^23 shifter, 127 folded in: the low bits of v's pattern are then
 // n + 127, the exponent field of 2^n after a shift by 23 (no float -> int conversion).
 FI vf v_exp(vf x) {
@@ -87,11 +93,14 @@ FI vf v_exp(vf x) {
   constexpr float kShift = 12582912.0f + 127.0f;  // 1.5 * 2^23 + bias
   const vf v = x * 1.44269504088896341f + kShift;  // pattern's low bits: round(x / ln2) + 127
   const vf n = v - kShift;
-  vf r = x - n * 0.693359375f;
-  r = r - n * -2.12194440e-4f;
-  const vf r2 = r * r, r4 = r2 * r2;
-  const vf p = (r * 1.6666665459e-1f + 5.0000001201e-1f) + r2 * (r * 8.3334519073e-3f + 4.1665795894e-2f) +
-               r4 * (r * 1.9875691500e-4f + 1.3981999507e-3f);
+#if defined(__FMA__) || defined(__ARM_FEATURE_FMA)
+  const vf r = x - n * 0.693147182464599609375f;  // float(ln2), one rounding (FMA)
+#else  // no FMA (the SSE2 baseline): n * float(ln2) would be rounded; Cody-Waite's two constants instead
+  const vf r = (x - n * 0.693359375f) - n * -2.12194440e-4f;
+#endif
+  const vf r2 = r * r;
+  const vf p = (r * 1.6666520398e-1f + 4.9999993432e-1f) + r2 * ((r * 8.3687452460e-3f + 4.1668390797e-2f) +
+                                                                  r2 * 1.3814539989e-3f);
   vi e;
   std::memcpy(&e, &v, sizeof e);  // bit casts, no aliasing violation
   e = e << 23;
@@ -344,6 +353,13 @@ constexpr int tile_rows(long V) {
   return r > 0 ? r : 1;
 }
 constexpr int kRows = tile_rows(kPanelVecs);
+// k cut into blocks of about kKBlock: n = round(K / kKBlock) blocks (at least 1) of equal depth
+// (the last one shorter by the rounding), so that no short tail block pays a tile's fixed costs for
+// little work (LSTM 32 -> 128 folded, K = 160: one block of 160 instead of 128 + 32).
+FI long k_block_depth(long K) {
+  const long n = (K + kKBlock / 2) / kKBlock;
+  return n <= 1 ? K : (K + n - 1) / n;
+}
 constexpr long kRowBlock = fastrnn::cpu::kFusedRowBlock;
 constexpr long kPanel = kPanelVecs * W;  // floats per packed panel (KernelTable::panel)
 constexpr long PV = kPanelVecs;
@@ -436,13 +452,13 @@ void gemm_packed(long nb, long N, long K, const float* h, long ldh, const float*
                           init_at(p, 1));
       continue;
     }
-    const long tiles = (rows + kRows - 1) / kRows;
+    const long tiles = (rows + kRows - 1) / kRows, kd = k_block_depth(K);
     for (long p = 0; p < panels; ++p) {
       const float* wp = packed + p * K * kPanel;
       float* gp = gb + p * kPanel;
       const long n = p + 1 == panels ? tail : kPanel;
-      for (long k0 = 0; k0 < K; k0 += kKBlock) {
-        const long kc = K - k0 < kKBlock ? K - k0 : kKBlock;
+      for (long k0 = 0; k0 < K; k0 += kd) {
+        const long kc = K - k0 < kd ? K - k0 : kd;
         const float* in = k0 == 0 ? init_at(p, 1) : nullptr;
         for (long t = 0; t < tiles; ++t) {
           const long b = rows * t / tiles, e = rows * (t + 1) / tiles;
@@ -752,13 +768,14 @@ void fused_run(const fastrnn::cpu::FusedStep& a) {
     // alternating runs: LSTM 128x512 batch 32 271-277 -> 266 ms, GRU 200-208 -> 192-204 ms,
     // 2-layer LSTM 650 batch 20 T=35 within noise, LSTM 32x128 batch 32 ~1%).
     const long tiles = (rows + RF - 1) / RF, Kt = a.K_in + a.K, PW = G * kUB<G>, kb0 = a.x_in ? 0 : a.K_in;
+    const long kd = k_block_depth(Kt - kb0);
     for (long q = a.q0; q < a.q1; ++q) {
-      for (long k0 = kb0; k0 < Kt; k0 += kKBlock) {
-        const long kc = Kt - k0 < kKBlock ? Kt - k0 : kKBlock;
+      for (long k0 = kb0; k0 < Kt; k0 += kd) {
+        const long kc = Kt - k0 < kd ? Kt - k0 : kd;
         // the next slice: (q, k0 + kc), else (q + 1, kb0); none after the last
         const bool last_k = k0 + kc >= Kt;
         const long nq = last_k ? q + 1 : q, nk = last_k ? kb0 : k0 + kc;
-        const long pf_n = nq < a.q1 ? (Kt - nk < kKBlock ? Kt - nk : kKBlock) * PW : 0;
+        const long pf_n = nq < a.q1 ? (Kt - nk < kd ? Kt - nk : kd) * PW : 0;
         const float* pf = a.w + (nq * Kt + nk) * PW;
         for (long t = 0; t < tiles; ++t) {
           const long b = rows * t / tiles, e = rows * (t + 1) / tiles;
