@@ -196,6 +196,23 @@ def test_batch1_hidden_split_reduced_precision_matches_one_thread_and_torch(kind
     assert float(np.abs(out[2][0] - expected).max()) <= bound
 
 
+def test_batch1_reduced_precision_with_h_not_a_multiple_of_4_runs_on_one_thread(restore_threads):
+    """A rank's rows must start at a row block of the quantized layout (4 rows): H = 130 is not split,
+    and gives the same numbers at 2 threads."""
+    from fastrnn import quantize as Q
+
+    core = fastrnn._load_core()
+    spec = Q.convert_spec(rnn_spec("lstm", 8, 130, seed=2, scale=1 / np.sqrt(130)), "int8")
+    x = np.random.default_rng(2).standard_normal((1, 200, 8)).astype(np.float32)
+    model = fastrnn.Model(spec)
+    fastrnn.set_num_threads(1)
+    one = model.predict(x)
+    fastrnn.set_num_threads(2)
+    before = core.team_steps()
+    np.testing.assert_array_equal(model.predict(x), one)
+    assert core.team_steps() == before
+
+
 @pytest.mark.parametrize("precision", ["bf16", "int8"])
 def test_batch1_hidden_split_reduced_precision_with_lengths_state_and_direction(precision, restore_threads):
     """Masked steps ('hold'), initial and final states and a reverse layer on the reduced split,
