@@ -290,6 +290,14 @@ int main(int argc, char** argv) {
       std::printf("%-7s quantized paths: %s\n", k.isa, k.qpaths());
       for (long NK : {512L, 128L})
         for (long rows : {1L, 4L, 32L}) qgemm_case(k, rows, 4 * NK, NK);
+    } else if (what == "gemmshape") {  // GEMM_SHAPE=rows,N,K (several separated by ';')
+      const char* e = std::getenv("GEMM_SHAPE");
+      for (const char* p = e ? e : "100,2600,650"; p && *p;) {
+        long r = 0, n = 0, kk = 0;
+        if (std::sscanf(p, "%ld,%ld,%ld", &r, &n, &kk) == 3) gemm_case(k, r, n, kk);
+        p = std::strchr(p, ';');
+        if (p) ++p;
+      }
     } else if (what == "gemmproj") {  // input projections: N = 4H, small K
       for (long K : {8L, 32L, 128L})
         for (long N : {256L, 512L, 2048L})

@@ -1,6 +1,6 @@
 #!/bin/bash
 # Build the kernel microbenchmark against the kernels of this checkout and run it:
-#   benchmarks/kernels/run.sh [step|gemm|gemmbig|gemmproj|fold|qgemm] [isa]
+#   benchmarks/kernels/run.sh [step|gemm|gemmbig|gemmproj|gemmshape|fold|qgemm] [isa]   (gemmshape: GEMM_SHAPE="rows,N,K;...")
 set -e
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/fastrnn_kernel_bench}

@@ -6,7 +6,8 @@
 //
 // Tolerances: a float32 dot product of n terms, in any order, with or without FMA, is within
 // n * 2^-24 * sum |terms| of the exact sum (the classic bound gamma_n); activations add the
-// documented ~2 ulp of exp and 1.5e-7 of tanh (kernels_impl.h).  int8 sums are exact (int32), so
+// documented error of exp (1.2e-7 relative on [-20, 20], 3e-7 towards its clamps) and 1.5e-7 of
+// tanh (kernels_impl.h).  int8 sums are exact (int32), so
 // the int8 products are checked bit for bit.
 //
 // Exit status: 0 when every check passed.  Output: one line per table (checks, failures, the
@@ -117,7 +118,7 @@ void test_elementwise(const cpu::KernelTable& k) {
 void test_gemm_packed(const cpu::KernelTable& k) {
   for (long K : {1L, 3L, 29L, 300L})
     for (long N : {1L, 7L, 33L, 70L})
-      for (long nb : {1L, 2L, 5L, 7L, 13L, 100L})
+      for (long nb : {1L, 2L, 5L, 7L, 13L, 100L, 150L})  // 150: two row blocks of 75
         for (bool with_init : {false, true}) {
           const long ldh = K + 3, ldg = N + 5;
           auto h = randv(nb * ldh), w = randv(N * K), init = randv(N), g = randv(nb * ldg);
@@ -217,10 +218,11 @@ void test_fused(const cpu::KernelTable& k) {
   for (int G : {4, 3, 1})
     for (bool fast : {true, false})
       for (long H : {1L, 5L, 37L, 130L})
-        for (long nb : {1L, 3L, 8L, 100L})
+        for (long nb : {1L, 3L, 8L, 100L, 193L})  // 193: three row blocks (65 + 64 + 64)
           for (int fold : {0, 1, 2}) {
             if (G == 3 && fold) continue;  // GRU never folds (the reset multiplies the recurrent part only)
             if (H == 130 && nb > 8) continue;  // (time under qemu)
+            if (nb == 193 && (H != 37 || fold == 2)) continue;
             const Act act = fast ? Act::Tanh : Act::Relu, ract = G == 1 ? Act::Linear : fast ? Act::Sigmoid : Act::HardSigmoid;
             test_fused_case(k, G, act, ract, H, H, nb, fold, false);
             if (G == 4 && H == 37) test_fused_case(k, G, act, ract, H, 7, nb, fold, false);  // projection

@@ -85,7 +85,7 @@ FI vf vabs(vf a) { return a < 0.f ? -a : a; }
 // The gate math of a recurrent step is a handful of independent exps whose dependent chains and
 // instruction count, not the FMA pipes, set its speed on cores with a small FP scheduler (Zen 1,
 // LSTM cell update per vector of 8 units: Horner + Cephes degree 7 + two-constant reduction 62.8 ns,
-// Estrin 58.5 ns, this form 47.2 ns; the sigmoid / tanh maximum errors unchanged, 8.9e-8).
+// Estrin 58.5 ns, this form 46.3 ns; the sigmoid / tanh maximum errors unchanged, 8.9e-8).
 // n is rounded with the 1.5 * 2^23 shifter, 127 folded in: the low bits of v's pattern are then
 // n + 127, the exponent field of 2^n after a shift by 23 (no float -> int conversion).
 FI vf v_exp(vf x) {
@@ -106,7 +106,7 @@ FI vf v_exp(vf x) {
   e = e << 23;
   vf scale;
   std::memcpy(&scale, &e, sizeof scale);
-  return (p * r2 + (r + 1.0f)) * scale;
+  return scale + scale * (r + r2 * p);  // 2^n (1 + q): scale * q is exact, one rounding
 }
 FI vf v_sigmoid(vf x) { return 1.0f / (1.0f + v_exp(-x)); }
 FI vf v_tanh(vf x) {
@@ -438,8 +438,13 @@ void gemm_packed(long nb, long N, long K, const float* h, long ldh, const float*
     if (!init) return nullptr;
     return p + np < panels || tail == kPanel ? init + p * kPanel : init_end + (p - first_end) * kPanel;
   };
-  for (long r0 = 0; r0 < nb; r0 += kRowBlock) {
-    const long rows = nb - r0 < kRowBlock ? nb - r0 : kRowBlock;
+  // round(nb / kRowBlock) row blocks (at least one) of equal size: each block streams all of W, so a
+  // short remainder block would pay that for a few rows (2-layer LSTM 650, batch 20: the projection
+  // of a 5-step chunk, 100 rows, was 96 + 4 rows; one block of 100: 31.0 -> 32.5 GFLOP/s).
+  const long nblk = (nb + kRowBlock / 2) / kRowBlock > 1 ? (nb + kRowBlock / 2) / kRowBlock : 1;
+  const long rb = (nb + nblk - 1) / nblk;
+  for (long r0 = 0; r0 < nb; r0 += rb) {
+    const long rows = nb - r0 < rb ? nb - r0 : rb;
     const float* hb = h + r0 * ldh;
     float* gb = g + r0 * ldg;
     if (rows == 1) {
@@ -744,12 +749,19 @@ struct FusedFns {
   });
 };
 
+// Fused-step weights above this size are prefetched slice by slice (fused_run): 3/4 of the smallest L2
+// per core of the CPUs we tune for (Zen 1 / 2: 512 KiB), the rest of L2 being the step's other data.
+constexpr long kFusedPrefetchMinBytes = 384 * 1024;
+
 template <int G, bool FAST>
 void fused_run(const fastrnn::cpu::FusedStep& a) {
   using Fns = FusedFns<G, FAST>;
   constexpr int RF = kFusedRows<G>, NB1 = kFusedBlocks1<G>;
-  for (long r0 = 0; r0 < a.nb; r0 += kRowBlock) {
-    const long rows = a.nb - r0 < kRowBlock ? a.nb - r0 : kRowBlock;
+  // Row blocks of at most kRowBlock rows (the staging area's size), as equal as possible (a lone
+  // remainder row would take the one-row path and stream all of W for itself).
+  const long rb = (a.nb + (a.nb + kRowBlock - 1) / kRowBlock - 1) / ((a.nb + kRowBlock - 1) / kRowBlock);
+  for (long r0 = 0; r0 < a.nb; r0 += rb) {
+    const long rows = a.nb - r0 < rb ? a.nb - r0 : rb;
     if (rows == 1) {  // groups of at most NB1 blocks, sizes as equal as possible
       const long nq = a.q1 - a.q0, groups = (nq + NB1 - 1) / NB1;
       for (long i = 0; i < groups; ++i) {
@@ -769,13 +781,16 @@ void fused_run(const fastrnn::cpu::FusedStep& a) {
     // 2-layer LSTM 650 batch 20 T=35 within noise, LSTM 32x128 batch 32 ~1%).
     const long tiles = (rows + RF - 1) / RF, Kt = a.K_in + a.K, PW = G * kUB<G>, kb0 = a.x_in ? 0 : a.K_in;
     const long kd = k_block_depth(Kt - kb0);
+    // Weights that stay in L2 between steps are not prefetched (the instructions only cost there:
+    // LSTM H = 128, batch 32 / 256, 256 KiB of W_hh: 1-3% faster without).
+    const bool prefetch = (a.q1 - a.q0) * Kt * PW * static_cast<long>(sizeof(float)) > kFusedPrefetchMinBytes;
     for (long q = a.q0; q < a.q1; ++q) {
       for (long k0 = kb0; k0 < Kt; k0 += kd) {
         const long kc = Kt - k0 < kd ? Kt - k0 : kd;
         // the next slice: (q, k0 + kc), else (q + 1, kb0); none after the last
         const bool last_k = k0 + kc >= Kt;
         const long nq = last_k ? q + 1 : q, nk = last_k ? kb0 : k0 + kc;
-        const long pf_n = nq < a.q1 ? (Kt - nk < kd ? Kt - nk : kd) * PW : 0;
+        const long pf_n = prefetch && nq < a.q1 ? (Kt - nk < kd ? Kt - nk : kd) * PW : 0;
         const float* pf = a.w + (nq * Kt + nk) * PW;
         for (long t = 0; t < tiles; ++t) {
           const long b = rows * t / tiles, e = rows * (t + 1) / tiles;
