@@ -267,16 +267,26 @@ int main(int argc, char** argv) {
     if (what == "step") {
       const char* cells = std::getenv("CELLS");  // e.g. CELLS=43
       const char* hs = std::getenv("HS");  // e.g. HS=512
+      const char* rows = std::getenv("ROWS");  // e.g. ROWS=20: that row count only
       for (int G : {4, 3, 1})
         if (!cells || std::strchr(cells, '0' + G))
-        for (long H : {64L, 128L, 512L})
-          if (!hs || std::atol(hs) == H)
+        for (long H : {64L, 128L, 512L, -1L}) {
+          if (H == -1) {  // HS=<any other H>, e.g. HS=650
+            if (!hs || std::atol(hs) == 64 || std::atol(hs) == 128 || std::atol(hs) == 512) continue;
+            H = std::atol(hs);
+          }
+          if (hs && std::atol(hs) != H) continue;
+          if (rows) {
+            step_case(k, G, H, std::atol(rows));
+            continue;
+          }
           for (long nb : {1L, 16L, 32L, 128L, 256L, 1024L}) if (!std::getenv("ROWS1") || nb == 1) {
             if (H == 512 && nb == 256 && G != 4) continue;
             if ((nb == 1024) != (std::getenv("BIG") != nullptr) && !std::getenv("ALLROWS")) continue;
             if ((nb == 16 || nb == 128) && !std::getenv("ALLROWS")) continue;
             step_case(k, G, H, nb);
           }
+        }
     } else if (what == "gemm") {
       for (long K : {64L, 128L, 512L})
         for (long rows : {1L, 8L, 32L, 128L, 256L, 1024L, 3200L}) gemm_case(k, rows, 4 * K, K);
