@@ -353,12 +353,14 @@ constexpr int tile_rows(long V) {
   return r > 0 ? r : 1;
 }
 constexpr int kRows = tile_rows(kPanelVecs);
-// k cut into blocks of about kKBlock: n = round(K / kKBlock) blocks (at least 1) of equal depth
-// (the last one shorter by the rounding), so that no short tail block pays a tile's fixed costs for
-// little work (LSTM 32 -> 128 folded, K = 160: one block of 160 instead of 128 + 32).
-FI long k_block_depth(long K) {
-  const long n = (K + kKBlock / 2) / kKBlock;
-  return n <= 1 ? K : (K + n - 1) / n;
+// The size of the blocks that cut n into round(n / target) blocks (at least one) of equal size (the
+// last one shorter by the rounding), or, with at_most, into as few blocks of at most `target`: no
+// short remainder block pays a block's fixed costs for little work.  k blocks (LSTM 32 -> 128 folded,
+// K = 160: one block of 160 instead of 128 + 32) and row blocks (each streams all of W: 100 rows in
+// one block instead of 96 + 4).
+FI long even_block(long n, long target, bool at_most = false) {
+  const long r = at_most ? (n + target - 1) / target : (n + target / 2) / target;
+  return r <= 1 ? n : (n + r - 1) / r;
 }
 constexpr long kRowBlock = fastrnn::cpu::kFusedRowBlock;
 constexpr long kPanel = kPanelVecs * W;  // floats per packed panel (KernelTable::panel)
@@ -441,8 +443,7 @@ void gemm_packed(long nb, long N, long K, const float* h, long ldh, const float*
   // round(nb / kRowBlock) row blocks (at least one) of equal size: each block streams all of W, so a
   // short remainder block would pay that for a few rows (2-layer LSTM 650, batch 20: the projection
   // of a 5-step chunk, 100 rows, was 96 + 4 rows; one block of 100: 31.0 -> 32.5 GFLOP/s).
-  const long nblk = (nb + kRowBlock / 2) / kRowBlock > 1 ? (nb + kRowBlock / 2) / kRowBlock : 1;
-  const long rb = (nb + nblk - 1) / nblk;
+  const long rb = even_block(nb, kRowBlock);
   for (long r0 = 0; r0 < nb; r0 += rb) {
     const long rows = nb - r0 < rb ? nb - r0 : rb;
     const float* hb = h + r0 * ldh;
@@ -457,7 +458,7 @@ void gemm_packed(long nb, long N, long K, const float* h, long ldh, const float*
                           init_at(p, 1));
       continue;
     }
-    const long tiles = (rows + kRows - 1) / kRows, kd = k_block_depth(K);
+    const long tiles = (rows + kRows - 1) / kRows, kd = even_block(K, kKBlock);
     for (long p = 0; p < panels; ++p) {
       const float* wp = packed + p * K * kPanel;
       float* gp = gb + p * kPanel;
@@ -759,7 +760,7 @@ void fused_run(const fastrnn::cpu::FusedStep& a) {
   constexpr int RF = kFusedRows<G>, NB1 = kFusedBlocks1<G>;
   // Row blocks of at most kRowBlock rows (the staging area's size), as equal as possible (a lone
   // remainder row would take the one-row path and stream all of W for itself).
-  const long rb = (a.nb + (a.nb + kRowBlock - 1) / kRowBlock - 1) / ((a.nb + kRowBlock - 1) / kRowBlock);
+  const long rb = even_block(a.nb, kRowBlock, true);
   for (long r0 = 0; r0 < a.nb; r0 += rb) {
     const long rows = a.nb - r0 < rb ? a.nb - r0 : rb;
     if (rows == 1) {  // groups of at most NB1 blocks, sizes as equal as possible
@@ -780,7 +781,7 @@ void fused_run(const fastrnn::cpu::FusedStep& a) {
     // alternating runs: LSTM 128x512 batch 32 271-277 -> 266 ms, GRU 200-208 -> 192-204 ms,
     // 2-layer LSTM 650 batch 20 T=35 within noise, LSTM 32x128 batch 32 ~1%).
     const long tiles = (rows + RF - 1) / RF, Kt = a.K_in + a.K, PW = G * kUB<G>, kb0 = a.x_in ? 0 : a.K_in;
-    const long kd = k_block_depth(Kt - kb0);
+    const long kd = even_block(Kt - kb0, kKBlock);
     // Weights that stay in L2 between steps are not prefetched (the instructions only cost there:
     // LSTM H = 128, batch 32 / 256, 256 KiB of W_hh: 1-3% faster without).
     const bool prefetch = (a.q1 - a.q0) * Kt * PW * static_cast<long>(sizeof(float)) > kFusedPrefetchMinBytes;
