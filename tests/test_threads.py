@@ -291,6 +291,89 @@ print("ok")
     assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stdout + r.stderr
 
 
+BATCH_SPLIT_CHILD = """
+import sys
+import numpy as np, fastrnn, reference
+from test_kernels import rnn_spec
+from conftest import assert_close
+core = fastrnn._load_core()
+B, stop = int(sys.argv[1]), sys.argv[2] == "stop"
+for isa in fastrnn.info()["available_isas"]:
+    fastrnn.set_isa(isa)
+    # (kind, I, H, mask mode, direction): folded input (LSTM / RNN with 4 I <= H), a partial unit
+    # block (H = 100, 129), hold and zero masks, reverse.
+    for kind, I, H, mask_mode, direction in [
+            ("lstm", 5, 160, "hold", "reverse"), ("lstm", 40, 100, "zero", "forward"),
+            ("gru", 7, 129, "zero", "forward"), ("gru", 9, 112, "hold", "reverse"),
+            ("simple_rnn", 6, 300, "hold", "forward")]:
+        spec = rnn_spec(kind, I, H, direction=direction, mask_mode=mask_mode, seed=H + B, scale=1 / np.sqrt(H))
+        rng = np.random.default_rng(H + B)
+        T = 200  # at B >= 33 the steps run in several time chunks (a team per chunk)
+        x = rng.standard_normal((B, T, I)).astype(np.float32)
+        lengths = rng.integers(1, T + 1, size=B)
+        h0 = rng.standard_normal((1, B, H)).astype(np.float32)
+        init = [(h0, h0 * 0.5)] if kind == "lstm" else [h0]
+        out, ran = {}, {}
+        for n in (1, 2, 3):
+            model = fastrnn.Model(spec)  # each its own measurements (a team found slow backs off)
+            core.set_num_threads(n)
+            before = core.team_steps()
+            out[n] = model.predict(x, lengths=lengths, initial_state=init, return_state=True)
+            ran[n] = core.team_steps() - before
+        what = f"{isa} {kind} H={H} B={B}"
+        assert ran[1] == 0 and ran[2] > 0 and ran[3] > 0, (what, ran)
+        if stop:  # the team stopped after its 4th counted step (of a chunk), batch slices finished
+            assert ran[2] <= 10 and ran[3] <= 10, (what, ran)
+        ref = reference.run_spec(spec, x, lengths=lengths, initial_state=init, return_state=True)
+        assert_close(out[2][0], ref[0], what=what)
+        for n in (2, 3):
+            np.testing.assert_array_equal(out[n][0], out[1][0], err_msg=what)
+            for a, b in zip(np.atleast_1d(out[n][1][0]), np.atleast_1d(out[1][1][0])):
+                np.testing.assert_array_equal(a, b, err_msg=what)
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("B,stop", [(2, False), (5, False), (33, False), (130, False), (5, True), (33, True)],
+                         ids=["b2", "b5", "b33", "b130", "b5-stopped", "b33-stopped"])
+def test_batch_hidden_split_matches_one_thread_and_reference(B, stop):
+    """Batch > 1 with the hidden units split across a team over every row (forced with
+    FASTRNN_BATCH_SPLIT=1; by default where the weights exceed L2, Recurrent::split_batch): every
+    ISA, masks (hold / zero), reverse, initial and final states, folded input, partial unit blocks,
+    more rows than a row block (130), time chunks; and a team that measures slow and stops midway
+    (FASTRNN_TEAM_STOP_AFTER), the batch slices finishing: bit for bit the one-thread result, and the
+    numpy reference."""
+    import subprocess
+
+    from conftest import CHILD_CWD, child_env
+
+    env = child_env(FASTRNN_BATCH_SPLIT="1", **({"FASTRNN_TEAM_STOP_AFTER": "3"} if stop else {}))
+    r = subprocess.run([sys.executable, "-c", BATCH_SPLIT_CHILD, str(B), "stop" if stop else "whole"], cwd=CHILD_CWD,
+                       capture_output=True, text=True, timeout=600, env=env)
+    assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stdout + r.stderr
+
+
+def test_batch_hidden_split_by_default_where_weights_exceed_l2(restore_threads):
+    """Without forcing: LSTM 128 -> 512 at batch 32 on 2 threads (4 MiB of W_hh, beyond L2) runs its
+    steps on the team, LSTM 32 -> 128 (256 KiB) in batch slices; both match torch."""
+    from conftest import require
+
+    torch = require("torch")
+    core = fastrnn._load_core()
+    for I, H, teamed in [(128, 512, True), (32, 128, False)]:
+        torch.manual_seed(H)
+        m = torch.nn.LSTM(I, H, batch_first=True).eval()
+        x = np.random.default_rng(H).standard_normal((32, 50, I)).astype(np.float32)
+        with torch.no_grad():
+            expected = m(torch.from_numpy(x))[0].numpy()
+        model = fastrnn.from_torch(m)
+        team(2)
+        before = core.team_steps()
+        y = model.predict(x)
+        assert (core.team_steps() > before) == teamed, (I, H)
+        assert_close(y, expected)
+
+
 def test_batch1_split_with_a_busy_thread_competing(restore_threads):
     """The batch-1 hidden-unit split must never be slower than one thread.  With an OS thread
     spinning on one of the cores (a busy process), a team's threads keep waiting for each other

@@ -108,6 +108,12 @@ inline long fused_blocks(const KernelTable& k, long G, long H) { return (H + blo
 inline long fused_size(const KernelTable& k, long G, long H, long K) { return fused_blocks(k, G, H) * G * block_units(k, G) * K; }
 // Rows of a row block in the kernels (their inputs stay in cache while W streams past).
 constexpr long kFusedRowBlock = 96;
+// Weights of one step beyond this size do not stay in a core's L2 from one step to the next: 3/4 of
+// the smallest L2 per core of the CPUs we tune for (Zen 1 / 2: 512 KiB), the rest of L2 being the
+// step's other data.  The fused step prefetches such weights slice by slice (kernels_impl.h), and a
+// batch > 1 splits their hidden units across a thread team rather than streaming them on every
+// core (Recurrent::split_batch).
+constexpr long kL2WeightBytes = 384 * 1024;
 // Scratch floats recurrent_fused needs for nb rows (at most kFusedRowBlock x G*U).
 long fused_part_size(const KernelTable& k, long G, long H, long K, long nb);
 void pack_fused(const KernelTable& k, const float* w_hh, long G, long H, long K, float* out);

@@ -750,9 +750,6 @@ struct FusedFns {
   });
 };
 
-// Fused-step weights above this size are prefetched slice by slice (fused_run): 3/4 of the smallest L2
-// per core of the CPUs we tune for (Zen 1 / 2: 512 KiB), the rest of L2 being the step's other data.
-constexpr long kFusedPrefetchMinBytes = 384 * 1024;
 
 template <int G, bool FAST>
 void fused_run(const fastrnn::cpu::FusedStep& a) {
@@ -784,7 +781,7 @@ void fused_run(const fastrnn::cpu::FusedStep& a) {
     const long kd = even_block(Kt - kb0, kKBlock);
     // Weights that stay in L2 between steps are not prefetched (the instructions only cost there:
     // LSTM H = 128, batch 32 / 256, 256 KiB of W_hh: 1-3% faster without).
-    const bool prefetch = (a.q1 - a.q0) * Kt * PW * static_cast<long>(sizeof(float)) > kFusedPrefetchMinBytes;
+    const bool prefetch = (a.q1 - a.q0) * Kt * PW * static_cast<long>(sizeof(float)) > fastrnn::cpu::kL2WeightBytes;
     for (long q = a.q0; q < a.q1; ++q) {
       for (long k0 = kb0; k0 < Kt; k0 += kd) {
         const long kc = Kt - k0 < kd ? Kt - k0 : kd;

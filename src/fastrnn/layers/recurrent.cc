@@ -18,7 +18,10 @@
 // Masked steps (mask[b,t] == 0) keep the state; their output is zero ('zero', PyTorch packed
 // sequences) or the last output emitted so far ('hold', Keras; zeros before the first valid step).
 // Threads: the batch is cut into slices that each run the whole sequence (no per-step barrier);
-// the two directions of a bidirectional layer run side by side.  No allocation in the time loop.
+// the two directions of a bidirectional layer run side by side.  A one-direction layer may instead
+// split its hidden units across a team of threads that meet at a barrier every step (batch 1
+// always, batch > 1 where the weights exceed L2: split_batch), each rank running every row on its
+// share of W_hh; whether the team runs is measured per call.  No allocation in the time loop.
 //
 // Options (ONNX: clip, input_forget, peepholes, activations with alpha / beta per direction) run
 // on the general path (general_step): the same plan, but the recurrent product goes through Mat
@@ -65,21 +68,22 @@ bool fold_allowed() {  // FASTRNN_FOLD=0: never fold (for benchmarking the two f
 // batch 32, 1 thread: 18.7 ms vs 21.4 ms with 16 MiB chunks).
 constexpr dim_t kChunkFloats = dim_t(1) << 18;
 constexpr dim_t kMaxBlockRows = 4096;
-// Batch-1 hidden-unit split: the hidden units shared out in blocks (split_units: the fused step's
+// Hidden-unit split: the hidden units shared out in blocks (split_units: the fused step's
 // unit blocks, or with reduced-precision weights row ranges of the quantized layout); used when one
 // step's recurrent multiply-adds reach kSplitMinMacs (below that the per-step barrier costs more
 // than it saves).
 constexpr double kSplitMinMacs = 32768;
 // The split must never be slower than one thread (a busy machine: the team's threads wait for
 // each other whenever one is descheduled; the issue measured 27x slower).  Decided per call from
-// measurement: the first kProbeSteps steps run on the calling thread, timed (t1 = the fastest
-// one-thread step seen so far: these, and every batch-1 stretch run on one thread, timed);
+// measurement: the first kProbeSteps steps run without the team, timed (batch 1: on the calling
+// thread, t1 = the fastest one-thread step seen so far: these, and every batch-1 stretch run on
+// one thread, timed; batch > 1: t1 = the batch slices' time per step over the probe steps);
 // a team is tried only if the rest of the sequence is worth kTeamMinSeconds of one thread's work;
 // then the team's rank 0 times every step, and when (checked every kTeamWindow steps) the team's
-// steps so far average more than kTeamSlowRatio * t1, the team stops and the calling thread
-// finishes alone.  The next team is tried only after a back-off (kBackoffMin, doubling up to
-// kBackoffMax; reset by a team that ran at speed), so a machine that stays busy pays at most one
-// slow stretch per back-off.
+// steps so far average more than kTeamSlowRatio * t1, the team stops and the steps finish without
+// it.  The next team is tried only after a back-off (kBackoffMin, doubling up to kBackoffMax; reset
+// by a team that ran at speed; batch 1 and batch > 1 apart), so a machine that stays busy, or a
+// batch shape where the slices win, pays at most one slow stretch per back-off.
 constexpr dim_t kProbeSteps = 4;
 constexpr dim_t kTeamWindow = 8;
 constexpr double kTeamSlowRatio = 1.0;
@@ -168,6 +172,29 @@ std::size_t Recurrent::weight_bytes() const {
   return n;
 }
 
+void Recurrent::Backoff::failed(std::int64_t now) {
+  const std::int64_t b = wait.load(std::memory_order_relaxed);
+  retry.store(now + std::max(b, kBackoffMin), std::memory_order_relaxed);
+  wait.store(std::min(std::max(2 * b, kBackoffMin), kBackoffMax), std::memory_order_relaxed);
+}
+
+bool Recurrent::split_batch(const cpu::KernelTable& k, dim_t B, int slices) const {
+  static const int forced = [] {  // FASTRNN_BATCH_SPLIT=0: never, 1: whenever allowed (tests, benchmarks)
+    const char* e = std::getenv("FASTRNN_BATCH_SPLIT");
+    return e && *e ? std::atoi(e) : -1;
+  }();
+  if (forced >= 0) return forced > 0;
+  // Batch slices each stream all of the step's weights every step (once per row block of
+  // kFusedRowBlock rows); beyond L2 that is slices x W per step from L3 or memory, where the team
+  // streams W once in all (each rank its share, which on a many-core machine stays in its L2).
+  // Zen 1, 2 threads, LSTM 128 -> 512, batch 32, T = 100 (min of 25 alternating runs): 217-227 ms
+  // in batch slices, 138-143 ms with the team.  Slices of more than a row block stream W more than
+  // once per step anyway, and the team saves little (batch 256 there: within noise).
+  const dim_t G = cfg_.gates(), K = (fold_ ? cfg_.input_size : 0) + cfg_.hidden_out();
+  const double bytes = static_cast<double>(cpu::fused_size(k, G, cfg_.units, K)) * sizeof(float);
+  return bytes > cpu::kL2WeightBytes && (B + slices - 1) / slices <= cpu::kFusedRowBlock;
+}
+
 void Recurrent::note_t1(double seconds) const {
   const auto ns = static_cast<std::int64_t>(seconds * 1e9) + 1;
   std::int64_t cur = t1_ns_.load(std::memory_order_relaxed);
@@ -202,22 +229,26 @@ dim_t Recurrent::split_units(const cpu::KernelTable& k) const {
   return fused_ ? cpu::block_units(k, cfg_.gates()) : std::max<dim_t>(cpu::kQRows, 2 * k.vec);
 }
 
-// A rank's scratch with reduced-precision weights (qsplit_step): its gate sums [G, units], W_hh h
-// apart for GRU, its copy of the step's prepared h.  Made with the team, once per call.
+// A rank's scratch, made with the team once per call: the fused step's staging area (a rank's own:
+// at more than one row it holds one unit block of every row of a row block), its copies of the
+// rows' mask and 'started' flags; with reduced-precision weights (qsplit_step, batch 1) its gate
+// sums [G, units], W_hh h apart for GRU, and its copy of the step's prepared h.
 struct Recurrent::RankScratch {
-  Buffer gates, rec;
+  Buffer part, gates, rec;
+  std::vector<std::uint8_t> valid, started;
   Mat::QScratch q;
 };
 
-// The team of threads sharing one batch-1 sequence, each owning a range of unit blocks.
+// The team of threads sharing the steps of one sequence batch (every row), each owning a range of
+// unit blocks.
 struct Recurrent::Team {
-  explicit Team(int n) : size(n), barrier(n) {}
+  explicit Team(int n) : size(n), barrier(n), ranks(n) {}
   int size;
   SpinBarrier barrier;
-  std::vector<RankScratch> ranks;  // reduced precision only
-  double t1 = 0;                  // seconds per step on one thread (measured)
+  std::vector<RankScratch> ranks;
+  double t1 = 0;                  // seconds per step without the team (measured): the bar to beat
   std::atomic<dim_t> stop{-1};    // all ranks leave after the barrier of step stop - 1
-  bool slow = false;              // rank 0 found the team no faster than one thread
+  bool slow = false;              // rank 0 found the team no faster than the bar
   dim_t next = 0;                 // the chunk's next step to run (written by rank 0)
 };
 
@@ -226,8 +257,12 @@ struct Recurrent::Slice {
   int d = 0;
   const float* x = nullptr;  // the layer input [B, T, I] when the projection is folded into the steps
   dim_t b0 = 0, b1 = 0;
-  Buffer hbuf, cbuf, rec, rh, hraw;
-  std::vector<std::uint8_t> started, valid;
+  Buffer rec, rh, hraw;
+  std::vector<std::uint8_t> valid;
+  // Rows [b0, b1) of the direction's state (forward: [2, B, P] for h, [2, B, H] for c, one half the
+  // previous step, the other the new one; every slice of a direction is at the same step, so a team
+  // can run all rows of the batch from these buffers), and of its 'started' flags.
+  std::uint8_t* started = nullptr;
   float *h_prev = nullptr, *h_new = nullptr, *c_prev = nullptr, *c_new = nullptr;
 };
 
@@ -262,6 +297,20 @@ void Recurrent::forward(const float* x, dim_t B, dim_t T, const std::uint8_t* ma
   // At batch 1 only for an input of at most H/8 (e2e, LSTM 32->128, batch 1: 0.97x folded).
   const bool fold = fold_ && (B > 1 || 2 * kFoldMaxInputRatio * I <= H) &&
                     !blas_faster(kt, (B + slices - 1) / slices, GH, P);
+  // The state of each direction, every row: h [2, B, P], c [2, B, H] (halves: previous / new step).
+  std::vector<Buffer> hs(ndir), cs(ndir);
+  std::vector<std::vector<std::uint8_t>> started(ndir, std::vector<std::uint8_t>(B, 0));
+  for (int d = 0; d < ndir; ++d) {
+    hs[d].resize(2 * B * P);
+    if (lstm) cs[d].resize(2 * B * H);
+  }
+  // Slice w's state pointers, the previous step in half `half` of its direction's buffers.
+  auto place = [&](Slice& w, int half) {
+    w.h_prev = hs[w.d].data() + (half * B + w.b0) * P;
+    w.h_new = hs[w.d].data() + ((1 - half) * B + w.b0) * P;
+    w.c_prev = lstm ? cs[w.d].data() + (half * B + w.b0) * H : nullptr;
+    w.c_new = lstm ? cs[w.d].data() + ((1 - half) * B + w.b0) * H : nullptr;
+  };
   for (int task = 0; task < ndir * slices; ++task) {
     Slice& w = ws[task];
     w.d = task / slices;
@@ -269,18 +318,13 @@ void Recurrent::forward(const float* x, dim_t B, dim_t T, const std::uint8_t* ma
     w.b0 = B * sl / slices;
     w.b1 = B * (sl + 1) / slices;
     const dim_t nb = w.b1 - w.b0;
-    w.hbuf.resize(2 * nb * P);
-    if (lstm) w.cbuf.resize(2 * nb * H);
     if (fused_ || (gru && cfg_.reset_after)) w.rec.resize(static_cast<std::size_t>(rec_scratch(nb)));
     if (gru && !cfg_.reset_after) w.rh.resize(nb * H);
     if (cfg_.proj_size) w.hraw.resize(nb * H);
-    w.started.assign(nb, 0);
+    w.started = started[w.d].data() + w.b0;
     w.valid.assign(nb, 1);
     w.x = fold ? x : nullptr;
-    w.h_prev = w.hbuf.data();
-    w.h_new = w.h_prev + nb * P;
-    w.c_prev = lstm ? w.cbuf.data() : nullptr;
-    w.c_new = lstm ? w.c_prev + nb * H : nullptr;
+    place(w, 0);
     default_state(w.d, nb, w.h_prev, w.c_prev);
     for (dim_t b = 0; b < nb; ++b) {
       const dim_t row = w.d * B + w.b0 + b;
@@ -301,23 +345,30 @@ void Recurrent::forward(const float* x, dim_t B, dim_t T, const std::uint8_t* ma
   const dim_t max_rows = Tc * B;
   const int blocks = std::max<int>(row_blocks(max_rows, threads, 16, static_cast<double>(GH) * I),
                                    static_cast<int>((max_rows + kMaxBlockRows - 1) / kMaxBlockRows));
-  // Batch 1 (one slice, one direction) with threads to spare: the hidden units are split
-  // across a team that meets at a barrier every step.
+  // One direction with threads to spare: the hidden units may be split across a team that meets
+  // at a barrier every step (all rows of the batch; at batch > 1 when split_batch expects it to
+  // beat the batch slices).  Whether it runs is then measured (below).
   std::unique_ptr<Team> team;
-  if (split_ok_ && B == 1 && threads > 1 && now_ns() >= team_retry_ns_.load(std::memory_order_relaxed)) {
+  Backoff& backoff = B == 1 ? team_b1_ : team_bn_;
+  if (split_ok_ && threads > 1 && (B == 1 || (fused_ && split_batch(kt, B, slices))) && backoff.ready(now_ns())) {
     const dim_t U = split_units(kt);
     const int n = static_cast<int>(std::min<dim_t>(threads, (H + U - 1) / U));
-    if (n > 1) team = std::make_unique<Team>(n);
-    if (team && !fused_) {
-      team->ranks.resize(n);
+    if (n > 1) {
+      team = std::make_unique<Team>(n);
       for (RankScratch& r : team->ranks) {
-        r.gates.resize(GH);
-        if (gru) r.rec.resize(GH);
-        dir_[0].hh.qreserve(1, r.q);
+        r.valid.resize(B);
+        r.started.resize(B);
+        if (fused_) {
+          r.part.resize(static_cast<std::size_t>(cpu::fused_part_size(kt, G, H, P, B)));
+        } else {  // reduced precision, batch 1
+          r.gates.resize(GH);
+          if (gru) r.rec.resize(GH);
+          dir_[0].hh.qreserve(1, r.q);
+        }
       }
     }
   }
-  double t1 = 0;  // one thread's time per step, measured by the probe
+  double t1 = 0;  // seconds per step without the team, measured by the probe
   for (dim_t s0 = 0; s0 < T; s0 += Tc) {
     const dim_t len = std::min(Tc, T - s0), rows = len * B;
     const dim_t row_block = (rows + blocks - 1) / blocks;
@@ -335,16 +386,25 @@ void Recurrent::forward(const float* x, dim_t B, dim_t T, const std::uint8_t* ma
       input_projection(d, r1 - r0, xin.data(), xw[d].data() + r0 * GH);
     });
     dim_t j0 = 0;  // this chunk's first step not yet run
-    if (team && t1 == 0) {  // probe: the first steps on this thread, one by one, timed
+    if (team && t1 == 0) {  // probe: the first steps without the team, timed
       const dim_t n = std::min(len, kProbeSteps);
-      double best = 1e30;
-      for (; j0 < n; ++j0) {
+      if (B == 1) {  // on this thread, one by one: t1 = the fastest one-thread step seen so far
+        double best = 1e30;
+        for (; j0 < n; ++j0) {
+          const auto c0 = Clock::now();
+          run_chunk(kt, ws[0], xw[0].data(), B, T, s0, j0, j0 + 1, mask, dst, y_stride, T_out, cancel);
+          best = std::min(best, std::chrono::duration<double>(Clock::now() - c0).count());
+        }
+        note_t1(best);
+        t1 = static_cast<double>(t1_ns_.load(std::memory_order_relaxed)) * 1e-9;
+      } else {  // the batch slices side by side, as they would run the rest
         const auto c0 = Clock::now();
-        run_chunk(kt, ws[0], xw[0].data(), B, T, s0, j0, j0 + 1, mask, dst, y_stride, T_out, cancel);
-        best = std::min(best, std::chrono::duration<double>(Clock::now() - c0).count());
+        pool.run(slices, [&](int task) {
+          run_chunk(kt, ws[task], xw[0].data(), B, T, s0, 0, n, mask, dst, y_stride, T_out, cancel);
+        });
+        t1 = std::chrono::duration<double>(Clock::now() - c0).count() / static_cast<double>(n);
+        j0 = n;
       }
-      note_t1(best);
-      t1 = static_cast<double>(t1_ns_.load(std::memory_order_relaxed)) * 1e-9;
       if (t1 * static_cast<double>(T - s0 - j0) < kTeamMinSeconds) team.reset();  // not worth a team
     }
     if (team && j0 < len) {
@@ -355,7 +415,7 @@ void Recurrent::forward(const float* x, dim_t B, dim_t T, const std::uint8_t* ma
       tm.next = len;
       auto body = [&](int rank) {
         try {
-          run_chunk_split(kt, ws[0], tm, rank, xw[0].data(), T, s0, j0, len, mask, dst, y_stride, T_out, cancel);
+          run_chunk_split(kt, ws[0], tm, rank, xw[0].data(), B, T, s0, j0, len, mask, dst, y_stride, T_out, cancel);
         } catch (...) {
           tm.barrier.abort();  // release the others, then report (the pool rethrows on the caller)
           throw;
@@ -363,16 +423,16 @@ void Recurrent::forward(const float* x, dim_t B, dim_t T, const std::uint8_t* ma
       };
       if (pool.run_team(tm.size, body)) {
         j0 = tm.next;
-        if (tm.slow) {  // no faster than one thread: finish alone, and back off
-          const std::int64_t b = team_backoff_ns_.load(std::memory_order_relaxed);
-          team_retry_ns_.store(now_ns() + std::max(b, kBackoffMin), std::memory_order_relaxed);
-          team_backoff_ns_.store(std::min(std::max(2 * b, kBackoffMin), kBackoffMax), std::memory_order_relaxed);
+        const int half = ws[0].h_prev == hs[0].data() ? 0 : 1;  // where the team left the state
+        for (Slice& w : ws) place(w, half);
+        if (tm.slow) {  // no faster than without it: finish without, and back off
+          backoff.failed(now_ns());
           team.reset();
         } else {
-          team_backoff_ns_.store(0, std::memory_order_relaxed);
+          backoff.passed();
         }
       } else {
-        team.reset();  // pool busy (another caller) or shrunk: the rest runs on this thread
+        team.reset();  // pool busy (another caller) or shrunk: the rest runs without
       }
     }
     if (j0 < len) {
@@ -459,36 +519,40 @@ void Recurrent::run_chunk(const cpu::KernelTable& k, Slice& w, const float* xw, 
   }
 }
 
-// One chunk of a batch-1 sequence, rank `rank` of the team.  The rank owns the unit blocks
-// [q0, q1) (split_units; all gates of their units): per step it runs the fused kernel on them (the
-// whole h_prev against its blocks of W_hh, gate math, its part of h_new / c_new) or, with reduced
-// precision weights, qsplit_step, writes its part of the output, and meets the team at the barrier
-// (after which h_new is complete and becomes h_prev).  Masked steps (decided from the shared mask,
-// so every rank agrees) leave the state as it is.  The same kernels and the same sums as the
-// one-thread step: bit-identical results.
-void Recurrent::run_chunk_split(const cpu::KernelTable& k, Slice& w, Team& team, int rank, const float* xw, dim_t T,
-                                dim_t s0, dim_t j0, dim_t len, const std::uint8_t* mask, float* y, dim_t y_stride,
-                                dim_t T_out, const CancelToken* cancel) const {
+// One chunk of the sequence batch (all B rows), rank `rank` of the team.  The rank owns the unit
+// blocks [q0, q1) (split_units; all gates of their units): per step it runs the fused kernel on
+// them for every row (all of h_prev against its blocks of W_hh, gate math, its part of h_new /
+// c_new) or, with reduced-precision weights (batch 1), qsplit_step, restores its part of the
+// masked rows' state, writes its part of the output, and meets the team at the barrier (after
+// which h_new is complete and becomes h_prev).  Masks are read from the shared mask, so every rank
+// agrees.  The same kernels and the same sums per row as without the team (the fused kernel's sums
+// for a row do not depend on the other rows of its tile): bit-identical results.
+void Recurrent::run_chunk_split(const cpu::KernelTable& k, Slice& w, Team& team, int rank, const float* xw, dim_t B,
+                                dim_t T, dim_t s0, dim_t j0, dim_t len, const std::uint8_t* mask, float* y,
+                                dim_t y_stride, dim_t T_out, const CancelToken* cancel) const {
   const Dir& dw = dir_[0];
   const dim_t G = cfg_.gates(), H = cfg_.units, P = cfg_.hidden_out(), GH = G * H;
   const dim_t U = split_units(k), nblk = (H + U - 1) / U;
   const dim_t q0 = nblk * rank / team.size, q1 = nblk * (rank + 1) / team.size;
-  const dim_t u0 = std::min(H, q0 * U), u1 = std::min(H, q1 * U);
+  const dim_t u0 = std::min(H, q0 * U), u1 = std::min(H, q1 * U), nu = u1 - u0;
   const bool reverse = cfg_.direction == Direction::Reverse, hold = cfg_.mask_mode == MaskMode::Hold;
+  const bool lstm = cfg_.cell == LayerKind::Lstm;
+  RankScratch& r = team.ranks[rank];
   cpu::FusedStep a;
   if (fused_) {
     a.G = static_cast<int>(G), a.act = cfg_.act, a.ract = cfg_.ract;
-    a.nb = 1, a.H = H, a.K = P, a.q0 = q0, a.q1 = q1;
+    a.nb = B, a.H = H, a.K = P, a.q0 = q0, a.q1 = q1;
     a.w = fused_weights(0, k);
     a.K_in = fold_ ? cfg_.input_size : 0;
+    a.ldxi = T * cfg_.input_size;
     a.b_hn = dw.b_hn.data();
     a.ldh = P, a.ldx = w.x ? 0 : GH, a.ldc = H, a.ldo = P;
-    a.part = w.rec.data();
+    a.part = r.part.data();
   }
   float *h_prev = w.h_prev, *h_new = w.h_new, *c_prev = w.c_prev, *c_new = w.c_new;
-  bool started = w.started[0];
+  std::memcpy(r.started.data(), w.started, static_cast<std::size_t>(B));
   // Rank 0 times the team's steps (barrier to barrier; the first one, which includes waking the
-  // team, is not counted) and stops the team when it is no faster than one thread.
+  // team, is not counted) and stops the team when it is no faster than the bar.
   auto t_prev = Clock::now();
   double spent = 0;
   dim_t counted = -1;
@@ -496,40 +560,44 @@ void Recurrent::run_chunk_split(const cpu::KernelTable& k, Slice& w, Team& team,
   for (; j < len; ++j) {
     if (cancel && rank == 0) cancel->check();
     const dim_t s = s0 + j, t = reverse ? T - 1 - s : s;
-    const bool valid = !mask || mask[t];
-    if (valid && !fused_) {
-      qsplit_step(k, team.ranks[rank], xw + j * GH, u0, u1, h_prev, h_new, c_prev, c_new);
-    } else if (valid) {
-      if (w.x) {  // folded: the bias starts the sums, the step's input joins h in the product
+    bool any = !mask;
+    for (dim_t b = 0; mask && b < B; ++b) any |= (r.valid[b] = mask[b * T + t]) != 0;
+    if (any && !fused_) {
+      qsplit_step(k, r, xw + j * GH, u0, u1, h_prev, h_new, c_prev, c_new);
+    } else if (any) {
+      if (w.x) {  // folded: the bias starts the sums, the step's inputs join h in the product
         a.x = dw.bias.data();
         a.x_in = w.x + t * cfg_.input_size;
       } else {
-        a.x = xw + j * GH;
+        a.x = xw + j * B * GH;
       }
       a.h = h_prev, a.h_new = h_new, a.c_prev = c_prev, a.c_new = c_new;
       k.recurrent_fused(a);
     }
-    started = started || valid;
-    if (cfg_.return_sequences) {
-      const dim_t out_t = reverse ? s : t;
-      float* o = y + out_t * y_stride + u0;
-      if (valid)
-        std::memcpy(o, h_new + u0, (u1 - u0) * sizeof(float));
-      else if (hold && started)
-        std::memcpy(o, h_prev + u0, (u1 - u0) * sizeof(float));
+    const dim_t out_t = reverse ? s : t;
+    for (dim_t b = 0; b < B; ++b) {
+      const bool v = !mask || r.valid[b];
+      if (v) {
+        r.started[b] = 1;
+      } else {  // a masked row keeps its state
+        std::memcpy(h_new + b * P + u0, h_prev + b * P + u0, nu * sizeof(float));
+        if (lstm) std::memcpy(c_new + b * H + u0, c_prev + b * H + u0, nu * sizeof(float));
+      }
+      if (!cfg_.return_sequences) continue;
+      float* o = y + (b * T_out + out_t) * y_stride + u0;
+      if (v || (hold && r.started[b]))
+        std::memcpy(o, h_new + b * P + u0, nu * sizeof(float));
       else
-        std::memset(o, 0, (u1 - u0) * sizeof(float));
+        std::memset(o, 0, nu * sizeof(float));
     }
     if (!team.barrier.wait()) return;  // another rank failed: it reports
-    if (valid) {
-      std::swap(h_prev, h_new);
-      std::swap(c_prev, c_new);
-    }
+    std::swap(h_prev, h_new);
+    std::swap(c_prev, c_new);
     if (rank == 0 && team.t1 > 0 && !team.slow) {
       const auto now = Clock::now();
       if (counted >= 0) spent += std::chrono::duration<double>(now - t_prev).count();
       t_prev = now;
-      // Every kTeamWindow steps: is the team, over all its steps so far, faster than one thread?
+      // Every kTeamWindow steps: is the team, over all its steps so far, faster than the bar?
       // (A stall - a rank descheduled for a time slice - shows at once; a short burst of noise
       // is absorbed by what the team gained before it.)
       ++counted;
@@ -546,7 +614,7 @@ void Recurrent::run_chunk_split(const cpu::KernelTable& k, Slice& w, Team& team,
   }
   if (rank == 0) {
     w.h_prev = h_prev, w.h_new = h_new, w.c_prev = c_prev, w.c_new = c_new;
-    w.started[0] = started;
+    std::memcpy(w.started, r.started.data(), static_cast<std::size_t>(B));
     team.next = j;
     team_steps().fetch_add(static_cast<std::uint64_t>(j - j0), std::memory_order_relaxed);
   }

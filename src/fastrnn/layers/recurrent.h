@@ -21,7 +21,7 @@ struct StateIO {
   std::uint8_t* started = nullptr;
 };
 
-// Batch-1 steps run by a thread team (the hidden-unit split) so far, every layer (for tests).
+// Steps run by a thread team (the hidden-unit split) so far, every layer, every batch (for tests).
 inline std::atomic<std::uint64_t>& team_steps() {
   static std::atomic<std::uint64_t> n{0};
   return n;
@@ -84,10 +84,15 @@ class Recurrent {
   void run_chunk(const cpu::KernelTable& k, Slice& w, const float* xw, dim_t B, dim_t T, dim_t s0, dim_t j0,
                  dim_t len, const std::uint8_t* mask, float* y, dim_t y_stride, dim_t T_out,
                  const CancelToken* cancel) const;
-  void run_chunk_split(const cpu::KernelTable& k, Slice& w, Team& team, int rank, const float* xw, dim_t T, dim_t s0,
-                       dim_t j0, dim_t len, const std::uint8_t* mask, float* y, dim_t y_stride, dim_t T_out,
-                       const CancelToken* cancel) const;
-  // Units per block of the batch-1 split (a rank owns whole blocks).
+  // Steps [j0, len) of the chunk for every row of the batch (slice w = the first of the direction,
+  // whose state pointers start the whole batch's), rank `rank` of the team.
+  void run_chunk_split(const cpu::KernelTable& k, Slice& w, Team& team, int rank, const float* xw, dim_t B, dim_t T,
+                       dim_t s0, dim_t j0, dim_t len, const std::uint8_t* mask, float* y, dim_t y_stride,
+                       dim_t T_out, const CancelToken* cancel) const;
+  // Batch > 1 (cut into `slices` batch slices): whether a team splitting the hidden units over
+  // every row is expected to beat the slices (it is then measured against them, recurrent.cc).
+  bool split_batch(const cpu::KernelTable& k, dim_t B, int slices) const;
+  // Units per block of the hidden-unit split (a rank owns whole blocks).
   dim_t split_units(const cpu::KernelTable& k) const;
   // One batch-1 step of units [u0, u1) with reduced-precision weights (a rank of the split).
   void qsplit_step(const cpu::KernelTable& k, RankScratch& r, const float* xw, dim_t u0, dim_t u1, const float* h_prev,
@@ -95,11 +100,19 @@ class Recurrent {
   bool fused_ = false;     // LSTM, GRU reset_after, SimpleRNN: the gate math runs inside the recurrent matmul
   bool fold_ = false;      // LSTM / SimpleRNN with 4*I <= H: the fused layout is [W_ih | W_hh], the
                            // input projection can be folded into the step (predict)
-  bool split_ok_ = false;  // batch 1 may split the hidden units across a thread team (fused or reduced)
-  // After a team measured no faster than one thread (busy machine): no team before this time
-  // (steady clock, ns), and the wait imposed after the next such failure.
-  mutable std::atomic<std::int64_t> team_retry_ns_{0};
-  mutable std::atomic<std::int64_t> team_backoff_ns_{0};
+  bool split_ok_ = false;  // batch 1 may split the hidden units across a thread team (fused or reduced);
+                           // batch > 1 too when fused (split_batch decides)
+  // After a team measured no faster than running without it (a busy machine; at batch > 1 also a
+  // shape where batch slices win): no team before `retry` (steady clock, ns), and the wait imposed
+  // after the next such failure (recurrent.cc: kBackoffMin doubling up to kBackoffMax).
+  struct Backoff {
+    std::atomic<std::int64_t> retry{0}, wait{0};
+    bool ready(std::int64_t now) const { return now >= retry.load(std::memory_order_relaxed); }
+    void failed(std::int64_t now);
+    void passed() { wait.store(0, std::memory_order_relaxed); }
+  };
+  mutable Backoff team_b1_;  // batch 1
+  mutable Backoff team_bn_;  // batch > 1
   // The fastest step one thread has taken at batch 1 (ns; 0: not measured yet): the bar a team
   // must beat.
   mutable std::atomic<std::int64_t> t1_ns_{0};
