@@ -352,7 +352,12 @@ void Recurrent::forward(const float* x, dim_t B, dim_t T, const std::uint8_t* ma
   Backoff& backoff = B == 1 ? team_b1_ : team_bn_;
   if (split_ok_ && threads > 1 && (B == 1 || (fused_ && split_batch(kt, B, slices))) && backoff.ready(now_ns())) {
     const dim_t U = split_units(kt);
-    const int n = static_cast<int>(std::min<dim_t>(threads, (H + U - 1) / U));
+    // Ranks: at most one per unit block, and each with at least kSplitMinMacs / 2 multiply-adds
+    // per step (a 16-thread machine runs LSTM H = 128 at batch 1 on 4 ranks, not 16 that would
+    // spend their steps at the barrier).
+    const double macs = static_cast<double>(B) * GH * P;
+    const int n = static_cast<int>(std::min<double>({static_cast<double>(threads), static_cast<double>((H + U - 1) / U),
+                                                     std::floor(macs / (kSplitMinMacs / 2))}));
     if (n > 1) {
       team = std::make_unique<Team>(n);
       for (RankScratch& r : team->ranks) {
