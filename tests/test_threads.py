@@ -374,6 +374,83 @@ def test_batch_hidden_split_by_default_where_weights_exceed_l2(restore_threads):
         assert_close(y, expected)
 
 
+# Streaming steps of layers whose one-thread step takes >= 100 us on any CPU (17-41 MiB of
+# weights per step): (kind, I, H); the last folds its input into the fused layout (4 I <= H).
+STREAM_TEAM_CASES = [("lstm", 1024, 1024), ("gru", 768, 1280), ("simple_rnn", 2048, 2048), ("lstm", 128, 1536)]
+
+
+def _torch_layer(torch, kind, I, H):
+    torch.manual_seed(H)
+    cls = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "simple_rnn": torch.nn.RNN}[kind]
+    return cls(I, H, batch_first=True).eval()
+
+
+@pytest.mark.parametrize("kind,I,H", STREAM_TEAM_CASES, ids=[f"{k}{i}x{h}" for k, i, h in STREAM_TEAM_CASES])
+def test_stream_step_on_a_team_matches_one_thread_and_torch(kind, I, H, isa_ends, restore_threads):
+    """A batch-1 stream of a large layer runs each step on a thread team (the projection's panels,
+    then the fused step's unit blocks, split across the ranks): bit for bit the one-thread stream,
+    torch's outputs, and no allocation per step."""
+    from conftest import require
+
+    torch = require("torch")
+    core = fastrnn._load_core()
+    m = _torch_layer(torch, kind, I, H)
+    T = 24
+    x = np.random.default_rng(H).standard_normal((1, T, I)).astype(np.float32)
+    with torch.no_grad():
+        expected = m(torch.from_numpy(x))[0].numpy()
+    got, ran = {}, {}
+    for n in (1, 2, 3):
+        model = fastrnn.from_torch(m)  # each its own measurements
+        team(n)
+        s = model.stream(1)
+        out = np.empty((1, H), np.float32)
+        ys = []
+        before = core.team_steps()
+        for t in range(T):
+            if t == 4:
+                allocs = core.buffer_allocations()
+            ys.append(s.step(x[:, t], out=out).copy())
+        assert core.buffer_allocations() == allocs
+        ran[n] = core.team_steps() - before
+        got[n] = np.stack(ys, axis=1)
+    assert ran[1] == 0 and ran[2] > 0 and ran[3] > 0, ran
+    assert_close(got[2], expected)
+    for n in (2, 3):
+        np.testing.assert_array_equal(got[n], got[1])
+
+
+def test_stream_team_that_measures_slow_backs_off():
+    """Every window of team steps judged slow (FASTRNN_TEAM_STOP_AFTER): after each window of 8
+    the stream runs on one thread for the back-off, then tries again; the outputs stay those of one
+    thread."""
+    import subprocess
+
+    from conftest import CHILD_CWD, child_env
+
+    code = """
+import numpy as np, torch, fastrnn
+core = fastrnn._load_core()
+torch.manual_seed(0)
+m = torch.nn.LSTM(1024, 1024, batch_first=True).eval()
+x = np.random.default_rng(0).standard_normal((1, 60, 1024)).astype(np.float32)
+got, ran = {}, {}
+for n in (1, 2):
+    model = fastrnn.from_torch(m)
+    core.set_num_threads(n)
+    s = model.stream(1)
+    before = core.team_steps()
+    got[n] = np.stack([s.step(x[:, t]).copy() for t in range(60)])
+    ran[n] = core.team_steps() - before
+assert ran[1] == 0 and ran[2] % 8 == 0 and 8 <= ran[2] <= 40, ran
+np.testing.assert_array_equal(got[2], got[1])
+print("ok")
+"""
+    r = subprocess.run([sys.executable, "-c", code], cwd=CHILD_CWD, capture_output=True, text=True, timeout=300,
+                       env=child_env(FASTRNN_TEAM_STOP_AFTER="3"))
+    assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stdout + r.stderr
+
+
 def test_batch1_split_with_a_busy_thread_competing(restore_threads):
     """The batch-1 hidden-unit split must never be slower than one thread.  With an OS thread
     spinning on one of the cores (a busy process), a team's threads keep waiting for each other

@@ -463,14 +463,13 @@ void Model::step(StreamState& s, const float* x, const std::int64_t* ids, float*
       case LayerKind::Gru: {
         const RecurrentConfig& c = l.rnn->config();
         StreamState::Rnn& r = s.rnn[ri++];
-        const dim_t GH = c.gates() * c.units, P = c.hidden_out();
-        l.rnn->input_projection(0, B, cur, r.xw.data());
+        const dim_t P = c.hidden_out();
         const int o = 1 - r.cur;
         const bool lstm = c.cell == LayerKind::Lstm;
-        l.rnn->cell_step(0, static_cast<int>(B), r.xw.data(), GH, r.h[r.cur].data(), r.h[o].data(),
-                         lstm ? r.c[r.cur].data() : nullptr, lstm ? r.c[o].data() : nullptr,
-                         Recurrent::StepScratch{r.rec.data(), r.rh.data(), r.hraw.data()},
-                         masked ? s.valid.data() : nullptr);
+        l.rnn->stream_step(static_cast<int>(B), cur, r.xw.data(), r.h[r.cur].data(), r.h[o].data(),
+                           lstm ? r.c[r.cur].data() : nullptr, lstm ? r.c[o].data() : nullptr,
+                           Recurrent::StepScratch{r.rec.data(), r.rh.data(), r.hraw.data()},
+                           masked ? s.valid.data() : nullptr);
         r.cur = o;
         const float* h = r.h[o].data();
         for (dim_t b = 0; b < B; ++b) {

@@ -90,7 +90,8 @@ constexpr double kTeamSlowRatio = 1.0;
 constexpr double kTeamMinSeconds = 100e-6;
 constexpr std::int64_t kBackoffMin = 20'000'000, kBackoffMax = 2'000'000'000;  // ns
 using Clock = std::chrono::steady_clock;
-// Tests: FASTRNN_TEAM_STOP_AFTER=n makes every team stop as if slow after n counted steps.
+// Tests: FASTRNN_TEAM_STOP_AFTER=n makes every team stop as if slow after n counted steps (a
+// streaming team: after every window).
 dim_t forced_stop() {
   static const dim_t n = [] {
     const char* e = std::getenv("FASTRNN_TEAM_STOP_AFTER");
@@ -101,6 +102,16 @@ dim_t forced_stop() {
 std::int64_t now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
 }
+// a = min(a, ns), 0 counting as unset.
+void keep_min(std::atomic<std::int64_t>& a, std::int64_t ns) {
+  std::int64_t cur = a.load(std::memory_order_relaxed);
+  while ((cur == 0 || ns < cur) && !a.compare_exchange_weak(cur, ns, std::memory_order_relaxed)) {
+  }
+}
+// A streaming step (one step per call, batch 1) goes to a team only when one thread takes at least
+// this long for it: the team's wake-up and two meetings cost ~5-20 us (Zen 1, 2 threads: LSTM
+// 640 -> 640, a step of 13 MiB of weights, ~0.9 ms on one thread).
+constexpr std::int64_t kStreamTeamNs = 100'000;
 }  // namespace
 
 Recurrent::Recurrent(RecurrentConfig cfg, const DirectionTensors* dirs) : cfg_(std::move(cfg)) {
@@ -195,11 +206,16 @@ bool Recurrent::split_batch(const cpu::KernelTable& k, dim_t B, int slices) cons
   return bytes > cpu::kL2WeightBytes && (B + slices - 1) / slices <= cpu::kFusedRowBlock;
 }
 
-void Recurrent::note_t1(double seconds) const {
-  const auto ns = static_cast<std::int64_t>(seconds * 1e9) + 1;
-  std::int64_t cur = t1_ns_.load(std::memory_order_relaxed);
-  while ((cur == 0 || ns < cur) && !t1_ns_.compare_exchange_weak(cur, ns, std::memory_order_relaxed)) {
-  }
+void Recurrent::note_t1(double seconds) const { keep_min(t1_ns_, static_cast<std::int64_t>(seconds * 1e9) + 1); }
+
+int Recurrent::team_size(const cpu::KernelTable& k, int threads, double macs) const {
+  // At most one rank per unit block, and each with at least kSplitMinMacs / 2 multiply-adds per
+  // step (a 16-thread machine runs LSTM H = 128 at batch 1 on 4 ranks, not 16 that would spend
+  // their steps at the barrier).
+  const dim_t U = split_units(k);
+  const double n = std::min({static_cast<double>(threads), static_cast<double>((cfg_.units + U - 1) / U),
+                             std::floor(macs / (kSplitMinMacs / 2))});
+  return n > 1 ? static_cast<int>(n) : 0;
 }
 
 const float* Recurrent::fused_weights(int d, const cpu::KernelTable& k) const {
@@ -351,13 +367,7 @@ void Recurrent::forward(const float* x, dim_t B, dim_t T, const std::uint8_t* ma
   std::unique_ptr<Team> team;
   Backoff& backoff = B == 1 ? team_b1_ : team_bn_;
   if (split_ok_ && threads > 1 && (B == 1 || (fused_ && split_batch(kt, B, slices))) && backoff.ready(now_ns())) {
-    const dim_t U = split_units(kt);
-    // Ranks: at most one per unit block, and each with at least kSplitMinMacs / 2 multiply-adds
-    // per step (a 16-thread machine runs LSTM H = 128 at batch 1 on 4 ranks, not 16 that would
-    // spend their steps at the barrier).
-    const double macs = static_cast<double>(B) * GH * P;
-    const int n = static_cast<int>(std::min<double>({static_cast<double>(threads), static_cast<double>((H + U - 1) / U),
-                                                     std::floor(macs / (kSplitMinMacs / 2))}));
+    const int n = team_size(kt, threads, static_cast<double>(B) * GH * P);
     if (n > 1) {
       team = std::make_unique<Team>(n);
       for (RankScratch& r : team->ranks) {
@@ -680,9 +690,84 @@ void Recurrent::default_state(int d, dim_t nb, float* h, float* c) const {
   }
 }
 
-void Recurrent::cell_step(int d, int nb, float* g, dim_t ldg, const float* h_prev, float* h_new, const float* c_prev,
-                          float* c_new, const StepScratch& s, const std::uint8_t* valid) const {
-  step(cpu::kernels(), d, nb, g, ldg, h_prev, h_new, c_prev, c_new, s, valid);
+void Recurrent::stream_step(int nb, const float* x, float* xw, const float* h_prev, float* h_new,
+                            const float* c_prev, float* c_new, const StepScratch& s, const std::uint8_t* valid) const {
+  const cpu::KernelTable& k = cpu::kernels();
+  const dim_t GH = cfg_.gates() * cfg_.units;
+  ThreadPool& pool = ThreadPool::global();
+  const bool eligible = split_ok_ && fused_ && nb == 1 && !valid && pool.num_threads() > 1;
+  if (eligible) {
+    const std::int64_t t1 = t1_stream_ns_.load(std::memory_order_relaxed);
+    const int n = t1 >= kStreamTeamNs && team_st_.ready(now_ns())
+                      ? team_size(k, pool.num_threads(), static_cast<double>(GH) * (cfg_.input_size + cfg_.hidden_out()))
+                      : 0;
+    const std::int64_t c0 = now_ns();
+    if (n > 1 && stream_team(k, n, x, xw, h_prev, h_new, c_prev, c_new, s.rec)) {
+      // Every kTeamWindow team steps: were they, together, faster than one thread?  (Tests:
+      // FASTRNN_TEAM_STOP_AFTER makes every window fail.)
+      team_steps().fetch_add(1, std::memory_order_relaxed);
+      const std::int64_t dt = now_ns() - c0;
+      const std::int64_t sum = stream_win_ns_.fetch_add(dt, std::memory_order_relaxed) + dt;
+      if (stream_win_n_.fetch_add(1, std::memory_order_relaxed) + 1 >= kTeamWindow) {
+        stream_win_ns_.store(0, std::memory_order_relaxed);
+        stream_win_n_.store(0, std::memory_order_relaxed);
+        if (static_cast<double>(sum) > kTeamSlowRatio * static_cast<double>(t1 * kTeamWindow) || forced_stop() >= 0)
+          team_st_.failed(now_ns());
+        else
+          team_st_.passed();
+      }
+      return;
+    }
+  }
+  const std::int64_t c0 = eligible ? now_ns() : 0;
+  input_projection(0, nb, x, xw);
+  step(k, 0, nb, xw, GH, h_prev, h_new, c_prev, c_new, s, valid);
+  if (eligible) keep_min(t1_stream_ns_, now_ns() - c0 + 1);
+}
+
+// The ranks' shares: the projection's columns in whole panels of the packed W_ih (each column's
+// sum the same as in the whole product), then the fused step's unit blocks as in run_chunk_split.
+// Bit-identical to one thread.
+bool Recurrent::stream_team(const cpu::KernelTable& k, int n, const float* x, float* xw, const float* h_prev,
+                            float* h_new, const float* c_prev, float* c_new, float* part) const {
+  struct Ctx {
+    const Recurrent* self;
+    const cpu::KernelTable& k;
+    int n;
+    const float *x, *h_prev, *c_prev;
+    float *xw, *h_new, *c_new, *part;
+    SpinBarrier barrier;
+  } ctx{this, k, n, x, h_prev, c_prev, xw, h_new, c_new, part, SpinBarrier(n)};
+  auto body = [&ctx](int rank) {  // one captured pointer: std::function stores it without allocating
+    const Recurrent& r = *ctx.self;
+    const Dir& w = r.dir_[0];
+    const dim_t G = r.cfg_.gates(), H = r.cfg_.units, GH = G * H, I = r.cfg_.input_size;
+    const dim_t panel = ctx.k.panel, np = (GH + panel - 1) / panel;
+    const dim_t p0 = np * rank / ctx.n, p1 = np * (rank + 1) / ctx.n;
+    const dim_t c0 = p0 * panel, c1 = std::min(GH, p1 * panel);
+    try {
+      if (c1 > c0)
+        ctx.k.gemm_packed(1, c1 - c0, I, ctx.x, I, w.ih.packed(ctx.k) + p0 * I * panel, ctx.xw + c0, GH,
+                          w.bias.data() + c0);
+      if (!ctx.barrier.wait()) return;  // another rank failed: it reports
+      const dim_t U = r.split_units(ctx.k), nblk = (H + U - 1) / U;
+      cpu::FusedStep a;
+      a.G = static_cast<int>(G), a.act = r.cfg_.act, a.ract = r.cfg_.ract;
+      a.nb = 1, a.H = H, a.K = r.cfg_.hidden_out(), a.q0 = nblk * rank / ctx.n, a.q1 = nblk * (rank + 1) / ctx.n;
+      a.w = r.fused_weights(0, ctx.k);
+      a.K_in = r.fold_ ? I : 0;  // the layout's input columns, skipped (x holds the projection)
+      a.x = ctx.xw, a.ldx = GH;
+      a.b_hn = w.b_hn.data();
+      a.h = ctx.h_prev, a.ldh = a.K, a.h_new = ctx.h_new, a.ldo = a.K;
+      a.c_prev = ctx.c_prev, a.c_new = ctx.c_new, a.ldc = H;
+      a.part = ctx.part;  // one row: rank's blocks at their own offsets
+      ctx.k.recurrent_fused(a);
+    } catch (...) {
+      ctx.barrier.abort();
+      throw;
+    }
+  };
+  return ThreadPool::global().run_team(n, body);
 }
 
 void Recurrent::step(const cpu::KernelTable& k, int d, int nb, float* g, dim_t ldg, const float* h_prev, float* h_new,

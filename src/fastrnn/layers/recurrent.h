@@ -38,16 +38,18 @@ class Recurrent {
   void forward(const float* x, dim_t B, dim_t T, const std::uint8_t* mask, const StateIO& st, float* y,
                float* y2, const CancelToken* cancel = nullptr) const;
 
-  // One step for nb rows of direction d.  g: this step's input projection + bias per row (row
-  // stride ldg; used as scratch).  Reads h_prev/c_prev, writes h_new/c_new; rows with
-  // valid[b] == 0 keep their state (valid may be null).  Allocates nothing.
+  // One streaming step (Model::step) of direction 0 for nb rows: xw [nb, G*H] = x W_ih^T + bias
+  // (scratch), then the step.  Reads h_prev/c_prev, writes h_new/c_new; rows with valid[b] == 0
+  // keep their state (valid may be null).  A batch of one whose one-thread step measured at least
+  // kStreamTeamSeconds runs both parts on a thread team (stream_team) while the team measures
+  // faster than one thread.  Allocates nothing.
   struct StepScratch {
     float* rec;   // rec_scratch(nb): GRU reset_after W_hh h, or the fused step's partial sums
     float* rh;    // [nb, H]    GRU reset before
     float* hraw;  // [nb, H]    LSTM projection input
   };
-  void cell_step(int d, int nb, float* g, dim_t ldg, const float* h_prev, float* h_new, const float* c_prev,
-                 float* c_new, const StepScratch& s, const std::uint8_t* valid) const;
+  void stream_step(int nb, const float* x, float* xw, const float* h_prev, float* h_new, const float* c_prev,
+                   float* c_new, const StepScratch& s, const std::uint8_t* valid) const;
   // Floats of StepScratch::rec for nb rows (the fused step's partial sums, for every ISA).
   dim_t rec_scratch(dim_t nb) const;
   // x [rows, I] -> xw [rows, G*H] = x W_ih^T + bias (direction d)
@@ -92,6 +94,13 @@ class Recurrent {
   // Batch > 1 (cut into `slices` batch slices): whether a team splitting the hidden units over
   // every row is expected to beat the slices (it is then measured against them, recurrent.cc).
   bool split_batch(const cpu::KernelTable& k, dim_t B, int slices) const;
+  // Ranks of a team for `threads` threads and `macs` multiply-adds per step (0: no team).
+  int team_size(const cpu::KernelTable& k, int threads, double macs) const;
+  // A batch-1 streaming step on a team of n: ranks project their panels of W_ih, meet, then run the
+  // fused step on their unit blocks (part: the shared one-row staging area).  False: the pool could
+  // not give a team (nothing done).
+  bool stream_team(const cpu::KernelTable& k, int n, const float* x, float* xw, const float* h_prev, float* h_new,
+                   const float* c_prev, float* c_new, float* part) const;
   // Units per block of the hidden-unit split (a rank owns whole blocks).
   dim_t split_units(const cpu::KernelTable& k) const;
   // One batch-1 step of units [u0, u1) with reduced-precision weights (a rank of the split).
@@ -113,6 +122,11 @@ class Recurrent {
   };
   mutable Backoff team_b1_;  // batch 1
   mutable Backoff team_bn_;  // batch > 1
+  mutable Backoff team_st_;  // streaming steps
+  // Streaming: the fastest one-thread step (ns; 0: not measured yet), and the team's steps in the
+  // current window of kTeamWindow (their total ns and count).
+  mutable std::atomic<std::int64_t> t1_stream_ns_{0};
+  mutable std::atomic<std::int64_t> stream_win_ns_{0}, stream_win_n_{0};
   // The fastest step one thread has taken at batch 1 (ns; 0: not measured yet): the bar a team
   // must beat.
   mutable std::atomic<std::int64_t> t1_ns_{0};
