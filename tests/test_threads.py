@@ -165,35 +165,39 @@ def test_batch1_split_from_concurrent_callers(restore_threads):
 REDUCED_SPLIT = [("lstm", 132), ("gru", 132), ("simple_rnn", 200)]
 
 
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
 @pytest.mark.parametrize("precision", ["bf16", "int8"])
 @pytest.mark.parametrize("kind,H", REDUCED_SPLIT, ids=[k for k, _ in REDUCED_SPLIT])
-def test_batch1_hidden_split_reduced_precision_matches_one_thread_and_torch(kind, H, precision, isa_ends,
-                                                                           restore_threads):
-    """2 threads at batch 1 give the one-thread outputs and final states bit for bit (the same sums
-    in the same order on every rank), within the reduced precision's bound of torch's float32
-    output, and a team really ran them (the core's count of team steps)."""
+def test_batch1_hidden_split_reduced_precision_matches_one_thread_and_torch(kind, H, precision, bidirectional,
+                                                                           isa_ends, restore_threads):
+    """2 threads at batch 1 (bidirectional: 4, a team per direction) give the one-thread outputs and
+    final states bit for bit (the same sums in the same order on every rank), within the reduced
+    precision's bound of torch's float32 output, and a team really ran them (the core's count of
+    team steps)."""
     from conftest import require
 
     torch = require("torch")
     core = fastrnn._load_core()
     torch.manual_seed(H)
-    m = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "simple_rnn": torch.nn.RNN}[kind](16, H, batch_first=True).eval()
+    cls = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "simple_rnn": torch.nn.RNN}[kind]
+    m = cls(16, H, batch_first=True, bidirectional=bidirectional).eval()
     x = np.random.default_rng(H).standard_normal((1, 300, 16)).astype(np.float32)
     with torch.no_grad():
         expected = m(torch.from_numpy(x))[0].numpy()
     model = fastrnn.from_torch(m).with_weights(precision)
     out, steps = {}, {}
-    for n in (1, 2):
-        fastrnn.set_num_threads(n)
+    for n in (1, 4 if bidirectional else 2):
+        team(n)
         before = core.team_steps()
         out[n] = model.predict(x, return_state=True)
         steps[n] = core.team_steps() - before
-    assert steps[1] == 0 and steps[2] >= 8, steps  # a team runs at least one window of 8 steps
-    np.testing.assert_array_equal(out[2][0], out[1][0])
-    for a, b in zip(np.atleast_1d(out[2][1][0]), np.atleast_1d(out[1][1][0])):
+    n = max(out)
+    assert steps[1] == 0 and steps[n] >= 8, steps  # a team runs at least one window of 8 steps
+    np.testing.assert_array_equal(out[n][0], out[1][0])
+    for a, b in zip(np.atleast_1d(out[n][1][0]), np.atleast_1d(out[1][1][0])):
         np.testing.assert_array_equal(a, b)
     bound = {"bf16": 1e-2, "int8": 5e-2}[precision]  # test_precision.py's bounds against float32 / torch
-    assert float(np.abs(out[2][0] - expected).max()) <= bound
+    assert float(np.abs(out[n][0] - expected).max()) <= bound
 
 
 def test_batch1_reduced_precision_with_h_not_a_multiple_of_4_runs_on_one_thread(restore_threads):
@@ -302,31 +306,38 @@ for isa in fastrnn.info()["available_isas"]:
     fastrnn.set_isa(isa)
     # (kind, I, H, mask mode, direction): folded input (LSTM / RNN with 4 I <= H), a partial unit
     # block (H = 100, 129), hold and zero masks, reverse.
-    for kind, I, H, mask_mode, direction in [
-            ("lstm", 5, 160, "hold", "reverse"), ("lstm", 40, 100, "zero", "forward"),
-            ("gru", 7, 129, "zero", "forward"), ("gru", 9, 112, "hold", "reverse"),
-            ("simple_rnn", 6, 300, "hold", "forward")]:
-        spec = rnn_spec(kind, I, H, direction=direction, mask_mode=mask_mode, seed=H + B, scale=1 / np.sqrt(H))
+    # bidirectional: a team per direction (from 4 threads), merged by concat or sum, last output only.
+    for kind, I, H, mask_mode, direction, merge, seqs in [
+            ("lstm", 5, 160, "hold", "reverse", "concat", True), ("lstm", 40, 100, "zero", "forward", "concat", True),
+            ("gru", 7, 129, "zero", "forward", "concat", True), ("gru", 9, 112, "hold", "reverse", "concat", True),
+            ("simple_rnn", 6, 300, "hold", "forward", "concat", True),
+            ("lstm", 5, 160, "hold", "bidirectional", "concat", True),
+            ("gru", 7, 129, "zero", "bidirectional", "sum", True),
+            ("simple_rnn", 6, 300, "hold", "bidirectional", "concat", False)]:
+        spec = rnn_spec(kind, I, H, direction=direction, merge=merge, return_sequences=seqs, mask_mode=mask_mode,
+                        seed=H + B, scale=1 / np.sqrt(H))
         rng = np.random.default_rng(H + B)
-        T = 60 if B > 96 else 200  # at B >= 33 the steps run in several time chunks (a team per chunk)
+        T = 60 if B > 96 else 100 if B > 30 else 200  # B >= 33: several time chunks (a team per chunk)
         x = rng.standard_normal((B, T, I)).astype(np.float32)
         lengths = rng.integers(1, T + 1, size=B)
-        h0 = rng.standard_normal((1, B, H)).astype(np.float32)
+        dirs = 2 if direction == "bidirectional" else 1
+        h0 = rng.standard_normal((dirs, B, H)).astype(np.float32)
         init = [(h0, h0 * 0.5)] if kind == "lstm" else [h0]
         out, ran = {}, {}
-        for n in (1, 2, 3):
+        counts = (1, 2, 4)
+        for n in counts:
             model = fastrnn.Model(spec)  # each its own measurements (a team found slow backs off)
             core.set_num_threads(n)
             before = core.team_steps()
             out[n] = model.predict(x, lengths=lengths, initial_state=init, return_state=True)
             ran[n] = core.team_steps() - before
-        what = f"{isa} {kind} H={H} B={B}"
-        assert ran[1] == 0 and ran[2] > 0 and ran[3] > 0, (what, ran)
+        what = f"{isa} {kind} {direction} H={H} B={B}"
+        assert ran[1] == 0 and (ran[2] > 0) == (dirs == 1) and ran[4] > 0, (what, ran)
         if stop:  # the team stopped after its 4th counted step (of a chunk), batch slices finished
-            assert ran[2] <= 10 and ran[3] <= 10, (what, ran)
+            assert ran[4] <= 10 * dirs, (what, ran)
         ref = reference.run_spec(spec, x, lengths=lengths, initial_state=init, return_state=True)
-        assert_close(out[2][0], ref[0], what=what)
-        for n in (2, 3):
+        assert_close(out[4][0], ref[0], what=what)
+        for n in counts[1:]:
             np.testing.assert_array_equal(out[n][0], out[1][0], err_msg=what)
             for a, b in zip(np.atleast_1d(out[n][1][0]), np.atleast_1d(out[1][1][0])):
                 np.testing.assert_array_equal(a, b, err_msg=what)
@@ -334,13 +345,15 @@ print("ok")
 """
 
 
-@pytest.mark.parametrize("B,stop", [(2, False), (5, False), (33, False), (130, False), (5, True), (33, True)],
-                         ids=["b2", "b5", "b33", "b130", "b5-stopped", "b33-stopped"])
+@pytest.mark.parametrize("B,stop", [(1, False), (2, False), (5, False), (33, False), (130, False), (1, True),
+                                    (5, True)],
+                         ids=["b1", "b2", "b5", "b33", "b130", "b1-stopped", "b5-stopped"])
 def test_batch_hidden_split_matches_one_thread_and_reference(B, stop):
-    """Batch > 1 with the hidden units split across a team over every row (forced with
+    """The hidden units split across a team over every row: batch 1, and batch > 1 (forced with
     FASTRNN_BATCH_SPLIT=1; by default where the weights exceed L2, Recurrent::split_batch): every
-    ISA, masks (hold / zero), reverse, initial and final states, folded input, partial unit blocks,
-    more rows than a row block (130), time chunks; and a team that measures slow and stops midway
+    ISA, masks (hold / zero), reverse, bidirectional (a team per direction from 4 threads; concat,
+    sum, last output only), initial and final states, folded input, partial unit blocks, more rows
+    than a row block (130), time chunks; and teams that measure slow and stop midway
     (FASTRNN_TEAM_STOP_AFTER), the batch slices finishing: bit for bit the one-thread result, and the
     numpy reference."""
     import subprocess

@@ -160,12 +160,12 @@ Recurrent::Recurrent(RecurrentConfig cfg, const DirectionTensors* dirs) : cfg_(s
     if (t.h0) copy_to(w.h0, t.h0, P);
     if (t.c0) copy_to(w.c0, t.c0, H);
   }
-  // One direction only: the two directions of a bidirectional layer already run on two threads.
-  // Reduced precision: a rank's rows of each gate must start at a row block of the quantized layout
+  // A bidirectional layer: a team per direction, from 4 threads (the two directions already run
+  // side by side on two).  Reduced precision: a rank's rows of each gate must start at a row block of the quantized layout
   // (H a multiple of kQRows), and the options' general step is not split (nor is it for float32).
   // LSTM with a projection and GRU reset-before stay unsplit in both precisions (their steps have a
   // second product that needs every unit of the first).
-  split_ok_ = (fused_ || (reduced && !cfg_.general() && H % cpu::kQRows == 0)) && cfg_.num_directions() == 1 &&
+  split_ok_ = (fused_ || (reduced && !cfg_.general() && H % cpu::kQRows == 0)) &&
               ((cfg_.cell == LayerKind::Lstm && !cfg_.proj_size) || (gru && cfg_.reset_after) ||
                cfg_.cell == LayerKind::SimpleRnn) &&
               static_cast<double>(G * H) * P >= kSplitMinMacs;
@@ -361,16 +361,17 @@ void Recurrent::forward(const float* x, dim_t B, dim_t T, const std::uint8_t* ma
   const dim_t max_rows = Tc * B;
   const int blocks = std::max<int>(row_blocks(max_rows, threads, 16, static_cast<double>(GH) * I),
                                    static_cast<int>((max_rows + kMaxBlockRows - 1) / kMaxBlockRows));
-  // One direction with threads to spare: the hidden units may be split across a team that meets
-  // at a barrier every step (all rows of the batch; at batch > 1 when split_batch expects it to
-  // beat the batch slices).  Whether it runs is then measured (below).
-  std::unique_ptr<Team> team;
+  // Threads to spare: the hidden units of each direction may be split across a team that meets at
+  // a barrier every step (all rows of the batch; at batch > 1 when split_batch expects it to beat
+  // the batch slices; a bidirectional layer: a team per direction, the threads shared between
+  // them).  Whether they run is then measured (below).
+  std::vector<std::unique_ptr<Team>> teams;
   Backoff& backoff = B == 1 ? team_b1_ : team_bn_;
   if (split_ok_ && threads > 1 && (B == 1 || (fused_ && split_batch(kt, B, slices))) && backoff.ready(now_ns())) {
-    const int n = team_size(kt, threads, static_cast<double>(B) * GH * P);
-    if (n > 1) {
-      team = std::make_unique<Team>(n);
-      for (RankScratch& r : team->ranks) {
+    const int n = team_size(kt, threads / ndir, static_cast<double>(B) * GH * P);
+    for (int d = 0; n > 1 && d < ndir; ++d) {
+      teams.push_back(std::make_unique<Team>(n));
+      for (RankScratch& r : teams.back()->ranks) {
         r.valid.resize(B);
         r.started.resize(B);
         if (fused_) {
@@ -378,12 +379,12 @@ void Recurrent::forward(const float* x, dim_t B, dim_t T, const std::uint8_t* ma
         } else {  // reduced precision, batch 1
           r.gates.resize(GH);
           if (gru) r.rec.resize(GH);
-          dir_[0].hh.qreserve(1, r.q);
+          dir_[d].hh.qreserve(1, r.q);
         }
       }
     }
   }
-  double t1 = 0;  // seconds per step without the team, measured by the probe
+  double t1 = 0;  // seconds per step (of one direction) without the teams, measured by the probe
   for (dim_t s0 = 0; s0 < T; s0 += Tc) {
     const dim_t len = std::min(Tc, T - s0), rows = len * B;
     const dim_t row_block = (rows + blocks - 1) / blocks;
@@ -400,63 +401,77 @@ void Recurrent::forward(const float* x, dim_t B, dim_t T, const std::uint8_t* ma
       }
       input_projection(d, r1 - r0, xin.data(), xw[d].data() + r0 * GH);
     });
-    dim_t j0 = 0;  // this chunk's first step not yet run
-    if (team && t1 == 0) {  // probe: the first steps without the team, timed
+    dim_t j0[2] = {0, 0};  // per direction: this chunk's first step not yet run
+    if (!teams.empty() && t1 == 0) {  // probe: the first steps without the teams, timed
       const dim_t n = std::min(len, kProbeSteps);
       if (B == 1) {  // on this thread, one by one: t1 = the fastest one-thread step seen so far
         double best = 1e30;
-        for (; j0 < n; ++j0) {
-          const auto c0 = Clock::now();
-          run_chunk(kt, ws[0], xw[0].data(), B, T, s0, j0, j0 + 1, mask, dst, y_stride, T_out, cancel);
-          best = std::min(best, std::chrono::duration<double>(Clock::now() - c0).count());
-        }
+        for (dim_t j = 0; j < n; ++j)
+          for (int d = 0; d < ndir; ++d) {
+            const auto c0 = Clock::now();
+            run_chunk(kt, ws[d], xw[d].data(), B, T, s0, j, j + 1, mask, dst, y_stride, T_out, cancel);
+            best = std::min(best, std::chrono::duration<double>(Clock::now() - c0).count());
+          }
         note_t1(best);
         t1 = static_cast<double>(t1_ns_.load(std::memory_order_relaxed)) * 1e-9;
       } else {  // the batch slices side by side, as they would run the rest
         const auto c0 = Clock::now();
-        pool.run(slices, [&](int task) {
-          run_chunk(kt, ws[task], xw[0].data(), B, T, s0, 0, n, mask, dst, y_stride, T_out, cancel);
+        pool.run(ndir * slices, [&](int task) {
+          run_chunk(kt, ws[task], xw[ws[task].d].data(), B, T, s0, 0, n, mask, dst, y_stride, T_out, cancel);
         });
         t1 = std::chrono::duration<double>(Clock::now() - c0).count() / static_cast<double>(n);
-        j0 = n;
       }
-      if (t1 * static_cast<double>(T - s0 - j0) < kTeamMinSeconds) team.reset();  // not worth a team
+      j0[0] = j0[1] = n;
+      if (t1 * static_cast<double>(T - s0 - n) < kTeamMinSeconds) teams.clear();  // not worth a team
     }
-    if (team && j0 < len) {
-      Team& tm = *team;
-      tm.t1 = t1;
-      tm.stop.store(-1);
-      tm.slow = false;
-      tm.next = len;
+    if (!teams.empty() && j0[0] < len) {
+      int total = 0;
+      for (auto& tm : teams) {
+        tm->t1 = t1;
+        tm->stop.store(-1);
+        tm->slow = false;
+        tm->next = len;
+        total += tm->size;
+      }
       auto body = [&](int rank) {
+        int d = 0;
+        for (; rank >= teams[d]->size; rank -= teams[d]->size) ++d;  // direction d's team, its rank
+        Team& tm = *teams[d];
         try {
-          run_chunk_split(kt, ws[0], tm, rank, xw[0].data(), B, T, s0, j0, len, mask, dst, y_stride, T_out, cancel);
+          run_chunk_split(kt, ws[d * slices], tm, rank, xw[d].data(), B, T, s0, j0[d], len, mask, dst, y_stride,
+                          T_out, cancel);
         } catch (...) {
           tm.barrier.abort();  // release the others, then report (the pool rethrows on the caller)
+          for (auto& other : teams) other->barrier.abort();
           throw;
         }
       };
-      if (pool.run_team(tm.size, body)) {
-        j0 = tm.next;
-        const int half = ws[0].h_prev == hs[0].data() ? 0 : 1;  // where the team left the state
-        for (Slice& w : ws) place(w, half);
-        if (tm.slow) {  // no faster than without it: finish without, and back off
+      if (pool.run_team(total, body)) {
+        bool slow = false;
+        for (int d = 0; d < ndir; ++d) {
+          j0[d] = teams[d]->next;
+          slow = slow || teams[d]->slow;
+          const int half = ws[d * slices].h_prev == hs[d].data() ? 0 : 1;  // where the team left the state
+          for (int sl = 0; sl < slices; ++sl) place(ws[d * slices + sl], half);
+        }
+        if (slow) {  // no faster than without them: finish without, and back off
           backoff.failed(now_ns());
-          team.reset();
+          teams.clear();
         } else {
           backoff.passed();
         }
       } else {
-        team.reset();  // pool busy (another caller) or shrunk: the rest runs without
+        teams.clear();  // pool busy (another caller) or shrunk: the rest runs without
       }
     }
-    if (j0 < len) {
+    if (j0[0] < len || j0[ndir - 1] < len) {
       const auto c0 = Clock::now();
       pool.run(ndir * slices, [&](int task) {
-        run_chunk(kt, ws[task], xw[ws[task].d].data(), B, T, s0, j0, len, mask, dst, y_stride, T_out, cancel);
+        const Slice& w = ws[task];
+        run_chunk(kt, ws[task], xw[w.d].data(), B, T, s0, j0[w.d], len, mask, dst, y_stride, T_out, cancel);
       });
-      if (split_ok_ && B == 1 && len - j0 >= kTeamWindow)  // one thread's pace, the bar for a team
-        note_t1(std::chrono::duration<double>(Clock::now() - c0).count() / static_cast<double>(len - j0));
+      if (split_ok_ && B == 1 && len - j0[0] >= kTeamWindow)  // one thread's pace, the bar for a team
+        note_t1(std::chrono::duration<double>(Clock::now() - c0).count() / static_cast<double>(len - j0[0]));
     }
   }
 
@@ -545,19 +560,19 @@ void Recurrent::run_chunk(const cpu::KernelTable& k, Slice& w, const float* xw, 
 void Recurrent::run_chunk_split(const cpu::KernelTable& k, Slice& w, Team& team, int rank, const float* xw, dim_t B,
                                 dim_t T, dim_t s0, dim_t j0, dim_t len, const std::uint8_t* mask, float* y,
                                 dim_t y_stride, dim_t T_out, const CancelToken* cancel) const {
-  const Dir& dw = dir_[0];
+  const Dir& dw = dir_[w.d];
   const dim_t G = cfg_.gates(), H = cfg_.units, P = cfg_.hidden_out(), GH = G * H;
   const dim_t U = split_units(k), nblk = (H + U - 1) / U;
   const dim_t q0 = nblk * rank / team.size, q1 = nblk * (rank + 1) / team.size;
   const dim_t u0 = std::min(H, q0 * U), u1 = std::min(H, q1 * U), nu = u1 - u0;
-  const bool reverse = cfg_.direction == Direction::Reverse, hold = cfg_.mask_mode == MaskMode::Hold;
+  const bool reverse = cfg_.direction == Direction::Reverse || w.d == 1, hold = cfg_.mask_mode == MaskMode::Hold;
   const bool lstm = cfg_.cell == LayerKind::Lstm;
   RankScratch& r = team.ranks[rank];
   cpu::FusedStep a;
   if (fused_) {
     a.G = static_cast<int>(G), a.act = cfg_.act, a.ract = cfg_.ract;
     a.nb = B, a.H = H, a.K = P, a.q0 = q0, a.q1 = q1;
-    a.w = fused_weights(0, k);
+    a.w = fused_weights(w.d, k);
     a.K_in = fold_ ? cfg_.input_size : 0;
     a.ldxi = T * cfg_.input_size;
     a.b_hn = dw.b_hn.data();
@@ -578,7 +593,7 @@ void Recurrent::run_chunk_split(const cpu::KernelTable& k, Slice& w, Team& team,
     bool any = !mask;
     for (dim_t b = 0; mask && b < B; ++b) any |= (r.valid[b] = mask[b * T + t]) != 0;
     if (any && !fused_) {
-      qsplit_step(k, r, xw + j * GH, u0, u1, h_prev, h_new, c_prev, c_new);
+      qsplit_step(k, w.d, r, xw + j * GH, u0, u1, h_prev, h_new, c_prev, c_new);
     } else if (any) {
       if (w.x) {  // folded: the bias starts the sums, the step's inputs join h in the product
         a.x = dw.bias.data();
@@ -589,7 +604,7 @@ void Recurrent::run_chunk_split(const cpu::KernelTable& k, Slice& w, Team& team,
       a.h = h_prev, a.h_new = h_new, a.c_prev = c_prev, a.c_new = c_new;
       k.recurrent_fused(a);
     }
-    const dim_t out_t = reverse ? s : t;
+    const dim_t out_t = cfg_.direction == Direction::Reverse ? s : t;  // as run_chunk
     for (dim_t b = 0; b < B; ++b) {
       const bool v = !mask || r.valid[b];
       if (v) {
@@ -599,7 +614,7 @@ void Recurrent::run_chunk_split(const cpu::KernelTable& k, Slice& w, Team& team,
         if (lstm) std::memcpy(c_new + b * H + u0, c_prev + b * H + u0, nu * sizeof(float));
       }
       if (!cfg_.return_sequences) continue;
-      float* o = y + (b * T_out + out_t) * y_stride + u0;
+      float* o = y + (b * T_out + out_t) * y_stride + w.d * P + u0;
       if (v || (hold && r.started[b]))
         std::memcpy(o, h_new + b * P + u0, nu * sizeof(float));
       else
@@ -643,9 +658,9 @@ void Recurrent::run_chunk_split(const cpu::KernelTable& k, Slice& w, Team& team,
 // over its n units.  Each sum is the one-thread product's (the same row, the same order; the
 // input projection as init where step() accumulates onto it: the same float addition), and the
 // gate kernels are element-wise: bit-identical results.
-void Recurrent::qsplit_step(const cpu::KernelTable& k, RankScratch& r, const float* xw, dim_t u0, dim_t u1,
+void Recurrent::qsplit_step(const cpu::KernelTable& k, int d, RankScratch& r, const float* xw, dim_t u0, dim_t u1,
                             const float* h_prev, float* h_new, const float* c_prev, float* c_new) const {
-  const Dir& w = dir_[0];
+  const Dir& w = dir_[d];
   const dim_t G = cfg_.gates(), H = cfg_.units, P = cfg_.hidden_out(), n = u1 - u0;
   const bool gru = cfg_.cell == LayerKind::Gru;
   const Mat::QInput in = w.hh.qprepare(1, h_prev, P, r.q);

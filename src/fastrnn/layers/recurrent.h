@@ -104,8 +104,8 @@ class Recurrent {
   // Units per block of the hidden-unit split (a rank owns whole blocks).
   dim_t split_units(const cpu::KernelTable& k) const;
   // One batch-1 step of units [u0, u1) with reduced-precision weights (a rank of the split).
-  void qsplit_step(const cpu::KernelTable& k, RankScratch& r, const float* xw, dim_t u0, dim_t u1, const float* h_prev,
-                   float* h_new, const float* c_prev, float* c_new) const;
+  void qsplit_step(const cpu::KernelTable& k, int d, RankScratch& r, const float* xw, dim_t u0, dim_t u1,
+                   const float* h_prev, float* h_new, const float* c_prev, float* c_new) const;
   bool fused_ = false;     // LSTM, GRU reset_after, SimpleRNN: the gate math runs inside the recurrent matmul
   bool fold_ = false;      // LSTM / SimpleRNN with 4*I <= H: the fused layout is [W_ih | W_hh], the
                            // input projection can be folded into the step (predict)
