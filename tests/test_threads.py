@@ -435,8 +435,8 @@ def test_stream_step_on_a_team_matches_one_thread_and_torch(kind, I, H, isa_ends
 
 def test_stream_team_that_measures_slow_backs_off():
     """Every window of team steps judged slow (FASTRNN_TEAM_STOP_AFTER): after each window of 8
-    the stream runs on one thread for the back-off, then tries again; the outputs stay those of one
-    thread."""
+    the stream runs on one thread for the back-off, then tries again (the last window may be cut
+    short by the end of the stream); the outputs stay those of one thread."""
     import subprocess
 
     from conftest import CHILD_CWD, child_env
@@ -455,7 +455,9 @@ for n in (1, 2):
     before = core.team_steps()
     got[n] = np.stack([s.step(x[:, t]).copy() for t in range(60)])
     ran[n] = core.team_steps() - before
-assert ran[1] == 0 and ran[2] % 8 == 0 and 8 <= ran[2] <= 40, ran
+# step 1 on one thread (measured), then windows of 8 team steps, each followed by at least one
+# one-thread step (the back-off; more on a fast machine): at most 48 + 5 of the other 59 steps
+assert ran[1] == 0 and 8 <= ran[2] <= 53, ran
 np.testing.assert_array_equal(got[2], got[1])
 print("ok")
 """
