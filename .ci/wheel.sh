@@ -72,7 +72,10 @@ print(f"fastrnn {fastrnn.__version__} from {os.path.dirname(where)}: {fastrnn.in
 PY
 require=0
 if [ "$tests" = all ]; then tests="tests"; require=1; fi  # all: a framework that cannot be imported fails
+# FASTRNN_WHEEL_IGNORE: test files left out (paths as in the checkout), e.g. the benchmark's own tests
+ignore=()
+for f in ${FASTRNN_WHEEL_IGNORE:-}; do ignore+=("--ignore=$f"); done
 # shellcheck disable=SC2086
 "${nocc[@]}" FASTRNN_REQUIRE_FRAMEWORKS="${FASTRNN_REQUIRE_FRAMEWORKS:-$require}" "$work/venv/bin/python" -m pytest -q \
-    -p no:cacheprovider $tests
+    -p no:cacheprovider ${ignore[@]+"${ignore[@]}"} $tests
 echo "== wheel OK: $wheel"
