@@ -750,7 +750,6 @@ struct FusedFns {
   });
 };
 
-
 template <int G, bool FAST>
 void fused_run(const fastrnn::cpu::FusedStep& a) {
   using Fns = FusedFns<G, FAST>;

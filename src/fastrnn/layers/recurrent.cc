@@ -18,10 +18,11 @@
 // Masked steps (mask[b,t] == 0) keep the state; their output is zero ('zero', PyTorch packed
 // sequences) or the last output emitted so far ('hold', Keras; zeros before the first valid step).
 // Threads: the batch is cut into slices that each run the whole sequence (no per-step barrier);
-// the two directions of a bidirectional layer run side by side.  A one-direction layer may instead
-// split its hidden units across a team of threads that meet at a barrier every step (batch 1
-// always, batch > 1 where the weights exceed L2: split_batch), each rank running every row on its
-// share of W_hh; whether the team runs is measured per call.  No allocation in the time loop.
+// the two directions of a bidirectional layer run side by side.  A layer may instead split each
+// direction's hidden units across a team of threads that meet at a barrier every step (batch 1
+// always, batch > 1 where the weights exceed L2: split_batch; a bidirectional layer from 4
+// threads), each rank running every row on its share of W_hh; whether the teams run is measured
+// per call.  No allocation in the time loop.
 //
 // Options (ONNX: clip, input_forget, peepholes, activations with alpha / beta per direction) run
 // on the general path (general_step): the same plan, but the recurrent product goes through Mat
@@ -35,6 +36,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <utility>
 
 #include "fastrnn/cpu/kernels.h"
 #include "fastrnn/parallel/thread_pool.h"
@@ -102,6 +104,8 @@ dim_t forced_stop() {
 std::int64_t now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
 }
+// Rank `rank` of `ranks`'s share [first, second) of n items (as equal as possible).
+std::pair<dim_t, dim_t> share(dim_t n, int rank, int ranks) { return {n * rank / ranks, n * (rank + 1) / ranks}; }
 // a = min(a, ns), 0 counting as unset.
 void keep_min(std::atomic<std::int64_t>& a, std::int64_t ns) {
   std::int64_t cur = a.load(std::memory_order_relaxed);
@@ -161,8 +165,9 @@ Recurrent::Recurrent(RecurrentConfig cfg, const DirectionTensors* dirs) : cfg_(s
     if (t.c0) copy_to(w.c0, t.c0, H);
   }
   // A bidirectional layer: a team per direction, from 4 threads (the two directions already run
-  // side by side on two).  Reduced precision: a rank's rows of each gate must start at a row block of the quantized layout
-  // (H a multiple of kQRows), and the options' general step is not split (nor is it for float32).
+  // side by side on two).  Reduced precision: a rank's rows of each gate must start at a row block
+  // of the quantized layout (H a multiple of kQRows), and the options' general step is not split
+  // (nor is it for float32).
   // LSTM with a projection and GRU reset-before stay unsplit in both precisions (their steps have a
   // second product that needs every unit of the first).
   split_ok_ = (fused_ || (reduced && !cfg_.general() && H % cpu::kQRows == 0)) &&
@@ -231,6 +236,17 @@ const float* Recurrent::fused_weights(int d, const cpu::KernelTable& k) const {
     }
     cpu::pack_fused(t, cat.data(), G, H, I + P, b.data());
   });
+}
+
+cpu::FusedStep Recurrent::fused_args(const cpu::KernelTable& k, int d, dim_t nb, dim_t q0, dim_t q1) const {
+  cpu::FusedStep a;
+  a.G = static_cast<int>(cfg_.gates()), a.act = cfg_.act, a.ract = cfg_.ract;
+  a.nb = nb, a.H = cfg_.units, a.K = cfg_.hidden_out(), a.q0 = q0, a.q1 = q1;
+  a.w = fused_weights(d, k);
+  a.K_in = fold_ ? cfg_.input_size : 0;  // the layout's input columns (skipped unless x_in)
+  a.b_hn = cfg_.cell == LayerKind::Gru ? dir_[d].b_hn.data() : nullptr;
+  a.ldh = a.K, a.ldc = a.H, a.ldo = a.K;
+  return a;
 }
 
 dim_t Recurrent::rec_scratch(dim_t nb) const {
@@ -441,8 +457,7 @@ void Recurrent::forward(const float* x, dim_t B, dim_t T, const std::uint8_t* ma
           run_chunk_split(kt, ws[d * slices], tm, rank, xw[d].data(), B, T, s0, j0[d], len, mask, dst, y_stride,
                           T_out, cancel);
         } catch (...) {
-          tm.barrier.abort();  // release the others, then report (the pool rethrows on the caller)
-          for (auto& other : teams) other->barrier.abort();
+          for (auto& other : teams) other->barrier.abort();  // release all, report (the pool rethrows)
           throw;
         }
       };
@@ -562,21 +577,17 @@ void Recurrent::run_chunk_split(const cpu::KernelTable& k, Slice& w, Team& team,
                                 dim_t y_stride, dim_t T_out, const CancelToken* cancel) const {
   const Dir& dw = dir_[w.d];
   const dim_t G = cfg_.gates(), H = cfg_.units, P = cfg_.hidden_out(), GH = G * H;
-  const dim_t U = split_units(k), nblk = (H + U - 1) / U;
-  const dim_t q0 = nblk * rank / team.size, q1 = nblk * (rank + 1) / team.size;
+  const dim_t U = split_units(k);
+  const auto [q0, q1] = share((H + U - 1) / U, rank, team.size);
   const dim_t u0 = std::min(H, q0 * U), u1 = std::min(H, q1 * U), nu = u1 - u0;
   const bool reverse = cfg_.direction == Direction::Reverse || w.d == 1, hold = cfg_.mask_mode == MaskMode::Hold;
   const bool lstm = cfg_.cell == LayerKind::Lstm;
   RankScratch& r = team.ranks[rank];
   cpu::FusedStep a;
   if (fused_) {
-    a.G = static_cast<int>(G), a.act = cfg_.act, a.ract = cfg_.ract;
-    a.nb = B, a.H = H, a.K = P, a.q0 = q0, a.q1 = q1;
-    a.w = fused_weights(w.d, k);
-    a.K_in = fold_ ? cfg_.input_size : 0;
+    a = fused_args(k, w.d, B, q0, q1);
     a.ldxi = T * cfg_.input_size;
-    a.b_hn = dw.b_hn.data();
-    a.ldh = P, a.ldx = w.x ? 0 : GH, a.ldc = H, a.ldo = P;
+    a.ldx = w.x ? 0 : GH;
     a.part = r.part.data();
   }
   float *h_prev = w.h_prev, *h_new = w.h_new, *c_prev = w.c_prev, *c_new = w.c_new;
@@ -711,12 +722,12 @@ void Recurrent::stream_step(int nb, const float* x, float* xw, const float* h_pr
   const dim_t GH = cfg_.gates() * cfg_.units;
   ThreadPool& pool = ThreadPool::global();
   const bool eligible = split_ok_ && fused_ && nb == 1 && !valid && pool.num_threads() > 1;
+  const std::int64_t c0 = eligible ? now_ns() : 0;  // this step's start (timed when eligible)
   if (eligible) {
     const std::int64_t t1 = t1_stream_ns_.load(std::memory_order_relaxed);
-    const int n = t1 >= kStreamTeamNs && team_st_.ready(now_ns())
+    const int n = t1 >= kStreamTeamNs && team_st_.ready(c0)
                       ? team_size(k, pool.num_threads(), static_cast<double>(GH) * (cfg_.input_size + cfg_.hidden_out()))
                       : 0;
-    const std::int64_t c0 = now_ns();
     if (n > 1 && stream_team(k, n, x, xw, h_prev, h_new, c_prev, c_new, s.rec)) {
       // Every kTeamWindow team steps: were they, together, faster than one thread?  (Tests:
       // FASTRNN_TEAM_STOP_AFTER makes every window fail.)
@@ -734,7 +745,6 @@ void Recurrent::stream_step(int nb, const float* x, float* xw, const float* h_pr
       return;
     }
   }
-  const std::int64_t c0 = eligible ? now_ns() : 0;
   input_projection(0, nb, x, xw);
   step(k, 0, nb, xw, GH, h_prev, h_new, c_prev, c_new, s, valid);
   if (eligible) keep_min(t1_stream_ns_, now_ns() - c0 + 1);
@@ -757,24 +767,18 @@ bool Recurrent::stream_team(const cpu::KernelTable& k, int n, const float* x, fl
     const Recurrent& r = *ctx.self;
     const Dir& w = r.dir_[0];
     const dim_t G = r.cfg_.gates(), H = r.cfg_.units, GH = G * H, I = r.cfg_.input_size;
-    const dim_t panel = ctx.k.panel, np = (GH + panel - 1) / panel;
-    const dim_t p0 = np * rank / ctx.n, p1 = np * (rank + 1) / ctx.n;
+    const dim_t panel = ctx.k.panel;
+    const auto [p0, p1] = share((GH + panel - 1) / panel, rank, ctx.n);
     const dim_t c0 = p0 * panel, c1 = std::min(GH, p1 * panel);
     try {
       if (c1 > c0)
         ctx.k.gemm_packed(1, c1 - c0, I, ctx.x, I, w.ih.packed(ctx.k) + p0 * I * panel, ctx.xw + c0, GH,
                           w.bias.data() + c0);
       if (!ctx.barrier.wait()) return;  // another rank failed: it reports
-      const dim_t U = r.split_units(ctx.k), nblk = (H + U - 1) / U;
-      cpu::FusedStep a;
-      a.G = static_cast<int>(G), a.act = r.cfg_.act, a.ract = r.cfg_.ract;
-      a.nb = 1, a.H = H, a.K = r.cfg_.hidden_out(), a.q0 = nblk * rank / ctx.n, a.q1 = nblk * (rank + 1) / ctx.n;
-      a.w = r.fused_weights(0, ctx.k);
-      a.K_in = r.fold_ ? I : 0;  // the layout's input columns, skipped (x holds the projection)
+      const auto [q0, q1] = share(cpu::fused_blocks(ctx.k, G, H), rank, ctx.n);
+      cpu::FusedStep a = r.fused_args(ctx.k, 0, 1, q0, q1);
       a.x = ctx.xw, a.ldx = GH;
-      a.b_hn = w.b_hn.data();
-      a.h = ctx.h_prev, a.ldh = a.K, a.h_new = ctx.h_new, a.ldo = a.K;
-      a.c_prev = ctx.c_prev, a.c_new = ctx.c_new, a.ldc = H;
+      a.h = ctx.h_prev, a.h_new = ctx.h_new, a.c_prev = ctx.c_prev, a.c_new = ctx.c_new;
       a.part = ctx.part;  // one row: rank's blocks at their own offsets
       ctx.k.recurrent_fused(a);
     } catch (...) {
@@ -795,20 +799,15 @@ void Recurrent::step(const cpu::KernelTable& k, int d, int nb, float* g, dim_t l
   auto ok = [&](int b) { return !valid || valid[b]; };
 
   if (xin || (fused_ && !blas_faster(k, nb, G * H, P))) {
-    cpu::FusedStep a;
-    a.G = static_cast<int>(G), a.act = cfg_.act, a.ract = cfg_.ract;
-    a.nb = nb, a.H = H, a.K = P, a.q0 = 0, a.q1 = cpu::fused_blocks(k, G, H);
-    a.h = h_prev, a.ldh = P;
-    a.w = fused_weights(d, k);
-    a.K_in = fold_ ? cfg_.input_size : 0;  // the layout's input columns (skipped unless xin)
+    cpu::FusedStep a = fused_args(k, d, nb, 0, cpu::fused_blocks(k, G, H));
+    a.h = h_prev;
     if (xin) {
       a.x = w.bias.data(), a.ldx = 0;
       a.x_in = xin, a.ldxi = ldxi;
     } else {
       a.x = g, a.ldx = ldg;
     }
-    a.b_hn = gru ? w.b_hn.data() : nullptr;
-    a.c_prev = c_prev, a.c_new = c_new, a.ldc = H;
+    a.c_prev = c_prev, a.c_new = c_new;
     a.h_new = proj ? s.hraw : h_new, a.ldo = proj ? H : P;
     a.part = s.rec;
     k.recurrent_fused(a);

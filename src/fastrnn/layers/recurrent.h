@@ -71,6 +71,9 @@ class Recurrent {
   struct Team;
   struct RankScratch;
   const float* fused_weights(int d, const cpu::KernelTable& k) const;
+  // The fused step's arguments every caller shares (direction d, nb rows, unit blocks [q0, q1),
+  // strides of a [nb, P] h and output, [nb, H] c); the caller sets x / x_in, h, c, h_new, part.
+  cpu::FusedStep fused_args(const cpu::KernelTable& k, int d, dim_t nb, dim_t q0, dim_t q1) const;
   void note_t1(double seconds) const;  // a one-thread step time measured at batch 1
   // xin: this step's input rows (stride ldxi) when the projection is folded into the step (g unused).
   void step(const cpu::KernelTable& k, int d, int nb, float* g, dim_t ldg, const float* h_prev, float* h_new,
