@@ -298,6 +298,7 @@ print("ok")
 BATCH_SPLIT_CHILD = """
 import sys
 import numpy as np, fastrnn, reference
+from fastrnn import quantize as Q
 from test_kernels import rnn_spec
 from conftest import assert_close
 core = fastrnn._load_core()
@@ -307,15 +308,24 @@ for isa in fastrnn.info()["available_isas"]:
     # (kind, I, H, mask mode, direction): folded input (LSTM / RNN with 4 I <= H), a partial unit
     # block (H = 100, 129), hold and zero masks, reverse.
     # bidirectional: a team per direction (from 4 threads), merged by concat or sum, last output only.
-    for kind, I, H, mask_mode, direction, merge, seqs in [
-            ("lstm", 5, 160, "hold", "reverse", "concat", True), ("lstm", 40, 100, "zero", "forward", "concat", True),
-            ("gru", 7, 129, "zero", "forward", "concat", True), ("gru", 9, 112, "hold", "reverse", "concat", True),
-            ("simple_rnn", 6, 300, "hold", "forward", "concat", True),
-            ("lstm", 5, 160, "hold", "bidirectional", "concat", True),
-            ("gru", 7, 129, "zero", "bidirectional", "sum", True),
-            ("simple_rnn", 6, 300, "hold", "bidirectional", "concat", False)]:
+    # bf16 / int8 weights (qsplit_step: H a multiple of the quantized layout's row block of 4).
+    for kind, I, H, mask_mode, direction, merge, seqs, precision in [
+            ("lstm", 5, 160, "hold", "reverse", "concat", True, "f32"),
+            ("lstm", 40, 100, "zero", "forward", "concat", True, "f32"),
+            ("gru", 7, 129, "zero", "forward", "concat", True, "f32"),
+            ("gru", 9, 112, "hold", "reverse", "concat", True, "f32"),
+            ("simple_rnn", 6, 300, "hold", "forward", "concat", True, "f32"),
+            ("lstm", 5, 160, "hold", "bidirectional", "concat", True, "f32"),
+            ("gru", 7, 129, "zero", "bidirectional", "sum", True, "f32"),
+            ("simple_rnn", 6, 300, "hold", "bidirectional", "concat", False, "f32"),
+            ("lstm", 5, 160, "hold", "reverse", "concat", True, "int8"),
+            ("gru", 9, 112, "zero", "forward", "concat", True, "int8"),
+            ("simple_rnn", 6, 300, "hold", "forward", "concat", False, "int8"),
+            ("lstm", 40, 100, "zero", "bidirectional", "sum", True, "bf16"),
+            ("gru", 9, 112, "hold", "reverse", "concat", True, "bf16")]:
         spec = rnn_spec(kind, I, H, direction=direction, merge=merge, return_sequences=seqs, mask_mode=mask_mode,
                         seed=H + B, scale=1 / np.sqrt(H))
+        spec = Q.convert_spec(spec, precision)
         rng = np.random.default_rng(H + B)
         T = 60 if B > 96 else 100 if B > 30 else 200  # B >= 33: several time chunks (a team per chunk)
         x = rng.standard_normal((B, T, I)).astype(np.float32)
@@ -331,12 +341,14 @@ for isa in fastrnn.info()["available_isas"]:
             before = core.team_steps()
             out[n] = model.predict(x, lengths=lengths, initial_state=init, return_state=True)
             ran[n] = core.team_steps() - before
-        what = f"{isa} {kind} {direction} H={H} B={B}"
+        what = f"{isa} {kind} {direction} H={H} B={B} {precision}"
         assert ran[1] == 0 and (ran[2] > 0) == (dirs == 1) and ran[4] > 0, (what, ran)
         if stop:  # the team stopped after its 4th counted step (of a chunk), batch slices finished
             assert ran[4] <= 10 * dirs, (what, ran)
-        ref = reference.run_spec(spec, x, lengths=lengths, initial_state=init, return_state=True)
-        assert_close(out[4][0], ref[0], what=what)
+        # reduced: the reference on the dequantized weights, test_precision.py's CORE_ATOL
+        ref = reference.run_spec(Q.convert_spec(spec, "f32"), x, lengths=lengths, initial_state=init,
+                                 return_state=True)
+        assert_close(out[4][0], ref[0], what=what, **({} if precision == "f32" else {"atol": 0.1, "rtol": 0}))
         for n in counts[1:]:
             np.testing.assert_array_equal(out[n][0], out[1][0], err_msg=what)
             for a, b in zip(np.atleast_1d(out[n][1][0]), np.atleast_1d(out[1][1][0])):
@@ -351,7 +363,7 @@ print("ok")
 def test_batch_hidden_split_matches_one_thread_and_reference(B, stop):
     """The hidden units split across a team over every row: batch 1, and batch > 1 (forced with
     FASTRNN_BATCH_SPLIT=1; by default where the weights exceed L2, Recurrent::split_batch): every
-    ISA, masks (hold / zero), reverse, bidirectional (a team per direction from 4 threads; concat,
+    ISA, float32, bf16 and int8 weights, masks (hold / zero), reverse, bidirectional (a team per direction from 4 threads; concat,
     sum, last output only), initial and final states, folded input, partial unit blocks, more rows
     than a row block (130), time chunks; and teams that measure slow and stop midway
     (FASTRNN_TEAM_STOP_AFTER), the batch slices finishing: bit for bit the one-thread result, and the
@@ -387,9 +399,13 @@ def test_batch_hidden_split_by_default_where_weights_exceed_l2(restore_threads):
         assert_close(y, expected)
 
 
-# Streaming steps of layers whose one-thread step takes >= 100 us on any CPU (17-41 MiB of
-# weights per step): (kind, I, H); the last folds its input into the fused layout (4 I <= H).
-STREAM_TEAM_CASES = [("lstm", 1024, 1024), ("gru", 768, 1280), ("simple_rnn", 2048, 2048), ("lstm", 128, 1536)]
+# Streaming steps of layers whose one-thread step takes >= 100 us on any CPU: (kind, I, H, precision).
+# float32: 17-41 MiB of weights per step, the last folds its input into the fused layout (4 I <= H);
+# bf16 / int8: 24-64 MiB of reduced weights per step.
+STREAM_TEAM_CASES = [("lstm", 1024, 1024, "f32"), ("gru", 768, 1280, "f32"), ("simple_rnn", 2048, 2048, "f32"),
+                     ("lstm", 128, 1536, "f32")] + [
+                        (kind, I, H, p) for p in ("bf16", "int8")
+                        for kind, I, H in [("lstm", 2048, 2048), ("gru", 2048, 2048), ("simple_rnn", 4096, 4096)]]
 
 
 def _torch_layer(torch, kind, I, H):
@@ -398,23 +414,26 @@ def _torch_layer(torch, kind, I, H):
     return cls(I, H, batch_first=True).eval()
 
 
-@pytest.mark.parametrize("kind,I,H", STREAM_TEAM_CASES, ids=[f"{k}{i}x{h}" for k, i, h in STREAM_TEAM_CASES])
-def test_stream_step_on_a_team_matches_one_thread_and_torch(kind, I, H, isa_ends, restore_threads):
+@pytest.mark.parametrize("kind,I,H,precision", STREAM_TEAM_CASES,
+                         ids=[f"{k}{i}x{h}-{p}" for k, i, h, p in STREAM_TEAM_CASES])
+def test_stream_step_on_a_team_matches_one_thread_and_torch(kind, I, H, precision, isa_ends, restore_threads):
     """A batch-1 stream of a large layer runs each step on a thread team (the projection's panels,
-    then the fused step's unit blocks, split across the ranks): bit for bit the one-thread stream,
-    torch's outputs, and no allocation per step."""
+    then the fused step's unit blocks, split across the ranks; bf16 / int8: the ranks' row blocks of
+    the quantized W_ih, then qsplit_step on their units): bit for bit the one-thread stream, torch's
+    outputs (reduced: within the precision's bound), and no allocation per step."""
     from conftest import require
 
     torch = require("torch")
     core = fastrnn._load_core()
     m = _torch_layer(torch, kind, I, H)
-    T = 24
+    T = 24 if precision == "f32" else 12
     x = np.random.default_rng(H).standard_normal((1, T, I)).astype(np.float32)
     with torch.no_grad():
         expected = m(torch.from_numpy(x))[0].numpy()
+    spec = fastrnn.from_torch(m).with_weights(precision).spec
     got, ran = {}, {}
     for n in (1, 2, 3):
-        model = fastrnn.from_torch(m)  # each its own measurements
+        model = fastrnn.Model(spec)  # each its own measurements
         team(n)
         s = model.stream(1)
         out = np.empty((1, H), np.float32)
@@ -428,7 +447,10 @@ def test_stream_step_on_a_team_matches_one_thread_and_torch(kind, I, H, isa_ends
         ran[n] = core.team_steps() - before
         got[n] = np.stack(ys, axis=1)
     assert ran[1] == 0 and ran[2] > 0 and ran[3] > 0, ran
-    assert_close(got[2], expected)
+    if precision == "f32":
+        assert_close(got[2], expected)
+    else:  # test_precision.py's bounds against float32 / torch
+        assert float(np.abs(got[2] - expected).max()) <= {"bf16": 1e-2, "int8": 5e-2}[precision]
     for n in (2, 3):
         np.testing.assert_array_equal(got[n], got[1])
 

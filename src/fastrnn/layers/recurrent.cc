@@ -207,7 +207,8 @@ bool Recurrent::split_batch(const cpu::KernelTable& k, dim_t B, int slices) cons
   // in batch slices, 138-143 ms with the team.  Slices of more than a row block stream W more than
   // once per step anyway, and the team saves little (batch 256 there: within noise).
   const dim_t G = cfg_.gates(), K = (fold_ ? cfg_.input_size : 0) + cfg_.hidden_out();
-  const double bytes = static_cast<double>(cpu::fused_size(k, G, cfg_.units, K)) * sizeof(float);
+  const double bytes = fused_ ? static_cast<double>(cpu::fused_size(k, G, cfg_.units, K)) * sizeof(float)
+                              : static_cast<double>(dir_[0].hh.bytes());  // reduced: the quantized W_hh
   return bytes > cpu::kL2WeightBytes && (B + slices - 1) / slices <= cpu::kFusedRowBlock;
 }
 
@@ -383,7 +384,7 @@ void Recurrent::forward(const float* x, dim_t B, dim_t T, const std::uint8_t* ma
   // them).  Whether they run is then measured (below).
   std::vector<std::unique_ptr<Team>> teams;
   Backoff& backoff = B == 1 ? team_b1_ : team_bn_;
-  if (split_ok_ && threads > 1 && (B == 1 || (fused_ && split_batch(kt, B, slices))) && backoff.ready(now_ns())) {
+  if (split_ok_ && threads > 1 && (B == 1 || split_batch(kt, B, slices)) && backoff.ready(now_ns())) {
     const int n = team_size(kt, threads / ndir, static_cast<double>(B) * GH * P);
     for (int d = 0; n > 1 && d < ndir; ++d) {
       teams.push_back(std::make_unique<Team>(n));
@@ -392,10 +393,8 @@ void Recurrent::forward(const float* x, dim_t B, dim_t T, const std::uint8_t* ma
         r.started.resize(B);
         if (fused_) {
           r.part.resize(static_cast<std::size_t>(cpu::fused_part_size(kt, G, H, P, B)));
-        } else {  // reduced precision, batch 1
-          r.gates.resize(GH);
-          if (gru) r.rec.resize(GH);
-          dir_[d].hh.qreserve(1, r.q);
+        } else {
+          qreserve_rank(d, B, r);
         }
       }
     }
@@ -528,13 +527,19 @@ void Recurrent::forward(const float* x, dim_t B, dim_t T, const std::uint8_t* ma
   }
 }
 
+void Recurrent::emit(float* o, const float* h, dim_t n, bool valid, bool started) const {
+  if (valid || (cfg_.mask_mode == MaskMode::Hold && started))
+    std::memcpy(o, h, n * sizeof(float));
+  else
+    std::memset(o, 0, n * sizeof(float));
+}
+
 void Recurrent::run_chunk(const cpu::KernelTable& k, Slice& w, const float* xw, dim_t B, dim_t T, dim_t s0,
                           dim_t j0, dim_t len, const std::uint8_t* mask, float* y, dim_t y_stride, dim_t T_out,
                           const CancelToken* cancel) const {
   const dim_t GH = cfg_.gates() * cfg_.units, P = cfg_.hidden_out();
   const int nb = static_cast<int>(w.b1 - w.b0);
   const bool reverse = cfg_.direction == Direction::Reverse || w.d == 1;
-  const bool hold = cfg_.mask_mode == MaskMode::Hold;
   const StepScratch scratch{w.rec.data(), w.rh.data(), w.hraw.data()};
   const dim_t y_off = w.d * P;
   for (dim_t j = j0; j < len; ++j) {
@@ -553,10 +558,7 @@ void Recurrent::run_chunk(const cpu::KernelTable& k, Slice& w, const float* xw, 
       if (cfg_.return_sequences) {
         const dim_t out_t = cfg_.direction == Direction::Reverse ? s : t;
         float* o = y + ((w.b0 + b) * T_out + out_t) * y_stride + y_off;
-        if (v || (hold && w.started[b]))
-          std::memcpy(o, w.h_new + b * P, P * sizeof(float));
-        else
-          std::memset(o, 0, P * sizeof(float));
+        emit(o, w.h_new + b * P, P, v, w.started[b]);
       }
     }
     std::swap(w.h_prev, w.h_new);
@@ -567,7 +569,7 @@ void Recurrent::run_chunk(const cpu::KernelTable& k, Slice& w, const float* xw, 
 // One chunk of the sequence batch (all B rows), rank `rank` of the team.  The rank owns the unit
 // blocks [q0, q1) (split_units; all gates of their units): per step it runs the fused kernel on
 // them for every row (all of h_prev against its blocks of W_hh, gate math, its part of h_new /
-// c_new) or, with reduced-precision weights (batch 1), qsplit_step, restores its part of the
+// c_new) or, with reduced-precision weights, qsplit_step, restores its part of the
 // masked rows' state, writes its part of the output, and meets the team at the barrier (after
 // which h_new is complete and becomes h_prev).  Masks are read from the shared mask, so every rank
 // agrees.  The same kernels and the same sums per row as without the team (the fused kernel's sums
@@ -580,7 +582,7 @@ void Recurrent::run_chunk_split(const cpu::KernelTable& k, Slice& w, Team& team,
   const dim_t U = split_units(k);
   const auto [q0, q1] = share((H + U - 1) / U, rank, team.size);
   const dim_t u0 = std::min(H, q0 * U), u1 = std::min(H, q1 * U), nu = u1 - u0;
-  const bool reverse = cfg_.direction == Direction::Reverse || w.d == 1, hold = cfg_.mask_mode == MaskMode::Hold;
+  const bool reverse = cfg_.direction == Direction::Reverse || w.d == 1;
   const bool lstm = cfg_.cell == LayerKind::Lstm;
   RankScratch& r = team.ranks[rank];
   cpu::FusedStep a;
@@ -604,7 +606,7 @@ void Recurrent::run_chunk_split(const cpu::KernelTable& k, Slice& w, Team& team,
     bool any = !mask;
     for (dim_t b = 0; mask && b < B; ++b) any |= (r.valid[b] = mask[b * T + t]) != 0;
     if (any && !fused_) {
-      qsplit_step(k, w.d, r, xw + j * GH, u0, u1, h_prev, h_new, c_prev, c_new);
+      qsplit_step(k, w.d, r, B, xw + j * B * GH, u0, u1, h_prev, h_new, c_prev, c_new);
     } else if (any) {
       if (w.x) {  // folded: the bias starts the sums, the step's inputs join h in the product
         a.x = dw.bias.data();
@@ -626,10 +628,7 @@ void Recurrent::run_chunk_split(const cpu::KernelTable& k, Slice& w, Team& team,
       }
       if (!cfg_.return_sequences) continue;
       float* o = y + (b * T_out + out_t) * y_stride + w.d * P + u0;
-      if (v || (hold && r.started[b]))
-        std::memcpy(o, h_new + b * P + u0, nu * sizeof(float));
-      else
-        std::memset(o, 0, nu * sizeof(float));
+      emit(o, h_new + b * P + u0, nu, v, r.started[b]);
     }
     if (!team.barrier.wait()) return;  // another rank failed: it reports
     std::swap(h_prev, h_new);
@@ -661,38 +660,49 @@ void Recurrent::run_chunk_split(const cpu::KernelTable& k, Slice& w, Team& team,
   }
 }
 
-// The reduced-precision step of units [u0, u1) for rank scratch r: step()'s products and gate
-// kernel restricted to those units.  Each rank prepares h_prev itself (Mat::qprepare: the same
-// bytes on every rank, int8 quantizes the whole row as the one-thread product does), multiplies
+// The reduced-precision step of units [u0, u1) for nb rows, rank scratch r: step()'s products and
+// gate kernel restricted to those units.  Each rank prepares h_prev itself (Mat::qprepare: the same
+// bytes on every rank, int8 quantizes each whole row as the one-thread product does), multiplies
 // it by its rows of each gate (gate g: rows g*H + u0 .. g*H + u1, whole row blocks of the layout
-// since H and u0 are multiples of kQRows) into its gate sums [G, n], then runs the gate kernel
-// over its n units.  Each sum is the one-thread product's (the same row, the same order; the
-// input projection as init where step() accumulates onto it: the same float addition), and the
-// gate kernels are element-wise: bit-identical results.
-void Recurrent::qsplit_step(const cpu::KernelTable& k, int d, RankScratch& r, const float* xw, dim_t u0, dim_t u1,
-                            const float* h_prev, float* h_new, const float* c_prev, float* c_new) const {
+// since H and u0 are multiples of kQRows) into its gate sums [nb, G, n], then runs the gate kernel
+// over its n units of each row.  Each sum is the one-thread product's (the same row, the same
+// order; accumulated onto the input projection as step() does: the same float addition), and the
+// gate kernels are element-wise: bit-identical results.  (Masked rows are computed anyway; the
+// caller restores their state.)
+void Recurrent::qsplit_step(const cpu::KernelTable& k, int d, RankScratch& r, dim_t nb, const float* xw, dim_t u0,
+                            dim_t u1, const float* h_prev, float* h_new, const float* c_prev, float* c_new) const {
   const Dir& w = dir_[d];
-  const dim_t G = cfg_.gates(), H = cfg_.units, P = cfg_.hidden_out(), n = u1 - u0;
+  const dim_t G = cfg_.gates(), H = cfg_.units, P = cfg_.hidden_out(), GH = G * H, n = u1 - u0, Gn = G * n;
   const bool gru = cfg_.cell == LayerKind::Gru;
-  const Mat::QInput in = w.hh.qprepare(1, h_prev, P, r.q);
-  float* a = r.gates.data();  // gate g of unit u0 + i at a[g*n + i]
+  const Mat::QInput in = w.hh.qprepare(nb, h_prev, P, r.q);
+  float* a = r.gates.data();  // row b, gate g, unit u0 + i at a[b*Gn + g*n + i]
   for (dim_t g = 0; g < G; ++g) {
-    const float* x = xw + g * H + u0;  // the input projection with the biases (GRU: but b_hn)
-    if (gru) {  // GRU reset_after: W_hh h apart (n = act(x_n + r*(W_hn h + b_hn))), x beside it
-      w.hh.qproduct(k, in, g * H + u0, n, r.rec.data() + g * n, n, nullptr, false);
-      std::memcpy(a + g * n, x, n * sizeof(float));
+    // the input projection with the biases (GRU: but b_hn)
+    for (dim_t b = 0; b < nb; ++b) std::memcpy(a + b * Gn + g * n, xw + b * GH + g * H + u0, n * sizeof(float));
+    if (gru)  // GRU reset_after: W_hh h apart (n = act(x_n + r*(W_hn h + b_hn))), x beside it
+      w.hh.qproduct(k, in, g * H + u0, n, r.rec.data() + g * n, Gn, nullptr, false);
+    else
+      w.hh.qproduct(k, in, g * H + u0, n, a + g * n, Gn, nullptr, true);
+  }
+  for (dim_t b = 0; b < nb; ++b) {
+    float* ab = a + b * Gn;
+    if (gru) {
+      k.gru_cell_after(cfg_.act, cfg_.ract, ab, r.rec.data() + b * Gn, w.b_hn.data() + u0, h_prev + b * P + u0,
+                       h_new + b * P + u0, n);
+    } else if (cfg_.cell == LayerKind::Lstm) {
+      k.lstm_cell(cfg_.act, cfg_.ract, ab, c_prev + b * H + u0, c_new + b * H + u0, h_new + b * P + u0, n);
     } else {
-      w.hh.qproduct(k, in, g * H + u0, n, a + g * n, n, x, false);
+      k.activate(cfg_.act, ab, n);
+      std::memcpy(h_new + b * P + u0, ab, n * sizeof(float));
     }
   }
-  if (gru) {
-    k.gru_cell_after(cfg_.act, cfg_.ract, a, r.rec.data(), w.b_hn.data() + u0, h_prev + u0, h_new + u0, n);
-  } else if (cfg_.cell == LayerKind::Lstm) {
-    k.lstm_cell(cfg_.act, cfg_.ract, a, c_prev + u0, c_new + u0, h_new + u0, n);
-  } else {
-    k.activate(cfg_.act, a, n);
-    std::memcpy(h_new + u0, a, n * sizeof(float));
-  }
+}
+
+void Recurrent::qreserve_rank(int d, dim_t nb, RankScratch& r) const {
+  const dim_t GH = cfg_.gates() * cfg_.units;
+  r.gates.resize(static_cast<std::size_t>(nb * GH));
+  if (cfg_.cell == LayerKind::Gru) r.rec.resize(static_cast<std::size_t>(nb * GH));
+  dir_[d].hh.qreserve(nb, r.q);
 }
 
 void Recurrent::input_projection(int d, dim_t rows, const float* x, float* xw) const {
@@ -721,7 +731,7 @@ void Recurrent::stream_step(int nb, const float* x, float* xw, const float* h_pr
   const cpu::KernelTable& k = cpu::kernels();
   const dim_t GH = cfg_.gates() * cfg_.units;
   ThreadPool& pool = ThreadPool::global();
-  const bool eligible = split_ok_ && fused_ && nb == 1 && !valid && pool.num_threads() > 1;
+  const bool eligible = split_ok_ && nb == 1 && !valid && pool.num_threads() > 1;
   const std::int64_t c0 = eligible ? now_ns() : 0;  // this step's start (timed when eligible)
   if (eligible) {
     const std::int64_t t1 = t1_stream_ns_.load(std::memory_order_relaxed);
@@ -750,9 +760,10 @@ void Recurrent::stream_step(int nb, const float* x, float* xw, const float* h_pr
   if (eligible) keep_min(t1_stream_ns_, now_ns() - c0 + 1);
 }
 
-// The ranks' shares: the projection's columns in whole panels of the packed W_ih (each column's
-// sum the same as in the whole product), then the fused step's unit blocks as in run_chunk_split.
-// Bit-identical to one thread.
+// The ranks' shares: the projection's columns in whole panels of the packed W_ih (reduced
+// precision: whole row blocks of the quantized W_ih, each rank quantizing x itself; each column's
+// sum the same as in the whole product), then the step's unit blocks as in run_chunk_split (the
+// fused kernel, or qsplit_step in per-thread scratch that only grows).  Bit-identical to one thread.
 bool Recurrent::stream_team(const cpu::KernelTable& k, int n, const float* x, float* xw, const float* h_prev,
                             float* h_new, const float* c_prev, float* c_new, float* part) const {
   struct Ctx {
@@ -767,10 +778,25 @@ bool Recurrent::stream_team(const cpu::KernelTable& k, int n, const float* x, fl
     const Recurrent& r = *ctx.self;
     const Dir& w = r.dir_[0];
     const dim_t G = r.cfg_.gates(), H = r.cfg_.units, GH = G * H, I = r.cfg_.input_size;
-    const dim_t panel = ctx.k.panel;
-    const auto [p0, p1] = share((GH + panel - 1) / panel, rank, ctx.n);
-    const dim_t c0 = p0 * panel, c1 = std::min(GH, p1 * panel);
     try {
+      if (!r.fused_) {
+        thread_local RankScratch rs;
+        r.qreserve_rank(0, 1, rs);
+        const auto [p0, p1] = share(GH / cpu::kQRows, rank, ctx.n);  // H (so GH) a multiple of kQRows
+        const dim_t c0 = p0 * cpu::kQRows, c1 = p1 * cpu::kQRows;
+        if (c1 > c0)
+          w.ih.qproduct(ctx.k, w.ih.qprepare(1, ctx.x, I, rs.q), c0, c1 - c0, ctx.xw + c0, GH, w.bias.data() + c0,
+                        false);
+        if (!ctx.barrier.wait()) return;  // another rank failed: it reports
+        const dim_t U = r.split_units(ctx.k);
+        const auto [q0, q1] = share((H + U - 1) / U, rank, ctx.n);
+        r.qsplit_step(ctx.k, 0, rs, 1, ctx.xw, std::min(H, q0 * U), std::min(H, q1 * U), ctx.h_prev, ctx.h_new,
+                      ctx.c_prev, ctx.c_new);
+        return;
+      }
+      const dim_t panel = ctx.k.panel;
+      const auto [p0, p1] = share((GH + panel - 1) / panel, rank, ctx.n);
+      const dim_t c0 = p0 * panel, c1 = std::min(GH, p1 * panel);
       if (c1 > c0)
         ctx.k.gemm_packed(1, c1 - c0, I, ctx.x, I, w.ih.packed(ctx.k) + p0 * I * panel, ctx.xw + c0, GH,
                           w.bias.data() + c0);

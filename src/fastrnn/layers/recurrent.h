@@ -94,26 +94,34 @@ class Recurrent {
   void run_chunk_split(const cpu::KernelTable& k, Slice& w, Team& team, int rank, const float* xw, dim_t B, dim_t T,
                        dim_t s0, dim_t j0, dim_t len, const std::uint8_t* mask, float* y, dim_t y_stride,
                        dim_t T_out, const CancelToken* cancel) const;
+  // One row's output of a step (or units [u0, u0 + n) of it, o and h pointing there): h where the
+  // row was valid or, with mask mode 'hold', once it has started; zeros otherwise (run_chunk and
+  // run_chunk_split, one rule).
+  void emit(float* o, const float* h, dim_t n, bool valid, bool started) const;
   // Batch > 1 (cut into `slices` batch slices): whether a team splitting the hidden units over
   // every row is expected to beat the slices (it is then measured against them, recurrent.cc).
   bool split_batch(const cpu::KernelTable& k, dim_t B, int slices) const;
   // Ranks of a team for `threads` threads and `macs` multiply-adds per step (0: no team).
   int team_size(const cpu::KernelTable& k, int threads, double macs) const;
-  // A batch-1 streaming step on a team of n: ranks project their panels of W_ih, meet, then run the
-  // fused step on their unit blocks (part: the shared one-row staging area).  False: the pool could
-  // not give a team (nothing done).
+  // A batch-1 streaming step on a team of n: ranks project their panels of W_ih (reduced precision:
+  // their row blocks of it), meet, then run the fused step (reduced: qsplit_step) on their unit
+  // blocks (part: the shared one-row staging area of the fused step).  False: the pool could not
+  // give a team (nothing done).
   bool stream_team(const cpu::KernelTable& k, int n, const float* x, float* xw, const float* h_prev, float* h_new,
                    const float* c_prev, float* c_new, float* part) const;
   // Units per block of the hidden-unit split (a rank owns whole blocks).
   dim_t split_units(const cpu::KernelTable& k) const;
-  // One batch-1 step of units [u0, u1) with reduced-precision weights (a rank of the split).
-  void qsplit_step(const cpu::KernelTable& k, int d, RankScratch& r, const float* xw, dim_t u0, dim_t u1,
+  // One step of units [u0, u1) for nb rows with reduced-precision weights (a rank of the split);
+  // xw: the rows' input projections [nb, G*H].
+  void qsplit_step(const cpu::KernelTable& k, int d, RankScratch& r, dim_t nb, const float* xw, dim_t u0, dim_t u1,
                    const float* h_prev, float* h_new, const float* c_prev, float* c_new) const;
+  // The rank scratch qsplit_step needs for nb rows of direction d (grows r, never shrinks it).
+  void qreserve_rank(int d, dim_t nb, RankScratch& r) const;
   bool fused_ = false;     // LSTM, GRU reset_after, SimpleRNN: the gate math runs inside the recurrent matmul
   bool fold_ = false;      // LSTM / SimpleRNN with 4*I <= H: the fused layout is [W_ih | W_hh], the
                            // input projection can be folded into the step (predict)
-  bool split_ok_ = false;  // batch 1 may split the hidden units across a thread team (fused or reduced);
-                           // batch > 1 too when fused (split_batch decides)
+  bool split_ok_ = false;  // the hidden units may be split across a thread team (fused or reduced; at
+                           // batch > 1 when split_batch expects it to pay)
   // After a team measured no faster than running without it (a busy machine; at batch > 1 also a
   // shape where batch slices win): no team before `retry` (steady clock, ns), and the wait imposed
   // after the next such failure (recurrent.cc: kBackoffMin doubling up to kBackoffMax).
