@@ -455,6 +455,48 @@ def test_stream_step_on_a_team_matches_one_thread_and_torch(kind, I, H, precisio
         np.testing.assert_array_equal(got[n], got[1])
 
 
+@pytest.mark.parametrize("precision,H", [("f32", 1024), ("int8", 2048)])
+def test_stream_teams_from_concurrent_python_threads(precision, H, restore_threads):
+    """Several Python threads each stepping their own batch-1 stream of one shared large model race
+    for the pool: whichever gets a team runs on it, the others on their own thread (reduced ranks'
+    scratch is per thread); every stream's outputs are bit for bit those of the same stream stepped
+    alone on one thread, and a team really ran."""
+    from conftest import require
+
+    torch = require("torch")
+    core = fastrnn._load_core()
+    spec = fastrnn.from_torch(_torch_layer(torch, "lstm", H, H)).with_weights(precision).spec
+    T, n = 10, 3
+    xs = [np.random.default_rng(i).standard_normal((1, T, H)).astype(np.float32) for i in range(n)]
+    team(1)
+    alone = fastrnn.Model(spec)
+    expected = []
+    for x in xs:
+        s = alone.stream(1)
+        expected.append(np.stack([s.step(x[:, t]).copy() for t in range(T)]))
+    team(2)
+    model = fastrnn.Model(spec)
+    errors, got = [], {}
+
+    def work(i):
+        try:
+            s = model.stream(1)
+            got[i] = np.stack([s.step(xs[i][:, t]).copy() for t in range(T)])
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    before = core.team_steps()
+    ts = [threading.Thread(target=work, args=(i,)) for i in range(n)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert not errors, errors
+    assert core.team_steps() > before
+    for i in range(n):
+        np.testing.assert_array_equal(got[i], expected[i])
+
+
 def test_stream_team_that_measures_slow_backs_off():
     """Every window of team steps judged slow (FASTRNN_TEAM_STOP_AFTER): after each window of 8
     the stream runs on one thread for the back-off, then tries again (the last window may be cut
