@@ -262,6 +262,12 @@ dim_t Recurrent::split_units(const cpu::KernelTable& k) const {
   return fused_ ? cpu::block_units(k, cfg_.gates()) : std::max<dim_t>(cpu::kQRows, 2 * k.vec);
 }
 
+Recurrent::UnitShare Recurrent::unit_share(const cpu::KernelTable& k, int rank, int ranks) const {
+  const dim_t U = split_units(k), H = cfg_.units;
+  const auto [q0, q1] = share((H + U - 1) / U, rank, ranks);
+  return {q0, q1, std::min(H, q0 * U), std::min(H, q1 * U)};
+}
+
 // A rank's scratch, made with the team once per call: the fused step's staging area (a rank's own:
 // at more than one row it holds one unit block of every row of a row block), its copies of the
 // rows' mask and 'started' flags; with reduced-precision weights (qsplit_step, batch 1) its gate
@@ -579,9 +585,8 @@ void Recurrent::run_chunk_split(const cpu::KernelTable& k, Slice& w, Team& team,
                                 dim_t y_stride, dim_t T_out, const CancelToken* cancel) const {
   const Dir& dw = dir_[w.d];
   const dim_t G = cfg_.gates(), H = cfg_.units, P = cfg_.hidden_out(), GH = G * H;
-  const dim_t U = split_units(k);
-  const auto [q0, q1] = share((H + U - 1) / U, rank, team.size);
-  const dim_t u0 = std::min(H, q0 * U), u1 = std::min(H, q1 * U), nu = u1 - u0;
+  const auto [q0, q1, u0, u1] = unit_share(k, rank, team.size);
+  const dim_t nu = u1 - u0;
   const bool reverse = cfg_.direction == Direction::Reverse || w.d == 1;
   const bool lstm = cfg_.cell == LayerKind::Lstm;
   RankScratch& r = team.ranks[rank];
@@ -788,10 +793,8 @@ bool Recurrent::stream_team(const cpu::KernelTable& k, int n, const float* x, fl
           w.ih.qproduct(ctx.k, w.ih.qprepare(1, ctx.x, I, rs.q), c0, c1 - c0, ctx.xw + c0, GH, w.bias.data() + c0,
                         false);
         if (!ctx.barrier.wait()) return;  // another rank failed: it reports
-        const dim_t U = r.split_units(ctx.k);
-        const auto [q0, q1] = share((H + U - 1) / U, rank, ctx.n);
-        r.qsplit_step(ctx.k, 0, rs, 1, ctx.xw, std::min(H, q0 * U), std::min(H, q1 * U), ctx.h_prev, ctx.h_new,
-                      ctx.c_prev, ctx.c_new);
+        const UnitShare u = r.unit_share(ctx.k, rank, ctx.n);
+        r.qsplit_step(ctx.k, 0, rs, 1, ctx.xw, u.u0, u.u1, ctx.h_prev, ctx.h_new, ctx.c_prev, ctx.c_new);
         return;
       }
       const dim_t panel = ctx.k.panel;
@@ -801,8 +804,8 @@ bool Recurrent::stream_team(const cpu::KernelTable& k, int n, const float* x, fl
         ctx.k.gemm_packed(1, c1 - c0, I, ctx.x, I, w.ih.packed(ctx.k) + p0 * I * panel, ctx.xw + c0, GH,
                           w.bias.data() + c0);
       if (!ctx.barrier.wait()) return;  // another rank failed: it reports
-      const auto [q0, q1] = share(cpu::fused_blocks(ctx.k, G, H), rank, ctx.n);
-      cpu::FusedStep a = r.fused_args(ctx.k, 0, 1, q0, q1);
+      const UnitShare u = r.unit_share(ctx.k, rank, ctx.n);
+      cpu::FusedStep a = r.fused_args(ctx.k, 0, 1, u.q0, u.q1);
       a.x = ctx.xw, a.ldx = GH;
       a.h = ctx.h_prev, a.h_new = ctx.h_new, a.c_prev = ctx.c_prev, a.c_new = ctx.c_new;
       a.part = ctx.part;  // one row: rank's blocks at their own offsets

@@ -111,6 +111,11 @@ class Recurrent {
                    const float* c_prev, float* c_new, float* part) const;
   // Units per block of the hidden-unit split (a rank owns whole blocks).
   dim_t split_units(const cpu::KernelTable& k) const;
+  // Rank `rank` of `ranks`'s share of the split: unit blocks [q0, q1), units [u0, u1).
+  struct UnitShare {
+    dim_t q0, q1, u0, u1;
+  };
+  UnitShare unit_share(const cpu::KernelTable& k, int rank, int ranks) const;
   // One step of units [u0, u1) for nb rows with reduced-precision weights (a rank of the split);
   // xw: the rows' input projections [nb, G*H].
   void qsplit_step(const cpu::KernelTable& k, int d, RankScratch& r, dim_t nb, const float* xw, dim_t u0, dim_t u1,
