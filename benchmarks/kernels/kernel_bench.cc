@@ -298,8 +298,17 @@ int main(int argc, char** argv) {
         for (long rows : {128L, 256L, 512L, 1024L, 2048L}) gemm_case(k, rows, 4 * K, K);
     } else if (what == "qgemm") {  // bf16 / int8 weights against f32 (benchmarks/README.md)
       std::printf("%-7s quantized paths: %s\n", k.isa, k.qpaths());
-      for (long NK : {512L, 128L})
-        for (long rows : {1L, 4L, 32L}) qgemm_case(k, rows, 4 * NK, NK);
+      if (const char* e = std::getenv("QGEMM_SHAPE")) {  // rows,N,K (several separated by ';')
+        for (const char* p = e; p && *p;) {
+          long r = 0, n = 0, kk = 0;
+          if (std::sscanf(p, "%ld,%ld,%ld", &r, &n, &kk) == 3) qgemm_case(k, r, n, kk);
+          p = std::strchr(p, ';');
+          if (p) ++p;
+        }
+      } else {
+        for (long NK : {512L, 128L})
+          for (long rows : {1L, 4L, 32L}) qgemm_case(k, rows, 4 * NK, NK);
+      }
     } else if (what == "gemmshape") {  // GEMM_SHAPE=rows,N,K (several separated by ';')
       const char* e = std::getenv("GEMM_SHAPE");
       for (const char* p = e ? e : "100,2600,650"; p && *p;) {

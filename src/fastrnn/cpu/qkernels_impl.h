@@ -57,7 +57,18 @@ FI float bf16_f32(std::uint16_t b) {
   std::memcpy(&f, &u, sizeof f);
   return f;
 }
+// The product d reaches the addition of the base as a finished float: an empty asm hides where it
+// came from, so the compiler cannot contract the multiply into an FMA in one path and not in
+// another (the scalar and the four-lane stores below must give the same bits).
+#if defined(__x86_64__) || defined(__i386__)
+#define FASTRNN_OPAQUE(v) __asm__("" : "+x"(v))
+#elif defined(__aarch64__)
+#define FASTRNN_OPAQUE(v) __asm__("" : "+w"(v))
+#else
+#define FASTRNN_OPAQUE(v) ((void)0)
+#endif
 FI void qstore(const QGemm& a, long b, long n, float d) {
+  FASTRNN_OPAQUE(d);
   float* y = a.y + b * a.ldy + n;
   *y = (a.init ? a.init[n] : a.accumulate ? *y : 0.f) + d;
 }
@@ -110,6 +121,14 @@ constexpr long kChB = fastrnn::cpu::qchunk(2), kChI = fastrnn::cpu::qchunk(1);
     }
 }
 
+// Ops::store4(a, b, n, acc4), where Ops::kStore4 is declared: rows n .. n + 3 of x row b from four
+// accumulators at once (int8 only: its int32 sums are exact in any order, so a row's bits do not
+// depend on which tile it fell in).
+template <class O, class = void>
+struct HasStore4 : std::false_type {};
+template <class O>
+struct HasStore4<O, std::void_t<decltype(O::kStore4)>> : std::bool_constant<O::kStore4> {};
+
 // ---- the tiled driver of the SIMD paths ----------------------------------------------------
 // Ops: Acc (accumulator vector), Xv (a prepared x vector), Wv (a weight vector), kEs (bytes per
 // weight), kStep (k per vector), zero(), load_x(a, b, k), load_w(p) (p: the weights of k in the
@@ -136,8 +155,12 @@ constexpr long kChB = fastrnn::cpu::qchunk(2), kChI = fastrnn::cpu::qchunk(1);
           for (int c = 0; c < C; ++c) Ops::mac(acc[r][c], xv, wv[c]);                    \
         }                                                                                \
       }                                                                                  \
-    for (int r = 0; r < R; ++r)                                                          \
-      for (int c = 0; c < C; ++c) Ops::store(a, b0 + r, n0 + c, acc[r][c]);              \
+    for (int r = 0; r < R; ++r) {                                                        \
+      int c = 0;                                                                         \
+      if constexpr (HasStore4<Ops>::value)                                               \
+        for (; c + 4 <= C; c += 4) Ops::store4(a, b0 + r, n0 + c, acc[r] + c);           \
+      for (; c < C; ++c) Ops::store(a, b0 + r, n0 + c, acc[r][c]);                       \
+    }                                                                                    \
   }                                                                                      \
   template <class Ops, int R, int C, int C1>                                             \
   FI ATTR void NAME(const QGemm& a) {                                                    \
@@ -157,7 +180,10 @@ constexpr long kChB = fastrnn::cpu::qchunk(2), kChI = fastrnn::cpu::qchunk(1);
       for (long b = 0; b < a.nb; ++b) NAME##_tile<Ops, 1, 1>(a, b, n);                   \
   }
 // Tiles of R x rows x C weight rows (C1 weight rows at once for a single x row: batch 1 needs
-// more independent chains), remainders with one x row / one weight row.
+// more independent chains), remainders with one x row / one weight row.  The accumulators of
+// weight rows n .. n + 3 leave through Ops::store4 where the Ops has one (one transpose instead of
+// four horizontal sums: at K = 256 the four sums and scalar stores were ~1/4 of a tile's
+// instructions, at K = 64 more than its products).
 FASTRNN_QDRIVER(qrun, )
 
 // x rows de-interleaved for the shift / mask bf16 paths: per group of G k, the G/2 even ones, then
@@ -188,6 +214,24 @@ FI std::int32_t hsum256i(__m256i v) {
   s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
   s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
   return _mm_cvtsi128_si32(s);
+}
+// The lane sums of four int32 vectors: [sum v[0], sum v[1], sum v[2], sum v[3]] (two unpack-add
+// transposes and one add of the halves: 11 instructions, against 4 x 5 for hsum256i).
+FI __m128i hsum4x256i(const __m256i* v) {
+  // t0 = [v0_0+v0_2, v1_0+v1_2, v0_1+v0_3, v1_1+v1_3] per 128-bit half; t1 the same for v2, v3
+  const __m256i t0 = _mm256_add_epi32(_mm256_unpacklo_epi32(v[0], v[1]), _mm256_unpackhi_epi32(v[0], v[1]));
+  const __m256i t1 = _mm256_add_epi32(_mm256_unpacklo_epi32(v[2], v[3]), _mm256_unpackhi_epi32(v[2], v[3]));
+  // u = [v0_0123, v1_0123, v2_0123, v3_0123] per half
+  const __m256i u = _mm256_add_epi32(_mm256_unpacklo_epi64(t0, t1), _mm256_unpackhi_epi64(t0, t1));
+  return _mm_add_epi32(_mm256_castsi256_si128(u), _mm256_extracti128_si256(u, 1));
+}
+// qstore_i8 for rows n .. n + 3 (all < N): the same float operations per row, four lanes at once.
+FI void qstore4_i8(const QGemm& a, long b, long n, __m128i acc) {
+  float* y = a.y + b * a.ldy + n;
+  __m128 d = _mm_mul_ps(_mm_cvtepi32_ps(acc), _mm_mul_ps(_mm_set1_ps(a.xscale[b]), _mm_loadu_ps(a.wscale + n)));
+  FASTRNN_OPAQUE(d);
+  const __m128 base = a.init ? _mm_loadu_ps(a.init + n) : a.accumulate ? _mm_loadu_ps(y) : _mm_setzero_ps();
+  _mm_storeu_ps(y, _mm_add_ps(base, d));
 }
 // bf16, AVX2: 16 weights per step (one 32-byte load): lane j holds w[2j] (low half) and w[2j+1]
 // (high half); w[2j] as f32 = lane << 16, w[2j+1] = lane & 0xffff0000 (exact).  x is de-interleaved
@@ -227,6 +271,8 @@ struct I8Avx2 {
     acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, _mm256_set1_epi16(1)));
   }
   static FI void store(const QGemm& a, long b, long n, Acc acc) { qstore_i8(a, b, n, hsum256i(acc)); }
+  static constexpr bool kStore4 = true;
+  static FI void store4(const QGemm& a, long b, long n, const Acc* acc) { qstore4_i8(a, b, n, hsum4x256i(acc)); }
 };
 #endif
 
@@ -247,6 +293,11 @@ struct I8AvxVnni {
   static FI FASTRNN_AVXVNNI void mac(Acc& acc, Xv x, Wv w) { acc = _mm256_dpbusd_avx_epi32(acc, x, w); }
   static FI FASTRNN_AVXVNNI void store(const QGemm& a, long b, long n, Acc acc) {
     qstore_i8(a, b, n, hsum256i(acc) - 128 * a.wsum[n]);
+  }
+  static constexpr bool kStore4 = true;
+  static FI FASTRNN_AVXVNNI void store4(const QGemm& a, long b, long n, const Acc* acc) {
+    const __m128i w128 = _mm_slli_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a.wsum + n)), 7);
+    qstore4_i8(a, b, n, _mm_sub_epi32(hsum4x256i(acc), w128));
   }
 };
 FASTRNN_QDRIVER(qrun_avxvnni, FASTRNN_AVXVNNI)
@@ -269,6 +320,12 @@ const char* qpaths() { return has_avxvnni() ? "bf16: avx2 (shift + fma); int8: a
 #elif defined(__AVX512F__) && defined(__AVX512BW__)
 FI std::int32_t hsum512i(__m512i v) {
   return hsum256i(_mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_castsi512_si256(_mm512_shuffle_i64x2(v, v, 0xEE))));
+}
+// hsum4x256i of the four vectors' 256-bit halves added
+FI __m128i hsum4x512i(const __m512i* v) {
+  __m256i h[4];
+  for (int c = 0; c < 4; ++c) h[c] = _mm256_add_epi32(_mm512_castsi512_si256(v[c]), _mm512_extracti64x4_epi64(v[c], 1));
+  return hsum4x256i(h);
 }
 FI float hsum512(__m512 v) {
   return hsum256(_mm256_add_ps(_mm512_castps512_ps256(v), _mm512_castps512_ps256(_mm512_shuffle_f32x4(v, v, 0xEE))));
@@ -309,6 +366,8 @@ struct I8Avx512 {
     acc = _mm512_add_epi32(acc, _mm512_madd_epi16(_mm512_maddubs_epi16(x.ax, sw), _mm512_set1_epi16(1)));
   }
   static FI void store(const QGemm& a, long b, long n, Acc acc) { qstore_i8(a, b, n, hsum512i(acc)); }
+  static constexpr bool kStore4 = true;
+  static FI void store4(const QGemm& a, long b, long n, const Acc* acc) { qstore4_i8(a, b, n, hsum4x512i(acc)); }
 };
 // int8, AVX-512 VNNI: vpdpbusd(acc, x ^ 0x80, w): 64 products per instruction; minus 128 sum w.
 #define FASTRNN_VNNI __attribute__((target("avx512vnni")))
@@ -326,6 +385,11 @@ struct I8Vnni {
   static FI FASTRNN_VNNI void mac(Acc& acc, Xv x, Wv w) { acc = _mm512_dpbusd_epi32(acc, x, w); }
   static FI FASTRNN_VNNI void store(const QGemm& a, long b, long n, Acc acc) {
     qstore_i8(a, b, n, hsum512i(acc) - 128 * a.wsum[n]);
+  }
+  static constexpr bool kStore4 = true;
+  static FI FASTRNN_VNNI void store4(const QGemm& a, long b, long n, const Acc* acc) {
+    const __m128i w128 = _mm_slli_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a.wsum + n)), 7);
+    qstore4_i8(a, b, n, _mm_sub_epi32(hsum4x512i(acc), w128));
   }
 };
 // bf16, AVX512_BF16: x split into hi / lo bf16 (see the top), two vdpbf16ps per 32 weights.
@@ -424,6 +488,17 @@ struct I8Dot {
   static FI FASTRNN_DOTPROD Wv load_w(const char* p) { return vld1q_s8(reinterpret_cast<const std::int8_t*>(p)); }
   static FI FASTRNN_DOTPROD void mac(Acc& acc, Xv x, Wv w) { acc = vdotq_s32(acc, x, w); }
   static FI FASTRNN_DOTPROD void store(const QGemm& a, long b, long n, Acc acc) { qstore_i8(a, b, n, vaddvq_s32(acc)); }
+  static constexpr bool kStore4 = true;
+  // rows n .. n + 3 at once: [sum acc[0], .., sum acc[3]] by two pairwise adds, then qstore_i8's float
+  // operations four lanes at a time
+  static FI FASTRNN_DOTPROD void store4(const QGemm& a, long b, long n, const Acc* acc) {
+    const int32x4_t s = vpaddq_s32(vpaddq_s32(acc[0], acc[1]), vpaddq_s32(acc[2], acc[3]));
+    float* y = a.y + b * a.ldy + n;
+    float32x4_t d = vmulq_f32(vcvtq_f32_s32(s), vmulq_f32(vdupq_n_f32(a.xscale[b]), vld1q_f32(a.wscale + n)));
+    FASTRNN_OPAQUE(d);
+    const float32x4_t base = a.init ? vld1q_f32(a.init + n) : a.accumulate ? vld1q_f32(y) : vdupq_n_f32(0.f);
+    vst1q_f32(y, vaddq_f32(base, d));
+  }
 };
 FASTRNN_QDRIVER(qrun_dot, FASTRNN_DOTPROD)
 FASTRNN_DOTPROD __attribute__((noinline)) void gemm_i8_dot(const QGemm& a) { qrun_dot<I8Dot, 4, 4, 8>(a); }
