@@ -1,7 +1,10 @@
 // Run-time ISA choice: detect what the CPU has, pick the best compiled kernel table once,
 // allow an override (FASTRNN_FORCE_ISA, set_isa()) so tests can force every path.
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
+#include <fstream>
+#include <string>
 
 #include "fastrnn/common.h"
 #include "fastrnn/cpu/kernels.h"
@@ -14,6 +17,38 @@ namespace avx2 { const KernelTable& table(); }
 #if defined(FASTRNN_HAVE_AVX512)
 namespace avx512 { const KernelTable& table(); }
 #endif
+
+namespace {
+// "32768K" / "8M" / "1048576" -> bytes (0 when unreadable)
+long parse_size(const std::string& t) {
+  char* end = nullptr;
+  const long v = std::strtol(t.c_str(), &end, 10);
+  if (end == t.c_str() || v <= 0) return 0;
+  switch (*end) {
+    case 'K': return v << 10;
+    case 'M': return v << 20;
+    case 'G': return v << 30;
+    default: return v;
+  }
+}
+std::string read_word(const std::string& path) {
+  std::ifstream f(path);
+  std::string w;
+  f >> w;
+  return w;
+}
+}  // namespace
+
+long l3_bytes() {
+  static const long bytes = [] {
+    if (const char* e = std::getenv("FASTRNN_L3_BYTES"); e && *e) return std::max(0L, std::atol(e));
+    const std::string dir = "/sys/devices/system/cpu/cpu0/cache/index";
+    for (int i = 0; i < 8; ++i)
+      if (read_word(dir + std::to_string(i) + "/level") == "3") return parse_size(read_word(dir + std::to_string(i) + "/size"));
+    return 0L;
+  }();
+  return bytes;
+}
 
 namespace {
 bool cpu_has(const std::string& isa) {

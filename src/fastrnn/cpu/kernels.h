@@ -114,6 +114,10 @@ constexpr long kFusedRowBlock = 96;
 // batch > 1 splits their hidden units across a thread team rather than streaming them on every
 // core (Recurrent::split_batch).
 constexpr long kL2WeightBytes = 384 * 1024;
+// The last-level cache a core reaches, in bytes (Linux: /sys/devices/system/cpu/cpu0/cache, the
+// level-3 entry: on AMD the CCX's share, not the socket's sum that sysconf reports); 0 if unknown.
+// FASTRNN_L3_BYTES=n overrides it (0: unknown).
+long l3_bytes();
 // Scratch floats recurrent_fused needs for nb rows (at most kFusedRowBlock x G*U).
 long fused_part_size(const KernelTable& k, long G, long H, long K, long nb);
 void pack_fused(const KernelTable& k, const float* w_hh, long G, long H, long K, float* out);

@@ -779,8 +779,13 @@ void fused_run(const fastrnn::cpu::FusedStep& a) {
     const long tiles = (rows + RF - 1) / RF, Kt = a.K_in + a.K, PW = G * kUB<G>, kb0 = a.x_in ? 0 : a.K_in;
     const long kd = even_block(Kt - kb0, kKBlock);
     // Weights that stay in L2 between steps are not prefetched (the instructions only cost there:
-    // LSTM H = 128, batch 32 / 256, 256 KiB of W_hh: 1-3% faster without).
-    const bool prefetch = (a.q1 - a.q0) * Kt * PW * static_cast<long>(sizeof(float)) > fastrnn::cpu::kL2WeightBytes;
+    // LSTM H = 128, batch 32 / 256, 256 KiB of W_hh: 1-3% faster without), nor weights within a
+    // quarter of the L3 the core reaches, which the hardware prefetchers stream well enough: Zen 3
+    // (32 MiB L3), one step, tiles only: LSTM H = 512, 32 rows (4 MiB) 790 -> 754 us without, whole
+    // step 842-877 -> 801-811 us, H = 650, 20 rows 895-900 -> 863-871 us, GRU H = 512, 32 rows
+    // 601-606 -> 574 us; on Zen 1 (8 MiB L3) the same 4 MiB gained 5-8% from it (above).
+    const long wbytes = (a.q1 - a.q0) * Kt * PW * static_cast<long>(sizeof(float)), l3 = fastrnn::cpu::l3_bytes();
+    const bool prefetch = wbytes > fastrnn::cpu::kL2WeightBytes && (l3 == 0 || wbytes > l3 / 4);
     for (long q = a.q0; q < a.q1; ++q) {
       for (long k0 = kb0; k0 < Kt; k0 += kd) {
         const long kc = Kt - k0 < kd ? Kt - k0 : kd;
