@@ -784,8 +784,11 @@ void fused_run(const fastrnn::cpu::FusedStep& a) {
     // (32 MiB L3), one step, tiles only: LSTM H = 512, 32 rows (4 MiB) 790 -> 754 us without, whole
     // step 842-877 -> 801-811 us, H = 650, 20 rows 895-900 -> 863-871 us, GRU H = 512, 32 rows
     // 601-606 -> 574 us; on Zen 1 (8 MiB L3) the same 4 MiB gained 5-8% from it (above).
-    const long wbytes = (a.q1 - a.q0) * Kt * PW * static_cast<long>(sizeof(float)), l3 = fastrnn::cpu::l3_bytes();
-    const bool prefetch = wbytes > fastrnn::cpu::kL2WeightBytes && (l3 == 0 || wbytes > l3 / 4);
+    // (L2: this call's share of the blocks, what this core streams; L3: all of the layer's blocks, what
+    // the cores of a team stream between them.)
+    const long bpq = Kt * PW * static_cast<long>(sizeof(float)), l3 = fastrnn::cpu::l3_bytes();
+    const long mine = (a.q1 - a.q0) * bpq, all = (a.H + kUB<G> - 1) / kUB<G> * bpq;
+    const bool prefetch = mine > fastrnn::cpu::kL2WeightBytes && (l3 == 0 || all > l3 / 4);
     for (long q = a.q0; q < a.q1; ++q) {
       for (long k0 = kb0; k0 < Kt; k0 += kd) {
         const long kc = Kt - k0 < kd ? Kt - k0 : kd;
