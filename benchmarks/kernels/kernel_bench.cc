@@ -183,6 +183,17 @@ void fold_case(const cpu::KernelTable& k, long I, long H, long nb, long T) {
 }
 
 // g[rows, N] = x[rows, K] W^T: packed kernel vs OpenBLAS.
+// f(rows, N, K) for each "rows,N,K" of spec (several separated by ';'; malformed ones skipped)
+template <typename F>
+void for_shapes(const char* spec, F f) {
+  for (const char* p = spec; p && *p;) {
+    long r = 0, n = 0, kk = 0;
+    if (std::sscanf(p, "%ld,%ld,%ld", &r, &n, &kk) == 3) f(r, n, kk);
+    p = std::strchr(p, ';');
+    if (p) ++p;
+  }
+}
+
 void gemm_case(const cpu::KernelTable& k, long rows, long N, long K) {
   std::mt19937 gen(2);
   Buffer w = rnd(N * K, gen, 0.1f), x = rnd(rows * K, gen, 1.f), y(rows * N);
@@ -299,24 +310,14 @@ int main(int argc, char** argv) {
     } else if (what == "qgemm") {  // bf16 / int8 weights against f32 (benchmarks/README.md)
       std::printf("%-7s quantized paths: %s\n", k.isa, k.qpaths());
       if (const char* e = std::getenv("QGEMM_SHAPE")) {  // rows,N,K (several separated by ';')
-        for (const char* p = e; p && *p;) {
-          long r = 0, n = 0, kk = 0;
-          if (std::sscanf(p, "%ld,%ld,%ld", &r, &n, &kk) == 3) qgemm_case(k, r, n, kk);
-          p = std::strchr(p, ';');
-          if (p) ++p;
-        }
+        for_shapes(e, [&](long r, long n, long kk) { qgemm_case(k, r, n, kk); });
       } else {
         for (long NK : {512L, 128L})
           for (long rows : {1L, 4L, 32L}) qgemm_case(k, rows, 4 * NK, NK);
       }
     } else if (what == "gemmshape") {  // GEMM_SHAPE=rows,N,K (several separated by ';')
       const char* e = std::getenv("GEMM_SHAPE");
-      for (const char* p = e ? e : "100,2600,650"; p && *p;) {
-        long r = 0, n = 0, kk = 0;
-        if (std::sscanf(p, "%ld,%ld,%ld", &r, &n, &kk) == 3) gemm_case(k, r, n, kk);
-        p = std::strchr(p, ';');
-        if (p) ++p;
-      }
+      for_shapes(e ? e : "100,2600,650", [&](long r, long n, long kk) { gemm_case(k, r, n, kk); });
     } else if (what == "gemmproj") {  // input projections: N = 4H, small K
       for (long K : {8L, 32L, 128L})
         for (long N : {256L, 512L, 2048L})

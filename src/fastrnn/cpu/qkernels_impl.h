@@ -233,6 +233,10 @@ FI void qstore4_i8(const QGemm& a, long b, long n, __m128i acc) {
   const __m128 base = a.init ? _mm_loadu_ps(a.init + n) : a.accumulate ? _mm_loadu_ps(y) : _mm_setzero_ps();
   _mm_storeu_ps(y, _mm_add_ps(base, d));
 }
+// The VNNI paths' four row sums, corrected for x + 128: s - 128 * wsum[n .. n + 3].
+FI __m128i minus_128_wsum(const QGemm& a, long n, __m128i s) {
+  return _mm_sub_epi32(s, _mm_slli_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a.wsum + n)), 7));
+}
 // bf16, AVX2: 16 weights per step (one 32-byte load): lane j holds w[2j] (low half) and w[2j+1]
 // (high half); w[2j] as f32 = lane << 16, w[2j+1] = lane & 0xffff0000 (exact).  x is de-interleaved
 // to match (deint_x: per 16 k, the 8 even ones then the 8 odd ones): two FMAs per 16 products.
@@ -296,8 +300,7 @@ struct I8AvxVnni {
   }
   static constexpr bool kStore4 = true;
   static FI FASTRNN_AVXVNNI void store4(const QGemm& a, long b, long n, const Acc* acc) {
-    const __m128i w128 = _mm_slli_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a.wsum + n)), 7);
-    qstore4_i8(a, b, n, _mm_sub_epi32(hsum4x256i(acc), w128));
+    qstore4_i8(a, b, n, minus_128_wsum(a, n, hsum4x256i(acc)));
   }
 };
 FASTRNN_QDRIVER(qrun_avxvnni, FASTRNN_AVXVNNI)
@@ -388,8 +391,7 @@ struct I8Vnni {
   }
   static constexpr bool kStore4 = true;
   static FI FASTRNN_VNNI void store4(const QGemm& a, long b, long n, const Acc* acc) {
-    const __m128i w128 = _mm_slli_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a.wsum + n)), 7);
-    qstore4_i8(a, b, n, _mm_sub_epi32(hsum4x512i(acc), w128));
+    qstore4_i8(a, b, n, minus_128_wsum(a, n, hsum4x512i(acc)));
   }
 };
 // bf16, AVX512_BF16: x split into hi / lo bf16 (see the top), two vdpbf16ps per 32 weights.
