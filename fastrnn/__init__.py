@@ -173,9 +173,10 @@ def set_isa(isa: str) -> None:
 
 
 def info() -> dict[str, Any]:
-    """Version, ISA in use, ISAs available, BLAS, the bf16 / int8 kernels the ISA in use runs, and the
-    thread count."""
+    """Version, ISA in use, ISAs available, BLAS, the bf16 / int8 kernels the ISA in use runs, the bits
+    of int8 activations (7 on x86 CPUs without VNNI: the range reduction, else 8), and the thread
+    count."""
     c = _load_core()
     return {"version": __version__, "isa": c.isa(), "available_isas": list(c.available_isas()),
             "compiled_isas": list(c.compiled_isas()), "blas": c.blas(), "reduced_kernels": c.quantized_paths(),
-            "num_threads": c.num_threads()}
+            "int8_activation_bits": 7 if c.int8_activation_max() < 127 else 8, "num_threads": c.num_threads()}

@@ -238,10 +238,11 @@ void qgemm_case(const cpu::KernelTable& k, long rows, long N, long K) {
     }
   }
   for (long r = 0; r < rows; ++r) {
-    xs[r] = 1.f / 127;
+    const float m = static_cast<float>(cpu::int8_xmax());  // this CPU's activation range
+    xs[r] = 1.f / m;
     for (long c = 0; c < K; ++c) {
       xpad[r * Kp + c] = x[r * K + c];
-      xq[r * Kp + c] = static_cast<std::int8_t>(std::max(-127.f, std::min(127.f, std::nearbyint(x[r * K + c] * 40))));
+      xq[r * Kp + c] = static_cast<std::int8_t>(std::max(-m, std::min(m, std::nearbyint(x[r * K + c] * m / 3))));
     }
   }
   cpu::QGemm a;
@@ -257,7 +258,7 @@ void qgemm_case(const cpu::KernelTable& k, long rows, long N, long K) {
   };
   auto i8 = [&] {
     cpu::QGemm b = a;
-    b.x = xq.data(), b.ldx = Kp, b.xscale = xs.data(), b.w = wq.data(), b.wscale = ws.data(), b.wsum = wsum.data();
+    b.x = xq.data(), b.ldx = Kp, b.xscale = xs.data(), b.xmax = cpu::int8_xmax(), b.w = wq.data(), b.wscale = ws.data(), b.wsum = wsum.data();
     k.gemm_i8(b);
   };
   const double tf = min_us(f32), tb = min_us(bf16), ti = min_us(i8), flops = 2.0 * rows * N * K;

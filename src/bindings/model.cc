@@ -378,6 +378,9 @@ py::object outputs_object(const fastrnn::Model& model, std::vector<fastrnn::Acti
 void register_model(py::module_& m) {
   m.def("quantized_paths", [] { return std::string(fastrnn::cpu::kernels().qpaths()); },
         "The bf16 / int8 kernels the current ISA runs on this CPU, in words");
+  m.def("int8_activation_max", [] { return fastrnn::cpu::int8_xmax(); },
+        "int8 activations are quantized per row to [-m, m]: 127 (8 bits), or 63 (7 bits, the range "
+        "reduction) on x86 CPUs without VNNI; FASTRNN_INT8_ACT_BITS=7|8 overrides (cpu/kernels.h)");
   py::class_<fastrnn::Model, std::shared_ptr<fastrnn::Model>>(m, "Model")
       .def(py::init(&build), py::arg("header"), py::arg("tensors"),
            "Build from ModelSpec.to_core() = (header dict, {name: float32 array}); weights are copied.")

@@ -65,7 +65,7 @@ bool blas_faster(const cpu::KernelTable& k, dim_t rows, dim_t N, dim_t K) {
 // critical path; 512 values: 2.2 -> 0.75 us on Zen 1): max |x| as the largest bit pattern with the
 // sign cleared (the same order as the floats; inf and NaN patterns above every finite one), and
 // rint(p) as (p + 1.5*2^23) - 1.5*2^23, which is nearbyint for |p| < 2^22 (checked for every float
-// of [-128, 128]).  p = x * (127 / a) must be rounded to float before that add: never contracted
+// of [-128, 128]).  p = x * (M / a) must be rounded to float before that add: never contracted
 // into an FMA (a separate statement for clang's fp-contract=on; GCC contracts across statements
 // where FMA is available, aarch64 or -mfma, hence the attribute).
 #if defined(__GNUC__) && !defined(__clang__)
@@ -91,14 +91,15 @@ void quantize_rows(dim_t rows, dim_t K, const float* x, dim_t ldx, std::int8_t* 
       std::memset(qr, 0, Kp);
       continue;
     }
-    const float inv = 127.f / a;
+    const float kMax = static_cast<float>(cpu::int8_xmax());
+    const float inv = kMax / a;
     for (dim_t k = 0; k < K; ++k) {
       const float p = xr[k] * inv;
       const float v = (p + kRound) - kRound;  // round half to even (the default rounding mode)
-      qr[k] = static_cast<std::int8_t>(v > 127.f ? 127.f : v < -127.f ? -127.f : v);
+      qr[k] = static_cast<std::int8_t>(v > kMax ? kMax : v < -kMax ? -kMax : v);
     }
     std::memset(qr + K, 0, Kp - K);
-    scale[r] = a / 127.f;
+    scale[r] = a / kMax;
   }
 }
 
@@ -187,7 +188,7 @@ void Mat::qproduct(const cpu::KernelTable& k, const QInput& in, dim_t n0, dim_t 
   a.init = init, a.accumulate = accumulate;
   a.y = y, a.ldy = ldy;
   if (prec == Precision::Bf16) return k.gemm_bf16(a);
-  a.xscale = in.xscale;
+  a.xscale = in.xscale, a.xmax = cpu::int8_xmax();
   a.wscale = qscale_.data() + n0, a.wsum = reinterpret_cast<const std::int32_t*>(qsum_.data()) + n0;
   k.gemm_i8(a);
 }

@@ -93,10 +93,11 @@ struct Mat {
 };
 
 // Dynamic int8 quantization of activations (one rule for every ISA, tests/test_precision_core.py
-// mirrors it): per row, a = max_k |x[k]|, q[k] = clamp(rint(x[k] * (127 / a)), -127, 127) (float32
-// arithmetic, round half to even), scale = a / 127; an all-zero row gives q = 0, scale = 0; a row
+// mirrors it): per row, a = max_k |x[k]|, q[k] = clamp(rint(x[k] * (M / a)), -M, M) with M = cpu::int8_xmax()
+// (63 or 127) (float32 arithmetic, round half to even), scale = a / M; an all-zero row gives q = 0, scale = 0; a row
 // with a NaN / inf gives scale NaN (the products are NaN, as float32 math would give).  q is
 // written to Kp columns (zeros past K).
+// (M: 127, or 63 where the CPU's int8 paths need the range reduction: cpu/kernels.h.)
 void quantize_rows(dim_t rows, dim_t K, const float* x, dim_t ldx, std::int8_t* q, dim_t Kp, float* scale);
 
 // Whether OpenBLAS sgemm measured faster than the kernels of table k for y[rows, N] = x[rows, K] W^T

@@ -242,7 +242,9 @@ std::vector<T> qlayout(const std::vector<T>& w, long N, long K, long Kp) {  // k
 }
 
 void test_gemm_i8(const cpu::KernelTable& k) {
+  // weights in [-127, 127], activations in [-xmax, xmax]: both contracts (kernels.h int8_xmax)
   std::uniform_int_distribution<int> q(-127, 127);
+  for (int xmax : {cpu::kXQMaxReduced, cpu::kXQMaxFull})
   for (long K : {1L, 17L, 64L, 65L, 200L, 600L})
     for (long N : {1L, 3L, 4L, 5L, 8L, 9L, 17L, 33L, 100L})
       for (long nb : {1L, 2L, 3L, 4L, 5L, 9L})
@@ -251,7 +253,12 @@ void test_gemm_i8(const cpu::KernelTable& k) {
           std::vector<std::int8_t> w(N * K), x(nb * Kp, 0);
           for (auto& v : w) v = static_cast<std::int8_t>(q(rng));
           for (long b = 0; b < nb; ++b)
-            for (long kk = 0; kk < K; ++kk) x[b * Kp + kk] = static_cast<std::int8_t>(q(rng));
+            for (long kk = 0; kk < K; ++kk) x[b * Kp + kk] = static_cast<std::int8_t>(q(rng) * xmax / 127);
+          if (nb >= 3 && N >= 3)  // the extremes: every pair at +-2 * 127 * 127 (after x + 64 where xmax = 63)
+            for (long kk = 0; kk < K; ++kk) {
+              x[kk] = static_cast<std::int8_t>(xmax), x[Kp + kk] = static_cast<std::int8_t>(-xmax);
+              w[kk] = 127, w[K + kk] = -127, w[2 * K + kk] = static_cast<std::int8_t>(kk % 2 ? 127 : -127);
+            }
           const auto wl = qlayout(w, N, K, Kp);
           std::vector<float> xs(nb, 1.f), ws(N, 1.f), init = randv(N), y(nb * ldy, kGuard);
           std::vector<std::int32_t> wsum(N, 0);
@@ -262,7 +269,7 @@ void test_gemm_i8(const cpu::KernelTable& k) {
             for (long n = 0; n < N; ++n) y[b * ldy + n] = mode == 2 ? static_cast<float>(uni(-1, 1)) : kGuard;
           const auto y0 = y;
           cpu::QGemm a;
-          a.nb = nb, a.N = N, a.Kp = Kp, a.x = x.data(), a.ldx = Kp, a.xscale = xs.data();
+          a.nb = nb, a.N = N, a.Kp = Kp, a.x = x.data(), a.ldx = Kp, a.xscale = xs.data(), a.xmax = xmax;
           a.w = wl.data(), a.wscale = ws.data(), a.wsum = wsum.data();
           a.init = mode == 1 ? init.data() : nullptr, a.accumulate = mode == 2, a.y = y.data(), a.ldy = ldy;
           k.gemm_i8(a);
@@ -273,7 +280,7 @@ void test_gemm_i8(const cpu::KernelTable& k) {
               // y = base + f32(s) * (s_x s_w): |s| < 2^24, so f32(s) is exact; mode 0 compares the sum itself
               const double base = mode == 1 ? init[n] : mode == 2 ? y0[b * ldy + n] : 0.0;
               const double r = base + double(s) * (double(xs[b]) * ws[n]);
-              check(mode ? "gemm_i8 scaled" : "gemm_i8 exact sum", at({nb, N, K, mode, b, n}), y[b * ldy + n], r,
+              check(mode ? "gemm_i8 scaled" : "gemm_i8 exact sum", at({xmax, nb, N, K, mode, b, n}), y[b * ldy + n], r,
                     mode ? 4 * kU * (std::fabs(base) + std::fabs(r - base)) : 0.0);
             }
             for (long n = N; n < ldy; ++n) check("gemm_i8 guard", at({nb, N, K, b, n}), y[b * ldy + n], kGuard, 0);

@@ -50,6 +50,26 @@ long l3_bytes() {
   return bytes;
 }
 
+int int8_xmax() {
+  static const int m = [] {
+    if (const char* e = std::getenv("FASTRNN_INT8_ACT_BITS"); e && *e) {
+      const std::string v(e);
+      if (v == "7") return kXQMaxReduced;
+      if (v == "8") return kXQMaxFull;
+      fail<UnsupportedError>("FASTRNN_INT8_ACT_BITS=", v, ": use 7 or 8 (bits of the int8 activations)");
+    }
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+    const bool vnni = __builtin_cpu_supports("avxvnni") ||
+                      (__builtin_cpu_supports("avx512vnni") && kernels_for("avx512") != nullptr);
+    return vnni ? kXQMaxFull : kXQMaxReduced;
+#else
+    return kXQMaxFull;
+#endif
+  }();
+  return m;
+}
+
 namespace {
 bool cpu_has(const std::string& isa) {
   if (isa == "generic") return true;

@@ -88,14 +88,26 @@ constexpr long qchunk(long elem_bytes) { return 64 / elem_bytes; }
 constexpr long qoffset(long n, long k, long Kp, long CH) {
   return (n / kQRows) * kQRows * Kp + (k - k % CH) * kQRows + (n % kQRows) * CH + k % CH;
 }
+// int8 activations are quantized per row to [-m, m], m = int8_xmax() (Mat's quantize_rows), one
+// value per process for every ISA, so that all paths give the same integer sums:
+//   127 (8 bits) where every int8 path of the CPU is exact at full range: VNNI (vpdpbusd on x ^ 0x80),
+//       aarch64 (sdot s8 x s8), the portable loops;
+//   63 (7 bits: the range reduction, as PyTorch's reduce_range on x86) on x86 CPUs without VNNI, whose
+//       vpmaddubsw paths then take x + 64, an unsigned byte in [1, 127]: pairs stay within
+//       2 * 127 * 127 = 32258 < 2^15 (exact) with no sign transfer per product (qkernels_impl.h).
+// FASTRNN_INT8_ACT_BITS=7 or 8 overrides the choice (read once); the AVX2 / AVX-512BW paths also
+// take 8-bit activations (sign transfer: the paths a VNNI CPU runs under set_isa("avx2")).
+constexpr int kXQMaxReduced = 63, kXQMaxFull = 127;
+int int8_xmax();
 struct QGemm {
   long nb = 0, N = 0, Kp = 0;
-  const void* x = nullptr;              // float [nb, ldx] (bf16) / int8 [nb, ldx] (int8)
+  const void* x = nullptr;              // float [nb, ldx] (bf16) / int8 [nb, ldx] in [-xmax, xmax] (int8)
+  int xmax = kXQMaxFull;                // int8: the activations' range (kXQMaxReduced or kXQMaxFull)
   long ldx = 0;
   const float* xscale = nullptr;        // int8: [nb]
   const void* w = nullptr;              // uint16 (bf16 bits) / int8, qoffset layout
   const float* wscale = nullptr;        // int8: [N]
-  const std::int32_t* wsum = nullptr;   // int8: [N], sum_k w[n, k] (the VNNI offset trick)
+  const std::int32_t* wsum = nullptr;   // int8: [N], sum_k w[n, k] (the offset of x + 64 / x + 128)
   const float* init = nullptr;          // y = init[n] + ... (else y += ... when accumulate, else y = ...)
   bool accumulate = false;
   float* y = nullptr;

@@ -20,16 +20,20 @@
 //                aarch64 runs it for bf16 (no BFDOT path yet), and for int8 on cores without dotprod.
 //   NEON dotprod (aarch64 Linux, ARMv8.2 sdot, chosen at run time from AT_HWCAP & HWCAP_ASIMDDP):
 //                int8: vdotq_s32(acc, x, w): s8 x s8 -> 4 int32 lanes, each the sum of 4 products
-//                (|x| <= 127, w in [-127, 127]: no saturation, nothing to offset), 16 products per
+//                (|x|, |w| <= 127: no saturation, nothing to offset), 16 products per
 //                instruction.  The rest of the aarch64 build is plain armv8-a (the function alone
 //                is compiled for +dotprod, a target attribute), so the baseline build runs everywhere.
-//   AVX2:        int8: vpmaddubsw(|x|, sign(w, x)) + vpmaddwd(., 1) + vpaddd.  |x|, |w| <= 127, so a
-//                pair |x0 w0 + x1 w1| <= 2*127*127 = 32258 never saturates int16 (this is the
-//                range reduction: activations are symmetric s8 in [-127, 127], weights exclude -128).
+//   AVX2:        int8, 7-bit activations (the range reduction, kernels.h int8_xmax: x86 without VNNI):
+//                vpmaddubsw(x + 64, w) + vpmaddwd(., 1) + vpaddd, minus 64 * sum_k w[n, k]
+//                (QGemm::wsum, per row).  x in [-63, 63], so x + 64 is an unsigned byte in [1, 127]
+//                and a pair (x0 + 64) w0 + (x1 + 64) w1 is within 2*127*127 = 32258: never saturates
+//                int16.  8-bit activations (a VNNI CPU under set_isa("avx2")): vpmaddubsw(|x|,
+//                sign(w, x)), pairs within the same bound; the sign transfer per product costs 1.45x in
+//                the inner loop on Zen 3 (vpsignb shares the two pipes of the multiplies).
 //                bf16: vpmovzxwd + vpslld 16 (bf16 -> f32 exactly) + vfmadd.
 //   AVX-VNNI / AVX-512 VNNI: vpdpbusd(acc, x ^ 0x80, w) = sum (x + 128) w, minus 128 * sum_k w[n, k]
 //                (precomputed per row, QGemm::wsum): exact, one instruction per 32/64 products.
-//   AVX-512BW:   as AVX2 with 512-bit vectors (no vpsignb: w negated under the mask x < 0).
+//   AVX-512BW:   as AVX2 with 512-bit vectors (8-bit x: w negated under the mask x < 0).
 //   AVX-512F:    bf16 as AVX2, 512-bit.
 //   AVX512_BF16: vdpbf16ps needs bf16 on both sides; x = hi + lo with hi = bf16(x), lo = bf16(x - hi)
 //                (both round-to-nearest-even) and two vdpbf16ps per weight vector, so the product
@@ -233,9 +237,10 @@ FI void qstore4_i8(const QGemm& a, long b, long n, __m128i acc) {
   const __m128 base = a.init ? _mm_loadu_ps(a.init + n) : a.accumulate ? _mm_loadu_ps(y) : _mm_setzero_ps();
   _mm_storeu_ps(y, _mm_add_ps(base, d));
 }
-// The VNNI paths' four row sums, corrected for x + 128: s - 128 * wsum[n .. n + 3].
-FI __m128i minus_128_wsum(const QGemm& a, long n, __m128i s) {
-  return _mm_sub_epi32(s, _mm_slli_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a.wsum + n)), 7));
+// Four row sums of x + 2^S (S = 6: vpmaddubsw; 7: vpdpbusd on x ^ 0x80), corrected: s - 2^S wsum[n .. n + 3].
+template <int S>
+FI __m128i minus_wsum(const QGemm& a, long n, __m128i s) {
+  return _mm_sub_epi32(s, _mm_slli_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a.wsum + n)), S));
 }
 // bf16, AVX2: 16 weights per step (one 32-byte load): lane j holds w[2j] (low half) and w[2j+1]
 // (high half); w[2j] as f32 = lane << 16, w[2j+1] = lane & 0xffff0000 (exact).  x is de-interleaved
@@ -257,9 +262,30 @@ struct Bf16Avx2 {
   }
   static FI void store(const QGemm& a, long b, long n, Acc acc) { qstore(a, b, n, hsum256(acc)); }
 };
-// int8, AVX2: 32 products per step: vpmaddubsw(|x|, sign(w, x)) (pairs <= 32258: no saturation),
-// vpmaddwd by ones to int32, vpaddd.
+// int8, AVX2: 32 products per step: vpmaddubsw(x + 64, w) (x + 64 in [1, 127]: pairs <= 32258, no
+// saturation), vpmaddwd by ones to int32, vpaddd; minus 64 * wsum when stored.
 struct I8Avx2 {
+  using Acc = __m256i;
+  using Xv = __m256i;
+  using Wv = __m256i;
+  static constexpr long kEs = 1, kStep = 32;
+  static FI Acc zero() { return _mm256_setzero_si256(); }
+  static FI Xv load_x(const QGemm& a, long b, long k) {
+    return _mm256_add_epi8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const std::int8_t*>(a.x) + b * a.ldx + k)),
+                           _mm256_set1_epi8(64));
+  }
+  static FI Wv load_w(const char* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+  static FI void mac(Acc& acc, Xv x, Wv w) {
+    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(x, w), _mm256_set1_epi16(1)));
+  }
+  static FI void store(const QGemm& a, long b, long n, Acc acc) { qstore_i8(a, b, n, hsum256i(acc) - 64 * a.wsum[n]); }
+  static constexpr bool kStore4 = true;
+  static FI void store4(const QGemm& a, long b, long n, const Acc* acc) {
+    qstore4_i8(a, b, n, minus_wsum<6>(a, n, hsum4x256i(acc)));
+  }
+};
+// int8, AVX2, 8-bit x: vpmaddubsw(|x|, sign(w, x)) (|x|, |w| <= 127: pairs <= 32258), vpmaddwd, vpaddd.
+struct I8Avx2Sign {
   using Acc = __m256i;
   struct Xv { __m256i x, ax; };
   using Wv = __m256i;
@@ -300,7 +326,7 @@ struct I8AvxVnni {
   }
   static constexpr bool kStore4 = true;
   static FI FASTRNN_AVXVNNI void store4(const QGemm& a, long b, long n, const Acc* acc) {
-    qstore4_i8(a, b, n, minus_128_wsum(a, n, hsum4x256i(acc)));
+    qstore4_i8(a, b, n, minus_wsum<7>(a, n, hsum4x256i(acc)));
   }
 };
 FASTRNN_QDRIVER(qrun_avxvnni, FASTRNN_AVXVNNI)
@@ -315,10 +341,15 @@ bool has_avxvnni() {
 void gemm_bf16(const QGemm& a) { qrun<Bf16Avx2, 2, 4, 8>(deint_x(a, 16)); }
 void gemm_i8(const QGemm& a) {
   if (has_avxvnni()) return gemm_i8_avxvnni(a);
-  qrun<I8Avx2, 2, 4, 4>(a);
+  if (a.xmax <= fastrnn::cpu::kXQMaxReduced) return qrun<I8Avx2, 2, 4, 4>(a);
+  qrun<I8Avx2Sign, 2, 4, 4>(a);
 }
-const char* qpaths() { return has_avxvnni() ? "bf16: avx2 (shift + fma); int8: avx-vnni (vpdpbusd)"
-                                            : "bf16: avx2 (shift + fma); int8: avx2 (vpmaddubsw + vpmaddwd)"; }
+const char* qpaths() {
+  return has_avxvnni() ? "bf16: avx2 (shift + fma); int8: avx-vnni (vpdpbusd)"
+         : fastrnn::cpu::int8_xmax() <= fastrnn::cpu::kXQMaxReduced
+             ? "bf16: avx2 (shift + fma); int8: avx2 (vpmaddubsw + vpmaddwd, 7-bit activations)"
+             : "bf16: avx2 (shift + fma); int8: avx2 (vpsignb + vpmaddubsw + vpmaddwd)";
+}
 
 #elif defined(__AVX512F__) && defined(__AVX512BW__)
 FI std::int32_t hsum512i(__m512i v) {
@@ -352,8 +383,28 @@ struct Bf16Avx512 {
   }
   static FI void store(const QGemm& a, long b, long n, Acc acc) { qstore(a, b, n, hsum512(acc)); }
 };
-// int8, AVX-512BW: 64 products per step: vpmaddubsw(|x|, w negated where x < 0), vpmaddwd, vpaddd.
+// int8, AVX-512BW: 64 products per step: vpmaddubsw(x + 64, w), vpmaddwd, vpaddd; minus 64 * wsum.
 struct I8Avx512 {
+  using Acc = __m512i;
+  using Xv = __m512i;
+  using Wv = __m512i;
+  static constexpr long kEs = 1, kStep = 64;
+  static FI Acc zero() { return _mm512_setzero_si512(); }
+  static FI Xv load_x(const QGemm& a, long b, long k) {
+    return _mm512_add_epi8(_mm512_loadu_si512(static_cast<const std::int8_t*>(a.x) + b * a.ldx + k), _mm512_set1_epi8(64));
+  }
+  static FI Wv load_w(const char* p) { return _mm512_loadu_si512(p); }
+  static FI void mac(Acc& acc, Xv x, Wv w) {
+    acc = _mm512_add_epi32(acc, _mm512_madd_epi16(_mm512_maddubs_epi16(x, w), _mm512_set1_epi16(1)));
+  }
+  static FI void store(const QGemm& a, long b, long n, Acc acc) { qstore_i8(a, b, n, hsum512i(acc) - 64 * a.wsum[n]); }
+  static constexpr bool kStore4 = true;
+  static FI void store4(const QGemm& a, long b, long n, const Acc* acc) {
+    qstore4_i8(a, b, n, minus_wsum<6>(a, n, hsum4x512i(acc)));
+  }
+};
+// int8, AVX-512BW, 8-bit x: vpmaddubsw(|x|, w negated where x < 0), vpmaddwd, vpaddd.
+struct I8Avx512Sign {
   using Acc = __m512i;
   struct Xv { __m512i ax; __mmask64 neg; };
   using Wv = __m512i;
@@ -391,7 +442,7 @@ struct I8Vnni {
   }
   static constexpr bool kStore4 = true;
   static FI FASTRNN_VNNI void store4(const QGemm& a, long b, long n, const Acc* acc) {
-    qstore4_i8(a, b, n, minus_128_wsum(a, n, hsum4x512i(acc)));
+    qstore4_i8(a, b, n, minus_wsum<7>(a, n, hsum4x512i(acc)));
   }
 };
 // bf16, AVX512_BF16: x split into hi / lo bf16 (see the top), two vdpbf16ps per 32 weights.
@@ -459,11 +510,14 @@ void gemm_bf16(const QGemm& a) {
 }
 void gemm_i8(const QGemm& a) {
   if (has_cpu(0)) return gemm_i8_vnni(a);
-  qrun<I8Avx512, 2, 4, 4>(a);
+  if (a.xmax <= fastrnn::cpu::kXQMaxReduced) return qrun<I8Avx512, 2, 4, 4>(a);
+  qrun<I8Avx512Sign, 2, 4, 4>(a);
 }
 const char* qpaths() {
   static const std::string s = std::string("bf16: ") + (has_cpu(1) ? "avx512_bf16 (vdpbf16ps, x split hi+lo)" : "avx512f (shift + fma)") +
-                               "; int8: " + (has_cpu(0) ? "avx512_vnni (vpdpbusd)" : "avx512bw (vpmaddubsw + vpmaddwd)");
+                               "; int8: " + (has_cpu(0)                                                 ? "avx512_vnni (vpdpbusd)"
+                                : fastrnn::cpu::int8_xmax() <= fastrnn::cpu::kXQMaxReduced ? "avx512bw (vpmaddubsw + vpmaddwd, 7-bit activations)"
+                                                                                           : "avx512bw (vpmaddubsw + vpmaddwd, sign by mask)");
   return s.c_str();
 }
 
