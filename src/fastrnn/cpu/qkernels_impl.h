@@ -147,7 +147,11 @@ struct HasStore4<O, std::void_t<decltype(O::kStore4)>> : std::bool_constant<O::k
     typename Ops::Acc acc[R][C];                                                         \
     const char* wr[C];                                                                   \
     for (int c = 0; c < C; ++c) {                                                        \
-      wr[c] = static_cast<const char*>(a.w) + fastrnn::cpu::qoffset(n0 + c, 0, a.Kp, CH) * Ops::kEs; \
+      /* C a multiple of kQRows: n0 is too, so row n0 + c starts at (n0 + c - c % 4) Kp + (c % 4) CH */ \
+      wr[c] = static_cast<const char*>(a.w) +                                            \
+              (C % fastrnn::cpu::kQRows == 0                                             \
+                   ? (n0 + c - c % fastrnn::cpu::kQRows) * a.Kp + (c % fastrnn::cpu::kQRows) * CH \
+                   : fastrnn::cpu::qoffset(n0 + c, 0, a.Kp, CH)) * Ops::kEs;              \
       for (int r = 0; r < R; ++r) acc[r][c] = Ops::zero();                               \
     }                                                                                    \
     for (long kc = 0; kc < a.Kp; kc += CH)                                               \
