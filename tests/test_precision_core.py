@@ -306,10 +306,12 @@ def test_nan_input_propagates():
 
 
 def _expected_bytes(kind, I, H, proj, precision, reset_after=True):
-    """Weights the core holds for one direction (kernels.h: rows padded to 4, columns to 64)."""
+    """Weights the core holds for one direction (kernels.h: rows padded to 4 (bf16) / 16 (int8),
+    columns to 64)."""
     G, P = GATES[kind], proj or H
+    block = 16 if precision == "int8" else 4
     qpad = lambda k: -(-k // 64) * 64  # noqa: E731
-    qrows = lambda n: -(-n // 4) * 4  # noqa: E731
+    qrows = lambda n: -(-n // block) * block  # noqa: E731
     mats = [(G * H, I), (G * H, P)] + ([(P, H)] if proj else [])
     if kind == "gru" and not reset_after:
         mats = [(G * H, I), (2 * H, P), (H, P)]

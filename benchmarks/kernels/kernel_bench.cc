@@ -211,7 +211,7 @@ void gemm_case(const cpu::KernelTable& k, long rows, long N, long K) {
 }
 
 // y[rows, N] = x[rows, K] W^T with f32 (gemm_packed), bf16 and int8 weights (gemm_bf16 / gemm_i8,
-// the layout of kernels.h qoffset; int8 activations quantized beforehand, as Mat::qapply does per
+// the layouts of kernels.h qoffset / qoffset_i8; int8 activations quantized beforehand, as Mat::qapply does per
 // call: that cost is not in these times).  Weights resident in whatever cache level their size
 // allows: 2048 x 512 is 4 MiB f32, 2 MiB bf16, 1 MiB int8.
 void qgemm_case(const cpu::KernelTable& k, long rows, long N, long K) {
@@ -219,7 +219,7 @@ void qgemm_case(const cpu::KernelTable& k, long rows, long N, long K) {
   Buffer w = rnd(N * K, gen, 0.1f), x = rnd(rows * K, gen, 1.f), y(rows * N);
   Buffer panels(cpu::packed_size(N, K, k.panel));
   cpu::pack_panels(w.data(), N, K, panels.data(), k.panel);
-  const long Kp = cpu::qpad(K), Np = cpu::qrows(N);
+  const long Kp = cpu::qpad(K), Np = cpu::qrows(N, 1);  // (int8's row block, 16, is the larger)
   std::vector<std::uint16_t> wb(Np * Kp, 0);
   std::vector<std::int8_t> wq(Np * Kp, 0), xq(rows * Kp, 0);
   std::vector<float> ws(N), xs(rows), xpad(rows * Kp, 0.f);
@@ -233,7 +233,7 @@ void qgemm_case(const cpu::KernelTable& k, long rows, long N, long K) {
       std::memcpy(&u, &w[n * K + c], 4);
       wb[cpu::qoffset(n, c, Kp, cpu::qchunk(2))] = static_cast<std::uint16_t>((u + 0x7fff + ((u >> 16) & 1)) >> 16);
       const auto q = static_cast<std::int8_t>(std::nearbyint(w[n * K + c] / ws[n]));
-      wq[cpu::qoffset(n, c, Kp, cpu::qchunk(1))] = q;
+      wq[cpu::qoffset_i8(n, c, Kp)] = q;
       wsum[n] += q;
     }
   }

@@ -114,13 +114,19 @@ void Mat::set_quantized(Precision p, const void* src, const float* scale, dim_t 
   w.resize(0);
   packed_.clear();
   const std::size_t es = p == Precision::Bf16 ? 2 : 1;
-  q_.resize((cpu::qrows(n) * Kp_ * es + sizeof(float) - 1) / sizeof(float), true);
+  q_.resize((cpu::qrows(n, es) * Kp_ * es + sizeof(float) - 1) / sizeof(float), true);
   auto* dst = reinterpret_cast<unsigned char*>(q_.data());
-  const long ch = es == 2 ? cpu::qchunk(2) : cpu::qchunk(1);
-  for (dim_t r = 0; r < n; ++r)
-    for (dim_t c0 = 0; c0 < k; c0 += ch)  // one chunk of row r at a time (kernels.h qoffset)
-      std::memcpy(dst + cpu::qoffset(r, c0, Kp_, ch) * es, static_cast<const unsigned char*>(src) + (r * k + c0) * es,
-                  std::min<dim_t>(ch, k - c0) * es);
+  if (p == Precision::Int8) {  // kernels.h qoffset_i8: 4 bytes (one quad of k) at a time
+    const auto* s8 = static_cast<const unsigned char*>(src);
+    for (dim_t r = 0; r < n; ++r)
+      for (dim_t c0 = 0; c0 < k; c0 += 4) std::memcpy(dst + cpu::qoffset_i8(r, c0, Kp_), s8 + r * k + c0, std::min<dim_t>(4, k - c0));
+  } else {
+    const long ch = cpu::qchunk(2);
+    for (dim_t r = 0; r < n; ++r)
+      for (dim_t c0 = 0; c0 < k; c0 += ch)  // one chunk of row r at a time (kernels.h qoffset)
+        std::memcpy(dst + cpu::qoffset(r, c0, Kp_, ch) * es, static_cast<const unsigned char*>(src) + (r * k + c0) * es,
+                    std::min<dim_t>(ch, k - c0) * es);
+  }
   if (p == Precision::Int8) {
     qscale_.resize(n);
     std::memcpy(qscale_.data(), scale, n * sizeof(float));

@@ -67,8 +67,10 @@ struct Mat {
   // range): the activations x [rows, K] made ready for the quantized GEMM (bf16: padded to Kp
   // columns unless K == Kp; int8: quantize_rows) in the caller's scratch, which only grows; then
   // y[r, :n] = base + x[r] W[n0 : n0 + n]^T with base = init[0 : n] (init given), else y (accumulate),
-  // else 0.  n0 must be a multiple of cpu::kQRows.  Each output row is summed on its own, the same
+  // else 0.  n0 must be a multiple of row_block().  Each output row is summed on its own, the same
   // way whatever the range: a range gives the bits of the whole product's rows.
+  // rows of a block of the reduced layout (cpu::qrow_block: 16 int8, 4 bf16); row ranges start on one
+  dim_t row_block() const { return cpu::qrow_block(prec == Precision::Int8 ? 1 : 2); }
   struct QScratch {
     std::vector<float> xs, xscale;
     std::vector<std::int8_t> xq;

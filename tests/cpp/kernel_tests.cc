@@ -233,11 +233,12 @@ void test_fused(const cpu::KernelTable& k) {
 
 // ---- reduced precision (qkernels_impl.h): int8 and bf16 weights --------------------------------
 template <class T>
-std::vector<T> qlayout(const std::vector<T>& w, long N, long K, long Kp) {  // kernels.h qoffset
+std::vector<T> qlayout(const std::vector<T>& w, long N, long K, long Kp) {  // kernels.h qoffset / qoffset_i8
   const long CH = cpu::qchunk(sizeof(T));
-  std::vector<T> out(cpu::qrows(N) * Kp, T(0));
+  std::vector<T> out(cpu::qrows(N, sizeof(T)) * Kp, T(0));
   for (long n = 0; n < N; ++n)
-    for (long kk = 0; kk < K; ++kk) out[cpu::qoffset(n, kk, Kp, CH)] = w[n * K + kk];
+    for (long kk = 0; kk < K; ++kk)
+      out[sizeof(T) == 1 ? cpu::qoffset_i8(n, kk, Kp) : cpu::qoffset(n, kk, Kp, CH)] = w[n * K + kk];
   return out;
 }
 
@@ -246,7 +247,7 @@ void test_gemm_i8(const cpu::KernelTable& k) {
   std::uniform_int_distribution<int> q(-127, 127);
   for (int xmax : {cpu::kXQMaxReduced, cpu::kXQMaxFull})
   for (long K : {1L, 17L, 64L, 65L, 200L, 600L})
-    for (long N : {1L, 3L, 4L, 5L, 8L, 9L, 17L, 33L, 100L})
+    for (long N : {1L, 3L, 4L, 5L, 8L, 9L, 16L, 17L, 33L, 64L, 100L, 130L})
       for (long nb : {1L, 2L, 3L, 4L, 5L, 9L})
         for (int mode : {0, 1, 2}) {  // 0: unit scales (the int32 sum itself); 1: scales + init; 2: accumulate
           const long Kp = cpu::qpad(K), ldy = N + 2;

@@ -76,18 +76,28 @@ struct FusedStep {
 };
 
 // Reduced-precision weight products (qkernels_impl.h has the equations and the per-ISA paths).
-// Weight layout (one for every ISA): rows zero padded to Kp = qpad(K) elements and to a multiple of
-// kQRows rows; blocks of kQRows rows interleaved by chunks of qchunk() elements (64 bytes), so a
-// tile of rows streams through one contiguous run of memory:
+// Weight layouts (one per precision for every ISA): rows zero padded to Kp = qpad(K) elements and to
+// a multiple of the row block (qrow_block: 4 for bf16, 16 for int8).
+//   bf16: blocks of kQRows rows interleaved by chunks of qchunk() elements (64 bytes), so a tile of
+//   rows streams through one contiguous run of memory:
 //   element (n, k) at qoffset(n, k, Kp, CH) = (n / 4) * 4 * Kp + (k - k % CH) * 4 + (n % 4) * CH + k % CH.
+//   int8: blocks of kQRowsI8 = 16 rows; per quad of k (k = 4j .. 4j + 3) the 16 rows' 4 bytes:
+//   element (n, k) at qoffset_i8(n, k, Kp) = (n / 16) * 16 * Kp + (k / 4) * 64 + (n % 16) * 4 + k % 4.
+//   A block is one contiguous run of 16 * Kp bytes, row block q at q * 16 * Kp.
 // x [nb, ldx] padded to Kp columns (bf16: float32 x, zeros past K; int8: q_x, zeros past K).
 constexpr long kQPad = 64, kQRows = 4;
 inline long qpad(long K) { return (K + kQPad - 1) / kQPad * kQPad; }
-inline long qrows(long N) { return (N + kQRows - 1) / kQRows * kQRows; }
 constexpr long qchunk(long elem_bytes) { return 64 / elem_bytes; }
 constexpr long qoffset(long n, long k, long Kp, long CH) {
   return (n / kQRows) * kQRows * Kp + (k - k % CH) * kQRows + (n % kQRows) * CH + k % CH;
 }
+constexpr long kQRowsI8 = 16;
+constexpr long qoffset_i8(long n, long k, long Kp) {
+  return (n / kQRowsI8) * kQRowsI8 * Kp + (k / 4) * 4 * kQRowsI8 + (n % kQRowsI8) * 4 + k % 4;
+}
+// rows of a block of the layout for elements of elem_bytes (1: int8, 2: bf16), and N rounded up to it
+constexpr long qrow_block(long elem_bytes) { return elem_bytes == 1 ? kQRowsI8 : kQRows; }
+inline long qrows(long N, long elem_bytes) { return (N + qrow_block(elem_bytes) - 1) / qrow_block(elem_bytes) * qrow_block(elem_bytes); }
 // int8 activations are quantized per row to [-m, m], m = int8_xmax() (Mat's quantize_rows), one
 // value per process for every ISA, so that all paths give the same integer sums:
 //   127 (8 bits) where every int8 path of the CPU is exact at full range: VNNI (vpdpbusd on x ^ 0x80),
@@ -105,7 +115,7 @@ struct QGemm {
   int xmax = kXQMaxFull;                // int8: the activations' range (kXQMaxReduced or kXQMaxFull)
   long ldx = 0;
   const float* xscale = nullptr;        // int8: [nb]
-  const void* w = nullptr;              // uint16 (bf16 bits) / int8, qoffset layout
+  const void* w = nullptr;              // uint16 (bf16 bits), qoffset layout / int8, qoffset_i8 layout
   const float* wscale = nullptr;        // int8: [N]
   const std::int32_t* wsum = nullptr;   // int8: [N], sum_k w[n, k] (the offset of x + 64 / x + 128)
   const float* init = nullptr;          // y = init[n] + ... (else y += ... when accumulate, else y = ...)

@@ -5,24 +5,33 @@
 //   int8:  y[b, n] = base + f32(sum_k q_x[b, k] * q_w[n, k]) * (s_x[b] * s_w[n])   (exact int32 sum)
 //   base = init[n] (init given), y[b, n] (accumulate), else 0.
 //
-// Layout (one for every ISA, so a model needs no per-ISA copy; kernels.h qoffset): W [N, Kp], rows
-// zero padded to Kp = qpad(K) and to a multiple of 4, blocks of 4 rows interleaved by 64-byte
-// chunks of k (a tile of rows reads one contiguous stream: with rows apart, the batch-1 product
-// ran at a quarter of the L3 bandwidth on Zen 1); x as [nb, ldx] padded alike (bf16: zeros past K;
-// int8: q_x = 0 past K).  Products are row dot products: a tile of R x rows x C weight rows
-// keeps R*C vector accumulators, then each is reduced across its lanes.  Loop order: weight rows outer (C rows of W stay in L1 while every
-// x row passes; W is streamed from memory once per call), x rows inner.
+// Layouts (one per precision for every ISA, so a model needs no per-ISA copy; kernels.h):
+//   bf16 (qoffset): W [N, Kp], rows zero padded to Kp = qpad(K) and to a multiple of 4, blocks of 4
+//     rows interleaved by 64-byte chunks of k (a tile of rows reads one contiguous stream: with rows
+//     apart, the batch-1 product ran at a quarter of the L3 bandwidth on Zen 1).  Products are row
+//     dot products: a tile of R x rows x C weight rows keeps R*C vector accumulators, then each is
+//     reduced across its lanes.
+//   int8 (qoffset_i8): blocks of 16 rows; per quad of k (4 consecutive k) the 16 rows' 4 bytes, 64
+//     bytes.  A vector of L int32 lanes covers L rows of a quad: multiplied by the broadcast of x's 4
+//     bytes of that quad (vpmaddubsw + vpmaddwd, vpdpbusd, sdot), each lane gains its row's 4
+//     products.  The accumulators are outputs (no horizontal sums; those cost ~1/6 of the batch-1
+//     product at K = 256 and half of a 100-row projection at K = 64 in the row layout, Zen 3).
+// x as [nb, ldx] padded alike (bf16: zeros past K; int8: q_x = 0 past K).  Loop order: weight rows
+// outer (a tile's rows of W stay in L1 while every x row passes; W is streamed from memory once per
+// call), x rows inner.
 //
 // int8 is exact in every path (no int16 saturation anywhere), so all ISAs agree bit for bit on
-// the integer sums; bf16 paths differ only in the order of the float additions (and the
-// AVX512_BF16 path, below, in a 2^-17 relative split of x):
+// the integer sums, and every path turns a sum into y with the same float operations (qstore_i8,
+// qstore8_i8: a row gives the same bits whichever path or tile computes it); bf16 paths differ only
+// in the order of the float additions (and the AVX512_BF16 path, below, in a 2^-17 relative split
+// of x):
 //   portable:    int32 loops / 16 float partial sums (vectorized by the compiler; SSE2, NEON).
 //                aarch64 runs it for bf16 (no BFDOT path yet), and for int8 on cores without dotprod.
 //   NEON dotprod (aarch64 Linux, ARMv8.2 sdot, chosen at run time from AT_HWCAP & HWCAP_ASIMDDP):
-//                int8: vdotq_s32(acc, x, w): s8 x s8 -> 4 int32 lanes, each the sum of 4 products
-//                (|x|, |w| <= 127: no saturation, nothing to offset), 16 products per
-//                instruction.  The rest of the aarch64 build is plain armv8-a (the function alone
-//                is compiled for +dotprod, a target attribute), so the baseline build runs everywhere.
+//                int8: vdotq_s32(acc, w, x quad replicated): s8 x s8, each of 4 lanes (rows) gains
+//                the sum of its 4 products (|x|, |w| <= 127: no saturation, nothing to offset).
+//                The rest of the aarch64 build is plain armv8-a (the function alone is compiled for
+//                +dotprod, a target attribute), so the baseline build runs everywhere.
 //   AVX2:        int8, 7-bit activations (the range reduction, kernels.h int8_xmax: x86 without VNNI):
 //                vpmaddubsw(x + 64, w) + vpmaddwd(., 1) + vpaddd, minus 64 * sum_k w[n, k]
 //                (QGemm::wsum, per row).  x in [-63, 63], so x + 64 is an unsigned byte in [1, 127]
@@ -31,8 +40,8 @@
 //                sign(w, x)), pairs within the same bound; the sign transfer per product costs 1.45x in
 //                the inner loop on Zen 3 (vpsignb shares the two pipes of the multiplies).
 //                bf16: vpmovzxwd + vpslld 16 (bf16 -> f32 exactly) + vfmadd.
-//   AVX-VNNI / AVX-512 VNNI: vpdpbusd(acc, x ^ 0x80, w) = sum (x + 128) w, minus 128 * sum_k w[n, k]
-//                (precomputed per row, QGemm::wsum): exact, one instruction per 32/64 products.
+//   AVX-VNNI / AVX-512 VNNI: vpdpbusd(acc, x ^ 0x80, w) = sum (x + 128) w, minus 128 * sum_k w[n, k]:
+//                exact, one instruction per 32/64 products.
 //   AVX-512BW:   as AVX2 with 512-bit vectors (8-bit x: w negated under the mask x < 0).
 //   AVX-512F:    bf16 as AVX2, 512-bit.
 //   AVX512_BF16: vdpbf16ps needs bf16 on both sides; x = hi + lo with hi = bf16(x), lo = bf16(x - hi)
@@ -105,33 +114,22 @@ constexpr long kChB = fastrnn::cpu::qchunk(2), kChI = fastrnn::cpu::qchunk(1);
       }
     }
 }
-// int8: y = base + f32(sum_k q_x q_w) * s_x[b] * s_w[n]; a block of 4 weight rows per pass over x.
+// int8: y = base + f32(sum_k q_x q_w) * s_x[b] * s_w[n]; a block of 16 weight rows per pass over x.
 [[maybe_unused]] void gemm_i8_portable(const QGemm& a) {
+  constexpr long B = fastrnn::cpu::kQRowsI8;
   const auto* W = static_cast<const std::int8_t*>(a.w);
   const auto* X = static_cast<const std::int8_t*>(a.x);
-  for (long n0 = 0; n0 < a.N; n0 += 4)
+  for (long n0 = 0; n0 < a.N; n0 += B)
     for (long b = 0; b < a.nb; ++b) {
       const std::int8_t* x = X + b * a.ldx;
-      std::int32_t acc[4] = {};
-      for (long k = 0; k < a.Kp; k += kChI) {
-        const std::int8_t* blk = W + fastrnn::cpu::qoffset(n0, k, a.Kp, kChI);
-        for (int c = 0; c < 4; ++c) {
-          std::int32_t s = 0;
-          for (long e = 0; e < kChI; ++e) s += std::int32_t(x[k + e]) * blk[c * kChI + e];
-          acc[c] += s;
-        }
-      }
-      for (int c = 0; c < 4 && n0 + c < a.N; ++c) qstore_i8(a, b, n0 + c, acc[c]);
+      const std::int8_t* blk = W + n0 * a.Kp;
+      std::int32_t acc[B] = {};
+      for (long j = 0; j < a.Kp / 4; ++j)
+        for (long r = 0; r < B; ++r)
+          for (long e = 0; e < 4; ++e) acc[r] += std::int32_t(x[4 * j + e]) * blk[j * 4 * B + r * 4 + e];
+      for (long r = 0; r < B && n0 + r < a.N; ++r) qstore_i8(a, b, n0 + r, acc[r]);
     }
 }
-
-// Ops::store4(a, b, n, acc4), where Ops::kStore4 is declared: rows n .. n + 3 of x row b from four
-// accumulators at once (int8 only: its int32 sums are exact in any order, so a row's bits do not
-// depend on which tile it fell in).
-template <class O, class = void>
-struct HasStore4 : std::false_type {};
-template <class O>
-struct HasStore4<O, std::void_t<decltype(O::kStore4)>> : std::bool_constant<O::kStore4> {};
 
 // ---- the tiled driver of the SIMD paths ----------------------------------------------------
 // Ops: Acc (accumulator vector), Xv (a prepared x vector), Wv (a weight vector), kEs (bytes per
@@ -163,12 +161,8 @@ struct HasStore4<O, std::void_t<decltype(O::kStore4)>> : std::bool_constant<O::k
           for (int c = 0; c < C; ++c) Ops::mac(acc[r][c], xv, wv[c]);                    \
         }                                                                                \
       }                                                                                  \
-    for (int r = 0; r < R; ++r) {                                                        \
-      int c = 0;                                                                         \
-      if constexpr (HasStore4<Ops>::value)                                               \
-        for (; c + 4 <= C; c += 4) Ops::store4(a, b0 + r, n0 + c, acc[r] + c);           \
-      for (; c < C; ++c) Ops::store(a, b0 + r, n0 + c, acc[r][c]);                       \
-    }                                                                                    \
+    for (int r = 0; r < R; ++r)                                                          \
+      for (int c = 0; c < C; ++c) Ops::store(a, b0 + r, n0 + c, acc[r][c]);              \
   }                                                                                      \
   template <class Ops, int R, int C, int C1>                                             \
   FI ATTR void NAME(const QGemm& a) {                                                    \
@@ -188,11 +182,59 @@ struct HasStore4<O, std::void_t<decltype(O::kStore4)>> : std::bool_constant<O::k
       for (long b = 0; b < a.nb; ++b) NAME##_tile<Ops, 1, 1>(a, b, n);                   \
   }
 // Tiles of R x rows x C weight rows (C1 weight rows at once for a single x row: batch 1 needs
-// more independent chains), remainders with one x row / one weight row.  The accumulators of
-// weight rows n .. n + 3 leave through Ops::store4 where the Ops has one (one transpose instead of
-// four horizontal sums: at K = 256 the four sums and scalar stores were ~1/4 of a tile's
-// instructions, at K = 64 more than its products).
+// more independent chains), remainders with one x row / one weight row.  (bf16.)
 FASTRNN_QDRIVER(qrun, )
+
+// The int8 driver (the quad layout, kernels.h qoffset_i8).  Ops: V (accumulator vector of kL int32
+// lanes = kL weight rows), Xb (x's quad broadcast, prepared), zero(), load_w(p), bcast(a, b, j) (x row
+// b, k = 4j .. 4j + 3), mac(acc, xb, w), store(a, b, n, acc, cnt) (rows n .. n + cnt - 1, cnt <= kL).
+// A tile: R x rows x CB blocks of 16 weight rows (16 / kL vectors per block); CB1 blocks for a single
+// x row.  The block's quads for all its rows are one contiguous run of W.
+#define FASTRNN_QDRIVER_I8(NAME, ATTR)                                                   \
+  template <class Ops, int R, int CB>                                                    \
+  FI ATTR void NAME##_tile(const QGemm& a, long b0, long q0) {                           \
+    constexpr long BR = fastrnn::cpu::kQRowsI8;                                          \
+    constexpr int NV = CB * int(BR / Ops::kL);                                           \
+    typename Ops::V acc[R][NV];                                                          \
+    for (int r = 0; r < R; ++r)                                                          \
+      for (int v = 0; v < NV; ++v) acc[r][v] = Ops::zero();                              \
+    const std::int8_t* w0 = static_cast<const std::int8_t*>(a.w) + q0 * BR * a.Kp;       \
+    for (long j = 0; j < a.Kp / 4; ++j) {                                                \
+      typename Ops::V wv[NV];                                                            \
+      for (int v = 0; v < NV; ++v)                                                       \
+        wv[v] = Ops::load_w(w0 + (v * Ops::kL / BR) * BR * a.Kp + j * 4 * BR + (v * Ops::kL % BR) * 4); \
+      for (int r = 0; r < R; ++r) {                                                      \
+        const typename Ops::Xb xb = Ops::bcast(a, b0 + r, j);                            \
+        for (int v = 0; v < NV; ++v) Ops::mac(acc[r][v], xb, wv[v]);                     \
+      }                                                                                  \
+    }                                                                                    \
+    for (int r = 0; r < R; ++r)                                                          \
+      for (int v = 0; v < NV; ++v) {                                                     \
+        const long n = q0 * BR + v * Ops::kL;                                            \
+        if (n < a.N) Ops::store(a, b0 + r, n, acc[r][v], std::min<long>(Ops::kL, a.N - n)); \
+      }                                                                                  \
+  }                                                                                      \
+  template <class Ops, int R, int CB, int CB1>                                           \
+  FI ATTR void NAME(const QGemm& a) {                                                    \
+    const long nq = (a.N + fastrnn::cpu::kQRowsI8 - 1) / fastrnn::cpu::kQRowsI8;         \
+    long q = 0;                                                                          \
+    if (a.nb == 1) {                                                                     \
+      for (; q + CB1 <= nq; q += CB1) NAME##_tile<Ops, 1, CB1>(a, 0, q);                 \
+      for (; q < nq; ++q) NAME##_tile<Ops, 1, 1>(a, 0, q);                               \
+      return;                                                                            \
+    }                                                                                    \
+    for (; q + CB <= nq; q += CB) {                                                      \
+      long b = 0;                                                                        \
+      for (; b + R <= a.nb; b += R) NAME##_tile<Ops, R, CB>(a, b, q);                    \
+      for (; b < a.nb; ++b) NAME##_tile<Ops, 1, CB>(a, b, q);                            \
+    }                                                                                    \
+    for (; q < nq; ++q) {                                                                \
+      long b = 0;                                                                        \
+      for (; b + R <= a.nb; b += R) NAME##_tile<Ops, R, 1>(a, b, q);                     \
+      for (; b < a.nb; ++b) NAME##_tile<Ops, 1, 1>(a, b, q);                             \
+    }                                                                                    \
+  }
+FASTRNN_QDRIVER_I8(qrun_i8, )
 
 // x rows de-interleaved for the shift / mask bf16 paths: per group of G k, the G/2 even ones, then
 // the G/2 odd ones (per-thread scratch that only grows).
@@ -217,34 +259,30 @@ FI float hsum256(__m256 v) {
   s = _mm_add_ss(s, _mm_movehdup_ps(s));
   return _mm_cvtss_f32(s);
 }
-FI std::int32_t hsum256i(__m256i v) {
-  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
-  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
-  return _mm_cvtsi128_si32(s);
-}
-// The lane sums of four int32 vectors: [sum v[0], sum v[1], sum v[2], sum v[3]] (two unpack-add
-// transposes and one add of the halves: 11 instructions, against 4 x 5 for hsum256i).
-FI __m128i hsum4x256i(const __m256i* v) {
-  // t0 = [v0_0+v0_2, v1_0+v1_2, v0_1+v0_3, v1_1+v1_3] per 128-bit half; t1 the same for v2, v3
-  const __m256i t0 = _mm256_add_epi32(_mm256_unpacklo_epi32(v[0], v[1]), _mm256_unpackhi_epi32(v[0], v[1]));
-  const __m256i t1 = _mm256_add_epi32(_mm256_unpacklo_epi32(v[2], v[3]), _mm256_unpackhi_epi32(v[2], v[3]));
-  // u = [v0_0123, v1_0123, v2_0123, v3_0123] per half
-  const __m256i u = _mm256_add_epi32(_mm256_unpacklo_epi64(t0, t1), _mm256_unpackhi_epi64(t0, t1));
-  return _mm_add_epi32(_mm256_castsi256_si128(u), _mm256_extracti128_si256(u, 1));
-}
-// qstore_i8 for rows n .. n + 3 (all < N): the same float operations per row, four lanes at once.
-FI void qstore4_i8(const QGemm& a, long b, long n, __m128i acc) {
-  float* y = a.y + b * a.ldy + n;
-  __m128 d = _mm_mul_ps(_mm_cvtepi32_ps(acc), _mm_mul_ps(_mm_set1_ps(a.xscale[b]), _mm_loadu_ps(a.wscale + n)));
-  FASTRNN_OPAQUE(d);
-  const __m128 base = a.init ? _mm_loadu_ps(a.init + n) : a.accumulate ? _mm_loadu_ps(y) : _mm_setzero_ps();
-  _mm_storeu_ps(y, _mm_add_ps(base, d));
-}
-// Four row sums of x + 2^S (S = 6: vpmaddubsw; 7: vpdpbusd on x ^ 0x80), corrected: s - 2^S wsum[n .. n + 3].
+// qstore_i8 for rows n .. n + cnt - 1 of x row b (cnt <= 8), from their int32 sums s of x + 2^S
+// (S = 0: none), corrected by 2^S * wsum: the same integer and float operations per row as the scalar
+// store, eight lanes at once where all eight are rows.
 template <int S>
-FI __m128i minus_wsum(const QGemm& a, long n, __m128i s) {
-  return _mm_sub_epi32(s, _mm_slli_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a.wsum + n)), S));
+FI void qstore8_i8(const QGemm& a, long b, long n, __m256i s, long cnt) {
+  if (cnt < 8) {
+    alignas(32) std::int32_t v[8];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(v), s);
+    for (long l = 0; l < cnt; ++l) qstore_i8(a, b, n + l, S > 0 ? v[l] - a.wsum[n + l] * (1 << S) : v[l]);
+    return;
+  }
+  if constexpr (S > 0)
+    s = _mm256_sub_epi32(s, _mm256_slli_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.wsum + n)), S));
+  float* y = a.y + b * a.ldy + n;
+  __m256 d = _mm256_mul_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(_mm256_set1_ps(a.xscale[b]), _mm256_loadu_ps(a.wscale + n)));
+  FASTRNN_OPAQUE(d);
+  const __m256 base = a.init ? _mm256_loadu_ps(a.init + n) : a.accumulate ? _mm256_loadu_ps(y) : _mm256_setzero_ps();
+  _mm256_storeu_ps(y, _mm256_add_ps(base, d));
+}
+// x's quad (4 bytes at k = 4j of row b) in every 32-bit lane
+FI __m256i bcast_quad256(const QGemm& a, long b, long j) {
+  std::int32_t q;
+  std::memcpy(&q, static_cast<const std::int8_t*>(a.x) + b * a.ldx + 4 * j, sizeof q);
+  return _mm256_set1_epi32(q);
 }
 // bf16, AVX2: 16 weights per step (one 32-byte load): lane j holds w[2j] (low half) and w[2j+1]
 // (high half); w[2j] as f32 = lane << 16, w[2j+1] = lane & 0xffff0000 (exact).  x is de-interleaved
@@ -266,47 +304,35 @@ struct Bf16Avx2 {
   }
   static FI void store(const QGemm& a, long b, long n, Acc acc) { qstore(a, b, n, hsum256(acc)); }
 };
-// int8, AVX2: 32 products per step: vpmaddubsw(x + 64, w) (x + 64 in [1, 127]: pairs <= 32258, no
-// saturation), vpmaddwd by ones to int32, vpaddd; minus 64 * wsum when stored.
+// int8, AVX2, 7-bit x: 8 rows x 4 k per vector: vpmaddubsw(x + 64, w) (x + 64 in [1, 127]: pairs
+// <= 32258, no saturation), vpmaddwd by ones to int32, vpaddd; minus 64 * wsum when stored.
 struct I8Avx2 {
-  using Acc = __m256i;
-  using Xv = __m256i;
-  using Wv = __m256i;
-  static constexpr long kEs = 1, kStep = 32;
-  static FI Acc zero() { return _mm256_setzero_si256(); }
-  static FI Xv load_x(const QGemm& a, long b, long k) {
-    return _mm256_add_epi8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const std::int8_t*>(a.x) + b * a.ldx + k)),
-                           _mm256_set1_epi8(64));
-  }
-  static FI Wv load_w(const char* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
-  static FI void mac(Acc& acc, Xv x, Wv w) {
+  using V = __m256i;
+  using Xb = __m256i;
+  static constexpr long kL = 8;
+  static FI V zero() { return _mm256_setzero_si256(); }
+  static FI V load_w(const std::int8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+  static FI Xb bcast(const QGemm& a, long b, long j) { return _mm256_add_epi8(bcast_quad256(a, b, j), _mm256_set1_epi8(64)); }
+  static FI void mac(V& acc, Xb x, V w) {
     acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(x, w), _mm256_set1_epi16(1)));
   }
-  static FI void store(const QGemm& a, long b, long n, Acc acc) { qstore_i8(a, b, n, hsum256i(acc) - 64 * a.wsum[n]); }
-  static constexpr bool kStore4 = true;
-  static FI void store4(const QGemm& a, long b, long n, const Acc* acc) {
-    qstore4_i8(a, b, n, minus_wsum<6>(a, n, hsum4x256i(acc)));
-  }
+  static FI void store(const QGemm& a, long b, long n, V acc, long cnt) { qstore8_i8<6>(a, b, n, acc, cnt); }
 };
 // int8, AVX2, 8-bit x: vpmaddubsw(|x|, sign(w, x)) (|x|, |w| <= 127: pairs <= 32258), vpmaddwd, vpaddd.
 struct I8Avx2Sign {
-  using Acc = __m256i;
-  struct Xv { __m256i x, ax; };
-  using Wv = __m256i;
-  static constexpr long kEs = 1, kStep = 32;
-  static FI Acc zero() { return _mm256_setzero_si256(); }
-  static FI Xv load_x(const QGemm& a, long b, long k) {
-    const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const std::int8_t*>(a.x) + b * a.ldx + k));
+  using V = __m256i;
+  struct Xb { __m256i x, ax; };
+  static constexpr long kL = 8;
+  static FI V zero() { return _mm256_setzero_si256(); }
+  static FI V load_w(const std::int8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+  static FI Xb bcast(const QGemm& a, long b, long j) {
+    const __m256i x = bcast_quad256(a, b, j);
     return {x, _mm256_abs_epi8(x)};
   }
-  static FI Wv load_w(const char* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
-  static FI void mac(Acc& acc, const Xv& x, Wv w) {
-    const __m256i p = _mm256_maddubs_epi16(x.ax, _mm256_sign_epi8(w, x.x));
-    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, _mm256_set1_epi16(1)));
+  static FI void mac(V& acc, const Xb& x, V w) {
+    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(x.ax, _mm256_sign_epi8(w, x.x)), _mm256_set1_epi16(1)));
   }
-  static FI void store(const QGemm& a, long b, long n, Acc acc) { qstore_i8(a, b, n, hsum256i(acc)); }
-  static constexpr bool kStore4 = true;
-  static FI void store4(const QGemm& a, long b, long n, const Acc* acc) { qstore4_i8(a, b, n, hsum4x256i(acc)); }
+  static FI void store(const QGemm& a, long b, long n, V acc, long cnt) { qstore8_i8<0>(a, b, n, acc, cnt); }
 };
 #endif
 
@@ -314,27 +340,19 @@ struct I8Avx2Sign {
 // int8, AVX-VNNI (vpdpbusd on ymm, VEX encoded: Alder Lake, Zen 5 ...): sum (x + 128) w - 128 sum w.
 #define FASTRNN_AVXVNNI __attribute__((target("avxvnni")))
 struct I8AvxVnni {
-  using Acc = __m256i;
-  using Xv = __m256i;
-  using Wv = __m256i;
-  static constexpr long kEs = 1, kStep = 32;
-  static FI FASTRNN_AVXVNNI Acc zero() { return _mm256_setzero_si256(); }
-  static FI FASTRNN_AVXVNNI Xv load_x(const QGemm& a, long b, long k) {
-    return _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const std::int8_t*>(a.x) + b * a.ldx + k)),
-                            _mm256_set1_epi8(static_cast<char>(0x80)));
+  using V = __m256i;
+  using Xb = __m256i;
+  static constexpr long kL = 8;
+  static FI FASTRNN_AVXVNNI V zero() { return _mm256_setzero_si256(); }
+  static FI FASTRNN_AVXVNNI V load_w(const std::int8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+  static FI FASTRNN_AVXVNNI Xb bcast(const QGemm& a, long b, long j) {
+    return _mm256_xor_si256(bcast_quad256(a, b, j), _mm256_set1_epi8(static_cast<char>(0x80)));
   }
-  static FI FASTRNN_AVXVNNI Wv load_w(const char* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
-  static FI FASTRNN_AVXVNNI void mac(Acc& acc, Xv x, Wv w) { acc = _mm256_dpbusd_avx_epi32(acc, x, w); }
-  static FI FASTRNN_AVXVNNI void store(const QGemm& a, long b, long n, Acc acc) {
-    qstore_i8(a, b, n, hsum256i(acc) - 128 * a.wsum[n]);
-  }
-  static constexpr bool kStore4 = true;
-  static FI FASTRNN_AVXVNNI void store4(const QGemm& a, long b, long n, const Acc* acc) {
-    qstore4_i8(a, b, n, minus_wsum<7>(a, n, hsum4x256i(acc)));
-  }
+  static FI FASTRNN_AVXVNNI void mac(V& acc, Xb x, V w) { acc = _mm256_dpbusd_avx_epi32(acc, x, w); }
+  static FI FASTRNN_AVXVNNI void store(const QGemm& a, long b, long n, V acc, long cnt) { qstore8_i8<7>(a, b, n, acc, cnt); }
 };
-FASTRNN_QDRIVER(qrun_avxvnni, FASTRNN_AVXVNNI)
-FASTRNN_AVXVNNI __attribute__((noinline)) void gemm_i8_avxvnni(const QGemm& a) { qrun_avxvnni<I8AvxVnni, 2, 4, 4>(a); }
+FASTRNN_QDRIVER_I8(qrun_avxvnni, FASTRNN_AVXVNNI)
+FASTRNN_AVXVNNI __attribute__((noinline)) void gemm_i8_avxvnni(const QGemm& a) { qrun_avxvnni<I8AvxVnni, 2, 2, 4>(a); }
 bool has_avxvnni() {
   static const bool v = [] {
     __builtin_cpu_init();
@@ -345,8 +363,8 @@ bool has_avxvnni() {
 void gemm_bf16(const QGemm& a) { qrun<Bf16Avx2, 2, 4, 8>(deint_x(a, 16)); }
 void gemm_i8(const QGemm& a) {
   if (has_avxvnni()) return gemm_i8_avxvnni(a);
-  if (a.xmax <= fastrnn::cpu::kXQMaxReduced) return qrun<I8Avx2, 2, 4, 4>(a);
-  qrun<I8Avx2Sign, 2, 4, 4>(a);
+  if (a.xmax <= fastrnn::cpu::kXQMaxReduced) return qrun_i8<I8Avx2, 2, 2, 4>(a);
+  qrun_i8<I8Avx2Sign, 2, 1, 4>(a);
 }
 const char* qpaths() {
   return has_avxvnni() ? "bf16: avx2 (shift + fma); int8: avx-vnni (vpdpbusd)"
@@ -356,14 +374,17 @@ const char* qpaths() {
 }
 
 #elif defined(__AVX512F__) && defined(__AVX512BW__)
-FI std::int32_t hsum512i(__m512i v) {
-  return hsum256i(_mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_castsi512_si256(_mm512_shuffle_i64x2(v, v, 0xEE))));
+// qstore8_i8 for rows n .. n + cnt - 1 (cnt <= 16) from 16 sums: two halves of eight (the same
+// float operations per row)
+template <int S>
+FI void qstore16_i8(const QGemm& a, long b, long n, __m512i s, long cnt) {
+  qstore8_i8<S>(a, b, n, _mm512_castsi512_si256(s), std::min<long>(cnt, 8));
+  if (cnt > 8) qstore8_i8<S>(a, b, n + 8, _mm512_extracti64x4_epi64(s, 1), cnt - 8);
 }
-// hsum4x256i of the four vectors' 256-bit halves added
-FI __m128i hsum4x512i(const __m512i* v) {
-  __m256i h[4];
-  for (int c = 0; c < 4; ++c) h[c] = _mm256_add_epi32(_mm512_castsi512_si256(v[c]), _mm512_extracti64x4_epi64(v[c], 1));
-  return hsum4x256i(h);
+FI __m512i bcast_quad512(const QGemm& a, long b, long j) {
+  std::int32_t q;
+  std::memcpy(&q, static_cast<const std::int8_t*>(a.x) + b * a.ldx + 4 * j, sizeof q);
+  return _mm512_set1_epi32(q);
 }
 FI float hsum512(__m512 v) {
   return hsum256(_mm256_add_ps(_mm512_castps512_ps256(v), _mm512_castps512_ps256(_mm512_shuffle_f32x4(v, v, 0xEE))));
@@ -387,67 +408,50 @@ struct Bf16Avx512 {
   }
   static FI void store(const QGemm& a, long b, long n, Acc acc) { qstore(a, b, n, hsum512(acc)); }
 };
-// int8, AVX-512BW: 64 products per step: vpmaddubsw(x + 64, w), vpmaddwd, vpaddd; minus 64 * wsum.
+// int8, AVX-512BW, 7-bit x: 16 rows x 4 k per vector: vpmaddubsw(x + 64, w), vpmaddwd, vpaddd; minus
+// 64 * wsum.
 struct I8Avx512 {
-  using Acc = __m512i;
-  using Xv = __m512i;
-  using Wv = __m512i;
-  static constexpr long kEs = 1, kStep = 64;
-  static FI Acc zero() { return _mm512_setzero_si512(); }
-  static FI Xv load_x(const QGemm& a, long b, long k) {
-    return _mm512_add_epi8(_mm512_loadu_si512(static_cast<const std::int8_t*>(a.x) + b * a.ldx + k), _mm512_set1_epi8(64));
-  }
-  static FI Wv load_w(const char* p) { return _mm512_loadu_si512(p); }
-  static FI void mac(Acc& acc, Xv x, Wv w) {
+  using V = __m512i;
+  using Xb = __m512i;
+  static constexpr long kL = 16;
+  static FI V zero() { return _mm512_setzero_si512(); }
+  static FI V load_w(const std::int8_t* p) { return _mm512_loadu_si512(p); }
+  static FI Xb bcast(const QGemm& a, long b, long j) { return _mm512_add_epi8(bcast_quad512(a, b, j), _mm512_set1_epi8(64)); }
+  static FI void mac(V& acc, Xb x, V w) {
     acc = _mm512_add_epi32(acc, _mm512_madd_epi16(_mm512_maddubs_epi16(x, w), _mm512_set1_epi16(1)));
   }
-  static FI void store(const QGemm& a, long b, long n, Acc acc) { qstore_i8(a, b, n, hsum512i(acc) - 64 * a.wsum[n]); }
-  static constexpr bool kStore4 = true;
-  static FI void store4(const QGemm& a, long b, long n, const Acc* acc) {
-    qstore4_i8(a, b, n, minus_wsum<6>(a, n, hsum4x512i(acc)));
-  }
+  static FI void store(const QGemm& a, long b, long n, V acc, long cnt) { qstore16_i8<6>(a, b, n, acc, cnt); }
 };
 // int8, AVX-512BW, 8-bit x: vpmaddubsw(|x|, w negated where x < 0), vpmaddwd, vpaddd.
 struct I8Avx512Sign {
-  using Acc = __m512i;
-  struct Xv { __m512i ax; __mmask64 neg; };
-  using Wv = __m512i;
-  static constexpr long kEs = 1, kStep = 64;
-  static FI Acc zero() { return _mm512_setzero_si512(); }
-  static FI Xv load_x(const QGemm& a, long b, long k) {
-    const __m512i x = _mm512_loadu_si512(static_cast<const std::int8_t*>(a.x) + b * a.ldx + k);
+  using V = __m512i;
+  struct Xb { __m512i ax; __mmask64 neg; };
+  static constexpr long kL = 16;
+  static FI V zero() { return _mm512_setzero_si512(); }
+  static FI V load_w(const std::int8_t* p) { return _mm512_loadu_si512(p); }
+  static FI Xb bcast(const QGemm& a, long b, long j) {
+    const __m512i x = bcast_quad512(a, b, j);
     return {_mm512_abs_epi8(x), _mm512_movepi8_mask(x)};
   }
-  static FI Wv load_w(const char* p) { return _mm512_loadu_si512(p); }
-  static FI void mac(Acc& acc, const Xv& x, Wv w) {
+  static FI void mac(V& acc, const Xb& x, V w) {
     const __m512i sw = _mm512_mask_sub_epi8(w, x.neg, _mm512_setzero_si512(), w);
     acc = _mm512_add_epi32(acc, _mm512_madd_epi16(_mm512_maddubs_epi16(x.ax, sw), _mm512_set1_epi16(1)));
   }
-  static FI void store(const QGemm& a, long b, long n, Acc acc) { qstore_i8(a, b, n, hsum512i(acc)); }
-  static constexpr bool kStore4 = true;
-  static FI void store4(const QGemm& a, long b, long n, const Acc* acc) { qstore4_i8(a, b, n, hsum4x512i(acc)); }
+  static FI void store(const QGemm& a, long b, long n, V acc, long cnt) { qstore16_i8<0>(a, b, n, acc, cnt); }
 };
 // int8, AVX-512 VNNI: vpdpbusd(acc, x ^ 0x80, w): 64 products per instruction; minus 128 sum w.
 #define FASTRNN_VNNI __attribute__((target("avx512vnni")))
 struct I8Vnni {
-  using Acc = __m512i;
-  using Xv = __m512i;
-  using Wv = __m512i;
-  static constexpr long kEs = 1, kStep = 64;
-  static FI FASTRNN_VNNI Acc zero() { return _mm512_setzero_si512(); }
-  static FI FASTRNN_VNNI Xv load_x(const QGemm& a, long b, long k) {
-    return _mm512_xor_si512(_mm512_loadu_si512(static_cast<const std::int8_t*>(a.x) + b * a.ldx + k),
-                            _mm512_set1_epi8(static_cast<char>(0x80)));
+  using V = __m512i;
+  using Xb = __m512i;
+  static constexpr long kL = 16;
+  static FI FASTRNN_VNNI V zero() { return _mm512_setzero_si512(); }
+  static FI FASTRNN_VNNI V load_w(const std::int8_t* p) { return _mm512_loadu_si512(p); }
+  static FI FASTRNN_VNNI Xb bcast(const QGemm& a, long b, long j) {
+    return _mm512_xor_si512(bcast_quad512(a, b, j), _mm512_set1_epi8(static_cast<char>(0x80)));
   }
-  static FI FASTRNN_VNNI Wv load_w(const char* p) { return _mm512_loadu_si512(p); }
-  static FI FASTRNN_VNNI void mac(Acc& acc, Xv x, Wv w) { acc = _mm512_dpbusd_epi32(acc, x, w); }
-  static FI FASTRNN_VNNI void store(const QGemm& a, long b, long n, Acc acc) {
-    qstore_i8(a, b, n, hsum512i(acc) - 128 * a.wsum[n]);
-  }
-  static constexpr bool kStore4 = true;
-  static FI FASTRNN_VNNI void store4(const QGemm& a, long b, long n, const Acc* acc) {
-    qstore4_i8(a, b, n, minus_wsum<7>(a, n, hsum4x512i(acc)));
-  }
+  static FI FASTRNN_VNNI void mac(V& acc, Xb x, V w) { acc = _mm512_dpbusd_epi32(acc, x, w); }
+  static FI FASTRNN_VNNI void store(const QGemm& a, long b, long n, V acc, long cnt) { qstore16_i8<7>(a, b, n, acc, cnt); }
 };
 // bf16, AVX512_BF16: x split into hi / lo bf16 (see the top), two vdpbf16ps per 32 weights.
 #define FASTRNN_BF16 __attribute__((target("avx512bf16")))
@@ -492,8 +496,8 @@ FASTRNN_BF16 __attribute__((noinline)) void gemm_bf16_dp(const QGemm& a) {
   s.x = split.data(), s.ldx = 2 * a.Kp;
   qrun_bf16<Bf16Dp, 2, 4, 8>(s);
 }
-FASTRNN_QDRIVER(qrun_vnni, FASTRNN_VNNI)
-FASTRNN_VNNI __attribute__((noinline)) void gemm_i8_vnni(const QGemm& a) { qrun_vnni<I8Vnni, 3, 4, 8>(a); }
+FASTRNN_QDRIVER_I8(qrun_vnni, FASTRNN_VNNI)
+FASTRNN_VNNI __attribute__((noinline)) void gemm_i8_vnni(const QGemm& a) { qrun_vnni<I8Vnni, 2, 4, 8>(a); }
 // 0: VNNI present; 1: AVX512_BF16 present and chosen.  vdpbf16ps is opt-in (FASTRNN_BF16_DPBF16=1):
 // llvm-mca's Zen 4 / Zen 5 model gives vdpbf16ps zmm a reciprocal throughput of 3 cycles against 1
 // for vfmadd231ps, so the hi + lo pair (64 products in ~6 cycles) is predicted ~3x slower than the
@@ -514,8 +518,8 @@ void gemm_bf16(const QGemm& a) {
 }
 void gemm_i8(const QGemm& a) {
   if (has_cpu(0)) return gemm_i8_vnni(a);
-  if (a.xmax <= fastrnn::cpu::kXQMaxReduced) return qrun<I8Avx512, 2, 4, 4>(a);
-  qrun<I8Avx512Sign, 2, 4, 4>(a);
+  if (a.xmax <= fastrnn::cpu::kXQMaxReduced) return qrun_i8<I8Avx512, 4, 2, 4>(a);
+  qrun_i8<I8Avx512Sign, 4, 2, 4>(a);
 }
 const char* qpaths() {
   static const std::string s = std::string("bf16: ") + (has_cpu(1) ? "avx512_bf16 (vdpbf16ps, x split hi+lo)" : "avx512f (shift + fma)") +
@@ -526,9 +530,9 @@ const char* qpaths() {
 }
 
 #elif defined(__aarch64__) && defined(__linux__)
-// int8, NEON dotprod: 16 products per sdot (one q register of x and of w), exact int32 sums.
-// Tiles: 4 x rows x 4 weight rows = 16 accumulators + 4 weight + 1 x registers of the 32 q;
-// 8 weight rows for a single x row (8 independent sdot chains: latency 2-3 x 2 pipes on N1 / V1).
+// int8, NEON dotprod: 4 rows x 4 k per q register; sdot against x's quad replicated (ld1r): each
+// lane gains its row's 4 products, exact int32 sums (s8 x s8, no offset).  Tiles: 2 x rows x 2 blocks
+// = 16 accumulators + 8 weight + 2 x registers of the 32 q; 2 blocks (8 chains) for a single x row.
 // (arm_neon.h declares vdotq_s32 for arch=armv8.2-a+dotprod, so the attribute names that arch: a
 // caller must have every feature of an always_inline callee.  A build for dotprod needs none.)
 #if defined(__ARM_FEATURE_DOTPROD)
@@ -537,22 +541,25 @@ const char* qpaths() {
 #define FASTRNN_DOTPROD __attribute__((target("arch=armv8.2-a+dotprod")))
 #endif
 struct I8Dot {
-  using Acc = int32x4_t;
-  using Xv = int8x16_t;
-  using Wv = int8x16_t;
-  static constexpr long kEs = 1, kStep = 16;
-  static FI FASTRNN_DOTPROD Acc zero() { return vdupq_n_s32(0); }
-  static FI FASTRNN_DOTPROD Xv load_x(const QGemm& a, long b, long k) {
-    return vld1q_s8(static_cast<const std::int8_t*>(a.x) + b * a.ldx + k);
+  using V = int32x4_t;
+  using Xb = int8x16_t;
+  static constexpr long kL = 4;
+  static FI FASTRNN_DOTPROD V zero() { return vdupq_n_s32(0); }
+  static FI FASTRNN_DOTPROD V load_w(const std::int8_t* p) { return vreinterpretq_s32_s8(vld1q_s8(p)); }
+  static FI FASTRNN_DOTPROD Xb bcast(const QGemm& a, long b, long j) {
+    std::int32_t q;
+    std::memcpy(&q, static_cast<const std::int8_t*>(a.x) + b * a.ldx + 4 * j, sizeof q);
+    return vreinterpretq_s8_s32(vdupq_n_s32(q));
   }
-  static FI FASTRNN_DOTPROD Wv load_w(const char* p) { return vld1q_s8(reinterpret_cast<const std::int8_t*>(p)); }
-  static FI FASTRNN_DOTPROD void mac(Acc& acc, Xv x, Wv w) { acc = vdotq_s32(acc, x, w); }
-  static FI FASTRNN_DOTPROD void store(const QGemm& a, long b, long n, Acc acc) { qstore_i8(a, b, n, vaddvq_s32(acc)); }
-  static constexpr bool kStore4 = true;
-  // rows n .. n + 3 at once: [sum acc[0], .., sum acc[3]] by two pairwise adds, then qstore_i8's float
-  // operations four lanes at a time
-  static FI FASTRNN_DOTPROD void store4(const QGemm& a, long b, long n, const Acc* acc) {
-    const int32x4_t s = vpaddq_s32(vpaddq_s32(acc[0], acc[1]), vpaddq_s32(acc[2], acc[3]));
+  static FI FASTRNN_DOTPROD void mac(V& acc, Xb x, V w) { acc = vdotq_s32(acc, vreinterpretq_s8_s32(w), x); }
+  // rows n .. n + cnt - 1: qstore_i8's float operations, four lanes at once where all four are rows
+  static FI FASTRNN_DOTPROD void store(const QGemm& a, long b, long n, V s, long cnt) {
+    if (cnt < 4) {
+      std::int32_t v[4];
+      vst1q_s32(v, s);
+      for (long l = 0; l < cnt; ++l) qstore_i8(a, b, n + l, v[l]);
+      return;
+    }
     float* y = a.y + b * a.ldy + n;
     float32x4_t d = vmulq_f32(vcvtq_f32_s32(s), vmulq_f32(vdupq_n_f32(a.xscale[b]), vld1q_f32(a.wscale + n)));
     FASTRNN_OPAQUE(d);
@@ -560,8 +567,8 @@ struct I8Dot {
     vst1q_f32(y, vaddq_f32(base, d));
   }
 };
-FASTRNN_QDRIVER(qrun_dot, FASTRNN_DOTPROD)
-FASTRNN_DOTPROD __attribute__((noinline)) void gemm_i8_dot(const QGemm& a) { qrun_dot<I8Dot, 4, 4, 8>(a); }
+FASTRNN_QDRIVER_I8(qrun_dot, FASTRNN_DOTPROD)
+FASTRNN_DOTPROD __attribute__((noinline)) void gemm_i8_dot(const QGemm& a) { qrun_dot<I8Dot, 2, 2, 2>(a); }
 bool has_dotprod() {
 #if defined(__ARM_FEATURE_DOTPROD)
   return true;  // the whole build requires it (-march=armv8.2-a+dotprod or later)

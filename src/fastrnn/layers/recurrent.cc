@@ -166,11 +166,12 @@ Recurrent::Recurrent(RecurrentConfig cfg, const DirectionTensors* dirs) : cfg_(s
   }
   // A bidirectional layer: a team per direction, from 4 threads (the two directions already run
   // side by side on two).  Reduced precision: a rank's rows of each gate must start at a row block
-  // of the quantized layout (H a multiple of kQRows), and the options' general step is not split
+  // of the quantized layout (H a multiple of qrow_block: 16 int8, 4 bf16), and the options' general
+  // step is not split
   // (nor is it for float32).
   // LSTM with a projection and GRU reset-before stay unsplit in both precisions (their steps have a
   // second product that needs every unit of the first).
-  split_ok_ = (fused_ || (reduced && !cfg_.general() && H % cpu::kQRows == 0)) &&
+  split_ok_ = (fused_ || (reduced && !cfg_.general() && H % cpu::qrow_block(static_cast<long>(es)) == 0)) &&
               ((cfg_.cell == LayerKind::Lstm && !cfg_.proj_size) || (gru && cfg_.reset_after) ||
                cfg_.cell == LayerKind::SimpleRnn) &&
               static_cast<double>(G * H) * P >= kSplitMinMacs;
@@ -259,7 +260,7 @@ dim_t Recurrent::split_units(const cpu::KernelTable& k) const {
   // Reduced precision: a multiple of the quantized layout's row block, and of two vectors of the
   // gate kernels (which take units two vectors at a time from the first: a rank's pairs then
   // fall on the same units as one thread's).
-  return fused_ ? cpu::block_units(k, cfg_.gates()) : std::max<dim_t>(cpu::kQRows, 2 * k.vec);
+  return fused_ ? cpu::block_units(k, cfg_.gates()) : std::max<dim_t>(dir_[0].hh.row_block(), 2 * k.vec);
 }
 
 Recurrent::UnitShare Recurrent::unit_share(const cpu::KernelTable& k, int rank, int ranks) const {
@@ -669,7 +670,7 @@ void Recurrent::run_chunk_split(const cpu::KernelTable& k, Slice& w, Team& team,
 // gate kernel restricted to those units.  Each rank prepares h_prev itself (Mat::qprepare: the same
 // bytes on every rank, int8 quantizes each whole row as the one-thread product does), multiplies
 // it by its rows of each gate (gate g: rows g*H + u0 .. g*H + u1, whole row blocks of the layout
-// since H and u0 are multiples of kQRows) into its gate sums [nb, G, n], then runs the gate kernel
+// since H and u0 are multiples of its row_block()) into its gate sums [nb, G, n], then runs the gate kernel
 // over its n units of each row.  Each sum is the one-thread product's (the same row, the same
 // order; accumulated onto the input projection as step() does: the same float addition), and the
 // gate kernels are element-wise: bit-identical results.  (Masked rows are computed anyway; the
@@ -787,8 +788,9 @@ bool Recurrent::stream_team(const cpu::KernelTable& k, int n, const float* x, fl
       if (!r.fused_) {
         thread_local RankScratch rs;
         r.qreserve_rank(0, 1, rs);
-        const auto [p0, p1] = share(GH / cpu::kQRows, rank, ctx.n);  // H (so GH) a multiple of kQRows
-        const dim_t c0 = p0 * cpu::kQRows, c1 = p1 * cpu::kQRows;
+        const dim_t rb = w.ih.row_block();  // H (so GH) a multiple of it
+        const auto [p0, p1] = share(GH / rb, rank, ctx.n);
+        const dim_t c0 = p0 * rb, c1 = p1 * rb;
         if (c1 > c0)
           w.ih.qproduct(ctx.k, w.ih.qprepare(1, ctx.x, I, rs.q), c0, c1 - c0, ctx.xw + c0, GH, w.bias.data() + c0,
                         false);
