@@ -1,6 +1,10 @@
 """bf16 and int8 weights: the accuracy table and the speed table (issue 13), one command.
 
-    python benchmarks/precision.py [--quick] [--threads 1] [--json out.json]
+    python benchmarks/precision.py [--quick] [--threads 1] [--isolate-engines] [--json out.json]
+
+(``--isolate-engines``: each engine of each speed case timed alone in a fresh process, so no other
+engine's spinning worker threads share the cores; at several threads give it ``--min-time 2`` or more:
+on the Zen 3 VM fastrnn's batch-1 team spends about the first 0.3 s of a fresh process backed off.)
 
 Accuracy, per precision, against the same model in float32 (fastrnn f32 = PyTorch within 1e-5):
   * max abs error of the outputs: LSTM 128 -> 512 (PyTorch's default init), batch 1, T = 100;
@@ -358,40 +362,70 @@ def accuracy_table(torch, threads, quick, tmp, log):
 SPEED_CASES = (("lstm", 128, 512), ("gru", 128, 512), ("lstm", 64, 256))
 
 
-def speed_table(torch, threads, min_time, tmp, log, cases=SPEED_CASES, T=100):
+def speed_engines(torch, kind, I, H, threads, tmp, x, label):
+    """{(engine, precision): callable} for one case on the same weights, and notes on what runs."""
+    notes = []
+    module = torch_lstm(torch, kind, I, H)
+    f32 = fastrnn.from_torch(module)
+    engines = {("fastrnn", "f32"): f32.predict}
+    for p in REDUCED:
+        engines[("fastrnn", p)] = f32.with_weights(p).predict
+    engines[("torch", "f32")] = _Seq(torch, module)
+    engines[("torch", "int8")] = torch_qint8(torch, module)
+    if _have("onnxruntime") and _have("onnx"):
+        of, oq, note = ort_engines(module, I, threads, tmp)
+        engines[("onnxruntime", "f32")] = of
+        if oq is not None:
+            engines[("onnxruntime", "int8")] = oq
+        else:
+            notes.append(f"{label}: onnxruntime int8: {note}")
+    if _have("openvino"):
+        engines[("openvino", "f32")], _ = ov_engine(module, I, threads, "f32", x.shape)
+        f, got = ov_engine(module, I, threads, "bf16", x.shape)
+        engines[("openvino", "bf16")] = f
+        if got != "bf16":
+            notes.append(f"{label}: OpenVINO asked for bf16 runs {got} on this CPU")
+    return engines, notes
+
+
+def _time(engines, x, min_time):
+    live = {}
+    for k, f in engines.items():
+        _, dt = check_engine(f, x, None)
+        live[k] = (f, x, dt)
+    return {k: statistics.median(v["samples"]) * 1e3 for k, v in time_engines(live, min_time=min_time).items()}
+
+
+def _time_isolated(key, kind, I, H, threads, min_time):
+    """ms per call of one engine of one case, timed alone in a fresh process (``--isolate-engines``:
+    no other engine's threads on the cores; ONNX Runtime's and OpenVINO's workers spin after a call)."""
+    import subprocess
+
+    spec = ",".join(map(str, (kind, I, H, key[0], key[1])))
+    r = subprocess.run([sys.executable, os.path.abspath(__file__), "--_time-one", spec, "--threads", str(threads),
+                        "--min-time", str(min_time)], capture_output=True, text=True, timeout=1800)
+    if r.returncode != 0:
+        raise RuntimeError(f"--isolate-engines: {spec} failed:\n{r.stderr[-2000:]}")
+    return float(json.loads(r.stdout.strip().splitlines()[-1])["ms"])
+
+
+def speed_table(torch, threads, min_time, tmp, log, cases=SPEED_CASES, T=100, isolate=False):
     lines = ["| case (batch 1, T=100) | engine | weights | ms / call | vs own f32 | fastrnn faster (same weights) |",
              "|---|---|---|---:|---:|---:|"]
     notes, medians = [], {}
     for kind, I, H in cases:
         label = f"{kind} {I}->{H}"
         log(f"speed: {label} ...")
-        module = torch_lstm(torch, kind, I, H)
         x = np.random.default_rng(0).standard_normal((1, T, I)).astype(np.float32)
-        f32 = fastrnn.from_torch(module)
-        engines = {("fastrnn", "f32"): f32.predict}
-        for p in REDUCED:
-            engines[("fastrnn", p)] = f32.with_weights(p).predict
-        engines[("torch", "f32")] = _Seq(torch, module)
-        engines[("torch", "int8")] = torch_qint8(torch, module)
-        if _have("onnxruntime") and _have("onnx"):
-            of, oq, note = ort_engines(module, I, threads, tmp)
-            engines[("onnxruntime", "f32")] = of
-            if oq is not None:
-                engines[("onnxruntime", "int8")] = oq
-            else:
-                notes.append(f"{label}: onnxruntime int8: {note}")
-        if _have("openvino"):
-            engines[("openvino", "f32")], _ = ov_engine(module, I, threads, "f32", x.shape)
-            f, got = ov_engine(module, I, threads, "bf16", x.shape)
-            engines[("openvino", "bf16")] = f
-            if got != "bf16":
-                notes.append(f"{label}: OpenVINO asked for bf16 runs {got} on this CPU")
-        live = {}
-        for k, f in engines.items():
-            _, dt = check_engine(f, x, None)
-            live[k] = (f, x, dt)
-        res = time_engines(live, min_time=min_time)
-        med = medians[label] = {k: statistics.median(v["samples"]) * 1e3 for k, v in res.items()}
+        engines, case_notes = speed_engines(torch, kind, I, H, threads, tmp, x, label)
+        notes += case_notes
+        if isolate:
+            med = medians[label] = {}
+            for k in engines:
+                log(f"  {k[0]} {k[1]} in a fresh process ...")
+                med[k] = _time_isolated(k, kind, I, H, threads, min_time)
+        else:
+            med = medians[label] = _time(engines, x, min_time)
         for (eng, p), ms in med.items():
             own = med.get((eng, "f32"))
             ours = med.get(("fastrnn", p))
@@ -433,6 +467,9 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=1, help="threads for every engine (default 1)")
     ap.add_argument("--min-time", type=float, default=None, help="seconds of timed calls per engine per case")
     ap.add_argument("--json", default=None, help="also write the tables and the machine to this JSON file")
+    ap.add_argument("--isolate-engines", action="store_true",
+                    help="time each engine of each speed case alone in a fresh process (fair at several threads)")
+    ap.add_argument("--_time-one", default=None, help=argparse.SUPPRESS)  # kind,I,H,engine,precision (isolation)
     args = ap.parse_args(argv)
     import tempfile
 
@@ -440,6 +477,15 @@ def main(argv=None):
 
     torch.set_num_threads(args.threads)
     fastrnn.set_num_threads(args.threads)
+    if args._time_one:  # a child of --isolate-engines: one engine, timed alone, JSON on the last line
+        kind, I, H, eng, p = args._time_one.split(",")
+        with tempfile.TemporaryDirectory() as tmp:
+            x = np.random.default_rng(0).standard_normal((1, 100, int(I))).astype(np.float32)
+            engines, _ = speed_engines(torch, kind, int(I), int(H), args.threads, tmp, x, "")
+            ms = _time({(eng, p): engines[(eng, p)]}, x, args.min_time)
+        print(json.dumps({"ms": ms[(eng, p)]}))
+        return 0
+
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if _have("tensorflow"):
         import tensorflow as tf
@@ -455,14 +501,15 @@ def main(argv=None):
         machine = machine_lines(args.threads)
         acc, acc_data = accuracy_table(torch, args.threads, args.quick, tmp, log)
         speed, notes, medians = speed_table(torch, args.threads, args.min_time or (0.3 if args.quick else 1.0), tmp,
-                                            log)
+                                            log, isolate=args.isolate_engines)
     goals = targets(acc_data, medians, cpu_flags())
     out = ["### Machine", *machine, "", "### Accuracy of bf16 / int8 weights against float32", *acc, "",
            "### Speed", *speed]
     if notes:
         out += ["", *[f"- {n}" for n in notes]]
     out += ["", "### Targets (issue 13)", *goals]
-    out.append(f"\n(`python benchmarks/precision.py{' --quick' if args.quick else ''} --threads {args.threads}`, "
+    out.append(f"\n(`python benchmarks/precision.py{' --quick' if args.quick else ''}"
+               f"{' --isolate-engines' if args.isolate_engines else ''} --threads {args.threads}`, "
                f"{time.perf_counter() - t0:.0f} s)")
     print("\n".join(out))
     if args.json:
