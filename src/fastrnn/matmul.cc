@@ -73,6 +73,7 @@ __attribute__((optimize("fp-contract=off")))
 #endif
 void quantize_rows(dim_t rows, dim_t K, const float* x, dim_t ldx, std::int8_t* q, dim_t Kp, float* scale) {
   constexpr float kRound = 12582912.f;  // 1.5 * 2^23
+  const float xm = static_cast<float>(cpu::int8_xmax());  // the activations' range: 63 or 127
   for (dim_t r = 0; r < rows; ++r) {
     const float* xr = x + r * ldx;
     std::int8_t* qr = q + r * Kp;
@@ -91,15 +92,14 @@ void quantize_rows(dim_t rows, dim_t K, const float* x, dim_t ldx, std::int8_t* 
       std::memset(qr, 0, Kp);
       continue;
     }
-    const float kMax = static_cast<float>(cpu::int8_xmax());
-    const float inv = kMax / a;
+    const float inv = xm / a;
     for (dim_t k = 0; k < K; ++k) {
       const float p = xr[k] * inv;
       const float v = (p + kRound) - kRound;  // round half to even (the default rounding mode)
-      qr[k] = static_cast<std::int8_t>(v > kMax ? kMax : v < -kMax ? -kMax : v);
+      qr[k] = static_cast<std::int8_t>(v > xm ? xm : v < -xm ? -xm : v);
     }
     std::memset(qr + K, 0, Kp - K);
-    scale[r] = a / kMax;
+    scale[r] = a / xm;
   }
 }
 

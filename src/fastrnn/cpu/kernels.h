@@ -97,7 +97,10 @@ constexpr long qoffset_i8(long n, long k, long Kp) {
 }
 // rows of a block of the layout for elements of elem_bytes (1: int8, 2: bf16), and N rounded up to it
 constexpr long qrow_block(long elem_bytes) { return elem_bytes == 1 ? kQRowsI8 : kQRows; }
-inline long qrows(long N, long elem_bytes) { return (N + qrow_block(elem_bytes) - 1) / qrow_block(elem_bytes) * qrow_block(elem_bytes); }
+inline long qrows(long N, long elem_bytes) {
+  const long rb = qrow_block(elem_bytes);
+  return (N + rb - 1) / rb * rb;
+}
 // int8 activations are quantized per row to [-m, m], m = int8_xmax() (Mat's quantize_rows), one
 // value per process for every ISA, so that all paths give the same integer sums:
 //   127 (8 bits) where every int8 path of the CPU is exact at full range: VNNI (vpdpbusd on x ^ 0x80),

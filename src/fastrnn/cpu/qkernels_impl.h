@@ -92,7 +92,7 @@ FI void qstore_i8(const QGemm& a, long b, long n, std::int32_t acc) {
 // ---- portable ------------------------------------------------------------------------------
 // bf16: y = base + sum_k f32(w[n,k]) x[b,k], 16 partial sums per row (lane l takes k = l mod 16),
 // added pairwise; a block of 4 weight rows per pass over x.
-constexpr long kChB = fastrnn::cpu::qchunk(2), kChI = fastrnn::cpu::qchunk(1);
+constexpr long kChB = fastrnn::cpu::qchunk(2);
 [[maybe_unused]] void gemm_bf16_portable(const QGemm& a) {
   constexpr int L = 16;
   const auto* W = static_cast<const std::uint16_t*>(a.w);
@@ -145,11 +145,7 @@ constexpr long kChB = fastrnn::cpu::qchunk(2), kChI = fastrnn::cpu::qchunk(1);
     typename Ops::Acc acc[R][C];                                                         \
     const char* wr[C];                                                                   \
     for (int c = 0; c < C; ++c) {                                                        \
-      /* C a multiple of kQRows: n0 is too, so row n0 + c starts at (n0 + c - c % 4) Kp + (c % 4) CH */ \
-      wr[c] = static_cast<const char*>(a.w) +                                            \
-              (C % fastrnn::cpu::kQRows == 0                                             \
-                   ? (n0 + c - c % fastrnn::cpu::kQRows) * a.Kp + (c % fastrnn::cpu::kQRows) * CH \
-                   : fastrnn::cpu::qoffset(n0 + c, 0, a.Kp, CH)) * Ops::kEs;              \
+      wr[c] = static_cast<const char*>(a.w) + fastrnn::cpu::qoffset(n0 + c, 0, a.Kp, CH) * Ops::kEs; \
       for (int r = 0; r < R; ++r) acc[r][c] = Ops::zero();                               \
     }                                                                                    \
     for (long kc = 0; kc < a.Kp; kc += CH)                                               \
@@ -235,6 +231,12 @@ FASTRNN_QDRIVER(qrun, )
     }                                                                                    \
   }
 FASTRNN_QDRIVER_I8(qrun_i8, )
+// x's quad: the 4 bytes of x row b at k = 4j, as one int32 (the Ops' bcast replicate it in every lane)
+FI std::int32_t x_quad(const QGemm& a, long b, long j) {
+  std::int32_t q;
+  std::memcpy(&q, static_cast<const std::int8_t*>(a.x) + b * a.ldx + 4 * j, sizeof q);
+  return q;
+}
 
 // x rows de-interleaved for the shift / mask bf16 paths: per group of G k, the G/2 even ones, then
 // the G/2 odd ones (per-thread scratch that only grows).
@@ -278,12 +280,14 @@ FI void qstore8_i8(const QGemm& a, long b, long n, __m256i s, long cnt) {
   const __m256 base = a.init ? _mm256_loadu_ps(a.init + n) : a.accumulate ? _mm256_loadu_ps(y) : _mm256_setzero_ps();
   _mm256_storeu_ps(y, _mm256_add_ps(base, d));
 }
-// x's quad (4 bytes at k = 4j of row b) in every 32-bit lane
-FI __m256i bcast_quad256(const QGemm& a, long b, long j) {
-  std::int32_t q;
-  std::memcpy(&q, static_cast<const std::int8_t*>(a.x) + b * a.ldx + 4 * j, sizeof q);
-  return _mm256_set1_epi32(q);
-}
+// What the int8 Ops on ymm share: 8 rows x 4 k per vector, and x's quad in every lane.
+struct I8Ymm {
+  using V = __m256i;
+  static constexpr long kL = 8;
+  static FI V zero() { return _mm256_setzero_si256(); }
+  static FI V load_w(const std::int8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+  static FI __m256i quad(const QGemm& a, long b, long j) { return _mm256_set1_epi32(x_quad(a, b, j)); }
+};
 // bf16, AVX2: 16 weights per step (one 32-byte load): lane j holds w[2j] (low half) and w[2j+1]
 // (high half); w[2j] as f32 = lane << 16, w[2j+1] = lane & 0xffff0000 (exact).  x is de-interleaved
 // to match (deint_x: per 16 k, the 8 even ones then the 8 odd ones): two FMAs per 16 products.
@@ -306,27 +310,19 @@ struct Bf16Avx2 {
 };
 // int8, AVX2, 7-bit x: 8 rows x 4 k per vector: vpmaddubsw(x + 64, w) (x + 64 in [1, 127]: pairs
 // <= 32258, no saturation), vpmaddwd by ones to int32, vpaddd; minus 64 * wsum when stored.
-struct I8Avx2 {
-  using V = __m256i;
+struct I8Avx2 : I8Ymm {
   using Xb = __m256i;
-  static constexpr long kL = 8;
-  static FI V zero() { return _mm256_setzero_si256(); }
-  static FI V load_w(const std::int8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
-  static FI Xb bcast(const QGemm& a, long b, long j) { return _mm256_add_epi8(bcast_quad256(a, b, j), _mm256_set1_epi8(64)); }
+  static FI Xb bcast(const QGemm& a, long b, long j) { return _mm256_add_epi8(quad(a, b, j), _mm256_set1_epi8(64)); }
   static FI void mac(V& acc, Xb x, V w) {
     acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(x, w), _mm256_set1_epi16(1)));
   }
   static FI void store(const QGemm& a, long b, long n, V acc, long cnt) { qstore8_i8<6>(a, b, n, acc, cnt); }
 };
 // int8, AVX2, 8-bit x: vpmaddubsw(|x|, sign(w, x)) (|x|, |w| <= 127: pairs <= 32258), vpmaddwd, vpaddd.
-struct I8Avx2Sign {
-  using V = __m256i;
+struct I8Avx2Sign : I8Ymm {
   struct Xb { __m256i x, ax; };
-  static constexpr long kL = 8;
-  static FI V zero() { return _mm256_setzero_si256(); }
-  static FI V load_w(const std::int8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
   static FI Xb bcast(const QGemm& a, long b, long j) {
-    const __m256i x = bcast_quad256(a, b, j);
+    const __m256i x = quad(a, b, j);
     return {x, _mm256_abs_epi8(x)};
   }
   static FI void mac(V& acc, const Xb& x, V w) {
@@ -339,14 +335,10 @@ struct I8Avx2Sign {
 #if defined(__AVX2__) && !defined(__AVX512F__)
 // int8, AVX-VNNI (vpdpbusd on ymm, VEX encoded: Alder Lake, Zen 5 ...): sum (x + 128) w - 128 sum w.
 #define FASTRNN_AVXVNNI __attribute__((target("avxvnni")))
-struct I8AvxVnni {
-  using V = __m256i;
+struct I8AvxVnni : I8Ymm {
   using Xb = __m256i;
-  static constexpr long kL = 8;
-  static FI FASTRNN_AVXVNNI V zero() { return _mm256_setzero_si256(); }
-  static FI FASTRNN_AVXVNNI V load_w(const std::int8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
   static FI FASTRNN_AVXVNNI Xb bcast(const QGemm& a, long b, long j) {
-    return _mm256_xor_si256(bcast_quad256(a, b, j), _mm256_set1_epi8(static_cast<char>(0x80)));
+    return _mm256_xor_si256(quad(a, b, j), _mm256_set1_epi8(static_cast<char>(0x80)));
   }
   static FI FASTRNN_AVXVNNI void mac(V& acc, Xb x, V w) { acc = _mm256_dpbusd_avx_epi32(acc, x, w); }
   static FI FASTRNN_AVXVNNI void store(const QGemm& a, long b, long n, V acc, long cnt) { qstore8_i8<7>(a, b, n, acc, cnt); }
@@ -381,11 +373,14 @@ FI void qstore16_i8(const QGemm& a, long b, long n, __m512i s, long cnt) {
   qstore8_i8<S>(a, b, n, _mm512_castsi512_si256(s), std::min<long>(cnt, 8));
   if (cnt > 8) qstore8_i8<S>(a, b, n + 8, _mm512_extracti64x4_epi64(s, 1), cnt - 8);
 }
-FI __m512i bcast_quad512(const QGemm& a, long b, long j) {
-  std::int32_t q;
-  std::memcpy(&q, static_cast<const std::int8_t*>(a.x) + b * a.ldx + 4 * j, sizeof q);
-  return _mm512_set1_epi32(q);
-}
+// What the int8 Ops on zmm share: 16 rows x 4 k per vector, and x's quad in every lane.
+struct I8Zmm {
+  using V = __m512i;
+  static constexpr long kL = 16;
+  static FI V zero() { return _mm512_setzero_si512(); }
+  static FI V load_w(const std::int8_t* p) { return _mm512_loadu_si512(p); }
+  static FI __m512i quad(const QGemm& a, long b, long j) { return _mm512_set1_epi32(x_quad(a, b, j)); }
+};
 FI float hsum512(__m512 v) {
   return hsum256(_mm256_add_ps(_mm512_castps512_ps256(v), _mm512_castps512_ps256(_mm512_shuffle_f32x4(v, v, 0xEE))));
 }
@@ -410,27 +405,19 @@ struct Bf16Avx512 {
 };
 // int8, AVX-512BW, 7-bit x: 16 rows x 4 k per vector: vpmaddubsw(x + 64, w), vpmaddwd, vpaddd; minus
 // 64 * wsum.
-struct I8Avx512 {
-  using V = __m512i;
+struct I8Avx512 : I8Zmm {
   using Xb = __m512i;
-  static constexpr long kL = 16;
-  static FI V zero() { return _mm512_setzero_si512(); }
-  static FI V load_w(const std::int8_t* p) { return _mm512_loadu_si512(p); }
-  static FI Xb bcast(const QGemm& a, long b, long j) { return _mm512_add_epi8(bcast_quad512(a, b, j), _mm512_set1_epi8(64)); }
+  static FI Xb bcast(const QGemm& a, long b, long j) { return _mm512_add_epi8(quad(a, b, j), _mm512_set1_epi8(64)); }
   static FI void mac(V& acc, Xb x, V w) {
     acc = _mm512_add_epi32(acc, _mm512_madd_epi16(_mm512_maddubs_epi16(x, w), _mm512_set1_epi16(1)));
   }
   static FI void store(const QGemm& a, long b, long n, V acc, long cnt) { qstore16_i8<6>(a, b, n, acc, cnt); }
 };
 // int8, AVX-512BW, 8-bit x: vpmaddubsw(|x|, w negated where x < 0), vpmaddwd, vpaddd.
-struct I8Avx512Sign {
-  using V = __m512i;
+struct I8Avx512Sign : I8Zmm {
   struct Xb { __m512i ax; __mmask64 neg; };
-  static constexpr long kL = 16;
-  static FI V zero() { return _mm512_setzero_si512(); }
-  static FI V load_w(const std::int8_t* p) { return _mm512_loadu_si512(p); }
   static FI Xb bcast(const QGemm& a, long b, long j) {
-    const __m512i x = bcast_quad512(a, b, j);
+    const __m512i x = quad(a, b, j);
     return {_mm512_abs_epi8(x), _mm512_movepi8_mask(x)};
   }
   static FI void mac(V& acc, const Xb& x, V w) {
@@ -441,14 +428,10 @@ struct I8Avx512Sign {
 };
 // int8, AVX-512 VNNI: vpdpbusd(acc, x ^ 0x80, w): 64 products per instruction; minus 128 sum w.
 #define FASTRNN_VNNI __attribute__((target("avx512vnni")))
-struct I8Vnni {
-  using V = __m512i;
+struct I8Vnni : I8Zmm {
   using Xb = __m512i;
-  static constexpr long kL = 16;
-  static FI FASTRNN_VNNI V zero() { return _mm512_setzero_si512(); }
-  static FI FASTRNN_VNNI V load_w(const std::int8_t* p) { return _mm512_loadu_si512(p); }
   static FI FASTRNN_VNNI Xb bcast(const QGemm& a, long b, long j) {
-    return _mm512_xor_si512(bcast_quad512(a, b, j), _mm512_set1_epi8(static_cast<char>(0x80)));
+    return _mm512_xor_si512(quad(a, b, j), _mm512_set1_epi8(static_cast<char>(0x80)));
   }
   static FI FASTRNN_VNNI void mac(V& acc, Xb x, V w) { acc = _mm512_dpbusd_epi32(acc, x, w); }
   static FI FASTRNN_VNNI void store(const QGemm& a, long b, long n, V acc, long cnt) { qstore16_i8<7>(a, b, n, acc, cnt); }
@@ -546,11 +529,7 @@ struct I8Dot {
   static constexpr long kL = 4;
   static FI FASTRNN_DOTPROD V zero() { return vdupq_n_s32(0); }
   static FI FASTRNN_DOTPROD V load_w(const std::int8_t* p) { return vreinterpretq_s32_s8(vld1q_s8(p)); }
-  static FI FASTRNN_DOTPROD Xb bcast(const QGemm& a, long b, long j) {
-    std::int32_t q;
-    std::memcpy(&q, static_cast<const std::int8_t*>(a.x) + b * a.ldx + 4 * j, sizeof q);
-    return vreinterpretq_s8_s32(vdupq_n_s32(q));
-  }
+  static FI FASTRNN_DOTPROD Xb bcast(const QGemm& a, long b, long j) { return vreinterpretq_s8_s32(vdupq_n_s32(x_quad(a, b, j))); }
   static FI FASTRNN_DOTPROD void mac(V& acc, Xb x, V w) { acc = vdotq_s32(acc, vreinterpretq_s8_s32(w), x); }
   // rows n .. n + cnt - 1: qstore_i8's float operations, four lanes at once where all four are rows
   static FI FASTRNN_DOTPROD void store(const QGemm& a, long b, long n, V s, long cnt) {

@@ -171,7 +171,7 @@ Recurrent::Recurrent(RecurrentConfig cfg, const DirectionTensors* dirs) : cfg_(s
   // (nor is it for float32).
   // LSTM with a projection and GRU reset-before stay unsplit in both precisions (their steps have a
   // second product that needs every unit of the first).
-  split_ok_ = (fused_ || (reduced && !cfg_.general() && H % cpu::qrow_block(static_cast<long>(es)) == 0)) &&
+  split_ok_ = (fused_ || (reduced && !cfg_.general() && H % dir_[0].hh.row_block() == 0)) &&
               ((cfg_.cell == LayerKind::Lstm && !cfg_.proj_size) || (gru && cfg_.reset_after) ||
                cfg_.cell == LayerKind::SimpleRnn) &&
               static_cast<double>(G * H) * P >= kSplitMinMacs;
