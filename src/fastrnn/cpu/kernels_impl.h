@@ -317,12 +317,20 @@ void gru_before_out(Act act, float* g, const float* h_prev, float* h_new, long H
 
 // ---------------------------------------------------------------------------------------------
 // Register tiles, per ISA.  A tile keeps R rows x V vectors of accumulators in registers while
-// k runs; each k loads V weight vectors (shared by the R rows) and broadcasts R inputs.  The
-// accumulators must cover the FMA latency x FMA pipes of the core (independent chains), and
-// accumulators + weights + broadcasts must fit the register file:
+// k runs.  Each k loads V weight vectors and broadcasts R inputs, in one of two orders: the R
+// broadcasts held while the V weights stream past (R*V + R + 1 registers), or the V weights held
+// while the R broadcasts stream past (R*V + V + 1): whichever gives more rows.  The accumulators
+// must cover the FMA latency x FMA pipes of the core (independent chains), and accumulators +
+// weights + broadcasts must fit the register file:
 //   AVX-512 (32 zmm): 6 rows x 4 vectors = 24 accumulators (+ 6 broadcasts + 1 weight in flight):
 //                     covers 2 pipes x 4 cycles (Skylake-SP, Zen 4/5) three times over.
-//   AVX2 (16 ymm):    3 rows x 4 vectors = 12 accumulators (+ 3 broadcasts + 1 weight).
+//   AVX2 (16 ymm):    6 rows x 2 vectors = 12 accumulators (+ 2 weights held + 1 broadcast), the
+//                     BLIS / MLAS Haswell tile: each weight vector feeds 6 FMAs (3 in the former
+//                     3 x 4 tile), 8 loads per 12 FMAs; with 2-vector panels a k block of 256 is
+//                     still 16 KiB.  Zen 3, `run.sh gemmshape`, fastest of a run, GFLOP/s (peak
+//                     102.8) 3 x 4 (k blocks 128) -> 6 x 2 (256, k unrolled by 4): 20 x 2600 x 650
+//                     86.5 -> 97.8, 100 rows 90.8 -> 95.7, 700 rows 90.2 -> 95.0, 32 x 2048 x 512
+//                     90.6 -> 97.5, 256 x 512 x 128 92.9 -> 93.0 (benchmarks/README.md, session 12).
 //   NEON (32 q):      6 rows x 4 vectors = 24 accumulators (+ 6 broadcasts + 1 weight): fits only
 //                     when the weights are loaded one at a time, so aarch64 builds this file with
 //                     -fno-schedule-insns (setup.py; GCC's pre-RA scheduler otherwise hoists all 4
@@ -331,28 +339,37 @@ void gru_before_out(Act act, float* g, const float* h_prev, float* h_new, long H
 // A single row (batch 1) has no weight reuse: it takes several panels (unit blocks) at once so
 // that at least kChains1 accumulators are independent.  k is cut in blocks of kKBlock so that
 // the slice of a panel being read (kKBlock x kPanel floats, 16 KiB) stays in L1 while every row
-// tile of a row block (kRowBlock rows, whose inputs stay in cache) reuses it.
+// tile of a row block (kRowBlock rows, whose inputs stay in cache) reuses it.  The fused step's
+// unit blocks (kFusedVecs vectors: one per gate of an LSTM block) have their own k blocks
+// (kFusedKBlock, the same 16 KiB of a wider block).
 #if FASTRNN_VBYTES == 64
-constexpr long kPanelVecs = 4, kKBlock = 64;
+constexpr long kPanelVecs = 4, kKBlock = 64, kFusedVecs = 4, kFusedKBlock = 64;
 constexpr int kRegs = 32, kAcc = 24, kChains1 = 8, kTemps = 1;
 #elif FASTRNN_VBYTES == 32
-constexpr long kPanelVecs = 4, kKBlock = 128;
+constexpr long kPanelVecs = 2, kKBlock = 256, kFusedVecs = 4, kFusedKBlock = 128;
 constexpr int kRegs = 16, kAcc = 12, kChains1 = 8, kTemps = 1;
 #elif defined(__aarch64__) || defined(__ARM_NEON)
-constexpr long kPanelVecs = 4, kKBlock = 256;
+constexpr long kPanelVecs = 4, kKBlock = 256, kFusedVecs = 4, kFusedKBlock = 256;
 constexpr int kRegs = 32, kAcc = 24, kChains1 = 8, kTemps = 1;
 #else
-constexpr long kPanelVecs = 4, kKBlock = 256;
+constexpr long kPanelVecs = 4, kKBlock = 256, kFusedVecs = 4, kFusedKBlock = 256;
 constexpr int kRegs = 16, kAcc = 8, kChains1 = 8, kTemps = 2;
 #endif
-// Rows of a tile of V vectors per row: R*V accumulators + R broadcasts + the weight (and, without
-// FMA, a product) in flight must fit the registers, and R*V <= kAcc.
+// Rows of a tile of V vectors per row, broadcasts held: R*V accumulators + R broadcasts + the
+// weight (and, without FMA, a product) in flight must fit the registers, and R*V <= kAcc.
 constexpr int tile_rows(long V) {
   const int by_regs = static_cast<int>((kRegs - kTemps) / (V + 1)), by_acc = static_cast<int>(kAcc / V);
   const int r = by_regs < by_acc ? by_regs : by_acc;
   return r > 0 ? r : 1;
 }
-constexpr int kRows = tile_rows(kPanelVecs);
+// Rows with the V weight vectors held and the inputs broadcast one at a time (R*V + V + 1 registers).
+constexpr int tile_rows_wheld(long V) {
+  const int by_regs = static_cast<int>((kRegs - kTemps - V) / V), by_acc = static_cast<int>(kAcc / V);
+  const int r = by_regs < by_acc ? by_regs : by_acc;
+  return r > 0 ? r : 1;
+}
+constexpr bool kGemmWHeld = tile_rows_wheld(kPanelVecs) > tile_rows(kPanelVecs);
+constexpr int kRows = kGemmWHeld ? tile_rows_wheld(kPanelVecs) : tile_rows(kPanelVecs);
 // The size of the blocks that cut n into round(n / target) blocks (at least one) of equal size (the
 // last one shorter by the rounding), or, with at_most, into as few blocks of at most `target`: no
 // short remainder block pays a block's fixed costs for little work.  k blocks (LSTM 32 -> 128 folded,
@@ -386,14 +403,26 @@ FI void panel_block(long K, const float* h, long ldh, const float* wp, long pane
   for (int r = 0; r < R; ++r)
     for (int q = 0; q < NP; ++q)
       for (long v = 0; v < PV; ++v) acc[r][q][v] = init ? load(init + q * kPanel + v * W) : splat(0.f);
-  for (long k = 0; k < K; ++k) {
-    vf x[R];
-    for (int r = 0; r < R; ++r) x[r] = splat(h[r * ldh + k]);
-    for (int q = 0; q < NP; ++q) {
-      const float* w = wp + q * panel_stride + k * kPanel;
-      for (long v = 0; v < PV; ++v) {
-        const vf wv = load(w + v * W);
-        for (int r = 0; r < R; ++r) acc[r][q][v] += x[r] * wv;
+  if constexpr (kGemmWHeld && NP == 1) {  // the weights held, the inputs broadcast one at a time
+#pragma GCC unroll 4
+    for (long k = 0; k < K; ++k) {
+      vf wv[PV];
+      for (long v = 0; v < PV; ++v) wv[v] = load(wp + k * kPanel + v * W);
+      for (int r = 0; r < R; ++r) {
+        const vf x = splat(h[r * ldh + k]);
+        for (long v = 0; v < PV; ++v) acc[r][0][v] += x * wv[v];
+      }
+    }
+  } else {
+    for (long k = 0; k < K; ++k) {
+      vf x[R];
+      for (int r = 0; r < R; ++r) x[r] = splat(h[r * ldh + k]);
+      for (int q = 0; q < NP; ++q) {
+        const float* w = wp + q * panel_stride + k * kPanel;
+        for (long v = 0; v < PV; ++v) {
+          const vf wv = load(w + v * W);
+          for (int r = 0; r < R; ++r) acc[r][q][v] += x[r] * wv;
+        }
       }
     }
   }
@@ -482,7 +511,7 @@ void gemm_packed(long nb, long N, long K, const float* h, long ldh, const float*
 //                r = ract(a_r),  z = ract(a_z),  n = act(x_n + r*a_n),  h' = (1-z)*n + z*h
 //   RNN  (G=1):  h' = act(x + W_hh h)
 // W_hh in blocks of U units carrying all their gates (pack_fused): U = one vector per gate for
-// LSTM/GRU (a block is then a panel of G vectors: 4 for LSTM, 3 for GRU), kPanelVecs vectors
+// LSTM/GRU (a block is then a panel of G vectors: 4 for LSTM, 3 for GRU), kFusedVecs vectors
 // for the single-gate RNN.  A tile's gate sums start from x (and b_hn) in registers and run over
 // k; they then go to a staging area in L1 (`part`: kRowBlock rows x G*U floats of one block, or
 // one row's blocks), and the cell update runs over the staged sums two (row, block) pairs at a
@@ -498,17 +527,13 @@ void gemm_packed(long nb, long N, long K, const float* h, long ldh, const float*
 // GEMM + gate passes, the staged form 0-3% faster (benchmarks/README.md).
 // Every output is the same sum in the same order whatever the tile, the row count or the block
 // range (bit-identical results when the units are split across threads).
-template <int G> constexpr long kVPG = G >= kPanelVecs ? 1 : kPanelVecs / G;  // vectors per gate in a block
+template <int G> constexpr long kVPG = G >= kFusedVecs ? 1 : kFusedVecs / G;  // vectors per gate in a block
 template <int G> constexpr long kUB = kVPG<G> * W;                               // units per block
 template <int G> constexpr long kVPB = G * kVPG<G>;                              // vectors per block
 // Rows of a fused tile: tile_rows (the R broadcasts held while the weights stream), or, where that
-// leaves accumulators unused, more rows with the V weight vectors held and the inputs broadcast one
-// at a time (R*V + V + 1 registers): GRU on AVX2, 4 rows x 3 vectors = 12 accumulators instead of 9.
-constexpr int tile_rows_wheld(long V) {
-  const int by_regs = static_cast<int>((kRegs - kTemps - V) / V), by_acc = static_cast<int>(kAcc / V);
-  const int r = by_regs < by_acc ? by_regs : by_acc;
-  return r > 0 ? r : 1;
-}
+// leaves accumulators unused, more rows with the V weight vectors held (tile_rows_wheld): GRU on
+// AVX2, 4 rows x 3 vectors = 12 accumulators instead of 9.  (A block split into 2-vector halves for
+// AVX2's 6 x 2 tile measured 0.74-0.94x: each half reads 64 of every 128 bytes of the slice.)
 template <int G> constexpr bool kFusedWHeld = tile_rows_wheld(kVPB<G>) > tile_rows(kVPB<G>);
 template <int G> constexpr int kFusedRows = kFusedWHeld<G> ? tile_rows_wheld(kVPB<G>) : tile_rows(kVPB<G>);
 template <int G> constexpr int kFusedBlocks1 = static_cast<int>((kChains1 + kVPB<G> - 1) / kVPB<G>);
@@ -777,7 +802,7 @@ void fused_run(const fastrnn::cpu::FusedStep& a) {
     // alternating runs: LSTM 128x512 batch 32 271-277 -> 266 ms, GRU 200-208 -> 192-204 ms,
     // 2-layer LSTM 650 batch 20 T=35 within noise, LSTM 32x128 batch 32 ~1%).
     const long tiles = (rows + RF - 1) / RF, Kt = a.K_in + a.K, PW = G * kUB<G>, kb0 = a.x_in ? 0 : a.K_in;
-    const long kd = even_block(Kt - kb0, kKBlock);
+    const long kd = even_block(Kt - kb0, kFusedKBlock);
     // Weights that stay in L2 between steps are not prefetched (the instructions only cost there:
     // LSTM H = 128, batch 32 / 256, 256 KiB of W_hh: 1-3% faster without), nor weights within a
     // quarter of the L3 the core reaches, which the hardware prefetchers stream well enough: Zen 3
@@ -839,7 +864,7 @@ double fma_probe(long iters) {
 #include "fastrnn/cpu/qkernels_impl.h"
 
 static constexpr fastrnn::cpu::KernelTable make_table(const char* isa, int slot) {
-  return fastrnn::cpu::KernelTable{isa,       slot,          W,           kPanel,          kPanelVecs,
+  return fastrnn::cpu::KernelTable{isa,       slot,          W,           kPanel,          kFusedVecs,
                                    kKBlock,   activate,      bias_act,    lstm_cell,       gru_cell_after,
                                    gru_before_rz, gru_before_out, gemm_packed, recurrent_fused, fma_probe,
                                    gemm_bf16,     gemm_i8,       qpaths};
