@@ -9,6 +9,7 @@
 // Inputs are clamped to [-87.3, 88]; the clamps are written so that NaN passes through.
 // sigmoid(x) = 1 / (1 + exp(-x));   tanh(x) = sign(x) * (1 - e) / (1 + e),  e = exp(-2|x|)
 // (absolute error < 1.5e-7, which keeps 1000-step recurrences within 1e-5 of the frameworks).
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <array>
@@ -472,7 +473,12 @@ void gemm_packed(long nb, long N, long K, const float* h, long ldh, const float*
   // round(nb / kRowBlock) row blocks (at least one) of equal size: each block streams all of W, so a
   // short remainder block would pay that for a few rows (2-layer LSTM 650, batch 20: the projection
   // of a 5-step chunk, 100 rows, was 96 + 4 rows; one block of 100: 31.0 -> 32.5 GFLOP/s).
-  const long rb = even_block(nb, kRowBlock);
+  // With AVX2's 16-float panels a row block's outputs are written 64 bytes per row per panel; a block
+  // whose outputs exceed ~256 KiB then waits on their lines (Zen 3, 25600 x 2048 x 128: 96-row blocks
+  // 70 GFLOP/s, blocks of 256 KiB of outputs 80): such blocks get fewer rows (at least two tiles).
+  const long rb_target = kGemmWHeld ? std::max<long>(2 * kRows, std::min<long>(kRowBlock, 65536 / (N > 0 ? N : 1)))
+                                    : kRowBlock;
+  const long rb = even_block(nb, rb_target);
   for (long r0 = 0; r0 < nb; r0 += rb) {
     const long rows = nb - r0 < rb ? nb - r0 : rb;
     const float* hb = h + r0 * ldh;
