@@ -159,12 +159,13 @@ long fused_part_size(const KernelTable& k, long G, long H, long K, long nb) {
 
 void pack_fused(const KernelTable& k, const float* w_hh, long G, long H, long K, float* out) {
   const long U = block_units(k, G), PW = G * U;
+  const long SP = fused_sub_vecs(PW / k.vec, k.panel / k.vec) * k.vec;  // floats per sub-panel column
   for (long q = 0; q * U < H; ++q)
     for (long kk = 0; kk < K; ++kk)
       for (long g = 0; g < G; ++g)
         for (long c = 0; c < U; ++c) {
-          const long j = q * U + c;
-          out[(q * K + kk) * PW + g * U + c] = j < H ? w_hh[(g * H + j) * K + kk] : 0.f;
+          const long j = q * U + c, col = g * U + c, s = col / SP;  // column of the block, its sub-panel
+          out[q * K * PW + s * K * SP + kk * SP + col - s * SP] = j < H ? w_hh[(g * H + j) * K + kk] : 0.f;
         }
 }
 

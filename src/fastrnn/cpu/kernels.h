@@ -39,7 +39,11 @@ inline void pack_panels(const float* w, long N, long K, float* out, long panel) 
 // W_hh [G*H, K] (or [W_ih | W_hh], see K_in) is laid out in blocks of U = block_units(G) hidden
 // units, each block carrying all G gates of its units: block q, input k holds, gate after gate,
 // the U weights W_hh[g*H + q*U + c, k] (c < U, zero past H), i.e. the panel layout of the
-// regrouped matrix (row (q*G + g)*U + c) with panel width G*U (pack_fused).  For the unit blocks
+// regrouped matrix (row (q*G + g)*U + c) with panel width G*U (pack_fused).  Each block is cut by
+// columns into sub-panels of VS vectors stored one after the other (VS = fused_sub_vecs: the GEMM
+// panel's width where it divides the block, else the whole block): the VS*vec weights of block q,
+// sub-panel s, input k start at float q*K*G*U + s*K*VS*vec + k*VS*vec.  (AVX2: an LSTM block's
+// (i, f) and (g, o) vectors are two sub-panels, for the GEMM's 6 x 2 tile.)  For the unit blocks
 // [q0, q1) of every row the kernel sums the gates in registers (from the input part), stages them
 // in L1 and runs the cell update over them there, writing h (and c) once (kernels_impl.h):
 //   G = 4, LSTM (i f g o):  a = x + W_hh h;  c' = ract(a_f)*c + ract(a_i)*act(a_g);  h' = ract(a_o)*act(c')
@@ -129,6 +133,8 @@ struct QGemm {
 
 struct KernelTable;
 long block_units(const KernelTable& k, long G);
+// Vectors per sub-panel of a fused block of V vectors, the GEMM panel being panel_vecs vectors wide.
+constexpr long fused_sub_vecs(long V, long panel_vecs) { return V % panel_vecs == 0 ? panel_vecs : V; }
 inline long fused_blocks(const KernelTable& k, long G, long H) { return (H + block_units(k, G) - 1) / block_units(k, G); }
 inline long fused_size(const KernelTable& k, long G, long H, long K) { return fused_blocks(k, G, H) * G * block_units(k, G) * K; }
 // Rows of a row block in the kernels (their inputs stay in cache while W streams past).

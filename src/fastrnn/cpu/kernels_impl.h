@@ -527,6 +527,9 @@ void gemm_packed(long nb, long N, long K, const float* h, long ldh, const float*
 //    kFusedBlocks1 blocks side by side (independent accumulator chains), all of k at once;
 //  * several rows: tiles of R rows x one block (the GEMM tile), k in L1-sized blocks (the
 //    staging area carries the partial sums between them); after a block's rows, its update.
+// A tile covers one sub-panel of its block (kernels.h: AVX2's LSTM / RNN blocks as 2-vector
+// sub-panels, tiled 6 rows x 2 vectors with the weights held as the GEMM is; Zen 3, `run.sh step`, one
+// LSTM step: H = 650 / 20 rows 845-870 -> 751 us, H = 512 / 32 rows 803 -> 753-760 us, H = 128 a tie).
 // Why stage instead of updating straight from the registers: there, each tile's update is a
 // chain of ~200 cycles of dependent exp / divide steps that the out-of-order core cannot overlap
 // with the FMA loop of the next tile; on Zen 1 that measured 2-15% slower than the separate
@@ -538,10 +541,16 @@ template <int G> constexpr long kUB = kVPG<G> * W;                              
 template <int G> constexpr long kVPB = G * kVPG<G>;                              // vectors per block
 // Rows of a fused tile: tile_rows (the R broadcasts held while the weights stream), or, where that
 // leaves accumulators unused, more rows with the V weight vectors held (tile_rows_wheld): GRU on
-// AVX2, 4 rows x 3 vectors = 12 accumulators instead of 9.  (A block split into 2-vector halves for
-// AVX2's 6 x 2 tile measured 0.74-0.94x: each half reads 64 of every 128 bytes of the slice.)
-template <int G> constexpr bool kFusedWHeld = tile_rows_wheld(kVPB<G>) > tile_rows(kVPB<G>);
-template <int G> constexpr int kFusedRows = kFusedWHeld<G> ? tile_rows_wheld(kVPB<G>) : tile_rows(kVPB<G>);
+// AVX2, 4 rows x 3 vectors = 12 accumulators instead of 9.  (AVX2's 6 x 2 tile over the two halves
+// of an LSTM block left interleaved, 64 of every 128 bytes of the slice per pass, measured 0.74-0.94x:
+// hence the sub-panels, each contiguous.)
+// Vectors per tile: one sub-panel (kFusedVS, fused_sub_vecs in kernels.h), with k blocks of the GEMM's
+// depth where the sub-panel is a GEMM panel's width (16 KiB slices).
+template <int G> constexpr long kFusedVS = fastrnn::cpu::fused_sub_vecs(kVPB<G>, kPanelVecs);
+template <int G> constexpr long kSP = kFusedVS<G> * W;  // floats per column of a sub-panel
+template <int G> constexpr long kFusedKB = kFusedVS<G> == kPanelVecs ? kKBlock : kFusedKBlock;
+template <int G> constexpr bool kFusedWHeld = tile_rows_wheld(kFusedVS<G>) > tile_rows(kFusedVS<G>);
+template <int G> constexpr int kFusedRows = kFusedWHeld<G> ? tile_rows_wheld(kFusedVS<G>) : tile_rows(kFusedVS<G>);
 template <int G> constexpr int kFusedBlocks1 = static_cast<int>((kChains1 + kVPB<G> - 1) / kVPB<G>);
 
 // Any element-wise activation of a cell (the common tanh / sigmoid pair has its own path; this
@@ -616,16 +625,13 @@ FI void cell_update(const fastrnn::cpu::FusedStep& a, const vf (*acc)[kVPB<G>], 
   }
 }
 
-// Initial gate sums of block q for one row: x (GRU n gate: b_hn), zero past the valid units.
+// Initial gate sum of vector v (gate v / VG) of block q for one row: x (GRU n gate: b_hn), zero
+// past the nu valid units.
 template <int G>
-FI void init_sums(const fastrnn::cpu::FusedStep& a, long row, long q, long nu, vf* acc) {
+FI vf init_sum(const fastrnn::cpu::FusedStep& a, long row, long q, long nu, long v) {
   constexpr long U = kUB<G>, VG = kVPG<G>;
-  for (long g = 0; g < G; ++g)
-    for (long v = 0; v < VG; ++v) {
-      const long j = q * U + v * W;
-      acc[g * VG + v] = G == 3 && g == 2 ? load_part(a.b_hn + j, nu - v * W)
-                                         : load_part(a.x + row * a.ldx + g * a.H + j, nu - v * W);
-    }
+  const long g = v / VG, vv = v % VG, j = q * U + vv * W;
+  return G == 3 && g == 2 ? load_part(a.b_hn + j, nu - vv * W) : load_part(a.x + row * a.ldx + g * a.H + j, nu - vv * W);
 }
 
 // One row, NB blocks from q, all of k, sums to stage + q*G*U (no cell update).
@@ -633,17 +639,18 @@ template <int G, int NB>
 __attribute__((noinline)) void fused_row_sums(const fastrnn::cpu::FusedStep& a, long row, long q, float* stage) {
   constexpr long V = kVPB<G>, U = kUB<G>, PW = G * U;
   const long Kt = a.K_in + a.K;  // layout columns: [inputs | h]
+  constexpr long VS = kFusedVS<G>, SP = kSP<G>;
   vf acc[NB][V];
   for (int b = 0; b < NB; ++b) {
     const long unit = (q + b) * U;
-    init_sums<G>(a, row, q + b, a.H - unit < U ? a.H - unit : U, acc[b]);
+    for (long v = 0; v < V; ++v) acc[b][v] = init_sum<G>(a, row, q + b, a.H - unit < U ? a.H - unit : U, v);
   }
   const float* wq = a.w + q * Kt * PW;
   auto sweep = [&](const float* src, long c0, long c1) {  // columns [c0, c1) of the layout, src[c - c0]
     for (long c = c0; c < c1; ++c) {
       const vf x = splat(src[c - c0]);
       for (int b = 0; b < NB; ++b)
-        for (long v = 0; v < V; ++v) acc[b][v] += x * load(wq + b * Kt * PW + c * PW + v * W);
+        for (long v = 0; v < V; ++v) acc[b][v] += x * load(wq + b * Kt * PW + v / VS * Kt * SP + c * SP + v % VS * W);
     }
   };
   if (a.x_in) sweep(a.x_in + row * a.ldxi, 0, a.K_in);
@@ -674,37 +681,41 @@ __attribute__((noinline)) void fused_row_update(const fastrnn::cpu::FusedStep& a
   }
 }
 
-// R rows x block q over k in [k0, k0 + kc): sums from x (first k block) or the staging area
-// (stage: the row block's [rows][G*U] floats, srow = this tile's first row in it), back to it.
-// Also prefetches pf_n floats from pf into L2 (a share of the next weight slice, see fused_run).
+// R rows x sub-panel v0 / VS (vectors [v0, v0 + VS)) of block q over k in [k0, k0 + kc): sums from
+// x (first k block) or the staging area (stage: the row block's [rows][G*U] floats, srow = this
+// tile's first row in it), back to it.  Also prefetches pf_n floats from pf into L2 (a share of the
+// next weight slice, see fused_run).
 template <int G, int R>
-__attribute__((noinline)) void fused_tile(const fastrnn::cpu::FusedStep& a, long row, long q, long k0, long kc,
-                                          float* stage, long srow, const float* pf, long pf_n) {
-  constexpr long V = kVPB<G>, U = kUB<G>, PW = G * U;
+__attribute__((noinline)) void fused_tile(const fastrnn::cpu::FusedStep& a, long row, long q, long v0, long k0,
+                                          long kc, float* stage, long srow, const float* pf, long pf_n) {
+  constexpr long VS = kFusedVS<G>, SP = kSP<G>, U = kUB<G>, PW = G * U;
   const long Kt = a.K_in + a.K, nu = a.H - q * U < U ? a.H - q * U : U;
   for (long i = 0; i < pf_n; i += 64 / sizeof(float)) __builtin_prefetch(pf + i, 0, 2);
-  vf acc[R][V];
+  vf acc[R][VS];
   for (int r = 0; r < R; ++r) {
     if (k0 == (a.x_in ? 0 : a.K_in))
-      init_sums<G>(a, row + r, q, nu, acc[r]);
+      for (long v = 0; v < VS; ++v) acc[r][v] = init_sum<G>(a, row + r, q, nu, v0 + v);
     else
-      for (long v = 0; v < V; ++v) acc[r][v] = load(stage + (srow + r) * PW + v * W);
+      for (long v = 0; v < VS; ++v) acc[r][v] = load(stage + (srow + r) * PW + (v0 + v) * W);
   }
-  const float* wq = a.w + q * Kt * PW;
+  const float* wq = a.w + q * Kt * PW + v0 / VS * Kt * SP;
   auto sweep = [&](const float* src, long ld, long c0, long c1, long base) {  // columns [c0, c1), src[c - base]
-    for (long c = c0; c < c1; ++c) {
-      if constexpr (kFusedWHeld<G>) {
-        vf wv[V];
-        for (long v = 0; v < V; ++v) wv[v] = load(wq + c * PW + v * W);
+    if constexpr (kFusedWHeld<G>) {  // the weights held, the inputs broadcast one at a time
+#pragma GCC unroll 4
+      for (long c = c0; c < c1; ++c) {
+        vf wv[VS];
+        for (long v = 0; v < VS; ++v) wv[v] = load(wq + c * SP + v * W);
         for (int r = 0; r < R; ++r) {
           const vf x = splat(src[r * ld + c - base]);
-          for (long v = 0; v < V; ++v) acc[r][v] += x * wv[v];
+          for (long v = 0; v < VS; ++v) acc[r][v] += x * wv[v];
         }
-      } else {
+      }
+    } else {
+      for (long c = c0; c < c1; ++c) {
         vf x[R];
         for (int r = 0; r < R; ++r) x[r] = splat(src[r * ld + c - base]);
-        for (long v = 0; v < V; ++v) {
-          const vf wv = load(wq + c * PW + v * W);
+        for (long v = 0; v < VS; ++v) {
+          const vf wv = load(wq + c * SP + v * W);
           for (int r = 0; r < R; ++r) acc[r][v] += x[r] * wv;
         }
       }
@@ -714,7 +725,7 @@ __attribute__((noinline)) void fused_tile(const fastrnn::cpu::FusedStep& a, long
   if (k0 < a.K_in) sweep(a.x_in + row * a.ldxi, a.ldxi, k0, k1 < a.K_in ? k1 : a.K_in, 0);
   if (k1 > a.K_in) sweep(a.h + row * a.ldh, a.ldh, k0 > a.K_in ? k0 : a.K_in, k1, a.K_in);
   for (int r = 0; r < R; ++r)
-    for (long v = 0; v < V; ++v) store(stage + (srow + r) * PW + v * W, acc[r][v]);
+    for (long v = 0; v < VS; ++v) store(stage + (srow + r) * PW + (v0 + v) * W, acc[r][v]);
 }
 
 // The GRU cell update of block q (all its U units valid) for `rows` rows from `row`, tanh / sigmoid,
@@ -769,7 +780,8 @@ __attribute__((noinline)) void fused_update(const fastrnn::cpu::FusedStep& a, lo
   }
 }
 
-using FusedTileFn = void (*)(const fastrnn::cpu::FusedStep&, long, long, long, long, float*, long, const float*, long);
+using FusedTileFn = void (*)(const fastrnn::cpu::FusedStep&, long, long, long, long, long, float*, long, const float*,
+                             long);
 using FusedRowSumsFn = void (*)(const fastrnn::cpu::FusedStep&, long, long, float*);
 template <int G, bool FAST>
 struct FusedFns {
@@ -808,7 +820,8 @@ void fused_run(const fastrnn::cpu::FusedStep& a) {
     // alternating runs: LSTM 128x512 batch 32 271-277 -> 266 ms, GRU 200-208 -> 192-204 ms,
     // 2-layer LSTM 650 batch 20 T=35 within noise, LSTM 32x128 batch 32 ~1%).
     const long tiles = (rows + RF - 1) / RF, Kt = a.K_in + a.K, PW = G * kUB<G>, kb0 = a.x_in ? 0 : a.K_in;
-    const long kd = even_block(Kt - kb0, kFusedKBlock);
+    constexpr long VS = kFusedVS<G>, SP = kSP<G>, subs = kVPB<G> / VS;
+    const long kd = even_block(Kt - kb0, kFusedKB<G>);
     // Weights that stay in L2 between steps are not prefetched (the instructions only cost there:
     // LSTM H = 128, batch 32 / 256, 256 KiB of W_hh: 1-3% faster without), nor weights within a
     // quarter of the L3 the core reaches, which the hardware prefetchers stream well enough: Zen 3
@@ -821,19 +834,22 @@ void fused_run(const fastrnn::cpu::FusedStep& a) {
     const long mine = (a.q1 - a.q0) * bpq, all = (a.H + kUB<G> - 1) / kUB<G> * bpq;
     const bool prefetch = mine > fastrnn::cpu::kL2WeightBytes && (l3 == 0 || all > l3 / 4);
     for (long q = a.q0; q < a.q1; ++q) {
-      for (long k0 = kb0; k0 < Kt; k0 += kd) {
-        const long kc = Kt - k0 < kd ? Kt - k0 : kd;
-        // the next slice: (q, k0 + kc), else (q + 1, kb0); none after the last
-        const bool last_k = k0 + kc >= Kt;
-        const long nq = last_k ? q + 1 : q, nk = last_k ? kb0 : k0 + kc;
-        const long pf_n = prefetch && nq < a.q1 ? (Kt - nk < kd ? Kt - nk : kd) * PW : 0;
-        const float* pf = a.w + (nq * Kt + nk) * PW;
-        for (long t = 0; t < tiles; ++t) {
-          const long b = rows * t / tiles, e = rows * (t + 1) / tiles;
-          const long p0 = pf_n * t / tiles / 16 * 16, p1 = pf_n * (t + 1) / tiles / 16 * 16;
-          Fns::tiles[e - b - 1](a, r0 + b, q, k0, kc, a.part, b, pf + p0, p1 - p0);
+      // slices (q, sub-panel, k block) in the order they are read: kc x SP floats from
+      // a.w + q*Kt*PW + sub*Kt*SP + k0*SP
+      for (long sub = 0; sub < subs; ++sub)
+        for (long k0 = kb0; k0 < Kt; k0 += kd) {
+          const long kc = Kt - k0 < kd ? Kt - k0 : kd;
+          // the next slice: (q, sub, k0 + kc), else (q, sub + 1, kb0), else (q + 1, 0, kb0); none after the last
+          const bool last_k = k0 + kc >= Kt, last_s = last_k && sub + 1 == subs;
+          const long nq = last_s ? q + 1 : q, ns = last_s ? 0 : last_k ? sub + 1 : sub, nk = last_k ? kb0 : k0 + kc;
+          const long pf_n = prefetch && nq < a.q1 ? (Kt - nk < kd ? Kt - nk : kd) * SP : 0;
+          const float* pf = a.w + nq * Kt * PW + ns * Kt * SP + nk * SP;
+          for (long t = 0; t < tiles; ++t) {
+            const long b = rows * t / tiles, e = rows * (t + 1) / tiles;
+            const long p0 = pf_n * t / tiles / 16 * 16, p1 = pf_n * (t + 1) / tiles / 16 * 16;
+            Fns::tiles[e - b - 1](a, r0 + b, q, sub * VS, k0, kc, a.part, b, pf + p0, p1 - p0);
+          }
         }
-      }
       fused_update<G, FAST>(a, r0, rows, q, a.part);
     }
   }
