@@ -362,24 +362,28 @@ def accuracy_table(torch, threads, quick, tmp, log):
 SPEED_CASES = (("lstm", 128, 512), ("gru", 128, 512), ("lstm", 64, 256))
 
 
-def speed_engines(torch, kind, I, H, threads, tmp, x, label):
-    """{(engine, precision): callable} for one case on the same weights, and notes on what runs."""
+def speed_engines(torch, kind, I, H, threads, tmp, x, label, only=None):
+    """{(engine, precision): callable} for one case on the same weights, and notes on what runs;
+    with ``only`` (an engine name: an --isolate-engines child), that engine's alone."""
     notes = []
     module = torch_lstm(torch, kind, I, H)
-    f32 = fastrnn.from_torch(module)
-    engines = {("fastrnn", "f32"): f32.predict}
-    for p in REDUCED:
-        engines[("fastrnn", p)] = f32.with_weights(p).predict
-    engines[("torch", "f32")] = _Seq(torch, module)
-    engines[("torch", "int8")] = torch_qint8(torch, module)
-    if _have("onnxruntime") and _have("onnx"):
+    engines = {}
+    if only in (None, "fastrnn"):
+        f32 = fastrnn.from_torch(module)
+        engines[("fastrnn", "f32")] = f32.predict
+        for p in REDUCED:
+            engines[("fastrnn", p)] = f32.with_weights(p).predict
+    if only in (None, "torch"):
+        engines[("torch", "f32")] = _Seq(torch, module)
+        engines[("torch", "int8")] = torch_qint8(torch, module)
+    if only in (None, "onnxruntime") and _have("onnxruntime") and _have("onnx"):
         of, oq, note = ort_engines(module, I, threads, tmp)
         engines[("onnxruntime", "f32")] = of
         if oq is not None:
             engines[("onnxruntime", "int8")] = oq
         else:
             notes.append(f"{label}: onnxruntime int8: {note}")
-    if _have("openvino"):
+    if only in (None, "openvino") and _have("openvino"):
         engines[("openvino", "f32")], _ = ov_engine(module, I, threads, "f32", x.shape)
         f, got = ov_engine(module, I, threads, "bf16", x.shape)
         engines[("openvino", "bf16")] = f
@@ -481,7 +485,7 @@ def main(argv=None):
         kind, I, H, eng, p = args._time_one.split(",")
         with tempfile.TemporaryDirectory() as tmp:
             x = np.random.default_rng(0).standard_normal((1, 100, int(I))).astype(np.float32)
-            engines, _ = speed_engines(torch, kind, int(I), int(H), args.threads, tmp, x, "")
+            engines, _ = speed_engines(torch, kind, int(I), int(H), args.threads, tmp, x, "", only=eng)
             ms = _time({(eng, p): engines[(eng, p)]}, x, args.min_time)
         print(json.dumps({"ms": ms[(eng, p)]}))
         return 0

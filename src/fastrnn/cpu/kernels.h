@@ -159,7 +159,6 @@ struct KernelTable {
   long vec;          // floats per vector register
   long panel;        // floats per packed panel of gemm_packed (pack_panels)
   long panel_vecs_fused;  // vectors per unit block of the fused step (block_units)
-  long k_block;      // depth of the k blocks (a k block of one panel stays in L1)
   // x[0..n) = act(x), element-wise (softmax family: over the whole row of n).
   void (*activate)(Act act, float* x, long n);
   // y[0..n) = x + b (then activate)

@@ -887,7 +887,7 @@ double fma_probe(long iters) {
 
 static constexpr fastrnn::cpu::KernelTable make_table(const char* isa, int slot) {
   return fastrnn::cpu::KernelTable{isa,       slot,          W,           kPanel,          kFusedVecs,
-                                   kKBlock,   activate,      bias_act,    lstm_cell,       gru_cell_after,
+                                   activate,  bias_act,      lstm_cell,   gru_cell_after,
                                    gru_before_rz, gru_before_out, gemm_packed, recurrent_fused, fma_probe,
                                    gemm_bf16,     gemm_i8,       qpaths};
 }
