@@ -343,17 +343,19 @@ void gru_before_out(Act act, float* g, const float* h_prev, float* h_new, long H
 // tile of a row block (kRowBlock rows, whose inputs stay in cache) reuses it.  The fused step's
 // unit blocks (kFusedVecs vectors: one per gate of an LSTM block) have their own k blocks
 // (kFusedKBlock, the same 16 KiB of a wider block).
+// kBlockOutBytes: the most output bytes a GEMM row block writes (0: no cap, rows in blocks of
+// kRowBlock; see gemm_packed).
 #if FASTRNN_VBYTES == 64
-constexpr long kPanelVecs = 4, kKBlock = 64, kFusedVecs = 4, kFusedKBlock = 64;
+constexpr long kPanelVecs = 4, kKBlock = 64, kFusedVecs = 4, kFusedKBlock = 64, kBlockOutBytes = 0;
 constexpr int kRegs = 32, kAcc = 24, kChains1 = 8, kTemps = 1;
 #elif FASTRNN_VBYTES == 32
-constexpr long kPanelVecs = 2, kKBlock = 256, kFusedVecs = 4, kFusedKBlock = 128;
+constexpr long kPanelVecs = 2, kKBlock = 256, kFusedVecs = 4, kFusedKBlock = 128, kBlockOutBytes = 256 * 1024;
 constexpr int kRegs = 16, kAcc = 12, kChains1 = 8, kTemps = 1;
 #elif defined(__aarch64__) || defined(__ARM_NEON)
-constexpr long kPanelVecs = 4, kKBlock = 256, kFusedVecs = 4, kFusedKBlock = 256;
+constexpr long kPanelVecs = 4, kKBlock = 256, kFusedVecs = 4, kFusedKBlock = 256, kBlockOutBytes = 0;
 constexpr int kRegs = 32, kAcc = 24, kChains1 = 8, kTemps = 1;
 #else
-constexpr long kPanelVecs = 4, kKBlock = 256, kFusedVecs = 4, kFusedKBlock = 256;
+constexpr long kPanelVecs = 4, kKBlock = 256, kFusedVecs = 4, kFusedKBlock = 256, kBlockOutBytes = 0;
 constexpr int kRegs = 16, kAcc = 8, kChains1 = 8, kTemps = 2;
 #endif
 // Rows of a tile of V vectors per row, broadcasts held: R*V accumulators + R broadcasts + the
@@ -391,6 +393,38 @@ constexpr auto fn_table(std::index_sequence<I...>, F f) {
       f(std::integral_constant<int, static_cast<int>(I) + 1>{})...};
 }
 
+// The register tile, the one inner loop of every f32 product (the GEMM and the fused step):
+//   acc[r][p][v] += sum_{c < n} x[r*ldx + c] * w[p*ps + c*cs + v*W]      r < R, p < P, v < V
+// (P panels of V vectors; a panel's column c is V vectors at w + p*ps + c*cs).  WHELD: one panel's
+// V weight vectors are held and the rows' inputs broadcast one at a time (R*V + V + 1 registers,
+// tile_rows_wheld); otherwise the R broadcasts are held while the weight vectors stream
+// (R*V + R + 1, tile_rows).  Each accumulator sums over c in order whatever the form.
+template <int R, int P, long V, bool WHELD>
+FI void fma_tile(vf (&acc)[R][P][V], const float* x, long ldx, const float* w, long ps, long cs, long n) {
+  if constexpr (WHELD) {
+    static_assert(P == 1, "weights held: one panel");
+#pragma GCC unroll 4
+    for (long c = 0; c < n; ++c) {
+      vf wv[V];
+      for (long v = 0; v < V; ++v) wv[v] = load(w + c * cs + v * W);
+      for (int r = 0; r < R; ++r) {
+        const vf xb = splat(x[r * ldx + c]);
+        for (long v = 0; v < V; ++v) acc[r][0][v] += xb * wv[v];
+      }
+    }
+  } else {
+    for (long c = 0; c < n; ++c) {
+      vf xb[R];
+      for (int r = 0; r < R; ++r) xb[r] = splat(x[r * ldx + c]);
+      for (int p = 0; p < P; ++p)
+        for (long v = 0; v < V; ++v) {
+          const vf wv = load(w + p * ps + c * cs + v * W);
+          for (int r = 0; r < R; ++r) acc[r][p][v] += xb[r] * wv;
+        }
+    }
+  }
+}
+
 // Recurrent / projection matmul, weights packed once at load (no BLAS call or packing per call):
 //   g[b, j] (+)= sum_k h[b, k] * W[j, k]     b < nb, j < N, k < K
 // with W packed by pack_panels(kPanel):  packed[p][k][0:kPanel] = W[p*kPanel + 0:kPanel, k].
@@ -404,29 +438,7 @@ FI void panel_block(long K, const float* h, long ldh, const float* wp, long pane
   for (int r = 0; r < R; ++r)
     for (int q = 0; q < NP; ++q)
       for (long v = 0; v < PV; ++v) acc[r][q][v] = init ? load(init + q * kPanel + v * W) : splat(0.f);
-  if constexpr (kGemmWHeld && NP == 1) {  // the weights held, the inputs broadcast one at a time
-#pragma GCC unroll 4
-    for (long k = 0; k < K; ++k) {
-      vf wv[PV];
-      for (long v = 0; v < PV; ++v) wv[v] = load(wp + k * kPanel + v * W);
-      for (int r = 0; r < R; ++r) {
-        const vf x = splat(h[r * ldh + k]);
-        for (long v = 0; v < PV; ++v) acc[r][0][v] += x * wv[v];
-      }
-    }
-  } else {
-    for (long k = 0; k < K; ++k) {
-      vf x[R];
-      for (int r = 0; r < R; ++r) x[r] = splat(h[r * ldh + k]);
-      for (int q = 0; q < NP; ++q) {
-        const float* w = wp + q * panel_stride + k * kPanel;
-        for (long v = 0; v < PV; ++v) {
-          const vf wv = load(w + v * W);
-          for (int r = 0; r < R; ++r) acc[r][q][v] += x[r] * wv;
-        }
-      }
-    }
-  }
+  fma_tile<R, NP, PV, kGemmWHeld && NP == 1>(acc, h, ldh, wp, panel_stride, kPanel, K);
   for (int r = 0; r < R; ++r)
     for (int q = 0; q < NP; ++q) {
       float* gr = g + r * ldg + q * kPanel;
@@ -473,11 +485,12 @@ void gemm_packed(long nb, long N, long K, const float* h, long ldh, const float*
   // round(nb / kRowBlock) row blocks (at least one) of equal size: each block streams all of W, so a
   // short remainder block would pay that for a few rows (2-layer LSTM 650, batch 20: the projection
   // of a 5-step chunk, 100 rows, was 96 + 4 rows; one block of 100: 31.0 -> 32.5 GFLOP/s).
-  // With AVX2's 16-float panels a row block's outputs are written 64 bytes per row per panel; a block
-  // whose outputs exceed ~256 KiB then waits on their lines (Zen 3, 25600 x 2048 x 128: 96-row blocks
-  // 70 GFLOP/s, blocks of 256 KiB of outputs 80): such blocks get fewer rows (at least two tiles).
-  const long rb_target = kGemmWHeld ? std::max<long>(2 * kRows, std::min<long>(kRowBlock, 65536 / (N > 0 ? N : 1)))
-                                    : kRowBlock;
+  // A row block's outputs are written one panel's width per row per panel (AVX2: 64 bytes) and
+  // revisited every k block; a block whose outputs exceed kBlockOutBytes then waits on their lines
+  // (AVX2, Zen 3, 25600 x 2048 x 128: 96-row blocks 70 GFLOP/s, blocks of 256 KiB of outputs 80): such
+  // blocks get fewer rows (at least two tiles).  Measured on AVX2 only: no cap elsewhere.
+  const long out_rows = kBlockOutBytes / static_cast<long>(sizeof(float)) / (N > 0 ? N : 1);
+  const long rb_target = kBlockOutBytes ? std::max<long>(2 * kRows, std::min<long>(kRowBlock, out_rows)) : kRowBlock;
   const long rb = even_block(nb, rb_target);
   for (long r0 = 0; r0 < nb; r0 += rb) {
     const long rows = nb - r0 < rb ? nb - r0 : rb;
@@ -525,7 +538,7 @@ void gemm_packed(long nb, long N, long K, const float* h, long ldh, const float*
 // read back, and x is read in place (not copied).
 //  * one row (batch 1, and each thread's share of the batch-1 split): groups of at most
 //    kFusedBlocks1 blocks side by side (independent accumulator chains), all of k at once;
-//  * several rows: tiles of R rows x one block (the GEMM tile), k in L1-sized blocks (the
+//  * several rows: tiles of R rows x one block (fma_tile, as the GEMM), k in L1-sized blocks (the
 //    staging area carries the partial sums between them); after a block's rows, its update.
 // A tile covers one sub-panel of its block (kernels.h: AVX2's LSTM / RNN blocks as 2-vector
 // sub-panels, tiled 6 rows x 2 vectors with the weights held as the GEMM is; Zen 3, `run.sh step`, one
@@ -640,23 +653,19 @@ __attribute__((noinline)) void fused_row_sums(const fastrnn::cpu::FusedStep& a, 
   constexpr long V = kVPB<G>, U = kUB<G>, PW = G * U;
   const long Kt = a.K_in + a.K;  // layout columns: [inputs | h]
   constexpr long VS = kFusedVS<G>, SP = kSP<G>;
-  vf acc[NB][V];
+  // the NB blocks' sub-panels as NB * V / VS panels of VS vectors, Kt * SP floats apart
+  constexpr int NP = static_cast<int>(NB * (V / VS));
+  vf acc[1][NP][VS];
   for (int b = 0; b < NB; ++b) {
     const long unit = (q + b) * U;
-    for (long v = 0; v < V; ++v) acc[b][v] = init_sum<G>(a, row, q + b, a.H - unit < U ? a.H - unit : U, v);
+    for (long v = 0; v < V; ++v)
+      acc[0][b * (V / VS) + v / VS][v % VS] = init_sum<G>(a, row, q + b, a.H - unit < U ? a.H - unit : U, v);
   }
   const float* wq = a.w + q * Kt * PW;
-  auto sweep = [&](const float* src, long c0, long c1) {  // columns [c0, c1) of the layout, src[c - c0]
-    for (long c = c0; c < c1; ++c) {
-      const vf x = splat(src[c - c0]);
-      for (int b = 0; b < NB; ++b)
-        for (long v = 0; v < V; ++v) acc[b][v] += x * load(wq + b * Kt * PW + v / VS * Kt * SP + c * SP + v % VS * W);
-    }
-  };
-  if (a.x_in) sweep(a.x_in + row * a.ldxi, 0, a.K_in);
-  sweep(a.h + row * a.ldh, a.K_in, Kt);
+  if (a.x_in) fma_tile<1, NP, VS, false>(acc, a.x_in + row * a.ldxi, 0, wq, Kt * SP, SP, a.K_in);
+  fma_tile<1, NP, VS, false>(acc, a.h + row * a.ldh, 0, wq + a.K_in * SP, Kt * SP, SP, a.K);
   for (int b = 0; b < NB; ++b)
-    for (long v = 0; v < V; ++v) store(stage + (q + b) * PW + v * W, acc[b][v]);
+    for (long v = 0; v < V; ++v) store(stage + (q + b) * PW + v * W, acc[0][b * (V / VS) + v / VS][v % VS]);
 }
 
 // The cell update of one row's blocks [q0, q1), sums at stage + q*G*U: two blocks at a time.
@@ -691,41 +700,25 @@ __attribute__((noinline)) void fused_tile(const fastrnn::cpu::FusedStep& a, long
   constexpr long VS = kFusedVS<G>, SP = kSP<G>, U = kUB<G>, PW = G * U;
   const long Kt = a.K_in + a.K, nu = a.H - q * U < U ? a.H - q * U : U;
   for (long i = 0; i < pf_n; i += 64 / sizeof(float)) __builtin_prefetch(pf + i, 0, 2);
-  vf acc[R][VS];
+  vf acc[R][1][VS];
   for (int r = 0; r < R; ++r) {
     if (k0 == (a.x_in ? 0 : a.K_in))
-      for (long v = 0; v < VS; ++v) acc[r][v] = init_sum<G>(a, row + r, q, nu, v0 + v);
+      for (long v = 0; v < VS; ++v) acc[r][0][v] = init_sum<G>(a, row + r, q, nu, v0 + v);
     else
-      for (long v = 0; v < VS; ++v) acc[r][v] = load(stage + (srow + r) * PW + (v0 + v) * W);
+      for (long v = 0; v < VS; ++v) acc[r][0][v] = load(stage + (srow + r) * PW + (v0 + v) * W);
   }
-  const float* wq = a.w + q * Kt * PW + v0 / VS * Kt * SP;
-  auto sweep = [&](const float* src, long ld, long c0, long c1, long base) {  // columns [c0, c1), src[c - base]
-    if constexpr (kFusedWHeld<G>) {  // the weights held, the inputs broadcast one at a time
-#pragma GCC unroll 4
-      for (long c = c0; c < c1; ++c) {
-        vf wv[VS];
-        for (long v = 0; v < VS; ++v) wv[v] = load(wq + c * SP + v * W);
-        for (int r = 0; r < R; ++r) {
-          const vf x = splat(src[r * ld + c - base]);
-          for (long v = 0; v < VS; ++v) acc[r][v] += x * wv[v];
-        }
-      }
-    } else {
-      for (long c = c0; c < c1; ++c) {
-        vf x[R];
-        for (int r = 0; r < R; ++r) x[r] = splat(src[r * ld + c - base]);
-        for (long v = 0; v < VS; ++v) {
-          const vf wv = load(wq + c * SP + v * W);
-          for (int r = 0; r < R; ++r) acc[r][v] += x[r] * wv;
-        }
-      }
-    }
-  };
+  const float* wq = a.w + q * Kt * PW + v0 / VS * Kt * SP;  // this sub-panel, column c at wq + c * SP
   const long k1 = k0 + kc;
-  if (k0 < a.K_in) sweep(a.x_in + row * a.ldxi, a.ldxi, k0, k1 < a.K_in ? k1 : a.K_in, 0);
-  if (k1 > a.K_in) sweep(a.h + row * a.ldh, a.ldh, k0 > a.K_in ? k0 : a.K_in, k1, a.K_in);
+  if (k0 < a.K_in) {
+    const long e = k1 < a.K_in ? k1 : a.K_in;
+    fma_tile<R, 1, VS, kFusedWHeld<G>>(acc, a.x_in + row * a.ldxi + k0, a.ldxi, wq + k0 * SP, 0, SP, e - k0);
+  }
+  if (k1 > a.K_in) {
+    const long b = k0 > a.K_in ? k0 : a.K_in;
+    fma_tile<R, 1, VS, kFusedWHeld<G>>(acc, a.h + row * a.ldh + (b - a.K_in), a.ldh, wq + b * SP, 0, SP, k1 - b);
+  }
   for (int r = 0; r < R; ++r)
-    for (long v = 0; v < VS; ++v) store(stage + (srow + r) * PW + (v0 + v) * W, acc[r][v]);
+    for (long v = 0; v < VS; ++v) store(stage + (srow + r) * PW + (v0 + v) * W, acc[r][0][v]);
 }
 
 // The GRU cell update of block q (all its U units valid) for `rows` rows from `row`, tanh / sigmoid,

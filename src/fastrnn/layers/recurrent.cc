@@ -561,7 +561,7 @@ void Recurrent::run_chunk(const cpu::KernelTable& k, Slice& w, const float* xw, 
          T * cfg_.input_size);
     for (int b = 0; b < nb; ++b) {
       const bool v = !mask || w.valid[b];
-      if (v) w.started[b] = 1;
+      if (v && !w.started[b]) w.started[b] = 1;  // read first: the slices' flags share cache lines
       if (cfg_.return_sequences) {
         const dim_t out_t = cfg_.direction == Direction::Reverse ? s : t;
         float* o = y + ((w.b0 + b) * T_out + out_t) * y_stride + y_off;
