@@ -117,8 +117,34 @@ void step_case(const cpu::KernelTable& k, int G, long H, long nb) {
       }
     }
   };
-  const double t_copy = min_us(copy_x);
-  const auto [t_sep0, t_fused] = min_pair_us(separate, fused_step);
+  // RING=n (LSTM / RNN): each call takes the next of n gate buffers, as the engine's steps take the
+  // next step of a projection chunk (not in cache): separate accumulates into it in place (no copy),
+  // fused reads it as x.  Without RING: one buffer, separate copies x to g first (the copy's time
+  // subtracted, but g is then in cache).
+  const long ring = G != 3 && std::getenv("RING") ? std::max(1L, std::atol(std::getenv("RING"))) : 0;
+  std::vector<Buffer> gr;
+  for (long i = 0; i < ring; ++i) {
+    gr.emplace_back(nb * GH);
+    std::memcpy(gr.back().data(), x.data(), nb * GH * sizeof(float));
+  }
+  long gi = 0, fi = 0;
+  auto separate_ring = [&] {
+    float* gg = gr[gi++ % ring].data();
+    k.gemm_packed(nb, GH, K, h.data(), K, panels.data(), gg, GH, nullptr);
+    for (long b = 0; b < nb; ++b) {
+      if (G == 4)
+        k.lstm_cell(cpu::Act::Tanh, cpu::Act::Sigmoid, gg + b * GH, c.data() + b * H, cn.data() + b * H,
+                    hn.data() + b * H, H);
+      else
+        k.activate(cpu::Act::Tanh, gg + b * GH, H);
+    }
+  };
+  auto fused_ring = [&] {
+    a.x = gr[fi++ % ring].data();
+    k.recurrent_fused(a);
+  };
+  const double t_copy = ring ? 0 : min_us(copy_x);
+  const auto [t_sep0, t_fused] = ring ? min_pair_us(separate_ring, fused_ring) : min_pair_us(separate, fused_step);
   const double t_sep = t_sep0 - t_copy;
   const double t_blas = std::getenv("WITH_BLAS") ? min_us(blas_separate) - t_copy : 0;
   const double flops = 2.0 * nb * GH * K;

@@ -584,51 +584,58 @@ FI void store_part(float* p, vf v, long n) {
   if (n >= W) store(p, v); else if (n > 0) store_n(p, v, n);
 }
 
-// The cell update of T (row, block) pairs whose gate sums are in acc[t][0..V): row row[t], units
-// from unit[t], nu[t] of them valid.
+// The cell update of T (row, block) pairs whose gate sums are in acc[t][0..V) (gate g's vector vv at
+// acc[t][g*VG + vv]): row row[t], units from unit[t], nu[t] of them valid.  The T*VG vectors of units
+// are independent items (i = t*VG + vv), interleaved so that their exp / divide chains overlap.
 template <int G, int T, bool FAST>
 FI void cell_update(const fastrnn::cpu::FusedStep& a, const vf (*acc)[kVPB<G>], const long* row, const long* unit,
                     const long* nu) {
+  constexpr long VG = kVPG<G>;
+  constexpr int N = static_cast<int>(T * VG);
+  auto ga = [&](int i, int g) { return acc[i / VG][g * VG + i % VG]; };  // item i's sum of gate g
+  auto u = [&](int i) { return unit[i / VG] + i % VG * W; };               // its first unit
+  auto n = [&](int i) { return nu[i / VG] - i % VG * W; };                 // its valid units (<= 0: none)
+  auto r = [&](int i) { return row[i / VG]; };
   if constexpr (G == 4) {
-    vf c[T], hn[T];
-    for (int t = 0; t < T; ++t) {
-      const vf cp = load_part(a.c_prev + row[t] * a.ldc + unit[t], nu[t]);
+    vf c[N], hn[N];
+    for (int i = 0; i < N; ++i) {
+      const vf cp = load_part(a.c_prev + r(i) * a.ldc + u(i), n(i));
       if constexpr (FAST) {  // sigmoid / tanh with 3 divisions instead of 5 (see lstm_vecs)
-        const vf ei = v_exp(-acc[t][0]), ef = v_exp(-acc[t][1]), eg = v_exp(-2.0f * acc[t][2]);
-        c[t] = cp / (1.0f + ef) + (1.0f - eg) / ((1.0f + ei) * (1.0f + eg));
+        const vf ei = v_exp(-ga(i, 0)), ef = v_exp(-ga(i, 1)), eg = v_exp(-2.0f * ga(i, 2));
+        c[i] = cp / (1.0f + ef) + (1.0f - eg) / ((1.0f + ei) * (1.0f + eg));
       } else {
-        c[t] = act_rt(a.ract, acc[t][1]) * cp + act_rt(a.ract, acc[t][0]) * act_rt(a.act, acc[t][2]);
+        c[i] = act_rt(a.ract, ga(i, 1)) * cp + act_rt(a.ract, ga(i, 0)) * act_rt(a.act, ga(i, 2));
       }
     }
-    for (int t = 0; t < T; ++t) {
+    for (int i = 0; i < N; ++i) {
       if constexpr (FAST) {
-        const vf eo = v_exp(-acc[t][3]), ec = v_exp(-2.0f * c[t]);
-        hn[t] = (1.0f - ec) / ((1.0f + eo) * (1.0f + ec));
+        const vf eo = v_exp(-ga(i, 3)), ec = v_exp(-2.0f * c[i]);
+        hn[i] = (1.0f - ec) / ((1.0f + eo) * (1.0f + ec));
       } else {
-        hn[t] = act_rt(a.ract, acc[t][3]) * act_rt(a.act, c[t]);
+        hn[i] = act_rt(a.ract, ga(i, 3)) * act_rt(a.act, c[i]);
       }
     }
-    for (int t = 0; t < T; ++t) {
-      store_part(a.c_new + row[t] * a.ldc + unit[t], c[t], nu[t]);
-      store_part(a.h_new + row[t] * a.ldo + unit[t], hn[t], nu[t]);
+    for (int i = 0; i < N; ++i) {
+      store_part(a.c_new + r(i) * a.ldc + u(i), c[i], n(i));
+      store_part(a.h_new + r(i) * a.ldo + u(i), hn[i], n(i));
     }
   } else if constexpr (G == 3) {
-    vf z[T], n[T];
-    for (int t = 0; t < T; ++t) {
-      const vf xn = load_part(a.x + row[t] * a.ldx + 2 * a.H + unit[t], nu[t]);
+    vf z[N], nn[N];
+    for (int i = 0; i < N; ++i) {
+      const vf xn = load_part(a.x + r(i) * a.ldx + 2 * a.H + u(i), n(i));
       if constexpr (FAST) {
-        const vf r = v_sigmoid(acc[t][0]);
-        z[t] = v_sigmoid(acc[t][1]);
-        n[t] = v_tanh(xn + r * acc[t][2]);
+        const vf rg = v_sigmoid(ga(i, 0));
+        z[i] = v_sigmoid(ga(i, 1));
+        nn[i] = v_tanh(xn + rg * ga(i, 2));
       } else {
-        const vf r = act_rt(a.ract, acc[t][0]);
-        z[t] = act_rt(a.ract, acc[t][1]);
-        n[t] = act_rt(a.act, xn + r * acc[t][2]);
+        const vf rg = act_rt(a.ract, ga(i, 0));
+        z[i] = act_rt(a.ract, ga(i, 1));
+        nn[i] = act_rt(a.act, xn + rg * ga(i, 2));
       }
     }
-    for (int t = 0; t < T; ++t) {
-      const vf hp = load_part(a.h + row[t] * a.ldh + unit[t], nu[t]);
-      store_part(a.h_new + row[t] * a.ldo + unit[t], (1.0f - z[t]) * n[t] + z[t] * hp, nu[t]);
+    for (int i = 0; i < N; ++i) {
+      const vf hp = load_part(a.h + r(i) * a.ldh + u(i), n(i));
+      store_part(a.h_new + r(i) * a.ldo + u(i), (1.0f - z[i]) * nn[i] + z[i] * hp, n(i));
     }
   } else {
     for (int t = 0; t < T; ++t)
@@ -701,10 +708,29 @@ __attribute__((noinline)) void fused_tile(const fastrnn::cpu::FusedStep& a, long
   const long Kt = a.K_in + a.K, nu = a.H - q * U < U ? a.H - q * U : U;
   for (long i = 0; i < pf_n; i += 64 / sizeof(float)) __builtin_prefetch(pf + i, 0, 2);
   vf acc[R][1][VS];
-  for (int r = 0; r < R; ++r) {
-    if (k0 == (a.x_in ? 0 : a.K_in))
-      for (long v = 0; v < VS; ++v) acc[r][0][v] = init_sum<G>(a, row + r, q, nu, v0 + v);
-    else
+  if (k0 == (a.x_in ? 0 : a.K_in)) {  // start from x (GRU n gate: b_hn), as init_sum
+    // Each vector's source and row stride worked out once per tile (not per row: at K = 64 a per-row
+    // init_sum was ~6% of the tile), plain loads when the block's units are all valid.
+    const float* src[VS];
+    long ld[VS], nv[VS];
+    bool full = true;
+    for (long v = 0; v < VS; ++v) {
+      const long g = (v0 + v) / kVPG<G>, vv = (v0 + v) % kVPG<G>, j = q * U + vv * W;
+      const bool bhn = G == 3 && g == 2;
+      src[v] = bhn ? a.b_hn + j : a.x + row * a.ldx + g * a.H + j;
+      ld[v] = bhn ? 0 : a.ldx;
+      nv[v] = nu - vv * W;
+      full = full && nv[v] >= W;
+    }
+    if (full) {
+      for (int r = 0; r < R; ++r)
+        for (long v = 0; v < VS; ++v) acc[r][0][v] = load(src[v] + r * ld[v]);
+    } else {
+      for (int r = 0; r < R; ++r)
+        for (long v = 0; v < VS; ++v) acc[r][0][v] = load_part(src[v] + r * ld[v], nv[v]);
+    }
+  } else {
+    for (int r = 0; r < R; ++r)
       for (long v = 0; v < VS; ++v) acc[r][0][v] = load(stage + (srow + r) * PW + (v0 + v) * W);
   }
   const float* wq = a.w + q * Kt * PW + v0 / VS * Kt * SP;  // this sub-panel, column c at wq + c * SP
