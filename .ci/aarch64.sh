@@ -53,6 +53,18 @@ done
 for p in "${pids[@]}"; do wait "$p"; done
 build g++ "$out/kernel_tests" "${native_defs[@]}"
 "$out/kernel_tests"
+if [[ "$(uname -m)" == x86_64 ]]; then
+    # Unit blocks of 8 vectors (FASTRNN_TEST_FUSED_VECS): LSTM / GRU blocks of 2 vectors per gate, a
+    # form of the fused step and its cell update that no shipped table uses yet.
+    echo "== kernel harness: native, fused unit blocks of 8 vectors (generic, avx2)"
+    g++ "${CXXFLAGS[@]}" -DFASTRNN_TEST_FUSED_VECS=8 -c "$CPU/kernels_generic.cc" -o "$out/generic-fv8.o" &
+    p1=$!
+    g++ "${CXXFLAGS[@]}" -DFASTRNN_TEST_FUSED_VECS=8 -mavx2 -mfma -c "$CPU/kernels_avx2.cc" -o "$out/avx2-fv8.o"
+    wait "$p1"
+    KERNEL_OBJS=("$out/generic-fv8.o" "$out/avx2-fv8.o")
+    build g++ "$out/kernel_tests-fv8" -DFASTRNN_HAVE_AVX2=1
+    "$out/kernel_tests-fv8"
+fi
 
 for march in armv8-a armv8.2-a+dotprod; do
     KERNEL_OBJS=("$out/a64-$march.o")

@@ -344,18 +344,29 @@ void gru_before_out(Act act, float* g, const float* h_prev, float* h_new, long H
 // unit blocks (kFusedVecs vectors: one per gate of an LSTM block) have their own k blocks
 // (kFusedKBlock, the same 16 KiB of a wider block).
 // kBlockOutBytes: the most output bytes a GEMM row block writes (0: no cap, rows in blocks of
-// kRowBlock; see gemm_packed).
+// kRowBlock; see gemm_packed).  FASTRNN_TEST_FUSED_VECS=n (the kernel harness only, .ci/aarch64.sh)
+// builds unit blocks of n vectors instead, so that the fused step's forms no ISA ships (several vectors
+// per gate) run in CI too.
+#ifdef FASTRNN_TEST_FUSED_VECS
+#define FASTRNN_FUSED_VECS(n) FASTRNN_TEST_FUSED_VECS
+#else
+#define FASTRNN_FUSED_VECS(n) n
+#endif
 #if FASTRNN_VBYTES == 64
-constexpr long kPanelVecs = 4, kKBlock = 64, kFusedVecs = 4, kFusedKBlock = 64, kBlockOutBytes = 0;
+constexpr long kPanelVecs = 4, kKBlock = 64, kFusedVecs = FASTRNN_FUSED_VECS(4), kFusedKBlock = 64;
+constexpr long kBlockOutBytes = 0;
 constexpr int kRegs = 32, kAcc = 24, kChains1 = 8, kTemps = 1;
 #elif FASTRNN_VBYTES == 32
-constexpr long kPanelVecs = 2, kKBlock = 256, kFusedVecs = 4, kFusedKBlock = 128, kBlockOutBytes = 256 * 1024;
+constexpr long kPanelVecs = 2, kKBlock = 256, kFusedVecs = FASTRNN_FUSED_VECS(4), kFusedKBlock = 128;
+constexpr long kBlockOutBytes = 256 * 1024;
 constexpr int kRegs = 16, kAcc = 12, kChains1 = 8, kTemps = 1;
 #elif defined(__aarch64__) || defined(__ARM_NEON)
-constexpr long kPanelVecs = 4, kKBlock = 256, kFusedVecs = 4, kFusedKBlock = 256, kBlockOutBytes = 0;
+constexpr long kPanelVecs = 4, kKBlock = 256, kFusedVecs = FASTRNN_FUSED_VECS(4), kFusedKBlock = 256;
+constexpr long kBlockOutBytes = 0;
 constexpr int kRegs = 32, kAcc = 24, kChains1 = 8, kTemps = 1;
 #else
-constexpr long kPanelVecs = 4, kKBlock = 256, kFusedVecs = 4, kFusedKBlock = 256, kBlockOutBytes = 0;
+constexpr long kPanelVecs = 4, kKBlock = 256, kFusedVecs = FASTRNN_FUSED_VECS(4), kFusedKBlock = 256;
+constexpr long kBlockOutBytes = 0;
 constexpr int kRegs = 16, kAcc = 8, kChains1 = 8, kTemps = 2;
 #endif
 // Rows of a tile of V vectors per row, broadcasts held: R*V accumulators + R broadcasts + the
