@@ -122,6 +122,9 @@ void step_case(const cpu::KernelTable& k, int G, long H, long nb) {
   // fused reads it as x.  Without RING: one buffer, separate copies x to g first (the copy's time
   // subtracted, but g is then in cache).
   const long ring = G != 3 && std::getenv("RING") ? std::max(1L, std::atol(std::getenv("RING"))) : 0;
+  // (h = 0 then, so that the gate sums stay x in both paths: accumulating W h into the same buffers
+  // call after call would drive the separate path's sums, and its exps, far out of range.)
+  if (ring) std::fill(h.data(), h.data() + nb * K, 0.f);
   std::vector<Buffer> gr;
   for (long i = 0; i < ring; ++i) {
     gr.emplace_back(nb * GH);
