@@ -656,13 +656,23 @@ FI void cell_update(const fastrnn::cpu::FusedStep& a, const vf (*acc)[kVPB<G>], 
   }
 }
 
-// Initial gate sum of vector v (gate v / VG) of block q for one row: x (GRU n gate: b_hn), zero
-// past the nu valid units.
+// Where the gate sums of vector v (gate v / VG) of block q start, for row `row`: x, or for GRU's n
+// gate b_hn (the same for every row: row stride 0); n: its valid units (<= 0: none; zero past them).
+struct InitSrc {
+  const float* p;
+  long ld, n;
+};
 template <int G>
-FI vf init_sum(const fastrnn::cpu::FusedStep& a, long row, long q, long nu, long v) {
+FI InitSrc init_src(const fastrnn::cpu::FusedStep& a, long row, long q, long nu, long v) {
   constexpr long U = kUB<G>, VG = kVPG<G>;
   const long g = v / VG, vv = v % VG, j = q * U + vv * W;
-  return G == 3 && g == 2 ? load_part(a.b_hn + j, nu - vv * W) : load_part(a.x + row * a.ldx + g * a.H + j, nu - vv * W);
+  if (G == 3 && g == 2) return {a.b_hn + j, 0, nu - vv * W};
+  return {a.x + row * a.ldx + g * a.H + j, a.ldx, nu - vv * W};
+}
+template <int G>
+FI vf init_sum(const fastrnn::cpu::FusedStep& a, long row, long q, long nu, long v) {
+  const InitSrc s = init_src<G>(a, row, q, nu, v);
+  return load_part(s.p, s.n);
 }
 
 // One row, NB blocks from q, all of k, sums to stage + q*G*U (no cell update).
@@ -719,26 +729,21 @@ __attribute__((noinline)) void fused_tile(const fastrnn::cpu::FusedStep& a, long
   const long Kt = a.K_in + a.K, nu = a.H - q * U < U ? a.H - q * U : U;
   for (long i = 0; i < pf_n; i += 64 / sizeof(float)) __builtin_prefetch(pf + i, 0, 2);
   vf acc[R][1][VS];
-  if (k0 == (a.x_in ? 0 : a.K_in)) {  // start from x (GRU n gate: b_hn), as init_sum
-    // Each vector's source and row stride worked out once per tile (not per row: at K = 64 a per-row
-    // init_sum was ~6% of the tile), plain loads when the block's units are all valid.
-    const float* src[VS];
-    long ld[VS], nv[VS];
+  if (k0 == (a.x_in ? 0 : a.K_in)) {  // start from x (GRU n gate: b_hn)
+    // Each vector's source worked out once per tile (not per row: at K = 64 a per-row init_sum was
+    // ~6% of the tile), plain loads when the block's units are all valid.
+    InitSrc src[VS];
     bool full = true;
     for (long v = 0; v < VS; ++v) {
-      const long g = (v0 + v) / kVPG<G>, vv = (v0 + v) % kVPG<G>, j = q * U + vv * W;
-      const bool bhn = G == 3 && g == 2;
-      src[v] = bhn ? a.b_hn + j : a.x + row * a.ldx + g * a.H + j;
-      ld[v] = bhn ? 0 : a.ldx;
-      nv[v] = nu - vv * W;
-      full = full && nv[v] >= W;
+      src[v] = init_src<G>(a, row, q, nu, v0 + v);
+      full = full && src[v].n >= W;
     }
     if (full) {
       for (int r = 0; r < R; ++r)
-        for (long v = 0; v < VS; ++v) acc[r][0][v] = load(src[v] + r * ld[v]);
+        for (long v = 0; v < VS; ++v) acc[r][0][v] = load(src[v].p + r * src[v].ld);
     } else {
       for (int r = 0; r < R; ++r)
-        for (long v = 0; v < VS; ++v) acc[r][0][v] = load_part(src[v] + r * ld[v], nv[v]);
+        for (long v = 0; v < VS; ++v) acc[r][0][v] = load_part(src[v].p + r * src[v].ld, src[v].n);
     }
   } else {
     for (int r = 0; r < R; ++r)
