@@ -75,6 +75,17 @@ void step_case(const cpu::KernelTable& k, int G, long H, long nb) {
   cpu::pack_fused(k, w.data(), G, H, K, fused.data());
   Buffer g(nb * GH), rec(nb * GH), hn(nb * H), cn(nb * H), part(std::max<long>(1, cpu::fused_part_size(k, G, H, K, nb)));
   auto copy_x = [&] { std::memcpy(g.data(), x.data(), nb * GH * sizeof(float)); };
+  // LSTM / RNN, separate: gg (the step's input part) += W_hh h, then the cell pass over gg's rows.
+  auto gates_into = [&](float* gg) {
+    k.gemm_packed(nb, GH, K, h.data(), K, panels.data(), gg, GH, nullptr);
+    for (long b = 0; b < nb; ++b) {
+      if (G == 4)
+        k.lstm_cell(cpu::Act::Tanh, cpu::Act::Sigmoid, gg + b * GH, c.data() + b * H, cn.data() + b * H,
+                    hn.data() + b * H, H);
+      else
+        k.activate(cpu::Act::Tanh, gg + b * GH, H);
+    }
+  };
   auto separate = [&] {
     copy_x();
     if (G == 3) {
@@ -84,14 +95,7 @@ void step_case(const cpu::KernelTable& k, int G, long H, long nb) {
         k.gru_cell_after(cpu::Act::Tanh, cpu::Act::Sigmoid, g.data() + b * GH, rec.data() + b * GH, bhn.data(),
                          h.data() + b * H, hn.data() + b * H, H);
     } else {
-      k.gemm_packed(nb, GH, K, h.data(), K, panels.data(), g.data(), GH, nullptr);
-      for (long b = 0; b < nb; ++b) {
-        if (G == 4)
-          k.lstm_cell(cpu::Act::Tanh, cpu::Act::Sigmoid, g.data() + b * GH, c.data() + b * H, cn.data() + b * H,
-                      hn.data() + b * H, H);
-        else
-          k.activate(cpu::Act::Tanh, g.data() + b * GH, H);
-      }
+      gates_into(g.data());
     }
   };
   cpu::FusedStep a;
@@ -131,17 +135,7 @@ void step_case(const cpu::KernelTable& k, int G, long H, long nb) {
     std::memcpy(gr.back().data(), x.data(), nb * GH * sizeof(float));
   }
   long gi = 0, fi = 0;
-  auto separate_ring = [&] {
-    float* gg = gr[gi++ % ring].data();
-    k.gemm_packed(nb, GH, K, h.data(), K, panels.data(), gg, GH, nullptr);
-    for (long b = 0; b < nb; ++b) {
-      if (G == 4)
-        k.lstm_cell(cpu::Act::Tanh, cpu::Act::Sigmoid, gg + b * GH, c.data() + b * H, cn.data() + b * H,
-                    hn.data() + b * H, H);
-      else
-        k.activate(cpu::Act::Tanh, gg + b * GH, H);
-    }
-  };
+  auto separate_ring = [&] { gates_into(gr[gi++ % ring].data()); };
   auto fused_ring = [&] {
     a.x = gr[fi++ % ring].data();
     k.recurrent_fused(a);

@@ -684,16 +684,16 @@ __attribute__((noinline)) void fused_row_sums(const fastrnn::cpu::FusedStep& a, 
   // the NB blocks' sub-panels as NB * V / VS panels of VS vectors, Kt * SP floats apart
   constexpr int NP = static_cast<int>(NB * (V / VS));
   vf acc[1][NP][VS];
+  auto sum = [&](int b, long v) -> vf& { return acc[0][b * (V / VS) + v / VS][v % VS]; };  // block b's vector v
   for (int b = 0; b < NB; ++b) {
     const long unit = (q + b) * U;
-    for (long v = 0; v < V; ++v)
-      acc[0][b * (V / VS) + v / VS][v % VS] = init_sum<G>(a, row, q + b, a.H - unit < U ? a.H - unit : U, v);
+    for (long v = 0; v < V; ++v) sum(b, v) = init_sum<G>(a, row, q + b, a.H - unit < U ? a.H - unit : U, v);
   }
   const float* wq = a.w + q * Kt * PW;
   if (a.x_in) fma_tile<1, NP, VS, false>(acc, a.x_in + row * a.ldxi, 0, wq, Kt * SP, SP, a.K_in);
   fma_tile<1, NP, VS, false>(acc, a.h + row * a.ldh, 0, wq + a.K_in * SP, Kt * SP, SP, a.K);
   for (int b = 0; b < NB; ++b)
-    for (long v = 0; v < V; ++v) store(stage + (q + b) * PW + v * W, acc[0][b * (V / VS) + v / VS][v % VS]);
+    for (long v = 0; v < V; ++v) store(stage + (q + b) * PW + v * W, sum(b, v));
 }
 
 // The cell update of one row's blocks [q0, q1), sums at stage + q*G*U: two blocks at a time.
