@@ -445,7 +445,9 @@ def test_stream_step_on_a_team_matches_one_thread_and_torch(kind, I, H, precisio
         ys = []
         before = core.team_steps()
         for t in range(T):
-            if t == 4:
+            if t == 4:  # the first four steps time one thread (the bar): no team yet
+                assert core.team_steps() == before
+            if t == 6:  # step 4 is the team's first (its ranks' scratch)
                 allocs = core.buffer_allocations()
             ys.append(s.step(x[:, t], out=out).copy())
         assert core.buffer_allocations() == allocs
@@ -524,8 +526,8 @@ for n in (1, 2):
     before = core.team_steps()
     got[n] = np.stack([s.step(x[:, t]).copy() for t in range(60)])
     ran[n] = core.team_steps() - before
-# step 1 on one thread (measured), then windows of 8 team steps, each followed by at least one
-# one-thread step (the back-off; more on a fast machine): at most 48 + 5 of the other 59 steps
+# steps 1-4 on one thread (measured), then windows of 8 team steps, each followed by at least one
+# one-thread step (the back-off; more on a fast machine): at most 48 + 5 of the other 56 steps
 assert ran[1] == 0 and 8 <= ran[2] <= 53, ran
 np.testing.assert_array_equal(got[2], got[1])
 print("ok")

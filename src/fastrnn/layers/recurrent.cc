@@ -77,19 +77,29 @@ constexpr dim_t kMaxBlockRows = 4096;
 constexpr double kSplitMinMacs = 32768;
 // The split must never be slower than one thread (a busy machine: the team's threads wait for
 // each other whenever one is descheduled; the issue measured 27x slower).  Decided per call from
-// measurement: the first kProbeSteps steps run without the team, timed (batch 1: on the calling
-// thread, t1 = the fastest one-thread step seen so far: these, and every batch-1 stretch run on
-// one thread, timed; batch > 1: t1 = the batch slices' time per step over the probe steps);
-// a team is tried only if the rest of the sequence is worth kTeamMinSeconds of one thread's work;
-// then the team's rank 0 times every step, and when (checked every kTeamWindow steps) the team's
-// steps so far average more than kTeamSlowRatio * t1, the team stops and the steps finish without
-// it.  The next team is tried only after a back-off (kBackoffMin, doubling up to kBackoffMax; reset
-// by a team that ran at speed; batch 1 and batch > 1 apart), so a machine that stays busy, or a
-// batch shape where the slices win, pays at most one slow stretch per back-off.
+// measurement: the first kProbeSteps steps of the call run without the team, timed (batch 1: on
+// the calling thread, t1 = the fastest of them; batch > 1: t1 = the batch slices' time per step over
+// them).  The bar is this call's own: a core that has idled runs slow for its first calls (a
+// 2-vCPU VM after 50 ms idle: 2.3x for the first call, ~1.1x by the fourth), and against the
+// fastest step ever seen a team in such a stretch failed every burst of calls and, doubling its
+// back-off, ran in none (LSTM 32 -> 128, batch 1: 0.46 ms per call at 2 threads against 0.40 at
+// one; now 0.30).  A team is tried only if the rest of the sequence is worth kTeamMinSeconds of
+// one thread's work; then the team's rank 0 times every step, and when (checked every
+// kTeamWindow steps) the team's steps so far took more than kTeamSlowRatio * t1 each plus
+// kTeamSlackSeconds in all, the team stops and the steps finish without it.  The next team is
+// tried only after a back-off (kBackoffMin, doubling up to kBackoffMax; reset by a team that ran
+// at speed; batch 1 and batch > 1 apart), so a machine that stays busy, or a batch shape where
+// the slices win, pays at most one slow stretch per back-off.
 constexpr dim_t kProbeSteps = 4;
 constexpr dim_t kTeamWindow = 8;
 constexpr double kTeamSlowRatio = 1.0;
 constexpr double kTeamMinSeconds = 100e-6;
+// What one hiccup costs (an interrupt or a host tick on either core: 10-20 us seen on a 2-vCPU VM),
+// allowed once per team run.  Without it a single hiccup in the first window failed teams of
+// 2-3 us steps (LSTM 32 -> 128, batch 1, 2 threads) and sent half the calls into the back-off
+// (median 0.40 ms per call, fastest 0.23).  A rank descheduled for a time slice costs
+// milliseconds and still stops the team at the first check.
+constexpr double kTeamSlackSeconds = 50e-6;
 constexpr std::int64_t kBackoffMin = 20'000'000, kBackoffMax = 2'000'000'000;  // ns
 using Clock = std::chrono::steady_clock;
 // Tests: FASTRNN_TEAM_STOP_AFTER=n makes every team stop as if slow after n counted steps (a
@@ -212,8 +222,6 @@ bool Recurrent::split_batch(const cpu::KernelTable& k, dim_t B, int slices) cons
                               : static_cast<double>(dir_[0].hh.bytes());  // reduced: the quantized W_hh
   return bytes > cpu::kL2WeightBytes && (B + slices - 1) / slices <= cpu::kFusedRowBlock;
 }
-
-void Recurrent::note_t1(double seconds) const { keep_min(t1_ns_, static_cast<std::int64_t>(seconds * 1e9) + 1); }
 
 int Recurrent::team_size(const cpu::KernelTable& k, int threads, double macs) const {
   // At most one rank per unit block, and each with at least kSplitMinMacs / 2 multiply-adds per
@@ -406,7 +414,7 @@ void Recurrent::forward(const float* x, dim_t B, dim_t T, const std::uint8_t* ma
       }
     }
   }
-  double t1 = 0;  // seconds per step (of one direction) without the teams, measured by the probe
+  double t1 = 0;  // seconds per step (of one direction) without the teams, measured by this call's probe
   for (dim_t s0 = 0; s0 < T; s0 += Tc) {
     const dim_t len = std::min(Tc, T - s0), rows = len * B;
     const dim_t row_block = (rows + blocks - 1) / blocks;
@@ -426,7 +434,7 @@ void Recurrent::forward(const float* x, dim_t B, dim_t T, const std::uint8_t* ma
     dim_t j0[2] = {0, 0};  // per direction: this chunk's first step not yet run
     if (!teams.empty() && t1 == 0) {  // probe: the first steps without the teams, timed
       const dim_t n = std::min(len, kProbeSteps);
-      if (B == 1) {  // on this thread, one by one: t1 = the fastest one-thread step seen so far
+      if (B == 1) {  // on this thread, one by one: t1 = the fastest of them
         double best = 1e30;
         for (dim_t j = 0; j < n; ++j)
           for (int d = 0; d < ndir; ++d) {
@@ -434,8 +442,7 @@ void Recurrent::forward(const float* x, dim_t B, dim_t T, const std::uint8_t* ma
             run_chunk(kt, ws[d], xw[d].data(), B, T, s0, j, j + 1, mask, dst, y_stride, T_out, cancel);
             best = std::min(best, std::chrono::duration<double>(Clock::now() - c0).count());
           }
-        note_t1(best);
-        t1 = static_cast<double>(t1_ns_.load(std::memory_order_relaxed)) * 1e-9;
+        t1 = best;
       } else {  // the batch slices side by side, as they would run the rest
         const auto c0 = Clock::now();
         pool.run(ndir * slices, [&](int task) {
@@ -486,13 +493,10 @@ void Recurrent::forward(const float* x, dim_t B, dim_t T, const std::uint8_t* ma
       }
     }
     if (j0[0] < len || j0[ndir - 1] < len) {
-      const auto c0 = Clock::now();
       pool.run(ndir * slices, [&](int task) {
         const Slice& w = ws[task];
         run_chunk(kt, ws[task], xw[w.d].data(), B, T, s0, j0[w.d], len, mask, dst, y_stride, T_out, cancel);
       });
-      if (split_ok_ && B == 1 && len - j0[0] >= kTeamWindow)  // one thread's pace, the bar for a team
-        note_t1(std::chrono::duration<double>(Clock::now() - c0).count() / static_cast<double>(len - j0[0]));
     }
   }
 
@@ -614,6 +618,9 @@ void Recurrent::run_chunk_split(const cpu::KernelTable& k, Slice& w, Team& team,
     if (any && !fused_) {
       qsplit_step(k, w.d, r, B, xw + j * B * GH, u0, u1, h_prev, h_new, c_prev, c_new);
     } else if (any) {
+      // h_prev is half the other ranks' (written just before the barrier): ask for all of its
+      // lines at once rather than one miss at a time as the tile reaches them (~1%, LSTM 32 -> 128).
+      for (dim_t o = 0; o < B * P; o += 16) __builtin_prefetch(h_prev + o, 0, 3);
       if (w.x) {  // folded: the bias starts the sums, the step's inputs join h in the product
         a.x = dw.bias.data();
         a.x_in = w.x + t * cfg_.input_size;
@@ -645,9 +652,10 @@ void Recurrent::run_chunk_split(const cpu::KernelTable& k, Slice& w, Team& team,
       t_prev = now;
       // Every kTeamWindow steps: is the team, over all its steps so far, faster than the bar?
       // (A stall - a rank descheduled for a time slice - shows at once; a short burst of noise
-      // is absorbed by what the team gained before it.)
+      // is absorbed by the slack and by what the team gained before it.)
       ++counted;
-      if ((counted % kTeamWindow == 0 && spent > kTeamSlowRatio * team.t1 * static_cast<double>(counted)) ||
+      if ((counted % kTeamWindow == 0 &&
+           spent > kTeamSlowRatio * team.t1 * static_cast<double>(counted) + kTeamSlackSeconds) ||
           counted == forced_stop()) {
         team.slow = true;
         team.stop.store(j + 2, std::memory_order_relaxed);  // seen by all after the next barrier
@@ -740,8 +748,12 @@ void Recurrent::stream_step(int nb, const float* x, float* xw, const float* h_pr
   const bool eligible = split_ok_ && nb == 1 && !valid && pool.num_threads() > 1;
   const std::int64_t c0 = eligible ? now_ns() : 0;  // this step's start (timed when eligible)
   if (eligible) {
+    // The bar: the fastest of the one-thread steps timed so far, once there are kProbeSteps of
+    // them (one alone may be a cold step: the first after set_num_threads measured 1.3 ms against
+    // 0.18 for LSTM 640 -> 640, and teams then ran on at 0.33 ms a step against one thread's 0.25).
     const std::int64_t t1 = t1_stream_ns_.load(std::memory_order_relaxed);
-    const int n = t1 >= kStreamTeamNs && team_st_.ready(c0)
+    const int n = t1_stream_n_.load(std::memory_order_relaxed) >= kProbeSteps && t1 >= kStreamTeamNs &&
+                          team_st_.ready(c0)
                       ? team_size(k, pool.num_threads(), static_cast<double>(GH) * (cfg_.input_size + cfg_.hidden_out()))
                       : 0;
     if (n > 1 && stream_team(k, n, x, xw, h_prev, h_new, c_prev, c_new, s.rec)) {
@@ -763,7 +775,10 @@ void Recurrent::stream_step(int nb, const float* x, float* xw, const float* h_pr
   }
   input_projection(0, nb, x, xw);
   step(k, 0, nb, xw, GH, h_prev, h_new, c_prev, c_new, s, valid);
-  if (eligible) keep_min(t1_stream_ns_, now_ns() - c0 + 1);
+  if (eligible) {
+    keep_min(t1_stream_ns_, now_ns() - c0 + 1);
+    t1_stream_n_.fetch_add(1, std::memory_order_relaxed);
+  }
 }
 
 // The ranks' shares: the projection's columns in whole panels of the packed W_ih (reduced

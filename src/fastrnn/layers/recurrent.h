@@ -74,7 +74,6 @@ class Recurrent {
   // The fused step's arguments every caller shares (direction d, nb rows, unit blocks [q0, q1),
   // strides of a [nb, P] h and output, [nb, H] c); the caller sets x / x_in, h, c, h_new, part.
   cpu::FusedStep fused_args(const cpu::KernelTable& k, int d, dim_t nb, dim_t q0, dim_t q1) const;
-  void note_t1(double seconds) const;  // a one-thread step time measured at batch 1
   // xin: this step's input rows (stride ldxi) when the projection is folded into the step (g unused).
   void step(const cpu::KernelTable& k, int d, int nb, float* g, dim_t ldg, const float* h_prev, float* h_new,
             const float* c_prev, float* c_new, const StepScratch& s, const std::uint8_t* valid,
@@ -141,11 +140,8 @@ class Recurrent {
   mutable Backoff team_st_;  // streaming steps
   // Streaming: the fastest one-thread step (ns; 0: not measured yet), and the team's steps in the
   // current window of kTeamWindow (their total ns and count).
-  mutable std::atomic<std::int64_t> t1_stream_ns_{0};
+  mutable std::atomic<std::int64_t> t1_stream_ns_{0}, t1_stream_n_{0};  // ... and how many were timed
   mutable std::atomic<std::int64_t> stream_win_ns_{0}, stream_win_n_{0};
-  // The fastest step one thread has taken at batch 1 (ns; 0: not measured yet): the bar a team
-  // must beat.
-  mutable std::atomic<std::int64_t> t1_ns_{0};
   RecurrentConfig cfg_;
   Dir dir_[2];
 };

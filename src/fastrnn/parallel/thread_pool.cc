@@ -14,7 +14,16 @@ namespace fastrnn {
 
 namespace {
 thread_local bool in_pool_task = false;
-constexpr double kWorkerSpinMicros = 50;
+// How long an idle worker polls for the next call before it sleeps.  Waking a sleeping worker
+// costs a futex wake-up and, on a VM, the vCPU's return from halt: LSTM 32 -> 128, batch 1, 2
+// threads, bursts of calls after 50 ms pauses: 0.47-0.48 ms per call with the teams off against
+// 0.40-0.42 on one thread, with a 1 ms poll 0.42-0.44 (a call is ~0.4 ms: the worker slept
+// between any two).  A millisecond of one core per call is the cost (the LLVM / Intel OpenMP
+// runtime polls for 200 ms by default, KMP_BLOCKTIME; ONNX Runtime's pool spins unless
+// session.intra_op.allow_spinning is 0; here set_num_threads(1) has no worker at all).  With more
+// threads than cores a poller would hold a core another thread needs: then only
+// kWorkerSpinShortMicros.
+constexpr double kWorkerSpinMicros = 1000, kWorkerSpinShortMicros = 50;
 
 int default_threads() {
   unsigned hw = std::thread::hardware_concurrency();
@@ -79,6 +88,8 @@ void ThreadPool::set_num_threads(int n) {
   stop_workers();
   num_threads_ = n;
   g_threads.store(n);
+  const unsigned hw = std::thread::hardware_concurrency();
+  spin_micros_ = hw && static_cast<unsigned>(n) > hw ? kWorkerSpinShortMicros : kWorkerSpinMicros;
   // The workers never take asynchronous signals (Ctrl-C, SIGTERM, timers, child exits): those
   // belong to the application's threads, where Python runs its handlers (a signal landing on a
   // worker in a kernel loop only delays them).  New threads inherit the mask set around their
@@ -120,14 +131,14 @@ void ThreadPool::worker_loop() {
   unsigned long seen = 0;
   for (;;) {
     // Calls come in quick succession (input projection, then recurrence, chunk after chunk):
-    // poll for the next one for a few tens of microseconds before sleeping, so a dispatch costs
+    // poll for the next one for up to spin_micros_ (kWorkerSpinMicros) before sleeping, so a dispatch costs
     // a cache-line transfer instead of a futex wake-up (LSTM 32x128 batch 32, 2 threads: 14
     // dispatches per predict).  Plain loads, no PAUSE (see SpinBarrier).
     {
       const auto t0 = std::chrono::steady_clock::now();
       for (unsigned spins = 1; generation_.load(std::memory_order_acquire) == seen && !stop_.load(); ++spins)
         if (spins % 256 == 0 &&
-            std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() > kWorkerSpinMicros)
+            std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() > spin_micros_)
           break;
     }
     const std::function<void(int)>* job;

@@ -101,6 +101,7 @@ class ThreadPool {
 
   std::vector<std::thread> workers_;
   int num_threads_ = 1;
+  double spin_micros_ = 50;  // how long an idle worker polls before it sleeps (set with the thread count)
   std::mutex call_mu_;  // one parallel call at a time
   std::mutex mu_;
   std::condition_variable cv_, done_cv_;
