@@ -133,13 +133,20 @@ void ThreadPool::worker_loop() {
     // Calls come in quick succession (input projection, then recurrence, chunk after chunk):
     // poll for the next one for up to spin_micros_ (kWorkerSpinMicros) before sleeping, so a dispatch costs
     // a cache-line transfer instead of a futex wake-up (LSTM 32x128 batch 32, 2 threads: 14
-    // dispatches per predict).  Plain loads, no PAUSE (see SpinBarrier).
+    // dispatches per predict).  Plain loads, no PAUSE (see SpinBarrier); after the first
+    // kWorkerSpinShortMicros the poller yields between loads, so that a runnable thread on its core
+    // (the application's own: two Python threads calling predict with a 2-thread pool) goes first.
     {
       const auto t0 = std::chrono::steady_clock::now();
-      for (unsigned spins = 1; generation_.load(std::memory_order_acquire) == seen && !stop_.load(); ++spins)
-        if (spins % 256 == 0 &&
-            std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() > spin_micros_)
-          break;
+      bool yielding = false;
+      for (unsigned spins = 1; generation_.load(std::memory_order_acquire) == seen && !stop_.load(); ++spins) {
+        if (yielding) std::this_thread::yield();
+        if (spins % 256 == 0 || yielding) {
+          const double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
+          if (us > spin_micros_) break;
+          yielding = us > kWorkerSpinShortMicros;
+        }
+      }
     }
     const std::function<void(int)>* job;
     {
