@@ -100,6 +100,7 @@ constexpr double kTeamMinSeconds = 100e-6;
 // (median 0.40 ms per call, fastest 0.23).  A rank descheduled for a time slice costs
 // milliseconds and still stops the team at the first check.
 constexpr double kTeamSlackSeconds = 50e-6;
+constexpr dim_t kPrefetchHFloats = 1024;  // a team step prefetches h_prev up to this size (4 KiB)
 constexpr std::int64_t kBackoffMin = 20'000'000, kBackoffMax = 2'000'000'000;  // ns
 using Clock = std::chrono::steady_clock;
 // Tests: FASTRNN_TEAM_STOP_AFTER=n makes every team stop as if slow after n counted steps (a
@@ -619,8 +620,10 @@ void Recurrent::run_chunk_split(const cpu::KernelTable& k, Slice& w, Team& team,
       qsplit_step(k, w.d, r, B, xw + j * B * GH, u0, u1, h_prev, h_new, c_prev, c_new);
     } else if (any) {
       // h_prev is half the other ranks' (written just before the barrier): ask for all of its
-      // lines at once rather than one miss at a time as the tile reaches them (~1%, LSTM 32 -> 128).
-      for (dim_t o = 0; o < B * P; o += 16) __builtin_prefetch(h_prev + o, 0, 3);
+      // lines at once rather than one miss at a time as the tile reaches them (~1%, LSTM 32 -> 128,
+      // batch 1; only while it is a few KiB: many rows of it would not stay in L1, and unmeasured).
+      if (B * P <= kPrefetchHFloats)
+        for (dim_t o = 0; o < B * P; o += 16) __builtin_prefetch(h_prev + o, 0, 3);
       if (w.x) {  // folded: the bias starts the sums, the step's inputs join h in the product
         a.x = dw.bias.data();
         a.x_in = w.x + t * cfg_.input_size;
