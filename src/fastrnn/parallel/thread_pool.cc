@@ -18,7 +18,8 @@ thread_local bool in_pool_task = false;
 // costs a futex wake-up and, on a VM, the vCPU's return from halt: LSTM 32 -> 128, batch 1, 2
 // threads, bursts of calls after 50 ms pauses: 0.47-0.48 ms per call with the teams off against
 // 0.40-0.42 on one thread, with a 1 ms poll 0.42-0.44 (a call is ~0.4 ms: the worker slept
-// between any two).  A millisecond of one core per call is the cost (the LLVM / Intel OpenMP
+// between any two).  Up to a millisecond of an otherwise idle core per call is the cost (past
+// kWorkerSpinShortMicros the poller yields to any runnable thread; the LLVM / Intel OpenMP
 // runtime polls for 200 ms by default, KMP_BLOCKTIME; ONNX Runtime's pool spins unless
 // session.intra_op.allow_spinning is 0; here set_num_threads(1) has no worker at all).  With more
 // threads than cores a poller would hold a core another thread needs: then only
