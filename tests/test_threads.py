@@ -574,7 +574,7 @@ def test_batch1_split_with_a_busy_thread_competing(restore_threads):
 
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
 def test_long_sequences_run_in_time_chunks(bidirectional, restore_threads):
-    """B * G*H * T above the chunk size (4 Mi floats): the input projection and the recurrence
+    """B * G*H * T above the chunk size (256 Ki floats): the input projection and the recurrence
     alternate chunk by chunk, carrying state across chunk boundaries (forward chunks from the
     start, backward chunks from the end, packed lengths ending inside any chunk)."""
     from conftest import require
@@ -584,7 +584,7 @@ def test_long_sequences_run_in_time_chunks(bidirectional, restore_threads):
     torch.manual_seed(7)
     m = torch.nn.LSTM(6, 128, batch_first=True, bidirectional=bidirectional).eval()
     rng = np.random.default_rng(7)
-    x = rng.standard_normal((64, 300, 6)).astype(np.float32)  # Tc = 4Mi / (64 * 512) = 128 -> 3 chunks
+    x = rng.standard_normal((64, 300, 6)).astype(np.float32)  # Tc = 256Ki / (64 * 512) = 8 -> 38 chunks
     lengths = rng.integers(1, 301, size=64)
     lengths[0] = 300
     with torch.no_grad():
@@ -596,6 +596,48 @@ def test_long_sequences_run_in_time_chunks(bidirectional, restore_threads):
     assert_close(y, expected)
     assert_close(st[0][0], h.numpy())
     assert_close(st[0][1], c.numpy())
+
+
+_LARGE_CHUNK_CHILD = r"""
+import sys
+import numpy as np, torch, fastrnn
+from conftest import assert_close
+fastrnn.set_num_threads(int(sys.argv[1]))
+torch.manual_seed(5)
+m = torch.nn.LSTM(256, 256, batch_first=True, bidirectional=True).eval()  # input = hidden: not folded
+rng = np.random.default_rng(5)
+# 2 MiB of weights per direction, over a quarter of FASTRNN_L3_BYTES: chunks of the weights' size,
+# 512 Ki floats / (8 * 1024) = 64 steps -> 64, 64, 64, 64, 44 (256 Ki floats would give 32)
+x = rng.standard_normal((8, 300, 256)).astype(np.float32)
+lengths = np.array([300, 1, 63, 64, 65, 129, 290, 299])
+with torch.no_grad():
+    packed = torch.nn.utils.rnn.pack_padded_sequence(torch.from_numpy(x), torch.from_numpy(lengths),
+                                                     batch_first=True, enforce_sorted=False)
+    out, (h, c) = m(packed)
+    expected = torch.nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=300)[0].numpy()
+y, st = fastrnn.from_torch(m).predict(x, lengths=lengths, return_state=True)
+assert_close(y, expected)
+assert_close(st[0][0], h.numpy())
+assert_close(st[0][1], c.numpy())
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_large_weights_run_in_chunks_of_their_size(threads):
+    """A layer whose weights exceed a quarter of the L3 takes time chunks of at least the weights'
+    size (recurrent.cc, chunk_floats); FASTRNN_L3_BYTES makes a 2 MiB layer such a layer, so the
+    chunk boundaries (64 steps, not 32) fall elsewhere: still torch's outputs and states, with
+    packed lengths ending on both sides of a boundary, both directions."""
+    import subprocess
+    import sys
+
+    from conftest import CHILD_CWD, child_env, require
+
+    require("torch")
+    r = subprocess.run([sys.executable, "-c", _LARGE_CHUNK_CHILD, str(threads)], cwd=CHILD_CWD, capture_output=True,
+                       text=True, timeout=300, env=child_env(FASTRNN_L3_BYTES=str(4 << 20)))
+    assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stdout + r.stderr
 
 
 _CTRL_C_CHILD = r"""
