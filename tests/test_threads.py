@@ -587,11 +587,17 @@ def test_long_sequences_run_in_time_chunks(bidirectional, restore_threads):
     x = rng.standard_normal((64, 300, 6)).astype(np.float32)  # Tc = 256Ki / (64 * 512) = 8 -> 38 chunks
     lengths = rng.integers(1, 301, size=64)
     lengths[0] = 300
+    check_packed_lstm(torch, m, x, lengths)
+
+
+def check_packed_lstm(torch, m, x, lengths):
+    """fastrnn.from_torch(m) on x with lengths: torch's padded outputs and final states."""
+    T = x.shape[1]
     with torch.no_grad():
         packed = torch.nn.utils.rnn.pack_padded_sequence(torch.from_numpy(x), torch.from_numpy(lengths),
                                                          batch_first=True, enforce_sorted=False)
         out, (h, c) = m(packed)
-        expected = torch.nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=300)[0].numpy()
+        expected = torch.nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=T)[0].numpy()
     y, st = fastrnn.from_torch(m).predict(x, lengths=lengths, return_state=True)
     assert_close(y, expected)
     assert_close(st[0][0], h.numpy())
@@ -601,7 +607,7 @@ def test_long_sequences_run_in_time_chunks(bidirectional, restore_threads):
 _LARGE_CHUNK_CHILD = r"""
 import sys
 import numpy as np, torch, fastrnn
-from conftest import assert_close
+from test_threads import check_packed_lstm
 fastrnn.set_num_threads(int(sys.argv[1]))
 torch.manual_seed(5)
 m = torch.nn.LSTM(256, 256, batch_first=True, bidirectional=True).eval()  # input = hidden: not folded
@@ -609,16 +615,7 @@ rng = np.random.default_rng(5)
 # 2 MiB of weights per direction, over a quarter of FASTRNN_L3_BYTES: chunks of the weights' size,
 # 512 Ki floats / (8 * 1024) = 64 steps -> 64, 64, 64, 64, 44 (256 Ki floats would give 32)
 x = rng.standard_normal((8, 300, 256)).astype(np.float32)
-lengths = np.array([300, 1, 63, 64, 65, 129, 290, 299])
-with torch.no_grad():
-    packed = torch.nn.utils.rnn.pack_padded_sequence(torch.from_numpy(x), torch.from_numpy(lengths),
-                                                     batch_first=True, enforce_sorted=False)
-    out, (h, c) = m(packed)
-    expected = torch.nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=300)[0].numpy()
-y, st = fastrnn.from_torch(m).predict(x, lengths=lengths, return_state=True)
-assert_close(y, expected)
-assert_close(st[0][0], h.numpy())
-assert_close(st[0][1], c.numpy())
+check_packed_lstm(torch, m, x, np.array([300, 1, 63, 64, 65, 129, 290, 299]))
 print("ok")
 """
 
