@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <memory>
 #include <mutex>
+#include <pthread.h>
 #include <new>
 #include <sstream>
 #include <stdexcept>
@@ -64,7 +65,13 @@ class BlockCache {
   static constexpr std::size_t kMinBytes = std::size_t(64) << 10, kMaxHeld = std::size_t(64) << 20;
   static constexpr std::size_t kMaxBlocks = 64;
   static BlockCache& get() {
-    static BlockCache* c = new BlockCache;
+    static BlockCache* c = [] {
+      auto* b = new BlockCache;
+      // fork(): the child's cache must not be caught mid-change with its mutex held by a thread
+      // the child does not have (held across the fork, released on both sides).
+      pthread_atfork([] { get().mu_.lock(); }, [] { get().mu_.unlock(); }, [] { get().mu_.unlock(); });
+      return b;
+    }();
     return *c;
   }
   // A kept block of [bytes, 2 * bytes] (the smallest; its size in *got), or nullptr.
