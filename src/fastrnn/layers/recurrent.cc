@@ -80,6 +80,7 @@ constexpr dim_t kChunkFloats = dim_t(1) << 18;
 // 132.9 -> 126.2 ms, 2 threads 80.2 -> 72.0 ms; against ONNX Runtime (one projection per layer)
 // 0.87x -> 0.95-0.97x, the median now within 4% of the fastest call.  LSTM / GRU 128 -> 512 (5 MiB
 // of weights, under the quarter: chunks unchanged) measured 0.96-1.0x with the larger chunks.
+// (The float32 count also for bf16 / int8 layers, whose bytes it over-states: not measured there.)
 dim_t chunk_floats(dim_t weight_floats) {
   const long l3 = cpu::l3_bytes();
   const bool large = l3 > 0 && weight_floats * static_cast<dim_t>(sizeof(float)) > l3 / 4;
