@@ -136,7 +136,7 @@ def test_resident_memory_does_not_grow():
 
 
 _FAULTS_CHILD = r"""
-import resource, sys
+import resource
 import numpy as np, fastrnn
 from test_kernels import rnn_spec
 fastrnn.set_num_threads(1)

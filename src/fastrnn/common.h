@@ -109,10 +109,6 @@ class BlockCache {
     }
     std::free(p);
   }
-  std::size_t held() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return held_;
-  }
 
  private:
   struct Block {

@@ -70,6 +70,7 @@ bool fold_allowed() {  // FASTRNN_FOLD=0: never fold (for benchmarking the two f
 // batch 32, 1 thread: 18.7 ms vs 21.4 ms with 16 MiB chunks).  Larger for large weights: see
 // chunk_floats.
 constexpr dim_t kChunkFloats = dim_t(1) << 18;
+constexpr dim_t kMaxBlockRows = 4096;
 // The chunk of a layer whose weights (W_ih and W_hh, `weight_floats`) exceed a quarter of the L3 a
 // core reaches holds at least as many floats as the weights.  Each chunk's projection streams all of
 // W_ih through the caches, and the steps after it then fetch W_hh again from memory: both are
@@ -86,7 +87,6 @@ dim_t chunk_floats(dim_t weight_floats) {
   const bool large = l3 > 0 && weight_floats * static_cast<dim_t>(sizeof(float)) > l3 / 4;
   return large ? std::max(kChunkFloats, weight_floats) : kChunkFloats;
 }
-constexpr dim_t kMaxBlockRows = 4096;
 // Hidden-unit split: the hidden units shared out in blocks (split_units: the fused step's
 // unit blocks, or with reduced-precision weights row ranges of the quantized layout); used when one
 // step's recurrent multiply-adds reach kSplitMinMacs (below that the per-step barrier costs more
