@@ -183,6 +183,28 @@ void test_fused_case(const cpu::KernelTable& k, int G, Act act, Act ract, long H
   const std::string where = "G" + std::to_string(G) + (ract == Act::Sigmoid ? " fast" : " generic") + " fold" +
                             std::to_string(fold) + (partial ? " partial" : "") + (split ? " split" : "") + " K" +
                             std::to_string(K);
+  // The separate form the engine runs for LSTM (sigmoid / tanh) and SimpleRNN steps without a
+  // folded input (Recurrent::fused_unfolded): the GEMM summed onto the projection rows, then the
+  // cell pass per row.  A thread team runs the fused kernel on the same step, so the two must agree
+  // bit for bit (tolerance 0).
+  if (fold == 0 && !partial && (G == 1 || (G == 4 && ract == Act::Sigmoid && act == Act::Tanh))) {
+    std::vector<float> wp(cpu::packed_size(G * H, K, k.panel)), g = x, c2(nb * H), h2(nb * H);
+    cpu::pack_panels(wcat.data(), G * H, K, wp.data(), k.panel);
+    k.gemm_packed(nb, G * H, K, h.data(), ldh, wp.data(), g.data(), ldx, nullptr);
+    for (long b = 0; b < nb; ++b) {
+      float* gb = g.data() + b * ldx;
+      if (G == 4) {
+        k.lstm_cell(act, ract, gb, c.data() + b * ldc, c2.data() + b * H, h2.data() + b * H, H);
+      } else {
+        k.activate(act, gb, H);
+        std::copy(gb, gb + H, h2.data() + b * H);
+      }
+      for (long j = 0; j < H; ++j) {
+        check("separate = fused h", where + at({H, nb, b, j}), h2[b * H + j], hn[b * ldo + j], 0);
+        if (G == 4) check("separate = fused c", where + at({H, nb, b, j}), c2[b * H + j], cn[b * ldc + j], 0);
+      }
+    }
+  }
   for (long b = 0; b < nb; ++b)
     for (long j = 0; j < H; ++j) {
       if (j < j0) {  // blocks outside [q0, q1): untouched

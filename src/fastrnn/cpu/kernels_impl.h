@@ -56,6 +56,11 @@ FI void store_n(float* p, vf v, long n) {
   store(t, v);
   std::memcpy(p, t, n * sizeof(float));
 }
+// n floats from p (any n: the first min(n, W) lanes, the rest zero / left alone).
+FI vf load_part(const float* p, long n) { return n >= W ? load(p) : n > 0 ? load_n(p, n) : splat(0.f); }
+FI void store_part(float* p, vf v, long n) {
+  if (n >= W) store(p, v); else if (n > 0) store_n(p, v, n);
+}
 // min / max against a constant, NaN in `a` passes through.  x86 min/max return their second
 // operand when either is NaN, so the constant goes first: one instruction instead of the
 // compare + blend the portable form compiles to (the exp clamps are on every gate's path).
@@ -440,26 +445,29 @@ FI void fma_tile(vf (&acc)[R][P][V], const float* x, long ldx, const float* w, l
 //   g[b, j] (+)= sum_k h[b, k] * W[j, k]     b < nb, j < N, k < K
 // with W packed by pack_panels(kPanel):  packed[p][k][0:kPanel] = W[p*kPanel + 0:kPanel, k].
 // R rows x NP panels of accumulators; k runs over K floats of the packed panels (panel q starts
-// panel_stride floats after panel 0).  init == nullptr: g += sum; otherwise g = init + sum
-// (init: kPanel floats per panel, zero padded; g is not read).
+// panel_stride floats after panel 0).  init == nullptr: g += sum, the accumulators starting from g
+// (each output summed onto g in k order, g + h_0 w_0 + h_1 w_1 + ..., whatever the k blocks: the
+// same bits as the fused step's sums, which start from the projection, so a step in the separate
+// form matches a thread team's fused one); otherwise g = init + sum (init: kPanel floats per
+// panel, zero padded; g is not read).
 template <int R, int NP>
 FI void panel_block(long K, const float* h, long ldh, const float* wp, long panel_stride, float* g, long ldg,
                     long n_last, const float* init) {
   vf acc[R][NP][PV];
   for (int r = 0; r < R; ++r)
-    for (int q = 0; q < NP; ++q)
-      for (long v = 0; v < PV; ++v) acc[r][q][v] = init ? load(init + q * kPanel + v * W) : splat(0.f);
+    for (int q = 0; q < NP; ++q) {
+      const float* gr = g + r * ldg + q * kPanel;
+      const long n = q == NP - 1 ? n_last : kPanel;
+      for (long v = 0; v < PV; ++v)
+        acc[r][q][v] = init ? load(init + q * kPanel + v * W) : n == kPanel ? load(gr + v * W) : load_part(gr + v * W, n - v * W);
+    }
   fma_tile<R, NP, PV, kGemmWHeld && NP == 1>(acc, h, ldh, wp, panel_stride, kPanel, K);
   for (int r = 0; r < R; ++r)
     for (int q = 0; q < NP; ++q) {
       float* gr = g + r * ldg + q * kPanel;
       const long n = q == NP - 1 ? n_last : kPanel;
-      if (n == kPanel) {
-        for (long v = 0; v < PV; ++v) store(gr + v * W, init ? acc[r][q][v] : load(gr + v * W) + acc[r][q][v]);
-      } else {
-        float t[kPanel];
-        for (long v = 0; v < PV; ++v) store(t + v * W, acc[r][q][v]);
-        for (long j = 0; j < n; ++j) gr[j] = init ? t[j] : gr[j] + t[j];
+      for (long v = 0; v < PV; ++v) {
+        if (n == kPanel) store(gr + v * W, acc[r][q][v]); else store_part(gr + v * W, acc[r][q][v], n - v * W);
       }
     }
 }
@@ -589,10 +597,6 @@ __attribute__((noinline)) vf act_rt(Act a, vf v) {
 #undef CASE
     default: return v;
   }
-}
-FI vf load_part(const float* p, long n) { return n >= W ? load(p) : n > 0 ? load_n(p, n) : splat(0.f); }
-FI void store_part(float* p, vf v, long n) {
-  if (n >= W) store(p, v); else if (n > 0) store_n(p, v, n);
 }
 
 // The cell update of T (row, block) pairs whose gate sums are in acc[t][0..V) (gate g's vector vv at

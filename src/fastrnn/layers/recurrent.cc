@@ -176,7 +176,9 @@ Recurrent::Recurrent(RecurrentConfig cfg, const DirectionTensors* dirs) : cfg_(s
     } else {
       fused_ = !reduced && !cfg_.general();  // LSTM (a projection runs after it), GRU reset_after, SimpleRNN
       fold_ = fused_ && !gru && kFoldMaxInputRatio * I <= H && fold_allowed();
-      set(w.hh, t.w_hh, t.s_hh, 0, G * H, P, false);  // f32: row-major for BLAS; panels only if ever used
+      // f32: row-major for BLAS; panels at load where a one-thread step of LSTM / SimpleRNN runs the
+      // separate form (not folded at any batch size), else on first use
+      set(w.hh, t.w_hh, t.s_hh, 0, G * H, P, fused_ && !fused_unfolded() && !fold_);
     }
     w.bias.resize(G * H);
     for (dim_t j = 0; j < G * H; ++j) w.bias[j] = t.b_ih[j] + t.b_hh[j];
@@ -203,8 +205,12 @@ Recurrent::Recurrent(RecurrentConfig cfg, const DirectionTensors* dirs) : cfg_(s
               ((cfg_.cell == LayerKind::Lstm && !cfg_.proj_size) || (gru && cfg_.reset_after) ||
                cfg_.cell == LayerKind::SimpleRnn) &&
               static_cast<double>(G * H) * P >= kSplitMinMacs;
+  if (fused_unfolded() || fold_) team_layouts(cpu::kernels());
+}
+
+void Recurrent::team_layouts(const cpu::KernelTable& k) const {
   if (fused_)
-    for (int d = 0; d < cfg_.num_directions(); ++d) fused_weights(d, cpu::kernels());
+    for (int d = 0; d < cfg_.num_directions(); ++d) fused_weights(d, k);
 }
 
 std::size_t Recurrent::weight_bytes() const {
@@ -419,6 +425,7 @@ void Recurrent::forward(const float* x, dim_t B, dim_t T, const std::uint8_t* ma
   Backoff& backoff = B == 1 ? team_b1_ : team_bn_;
   if (split_ok_ && threads > 1 && (B == 1 || split_batch(kt, B, slices)) && backoff.ready(now_ns())) {
     const int n = team_size(kt, threads / ndir, static_cast<double>(B) * GH * P);
+    if (n > 1) team_layouts(kt);  // before any step is timed
     for (int d = 0; n > 1 && d < ndir; ++d) {
       teams.push_back(std::make_unique<Team>(n));
       for (RankScratch& r : teams.back()->ranks) {
@@ -766,6 +773,7 @@ void Recurrent::stream_step(int nb, const float* x, float* xw, const float* h_pr
   const dim_t GH = cfg_.gates() * cfg_.units;
   ThreadPool& pool = ThreadPool::global();
   const bool eligible = split_ok_ && nb == 1 && !valid && pool.num_threads() > 1;
+  if (eligible) team_layouts(k);  // before anything is timed (one atomic load once made)
   const std::int64_t c0 = eligible ? now_ns() : 0;  // this step's start (timed when eligible)
   if (eligible) {
     // The bar: the fastest of the one-thread steps timed so far, once there are kProbeSteps of
@@ -864,7 +872,17 @@ void Recurrent::step(const cpu::KernelTable& k, int d, int nb, float* g, dim_t l
   const bool proj = cfg_.proj_size > 0;
   auto ok = [&](int b) { return !valid || valid[b]; };
 
-  if (xin || (fused_ && !blas_faster(k, nb, G * H, P))) {
+  // Without a folded input (xin) the fused kernel runs only where fused_unfolded() says so: LSTM and
+  // SimpleRNN take the separate form (the GEMM into g in place, then the cell pass per row).  Zen 3,
+  // 1 thread, one process alternating the two forms call by call (session 16), separate / fused:
+  // LSTM 128 -> 128 batch 4 / 32 0.94-0.97x, 64 -> 64 batch 256 0.94-0.96x, 2-layer LSTM 650 batch 20
+  // T 35 (word_lm_b20) 0.92-0.97x, 512 -> 512 batch 32 0.99-1.02x; batch 1: LSTM 32 -> 128 0.95-0.97x,
+  // 128 -> 512 0.94-0.99x, 640 -> 640 0.94-1.02x; SimpleRNN 128 -> 128 batch 32 0.95x, 32 -> 128 batch
+  // 1 0.96-0.99x.  GRU reset_after (its n gate needs h's product apart) 0.98-1.07x: fused kept.  Zen 1
+  // (session 7) had measured 2-5% for the separate form at H <= 128 too.  Folded steps (predict, 4*I
+  // <= H) stay fused: the separate form unfolded measured 0.99-1.03x of them.
+  const bool fused_rows = fused_unfolded() && !blas_faster(k, nb, G * H, P);
+  if (xin || fused_rows) {
     cpu::FusedStep a = fused_args(k, d, nb, 0, cpu::fused_blocks(k, G, H));
     a.h = h_prev;
     if (xin) {

@@ -64,13 +64,15 @@ class Recurrent {
     Buffer peep, h0, c0;  // LSTM peepholes [3, H] (i, f, o); default initial state [P], [H] (empty: none)
     Mat ih, hh, hh_rz, hh_n, hr;  // W_hh; GRU reset-before splits it into [r z] and [n]; LSTM projection
     // W_hh in blocks of hidden units carrying all their gates, per ISA (cpu::pack_fused): the
-    // fused step (fused_), also split across threads at batch 1.
+    // fused step (fused_unfolded, a folded step, every thread team's ranks).  Made at load where
+    // one thread uses it, else before the first team runs.
     IsaLayouts fused;
   };
   struct Slice;
   struct Team;
   struct RankScratch;
   const float* fused_weights(int d, const cpu::KernelTable& k) const;
+  void team_layouts(const cpu::KernelTable& k) const;  // every direction's fused layout for table k, made now
   // The fused step's arguments every caller shares (direction d, nb rows, unit blocks [q0, q1),
   // strides of a [nb, P] h and output, [nb, H] c); the caller sets x / x_in, h, c, h_new, part.
   cpu::FusedStep fused_args(const cpu::KernelTable& k, int d, dim_t nb, dim_t q0, dim_t q1) const;
@@ -121,7 +123,17 @@ class Recurrent {
                    const float* h_prev, float* h_new, const float* c_prev, float* c_new) const;
   // The rank scratch qsplit_step needs for nb rows of direction d (grows r, never shrinks it).
   void qreserve_rank(int d, dim_t nb, RankScratch& r) const;
-  bool fused_ = false;     // LSTM, GRU reset_after, SimpleRNN: the gate math runs inside the recurrent matmul
+  bool fused_ = false;     // LSTM, GRU reset_after, SimpleRNN: the gate math may run inside the recurrent matmul
+  // Whether a step whose input is not folded runs the fused kernel (else the separate form: the
+  // recurrent GEMM into the projection's rows, then the cell pass; recurrent.cc, Recurrent::step,
+  // has the measurements).  Teams and folded steps are always fused, so the separate form is taken
+  // only where its bits equal the fused kernel's (GEMM sums onto the projection in k order, the
+  // same gate formulas): SimpleRNN, and LSTM with its sigmoid / tanh pair (the fused kernel's other
+  // activations contract their multiply-adds in their own order).  GRU reset_after stays fused.
+  bool fused_unfolded() const {
+    return fused_ && (cfg_.cell == LayerKind::Gru ||
+                      (cfg_.cell == LayerKind::Lstm && !(cfg_.act == cpu::Act::Tanh && cfg_.ract == cpu::Act::Sigmoid)));
+  }
   bool fold_ = false;      // LSTM / SimpleRNN with 4*I <= H: the fused layout is [W_ih | W_hh], the
                            // input projection can be folded into the step (predict)
   bool split_ok_ = false;  // the hidden units may be split across a thread team (fused or reduced; at
