@@ -458,17 +458,14 @@ FI void panel_block(long K, const float* h, long ldh, const float* wp, long pane
     for (int q = 0; q < NP; ++q) {
       const float* gr = g + r * ldg + q * kPanel;
       const long n = q == NP - 1 ? n_last : kPanel;
-      for (long v = 0; v < PV; ++v)
-        acc[r][q][v] = init ? load(init + q * kPanel + v * W) : n == kPanel ? load(gr + v * W) : load_part(gr + v * W, n - v * W);
+      for (long v = 0; v < PV; ++v) acc[r][q][v] = init ? load(init + q * kPanel + v * W) : load_part(gr + v * W, n - v * W);
     }
   fma_tile<R, NP, PV, kGemmWHeld && NP == 1>(acc, h, ldh, wp, panel_stride, kPanel, K);
   for (int r = 0; r < R; ++r)
     for (int q = 0; q < NP; ++q) {
       float* gr = g + r * ldg + q * kPanel;
       const long n = q == NP - 1 ? n_last : kPanel;
-      for (long v = 0; v < PV; ++v) {
-        if (n == kPanel) store(gr + v * W, acc[r][q][v]); else store_part(gr + v * W, acc[r][q][v], n - v * W);
-      }
+      for (long v = 0; v < PV; ++v) store_part(gr + v * W, acc[r][q][v], n - v * W);
     }
 }
 

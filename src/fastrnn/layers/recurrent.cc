@@ -205,10 +205,10 @@ Recurrent::Recurrent(RecurrentConfig cfg, const DirectionTensors* dirs) : cfg_(s
               ((cfg_.cell == LayerKind::Lstm && !cfg_.proj_size) || (gru && cfg_.reset_after) ||
                cfg_.cell == LayerKind::SimpleRnn) &&
               static_cast<double>(G * H) * P >= kSplitMinMacs;
-  if (fused_unfolded() || fold_) team_layouts(cpu::kernels());
+  if (fused_unfolded() || fold_) fused_layouts(cpu::kernels());
 }
 
-void Recurrent::team_layouts(const cpu::KernelTable& k) const {
+void Recurrent::fused_layouts(const cpu::KernelTable& k) const {
   if (fused_)
     for (int d = 0; d < cfg_.num_directions(); ++d) fused_weights(d, k);
 }
@@ -425,7 +425,7 @@ void Recurrent::forward(const float* x, dim_t B, dim_t T, const std::uint8_t* ma
   Backoff& backoff = B == 1 ? team_b1_ : team_bn_;
   if (split_ok_ && threads > 1 && (B == 1 || split_batch(kt, B, slices)) && backoff.ready(now_ns())) {
     const int n = team_size(kt, threads / ndir, static_cast<double>(B) * GH * P);
-    if (n > 1) team_layouts(kt);  // before any step is timed
+    if (n > 1) fused_layouts(kt);  // before any step is timed
     for (int d = 0; n > 1 && d < ndir; ++d) {
       teams.push_back(std::make_unique<Team>(n));
       for (RankScratch& r : teams.back()->ranks) {
@@ -773,7 +773,7 @@ void Recurrent::stream_step(int nb, const float* x, float* xw, const float* h_pr
   const dim_t GH = cfg_.gates() * cfg_.units;
   ThreadPool& pool = ThreadPool::global();
   const bool eligible = split_ok_ && nb == 1 && !valid && pool.num_threads() > 1;
-  if (eligible) team_layouts(k);  // before anything is timed (one atomic load once made)
+  if (eligible) fused_layouts(k);  // before anything is timed (one atomic load once made)
   const std::int64_t c0 = eligible ? now_ns() : 0;  // this step's start (timed when eligible)
   if (eligible) {
     // The bar: the fastest of the one-thread steps timed so far, once there are kProbeSteps of

@@ -72,7 +72,7 @@ class Recurrent {
   struct Team;
   struct RankScratch;
   const float* fused_weights(int d, const cpu::KernelTable& k) const;
-  void team_layouts(const cpu::KernelTable& k) const;  // every direction's fused layout for table k, made now
+  void fused_layouts(const cpu::KernelTable& k) const;  // every direction's fused layout for table k, made now
   // The fused step's arguments every caller shares (direction d, nb rows, unit blocks [q0, q1),
   // strides of a [nb, P] h and output, [nb, H] c); the caller sets x / x_in, h, c, h_new, part.
   cpu::FusedStep fused_args(const cpu::KernelTable& k, int d, dim_t nb, dim_t q0, dim_t q1) const;
