@@ -449,12 +449,12 @@ def test_int8_activation_bits_invalid_value_is_refused():
     assert "refused:" in r.stdout and "FASTRNN_INT8_ACT_BITS=6" in r.stdout, r.stdout
 
 
-@pytest.mark.parametrize("setting", ["default", "0"])
+@pytest.mark.parametrize("setting", ["default", "1"])
 def test_dpbf16_path_choice_matches_reference(setting):
-    """On CPUs with AVX512_BF16 a batch-1 bf16 product runs vdpbf16ps (x split in three bf16 terms: the
-    float32 products, so the same tight bound as every other path), unless FASTRNN_BF16_DPBF16=0;
-    elsewhere the variable changes nothing.  In a child process (the choice is made once per
-    process), with batch-1 cases (the dp path) and batched ones (shift + FMA)."""
+    """FASTRNN_BF16_DPBF16=1 selects vdpbf16ps on CPUs with AVX512_BF16 (x split in three bf16 terms:
+    the float32 products, so the same tight bound as every other path), at every row count; by
+    default and elsewhere shift + FMA runs.  In a child process (the choice is made once per
+    process), every case of CASES (batch 1 and batched, GRU, projections, lengths)."""
     import os
     import subprocess
     import sys
@@ -478,7 +478,7 @@ def test_dpbf16_path_choice_matches_reference(setting):
     assert r.returncode == 0, r.stderr
     flags = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
     best = fastrnn.info()["available_isas"][-1]
-    if best == "avx512" and " avx512_bf16" in flags and setting == "default":
+    if best == "avx512" and " avx512_bf16" in flags and setting == "1":
         assert "vdpbf16ps" in r.stdout, r.stdout
     else:
         assert "vdpbf16ps" not in r.stdout, r.stdout

@@ -44,14 +44,14 @@
 //                exact, one instruction per 32/64 products.
 //   AVX-512BW:   as AVX2 with 512-bit vectors (8-bit x: w negated under the mask x < 0).
 //   AVX-512F:    bf16 as AVX2, 512-bit.
-//   AVX512_BF16: batch 1 only.  vdpbf16ps needs bf16 on both sides; x = hi + mid + lo, each the bf16
-//                round-to-nearest-even of what the terms before leave (hi = bf16(x), mid = bf16(x - hi),
-//                lo = bf16(x - hi - mid) = x - hi - mid: 8 + 8 + 8 bits hold x's 24), three vdpbf16ps
-//                per weight vector: the products of the float32 paths, within the order of the float
+//   AVX512_BF16: opt-in (FASTRNN_BF16_DPBF16=1, see has_cpu).  vdpbf16ps needs bf16 on both sides;
+//                x = hi + mid + lo, each the bf16 round-to-nearest-even of what the terms before
+//                leave (hi = bf16(x), mid = bf16(x - hi), lo = bf16(x - hi - mid) = x - hi - mid:
+//                8 + 8 + 8 bits hold x's 24), three vdpbf16ps per weight vector: the products of the float32 paths, within the order of the float
 //                additions.  (vdpbf16ps reads bf16 denormals as zero: lo terms of |x| < ~1e-33 are
 //                lost, far below float32 rounding of any sum they join.)
 // The VNNI / BF16 instructions are compiled with target attributes and chosen at run time from
-// cpuid (qpaths() names what runs; FASTRNN_BF16_DPBF16=0 turns vdpbf16ps off, see has_cpu); the
+// cpuid (qpaths() names what runs; vdpbf16ps only with FASTRNN_BF16_DPBF16=1, see has_cpu); the
 // build never needs -march=native.
 
 #if defined(__aarch64__) && defined(__linux__)
@@ -437,13 +437,14 @@ struct I8Vnni : I8Zmm {
   static FI FASTRNN_VNNI void mac(V& acc, Xb x, V w) { acc = _mm512_dpbusd_epi32(acc, x, w); }
   static FI FASTRNN_VNNI void store(const QGemm& a, long b, long n, V acc, long cnt) { qstore16_i8<7>(a, b, n, acc, cnt); }
 };
-// bf16, AVX512_BF16, one x row (batch 1): x split into three bf16 terms, x = hi + mid + lo (see the
-// top; exact for normal x: the same products as the float32 paths, within the order of the float
-// additions), three vdpbf16ps per 32 weights into three accumulators (three dependency chains per
-// weight row), summed before the lanes are.  Zen 4, batch-1 product 2048 x 512 (2 MiB of bf16 from L3):
-// 31.7 us against 37.0 for shift + FMA and 42.9 for float32 (benchmarks/README.md, session 17).  Only
-// at batch 1: with more x rows the product is compute bound and three vdpbf16ps per 32 weights lose to
-// shift + FMA's two FMAs (71.7 against 79.9 GFLOP/s at 4 rows).
+// bf16, AVX512_BF16 (opt-in): x split into three bf16 terms, x = hi + mid + lo (see the top; exact for
+// normal x: the same products as the float32 paths, within the order of the float additions), three
+// vdpbf16ps per 32 weights into three accumulators (three dependency chains per weight row), summed
+// before the lanes are.  Zen 4 (benchmarks/README.md, session 17), against shift + FMA: batch 1, 2048 x
+// 512 (2 MiB of bf16 from L3) 31.7-33.9 us against 37.0 (float32 42.9); 32 rows 72.6 against 91.9-97.4
+// GFLOP/s (compute bound: three vdpbf16ps per 32 weights against two FMAs).  Not the default: one path
+// runs every product of a process, so that a thread team's rows (every row of the batch) and one
+// thread's (the rows still running) give the same bits, and a choice by row count would break that.
 #define FASTRNN_BF16 __attribute__((target("avx512bf16")))
 struct Bf16Dp {
   struct Acc { __m512 hi, mid, lo; };
@@ -451,7 +452,7 @@ struct Bf16Dp {
   using Wv = __m512i;
   static constexpr long kEs = 2, kStep = 32;
   static FI FASTRNN_BF16 Acc zero() { return {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()}; }
-  // a.x here: the split row, [3 * Kp] uint16 (hi at k, mid at Kp + k, lo at 2 Kp + k).
+  // a.x here: the split rows, [nb][3 * Kp] uint16 (hi at k, mid at Kp + k, lo at 2 Kp + k), ldx in uint16.
   static FI FASTRNN_BF16 Xv load_x(const QGemm& a, long b, long k) {
     const auto* p = static_cast<const std::uint16_t*>(a.x) + b * a.ldx + k;
     return {_mm512_loadu_si512(p), _mm512_loadu_si512(p + a.Kp), _mm512_loadu_si512(p + 2 * a.Kp)};
@@ -476,36 +477,38 @@ FI std::uint16_t f32_bf16(float f) {
 FASTRNN_QDRIVER(qrun_bf16, FASTRNN_BF16)
 FASTRNN_BF16 __attribute__((noinline)) void gemm_bf16_dp(const QGemm& a) {
   thread_local std::vector<std::uint16_t> split;  // grows only: no allocation in steady state
-  if (split.size() < static_cast<std::size_t>(3 * a.Kp)) split.resize(3 * a.Kp);
-  const float* x = static_cast<const float*>(a.x);
-  std::uint16_t* hi = split.data();
-  for (long k = 0; k < a.Kp; ++k) {
-    hi[k] = f32_bf16(x[k]);
-    const float r = x[k] - bf16_f32(hi[k]);
-    hi[a.Kp + k] = f32_bf16(r);
-    hi[2 * a.Kp + k] = f32_bf16(r - bf16_f32(hi[a.Kp + k]));
+  if (split.size() < static_cast<std::size_t>(a.nb * 3 * a.Kp)) split.resize(a.nb * 3 * a.Kp);
+  for (long b = 0; b < a.nb; ++b) {
+    const float* x = static_cast<const float*>(a.x) + b * a.ldx;
+    std::uint16_t* hi = split.data() + b * 3 * a.Kp;
+    for (long k = 0; k < a.Kp; ++k) {
+      hi[k] = f32_bf16(x[k]);
+      const float r = x[k] - bf16_f32(hi[k]);
+      hi[a.Kp + k] = f32_bf16(r);
+      hi[2 * a.Kp + k] = f32_bf16(r - bf16_f32(hi[a.Kp + k]));
+    }
   }
   QGemm s = a;
   s.x = split.data(), s.ldx = 3 * a.Kp;
-  // 4 weight rows, one contiguous block of the layout (12 chains); 8 rows measured 32.4 us
+  // 4 weight rows, one contiguous block of the layout (12 chains; 8 rows measured 32.4 us); x rows one
+  // at a time past them (a second row would need 12 accumulators more: 34 registers)
   qrun_bf16<Bf16Dp, 1, 4, 4>(s);
 }
 FASTRNN_QDRIVER_I8(qrun_vnni, FASTRNN_VNNI)
 FASTRNN_VNNI __attribute__((noinline)) void gemm_i8_vnni(const QGemm& a) { qrun_vnni<I8Vnni, 2, 4, 8>(a); }
-// 0: VNNI present; 1: AVX512_BF16 present and chosen for batch 1 (FASTRNN_BF16_DPBF16=0: never).
-// (llvm-mca's Zen 4 model predicts vdpbf16ps zmm at a reciprocal throughput of 3 cycles; Zen 4 runs
-// about one per cycle: 0.84 per cycle in the product above.)
+// 0: VNNI present; 1: AVX512_BF16 present and chosen (FASTRNN_BF16_DPBF16=1).  (llvm-mca's Zen 4
+// model predicts vdpbf16ps zmm at a reciprocal throughput of 3 cycles; Zen 4 runs about one per cycle.)
 bool has_cpu(int which) {
   static const bool v[2] = {[] { __builtin_cpu_init(); return __builtin_cpu_supports("avx512vnni") != 0; }(),
                             [] {
                               __builtin_cpu_init();
                               const char* e = std::getenv("FASTRNN_BF16_DPBF16");
-                              return __builtin_cpu_supports("avx512bf16") != 0 && !(e && e[0] == '0');
+                              return __builtin_cpu_supports("avx512bf16") != 0 && e && e[0] == '1';
                             }()};
   return v[which];
 }
 void gemm_bf16(const QGemm& a) {
-  if (a.nb == 1 && has_cpu(1)) return gemm_bf16_dp(a);
+  if (has_cpu(1)) return gemm_bf16_dp(a);
   qrun<Bf16Avx512, 3, 4, 8>(deint_x(a, 32));
 }
 void gemm_i8(const QGemm& a) {
@@ -514,7 +517,7 @@ void gemm_i8(const QGemm& a) {
   qrun_i8<I8Avx512Sign, 4, 2, 4>(a);
 }
 const char* qpaths() {
-  static const std::string s = std::string("bf16: ") + (has_cpu(1) ? "avx512_bf16 (vdpbf16ps, x split in 3, batch 1) + avx512f (shift + fma)" : "avx512f (shift + fma)") +
+  static const std::string s = std::string("bf16: ") + (has_cpu(1) ? "avx512_bf16 (vdpbf16ps, x split in 3)" : "avx512f (shift + fma)") +
                                "; int8: " + (has_cpu(0)                                                 ? "avx512_vnni (vpdpbusd)"
                                 : fastrnn::cpu::int8_xmax() <= fastrnn::cpu::kXQMaxReduced ? "avx512bw (vpmaddubsw + vpmaddwd, 7-bit activations)"
                                                                                            : "avx512bw (vpmaddubsw + vpmaddwd, sign by mask)");
