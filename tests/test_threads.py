@@ -362,22 +362,24 @@ print("ok")
 """
 
 
-@pytest.mark.parametrize("B,stop", [(1, False), (2, False), (5, False), (33, False), (130, False), (1, True),
-                                    (5, True)],
-                         ids=["b1", "b2", "b5", "b33", "b130", "b1-stopped", "b5-stopped"])
-def test_batch_hidden_split_matches_one_thread_and_reference(B, stop):
+@pytest.mark.parametrize("B,stop,dpbf16", [(1, False, False), (2, False, False), (5, False, False), (33, False, False),
+                                           (130, False, False), (1, True, False), (5, True, False), (2, False, True)],
+                         ids=["b1", "b2", "b5", "b33", "b130", "b1-stopped", "b5-stopped", "b2-dpbf16"])
+def test_batch_hidden_split_matches_one_thread_and_reference(B, stop, dpbf16):
     """The hidden units split across a team over every row: batch 1, and batch > 1 (forced with
     FASTRNN_BATCH_SPLIT=1; by default where the weights exceed L2, Recurrent::split_batch): every
     ISA, float32, bf16 and int8 weights, masks (hold / zero), reverse, bidirectional (a team per direction from 4 threads; concat,
     sum, last output only), initial and final states, folded input, partial unit blocks, more rows
     than a row block (130), time chunks; and teams that measure slow and stop midway
     (FASTRNN_TEAM_STOP_AFTER), the batch slices finishing: bit for bit the one-thread result, and the
-    numpy reference."""
+    numpy reference.  b2-dpbf16: with the opt-in vdpbf16ps path for bf16 (AVX512_BF16 CPUs; elsewhere the
+    same as b2): one thread runs fewer rows than the team once a sequence ends, and must keep its bits."""
     import subprocess
 
     from conftest import CHILD_CWD, child_env
 
-    env = child_env(FASTRNN_BATCH_SPLIT="1", **({"FASTRNN_TEAM_STOP_AFTER": "3"} if stop else {}))
+    env = child_env(FASTRNN_BATCH_SPLIT="1", **({"FASTRNN_TEAM_STOP_AFTER": "3"} if stop else {}),
+                    **({"FASTRNN_BF16_DPBF16": "1"} if dpbf16 else {}))
     r = subprocess.run([sys.executable, "-c", BATCH_SPLIT_CHILD, str(B), "stop" if stop else "whole"], cwd=CHILD_CWD,
                        capture_output=True, text=True, timeout=600, env=env)
     assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stdout + r.stderr

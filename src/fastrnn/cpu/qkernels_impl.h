@@ -47,9 +47,10 @@
 //   AVX512_BF16: opt-in (FASTRNN_BF16_DPBF16=1, see has_cpu).  vdpbf16ps needs bf16 on both sides;
 //                x = hi + mid + lo, each the bf16 round-to-nearest-even of what the terms before
 //                leave (hi = bf16(x), mid = bf16(x - hi), lo = bf16(x - hi - mid) = x - hi - mid:
-//                8 + 8 + 8 bits hold x's 24), three vdpbf16ps per weight vector: the products of the float32 paths, within the order of the float
-//                additions.  (vdpbf16ps reads bf16 denormals as zero: lo terms of |x| < ~1e-33 are
-//                lost, far below float32 rounding of any sum they join.)
+//                8 + 8 + 8 bits hold x's 24), three vdpbf16ps per weight vector: the products of
+//                the float32 paths, within the order of the float additions.  (vdpbf16ps reads
+//                bf16 denormals as zero: lo terms of |x| < ~1e-33 are lost, far below float32
+//                rounding of any sum they join.)
 // The VNNI / BF16 instructions are compiled with target attributes and chosen at run time from
 // cpuid (qpaths() names what runs; vdpbf16ps only with FASTRNN_BF16_DPBF16=1, see has_cpu); the
 // build never needs -march=native.
