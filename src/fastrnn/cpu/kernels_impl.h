@@ -358,12 +358,12 @@ void gru_before_out(Act act, float* g, const float* h_prev, float* h_new, long H
 #define FASTRNN_FUSED_VECS(n) n
 #endif
 #if FASTRNN_VBYTES == 64
-// k blocks of 256 (a 64 KiB panel slice, from L2) and a 256 KiB cap on a row block's output, measured
-// on Zen 4 (session 17, kernel_bench step / gemm / gemmproj): 64-k blocks (16 KiB) ran the step at
-// 85% of the FMA peak, 256 at 92% (LSTM 512, 32 rows; 2048 x 512 GEMM 102 -> 112 GFLOP/s); without the
-// cap a 3200 x 2048 x 32 projection ran at 19 GFLOP/s (its output streamed to memory), 54 with it.
+// k blocks of 256 (a 64 KiB panel slice, from L2), measured on Zen 4 (session 17, kernel_bench step /
+// gemm): 64-k blocks (16 KiB) ran the step at 85% of the FMA peak, 256 at 92% (LSTM 512, 32 rows;
+// 2048 x 512 GEMM 102 -> 112 GFLOP/s).  AVX2's 256 KiB output cap measured no different here (quiet
+// machine, gemmproj / gemmshape: within 3% either way), so none.
 constexpr long kPanelVecs = 4, kKBlock = 256, kFusedVecs = FASTRNN_FUSED_VECS(4), kFusedKBlock = 256;
-constexpr long kBlockOutBytes = 256 * 1024;
+constexpr long kBlockOutBytes = 0;
 constexpr int kRegs = 32, kAcc = 24, kChains1 = 8, kTemps = 1;
 #elif FASTRNN_VBYTES == 32
 constexpr long kPanelVecs = 2, kKBlock = 256, kFusedVecs = FASTRNN_FUSED_VECS(4), kFusedKBlock = 128;
