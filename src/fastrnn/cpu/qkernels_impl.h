@@ -23,8 +23,7 @@
 // int8 is exact in every path (no int16 saturation anywhere), so all ISAs agree bit for bit on
 // the integer sums, and every path turns a sum into y with the same float operations (qstore_i8,
 // qstore8_i8: a row gives the same bits whichever path or tile computes it); bf16 paths differ only
-// in the order of the float additions (and the AVX512_BF16 path, below, in a 2^-17 relative split
-// of x):
+// in the order of the float additions (the AVX512_BF16 path's three-term split of x is exact):
 //   portable:    int32 loops / 16 float partial sums (vectorized by the compiler; SSE2, NEON).
 //                aarch64 runs it for bf16 (no BFDOT path yet), and for int8 on cores without dotprod.
 //   NEON dotprod (aarch64 Linux, ARMv8.2 sdot, chosen at run time from AT_HWCAP & HWCAP_ASIMDDP):
@@ -481,12 +480,14 @@ FASTRNN_BF16 __attribute__((noinline)) void gemm_bf16_dp(const QGemm& a) {
   if (split.size() < static_cast<std::size_t>(a.nb * 3 * a.Kp)) split.resize(a.nb * 3 * a.Kp);
   for (long b = 0; b < a.nb; ++b) {
     const float* x = static_cast<const float*>(a.x) + b * a.ldx;
-    std::uint16_t* hi = split.data() + b * 3 * a.Kp;
+    std::uint16_t* hi = split.data() + b * 3 * a.Kp;  // this row's terms: hi, then mid, then lo
+    std::uint16_t* mid = hi + a.Kp;
+    std::uint16_t* lo = mid + a.Kp;
     for (long k = 0; k < a.Kp; ++k) {
       hi[k] = f32_bf16(x[k]);
       const float r = x[k] - bf16_f32(hi[k]);
-      hi[a.Kp + k] = f32_bf16(r);
-      hi[2 * a.Kp + k] = f32_bf16(r - bf16_f32(hi[a.Kp + k]));
+      mid[k] = f32_bf16(r);
+      lo[k] = f32_bf16(r - bf16_f32(mid[k]));
     }
   }
   QGemm s = a;
