@@ -12,6 +12,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace fastrnn {
@@ -139,6 +140,13 @@ class Buffer {
  public:
   Buffer() = default;
   explicit Buffer(std::size_t n, bool zero = false) { resize(n, zero); }
+  Buffer(Buffer&& o) noexcept : ptr_(std::move(o.ptr_)), size_(std::exchange(o.size_, 0)), cap_(std::exchange(o.cap_, 0)) {}
+  Buffer& operator=(Buffer&& o) noexcept {
+    ptr_ = std::move(o.ptr_);
+    size_ = std::exchange(o.size_, 0);
+    cap_ = std::exchange(o.cap_, 0);
+    return *this;
+  }
   void resize(std::size_t n, bool zero = false) {
     if (n > cap_) {
       std::size_t bytes = ((n * sizeof(float) + 63) / 64) * 64;
@@ -157,6 +165,7 @@ class Buffer {
   float* data() { return ptr_.get(); }
   const float* data() const { return ptr_.get(); }
   std::size_t size() const { return size_; }
+  std::size_t capacity() const { return cap_; }
   float& operator[](std::size_t i) { return ptr_.get()[i]; }
   const float& operator[](std::size_t i) const { return ptr_.get()[i]; }
 

@@ -115,6 +115,7 @@ void Model::dense(const Layer& l, const Activations& in, Activations& out) const
   out.T = in.T;
   out.seq = in.seq;
   out.F = l.rows;
+  out.view = nullptr;
   out.data.resize(rows * l.rows);
   ThreadPool& pool = ThreadPool::global();
   const int blocks = row_blocks(rows, pool.num_threads(), 64, static_cast<double>(l.rows) * l.cols);
@@ -123,7 +124,7 @@ void Model::dense(const Layer& l, const Activations& in, Activations& out) const
   pool.run(blocks, [&](int i) {
     const dim_t r0 = i * block, r1 = std::min(rows, r0 + block);
     float* o = out.data.data() + r0 * l.rows;
-    l.dense.apply(r1 - r0, in.data.data() + r0 * l.cols, l.cols, o, l.rows, false);
+    l.dense.apply(r1 - r0, in.values() + r0 * l.cols, l.cols, o, l.rows, false);
     for (dim_t r = r0; r < r1; ++r, o += l.rows) k.bias_act(l.act, l.bias.data(), o, l.rows);
   });
 }
@@ -167,7 +168,7 @@ void Model::predict(const float* x, const std::int64_t* ids, dim_t B, dim_t T, d
   } else {
     if (!x) fail<ShapeError>("the model expects float input");
     cur.B = B, cur.T = T, cur.F = F, cur.seq = seq;
-    copy_to(cur.data, x, B * (seq ? T : 1) * F);
+    cur.view = x;  // read in place; copied only if a layer writes it (Activations::own)
   }
 
   // The outputs (and masks) of the layers read out of order or returned (set_graph), by layer.
@@ -177,7 +178,7 @@ void Model::predict(const float* x, const std::int64_t* ids, dim_t B, dim_t T, d
     if (!layers_[li].keep) return;
     Activations& k = kept[li];
     k.B = cur.B, k.T = cur.T, k.F = cur.F, k.seq = cur.seq;
-    copy_to(k.data, cur.data.data(), cur.data.size());
+    copy_to(k.data, cur.values(), static_cast<std::size_t>(cur.size()));
     kept_mask[li] = mask;
   };
   if (first) keep(0);
@@ -189,6 +190,7 @@ void Model::predict(const float* x, const std::int64_t* ids, dim_t B, dim_t T, d
     if (l.src >= 0) {  // a branch: continue from a kept output
       const Activations& k = kept[l.src];
       cur.B = k.B, cur.T = k.T, cur.F = k.F, cur.seq = k.seq;
+      cur.view = nullptr;
       copy_to(cur.data, k.data.data(), k.data.size());
       mask = kept_mask[l.src];
     }
@@ -197,8 +199,9 @@ void Model::predict(const float* x, const std::int64_t* ids, dim_t B, dim_t T, d
       case LayerKind::Masking: {
         if (!cur.seq) fail<ShapeError>("layer '", l.name, "' (masking): needs a (batch, time, features) input");
         if (mask.empty()) mask.assign(B * T, 1);
+        float* const vals = cur.own();
         for (dim_t i = 0; i < B * T; ++i) {
-          float* v = cur.data.data() + i * cur.F;
+          float* v = vals + i * cur.F;
           bool any = false;
           for (dim_t j = 0; j < cur.F; ++j) any |= v[j] != l.mask_value;
           if (!any) {
@@ -217,7 +220,7 @@ void Model::predict(const float* x, const std::int64_t* ids, dim_t B, dim_t T, d
           fail<ShapeError>("layer '", l.name, "': expects ", c.input_size, " features, got ", cur.F);
         const bool two = c.direction == Direction::Bidirectional && c.merge == Merge::None;
         if (two && !last) fail<FormatError>("layer '", l.name, "': merge mode 'none' must be the last layer");
-        next.B = B, next.T = T, next.seq = c.return_sequences;
+        next.B = B, next.T = T, next.seq = c.return_sequences, next.view = nullptr;
         next.F = two ? c.hidden_out() : c.output_size();
         const dim_t tout = c.return_sequences ? T : 1;
         next.data.resize(B * tout * next.F);
@@ -229,7 +232,7 @@ void Model::predict(const float* x, const std::int64_t* ids, dim_t B, dim_t T, d
         }
         static const StateIO none;
         const StateIO& st = rnn_index < states.size() ? states[rnn_index] : none;
-        l.rnn->forward(cur.data.data(), B, T, mask.empty() ? nullptr : mask.data(), st, next.data.data(),
+        l.rnn->forward(cur.values(), B, T, mask.empty() ? nullptr : mask.data(), st, next.data.data(),
                        two ? second.data.data() : nullptr, cancel);
         ++rnn_index;
         std::swap(cur, next);
@@ -249,18 +252,18 @@ void Model::predict(const float* x, const std::int64_t* ids, dim_t B, dim_t T, d
         const cpu::KernelTable& k = cpu::kernels();
         const dim_t rows = cur.B * (cur.seq ? cur.T : 1);
         if (cpu::is_axis_act(l.act)) {
-          for (dim_t r = 0; r < rows; ++r) k.activate(l.act, cur.data.data() + r * cur.F, cur.F);
+          for (dim_t r = 0; r < rows; ++r) k.activate(l.act, cur.own() + r * cur.F, cur.F);
         } else {
-          k.activate(l.act, cur.data.data(), rows * cur.F);
+          k.activate(l.act, cur.own(), rows * cur.F);
         }
         break;
       }
       case LayerKind::LastStep: {
         if (!cur.seq || T < 1) fail<ShapeError>("layer '", l.name, "' (last_step): needs a sequence input");
-        next.B = B, next.T = T, next.F = cur.F, next.seq = false;
+        next.B = B, next.T = T, next.F = cur.F, next.seq = false, next.view = nullptr;
         next.data.resize(B * cur.F);
         for (dim_t b = 0; b < B; ++b)
-          std::memcpy(next.data.data() + b * cur.F, cur.data.data() + (b * T + T - 1) * cur.F, cur.F * sizeof(float));
+          std::memcpy(next.data.data() + b * cur.F, cur.values() + (b * T + T - 1) * cur.F, cur.F * sizeof(float));
         std::swap(cur, next);
         mask.clear();
         break;
@@ -269,6 +272,7 @@ void Model::predict(const float* x, const std::int64_t* ids, dim_t B, dim_t T, d
     keep(li);
   }
   if (outputs_.empty()) {
+    cur.own();  // a model that wrote nothing (pass-through layers only) returns a copy of its input
     outputs.push_back(std::move(cur));
     return;
   }
