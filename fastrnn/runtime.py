@@ -293,6 +293,8 @@ class Model:
         initial_state: one entry per recurrent layer (the bare entry for a single-layer model):
         LSTM (h, c) with h (directions, batch, hidden) and c (directions, batch, units); GRU /
         SimpleRNN h (directions, batch, units).
+        x is read in place when it is already a C-contiguous float32 array (never written), and the
+        output array is the buffer the core wrote (no copy; the array owns it).
         Returns float32 outputs; with return_state=True, (outputs, states) with states in the
         initial_state format (always a list, one entry per recurrent layer).  A model with several
         outputs (``spec.outputs``: a torch module returning ``(logits, h_n)``, a Keras model with
