@@ -22,6 +22,7 @@ cdef extern from *:
       void* ctx;
       long long batch, in_features, out_features;
       int takes_ids;
+      int release_gil;
     } FastrnnStepApi;
     """
     ctypedef struct FastrnnStepApi:
@@ -29,6 +30,7 @@ cdef extern from *:
         void* ctx
         long long batch, in_features, out_features
         int takes_ids
+        int release_gil
 
 
 cdef class FastStep:
@@ -77,7 +79,10 @@ cdef class FastStep:
                     or cnp.PyArray_DIM(o, 0) != self.api.batch or cnp.PyArray_DIM(o, 1) != self.api.out_features):
                 return self.fallback(x, out)
         op = <float*>cnp.PyArray_DATA(o)
-        with nogil:
+        if self.api.release_gil:
+            with nogil:
+                rc = self.api.step(self.api.ctx, xp, ip, op)
+        else:  # a step of a microsecond or two: not worth the GIL's release (stream.cc, kHoldGilMacs)
             rc = self.api.step(self.api.ctx, xp, ip, op)
         if rc != 0:
             return self.fallback(x, out)
