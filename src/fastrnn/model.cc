@@ -251,10 +251,11 @@ void Model::predict(const float* x, const std::int64_t* ids, dim_t B, dim_t T, d
       case LayerKind::Activation: {
         const cpu::KernelTable& k = cpu::kernels();
         const dim_t rows = cur.B * (cur.seq ? cur.T : 1);
+        float* const vals = cur.own();
         if (cpu::is_axis_act(l.act)) {
-          for (dim_t r = 0; r < rows; ++r) k.activate(l.act, cur.own() + r * cur.F, cur.F);
+          for (dim_t r = 0; r < rows; ++r) k.activate(l.act, vals + r * cur.F, cur.F);
         } else {
-          k.activate(l.act, cur.own(), rows * cur.F);
+          k.activate(l.act, vals, rows * cur.F);
         }
         break;
       }
