@@ -366,7 +366,7 @@ IdArray id_array(py::handle x, const char* what) {
 py::array activations_to_numpy(fastrnn::Activations& a) {
   std::vector<py::ssize_t> shape = a.seq ? std::vector<py::ssize_t>{a.B, a.T, a.F} : std::vector<py::ssize_t>{a.B, a.F};
   const std::size_t n = static_cast<std::size_t>(a.size());
-  if (!a.view && n && a.data.size() == n && a.data.capacity() <= n + n / 4) {
+  if (!a.view && n && a.data.capacity() <= n + n / 4) {
     auto* owner = new fastrnn::Buffer(std::move(a.data));
     py::capsule keep(owner, [](void* p) { delete static_cast<fastrnn::Buffer*>(p); });
     return py::array_t<float>(shape, owner->data(), keep);

@@ -19,6 +19,15 @@ void copy_to(Buffer& dst, const float* src, std::size_t n) {
   if (n) std::memcpy(dst.data(), src, n * sizeof(float));
 }
 
+// a's values, writable: the caller's input (a view) copied into a's own buffer first.
+float* own(Activations& a) {
+  if (a.view) {
+    copy_to(a.data, a.view, static_cast<std::size_t>(a.size()));
+    a.view = nullptr;
+  }
+  return a.data.data();
+}
+
 // Bytes of RAM this machine has (0 when unknown): no stream may need more.
 std::uint64_t physical_memory() {
   const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
@@ -115,7 +124,6 @@ void Model::dense(const Layer& l, const Activations& in, Activations& out) const
   out.T = in.T;
   out.seq = in.seq;
   out.F = l.rows;
-  out.view = nullptr;
   out.data.resize(rows * l.rows);
   ThreadPool& pool = ThreadPool::global();
   const int blocks = row_blocks(rows, pool.num_threads(), 64, static_cast<double>(l.rows) * l.cols);
@@ -168,7 +176,7 @@ void Model::predict(const float* x, const std::int64_t* ids, dim_t B, dim_t T, d
   } else {
     if (!x) fail<ShapeError>("the model expects float input");
     cur.B = B, cur.T = T, cur.F = F, cur.seq = seq;
-    cur.view = x;  // read in place; copied only if a layer writes it (Activations::own)
+    cur.view = x;  // read in place; copied only if a layer writes it (own)
   }
 
   // The outputs (and masks) of the layers read out of order or returned (set_graph), by layer.
@@ -187,6 +195,7 @@ void Model::predict(const float* x, const std::int64_t* ids, dim_t B, dim_t T, d
   for (std::size_t li = first; li < layers_.size(); ++li) {
     const Layer& l = layers_[li];
     const bool last = li + 1 == layers_.size();
+    next.view = nullptr;  // next is written here (after a swap it may still hold the input's view)
     if (l.src >= 0) {  // a branch: continue from a kept output
       const Activations& k = kept[l.src];
       cur.B = k.B, cur.T = k.T, cur.F = k.F, cur.seq = k.seq;
@@ -199,7 +208,7 @@ void Model::predict(const float* x, const std::int64_t* ids, dim_t B, dim_t T, d
       case LayerKind::Masking: {
         if (!cur.seq) fail<ShapeError>("layer '", l.name, "' (masking): needs a (batch, time, features) input");
         if (mask.empty()) mask.assign(B * T, 1);
-        float* const vals = cur.own();
+        float* const vals = own(cur);
         for (dim_t i = 0; i < B * T; ++i) {
           float* v = vals + i * cur.F;
           bool any = false;
@@ -220,7 +229,7 @@ void Model::predict(const float* x, const std::int64_t* ids, dim_t B, dim_t T, d
           fail<ShapeError>("layer '", l.name, "': expects ", c.input_size, " features, got ", cur.F);
         const bool two = c.direction == Direction::Bidirectional && c.merge == Merge::None;
         if (two && !last) fail<FormatError>("layer '", l.name, "': merge mode 'none' must be the last layer");
-        next.B = B, next.T = T, next.seq = c.return_sequences, next.view = nullptr;
+        next.B = B, next.T = T, next.seq = c.return_sequences;
         next.F = two ? c.hidden_out() : c.output_size();
         const dim_t tout = c.return_sequences ? T : 1;
         next.data.resize(B * tout * next.F);
@@ -251,7 +260,7 @@ void Model::predict(const float* x, const std::int64_t* ids, dim_t B, dim_t T, d
       case LayerKind::Activation: {
         const cpu::KernelTable& k = cpu::kernels();
         const dim_t rows = cur.B * (cur.seq ? cur.T : 1);
-        float* const vals = cur.own();
+        float* const vals = own(cur);
         if (cpu::is_axis_act(l.act)) {
           for (dim_t r = 0; r < rows; ++r) k.activate(l.act, vals + r * cur.F, cur.F);
         } else {
@@ -261,7 +270,7 @@ void Model::predict(const float* x, const std::int64_t* ids, dim_t B, dim_t T, d
       }
       case LayerKind::LastStep: {
         if (!cur.seq || T < 1) fail<ShapeError>("layer '", l.name, "' (last_step): needs a sequence input");
-        next.B = B, next.T = T, next.F = cur.F, next.seq = false, next.view = nullptr;
+        next.B = B, next.T = T, next.F = cur.F, next.seq = false;
         next.data.resize(B * cur.F);
         for (dim_t b = 0; b < B; ++b)
           std::memcpy(next.data.data() + b * cur.F, cur.values() + (b * T + T - 1) * cur.F, cur.F * sizeof(float));
@@ -273,7 +282,7 @@ void Model::predict(const float* x, const std::int64_t* ids, dim_t B, dim_t T, d
     keep(li);
   }
   if (outputs_.empty()) {
-    cur.own();  // a model that wrote nothing (pass-through layers only) returns a copy of its input
+    own(cur);  // a model that wrote nothing (pass-through layers only) returns a copy of its input
     outputs.push_back(std::move(cur));
     return;
   }

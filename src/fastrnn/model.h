@@ -2,7 +2,6 @@
 // and thread-safe (all mutable data lives in the call).
 #pragma once
 #include <cstdint>
-#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
@@ -16,20 +15,12 @@ namespace fastrnn {
 struct Activations {  // one intermediate / output tensor: [B, T, F] when seq, else [B, F]
   Buffer data;
   // When set, the values are the caller's input, read in place (predict's x: no copy of the input
-  // before the first layer reads it); own() copies them into data before anything writes.
+  // before the first layer reads it); a layer that writes them takes a copy first (model.cc: own).
   const float* view = nullptr;
   dim_t B = 0, T = 0, F = 0;
   bool seq = true;
   dim_t size() const { return B * (seq ? T : 1) * F; }
   const float* values() const { return view ? view : data.data(); }
-  float* own() {
-    if (view) {
-      data.resize(static_cast<std::size_t>(size()));
-      if (size()) std::memcpy(data.data(), view, static_cast<std::size_t>(size()) * sizeof(float));
-      view = nullptr;
-    }
-    return data.data();
-  }
 };
 
 // Mutable state of one stream (batch of B sessions) of a Model: h/c per recurrent layer
