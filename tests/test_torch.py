@@ -698,3 +698,58 @@ def test_cell_in_sequential(torch):
     with pytest.raises(UnsupportedLayerError, match=r"'1' \(Linear\): comes after the recurrent module '0' "
                                                     r"\(LSTMCell\).*returns a tuple"):
         spec_from_torch(nn.Sequential(nn.LSTMCell(3, 4), nn.Linear(4, 2)))
+
+
+_FOLD_L2_CHILD = r"""
+import sys
+import numpy as np, torch, fastrnn
+from fastrnn.converters.torch import fastrnn_state_to_torch
+core = fastrnn._load_core()
+large_l2 = sys.argv[1] == "large"
+torch.manual_seed(3)
+rng = np.random.default_rng(3)
+# (module, input width, layers whose input is folded at batch > 1 when the folded weights fit 3/4 of
+# L2: I <= 2H; none by the narrow-input rule, 4 I <= H, which these all miss)
+cases = [(torch.nn.LSTM(12, 16, num_layers=2, batch_first=True, bidirectional=True), 12, 2),  # layer 2: I = 2H
+         (torch.nn.LSTM(24, 24, proj_size=12, batch_first=True), 24, 1),                    # K = I + P
+         (torch.nn.RNN(20, 10, num_layers=2, batch_first=True), 20, 2),                    # I = 2H, then H
+         (torch.nn.LSTM(40, 16, batch_first=True), 40, 0)]                                 # I > 2H: never
+for isa in fastrnn.info()["available_isas"]:
+    fastrnn.set_isa(isa)
+    for m, I, layers in cases:
+        m = m.eval()
+        for B in (1, 7):
+            T = 23
+            x = rng.standard_normal((B, T, I)).astype(np.float32)
+            lengths = rng.integers(1, T + 1, size=B)
+            lengths[0] = T
+            with torch.no_grad():
+                packed = torch.nn.utils.rnn.pack_padded_sequence(torch.from_numpy(x), torch.from_numpy(lengths),
+                                                                 batch_first=True, enforce_sorted=False)
+                out, hn = m(packed)
+                expected = torch.nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=T)[0].numpy()
+            before = core.folded_runs()
+            y, st = fastrnn.from_torch(m).predict(x, lengths=lengths, return_state=True)
+            folded = core.folded_runs() - before
+            what = f"{isa} {m} B={B}"
+            want = layers if (large_l2 and B > 1) else 0
+            assert folded == want, (what, folded, want)
+            np.testing.assert_allclose(y, expected, rtol=1e-5, atol=2e-5, err_msg=what)
+            got = fastrnn_state_to_torch(m, st)
+            for a, b in zip(got if isinstance(hn, tuple) else (got,), hn if isinstance(hn, tuple) else (hn,)):
+                np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=2e-5, err_msg=what)
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("l2", ["large", "unknown"])
+def test_input_folded_into_steps_where_weights_fit_l2(torch, l2):
+    """At batch > 1, LSTM / SimpleRNN layers with inputs up to 2H fold their input projection into the
+    steps when the folded weights fit 3/4 of a core's L2 (recurrent.cc, fold_in_l2): with
+    FASTRNN_L2_BYTES large every such layer folds (the core's count says so), with it 0 (unknown)
+    none does; both match torch (packed lengths, final states, both directions, a projected LSTM,
+    every ISA), and batch 1 never folds these."""
+    env = child_env(FASTRNN_L2_BYTES=str(64 << 20) if l2 == "large" else "0")
+    r = subprocess.run([sys.executable, "-c", _FOLD_L2_CHILD, l2], cwd=CHILD_CWD, capture_output=True, text=True,
+                       timeout=600, env=env)
+    assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stdout + r.stderr

@@ -58,6 +58,8 @@ PYBIND11_MODULE(_core, m) {
         "Heap allocations made by the core's buffers so far (for allocation tests)");
   m.def("team_steps", [] { return fastrnn::team_steps().load(); },
         "Batch-1 steps run by a thread team (the hidden-unit split) so far, every layer (for tests)");
+  m.def("folded_runs", [] { return fastrnn::folded_runs().load(); },
+        "Recurrent layer runs over a sequence with the input projection folded into the steps so far (for tests)");
   m.def("fma_peak_gflops", [](double seconds) {
     // One core's fp32 FMA rate with the kernels in use: best of short timed rounds of the probe.
     py::gil_scoped_release nogil;

@@ -39,14 +39,26 @@ std::string read_word(const std::string& path) {
 }
 }  // namespace
 
+namespace {
+// The size of cpu0's cache of this level holding data (sysfs), or env's value when set; 0 if unknown.
+long cache_bytes(const char* level, const char* env) {
+  if (const char* e = std::getenv(env); e && *e) return std::max(0L, std::atol(e));
+  const std::string dir = "/sys/devices/system/cpu/cpu0/cache/index";
+  for (int i = 0; i < 8; ++i) {
+    const std::string d = dir + std::to_string(i);
+    if (read_word(d + "/level") == level && read_word(d + "/type") != "Instruction") return parse_size(read_word(d + "/size"));
+  }
+  return 0L;
+}
+}  // namespace
+
+long l2_bytes() {
+  static const long bytes = cache_bytes("2", "FASTRNN_L2_BYTES");
+  return bytes;
+}
+
 long l3_bytes() {
-  static const long bytes = [] {
-    if (const char* e = std::getenv("FASTRNN_L3_BYTES"); e && *e) return std::max(0L, std::atol(e));
-    const std::string dir = "/sys/devices/system/cpu/cpu0/cache/index";
-    for (int i = 0; i < 8; ++i)
-      if (read_word(dir + std::to_string(i) + "/level") == "3") return parse_size(read_word(dir + std::to_string(i) + "/size"));
-    return 0L;
-  }();
+  static const long bytes = cache_bytes("3", "FASTRNN_L3_BYTES");
   return bytes;
 }
 

@@ -145,6 +145,9 @@ constexpr long kFusedRowBlock = 96;
 // batch > 1 splits their hidden units across a thread team rather than streaming them on every
 // core (Recurrent::split_batch).
 constexpr long kL2WeightBytes = 384 * 1024;
+// A core's L2, in bytes (Linux: /sys/devices/system/cpu/cpu0/cache, the level-2 data or unified
+// entry); 0 if unknown.  FASTRNN_L2_BYTES=n overrides it (0: unknown).
+long l2_bytes();
 // The last-level cache a core reaches, in bytes (Linux: /sys/devices/system/cpu/cpu0/cache, the
 // level-3 entry: on AMD the CCX's share, not the socket's sum that sysconf reports); 0 if unknown.
 // FASTRNN_L3_BYTES=n overrides it (0: unknown).

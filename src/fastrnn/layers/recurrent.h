@@ -27,6 +27,12 @@ inline std::atomic<std::uint64_t>& team_steps() {
   return n;
 }
 
+// Layer runs over a sequence with the input projection folded into the steps so far (for tests).
+inline std::atomic<std::uint64_t>& folded_runs() {
+  static std::atomic<std::uint64_t> n{0};
+  return n;
+}
+
 class Recurrent {
  public:
   Recurrent(RecurrentConfig cfg, const DirectionTensors* dirs);  // copies and re-lays the weights
