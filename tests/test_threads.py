@@ -406,6 +406,39 @@ def test_batch_hidden_split_by_default_where_weights_exceed_l2(restore_threads):
         assert_close(y, expected)
 
 
+_SPLIT_L2_CHILD = r"""
+import numpy as np, torch, fastrnn
+from conftest import assert_close
+core = fastrnn._load_core()
+fastrnn.set_num_threads(2)
+torch.manual_seed(96)
+m = torch.nn.LSTM(96, 128, batch_first=True).eval()
+x = np.random.default_rng(96).standard_normal((32, 40, 96)).astype(np.float32)
+with torch.no_grad():
+    expected = m(torch.from_numpy(x))[0].numpy()
+model = fastrnn.from_torch(m)
+folded, teamed = core.folded_runs(), core.team_steps()
+y = model.predict(x)
+assert core.folded_runs() - folded == 1 and core.team_steps() == teamed, (core.folded_runs() - folded, core.team_steps() - teamed)
+assert_close(y, expected)
+print("ok")
+"""
+
+
+def test_batch_slices_where_weights_fit_this_machines_l2():
+    """Weights beyond the constant 384 KiB but within 3/4 of the machine's L2 run in batch slices (each
+    core keeps them in its L2), not on the team: LSTM 96 -> 128, folded (448 KiB) with
+    FASTRNN_L2_BYTES = 640 KiB, batch 32 on 2 threads; torch's outputs."""
+    import subprocess
+
+    from conftest import CHILD_CWD, child_env, require
+
+    require("torch")
+    r = subprocess.run([sys.executable, "-c", _SPLIT_L2_CHILD], cwd=CHILD_CWD, capture_output=True, text=True,
+                       timeout=300, env=child_env(FASTRNN_L2_BYTES=str(640 << 10)))
+    assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stdout + r.stderr
+
+
 # Streaming steps of layers whose one-thread step takes >= 100 us on any CPU: (kind, I, H, precision).
 # float32: 17-41 MiB of weights per step, the last folds its input into the fused layout (4 I <= H);
 # bf16 / int8: 24-64 MiB of reduced weights per step.
