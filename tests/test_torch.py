@@ -704,6 +704,7 @@ _FOLD_L2_CHILD = r"""
 import sys
 import numpy as np, torch, fastrnn
 from fastrnn.converters.torch import fastrnn_state_to_torch
+from test_torch import mixed_lengths, torch_rnn
 core = fastrnn._load_core()
 large_l2 = sys.argv[1] == "large"
 torch.manual_seed(3)
@@ -721,13 +722,8 @@ for isa in fastrnn.info()["available_isas"]:
         for B in (1, 7):
             T = 23
             x = rng.standard_normal((B, T, I)).astype(np.float32)
-            lengths = rng.integers(1, T + 1, size=B)
-            lengths[0] = T
-            with torch.no_grad():
-                packed = torch.nn.utils.rnn.pack_padded_sequence(torch.from_numpy(x), torch.from_numpy(lengths),
-                                                                 batch_first=True, enforce_sorted=False)
-                out, hn = m(packed)
-                expected = torch.nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=T)[0].numpy()
+            lengths = mixed_lengths(rng, B, T)
+            expected, hn = torch_rnn(torch, m, x, lengths)
             before = core.folded_runs()
             y, st = fastrnn.from_torch(m).predict(x, lengths=lengths, return_state=True)
             folded = core.folded_runs() - before

@@ -57,6 +57,8 @@ long l2_bytes() {
   return bytes;
 }
 
+long l2_resident_bytes() { return l2_bytes() / 4 * 3; }
+
 long l3_bytes() {
   static const long bytes = cache_bytes("3", "FASTRNN_L3_BYTES");
   return bytes;

@@ -148,6 +148,9 @@ constexpr long kL2WeightBytes = 384 * 1024;
 // A core's L2, in bytes (Linux: /sys/devices/system/cpu/cpu0/cache, the level-2 data or unified
 // entry); 0 if unknown.  FASTRNN_L2_BYTES=n overrides it (0: unknown).
 long l2_bytes();
+// Weights that stay in this machine's L2 from one step to the next: 3/4 of l2_bytes(), the rest being
+// the step's other data (kL2WeightBytes is the same share of the smallest L2 we tune for); 0 if unknown.
+long l2_resident_bytes();
 // The last-level cache a core reaches, in bytes (Linux: /sys/devices/system/cpu/cpu0/cache, the
 // level-3 entry: on AMD the CCX's share, not the socket's sum that sysconf reports); 0 if unknown.
 // FASTRNN_L3_BYTES=n overrides it (0: unknown).

@@ -57,7 +57,7 @@ void copy_to(Buffer& dst, const float* src, std::size_t n) {
 // RNN 8->64 1.05x / 1.11x, LSTM 32->128 0.97x at batch 1 (hence H/8 there), 1.07x at batch 32.
 // LSTM and SimpleRNN only: GRU's n gate needs its input part apart from its recurrent part.
 // At batch > 1 also a wider input, up to 2H, where the folded weights stay in L2 from step to step
-// (3/4 of a core's L2, the rest for the step's other data; unknown L2: no): the product over K = I + P
+// (cpu::l2_resident_bytes; unknown L2: no): the product over K = I + P
 // then runs from L2 as the unfolded one does, with longer k loops, and no T*B*G*H floats go through
 // the caches.  Zen 4 (AVX-512, 1 MiB L2), predict, T = 100, 1 thread, folded vs not, two alternating
 // rounds: LSTM 128 -> 128 (512 KiB folded) batch 32 8.7 vs 9.2-9.4 ms, batch 256 67.9-69.7 vs
@@ -68,7 +68,7 @@ constexpr dim_t kFoldMaxInputRatio = 4;
 constexpr dim_t kFoldMaxInputRatioL2 = 2;  // I <= 2H: the second layer of a bidirectional stack
 bool fold_in_l2(dim_t G, dim_t H, dim_t I, dim_t P) {
   const double bytes = static_cast<double>(G) * H * (I + P) * sizeof(float);
-  return I <= kFoldMaxInputRatioL2 * H && 4 * bytes <= 3.0 * static_cast<double>(cpu::l2_bytes());
+  return I <= kFoldMaxInputRatioL2 * H && bytes <= static_cast<double>(cpu::l2_resident_bytes());
 }
 bool fold_allowed() {  // FASTRNN_FOLD=0: never fold (for benchmarking the two forms)
   static const bool v = [] {
@@ -257,10 +257,10 @@ bool Recurrent::split_batch(const cpu::KernelTable& k, dim_t B, int slices) cons
   const dim_t G = cfg_.gates(), K = (fold_ ? cfg_.input_size : 0) + cfg_.hidden_out();
   const double bytes = fused_ ? static_cast<double>(cpu::fused_size(k, G, cfg_.units, K)) * sizeof(float)
                               : static_cast<double>(dir_[0].hh.bytes());  // reduced: the quantized W_hh
-  // Within 3/4 of this machine's L2 (where known and larger than the constant's) each slice keeps
+  // Within what stays in this machine's L2 (where known and larger than the constant) each slice keeps
   // the weights in its core's L2: Zen 4 (1 MiB L2), 2 threads, 2-layer LSTM(32 -> 128) batch 32 (the
   // second layer folded: 512 KiB), three alternating rounds: slices 7.26-7.34 ms, team 7.51-7.65.
-  const double l2 = std::max(static_cast<double>(cpu::kL2WeightBytes), 0.75 * static_cast<double>(cpu::l2_bytes()));
+  const double l2 = static_cast<double>(std::max(cpu::kL2WeightBytes, cpu::l2_resident_bytes()));
   return bytes > l2 && (B + slices - 1) / slices <= cpu::kFusedRowBlock;
 }
 
