@@ -53,6 +53,36 @@ def test_flops_formula():
     assert B.flops(B.CASES["word_lm_b20"]) == 2 * 35 * 20 * 4 * 650 * ((650 + 650) * 2)
 
 
+def test_recurrent_weight_bytes_are_torchs_w_hh():
+    """The batch-1 roofline's bytes per step: every weight_hh of the torch model (float32)."""
+    torch = require("torch")
+    for name in ("lstm_32x128_b1", "gru_8x64_b1", "rnn_128x512_b1", "lstm2_h128_b1", "bilstm_h128_b1", "dtln_step",
+                 "rtneural_gru_8", "word_lm_b20"):
+        c = B.CASES[name]
+        m = torch_module(torch, c.cell, c.features, c.hidden, layers=c.layers, bidirectional=c.bidirectional)
+        w_hh = sum(p.numel() for n, p in m.named_parameters() if n.startswith("weight_hh"))
+        assert B.recurrent_weight_bytes(c) == 4 * w_hh, name
+
+
+def test_cache_read_probe():
+    """The batch-1 roofline's bandwidth probe: a positive rate for any size it takes, our own
+    ValueError for sizes and durations it refuses (no crash, nothing allocated for them)."""
+    import fastrnn
+    from fastrnn.runtime import core
+
+    for nbytes in (1024, 5000, 64 << 10, 4 << 20):
+        g = core().cache_read_gbps(nbytes, seconds=0.01)
+        assert np.isfinite(g) and g > 0, nbytes
+    assert B.cache_read_gbps(64 << 10, seconds=0.01) > 0
+    for bad in (0, -1, 1023, (1 << 30) + 1):
+        with pytest.raises(fastrnn.ShapeError, match="bytes must be within"):
+            core().cache_read_gbps(bad)
+    for bad in (0.0, -1.0, float("nan"), 61.0):
+        with pytest.raises(ValueError, match="seconds must be within"):
+            core().cache_read_gbps(4096, seconds=bad)
+    assert B.cache_read_gbps(0) is None  # the bench's wrapper: n/a, not a failed run
+
+
 def test_grid_and_selection():
     assert len(B.GRID) == 27 + 6 and len(set(B.GRID)) == len(B.GRID)
     for name in ("lstm_8x64_b1", "gru_32x128_b32", "rnn_128x512_b256", "lstm2_h128_b256", "bilstm_h128_b1"):
@@ -121,6 +151,23 @@ def test_target_rules():
     small = B.CASES["lstm_8x64_b32"]  # H < 128 at batch 32: faster is enough
     assert B.evaluate_target(small, {"fastrnn": 1.0, "torch": 1.01}, 40)["met"] is True
     assert B.evaluate_target(small, {"fastrnn": 1.0, "torch": 0.99}, 40)["met"] is False
+    # batch 1 with the weight-read roofline: W_hh (256 KiB) per step at 100 GB/s, 100 steps = 262.144 us,
+    # plus the input projection (2 * 100 * 4 * 128 * 32 FLOPs) at 40 GFLOP/s = 81.92 us: 344.064 us
+    wr = {"bytes_per_step": 4 * 4 * 128 * 128, "gbps": 100.0, "cores": 1}
+    t = B.evaluate_target(c1, {"fastrnn": 500e-6, "onnxruntime": 550e-6}, 40, wr)
+    assert t["roofline_s"] == pytest.approx(344.064e-6)
+    assert t["fastrnn_roofline_fraction"] == pytest.approx(344.064 / 500)
+    assert t["ceiling"] == pytest.approx(550 / 344.064) and t["ceiling_below_target"] is True  # 1.599x < 1.6x
+    t2 = B.evaluate_target(c1, {"fastrnn": 500e-6, "onnxruntime": 550e-6}, 40, dict(wr, cores=2))
+    assert t2["roofline_s"] == pytest.approx(131.072e-6 + 81.92e-6) and t2["ceiling_below_target"] is False
+    t3 = B.evaluate_target(c1, {"fastrnn": 500e-6, "onnxruntime": 550e-6}, None, wr)  # no peak: W_hh only
+    assert t3["roofline_s"] == pytest.approx(262.144e-6)
+    assert "ceiling" not in B.evaluate_target(c1, {"fastrnn": 1.0, "torch": 2.0}, 40, dict(wr, gbps=None))
+    assert "ceiling" not in B.evaluate_target(cb, {"fastrnn": 1.0, "torch": 2.0}, 40, wr)  # batch 32: none
+    res = {"case": c1.name, "engines": {}, "weight_read": wr, "target": dict(t, met=False)}
+    note = "\n".join(B.case_notes(res))
+    assert "target missed" in note and "roofline: W_hh 256 KiB read per step at 100 GB/s" in note
+    assert "0.3441 ms per call" in note and "fastrnn at 69% of it" in note and "1.60x (the target is beyond it)" in note
     lm = B.CASES["word_lm_b20"]  # batch 20: faster
     assert B.evaluate_target(lm, {"fastrnn": 1.0, "keras_xla": 1.1}, 40)["met"] is True
     step = B.CASES["step_lstm_8x64"]  # the per-step target: >= 15x ONNX Runtime and >= 25x torch
@@ -329,6 +376,10 @@ def test_json_has_the_fields(smoke_json):
     assert step["case"] == "smoke_step" and step["mode"] == "step" and step["check_steps"] == B.CHECK_STEPS
     assert gru["case"] == "rtneural_gru_8" and gru["mode"] == "step"
     assert "note: rtneural_*: RTNeural's own figures are not included" in stdout
+    # batch 1 (rtneural_gru_8): the roofline's inputs, measured in fastrnn's process; batch 2: none
+    assert gru["weight_read"]["bytes_per_step"] == 4 * 3 * 8 * 8 and gru["weight_read"]["cores"] == 1
+    assert gru["weight_read"]["gbps"] > 0 and gru["target"]["roofline_s"] > 0 and "ceiling" in gru["target"]
+    assert "weight_read" not in seq and "weight_read" not in step
     for case in (seq, step, gru):
         for k in ("fastest_framework", "fastrnn_vs_fastest", "fastrnn_gflops", "fastrnn_peak_fraction", "target"):
             assert k in case, k
@@ -429,15 +480,17 @@ def test_cold_is_wired_lazily(monkeypatch, tmp_path, capsys):
 def test_isolate_engines_runs_each_engine_in_its_own_process(tmp_path):
     require("torch")
     out = tmp_path / "iso.json"
-    r = cli("bench", "smoke_step", "smoke", "--threads", "1", "--isolate-engines", "--engines", "fastrnn,torch",
-            "--json", out, "--min-time", "0.01")
+    r = cli("bench", "smoke_step", "smoke", "rtneural_lstm_8", "--threads", "1", "--isolate-engines", "--engines",
+            "fastrnn,torch", "--json", out, "--min-time", "0.01")
     assert r.returncode == 0, r.stderr
     (run,) = json.loads(out.read_text())["runs"]
     meta = run["meta"]
     assert meta["isolated_engines"] is True and meta["engines"] == ["fastrnn", "torch"] and meta["threads"] == 1
     pids = {e: m["pid"] for e, m in meta["engine_meta"].items()}
     assert set(pids) == {"fastrnn", "torch"} and len(set(pids.values())) == 2  # two fresh processes
-    assert [c["case"] for c in run["cases"]] == ["smoke_step", "smoke"]
+    assert [c["case"] for c in run["cases"]] == ["smoke_step", "smoke", "rtneural_lstm_8"]
+    assert run["cases"][2]["weight_read"]["bytes_per_step"] == 4 * 4 * 8 * 8  # from fastrnn's process
+    assert "ceiling" in run["cases"][2]["target"]
     for c in run["cases"]:  # merged: torch's time over fastrnn's, from different processes
         assert c["engines"]["fastrnn"]["status"] == "ok" and c["engines"]["torch"]["status"] == "ok"
         assert c["engines"]["torch"]["ratio_vs_fastrnn"] == pytest.approx(

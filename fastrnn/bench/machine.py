@@ -154,6 +154,19 @@ def fma_peak_per_core(seconds: float = 0.2) -> float | None:
         return None
 
 
+def cache_read_gbps(nbytes: int, seconds: float = 0.1) -> float | None:
+    """One core's measured read bandwidth (GB/s) over a buffer of ``nbytes``, read again and again with
+    the vector loads of the ISA in use: the cache level weights of that size stream from at batch 1
+    (None when this build lacks the probe)."""
+    try:
+        from ..runtime import core
+
+        probe = getattr(core(), "cache_read_gbps", None)
+        return float(probe(int(nbytes), seconds=seconds)) if probe is not None else None
+    except Exception:  # noqa: BLE001 - a probe that fails means "n/a", not a failed benchmark
+        return None
+
+
 def blas_kernel(blas: str) -> str:
     """The BLAS kernel fastrnn's OpenBLAS picked, from ``fastrnn.info()["blas"]`` ('... (kernel Haswell)')."""
     m = re.search(r"\(kernel ([^)]+)\)", blas or "")

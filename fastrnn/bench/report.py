@@ -94,7 +94,21 @@ def case_notes(res: dict[str, Any]) -> list[str]:
         out.append(f"    {res['case']}: target missed: {t.get('rule')} (got {t.get('ratio', 0):.2f}x"
                    + (f", fastrnn at {t['fastrnn_peak_fraction']:.0%} of peak" if "fastrnn_peak_fraction" in t
                       else "") + ")")
+        if "ceiling" in t:
+            out.append("      " + roofline_note(res))
     return out
+
+
+def roofline_note(res: dict[str, Any]) -> str:
+    """A batch-1 case's weight-read roofline in words (targets.evaluate_target's numbers)."""
+    t, w = res["target"], res["weight_read"]
+    verdict = ("the target is beyond it" if t["ceiling_below_target"] else "the target is within it")
+    cores = w.get("cores") or 1
+    return (f"roofline: W_hh {w['bytes_per_step'] / 1024:.0f} KiB read per step at {w['gbps']:.0f} GB/s "
+            f"(one core, a buffer that size{f', x {cores} cores' if cores > 1 else ''}), the input "
+            f"projection at the FMA peak = {t['roofline_s'] * 1e3:.4g} ms per call; fastrnn at "
+            f"{t['fastrnn_roofline_fraction']:.0%} of it; the most a float32 engine can be ahead: "
+            f"{t['ceiling']:.2f}x ({verdict})")
 
 
 def summary_line(run: dict[str, Any]) -> str:

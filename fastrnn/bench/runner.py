@@ -13,9 +13,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ._child import child_env
-from .cases import CASES, RUN_NOTES, Case, flops, make_input, select_cases
+from .cases import CASES, RUN_NOTES, Case, flops, make_input, recurrent_weight_bytes, select_cases
 from .engines import FACTORIES, STEP_FACTORIES, missing_modules, select_engines
-from .machine import machine_info
+from .machine import cache_read_gbps, machine_info
 from .models import Context
 from .report import case_notes, header_lines, load_runs, print_run, summary_line, table_header, table_row
 from .targets import summarize_case, summary
@@ -87,8 +87,23 @@ def bench_case(case: Case, engine_names: Sequence[str], threads: int, min_time: 
                                      samples_ms=[round(float(v), 6) for v in ms])
     finally:
         ctx.close()
+    if case.batch == 1 and res["engines"].get("fastrnn", {}).get("status") == "ok":
+        res["weight_read"] = weight_read(case, threads)
     res["elapsed_s"] = time.perf_counter() - t_case
     return res
+
+
+_READ_GBPS: dict[int, float | None] = {}
+
+
+def weight_read(case: Case, threads: int) -> dict[str, Any]:
+    """The batch-1 roofline's inputs, measured in the process (and on a core) that timed fastrnn:
+    the recurrent weight bytes every step reads, one core's read bandwidth over a buffer that size
+    (its cache level; one probe per size and process) and the cores that could share the reading."""
+    nbytes = recurrent_weight_bytes(case)
+    if nbytes not in _READ_GBPS:
+        _READ_GBPS[nbytes] = cache_read_gbps(max(nbytes, 1024))
+    return {"bytes_per_step": nbytes, "gbps": _READ_GBPS[nbytes], "cores": threads}
 
 
 def run(case_names: Sequence[str] | None = None, threads: int | None = None, min_time: float = 0.4,
@@ -181,6 +196,9 @@ def merge_engine_runs(parts: dict[str, Any], names: Sequence[str]) -> dict[str, 
             res["engines"][e] = (by_name[e][name]["engines"].get(e, {"status": "failed", "error": "no result"})
                                  if e in ok else {"status": "failed", "error": f"its process failed: {r}"})
         res["elapsed_s"] = sum(b[name].get("elapsed_s", 0.0) for b in by_name.values())
+        res.pop("weight_read", None)  # fastrnn's process measured it (bench_case)
+        if "fastrnn" in by_name and "weight_read" in by_name["fastrnn"][name]:
+            res["weight_read"] = by_name["fastrnn"][name]["weight_read"]
         cases.append(summarize_case(res, meta.get("fma_peak_gflops")))
     return {"meta": meta, "cases": cases, "summary": summary(cases)}
 

@@ -12,13 +12,22 @@ BATCH1_RATIO = ((128, 1.6), (None, 1.3))
 PEAK_FRACTION = 0.8
 
 
-def evaluate_target(case: Case, median: dict[str, float], peak_gflops: float | None) -> dict[str, Any]:
+def evaluate_target(case: Case, median: dict[str, float], peak_gflops: float | None,
+                    weight_read: dict[str, Any] | None = None) -> dict[str, Any]:
     """The target of one case (``median``: engine -> seconds per call):
 
     * fastrnn is faster than the fastest framework, every case, and
     * batch 1: >= 1.6x the fastest framework for H <= 128, >= 1.3x for larger H;
     * batch >= 32 with H >= 128: fastrnn at >= 80% of the measured FMA peak of the cores in use;
     * the case's own ``targets`` (engine, ratio): that engine's time / fastrnn's >= ratio.
+
+    Batch 1 with ``weight_read`` ({"bytes_per_step", "gbps", "cores"}: runner.weight_read) also gets
+    its roofline ``roofline_s``, a floor under the time of any float32 engine: every step reads the
+    recurrent weights (bytes_per_step) at the measured bandwidth of one core times the cores in use,
+    and the input projection's FLOPs (all of the rest) run at the FMA peak of those cores.  fastrnn
+    runs at ``fastrnn_roofline_fraction`` of it, and ``ceiling`` = the fastest framework's time /
+    roofline_s is the most any float32 engine could be ahead of it (a batch-1 target above that
+    cannot be met by a faster loop).
     """
     fw = {k: v for k, v in median.items() if k != "fastrnn"}
     if "fastrnn" not in median:
@@ -34,6 +43,13 @@ def evaluate_target(case: Case, median: dict[str, float], peak_gflops: float | N
         need = next(r for h, r in BATCH1_RATIO if h is None or case.hidden <= h)
         rules.append(f"batch 1: >= {need:g}x {fastest}")
         met = ratio >= need
+        if weight_read and weight_read.get("gbps") and weight_read.get("bytes_per_step"):
+            nbytes, cores = weight_read["bytes_per_step"], weight_read.get("cores") or 1
+            roof = case.steps * nbytes / (weight_read["gbps"] * 1e9 * cores)
+            if peak_gflops:  # the input projection: 2*T*G*H*I per layer and direction (B = 1)
+                roof += (flops(case) - case.steps * nbytes // 2) / (peak_gflops * 1e9)
+            res.update(roofline_s=roof, fastrnn_roofline_fraction=roof / median["fastrnn"],
+                       ceiling=fw[fastest] / roof, ceiling_below_target=fw[fastest] / roof < need)
     else:
         rules.append(f"faster than {fastest}")
     if case.batch >= 32 and case.hidden >= 128:
@@ -85,7 +101,7 @@ def summarize_case(res: dict[str, Any], peak_gflops: float | None) -> dict[str, 
                                  if fw and "fastrnn" in median else None)
     res["fastrnn_gflops"] = eng.get("fastrnn", {}).get("gflops")
     res["fastrnn_peak_fraction"] = eng.get("fastrnn", {}).get("peak_fraction")
-    res["target"] = evaluate_target(case_of(res), median, peak_gflops)
+    res["target"] = evaluate_target(case_of(res), median, peak_gflops, res.get("weight_read"))
     return res
 
 

@@ -76,6 +76,35 @@ PYBIND11_MODULE(_core, m) {
     }
     return best;
   }, py::arg("seconds") = 0.2, "Measured fp32 FMA GFLOP/s of one core with the kernels in use (benchmarks)");
+  m.def("cache_read_gbps", [](long bytes, double seconds) {
+    // One core's read bandwidth over a buffer of `bytes` (rounded up to 8 vectors), read again and
+    // again with the kernels' loads: the cache level a batch-1 step's weights of that size stream
+    // from.  Best of short timed rounds, GB/s (1e9 bytes per second).
+    constexpr long kMax = 1L << 30;
+    if (bytes < 1024 || bytes > kMax)
+      throw fastrnn::ShapeError("cache_read_gbps: bytes must be within [1024, 2^30], got " + std::to_string(bytes));
+    if (!(seconds > 0) || seconds > 60)
+      throw fastrnn::ShapeError("cache_read_gbps: seconds must be within (0, 60], got " + std::to_string(seconds));
+    py::gil_scoped_release nogil;
+    const auto& k = fastrnn::cpu::kernels();
+    const long step = 8 * k.vec, n = (bytes / 4 + step - 1) / step * step;
+    fastrnn::Buffer buf(static_cast<std::size_t>(n));
+    for (long i = 0; i < n; ++i) buf[i] = 1e-3f * static_cast<float>(i % 7);
+    volatile float sink = k.read_probe(buf.data(), n, 1);  // warm: the buffer in whatever cache holds it
+    double best = 0, spent = 0;
+    long reps = 1;
+    while (spent < seconds) {
+      const auto t0 = std::chrono::steady_clock::now();
+      sink = k.read_probe(buf.data(), n, reps);
+      const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      spent += dt;
+      if (dt < 1e-3) { reps *= 2; continue; }
+      best = std::max(best, 4.0 * static_cast<double>(n) * static_cast<double>(reps) / dt * 1e-9);
+    }
+    (void)sink;
+    return best;
+  }, py::arg("bytes"), py::arg("seconds") = 0.1,
+        "Measured read bandwidth (GB/s) of one core over a buffer of `bytes` (benchmarks: the batch-1 roofline)");
   m.def("num_threads", [] { return fastrnn::ThreadPool::global().num_threads(); });
   m.def("set_num_threads", [](int n) {
     py::gil_scoped_release nogil;

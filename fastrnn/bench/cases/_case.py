@@ -60,6 +60,14 @@ def flops(case: Case) -> int:
     return total
 
 
+def recurrent_weight_bytes(case: Case) -> int:
+    """Bytes of the recurrent weights (float32 W_hh, G*H x H per layer and direction): what every
+    step must read again, whatever the engine (the input projection can run for all steps at once).
+    At batch 1 nothing else reuses them, so reading them sets a floor under the time of a step: the
+    weight-read roofline of the batch-1 targets (targets.py)."""
+    return 4 * case.layers * case.directions * GATES[case.cell] * case.hidden * case.hidden
+
+
 def make_input(case: Case, seed: int = 0) -> npt.NDArray[np.float32]:
     """(batch, input_steps, features) float32, seeded."""
     return np.random.default_rng(seed).standard_normal((case.batch, case.input_steps, case.features)).astype(

@@ -74,7 +74,7 @@ struct FusedStep {
   const float* c_prev = nullptr;  // LSTM [nb, ldc]
   float* c_new = nullptr;
   long ldc = 0;
-  float* h_new = nullptr;         // [nb, ldo]
+  float* h_new = nullptr;         // [nb, ldo] (not overlapping h: units are updated while others' sums still read h)
   long ldo = 0;
   float* part = nullptr;          // scratch, fused_part_size() floats (staging area of the gate sums)
 };
@@ -189,6 +189,9 @@ struct KernelTable {
   void (*recurrent_fused)(const FusedStep& a);
   // Benchmark probe: `iters` rounds of independent vector FMAs; returns the flops done.
   double (*fma_probe)(long iters);
+  // Benchmark probe: reads the n floats at p (n a multiple of 8 vectors) `reps` times with vector
+  // loads, as a batch-1 step reads its weights; returns a sum of them (so the reads are not elided).
+  float (*read_probe)(const float* p, long n, long reps);
   // y (+)= x W^T with bf16 / int8 weights (QGemm); the VNNI / BF16 instructions are chosen inside
   // from cpuid.  qpaths(): which paths run on this CPU, in words.
   void (*gemm_bf16)(const QGemm& a);
