@@ -53,15 +53,17 @@ def test_flops_formula():
     assert B.flops(B.CASES["word_lm_b20"]) == 2 * 35 * 20 * 4 * 650 * ((650 + 650) * 2)
 
 
-def test_recurrent_weight_bytes_are_torchs_w_hh():
-    """The batch-1 roofline's bytes per step: every weight_hh of the torch model (float32)."""
+def test_step_weight_bytes_are_torchs_weights():
+    """The batch-1 roofline's bytes per step: every weight_hh of the torch model (float32); a step case
+    (one step per call) reads every weight_ih too."""
     torch = require("torch")
     for name in ("lstm_32x128_b1", "gru_8x64_b1", "rnn_128x512_b1", "lstm2_h128_b1", "bilstm_h128_b1", "dtln_step",
-                 "rtneural_gru_8", "word_lm_b20"):
+                 "rtneural_gru_8", "rnnt_pred_step", "word_lm_b20"):
         c = B.CASES[name]
         m = torch_module(torch, c.cell, c.features, c.hidden, layers=c.layers, bidirectional=c.bidirectional)
-        w_hh = sum(p.numel() for n, p in m.named_parameters() if n.startswith("weight_hh"))
-        assert B.recurrent_weight_bytes(c) == 4 * w_hh, name
+        w = sum(p.numel() for n, p in m.named_parameters()
+                if n.startswith("weight_hh") or (c.mode == "step" and n.startswith("weight_ih")))
+        assert B.step_weight_bytes(c) == 4 * w, name
 
 
 def test_cache_read_probe():
@@ -168,6 +170,12 @@ def test_target_rules():
     note = "\n".join(B.case_notes(res))
     assert "target missed" in note and "roofline: W_hh 256 KiB read per step at 100 GB/s" in note
     assert "0.3441 ms per call" in note and "fastrnn at 69% of it" in note and "1.60x (the target is beyond it)" in note
+    # a step case reads W_ih as well (12,800 KiB for LSTM 640 -> 640): no projection term left
+    wr_step = {"bytes_per_step": 4 * 4 * 640 * (640 + 640), "gbps": 100.0, "cores": 1}
+    t = B.evaluate_target(rnnt, {"fastrnn": 200e-6, "onnxruntime": 250e-6}, 40, wr_step)
+    assert t["roofline_s"] == pytest.approx(131.072e-6) and t["ceiling"] == pytest.approx(250 / 131.072)
+    note = B.roofline_note({"mode": "step", "weight_read": wr_step, "target": t})
+    assert "W_ih + W_hh 12800 KiB read per step" in note and "projection" not in note and "66% of it" in note
     lm = B.CASES["word_lm_b20"]  # batch 20: faster
     assert B.evaluate_target(lm, {"fastrnn": 1.0, "keras_xla": 1.1}, 40)["met"] is True
     step = B.CASES["step_lstm_8x64"]  # the per-step target: >= 15x ONNX Runtime and >= 25x torch
@@ -377,7 +385,7 @@ def test_json_has_the_fields(smoke_json):
     assert gru["case"] == "rtneural_gru_8" and gru["mode"] == "step"
     assert "note: rtneural_*: RTNeural's own figures are not included" in stdout
     # batch 1 (rtneural_gru_8): the roofline's inputs, measured in fastrnn's process; batch 2: none
-    assert gru["weight_read"]["bytes_per_step"] == 4 * 3 * 8 * 8 and gru["weight_read"]["cores"] == 1
+    assert gru["weight_read"]["bytes_per_step"] == 4 * 3 * 8 * (8 + 8) and gru["weight_read"]["cores"] == 1
     assert gru["weight_read"]["gbps"] > 0 and gru["target"]["roofline_s"] > 0 and "ceiling" in gru["target"]
     assert "weight_read" not in seq and "weight_read" not in step
     for case in (seq, step, gru):
@@ -489,7 +497,7 @@ def test_isolate_engines_runs_each_engine_in_its_own_process(tmp_path):
     pids = {e: m["pid"] for e, m in meta["engine_meta"].items()}
     assert set(pids) == {"fastrnn", "torch"} and len(set(pids.values())) == 2  # two fresh processes
     assert [c["case"] for c in run["cases"]] == ["smoke_step", "smoke", "rtneural_lstm_8"]
-    assert run["cases"][2]["weight_read"]["bytes_per_step"] == 4 * 4 * 8 * 8  # from fastrnn's process
+    assert run["cases"][2]["weight_read"]["bytes_per_step"] == 4 * 4 * 8 * (8 + 8)  # from fastrnn's process
     assert "ceiling" in run["cases"][2]["target"]
     for c in run["cases"]:  # merged: torch's time over fastrnn's, from different processes
         assert c["engines"]["fastrnn"]["status"] == "ok" and c["engines"]["torch"]["status"] == "ok"

@@ -24,15 +24,15 @@ Modules: ``cases`` (one module per case family), ``engines`` (one module per eng
 from __future__ import annotations
 
 from .cases import (CASES, CHECK_STEPS, DEFAULT_RUN, GATES, GRID, LEGACY, QUICK, RUN_NOTES, WORKLOADS, Case, flops,
-                    make_input, recurrent_weight_bytes, select_cases)
+                    make_input, step_weight_bytes, select_cases)
 from .engines import ENGINES, FACTORIES, FRAMEWORKS, STEP_FACTORIES, _REQUIRES, missing_modules, select_engines
 from .engines._keras import keras_from_torch, keras_step_from_torch
 from .engines._onnx import onnx_from_torch, onnx_step_from_torch
 from .forecast import forecast_loop_fastrnn, run_forecast
 from .machine import cache_read_gbps, fma_peak_per_core, machine_info, numpy_blas, versions
 from .models import Context, Stepper, build_torch, random_model, torch_cells
-from .report import (JSON_FORMAT, case_notes, fmt_flops, header_lines, load_runs, plot, print_run, summary_line,
-                     table_header, table_row, to_json)
+from .report import (JSON_FORMAT, case_notes, fmt_flops, header_lines, load_runs, plot, print_run, roofline_note,
+                     summary_line, table_header, table_row, to_json)
 from .runner import bench_case, build_checked, merge_engine_runs, run, run_in_subprocesses
 from .stream import run_stream
 from .targets import evaluate_target, summarize_case, summary
@@ -46,7 +46,7 @@ __all__ = [
     "forecast_loop_fastrnn",
     "header_lines", "keras_from_torch", "keras_step_from_torch", "load_runs", "machine_info", "make_input",
     "merge_engine_runs", "missing_modules", "numpy_blas", "onnx_from_torch", "onnx_step_from_torch", "plot",
-    "print_run", "random_model", "recurrent_weight_bytes", "run", "run_forecast", "run_in_subprocesses", "run_stream", "select_cases",
+    "print_run", "random_model", "roofline_note", "step_weight_bytes", "run", "run_forecast", "run_in_subprocesses", "run_stream", "select_cases",
     "select_engines", "summarize_case", "summary", "summary_line", "table_header", "table_row", "to_json",
     "torch_cells", "versions",
 ]

@@ -104,9 +104,11 @@ def roofline_note(res: dict[str, Any]) -> str:
     t, w = res["target"], res["weight_read"]
     verdict = ("the target is beyond it" if t["ceiling_below_target"] else "the target is within it")
     cores = w.get("cores") or 1
-    return (f"roofline: W_hh {w['bytes_per_step'] / 1024:.0f} KiB read per step at {w['gbps']:.0f} GB/s "
-            f"(one core, a buffer that size{f', x {cores} cores' if cores > 1 else ''}), the input "
-            f"projection at the FMA peak = {t['roofline_s'] * 1e3:.4g} ms per call; fastrnn at "
+    what = "W_ih + W_hh" if res.get("mode") == "step" else "W_hh"
+    return (f"roofline: {what} {w['bytes_per_step'] / 1024:.0f} KiB read per step at {w['gbps']:.0f} GB/s "
+            f"(one core, a buffer that size{f', x {cores} cores' if cores > 1 else ''})"
+            f"{'' if res.get('mode') == 'step' else ', the input projection at the FMA peak'}"
+            f" = {t['roofline_s'] * 1e3:.4g} ms per call; fastrnn at "
             f"{t['fastrnn_roofline_fraction']:.0%} of it; the most a float32 engine can be ahead: "
             f"{t['ceiling']:.2f}x ({verdict})")
 

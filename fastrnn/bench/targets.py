@@ -22,9 +22,10 @@ def evaluate_target(case: Case, median: dict[str, float], peak_gflops: float | N
     * the case's own ``targets`` (engine, ratio): that engine's time / fastrnn's >= ratio.
 
     Batch 1 with ``weight_read`` ({"bytes_per_step", "gbps", "cores"}: runner.weight_read) also gets
-    its roofline ``roofline_s``, a floor under the time of any float32 engine: every step reads the
-    recurrent weights (bytes_per_step) at the measured bandwidth of one core times the cores in use,
-    and the input projection's FLOPs (all of the rest) run at the FMA peak of those cores.  fastrnn
+    its roofline ``roofline_s``, a floor under the time of any float32 engine: every step reads its
+    weights (bytes_per_step: W_hh, and W_ih too for a step case, cases.step_weight_bytes) at the
+    measured bandwidth of one core times the cores in use, and the input projection's FLOPs (of a
+    sequence: the rest) run at the FMA peak of those cores.  fastrnn
     runs at ``fastrnn_roofline_fraction`` of it, and ``ceiling`` = the fastest framework's time /
     roofline_s is the most any float32 engine could be ahead of it (a batch-1 target above that
     cannot be met by a faster loop).

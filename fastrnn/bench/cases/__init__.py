@@ -13,10 +13,10 @@ import pkgutil
 from types import ModuleType
 from typing import Iterable
 
-from ._case import CHECK_STEPS, GATES, Case, flops, make_input, recurrent_weight_bytes
+from ._case import CHECK_STEPS, GATES, Case, flops, make_input, step_weight_bytes
 
 __all__ = ["CASES", "CHECK_STEPS", "GATES", "GRID", "LEGACY", "QUICK", "RUN_NOTES", "WORKLOADS", "Case", "flops",
-           "make_input", "recurrent_weight_bytes", "select_cases"]
+           "make_input", "step_weight_bytes", "select_cases"]
 
 
 def _modules() -> list[ModuleType]:

@@ -60,11 +60,14 @@ def flops(case: Case) -> int:
     return total
 
 
-def recurrent_weight_bytes(case: Case) -> int:
-    """Bytes of the recurrent weights (float32 W_hh, G*H x H per layer and direction): what every
-    step must read again, whatever the engine (the input projection can run for all steps at once).
-    At batch 1 nothing else reuses them, so reading them sets a floor under the time of a step: the
-    weight-read roofline of the batch-1 targets (targets.py)."""
+def step_weight_bytes(case: Case) -> int:
+    """Bytes of float32 weights every step must read again, whatever the engine: the recurrent weights
+    W_hh (G*H x H per layer and direction; a sequence's input projection can run for all its steps at
+    once), and W_ih too for a step case (one step per call: nothing to share it with).  At batch 1
+    nothing else reuses them, so reading them sets a floor under the time of a step: the weight-read
+    roofline of the batch-1 targets (targets.py)."""
+    if case.mode == "step":
+        return 2 * flops(case) // case.batch  # 4 bytes per weight, flops = 2 * B * weights
     return 4 * case.layers * case.directions * GATES[case.cell] * case.hidden * case.hidden
 
 
