@@ -170,6 +170,11 @@ def test_target_rules():
     note = "\n".join(B.case_notes(res))
     assert "target missed" in note and "roofline: W_hh 256 KiB read per step at 100 GB/s" in note
     assert "0.3441 ms per call" in note and "fastrnn at 69% of it" in note and "1.60x (the target is beyond it)" in note
+    met = dict(res, case="other", target={"met": True, "rule": ""})
+    s = B.summary([res, met, dict(res, case="within", target=dict(t2, met=False))])
+    assert s["missed"] == [c1.name, "within"] and s["beyond_roofline"] == [c1.name]
+    line = B.summary_line({"summary": s, "meta": {"threads": 1}})
+    assert f"missed 2 ({c1.name}, within); 1 of them beyond the float32 roofline's ceiling ({c1.name})" in line
     # a step case reads W_ih as well (12,800 KiB for LSTM 640 -> 640): no projection term left
     wr_step = {"bytes_per_step": 4 * 4 * 640 * (640 + 640), "gbps": 100.0, "cores": 1}
     t = B.evaluate_target(rnnt, {"fastrnn": 200e-6, "onnxruntime": 250e-6}, 40, wr_step)

@@ -117,6 +117,9 @@ def summary_line(run: dict[str, Any]) -> str:
     s = run["summary"]
     line = (f"summary (threads={run['meta']['threads']}): targets met {s['targets_met']}/{s['cases']}, "
             f"missed {s['targets_missed']}" + (f" ({', '.join(s['missed'])})" if s["missed"] else ""))
+    if s.get("beyond_roofline"):
+        line += (f"; {len(s['beyond_roofline'])} of them beyond the float32 roofline's ceiling "
+                 f"({', '.join(s['beyond_roofline'])})")
     if s["targets_na"]:
         line += f", n/a {s['targets_na']}"
     if s["failed_engines"]:

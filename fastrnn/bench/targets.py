@@ -111,5 +111,8 @@ def summary(cases: list[dict[str, Any]]) -> dict[str, Any]:
     missed = [c["case"] for c in cases if c.get("target", {}).get("met") is False]
     na = sum(1 for c in cases if c.get("target", {}).get("met") is None)
     failed = sorted({f"{c['case']}:{e}" for c in cases for e, d in c["engines"].items() if d.get("status") == "failed"})
+    # missed batch-1 targets above the float32 ceiling of the weight-read roofline (evaluate_target)
+    beyond = [c["case"] for c in cases if c.get("target", {}).get("met") is False
+              and c["target"].get("ceiling_below_target")]
     return {"cases": len(cases), "targets_met": met, "targets_missed": len(missed), "targets_na": na,
-            "missed": missed, "failed_engines": failed}
+            "missed": missed, "beyond_roofline": beyond, "failed_engines": failed}
