@@ -24,7 +24,7 @@ Modules: ``cases`` (one module per case family), ``engines`` (one module per eng
 from __future__ import annotations
 
 from .cases import (CASES, CHECK_STEPS, DEFAULT_RUN, GATES, GRID, LEGACY, QUICK, RUN_NOTES, WORKLOADS, Case, flops,
-                    make_input, step_weight_bytes, select_cases)
+                    make_input, select_cases, step_weight_bytes)
 from .engines import ENGINES, FACTORIES, FRAMEWORKS, STEP_FACTORIES, _REQUIRES, missing_modules, select_engines
 from .engines._keras import keras_from_torch, keras_step_from_torch
 from .engines._onnx import onnx_from_torch, onnx_step_from_torch
@@ -41,12 +41,12 @@ from .timing import MAX_RUNS, MIN_RUNS, PAUSE, ROUNDS, TOLERANCE, Progress, chec
 __all__ = [
     "CASES", "CHECK_STEPS", "DEFAULT_RUN", "ENGINES", "FACTORIES", "FRAMEWORKS", "GATES", "GRID", "JSON_FORMAT",
     "LEGACY", "MAX_RUNS", "MIN_RUNS", "PAUSE", "QUICK", "ROUNDS", "RUN_NOTES", "STEP_FACTORIES", "TOLERANCE",
-    "WORKLOADS", "Case", "Context", "Progress", "Stepper", "bench_case", "build_checked", "build_torch", "cache_read_gbps", "case_notes",
-    "check_engine", "check_stepper", "evaluate_target", "flops", "fma_peak_per_core", "fmt_flops",
+    "WORKLOADS", "Case", "Context", "Progress", "Stepper", "bench_case", "build_checked", "build_torch",
+    "cache_read_gbps", "case_notes", "check_engine", "check_stepper", "evaluate_target", "flops", "fma_peak_per_core", "fmt_flops",
     "forecast_loop_fastrnn",
     "header_lines", "keras_from_torch", "keras_step_from_torch", "load_runs", "machine_info", "make_input",
     "merge_engine_runs", "missing_modules", "numpy_blas", "onnx_from_torch", "onnx_step_from_torch", "plot",
-    "print_run", "random_model", "roofline_note", "step_weight_bytes", "run", "run_forecast", "run_in_subprocesses", "run_stream", "select_cases",
-    "select_engines", "summarize_case", "summary", "summary_line", "table_header", "table_row", "to_json",
+    "print_run", "random_model", "roofline_note", "run", "run_forecast", "run_in_subprocesses", "run_stream",
+    "select_cases", "select_engines", "step_weight_bytes", "summarize_case", "summary", "summary_line", "table_header", "table_row", "to_json",
     "torch_cells", "versions",
 ]

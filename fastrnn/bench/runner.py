@@ -13,7 +13,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ._child import child_env
-from .cases import CASES, RUN_NOTES, Case, flops, make_input, step_weight_bytes, select_cases
+from .cases import CASES, RUN_NOTES, Case, flops, make_input, select_cases, step_weight_bytes
 from .engines import FACTORIES, STEP_FACTORIES, missing_modules, select_engines
 from .machine import cache_read_gbps, machine_info
 from .models import Context
@@ -98,8 +98,9 @@ _READ_GBPS: dict[int, float | None] = {}
 
 def weight_read(case: Case, threads: int) -> dict[str, Any]:
     """The batch-1 roofline's inputs, measured in the process (and on a core) that timed fastrnn:
-    the recurrent weight bytes every step reads, one core's read bandwidth over a buffer that size
-    (its cache level; one probe per size and process) and the cores that could share the reading."""
+    the weight bytes every step reads (step_weight_bytes: W_hh, and W_ih too for a step case), one
+    core's read bandwidth over a buffer that size (its cache level; one probe per size and process)
+    and the cores that could share the reading."""
     nbytes = step_weight_bytes(case)
     if nbytes not in _READ_GBPS:
         _READ_GBPS[nbytes] = cache_read_gbps(max(nbytes, 1024))

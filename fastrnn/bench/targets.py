@@ -25,10 +25,10 @@ def evaluate_target(case: Case, median: dict[str, float], peak_gflops: float | N
     its roofline ``roofline_s``, a floor under the time of any float32 engine: every step reads its
     weights (bytes_per_step: W_hh, and W_ih too for a step case, cases.step_weight_bytes) at the
     measured bandwidth of one core times the cores in use, and the input projection's FLOPs (of a
-    sequence: the rest) run at the FMA peak of those cores.  fastrnn
-    runs at ``fastrnn_roofline_fraction`` of it, and ``ceiling`` = the fastest framework's time /
-    roofline_s is the most any float32 engine could be ahead of it (a batch-1 target above that
-    cannot be met by a faster loop).
+    sequence: the rest) run at the FMA peak of those cores.  fastrnn runs at
+    ``fastrnn_roofline_fraction`` of it, and ``ceiling`` = the fastest framework's time / roofline_s
+    is the most any float32 engine could be ahead of it (a batch-1 target above that cannot be met by
+    a faster loop).
     """
     fw = {k: v for k, v in median.items() if k != "fastrnn"}
     if "fastrnn" not in median:

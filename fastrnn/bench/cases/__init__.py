@@ -16,7 +16,7 @@ from typing import Iterable
 from ._case import CHECK_STEPS, GATES, Case, flops, make_input, step_weight_bytes
 
 __all__ = ["CASES", "CHECK_STEPS", "GATES", "GRID", "LEGACY", "QUICK", "RUN_NOTES", "WORKLOADS", "Case", "flops",
-           "make_input", "step_weight_bytes", "select_cases"]
+           "make_input", "select_cases", "step_weight_bytes"]
 
 
 def _modules() -> list[ModuleType]:
