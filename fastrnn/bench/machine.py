@@ -142,29 +142,29 @@ def _timed(f: Callable[[], object]) -> float:
     return time.perf_counter() - t0
 
 
-def fma_peak_per_core(seconds: float = 0.2) -> float | None:
-    """One core's measured fp32 FMA GFLOP/s with the kernels of the ISA in use (None when this build
-    lacks the probe)."""
+def _probe(name: str, *args: Any, **kwargs: Any) -> float | None:
+    """The core's benchmark probe ``name`` called with these arguments (None when this build lacks it
+    or it fails: a probe that fails means "n/a", not a failed benchmark)."""
     try:
         from ..runtime import core
 
-        probe = getattr(core(), "fma_peak_gflops", None)
-        return float(probe(seconds=seconds)) if probe is not None else None
-    except Exception:  # noqa: BLE001 - a probe that fails means "n/a", not a failed benchmark
+        probe = getattr(core(), name, None)
+        return float(probe(*args, **kwargs)) if probe is not None else None
+    except Exception:  # noqa: BLE001 - see above
         return None
+
+
+def fma_peak_per_core(seconds: float = 0.2) -> float | None:
+    """One core's measured fp32 FMA GFLOP/s with the kernels of the ISA in use (None when this build
+    lacks the probe)."""
+    return _probe("fma_peak_gflops", seconds=seconds)
 
 
 def cache_read_gbps(nbytes: int, seconds: float = 0.1) -> float | None:
     """One core's measured read bandwidth (GB/s) over a buffer of ``nbytes``, read again and again with
     the vector loads of the ISA in use: the cache level weights of that size stream from at batch 1
     (None when this build lacks the probe)."""
-    try:
-        from ..runtime import core
-
-        probe = getattr(core(), "cache_read_gbps", None)
-        return float(probe(int(nbytes), seconds=seconds)) if probe is not None else None
-    except Exception:  # noqa: BLE001 - a probe that fails means "n/a", not a failed benchmark
-        return None
+    return _probe("cache_read_gbps", int(nbytes), seconds=seconds)
 
 
 def blas_kernel(blas: str) -> str:

@@ -17,6 +17,24 @@ namespace py = pybind11;
 void register_model(py::module_& m);   // model.cc
 void register_stream(py::module_& m);  // stream.cc
 
+namespace {
+// Best rate of a benchmark probe: `round(reps)` does reps units of work and returns how many it did;
+// rounds shorter than min_dt seconds double reps and do not count; timed for `seconds` in all.
+template <typename F>
+double best_rate(double seconds, double min_dt, long reps, F round) {
+  double best = 0, spent = 0;
+  while (spent < seconds) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const double done = round(reps);
+    const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    spent += dt;
+    if (dt < min_dt) { reps *= 2; continue; }
+    best = std::max(best, done / dt);
+  }
+  return best;
+}
+}  // namespace
+
 PYBIND11_MODULE(_core, m) {
   m.doc() = "fastrnn compiled core (use the fastrnn package, not this module)";
   py::module_ errors = py::module_::import("fastrnn.errors");
@@ -64,17 +82,7 @@ PYBIND11_MODULE(_core, m) {
     // One core's fp32 FMA rate with the kernels in use: best of short timed rounds of the probe.
     py::gil_scoped_release nogil;
     const auto& k = fastrnn::cpu::kernels();
-    double best = 0, spent = 0;
-    long iters = 1 << 16;
-    while (spent < seconds) {
-      const auto t0 = std::chrono::steady_clock::now();
-      const double flops = k.fma_probe(iters);
-      const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      spent += dt;
-      if (dt < 2e-3) { iters *= 2; continue; }
-      best = std::max(best, flops / dt * 1e-9);
-    }
-    return best;
+    return best_rate(seconds, 2e-3, 1 << 16, [&](long iters) { return k.fma_probe(iters); }) * 1e-9;
   }, py::arg("seconds") = 0.2, "Measured fp32 FMA GFLOP/s of one core with the kernels in use (benchmarks)");
   m.def("cache_read_gbps", [](long bytes, double seconds) {
     // One core's read bandwidth over a buffer of `bytes` (rounded up to 8 vectors), read again and
@@ -91,18 +99,12 @@ PYBIND11_MODULE(_core, m) {
     fastrnn::Buffer buf(static_cast<std::size_t>(n));
     for (long i = 0; i < n; ++i) buf[i] = 1e-3f * static_cast<float>(i % 7);
     volatile float sink = k.read_probe(buf.data(), n, 1);  // warm: the buffer in whatever cache holds it
-    double best = 0, spent = 0;
-    long reps = 1;
-    while (spent < seconds) {
-      const auto t0 = std::chrono::steady_clock::now();
+    const double rate = best_rate(seconds, 1e-3, 1, [&](long reps) {
       sink = k.read_probe(buf.data(), n, reps);
-      const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      spent += dt;
-      if (dt < 1e-3) { reps *= 2; continue; }
-      best = std::max(best, 4.0 * static_cast<double>(n) * static_cast<double>(reps) / dt * 1e-9);
-    }
+      return 4.0 * static_cast<double>(n) * static_cast<double>(reps);
+    });
     (void)sink;
-    return best;
+    return rate * 1e-9;
   }, py::arg("bytes"), py::arg("seconds") = 0.1,
         "Measured read bandwidth (GB/s) of one core over a buffer of `bytes` (benchmarks: the batch-1 roofline)");
   m.def("num_threads", [] { return fastrnn::ThreadPool::global().num_threads(); });
