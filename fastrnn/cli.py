@@ -390,6 +390,7 @@ examples:
   fastrnn bench 'lstm_*_b1' --engines fastrnn,torch,onnxruntime --threads 2
   fastrnn bench 'rtneural_*' dtln_step --threads 1      # named streaming workloads, one step per call
   fastrnn bench --quick --threads 1 --isolate-engines   # each engine in its own fresh process
+  fastrnn bench --isolate-engines --sweeps 2            # twice, best sweep per case and engine
   fastrnn bench --json out.json --plot out.png
   fastrnn bench --plot out.png --from-json t1.json t2.json    # plot earlier results, no timing
   fastrnn bench --list
@@ -421,6 +422,8 @@ def _bench(args: argparse.Namespace) -> int:
 
     if args.threads is not None and args.threads < 1:
         raise _UsageError("--threads must be >= 1")
+    if args.sweeps > 1 and (args.cold or args.stream or args.from_json or args.list):
+        raise _UsageError("--sweeps repeats the table's runs: not with --cold, --stream, --from-json or --list")
     try:
         if args.list:
             for name in B.DEFAULT_RUN + [c.name for c in B.LEGACY]:
@@ -473,9 +476,10 @@ def _bench(args: argparse.Namespace) -> int:
                 import matplotlib  # noqa: F401
             except ImportError:
                 raise _UsageError("--plot needs matplotlib: pip install 'fastrnn[plot]'") from None
-        if args.threads is None or args.isolate_engines:
+        if args.threads is None or args.isolate_engines or args.sweeps > 1:
             runs = B.run_in_subprocesses(cases, thread_counts=[args.threads] if args.threads else None,
-                                         min_time=args.min_time, engines=engines, isolate=args.isolate_engines)
+                                         min_time=args.min_time, engines=engines, isolate=args.isolate_engines,
+                                         sweeps=args.sweeps)
             if args.threads is None:
                 for r in runs:
                     print(B.summary_line(r))
@@ -493,7 +497,7 @@ def _bench(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------------- main
 def _positive_int(text: str) -> int:
-    """--threads, --steps, --repeat: a positive int (fastrnn.set_num_threads checks the threads' upper bound)."""
+    """--threads, --steps, --repeat, --sweeps: a positive int (fastrnn.set_num_threads checks the threads' upper bound)."""
     try:
         n = int(text)
     except ValueError:
@@ -601,6 +605,10 @@ def _parser() -> argparse.ArgumentParser:
                    "a few named workloads (with CASE globs: their quick matches)")
     b.add_argument("--isolate-engines", action="store_true", help="run each engine in its own fresh process "
                    "(steadier: no other engine's threads or memory around), results merged into one table")
+    b.add_argument("--sweeps", type=_positive_int, default=1, metavar="N",
+                   help="run the whole benchmark N times, each in fresh processes (with --isolate-engines, the "
+                   "engines' order rotated), and report per case and engine the sweep with the lowest median "
+                   "(steadier tables on a shared machine; every engine alike)")
     b.add_argument("--min-time", type=float, default=0.4, metavar="S",
                    help="about this many seconds of timed calls per engine per case (at least 3 calls)")
     b.add_argument("--json", default=None, metavar="FILE", help="write everything (machine, versions, samples, "

@@ -526,6 +526,52 @@ def test_merge_reports_an_engine_whose_process_failed():
         B.merge_engine_runs({"fastrnn": "boom"}, ["smoke"])
 
 
+def test_best_of_sweeps_takes_each_engines_lowest_median():
+    require("torch")
+    import copy
+
+    lines = []
+    one = B.run(["rtneural_lstm_8"], threads=1, min_time=0.01, engines="fastrnn,torch", out=lines.append)
+    a, b = copy.deepcopy(one), copy.deepcopy(one)
+    (ca,), (cb,) = a["cases"], b["cases"]
+    ca["engines"]["fastrnn"]["median_ms"], cb["engines"]["fastrnn"]["median_ms"] = 1.0, 0.5
+    ca["engines"]["torch"]["median_ms"] = 0.3
+    cb["engines"]["torch"] = {"status": "failed", "error": "boom"}  # a sweep where torch failed
+    ca["weight_read"] = dict(ca["weight_read"], gbps=1.0)
+    cb["weight_read"] = dict(cb["weight_read"], gbps=2.0)
+    best = B.best_of_sweeps([a, b])
+    (c,) = best["cases"]
+    f, t = c["engines"]["fastrnn"], c["engines"]["torch"]
+    assert (f["median_ms"], f["sweep"], f["sweep_medians_ms"]) == (0.5, 2, [1.0, 0.5])
+    assert (t["status"], t["median_ms"], t["sweep"], t["sweep_medians_ms"]) == ("ok", 0.3, 1, [0.3, None])
+    assert t["ratio_vs_fastrnn"] == pytest.approx(0.3 / 0.5) and c["fastest_framework"] == "torch"
+    assert c["fastrnn_vs_fastest"] == pytest.approx(0.6) and c["target"]["met"] is False
+    assert c["weight_read"]["gbps"] == 2.0  # from the sweep fastrnn's time comes from
+    assert best["meta"]["sweeps"] == 2 and any("best of 2 sweeps" in n for n in best["meta"]["notes"])
+    assert best["summary"]["missed"] == ["rtneural_lstm_8"]
+    assert B.best_of_sweeps([a]) is a
+    b["cases"][0]["case"] = "other"
+    with pytest.raises(RuntimeError, match="different cases"):
+        B.best_of_sweeps([a, b])
+    with pytest.raises(ValueError, match="at least 1"):
+        B.run_in_subprocesses(["smoke"], sweeps=0)
+
+
+def test_sweeps_on_the_command_line(tmp_path):
+    out = tmp_path / "sw.json"
+    r = cli("bench", "smoke", "--threads", "1", "--engines", "fastrnn", "--sweeps", "2", "--json", out,
+            "--min-time", "0.01")
+    assert r.returncode == 0, r.stderr
+    (run,) = json.loads(out.read_text())["runs"]
+    assert run["meta"]["sweeps"] == 2 and run["meta"]["threads"] == 1
+    f = run["cases"][0]["engines"]["fastrnn"]
+    assert f["sweep"] in (1, 2) and len(f["sweep_medians_ms"]) == 2 and f["median_ms"] == min(f["sweep_medians_ms"])
+    assert "[sweeps] threads=1: sweep 2/2" in r.stderr and "best of 2 sweeps" in r.stdout
+    for bad in (["--sweeps", "0"], ["--sweeps", "2", "--stream"], ["--sweeps", "2", "--from-json", str(out)]):
+        r = cli("bench", *bad)
+        assert r.returncode == 2 and "sweeps" in r.stderr, bad
+
+
 def test_run_notes_and_header_in_process():
     import fastrnn
 

@@ -33,7 +33,7 @@ from .machine import cache_read_gbps, fma_peak_per_core, machine_info, numpy_bla
 from .models import Context, Stepper, build_torch, random_model, torch_cells
 from .report import (JSON_FORMAT, case_notes, fmt_flops, header_lines, load_runs, plot, print_run, roofline_note,
                      summary_line, table_header, table_row, to_json)
-from .runner import bench_case, build_checked, merge_engine_runs, run, run_in_subprocesses
+from .runner import best_of_sweeps, bench_case, build_checked, merge_engine_runs, run, run_in_subprocesses
 from .stream import run_stream
 from .targets import evaluate_target, summarize_case, summary
 from .timing import MAX_RUNS, MIN_RUNS, PAUSE, ROUNDS, TOLERANCE, Progress, check_engine, check_stepper
@@ -41,7 +41,8 @@ from .timing import MAX_RUNS, MIN_RUNS, PAUSE, ROUNDS, TOLERANCE, Progress, chec
 __all__ = [
     "CASES", "CHECK_STEPS", "DEFAULT_RUN", "ENGINES", "FACTORIES", "FRAMEWORKS", "GATES", "GRID", "JSON_FORMAT",
     "LEGACY", "MAX_RUNS", "MIN_RUNS", "PAUSE", "QUICK", "ROUNDS", "RUN_NOTES", "STEP_FACTORIES", "TOLERANCE",
-    "WORKLOADS", "Case", "Context", "Progress", "Stepper", "bench_case", "build_checked", "build_torch",
+    "WORKLOADS", "Case", "Context", "Progress", "Stepper", "bench_case", "best_of_sweeps", "build_checked",
+    "build_torch",
     "cache_read_gbps", "case_notes", "check_engine", "check_stepper", "evaluate_target", "flops", "fma_peak_per_core", "fmt_flops",
     "forecast_loop_fastrnn",
     "header_lines", "keras_from_torch", "keras_step_from_torch", "load_runs", "machine_info", "make_input",
