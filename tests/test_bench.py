@@ -501,6 +501,9 @@ def test_isolate_engines_runs_each_engine_in_its_own_process(tmp_path):
     assert meta["isolated_engines"] is True and meta["engines"] == ["fastrnn", "torch"] and meta["threads"] == 1
     pids = {e: m["pid"] for e, m in meta["engine_meta"].items()}
     assert set(pids) == {"fastrnn", "torch"} and len(set(pids.values())) == 2  # two fresh processes
+    if "OMP_WAIT_POLICY" not in os.environ:  # torch's reference workers sleep in the other engines' processes
+        assert meta["engine_meta"]["fastrnn"]["omp_wait_policy"] == "PASSIVE"
+        assert meta["engine_meta"]["torch"]["omp_wait_policy"] is None
     assert [c["case"] for c in run["cases"]] == ["smoke_step", "smoke", "rtneural_lstm_8"]
     assert run["cases"][2]["weight_read"]["bytes_per_step"] == 4 * 4 * 8 * (8 + 8)  # from fastrnn's process
     assert "ceiling" in run["cases"][2]["target"]

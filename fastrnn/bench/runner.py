@@ -133,7 +133,7 @@ def run(case_names: Sequence[str] | None = None, threads: int | None = None, min
     notes += list(dict.fromkeys(RUN_NOTES[n] for n in names if n in RUN_NOTES))
     meta = machine_info(threads, engine_names)
     meta.update(engines=engine_names, requested_engines=wanted, notes=notes, min_time=min_time, tolerance=TOLERANCE,
-                argv=sys.argv[1:], pid=os.getpid())
+                argv=sys.argv[1:], pid=os.getpid(), omp_wait_policy=os.environ.get("OMP_WAIT_POLICY"))
     for line in header_lines(meta):
         out(line)
     out(table_header(engine_names))
@@ -163,6 +163,15 @@ def _child_run(names: Sequence[str], threads: int, engines: Sequence[str], min_t
     cmd = [sys.executable, "-m", "fastrnn.cli", "bench", *names, "--threads", str(threads), "--engines",
            ",".join(engines), "--json", path, "--min-time", str(min_time)]
     env = child_env(OPENBLAS_NUM_THREADS=str(threads), FASTRNN_BENCH_CHILD="1")
+    if len(engines) == 1 and engines[0] != "torch" and "OMP_WAIT_POLICY" not in env:
+        # An isolated child still runs PyTorch for the reference each engine is checked against; its
+        # OpenMP workers (GNU libgomp) then kept polling a core into the timed calls of the engine
+        # under test, past the PAUSE between them.  Zen 4, 2 threads, `bench_case` lstm_32x128_b1
+        # then bilstm_h128_b1 (fastrnn's two directions side by side), five processes each:
+        # bilstm 0.44-0.62 ms in four of five, 0.35-0.40 ms in all five with the workers sleeping at
+        # once (OMP_WAIT_POLICY=PASSIVE).  Only where torch is not the engine timed (its own
+        # workers' polling is part of its speed), and only where the user left the variable unset.
+        env["OMP_WAIT_POLICY"] = "PASSIVE"
     sys.stdout.flush()
     r = subprocess.run(cmd, env=env, stdout=subprocess.PIPE if capture else None, text=True)
     if r.returncode != 0 or not os.path.exists(path):
@@ -186,7 +195,8 @@ def merge_engine_runs(parts: dict[str, Any], names: Sequence[str]) -> dict[str, 
     notes = list(dict.fromkeys(n for r in ok.values() for n in r["meta"].get("notes", [])))
     meta["notes"] = notes + ["each engine ran in its own fresh process (engines not interleaved)"]
     meta["versions"] = {k: v for r in ok.values() for k, v in r["meta"]["versions"].items()}
-    meta["engine_meta"] = {e: {k: r["meta"].get(k) for k in ("pid", "fma_peak_gflops_per_core", "elapsed_s", "date")}
+    meta["engine_meta"] = {e: {k: r["meta"].get(k) for k in ("pid", "fma_peak_gflops_per_core", "elapsed_s", "date",
+                                                                  "omp_wait_policy")}
                            for e, r in ok.items()}
     meta.pop("pid", None)
     by_name = {e: {c["case"]: c for c in r["cases"]} for e, r in ok.items()}
