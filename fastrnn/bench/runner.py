@@ -164,9 +164,10 @@ def _child_run(names: Sequence[str], threads: int, engines: Sequence[str], min_t
            ",".join(engines), "--json", path, "--min-time", str(min_time)]
     env = child_env(OPENBLAS_NUM_THREADS=str(threads), FASTRNN_BENCH_CHILD="1")
     if len(engines) == 1 and engines[0] != "torch" and "OMP_WAIT_POLICY" not in env:
-        # An isolated child still runs PyTorch for the reference each engine is checked against; its
-        # OpenMP workers (GNU libgomp) then kept polling a core into the timed calls of the engine
-        # under test, past the PAUSE between them.  Zen 4, 2 threads, `bench_case` lstm_32x128_b1
+        # A child that times one engine other than torch (--isolate-engines, or --engines naming one)
+        # still runs PyTorch for the reference the engine is checked against; its OpenMP workers
+        # (GNU libgomp) then kept polling a core into the timed calls of the engine under test, past
+        # the PAUSE between them.  Zen 4, 2 threads, `bench_case` lstm_32x128_b1
         # then bilstm_h128_b1 (fastrnn's two directions side by side), five processes each:
         # bilstm 0.44-0.62 ms in four of five, 0.35-0.40 ms in all five with the workers sleeping at
         # once (OMP_WAIT_POLICY=PASSIVE).  Only where torch is not the engine timed (its own
