@@ -291,15 +291,10 @@ def run_in_subprocesses(case_names: Sequence[str] | None = None, thread_counts: 
                 r["meta"]["requested_engines"] = wanted
                 r["meta"]["notes"] = [f"{e} skipped: {', '.join(missing_modules(e))} not installed"
                                       for e in wanted if e not in installed] + r["meta"]["notes"]
-                if sweeps == 1:
-                    print_run(r, out)
-                    out("")
                 done.append(r)
-            if sweeps > 1:
-                best = best_of_sweeps(done)
+            best = best_of_sweeps(done)  # one sweep: that run
+            if isolate or sweeps > 1:  # (a single child printed its own report)
                 print_run(best, out)
                 out("")
-                runs.append(best)
-            else:
-                runs.append(done[0])
+            runs.append(best)
     return runs
