@@ -454,43 +454,41 @@ FI void fma_tile(vf (&acc)[R][P][V], const float* x, long ldx, const float* w, l
 // same bits as the fused step's sums, which start from the projection, so a step in the separate
 // form matches a thread team's fused one); otherwise g = init + sum (init: kPanel floats per
 // panel, zero padded; g is not read).
-// A panel with a ragged end (n_last < kPanel valid outputs): loads and stores cut at n_last.
+// FULL (every panel but a ragged last one): whole-vector loads and stores, no tail tests around the
+// k loop, whose start and end were ~45% of a tile's samples at K = 8 with them (Zen 4, `run.sh
+// gemmshape`, GFLOP/s: 100 x 256 x 8 53 -> 58, 100 x 512 x 32 90 -> 93, K >= 128 within noise).
+// Otherwise the last panel's loads and stores are cut at n_last (init is zero padded: read whole).
+template <int R, int NP, bool FULL>
+FI void panel_block_impl(long K, const float* h, long ldh, const float* wp, long panel_stride, float* g, long ldg,
+                         long n_last, const float* init) {
+  vf acc[R][NP][PV];
+  const float* src = init ? init : g;  // init: the same for every row
+  const long lds = init ? 0 : ldg;
+  auto tail = [&](int q, long v) { return (q == NP - 1 ? n_last : kPanel) - v * W; };  // valid floats from vector v
+  for (int r = 0; r < R; ++r)
+    for (int q = 0; q < NP; ++q)
+      for (long v = 0; v < PV; ++v) {
+        const float* p = src + r * lds + q * kPanel + v * W;
+        acc[r][q][v] = FULL || init ? load(p) : load_part(p, tail(q, v));
+      }
+  fma_tile<R, NP, PV, kGemmWHeld && NP == 1>(acc, h, ldh, wp, panel_stride, kPanel, K);
+  for (int r = 0; r < R; ++r)
+    for (int q = 0; q < NP; ++q)
+      for (long v = 0; v < PV; ++v) {
+        float* p = g + r * ldg + q * kPanel + v * W;
+        if (FULL) store(p, acc[r][q][v]); else store_part(p, acc[r][q][v], tail(q, v));
+      }
+}
 template <int R, int NP>
 __attribute__((noinline)) void panel_block_ragged(long K, const float* h, long ldh, const float* wp, long panel_stride,
                                                   float* g, long ldg, long n_last, const float* init) {
-  vf acc[R][NP][PV];
-  for (int r = 0; r < R; ++r)
-    for (int q = 0; q < NP; ++q) {
-      const float* gr = g + r * ldg + q * kPanel;
-      const long n = q == NP - 1 ? n_last : kPanel;
-      for (long v = 0; v < PV; ++v) acc[r][q][v] = init ? load(init + q * kPanel + v * W) : load_part(gr + v * W, n - v * W);
-    }
-  fma_tile<R, NP, PV, kGemmWHeld && NP == 1>(acc, h, ldh, wp, panel_stride, kPanel, K);
-  for (int r = 0; r < R; ++r)
-    for (int q = 0; q < NP; ++q) {
-      float* gr = g + r * ldg + q * kPanel;
-      const long n = q == NP - 1 ? n_last : kPanel;
-      for (long v = 0; v < PV; ++v) store_part(gr + v * W, acc[r][q][v], n - v * W);
-    }
+  panel_block_impl<R, NP, false>(K, h, ldh, wp, panel_stride, g, ldg, n_last, init);
 }
-// Full panels (all but a ragged last one) load and store whole vectors, the start (init, the same
-// for every row, or g) as one pointer and row stride: no tail tests around the k loop, whose start
-// and end were ~45% of a tile's samples at K = 8 (Zen 4, `run.sh gemmshape`, GFLOP/s: 100 x 256 x 8
-// 53 -> 58, 100 x 512 x 32 90 -> 93, K >= 128 within noise).
 template <int R, int NP>
 FI void panel_block(long K, const float* h, long ldh, const float* wp, long panel_stride, float* g, long ldg,
                     long n_last, const float* init) {
   if (n_last != kPanel) return panel_block_ragged<R, NP>(K, h, ldh, wp, panel_stride, g, ldg, n_last, init);
-  vf acc[R][NP][PV];
-  const float* src = init ? init : g;
-  const long lds = init ? 0 : ldg;
-  for (int r = 0; r < R; ++r)
-    for (int q = 0; q < NP; ++q)
-      for (long v = 0; v < PV; ++v) acc[r][q][v] = load(src + r * lds + q * kPanel + v * W);
-  fma_tile<R, NP, PV, kGemmWHeld && NP == 1>(acc, h, ldh, wp, panel_stride, kPanel, K);
-  for (int r = 0; r < R; ++r)
-    for (int q = 0; q < NP; ++q)
-      for (long v = 0; v < PV; ++v) store(g + r * ldg + q * kPanel + v * W, acc[r][q][v]);
+  panel_block_impl<R, NP, true>(K, h, ldh, wp, panel_stride, g, ldg, n_last, init);
 }
 
 using TileFn = void (*)(long K, const float* h, long ldh, const float* wp, long panel_stride, float* g, long ldg,
